@@ -1,0 +1,13 @@
+"""recbook — the companion package of the recbook course.
+
+Each module holds one idea and names the notebook that teaches it:
+
+- :mod:`recbook.device`     environment report, device, seeds, profiles (00_setup)
+- :mod:`recbook.losses`     binary cross-entropy and distillation loss (01_cross_entropy)
+- :mod:`recbook.metrics`    AUC and top-k ranking metrics, sampled / full ranking (01, 03)
+- :mod:`recbook.data`       datasets, splits, negatives, text pairs, tokenization (02_data)
+- :mod:`recbook.exercises`  self-checks for the notebooks' exercises
+- :mod:`recbook.course`     records what a notebook measured, for the course summary
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,59 @@
+"""Datasets, splits, negatives and text pairs — one data model for every source.
+
+Taught in notebook ``02_data``. See :mod:`recbook.data.schema` for the data model.
+"""
+
+from .folder import load_folder, read_csv_checked
+from .movielens import (
+    ML100K_MD5,
+    ML100K_URL,
+    default_cache_dir,
+    fetch_zip,
+    find_movielens_100k,
+    load_movielens_100k,
+    md5_of,
+    read_movielens_100k_folder,
+)
+from .schema import (
+    ChecksumError,
+    DataError,
+    DataFileNotFoundError,
+    DownloadError,
+    RecDataset,
+    build_item_text,
+    validate,
+)
+from .splits import Split, leave_last_out, make_training_pairs, random_split, sample_negatives
+from .synthetic import make_synthetic
+from .text import (
+    LengthBucketBatchSampler,
+    PairCollator,
+    build_text_pairs,
+    padding_fraction,
+    to_hf_dataset,
+    tokenize_pairs,
+)
+
+
+def load_dataset(source: str = "synthetic", **kwargs) -> RecDataset:
+    """One entry point: ``"synthetic"``, ``"movielens-100k"`` or a folder path in the :func:`load_folder` format."""
+    if source == "synthetic":
+        return make_synthetic(**kwargs)
+    if source in ("movielens-100k", "ml-100k", "movielens"):
+        return load_movielens_100k(**kwargs)
+    import os
+
+    if os.path.isdir(source):
+        return load_folder(source, **kwargs)
+    raise DataFileNotFoundError(
+        f"unknown data source {source!r}: use 'synthetic', 'movielens-100k', or a folder holding interactions.csv and items.csv"
+    )
+
+
+__all__ = [
+    "ChecksumError", "DataError", "DataFileNotFoundError", "DownloadError", "LengthBucketBatchSampler",
+    "ML100K_MD5", "ML100K_URL", "PairCollator", "RecDataset", "Split", "build_item_text", "build_text_pairs",
+    "default_cache_dir", "fetch_zip", "find_movielens_100k", "leave_last_out", "load_dataset", "load_folder",
+    "load_movielens_100k", "make_synthetic", "make_training_pairs", "md5_of", "padding_fraction", "random_split",
+    "read_csv_checked", "read_movielens_100k_folder", "sample_negatives", "to_hf_dataset", "tokenize_pairs", "validate",
+]  # fmt: skip

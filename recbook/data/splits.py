@@ -1,0 +1,170 @@
+"""Train/validation/test splits and negative sampling.
+
+Taught in notebook ``02_data``; the protocol built on them in ``03_baselines``.
+
+- :func:`leave_last_out` — temporal: per user, the last interaction is the test item,
+  the second-to-last the validation item, everything earlier is training. Models
+  never see the future of a user.
+- :func:`random_split` — per user, a seeded random fraction of interactions per part.
+- :func:`sample_negatives` — items a user never interacted with (in the *whole*
+  dataset), uniformly or proportionally to popularity.
+- :func:`make_training_pairs` — positives (label 1) plus sampled negatives (label 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .schema import DataError
+
+
+@dataclass
+class Split:
+    """Three interaction tables with the same columns."""
+
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "valid": len(self.valid), "test": len(self.test)}
+
+
+def _sorted_by_time(interactions: pd.DataFrame) -> pd.DataFrame:
+    missing = {"user_id", "item_id", "timestamp"} - set(interactions.columns)
+    if missing:
+        raise DataError(f"interactions lack column(s) {sorted(missing)}; pass RecDataset.interactions")
+    # a stable sort keeps the file order for equal timestamps, so the split is reproducible
+    return interactions.sort_values(["user_id", "timestamp"], kind="stable")
+
+
+def leave_last_out(interactions: pd.DataFrame, min_interactions: int = 3, drop_short_users: bool = False) -> Split:
+    """Temporal leave-last-out: test = each user's last interaction, valid = second-to-last.
+
+    Every user needs at least ``min_interactions`` (≥ 3: one to train on, one to
+    validate, one to test). Users below it raise :class:`DataError` unless
+    ``drop_short_users=True``, which removes them.
+    """
+    if min_interactions < 3:
+        raise ValueError(f"min_interactions must be at least 3 (train, valid, test), got {min_interactions}")
+    df = _sorted_by_time(interactions)
+    counts = df.groupby("user_id").size()
+    short = counts[counts < min_interactions]
+    if len(short):
+        if not drop_short_users:
+            raise DataError(
+                f"{len(short)} user(s) have fewer than {min_interactions} interactions (e.g. user_id "
+                f"{short.index[0]} has {short.iloc[0]}); leave-last-out needs {min_interactions}. Pass "
+                "drop_short_users=True to remove them, or use random_split."
+            )
+        df = df[~df["user_id"].isin(short.index)]
+    pos_from_end = df.groupby("user_id").cumcount(ascending=False)
+    test = df[pos_from_end == 0].reset_index(drop=True)
+    valid = df[pos_from_end == 1].reset_index(drop=True)
+    train = df[pos_from_end >= 2].reset_index(drop=True)
+    return Split(train, valid, test)
+
+
+def random_split(interactions: pd.DataFrame, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0) -> Split:
+    """Per-user random split with the given (train, valid, test) ratios, seeded.
+
+    Each user keeps at least one training interaction; parts are rounded per user, so
+    users with few interactions may have no validation/test rows.
+    """
+    ratios = tuple(float(r) for r in ratios)
+    if len(ratios) != 3 or any(r < 0 for r in ratios) or not np.isclose(sum(ratios), 1.0):
+        raise ValueError(f"ratios must be three non-negative numbers summing to 1, got {ratios}")
+    df = _sorted_by_time(interactions)
+    rng = np.random.default_rng(seed)
+    shuffled = df.iloc[rng.permutation(len(df))].sort_values("user_id", kind="stable")
+    rank = shuffled.groupby("user_id").cumcount().to_numpy()
+    n = shuffled.groupby("user_id")["user_id"].transform("size").to_numpy()
+    n_test = np.floor(n * ratios[2] + 0.5).astype(int)
+    n_valid = np.floor(n * ratios[1] + 0.5).astype(int)
+    n_test = np.minimum(n_test, n - 1)
+    n_valid = np.minimum(n_valid, n - 1 - n_test)
+    part = np.where(rank < n_test, 2, np.where(rank < n_test + n_valid, 1, 0))
+    out = [shuffled[part == p].sort_values(["user_id", "timestamp"], kind="stable").reset_index(drop=True) for p in (0, 1, 2)]
+    return Split(*out)
+
+
+def sample_negatives(
+    users,
+    positives: pd.DataFrame,
+    all_items,
+    n: int,
+    strategy: str = "uniform",
+    seed: int = 0,
+) -> np.ndarray:
+    """``n`` distinct negative item ids for each entry of ``users`` → array ``(len(users), n)``.
+
+    ``positives`` are the interactions that must never be sampled (pass the *whole*
+    dataset's interactions, not only the training split, or the held-out items could
+    come back as "negatives"). ``strategy`` is ``"uniform"`` over the other items or
+    ``"popularity"`` (∝ interaction count + 1, harder negatives).
+    """
+    if strategy not in ("uniform", "popularity"):
+        raise ValueError(f"strategy must be 'uniform' or 'popularity', got {strategy!r}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    users = np.asarray(users)
+    all_items = np.asarray(all_items)
+    index = pd.Series(np.arange(len(all_items)), index=all_items)
+    known = positives["item_id"].isin(index.index)
+    pos_cols = positives.loc[known].assign(col=index.reindex(positives.loc[known, "item_id"]).to_numpy())
+    by_user = pos_cols.groupby("user_id")["col"].agg(lambda s: np.unique(s.to_numpy()))
+    if strategy == "popularity":
+        weights = np.bincount(pos_cols["col"].to_numpy(), minlength=len(all_items)).astype(float) + 1.0
+    else:
+        weights = np.ones(len(all_items))
+
+    rng = np.random.default_rng(seed)
+    log_p = np.log(weights / weights.sum())
+    out = np.empty((len(users), n), dtype=all_items.dtype)
+    order = np.argsort(users, kind="stable")
+    unique_users, first = np.unique(users[order], return_index=True)
+    for user, rows in zip(unique_users, np.split(order, first[1:])):
+        excluded = by_user.get(user, np.empty(0, dtype=int))
+        available = len(all_items) - len(excluded)
+        if available < n:
+            raise DataError(
+                f"user_id {user} has interacted with {len(excluded)} of {len(all_items)} items, leaving {available} "
+                f"negatives; cannot sample {n}. Lower n or drop this user."
+            )
+        # Gumbel-top-k: the n largest of log p + Gumbel noise are a draw without replacement ∝ p.
+        # Drawn in chunks of rows so a large catalogue never needs a huge key matrix.
+        for chunk in np.array_split(rows, max(1, len(rows) * len(all_items) // 4_000_000)):
+            keys = log_p + rng.gumbel(size=(len(chunk), len(all_items)))
+            keys[:, excluded] = -np.inf
+            out[chunk] = all_items[np.argpartition(-keys, n - 1, axis=1)[:, :n]]
+    return out
+
+
+def make_training_pairs(
+    train: pd.DataFrame,
+    all_interactions: pd.DataFrame,
+    all_items,
+    n_negatives: int = 4,
+    strategy: str = "uniform",
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Each training interaction (label 1) followed by ``n_negatives`` sampled items (label 0).
+
+    Negatives inherit the positive's ``user_id`` and ``timestamp`` (so a text pair's
+    history is the same for both), and are never items the user interacted with
+    anywhere in ``all_interactions``. Columns: ``user_id, item_id, label, timestamp``.
+    """
+    pos = train[["user_id", "item_id", "timestamp"]].reset_index(drop=True)
+    neg = sample_negatives(pos["user_id"].to_numpy(), all_interactions, all_items, n_negatives, strategy, seed)
+    pairs = pd.DataFrame(
+        {
+            "user_id": np.repeat(pos["user_id"].to_numpy(), 1 + n_negatives),
+            "item_id": np.column_stack([pos["item_id"].to_numpy(), neg]).ravel(),
+            "label": np.tile(np.r_[1.0, np.zeros(n_negatives)], len(pos)),
+            "timestamp": np.repeat(pos["timestamp"].to_numpy(), 1 + n_negatives),
+        }
+    )
+    return pairs

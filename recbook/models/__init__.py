@@ -1,0 +1,1 @@
+"""Models of the course. So far: loading a pretrained BERT backbone's tokenizer (``backbone``)."""
