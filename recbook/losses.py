@@ -47,21 +47,17 @@ def _as_float_tensors(input, target, names=("input", "target")):
     return input, target
 
 
-def binary_cross_entropy(
-    input: torch.Tensor, target: torch.Tensor, reduction: str = "mean", eps: float = 1e-12
-) -> torch.Tensor:
+def binary_cross_entropy(input: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """BCE from probabilities: ``-[y·log p + (1−y)·log(1−p)]``.
 
-    ``input`` holds probabilities in [0, 1]. Probabilities are clamped to
-    ``[eps, 1 − eps]`` so ``p = 0`` or ``1`` gives a large finite loss instead of ``inf``
-    (PyTorch clamps the log at −100 for the same reason). Prefer
+    ``input`` holds probabilities in [0, 1]. Each log is clamped at −100, as PyTorch
+    does, so ``p = 0`` or ``1`` gives a large finite loss (100) instead of ``inf``. Prefer
     :func:`bce_with_logits` whenever you have logits: it never rounds ``σ(z)`` to 0 or 1.
     """
     p, y = _as_float_tensors(input, target)
     if torch.any((p < 0) | (p > 1)):
         raise ValueError("binary_cross_entropy expects probabilities in [0, 1]; for raw scores use bce_with_logits")
-    p = p.clamp(eps, 1 - eps)
-    loss = -(y * torch.log(p) + (1 - y) * torch.log1p(-p))
+    loss = -(y * torch.log(p).clamp(min=-100) + (1 - y) * torch.log1p(-p).clamp(min=-100))
     return _reduce(loss, reduction)
 
 

@@ -71,7 +71,7 @@ def load_folder(path: str | os.PathLike, name: str | None = None) -> RecDataset:
 
     genres = raw_items["genres"].fillna("").astype(str) if "genres" in raw_items else pd.Series([""] * len(raw_items))
     description = raw_items["description"].fillna("").astype(str) if "description" in raw_items else pd.Series([""] * len(raw_items))
-    extra_cols = [c for c in raw_items.columns if c not in ("item_id", "title", "genres", "description") and raw_items[c].dtype == object]
+    extra_cols = [c for c in raw_items.columns if c not in ("item_id", "title", "genres", "description") and (pd.api.types.is_string_dtype(raw_items[c]) or raw_items[c].dtype == object)]
     texts = [
         build_item_text(t, None, g, d, {c: raw_items[c].iloc[i] for c in extra_cols})
         for i, (t, g, d) in enumerate(zip(raw_items["title"].astype(str), genres, description))
@@ -152,7 +152,7 @@ def _timestamp_column(df: pd.DataFrame, path: Path) -> pd.Series:
     numeric = pd.to_numeric(raw, errors="coerce")
     if numeric.notna().all():
         return numeric.astype("int64")
-    parsed = pd.to_datetime(raw, errors="coerce", utc=True)
+    parsed = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed")
     if parsed.isna().any():
         row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
         raise DataError(

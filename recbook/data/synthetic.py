@@ -79,7 +79,7 @@ def make_synthetic(
     mean_interactions: float = 30.0,
     min_interactions: int = 5,
     taste_strength: float = 3.0,
-    popularity_bias: float = 0.7,
+    popularity_bias: float = 1.0,
     series_fraction: float = 0.3,
     follow_series: float = 0.5,
 ) -> RecDataset:
@@ -99,7 +99,7 @@ def make_synthetic(
     genre_names = list(GENRES)[:n_genres]
 
     items, item_genres, series_next = _make_items(rng, n_items, genre_names, series_fraction)
-    popularity = rng.lognormal(mean=0.0, sigma=1.0, size=n_items)
+    popularity = rng.lognormal(mean=0.0, sigma=1.5, size=n_items)
     items["popularity"] = popularity / popularity.sum()
 
     tastes = rng.dirichlet(np.full(n_genres, 0.3), size=n_users)

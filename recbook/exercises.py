@@ -1,0 +1,188 @@
+"""Self-checks for the notebooks' exercises: ``check("01.bce", my_bce)`` says whether you got it.
+
+Every checker computes the expected answer itself (with recbook or a reference
+library) on fresh random cases, so it cannot be passed by copying a printed number.
+``list_exercises()`` shows every exercise with its task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Exercise:
+    notebook: str
+    task: str
+    checker: Callable[[object], tuple[bool, str]]
+
+
+_REGISTRY: dict[str, Exercise] = {}
+
+
+def _exercise(key: str, notebook: str, task: str):
+    def wrap(fn):
+        _REGISTRY[key] = Exercise(notebook, task, fn)
+        return fn
+
+    return wrap
+
+
+def list_exercises(notebook: str | None = None) -> dict[str, str]:
+    """``{exercise id: task}``, optionally only those of one notebook (e.g. ``"01_cross_entropy"``)."""
+    return {k: e.task for k, e in _REGISTRY.items() if notebook is None or e.notebook == notebook}
+
+
+def check(key: str, answer) -> bool:
+    """Check an answer; print ✅ or ❌ with a hint, and return whether it is right."""
+    if key not in _REGISTRY:
+        raise KeyError(f"unknown exercise {key!r}; known: {sorted(_REGISTRY)}")
+    try:
+        ok, message = _REGISTRY[key].checker(answer)
+    except Exception as exc:  # a learner's function may raise anything: report it, don't crash
+        ok, message = False, f"your answer raised {type(exc).__name__}: {exc}"
+    print(("✅ " if ok else "❌ ") + f"{key}: " + message)
+    return ok
+
+
+def _close(a, b, tol=1e-5) -> bool:
+    return np.allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float), rtol=tol, atol=tol)
+
+
+# ------------------------------------------------------------------ 00_setup
+@_exercise("00.quick_users", "00_setup", "How many synthetic users does the quick profile generate? (an int)")
+def _quick_users(answer):
+    from .device import get_profile
+
+    expected = get_profile("quick").n_users
+    if answer == expected:
+        return True, f"the quick profile uses {expected} users."
+    return False, "read it from recbook.device.get_profile('quick')."
+
+
+@_exercise("00.count_interactions", "00_setup", "How many interactions has make_synthetic(seed=1, n_users=50, n_items=40)? (an int)")
+def _count_interactions(answer):
+    from .data import make_synthetic
+
+    expected = len(make_synthetic(seed=1, n_users=50, n_items=40).interactions)
+    if answer == expected:
+        return True, "right — and it is the same on every machine, because the generator is seeded."
+    return False, "generate it and count the rows of .interactions."
+
+
+@_exercise("00.has_avx2", "00_setup", "Does this machine's CPU support AVX2? (True/False, from the report)")
+def _has_avx2(answer):
+    from .device import cpu_features
+
+    expected = cpu_features()["AVX2"]
+    if isinstance(answer, bool) and answer == expected:
+        return True, f"AVX2 is {'present' if expected else 'absent'} here; int8/bf16 speed-ups depend on such features."
+    return False, "look at 'cpu_features' in the environment report (answer True or False)."
+
+
+# ------------------------------------------------------------ 01_cross_entropy
+def _random_probs(rng, n=64):
+    p = rng.uniform(0.01, 0.99, size=n)
+    y = (rng.random(n) < 0.5).astype(float)
+    return p, y
+
+
+@_exercise("01.bce", "01_cross_entropy", "Write bce(p, y) -> mean BCE from probabilities (NumPy arrays in, float out).")
+def _bce(fn):
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        p, y = _random_probs(rng)
+        expected = F.binary_cross_entropy(torch.tensor(p), torch.tensor(y)).item()
+        got = float(fn(p, y))
+        if not _close(got, expected):
+            return False, f"for a random case you returned {got:.6f}, torch gives {expected:.6f}. Mind the minus sign on BOTH terms."
+    return True, "matches torch.nn.functional.binary_cross_entropy on 5 random cases."
+
+
+@_exercise("01.grad", "01_cross_entropy", "Write grad(z, y) -> dL/dz of the MEAN BCE-with-logits loss (NumPy arrays).")
+def _grad(fn):
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        z = torch.tensor(rng.normal(0, 3, size=32), requires_grad=True)
+        y = torch.tensor((rng.random(32) < 0.5).astype(float))
+        F.binary_cross_entropy_with_logits(z, y).backward()
+        got = np.asarray(fn(z.detach().numpy(), y.numpy()), dtype=float)
+        if got.shape != (32,) or not _close(got, z.grad.numpy()):
+            return False, "compare with autograd: the gradient of the mean is (sigmoid(z) - y) / N."
+    return True, "matches autograd on 5 random cases: dL/dz = (σ(z) − y)/N."
+
+
+@_exercise("01.pos_weight", "01_cross_entropy", "Write weighted_bce(z, y, w) -> mean BCE-with-logits where positives weigh w (stable for |z| = 100).")
+def _pos_weight(fn):
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(3)
+    for w in (1.0, 3.0, 10.0):
+        z = np.concatenate([rng.normal(0, 4, size=30), [100.0, -100.0]])
+        y = np.concatenate([(rng.random(30) < 0.3).astype(float), [0.0, 1.0]])
+        expected = F.binary_cross_entropy_with_logits(torch.tensor(z), torch.tensor(y), pos_weight=torch.tensor(w)).item()
+        got = float(fn(z, y, w))
+        if not np.isfinite(got):
+            return False, f"you returned {got} with logits ±100: use the stable form with log1p(exp(-|z|))."
+        if not _close(got, expected):
+            return False, f"with w={w} you returned {got:.6f}, torch gives {expected:.6f}."
+    return True, "matches torch's pos_weight, and stays finite at ±100."
+
+
+# ------------------------------------------------------------------- 02_data
+def _toy_interactions(seed: int) -> pd.DataFrame:
+    from .data import make_synthetic
+
+    return make_synthetic(seed=seed, n_users=40, n_items=60, mean_interactions=8, min_interactions=2).interactions
+
+
+@_exercise("02.filter_users", "02_data", "Write keep_active(interactions, k) -> the rows of users with at least k interactions.")
+def _filter_users(fn):
+    inter = _toy_interactions(5)
+    for k in (3, 8, 15):
+        counts = inter.groupby("user_id")["user_id"].transform("size")
+        expected = inter[counts >= k]
+        got = fn(inter.copy(), k)
+        if not isinstance(got, pd.DataFrame) or len(got) != len(expected) or set(got["user_id"]) != set(expected["user_id"]):
+            return False, f"with k={k} expected {len(expected)} rows of {expected['user_id'].nunique()} users."
+    return True, "right for k = 3, 8 and 15."
+
+
+@_exercise("02.last_item", "02_data", "Write last_item(interactions) -> {user_id: item_id of that user's most recent interaction}.")
+def _last_item(fn):
+    from .data import leave_last_out
+
+    inter = _toy_interactions(6)
+    expected = dict(zip(*leave_last_out(inter, drop_short_users=True).test[["user_id", "item_id"]].to_numpy().T))
+    got = fn(inter.copy())
+    got = {int(k): int(v) for k, v in dict(got).items() if int(k) in expected}
+    wrong = [u for u in expected if got.get(int(u)) != int(expected[u])]
+    if wrong:
+        return False, f"{len(wrong)} user(s) wrong, e.g. user {wrong[0]}: sort by timestamp within each user, then take the last."
+    return True, "this is exactly the test item of leave_last_out."
+
+
+@_exercise("02.popularity_probs", "02_data", "Write pop_probs(interactions, item_ids) -> sampling probabilities ∝ (count + 1), aligned with item_ids.")
+def _popularity_probs(fn):
+    inter = _toy_interactions(7)
+    item_ids = np.arange(1, 61)
+    counts = inter["item_id"].value_counts().reindex(item_ids, fill_value=0).to_numpy() + 1.0
+    got = np.asarray(fn(inter.copy(), item_ids), dtype=float)
+    if got.shape != item_ids.shape:
+        return False, f"return one probability per item id: shape {item_ids.shape}, got {got.shape}."
+    if not _close(got.sum(), 1.0):
+        return False, "probabilities must sum to 1."
+    if not _close(got, counts / counts.sum()):
+        return False, "count interactions per item (items with none count 0), add 1, divide by the total."
+    return True, "these are the weights sample_negatives(strategy='popularity') uses (before removing a user's positives)."

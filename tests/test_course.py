@@ -1,0 +1,27 @@
+import pytest
+
+from recbook import __version__, course
+
+
+def test_record_prints_and_appends(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "results.jsonl"
+    monkeypatch.setenv("RECBOOK_RESULTS", str(path))
+    assert course.record("auc", 0.81234, "") == 0.81234
+    course.record("time", 12, "s")
+    out = capsys.readouterr().out
+    assert "[recorded] auc = 0.8123" in out and "time = 12 s" in out
+    assert course.read_records(path) == [{"name": "auc", "value": 0.81234, "unit": ""}, {"name": "time", "value": 12, "unit": "s"}]
+
+
+def test_record_without_file_and_errors(tmp_path, monkeypatch):
+    monkeypatch.delenv("RECBOOK_RESULTS", raising=False)
+    course.record("x", 1)
+    assert course.read_records(tmp_path / "none.jsonl") == []
+    with pytest.raises(ValueError, match="finite"):
+        course.record("x", float("nan"))
+    with pytest.raises(ValueError, match="name"):
+        course.record("", 1)
+
+
+def test_version():
+    assert __version__.count(".") == 2

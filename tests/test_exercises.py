@@ -1,0 +1,70 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from recbook import exercises
+from recbook.data import make_synthetic
+from recbook.device import cpu_features, get_profile
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+RIGHT = {
+    "00.quick_users": get_profile("quick").n_users,
+    "00.count_interactions": len(make_synthetic(seed=1, n_users=50, n_items=40).interactions),
+    "00.has_avx2": cpu_features()["AVX2"],
+    "01.bce": lambda p, y: float(np.mean(-(y * np.log(p) + (1 - y) * np.log(1 - p)))),
+    "01.grad": lambda z, y: (sigmoid(z) - y) / len(z),
+    "01.pos_weight": lambda z, y, w: float(
+        np.mean(w * y * np.logaddexp(0, -z) + (1 - y) * np.logaddexp(0, z))
+    ),
+    "02.filter_users": lambda df, k: df[df.groupby("user_id")["user_id"].transform("size") >= k],
+    "02.last_item": lambda df: df.sort_values(["user_id", "timestamp"], kind="stable").groupby("user_id")["item_id"].last().to_dict(),
+    "02.popularity_probs": lambda df, ids: (lambda c: c / c.sum())(df["item_id"].value_counts().reindex(ids, fill_value=0).to_numpy() + 1.0),
+}
+
+WRONG = {
+    "00.quick_users": -1,
+    "00.count_interactions": 0,
+    "00.has_avx2": "yes",
+    "01.bce": lambda p, y: float(np.mean(-y * np.log(p) + (1 - y) * np.log(1 - p))),  # the seed article's sign error
+    "01.grad": lambda z, y: sigmoid(z) - y,  # forgot the mean
+    "01.pos_weight": lambda z, y, w: float(np.mean(-(w * y * np.log(sigmoid(z)) + (1 - y) * np.log(1 - sigmoid(z))))),  # unstable
+    "02.filter_users": lambda df, k: df,
+    "02.last_item": lambda df: df.groupby("user_id")["item_id"].first().to_dict(),
+    "02.popularity_probs": lambda df, ids: np.full(len(ids), 1 / len(ids)),
+}
+
+
+def test_every_exercise_has_a_right_and_a_wrong_answer_here():
+    assert set(exercises.list_exercises()) == set(RIGHT) == set(WRONG)
+    assert len(exercises.list_exercises("01_cross_entropy")) == 3
+
+
+@pytest.mark.parametrize("key", sorted(RIGHT))
+def test_right_answers_pass(key, capsys):
+    assert exercises.check(key, RIGHT[key]) is True
+    assert "✅" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("key", sorted(WRONG))
+def test_wrong_answers_fail_with_a_hint(key, capsys):
+    with np.errstate(all="ignore"):
+        assert exercises.check(key, WRONG[key]) is False
+    out = capsys.readouterr().out
+    assert "❌" in out and len(out) > 20
+
+
+def test_an_answer_that_raises_is_reported_not_crashed(capsys):
+    def broken(p, y):
+        raise NotImplementedError("todo")
+
+    assert exercises.check("01.bce", broken) is False
+    assert "NotImplementedError" in capsys.readouterr().out
+
+
+def test_unknown_exercise():
+    with pytest.raises(KeyError, match="unknown exercise"):
+        exercises.check("99.nope", 1)
