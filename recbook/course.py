@@ -10,8 +10,25 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 
 RESULTS_ENV = "RECBOOK_RESULTS"
+FIGURES_ENV = "RECBOOK_FIGURES"
+
+
+def figure_path(name: str) -> Path:
+    """Where a notebook saves figure ``name``: ``$RECBOOK_FIGURES``, else the repository's
+    ``figures/`` when run from ``notebooks/``, else ``./figures`` (e.g. on Colab)."""
+    if not name or Path(name).name != name:
+        raise ValueError(f"figure name must be a plain file name like '01_loss.png', got {name!r}")
+    if os.environ.get(FIGURES_ENV):
+        folder = Path(os.environ[FIGURES_ENV])
+    elif Path.cwd().name == "notebooks":
+        folder = Path.cwd().parent / "figures"
+    else:
+        folder = Path.cwd() / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
 
 
 def record(name: str, value, unit: str = "") -> object:

@@ -12,7 +12,7 @@ For one example with label ``y ∈ {0, 1}`` and predicted probability ``p``::
 The minus sign applies to *both* terms (the seed article drops it from the second
 term, which rewards confident wrong answers). With ``p = σ(z)`` for a logit ``z``::
 
-    ℓ(z, y) = max(z, 0) − z·y + log(1 + e^{−|z|})      (stable for any z)
+    ℓ(z, y) = max(z, 0) − z·y + log(1 + e^{−|z|})      (finite for any z)
     ∂ℓ/∂z   = σ(z) − y
 """
 
@@ -64,21 +64,26 @@ def binary_cross_entropy(input: torch.Tensor, target: torch.Tensor, reduction: s
 def bce_with_logits(
     input: torch.Tensor, target: torch.Tensor, reduction: str = "mean", pos_weight: torch.Tensor | float | None = None
 ) -> torch.Tensor:
-    """Numerically stable BCE from logits: ``max(z,0) − z·y + log1p(exp(−|z|))``.
+    """Numerically stable BCE from logits: ``y·log(1+e^{−z}) + (1−y)·log(1+e^{z})``.
 
-    Equal to ``binary_cross_entropy(sigmoid(z), y)`` in exact arithmetic, but finite
-    for any logit (no ``exp`` of a large positive number is ever taken). ``pos_weight``
+    Each term is computed with ``logaddexp(0, ·)``; the sum equals
+    ``max(z,0) − z·y + log1p(exp(−|z|))`` and ``binary_cross_entropy(sigmoid(z), y)`` in exact
+    arithmetic, but is finite for any logit (no ``exp`` of a large positive number is ever taken). ``pos_weight``
     multiplies the positive term, as in :func:`torch.nn.functional.binary_cross_entropy_with_logits`.
     """
     z, y = _as_float_tensors(input, target)
-    # log σ(z) = -softplus(-z) and log(1 − σ(z)) = -softplus(z), both written stably.
-    log_sig = -(torch.clamp(-z, min=0) + torch.log1p(torch.exp(-torch.abs(z))))
-    log_one_minus_sig = -(torch.clamp(z, min=0) + torch.log1p(torch.exp(-torch.abs(z))))
+    # −log σ(z) = log(1 + e^{−z}) and −log(1 − σ(z)) = log(1 + e^{z}), each as logaddexp(0, ·),
+    # which never exponentiates a large positive number. (Writing max(z,0) + log1p(exp(−|z|)) is
+    # the same value, but autograd then gets the gradient at exactly z = 0 wrong: the kinks of
+    # max and |·| give 1 − y there instead of ½ − y — and z = 0 is where a zero-initialised model starts.)
+    zero = torch.zeros((), dtype=z.dtype)
+    neg_log_sig = torch.logaddexp(zero, -z)
+    neg_log_one_minus_sig = torch.logaddexp(zero, z)
     if pos_weight is None:
-        loss = -(y * log_sig + (1 - y) * log_one_minus_sig)
+        loss = y * neg_log_sig + (1 - y) * neg_log_one_minus_sig
     else:
         pw = torch.as_tensor(pos_weight, dtype=z.dtype)
-        loss = -(pw * y * log_sig + (1 - y) * log_one_minus_sig)
+        loss = pw * y * neg_log_sig + (1 - y) * neg_log_one_minus_sig
     return _reduce(loss, reduction)
 
 

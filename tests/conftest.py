@@ -3,6 +3,9 @@ from pathlib import Path
 
 import pytest
 
+# Tests never reach the network: the Hub is offline (set before transformers is imported).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 SHARED_ML100K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "movielens" / "ml-100k"
 
 

@@ -25,3 +25,14 @@ def test_record_without_file_and_errors(tmp_path, monkeypatch):
 
 def test_version():
     assert __version__.count(".") == 2
+
+
+def test_figure_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECBOOK_FIGURES", str(tmp_path / "figs"))
+    assert course.figure_path("a.png") == tmp_path / "figs" / "a.png" and (tmp_path / "figs").is_dir()
+    monkeypatch.delenv("RECBOOK_FIGURES")
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    assert course.figure_path("b.png") == tmp_path / "figures" / "b.png"
+    with pytest.raises(ValueError, match="plain file name"):
+        course.figure_path("../x.png")

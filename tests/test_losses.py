@@ -131,3 +131,16 @@ def test_accepts_lists_and_integer_labels():
     out = losses.bce_with_logits([0.0, 1.0], [0, 1])
     expected = F.binary_cross_entropy_with_logits(torch.tensor([0.0, 1.0]), torch.tensor([0.0, 1.0]))
     torch.testing.assert_close(out, expected)
+
+
+def test_gradient_is_exact_at_zero_logits():
+    # a zero-initialised model starts at z = 0, where the max/abs form's autograd gradient is wrong
+    z = torch.zeros(4, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0.0, 1.0, 0.0, 1.0], dtype=torch.float64)
+    losses.bce_with_logits(z, y, reduction="sum").backward()
+    torch.testing.assert_close(z.grad, torch.sigmoid(z.detach()) - y)
+    z2 = torch.zeros(4, dtype=torch.float64, requires_grad=True)
+    losses.bce_with_logits(z2, y, reduction="sum", pos_weight=2.0).backward()
+    z3 = torch.zeros(4, dtype=torch.float64, requires_grad=True)
+    F.binary_cross_entropy_with_logits(z3, y, reduction="sum", pos_weight=torch.tensor(2.0, dtype=torch.float64)).backward()
+    torch.testing.assert_close(z2.grad, z3.grad)
