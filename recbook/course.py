@@ -31,13 +31,12 @@ def figure_path(name: str) -> Path:
     return folder / name
 
 
-def record(name: str, value, unit: str = "") -> object:
-    """Print ``name = value unit`` and, when ``$RECBOOK_RESULTS`` names a file, append it there as JSON.
-
-    Returns ``value`` so a cell can record and use a number in one line.
-    """
+def record(name: str, value, unit: str = "") -> None:
+    """Print ``name = value unit`` and, when ``$RECBOOK_RESULTS`` names a file, append it there as JSON."""
     if not isinstance(name, str) or not name.strip():
         raise ValueError("record() needs a non-empty name")
+    if hasattr(value, "item") and callable(value.item):  # NumPy / PyTorch scalars → Python numbers
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"record({name!r}): value is {value}; a measurement must be a finite number")
     shown = f"{value:.4g}" if isinstance(value, float) else str(value)
@@ -46,7 +45,6 @@ def record(name: str, value, unit: str = "") -> object:
     if path:
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"name": name, "value": value, "unit": unit}, default=str) + "\n")
-    return value
 
 
 def read_records(path: str | os.PathLike) -> list[dict]:

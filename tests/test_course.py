@@ -6,7 +6,7 @@ from recbook import __version__, course
 def test_record_prints_and_appends(tmp_path, monkeypatch, capsys):
     path = tmp_path / "results.jsonl"
     monkeypatch.setenv("RECBOOK_RESULTS", str(path))
-    assert course.record("auc", 0.81234, "") == 0.81234
+    assert course.record("auc", 0.81234, "") is None
     course.record("time", 12, "s")
     out = capsys.readouterr().out
     assert "[recorded] auc = 0.8123" in out and "time = 12 s" in out

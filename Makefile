@@ -1,0 +1,39 @@
+# recbook — the two commands of the README:
+#   make course   create .venv, install recbook with pinned versions, run every notebook (quick profile)
+#   make test     create .venv if needed, run the unit tests and the notebooks under nbval
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+# MovieLens-100k may not be redistributed; use a local copy when one sits next to the repo
+# (../shared/data/movielens/ml-100k), or whatever RECBOOK_MOVIELENS_DIR already points to.
+ML100K := $(firstword $(wildcard ../shared/data/movielens/ml-100k))
+export RECBOOK_MOVIELENS_DIR ?= $(ML100K)
+
+.PHONY: setup course test unit notebooks student clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable ".[dev]"
+	$(BIN)/python -c "import recbook, torch, transformers; print('recbook', recbook.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__)"
+	touch $@
+
+course: setup
+	$(BIN)/python tools/run_course.py
+
+test: setup
+	$(BIN)/python -m pytest --nbval-lax tests notebooks
+
+unit: setup
+	$(BIN)/python -m pytest tests
+
+notebooks: setup
+	$(BIN)/python -m pytest --nbval-lax notebooks
+
+student: setup
+	$(BIN)/python tools/make_student_versions.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
