@@ -129,12 +129,22 @@ def tokenize_pairs(hf_dataset, tokenizer, max_length: int = 128, batch_size: int
         raise ValueError(f"max_length must be at least 8 tokens, got {max_length}")
 
     def encode(batch):
-        enc = tokenizer(batch["history_text"], batch["item_text"], truncation="longest_first", max_length=max_length)
-        enc["length"] = [len(ids) for ids in enc["input_ids"]]
-        return enc
+        return encode_pairs(batch["history_text"], batch["item_text"], tokenizer, max_length)
 
     drop = [c for c in ("history_text", "item_text") if c in hf_dataset.column_names]
     return hf_dataset.map(encode, batched=True, batch_size=batch_size, remove_columns=drop, desc="tokenize" if show_progress else None)
+
+
+def encode_pairs(history_texts, item_texts, tokenizer, max_length: int = 128) -> dict[str, list]:
+    """Tokenize (history, candidate) text pairs in one batched call; adds ``length`` per pair.
+
+    The same encoding as :func:`tokenize_pairs`, without building a ``datasets.Dataset`` —
+    for scoring candidates on the fly.
+    """
+    enc = tokenizer(list(history_texts), list(item_texts), truncation="longest_first", max_length=max_length)
+    out = dict(enc)
+    out["length"] = [len(ids) for ids in enc["input_ids"]]
+    return out
 
 
 class PairCollator:

@@ -1,0 +1,123 @@
+"""The evaluation protocol of the course, stated once and used everywhere.
+
+Taught in notebook ``03_baselines`` (used by every model notebook and the command line).
+
+**Leave-last-out.** Each user's last interaction is the test item, the second-to-last the
+validation item; models see everything before (for the test: training + validation).
+
+- **sampled**: the held-out item is ranked against ``n_negatives`` (99) items the user never
+  interacted with, drawn uniformly and fixed by a seed — cheap, and what many papers report;
+- **full**: the held-out item is ranked against *every* catalogue item the user has not
+  interacted with — the number that predicts production behaviour; 2–10× lower;
+- **cascade**: a cheap retriever keeps its top-N candidates and an expensive model re-ranks only
+  those (see :func:`cascade`).
+
+Metrics: HR@10, NDCG@10, MRR and per-user AUC, tie-averaged (:mod:`recbook.metrics`). Every
+result carries its ``protocol`` string; print it next to the numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .data import RecDataset, Split, leave_last_out, sample_negatives
+from .metrics import evaluate_full, evaluate_sampled
+
+ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass
+class EvalSet:
+    """What one evaluation needs: held-out items, their fixed negatives, and the visible history."""
+
+    stage: str  # "valid" or "test"
+    heldout: pd.DataFrame  # one row per user: user_id, item_id
+    negatives: np.ndarray  # (users, n_negatives) item ids, never the user's positives
+    history: pd.DataFrame  # interactions models may use (and full ranking excludes)
+    all_items: np.ndarray
+
+    @property
+    def description(self) -> str:
+        seen = "train" if self.stage == "valid" else "train + valid"
+        return f"leave-last-out, {self.stage} item of {len(self.heldout)} users, history = {seen}"
+
+
+def make_eval_set(dataset: RecDataset, split: Split | None = None, stage: str = "test", n_negatives: int = 99,
+                  n_users: int | None = None, seed: int = 0) -> EvalSet:
+    """Build the evaluation set for ``stage`` (``"valid"`` or ``"test"``) of a leave-last-out split.
+
+    ``n_users`` evaluates a seeded random subset of users (the quick profile does this for slow
+    models); negatives are drawn against *all* the user's interactions, so they are never
+    held-out items.
+    """
+    if stage not in ("valid", "test"):
+        raise ValueError(f"stage must be 'valid' or 'test', got {stage!r}")
+    split = split or leave_last_out(dataset.interactions, drop_short_users=True)
+    heldout = (split.test if stage == "test" else split.valid)[["user_id", "item_id"]].reset_index(drop=True)
+    history = pd.concat([split.train, split.valid], ignore_index=True) if stage == "test" else split.train
+    if n_users is not None and n_users < len(heldout):
+        rng = np.random.default_rng(seed)
+        heldout = heldout.iloc[np.sort(rng.choice(len(heldout), n_users, replace=False))].reset_index(drop=True)
+    negatives = sample_negatives(heldout["user_id"].to_numpy(), dataset.interactions, dataset.item_ids, n_negatives, seed=seed + 1)
+    return EvalSet(stage, heldout, negatives, history, dataset.item_ids)
+
+
+def evaluate(score_fn: ScoreFn, eval_set: EvalSet, protocol: str = "sampled", k: int = 10, batch_size: int = 256) -> dict[str, object]:
+    """HR@k, NDCG@k, MRR and AUC of ``score_fn`` under ``protocol`` (``"sampled"`` or ``"full"``)."""
+    if protocol == "sampled":
+        result = evaluate_sampled(score_fn, eval_set.heldout, eval_set.negatives, k, batch_size)
+    elif protocol == "full":
+        result = evaluate_full(score_fn, eval_set.heldout, eval_set.history, eval_set.all_items, k, batch_size)
+    else:
+        raise ValueError(f"protocol must be 'sampled' or 'full', got {protocol!r}")
+    result["protocol"] = f"{result['protocol']} ({eval_set.description})"
+    return result
+
+
+def cascade(retriever: ScoreFn, reranker: ScoreFn, top_n: int = 100, exclude: pd.DataFrame | None = None, seed: int = 0) -> ScoreFn:
+    """A two-stage scorer: ``retriever`` picks each user's ``top_n`` candidates, ``reranker`` orders them.
+
+    Candidates outside the top-N keep the retriever's order below every re-ranked one; the
+    reranker is called on ``top_n`` items per user only (that is the point: it may be 1000×
+    more expensive). ``exclude`` (interactions) removes items a user has seen before retrieval,
+    as production retrieval would. Ties at the top-N boundary are broken at random (seeded),
+    so the held-out item's position among the candidates gives it no advantage.
+    """
+    from scipy.stats import rankdata
+
+    if top_n < 1:
+        raise ValueError(f"top_n must be >= 1, got {top_n}")
+    seen = None if exclude is None else exclude.groupby("user_id")["item_id"].agg(set)
+    rng = np.random.default_rng(seed)
+
+    def score(users, items):
+        users, items = np.asarray(users), np.asarray(items)
+        base = np.asarray(retriever(users, items), dtype=float).copy()
+        if seen is not None:
+            for row, u in enumerate(users):
+                s = seen.get(u)
+                if s:
+                    base[row, np.isin(items[row], list(s))] = -np.inf
+        n = min(top_n, items.shape[1])
+        jitter = rng.random(base.shape) * 1e-9 * (np.abs(base[np.isfinite(base)]).max(initial=1.0))
+        top = np.argpartition(-(base + jitter), n - 1, axis=1)[:, :n]
+        reranked = np.asarray(reranker(users, np.take_along_axis(items, top, axis=1)), dtype=float)
+        composite = -rankdata(-base, axis=1, method="average")  # ≤ −1, retriever order, ties kept
+        composite[~np.isfinite(base)] = -np.inf
+        np.put_along_axis(composite, top, rankdata(reranked, axis=1, method="average"), axis=1)  # ≥ 1
+        return composite
+
+    return score
+
+
+def results_table(results: dict[str, dict]) -> pd.DataFrame:
+    """Rows = models, columns = metrics, plus the protocol each row was measured under."""
+    rows = {}
+    for name, res in results.items():
+        rows[name] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.items() if k != "protocol"}
+        rows[name]["protocol"] = res.get("protocol", "")
+    return pd.DataFrame(rows).T

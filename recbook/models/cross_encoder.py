@@ -1,0 +1,134 @@
+"""A BERT cross-encoder: one relevance logit for "user history [SEP] candidate item".
+
+Taught in notebook ``04_finetune_bert``.
+
+Both texts go through BERT *together*, so every history token can attend to every candidate
+token: the most accurate way to score a pair, and the most expensive (one BERT pass per pair).
+That is why it is used to **re-rank** a short list, not to search the whole catalogue.
+
+The model is a pretrained encoder, mean pooling over real tokens, dropout and a linear head
+giving one logit; it is trained with BCE-with-logits on positives and sampled negatives —
+one label per *sequence*. (The seed article trained a sequence classifier with one label per
+*token*, padded to 128: the wrong loss for this task, and slow.)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..losses import bce_with_logits
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Average the token vectors where ``attention_mask`` is 1 (padding excluded)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+class CrossEncoder(torch.nn.Module):
+    """Pretrained encoder + mean pooling + linear head → one logit per (history, candidate) pair."""
+
+    def __init__(self, encoder, dropout: float = 0.1, pooling: str = "mean"):
+        super().__init__()
+        if pooling not in ("mean", "cls"):
+            raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
+        self.encoder = encoder
+        self.pooling = pooling
+        self.dropout = torch.nn.Dropout(dropout)
+        self.head = torch.nn.Linear(encoder.config.hidden_size, 1)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        hidden = self.encoder(**kwargs).last_hidden_state
+        pooled = mean_pool(hidden, attention_mask) if self.pooling == "mean" else hidden[:, 0]
+        return self.head(self.dropout(pooled)).squeeze(-1).float()
+
+    def training_loss(self, batch: dict) -> torch.Tensor:
+        logits = self(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        return bce_with_logits(logits, batch["labels"])
+
+    # ---------------------------------------------------------------- saving
+    def save(self, folder: str | Path, tokenizer=None, extra: dict | None = None) -> Path:
+        """Encoder (``save_pretrained``, safetensors), head, and config into ``folder``."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.encoder.save_pretrained(folder / "encoder", safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(folder / "encoder")
+        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(folder / "head.safetensors"))
+        meta = {"model": "cross-encoder", "pooling": self.pooling, "dropout": self.dropout.p, **(extra or {})}
+        (folder / "recbook_model.json").write_text(json.dumps(meta, indent=1))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "CrossEncoder":
+        from safetensors.torch import load_file
+        from transformers import AutoModel
+
+        folder = Path(folder)
+        meta_path = folder / "recbook_model.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{folder} has no recbook_model.json; pass a folder written by CrossEncoder.save")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("model") != "cross-encoder":
+            raise ValueError(f"{folder} holds a {meta.get('model')!r} model, not a cross-encoder")
+        model = cls(AutoModel.from_pretrained(folder / "encoder"), dropout=meta["dropout"], pooling=meta["pooling"])
+        model.head.load_state_dict(load_file(str(folder / "head.safetensors")))
+        return model
+
+
+@torch.no_grad()
+def predict_pairs(model: CrossEncoder, encoded, collator, batch_size: int = 128, device: str = "cpu", amp_dtype=None) -> np.ndarray:
+    """Logits for tokenized pairs (:func:`recbook.data.encode_pairs` or ``tokenize_pairs``), batched by length.
+
+    Sorting by length before batching keeps padding minimal; results come back in the input order.
+    """
+    model.eval().to(device)
+    lengths = np.asarray(encoded["length"])
+    order = np.argsort(lengths, kind="stable")
+    out = np.empty(len(lengths), dtype=np.float32)
+    names = encoded.column_names if hasattr(encoded, "column_names") else list(encoded)
+    keep = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in names]
+    columns = {k: list(encoded[k]) for k in keep}
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = collator([{k: columns[k][i] for k in keep} for i in idx])
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.autocast(device_type=device, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+            out[idx] = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")).float().cpu().numpy()
+    return out
+
+
+class CrossEncoderScorer:
+    """``score(users, items)`` for :mod:`recbook.metrics`: writes each pair's text and runs the model.
+
+    A user's history is their items in ``history`` (most recent first, within the token budget),
+    written once per user and reused for every candidate.
+    """
+
+    def __init__(self, model: CrossEncoder, tokenizer, dataset, history: pd.DataFrame, max_length: int = 128,
+                 max_history_items: int = 10, batch_size: int = 128, device: str = "cpu", amp_dtype=None):
+        self.model, self.tokenizer, self.dataset, self.history = model, tokenizer, dataset, history
+        self.max_length, self.max_history_items, self.batch_size = max_length, max_history_items, batch_size
+        self.device, self.amp_dtype = device, amp_dtype
+        self.pairs_scored = 0
+
+    def __call__(self, users, items) -> np.ndarray:
+        from ..data import PairCollator, build_text_pairs, encode_pairs
+
+        items = np.asarray(items)
+        flat = pd.DataFrame({"user_id": np.repeat(np.asarray(users), items.shape[1]), "item_id": items.ravel()})
+        pairs = build_text_pairs(flat, self.history, self.dataset, self.tokenizer, self.max_history_items, self.max_length - 32)
+        encoded = encode_pairs(pairs["history_text"], pairs["item_text"], self.tokenizer, self.max_length)
+        scores = predict_pairs(self.model, encoded, PairCollator(self.tokenizer), self.batch_size, self.device, self.amp_dtype)
+        self.pairs_scored += len(flat)
+        return scores.reshape(items.shape).astype(float)

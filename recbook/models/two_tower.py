@@ -1,0 +1,167 @@
+"""A BERT two-tower (bi-encoder) recommender: one vector per user history, one per item.
+
+Taught in notebook ``04_finetune_bert``.
+
+The *same* encoder (shared weights) embeds a user's history text and an item's text; the score
+is the dot product of the two L2-normalised vectors divided by a temperature. Because items are
+encoded on their own, the whole catalogue is embedded **once** and cached: scoring a user
+against every item is a single matrix product — fast enough for full-ranking retrieval, where a
+cross-encoder would need one BERT pass per item.
+
+Training uses **in-batch softmax**: in a batch of B (history, positive item) pairs, each history's
+positive is the right answer among the B items of the batch (the other B−1 are negatives for
+free). The same item appearing twice in a batch is masked, so it is never its own negative.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .cross_encoder import mean_pool
+
+
+class TwoTower(torch.nn.Module):
+    """Shared encoder for histories and items; ``score = <u, i> / temperature`` on unit vectors."""
+
+    def __init__(self, encoder, temperature: float = 0.05):
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.encoder = encoder
+        self.temperature = temperature
+
+    def embed(self, input_ids, attention_mask) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return F.normalize(mean_pool(hidden, attention_mask).float(), dim=-1)
+
+    def training_loss(self, batch: dict) -> torch.Tensor:
+        users = self.embed(batch["history_input_ids"], batch["history_attention_mask"])
+        items = self.embed(batch["item_input_ids"], batch["item_attention_mask"])
+        logits = users @ items.T / self.temperature
+        ids = batch["item_id"]
+        duplicate = (ids[None, :] == ids[:, None]) & ~torch.eye(len(ids), dtype=torch.bool, device=ids.device)
+        logits = logits.masked_fill(duplicate, float("-inf"))
+        return F.cross_entropy(logits, torch.arange(len(ids), device=logits.device))
+
+    def save(self, folder: str | Path, tokenizer=None, extra: dict | None = None) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.encoder.save_pretrained(folder / "encoder", safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(folder / "encoder")
+        (folder / "recbook_model.json").write_text(json.dumps({"model": "two-tower", "temperature": self.temperature, **(extra or {})}, indent=1))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "TwoTower":
+        from transformers import AutoModel
+
+        folder = Path(folder)
+        meta_path = folder / "recbook_model.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{folder} has no recbook_model.json; pass a folder written by TwoTower.save")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("model") != "two-tower":
+            raise ValueError(f"{folder} holds a {meta.get('model')!r} model, not a two-tower model")
+        return cls(AutoModel.from_pretrained(folder / "encoder"), temperature=meta["temperature"])
+
+
+class TwoTowerCollator:
+    """Pads the history side and the item side of each example separately (dynamic padding)."""
+
+    def __init__(self, tokenizer):
+        self.pad_id = tokenizer.pad_token_id
+
+    def _pad(self, seqs, value):
+        longest = max(len(s) for s in seqs)
+        return torch.tensor([list(s) + [value] * (longest - len(s)) for s in seqs], dtype=torch.long)
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        if not features:
+            raise ValueError("TwoTowerCollator got an empty batch")
+        batch = {}
+        for side in ("history", "item"):
+            batch[f"{side}_input_ids"] = self._pad([f[f"{side}_input_ids"] for f in features], self.pad_id)
+            batch[f"{side}_attention_mask"] = self._pad([f[f"{side}_attention_mask"] for f in features], 0)
+        batch["item_id"] = torch.tensor([int(f["item_id"]) for f in features], dtype=torch.long)
+        return batch
+
+
+def tokenize_two_tower(pairs: pd.DataFrame, tokenizer, max_history_length: int = 96, max_item_length: int = 64) -> list[dict]:
+    """Tokenize the positives of a text-pairs table (``label == 1`` when present) for two-tower training."""
+    if "label" in pairs.columns:
+        pairs = pairs[pairs["label"] == 1]
+    if len(pairs) == 0:
+        raise ValueError("no positive pairs to train a two-tower model on")
+    h = tokenizer(list(pairs["history_text"]), truncation=True, max_length=max_history_length)
+    i = tokenizer(list(pairs["item_text"]), truncation=True, max_length=max_item_length)
+    return [
+        {"history_input_ids": h["input_ids"][k], "history_attention_mask": h["attention_mask"][k],
+         "item_input_ids": i["input_ids"][k], "item_attention_mask": i["attention_mask"][k],
+         "item_id": int(item), "length": len(h["input_ids"][k]) + len(i["input_ids"][k])}
+        for k, item in enumerate(pairs["item_id"])
+    ]
+
+
+@torch.no_grad()
+def embed_texts(model: TwoTower, texts: list[str], tokenizer, max_length: int = 96, batch_size: int = 128, device: str = "cpu", amp_dtype=None) -> np.ndarray:
+    """Unit vectors for a list of texts, batched by length; rows in the input order."""
+    model.eval().to(device)
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length)
+    lengths = np.array([len(x) for x in enc["input_ids"]])
+    order = np.argsort(lengths, kind="stable")
+    out = np.zeros((len(texts), model.encoder.config.hidden_size), dtype=np.float32)
+    pad = tokenizer.pad_token_id
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        longest = int(lengths[idx].max())
+        ids = torch.tensor([enc["input_ids"][j] + [pad] * (longest - lengths[j]) for j in idx], device=device)
+        mask = torch.tensor([[1] * lengths[j] + [0] * (longest - lengths[j]) for j in idx], device=device)
+        with torch.autocast(device_type=device, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+            out[idx] = model.embed(ids, mask).float().cpu().numpy()
+    return out
+
+
+class TwoTowerScorer:
+    """``score(users, items)`` for :mod:`recbook.metrics`, with item vectors cached once.
+
+    Item vectors are computed for the whole catalogue at construction (one BERT pass per item);
+    a user's vector is computed the first time the user is scored and cached too.
+    """
+
+    def __init__(self, model: TwoTower, tokenizer, dataset, history: pd.DataFrame, max_length: int = 96,
+                 max_history_items: int = 10, batch_size: int = 128, device: str = "cpu", amp_dtype=None):
+        from ..data import build_text_pairs
+
+        self.model, self.tokenizer, self.dataset, self.history = model, tokenizer, dataset, history
+        self.max_length, self.max_history_items = max_length, max_history_items
+        self.kw = {"batch_size": batch_size, "device": device, "amp_dtype": amp_dtype}
+        self.item_col = pd.Series(np.arange(dataset.n_items), index=dataset.item_ids)
+        self.item_vectors = embed_texts(model, dataset.items["text"].tolist(), tokenizer, max_length, **self.kw)
+        self._build_pairs = build_text_pairs
+        self.user_vectors: dict = {}
+
+    def _users(self, users: np.ndarray) -> np.ndarray:
+        new = [u for u in dict.fromkeys(users.tolist()) if u not in self.user_vectors]
+        if new:
+            # one row per user: any item works as the "candidate", only the history text is used
+            rows = pd.DataFrame({"user_id": new, "item_id": self.dataset.item_ids[0]})
+            texts = self._build_pairs(rows, self.history, self.dataset, self.tokenizer, self.max_history_items, self.max_length - 2)["history_text"]
+            for u, v in zip(new, embed_texts(self.model, texts.tolist(), self.tokenizer, self.max_length, **self.kw)):
+                self.user_vectors[u] = v
+        return np.stack([self.user_vectors[u] for u in users.tolist()])
+
+    def __call__(self, users, items) -> np.ndarray:
+        items = np.asarray(items)
+        u = self._users(np.asarray(users))
+        cols = self.item_col.reindex(items.ravel()).to_numpy()
+        if np.isnan(cols).any():
+            raise ValueError("TwoTowerScorer got item ids that are not in the dataset's catalogue")
+        iv = self.item_vectors[cols.astype(int)].reshape(*items.shape, -1)
+        return np.einsum("nd,nmd->nm", u, iv).astype(float)

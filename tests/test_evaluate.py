@@ -1,0 +1,65 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from recbook import evaluate
+from recbook.data import leave_last_out
+from recbook.models.baselines import ItemKNN, Popularity
+
+
+@pytest.fixture(scope="module")
+def es(synthetic):
+    return evaluate.make_eval_set(synthetic, stage="test", n_negatives=30, seed=0)
+
+
+def test_eval_set_contents(synthetic, es):
+    assert es.negatives.shape == (synthetic.n_users, 30)
+    pos = synthetic.interactions.groupby("user_id")["item_id"].agg(set)
+    assert all(not set(row) & pos[u] for u, row in zip(es.heldout.user_id, es.negatives))
+    sp = leave_last_out(synthetic.interactions)
+    assert len(es.history) == len(sp.train) + len(sp.valid)
+    valid = evaluate.make_eval_set(synthetic, sp, stage="valid", n_negatives=5, n_users=10, seed=1)
+    assert len(valid.heldout) == 10 and len(valid.history) == len(sp.train)
+    assert "valid item of 10 users" in valid.description
+    with pytest.raises(ValueError, match="stage"):
+        evaluate.make_eval_set(synthetic, stage="train")
+
+
+def test_evaluate_protocols(synthetic, es):
+    pop = Popularity().fit(es.history, es.all_items)
+    sampled = evaluate.evaluate(pop.score, es, "sampled")
+    full = evaluate.evaluate(pop.score, es, "full")
+    assert "sampled" in sampled["protocol"] and "leave-last-out" in sampled["protocol"]
+    assert sampled["HR@10"] > full["HR@10"]
+    with pytest.raises(ValueError, match="protocol"):
+        evaluate.evaluate(pop.score, es, "approximate")
+
+
+def test_cascade_with_perfect_reranker_and_counts_calls(synthetic, es):
+    knn = ItemKNN().fit(es.history, es.all_items)
+    target = dict(zip(es.heldout.user_id, es.heldout.item_id))
+    calls = []
+
+    def oracle(users, items):
+        calls.append(items.shape)
+        return (items == np.array([target[u] for u in users])[:, None]).astype(float)
+
+    retriever_only = evaluate.evaluate(knn.score, es, "full")
+    both = evaluate.evaluate(evaluate.cascade(knn.score, oracle, top_n=20, exclude=es.history), es, "full")
+    assert all(shape[1] == 20 for shape in calls)  # the reranker only sees the top-20
+    # a perfect reranker turns "in the retriever's top-20" into "rank 1"
+    assert both["HR@10"] == pytest.approx(evaluate.evaluate(knn.score, es, "full", k=20)["HR@20"])
+    assert both["NDCG@10"] > retriever_only["NDCG@10"]
+
+
+def test_cascade_with_constant_reranker_keeps_no_position_bonus(es):
+    flat = evaluate.cascade(lambda u, i: np.zeros(i.shape), lambda u, i: np.zeros(i.shape), top_n=10)
+    res = evaluate.evaluate(flat, es, "sampled")
+    assert res["HR@10"] == pytest.approx(10 / 31, abs=0.08)
+    with pytest.raises(ValueError, match="top_n"):
+        evaluate.cascade(flat, flat, top_n=0)
+
+
+def test_results_table():
+    table = evaluate.results_table({"a": {"protocol": "p", "HR@10": 0.123456, "users": 3}})
+    assert table.loc["a", "HR@10"] == 0.1235 and table.loc["a", "protocol"] == "p"

@@ -1,0 +1,181 @@
+import math
+
+import pytest
+import torch
+
+from recbook.train import (
+    TrainConfig,
+    autocast_dtype,
+    load_checkpoint,
+    parameter_groups,
+    save_checkpoint,
+    train_model,
+    warmup_linear_schedule,
+)
+
+
+class Tiny(torch.nn.Module):
+    """Logistic regression with a LayerNorm, enough to exercise every part of the loop."""
+
+    def __init__(self, d=6):
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(d)
+        self.linear = torch.nn.Linear(d, 1)
+        self.drop = torch.nn.Dropout(0.2)
+
+    def training_loss(self, batch):
+        logits = self.linear(self.drop(self.norm(batch["x"]))).squeeze(-1)
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, batch["y"])
+
+
+def make_batches(n=12, bs=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(6, generator=g)
+    out = []
+    for _ in range(n):
+        x = torch.randn(bs, 6, generator=g)
+        out.append({"x": x, "y": (x @ w > 0).float()})
+    return out
+
+
+def accuracy(model, batches):
+    model.eval()
+    with torch.no_grad():
+        correct = sum(((model.linear(model.norm(b["x"])).squeeze(-1) > 0).float() == b["y"]).sum().item() for b in batches)
+    return correct / sum(len(b["y"]) for b in batches)
+
+
+def test_loop_learns_and_logs():
+    batches = make_batches()
+    model = Tiny()
+    res = train_model(model, batches, TrainConfig(epochs=5, lr=0.05, log_every=4, progress=False, device="cpu"))
+    losses = [h["loss"] for h in res.history if "loss" in h]
+    assert res.steps == 60 and losses[-1] < losses[0] and accuracy(model, batches) > 0.75
+    assert res.examples == 60 * 16 and res.seconds > 0
+
+
+def test_no_weight_decay_on_bias_and_norm():
+    groups = parameter_groups(Tiny(), 0.1)
+    decayed = {id(p) for p in groups[0]["params"]}
+    m = Tiny()
+    groups = parameter_groups(m, 0.1)
+    assert [p.shape for p in groups[0]["params"]] == [torch.Size([1, 6])]
+    assert groups[1]["weight_decay"] == 0.0 and len(groups[1]["params"]) == 3
+    assert len(parameter_groups(m, 0.1, decay_norm_and_bias=True)) == 1
+    assert decayed
+
+
+def test_schedule_warmup_then_linear_decay():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = warmup_linear_schedule(opt, warmup_steps=4, total_steps=10)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert lrs[4:] == pytest.approx([1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6])
+
+
+def test_gradient_accumulation_equals_large_batch():
+    small = make_batches(n=4, bs=8)
+    big = [{"x": torch.cat([a["x"], b["x"]]), "y": torch.cat([a["y"], b["y"]])} for a, b in zip(small[::2], small[1::2])]
+    cfg = dict(epochs=1, lr=0.1, warmup_ratio=0.0, grad_clip=None, progress=False, device="cpu")
+    m1, m2 = Tiny(), Tiny()
+    m2.load_state_dict(m1.state_dict())
+    m1.drop.p = m2.drop.p = 0.0
+    train_model(m1, small, TrainConfig(grad_accum=2, **cfg))
+    train_model(m2, big, TrainConfig(**cfg))
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_clipping_bounds_the_update():
+    batches = [{"x": torch.randn(8, 6) * 1e4, "y": torch.ones(8)}]
+    m = Tiny()
+    before = m.linear.weight.detach().clone()
+    train_model(m, batches, TrainConfig(lr=1.0, warmup_ratio=0.0, grad_clip=1e-3, weight_decay=0.0, progress=False, device="cpu"))
+    assert (m.linear.weight - before).abs().max() <= 1.0 + 1e-4  # Adam's first step is ±lr at most
+
+
+def test_early_stopping_and_best_weights():
+    batches = make_batches()
+    scores = iter([0.5, 0.7, 0.6, 0.55, 0.9])
+    snapshots = []
+
+    def evaluate_fn(model):
+        snapshots.append(model.linear.weight.detach().clone())
+        return {"NDCG@10": next(scores)}
+
+    m = Tiny()
+    res = train_model(m, batches, TrainConfig(epochs=5, eval_every=6, patience=1, progress=False, device="cpu"), evaluate_fn)
+    assert res.stopped_early and res.best_metric == 0.7 and res.best_step == 12 and res.steps == 24
+    torch.testing.assert_close(m.linear.weight, snapshots[1])  # the best weights are restored
+
+
+def test_evaluate_fn_must_return_the_metric():
+    with pytest.raises(KeyError, match="NDCG@10"):
+        train_model(Tiny(), make_batches(n=2), TrainConfig(progress=False, device="cpu"), lambda m: {"AUC": 0.5})
+
+
+def test_checkpoint_resume_is_identical(tmp_path):
+    batches = make_batches(n=10)
+    cfg = dict(epochs=3, lr=0.05, progress=False, device="cpu", seed=3)
+    full = Tiny()
+    init = {k: v.clone() for k, v in full.state_dict().items()}
+    train_model(full, batches, TrainConfig(**cfg))
+
+    class PowerCut:
+        """The same batches, but the machine dies in the middle of the second epoch."""
+
+        def __len__(self):
+            return len(batches)
+
+        def __iter__(self):
+            self.calls = getattr(self, "calls", 0) + 1
+            for i, b in enumerate(batches):
+                if self.calls == 2 and i == 4:
+                    raise RuntimeError("power cut")
+                yield b
+
+    # the same run, interrupted (a checkpoint is written at every epoch end) ...
+    first = Tiny()
+    first.load_state_dict(init)
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(RuntimeError, match="power cut"):
+        train_model(first, PowerCut(), TrainConfig(checkpoint_dir=str(ckpt), **cfg))
+    assert (ckpt / "model.safetensors").is_file() and (ckpt / "optimizer.safetensors").is_file()
+    assert not list(tmp_path.glob("*.tmp"))
+    # ... and resumed from it in a fresh model
+    resumed = Tiny()
+    res = train_model(resumed, batches, TrainConfig(**cfg), resume_from=ckpt)
+    assert res.steps == 30
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_checkpoint_round_trip_and_errors(tmp_path):
+    m = Tiny()
+    save_checkpoint(tmp_path / "c", m, state={"step": 7})
+    m2 = Tiny()
+    assert load_checkpoint(tmp_path / "c", m2) == {"step": 7}
+    torch.testing.assert_close(m.linear.weight, m2.linear.weight)
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        load_checkpoint(tmp_path / "nope", m2)
+
+
+def test_config_and_model_errors():
+    for bad in ({"epochs": 0}, {"grad_accum": 0}, {"amp": "int8"}, {"warmup_ratio": 1.0}, {"max_steps": 0}):
+        with pytest.raises(ValueError):
+            TrainConfig(**bad)
+    with pytest.raises(TypeError, match="training_loss"):
+        train_model(torch.nn.Linear(2, 1), make_batches(n=1), TrainConfig(progress=False))
+    with pytest.raises(ValueError, match="empty"):
+        train_model(Tiny(), [], TrainConfig(progress=False, device="cpu"))
+
+
+def test_autocast_choice():
+    assert autocast_dtype("off", "cuda") is None
+    assert autocast_dtype("bf16", "cpu") == torch.bfloat16
+    assert autocast_dtype("fp16", "cuda") == torch.float16
+    assert autocast_dtype("auto", "cpu") in (None, torch.bfloat16)
