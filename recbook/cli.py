@@ -102,18 +102,21 @@ def cmd_evaluate(args) -> dict:
     ds = _load_data(args.data or run["data"], profile, run["seed"], bert)
     split = leave_last_out(ds.interactions, drop_short_users=True)
     history = history_for_test(split)
+    from .train import autocast_dtype
+
+    scoring = {"device": detect_device(), "amp_dtype": autocast_dtype("auto", detect_device())}
     if run["model"] == "cross-encoder":
         from .models.backbone import load_tokenizer
         from .models.cross_encoder import CrossEncoder, CrossEncoderScorer
 
         model = CrossEncoder.load(folder)
-        scorer = CrossEncoderScorer(model, load_tokenizer(folder / "encoder"), ds, history, profile.max_length, profile.max_history_items, device=detect_device())
+        scorer = CrossEncoderScorer(model, load_tokenizer(folder / "encoder"), ds, history, profile.max_length, profile.max_history_items, **scoring)
     elif run["model"] == "two-tower":
         from .models.backbone import load_tokenizer
         from .models.two_tower import TwoTower, TwoTowerScorer
 
         model = TwoTower.load(folder)
-        scorer = TwoTowerScorer(model, load_tokenizer(folder / "encoder"), ds, history, profile.max_length, profile.max_history_items, device=detect_device())
+        scorer = TwoTowerScorer(model, load_tokenizer(folder / "encoder"), ds, history, profile.max_length, profile.max_history_items, **scoring)
     else:
         from .models.baselines import load_baseline
 

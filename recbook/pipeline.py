@@ -18,10 +18,11 @@ import torch
 from .data import LengthBucketBatchSampler, PairCollator, RecDataset, Split, build_text_pairs, make_training_pairs, to_hf_dataset, tokenize_pairs
 from .device import Profile, detect_device
 from .models.baselines import ItemKNN, MatrixFactorization, Popularity
-from .train import TrainConfig, TrainResult, train_model
+from .train import TrainConfig, TrainResult, autocast_dtype, train_model
 
 MODEL_NAMES = ("pop", "itemknn", "mf", "cross-encoder", "two-tower")
 BERT_MODELS = ("cross-encoder", "two-tower")
+HISTORY_FIELD = "title+genres"  # how each history item is written for BERT models
 
 
 @dataclass
@@ -51,7 +52,7 @@ def bert_config(profile: Profile, seed: int = 0, progress: bool = True, device: 
 def cross_encoder_loader(dataset: RecDataset, split: Split, tokenizer, profile: Profile, seed: int = 0) -> torch.utils.data.DataLoader:
     """Training pairs (1 positive + ``profile.n_negatives`` sampled) → text → tokens → length-bucketed batches."""
     pairs = make_training_pairs(split.train, dataset.interactions, dataset.item_ids, profile.n_negatives, seed=seed)
-    text = build_text_pairs(pairs, split.train, dataset, tokenizer, profile.max_history_items, profile.max_length - 32)
+    text = build_text_pairs(pairs, split.train, dataset, tokenizer, profile.max_history_items, profile.max_length - 32, HISTORY_FIELD)
     encoded = tokenize_pairs(to_hf_dataset(text, ["label", "history_text", "item_text"]), tokenizer, profile.max_length)
     sampler = LengthBucketBatchSampler(encoded["length"], profile.batch_size, seed=seed)
     return torch.utils.data.DataLoader(encoded, batch_sampler=sampler, collate_fn=PairCollator(tokenizer))
@@ -62,7 +63,7 @@ def two_tower_loader(dataset: RecDataset, split: Split, tokenizer, profile: Prof
     from .models.two_tower import TwoTowerCollator, tokenize_two_tower
 
     pairs = split.train[["user_id", "item_id", "timestamp"]]
-    text = build_text_pairs(pairs, split.train, dataset, tokenizer, profile.max_history_items, profile.max_length - 2)
+    text = build_text_pairs(pairs, split.train, dataset, tokenizer, profile.max_history_items, profile.max_length - 2, HISTORY_FIELD)
     examples = tokenize_two_tower(text, tokenizer, profile.max_length, 64)
     sampler = LengthBucketBatchSampler([e["length"] for e in examples], profile.batch_size, seed=seed)
     return torch.utils.data.DataLoader(examples, batch_sampler=sampler, collate_fn=TwoTowerCollator(tokenizer))
@@ -89,18 +90,19 @@ def fit_recommender(name: str, dataset: RecDataset, split: Split, profile: Profi
     tokenizer = load_tokenizer(model_name_or_path)
     encoder = AutoModel.from_pretrained(resolve_model_path(model_name_or_path))
     config = bert_config(profile, seed, progress, device, **config_overrides)
+    scoring = {"device": device, "amp_dtype": autocast_dtype(config.amp, device)}
     if name == "cross-encoder":
         from .models.cross_encoder import CrossEncoder, CrossEncoderScorer
 
         loader = cross_encoder_loader(dataset, split, tokenizer, profile, seed)
         model = CrossEncoder(encoder)
         result = train_model(model, loader, config, evaluate_fn)
-        scorer = CrossEncoderScorer(model, tokenizer, dataset, history, profile.max_length, profile.max_history_items, device=device)
+        scorer = CrossEncoderScorer(model, tokenizer, dataset, history, profile.max_length, profile.max_history_items, **scoring)
     else:
         from .models.two_tower import TwoTower, TwoTowerScorer
 
         loader = two_tower_loader(dataset, split, tokenizer, profile, seed)
         model = TwoTower(encoder)
         result = train_model(model, loader, config, evaluate_fn)
-        scorer = TwoTowerScorer(model, tokenizer, dataset, history, profile.max_length, profile.max_history_items, device=device)
+        scorer = TwoTowerScorer(model, tokenizer, dataset, history, profile.max_length, profile.max_history_items, **scoring)
     return Fitted(name, model, scorer, result.seconds, result.history, result, tokenizer)

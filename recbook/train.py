@@ -10,7 +10,8 @@ configured in :class:`TrainConfig`:
 - **gradient clipping** by global norm, and **gradient accumulation** (a large effective batch
   from small micro-batches);
 - **mixed precision**: bf16 autocast on GPUs that support it, fp16 with a ``GradScaler`` on
-  older ones, off on CPU (where bf16 autocast is slow without AMX and changes numerics);
+  older ones; on a CPU only where it has native bf16 (AMX / AVX-512 BF16) — elsewhere it is
+  emulated and slower than fp32 (notebook 00 measures it);
 - **evaluation and early stopping** on a validation metric, keeping the best weights;
 - **checkpoints** in safetensors (no pickle: safe to load from anywhere) with the optimizer,
   scheduler and RNG state, so a run **resumes** exactly where it stopped;
@@ -105,12 +106,26 @@ def warmup_linear_schedule(optimizer, warmup_steps: int, total_steps: int) -> to
 
 
 def autocast_dtype(amp: str, device: str) -> torch.dtype | None:
-    """The autocast dtype for ``amp`` on ``device`` (None = full precision)."""
-    if amp == "off" or (amp == "auto" and device != "cuda"):
+    """The autocast dtype for ``amp`` on ``device`` (None = full precision).
+
+    ``"auto"``: on CUDA, bf16 where the GPU supports it, else fp16 (with a GradScaler); on a CPU,
+    bf16 only when the CPU has native bf16 instructions (AMX-BF16 or AVX-512 BF16) — elsewhere
+    bf16 is emulated and slower than fp32, so it stays off; on other devices, off.
+    """
+    if amp == "off":
         return None
-    if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
+    if amp == "bf16":
         return torch.bfloat16
-    return torch.float16
+    if amp == "fp16":
+        return torch.float16
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device == "cpu":
+        from .device import cpu_features
+
+        features = cpu_features()
+        return torch.bfloat16 if features["AMX-BF16"] or features["AVX-512 BF16"] else None
+    return None
 
 
 def _move(batch, device: str):

@@ -26,6 +26,9 @@ RIGHT = {
     "03.random_hit_rate": lambda k, n: min(k, n + 1) / (n + 1),
     "03.popularity_scores": lambda train, users, items: train["item_id"].value_counts().reindex(np.asarray(items).ravel(), fill_value=0).to_numpy().reshape(np.shape(items)).astype(float),
     "03.item_cosine": lambda X: (lambda co, n: np.fill_diagonal(r := np.divide(co, np.outer(n, n), out=np.zeros_like(co), where=np.outer(n, n) > 0), 0) or r)(X.T @ X, np.sqrt(np.diag(X.T @ X))),
+    "04.warmup_lr": lambda step, base, warmup, total: base * ((step + 1) / max(1, warmup) if step < warmup else max(0.0, (total - step) / max(1, total - warmup))),
+    "04.no_decay": lambda model: [n for n, p in model.named_parameters() if p.ndim < 2 or "norm" in n.lower()],
+    "04.in_batch_loss": lambda u, v, t: __import__("torch").nn.functional.cross_entropy(u @ v.T / t, __import__("torch").arange(len(u))),
 }
 
 WRONG = {
@@ -41,6 +44,9 @@ WRONG = {
     "03.random_hit_rate": lambda k, n: k / n,
     "03.popularity_scores": lambda train, users, items: np.ones(np.shape(items)),
     "03.item_cosine": lambda X: X.T @ X,
+    "04.warmup_lr": lambda step, base, warmup, total: base,
+    "04.no_decay": lambda model: [n for n, p in model.named_parameters() if "bias" in n],
+    "04.in_batch_loss": lambda u, v, t: ((u - v) ** 2).sum(-1).mean(),
 }
 
 

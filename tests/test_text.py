@@ -118,3 +118,12 @@ def test_bucket_sampler_and_padding_errors():
         padding_fraction([10, 20], [[0, 1]], pad_to=15)
     with pytest.raises(ValueError, match="no batches"):
         padding_fraction([10], [])
+
+
+def test_title_plus_genres_history(synthetic, pairs):
+    sp, _ = pairs
+    tp = build_text_pairs(sp.test[["user_id", "item_id"]].head(3), sp.train, synthetic, max_history_items=1, history_field="title+genres")
+    last = sp.train.sort_values(["user_id", "timestamp"], kind="stable").groupby("user_id").last()
+    for _, row in tp.iterrows():
+        item = synthetic.items.set_index("item_id").loc[last.loc[row.user_id, "item_id"]]
+        assert row.history_text == f"{item.title} ({item.genres.replace('|', ', ')})"

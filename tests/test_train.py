@@ -80,7 +80,7 @@ def test_schedule_warmup_then_linear_decay():
 def test_gradient_accumulation_equals_large_batch():
     small = make_batches(n=4, bs=8)
     big = [{"x": torch.cat([a["x"], b["x"]]), "y": torch.cat([a["y"], b["y"]])} for a, b in zip(small[::2], small[1::2])]
-    cfg = dict(epochs=1, lr=0.1, warmup_ratio=0.0, grad_clip=None, progress=False, device="cpu")
+    cfg = dict(epochs=1, lr=0.1, warmup_ratio=0.0, grad_clip=None, progress=False, device="cpu", amp="off")
     m1, m2 = Tiny(), Tiny()
     m2.load_state_dict(m1.state_dict())
     m1.drop.p = m2.drop.p = 0.0
@@ -120,7 +120,7 @@ def test_evaluate_fn_must_return_the_metric():
 
 def test_checkpoint_resume_is_identical(tmp_path):
     batches = make_batches(n=10)
-    cfg = dict(epochs=3, lr=0.05, progress=False, device="cpu", seed=3)
+    cfg = dict(epochs=3, lr=0.05, progress=False, device="cpu", seed=3, amp="off")
     full = Tiny()
     init = {k: v.clone() for k, v in full.state_dict().items()}
     train_model(full, batches, TrainConfig(**cfg))
@@ -178,4 +178,8 @@ def test_autocast_choice():
     assert autocast_dtype("off", "cuda") is None
     assert autocast_dtype("bf16", "cpu") == torch.bfloat16
     assert autocast_dtype("fp16", "cuda") == torch.float16
-    assert autocast_dtype("auto", "cpu") in (None, torch.bfloat16)
+    from recbook.device import cpu_features
+
+    native_bf16 = cpu_features()["AMX-BF16"] or cpu_features()["AVX-512 BF16"]
+    assert autocast_dtype("auto", "cpu") == (torch.bfloat16 if native_bf16 else None)
+    assert autocast_dtype("auto", "mps") is None

@@ -52,21 +52,27 @@ def build_text_pairs(
     most recent first, at most ``max_history_items`` of them and at most
     ``max_history_tokens`` tokens (counted with ``tokenizer``; whitespace words if
     ``None``). ``history_field`` is the item column used for history entries (``title``
-    is short; ``text`` is richer but longer). Rows without a timestamp column use all
+    is short; ``text`` is richer but longer; ``"title+genres"`` writes "Title (Genre, Genre)"). Rows without a timestamp column use all
     of ``history``. Adds ``history_text``, ``item_text`` and ``history_items``.
     """
     for col in ("user_id", "item_id"):
         if col not in pairs.columns:
             raise DataError(f"pairs lack column {col!r}; build them with make_training_pairs or a split")
-    if history_field not in dataset.items.columns:
-        raise DataError(f"history_field {history_field!r} is not an items column; choose from {list(dataset.items.columns)}")
+    if history_field != "title+genres" and history_field not in dataset.items.columns:
+        raise DataError(
+            f"history_field {history_field!r} is not an items column; choose 'title+genres' or one of {list(dataset.items.columns)}"
+        )
     if max_history_items < 1 or max_history_tokens < 1:
         raise ValueError("max_history_items and max_history_tokens must be >= 1")
     item_index = pd.Series(np.arange(dataset.n_items), index=dataset.items["item_id"].to_numpy())
     unknown = ~pairs["item_id"].isin(item_index.index)
     if unknown.any():
         raise DataError(f"pairs refer to item_id {pairs.loc[unknown, 'item_id'].iloc[0]} which is not in {dataset.name}'s items")
-    entries = dataset.items[history_field].astype(str).tolist()
+    if history_field == "title+genres":  # compact and informative: "Toy Story (Animation, Comedy)"
+        genres = dataset.items["genres"].fillna("").astype(str).str.replace("|", ", ", regex=False)
+        entries = [f"{t} ({g})" if g else str(t) for t, g in zip(dataset.items["title"], genres)]
+    else:
+        entries = dataset.items[history_field].astype(str).tolist()
     entry_cost = _token_counts(entries, tokenizer) + (_token_counts([HISTORY_SEPARATOR.strip()], tokenizer)[0] if tokenizer else 1)
 
     hist = history.sort_values(["user_id", "timestamp"], kind="stable")

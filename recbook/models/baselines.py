@@ -157,7 +157,7 @@ class MatrixFactorization(_Indexed, torch.nn.Module):
         seen = sp.csr_matrix((np.ones(len(self._train_rows)), (self._train_rows, self._train_cols)), shape=(len(self.user_ids), len(self.item_ids)))
         batches = BPRBatches(self._train_rows, self._train_cols, seen, self.batch_size, self.seed)
         config = TrainConfig(epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay, warmup_ratio=0.0, grad_clip=None,
-                             decay_norm_and_bias=True, progress=progress, seed=self.seed, device="cpu")
+                             decay_norm_and_bias=True, progress=progress, seed=self.seed, device="cpu", amp="off")
         self.history_ = train_model(self, batches, config).history
         return self
 

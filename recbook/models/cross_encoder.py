@@ -116,10 +116,11 @@ class CrossEncoderScorer:
     """
 
     def __init__(self, model: CrossEncoder, tokenizer, dataset, history: pd.DataFrame, max_length: int = 128,
-                 max_history_items: int = 10, batch_size: int = 128, device: str = "cpu", amp_dtype=None):
+                 max_history_items: int = 10, batch_size: int = 128, device: str = "cpu", amp_dtype=None,
+                 history_field: str = "title+genres"):
         self.model, self.tokenizer, self.dataset, self.history = model, tokenizer, dataset, history
         self.max_length, self.max_history_items, self.batch_size = max_length, max_history_items, batch_size
-        self.device, self.amp_dtype = device, amp_dtype
+        self.device, self.amp_dtype, self.history_field = device, amp_dtype, history_field
         self.pairs_scored = 0
 
     def __call__(self, users, items) -> np.ndarray:
@@ -127,7 +128,7 @@ class CrossEncoderScorer:
 
         items = np.asarray(items)
         flat = pd.DataFrame({"user_id": np.repeat(np.asarray(users), items.shape[1]), "item_id": items.ravel()})
-        pairs = build_text_pairs(flat, self.history, self.dataset, self.tokenizer, self.max_history_items, self.max_length - 32)
+        pairs = build_text_pairs(flat, self.history, self.dataset, self.tokenizer, self.max_history_items, self.max_length - 32, self.history_field)
         encoded = encode_pairs(pairs["history_text"], pairs["item_text"], self.tokenizer, self.max_length)
         scores = predict_pairs(self.model, encoded, PairCollator(self.tokenizer), self.batch_size, self.device, self.amp_dtype)
         self.pairs_scored += len(flat)
