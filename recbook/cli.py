@@ -1,6 +1,7 @@
 """Command line: train and evaluate any recommender of the course.
 
     python -m recbook train --data synthetic --model cross-encoder --profile quick --out runs/ce
+    python -m recbook train --data movielens-100k --model cross-encoder --peft lora --out runs/ce-lora
     python -m recbook evaluate --checkpoint runs/ce --data synthetic
 
 ``train`` writes ``OUT/metrics.json`` (protocol, HR@10, NDCG@10, MRR, AUC, train time, environment)
@@ -25,7 +26,7 @@ class UsageError(Exception):
     """A bad argument: reported in one line, exit code 2."""
 
 
-def _load_data(source: str, profile, seed: int, bert: bool):
+def _load_data(source: str, profile, seed: int):
     from .data import DataError, load_dataset
 
     if source not in ("synthetic", "movielens-100k") and not Path(source).is_dir():
@@ -37,15 +38,15 @@ def _load_data(source: str, profile, seed: int, bert: bool):
             ds = load_dataset(source)
     except (DataError, FileNotFoundError) as exc:
         raise UsageError(f"--data {source!r}: {exc}") from None
-    if source == "movielens-100k" and bert:
+    if source == "movielens-100k":  # the profile's subset, the same for every model so results compare
         ds = ds.subset_users(profile.movielens_users, seed=seed)
     return ds
 
 
-def _evaluate(fitted_scorer, dataset, split, profile, bert: bool, seed: int, protocols) -> dict:
+def _evaluate(fitted_scorer, dataset, split, profile, bert: bool, seed: int, protocols, eval_users=None) -> dict:
     from .evaluate import evaluate, make_eval_set
 
-    n_users = profile.bert_eval_users if bert else None
+    n_users = eval_users if eval_users is not None else (profile.bert_eval_users if bert else None)
     eval_set = make_eval_set(dataset, split, "test", profile.eval_negatives, n_users=n_users, seed=seed)
     results = {p: evaluate(fitted_scorer, eval_set, p) for p in protocols}
     main = dict(results["sampled"])
@@ -62,15 +63,17 @@ def cmd_train(args) -> dict:
     profile = get_profile(args.profile)
     seed_everything(args.seed)
     bert = args.model in BERT_MODELS
-    ds = _load_data(args.data, profile, args.seed, bert)
+    ds = _load_data(args.data, profile, args.seed)
     split = leave_last_out(ds.interactions, drop_short_users=True)
-    fitted = fit_recommender(args.model, ds, split, profile, args.backbone, seed=args.seed, progress=not args.quiet)
+    if args.peft and not bert:
+        raise UsageError(f"--peft {args.peft} applies to --model cross-encoder or two-tower, not {args.model}")
+    fitted = fit_recommender(args.model, ds, split, profile, args.backbone, seed=args.seed, progress=not args.quiet, peft=args.peft)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _save(fitted, out / "checkpoint", args)
     protocols = ("sampled",) if args.model == "cross-encoder" else ("sampled", "full")
-    metrics = _evaluate(fitted.scorer, ds, split, profile, bert, args.seed, protocols)
-    metrics.update(data=args.data, model=args.model, profile=profile.name, train_seconds=round(fitted.train_seconds, 2),
+    metrics = _evaluate(fitted.scorer, ds, split, profile, bert, args.seed, protocols, args.eval_users)
+    metrics.update(data=args.data, model=args.model, peft=args.peft, profile=profile.name, train_seconds=round(fitted.train_seconds, 2),
                    environment=environment_report())
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
     return metrics
@@ -83,7 +86,7 @@ def _save(fitted, folder: Path, args) -> None:
         fitted.model.save(folder, fitted.tokenizer)
     else:
         save_baseline(fitted.model, folder)
-    run = {"data": args.data, "model": args.model, "profile": args.profile, "seed": args.seed, "backbone": args.backbone}
+    run = {"data": args.data, "model": args.model, "profile": args.profile, "seed": args.seed, "backbone": args.backbone, "peft": args.peft}
     (folder / "run.json").write_text(json.dumps(run, indent=1))
 
 
@@ -99,7 +102,7 @@ def cmd_evaluate(args) -> dict:
     run = json.loads((folder / "run.json").read_text())
     profile = get_profile(args.profile or run["profile"])
     bert = run["model"] in BERT_MODELS
-    ds = _load_data(args.data or run["data"], profile, run["seed"], bert)
+    ds = _load_data(args.data or run["data"], profile, run["seed"])
     split = leave_last_out(ds.interactions, drop_short_users=True)
     history = history_for_test(split)
     from .train import autocast_dtype
@@ -122,7 +125,7 @@ def cmd_evaluate(args) -> dict:
 
         scorer = load_baseline(folder).score
     protocols = ("sampled",) if run["model"] == "cross-encoder" else ("sampled", "full")
-    metrics = _evaluate(scorer, ds, split, profile, bert, run["seed"], protocols)
+    metrics = _evaluate(scorer, ds, split, profile, bert, run["seed"], protocols, args.eval_users)
     metrics.update(data=args.data or run["data"], model=run["model"], profile=profile.name)
     return metrics
 
@@ -136,12 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--profile", choices=("quick", "full"), default=None, help="default: $RECBOOK_PROFILE, else quick on CPU")
     tr.add_argument("--out", required=True, help="output folder")
     tr.add_argument("--backbone", default=None, help="BERT folder or Hub id (default: offline all-MiniLM-L6-v2)")
+    tr.add_argument("--peft", choices=("lora",), default=None, help="train a BERT model with LoRA (merged into the weights after training)")
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--eval-users", type=int, default=None,
+                    help="score a seeded subset of test users (default: the profile's for BERT models, all for baselines)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     ev = sub.add_parser("evaluate", help="re-evaluate a saved model")
     ev.add_argument("--checkpoint", required=True, help="the --out folder of a train run (or its checkpoint/ folder)")
     ev.add_argument("--data", default=None, help=f"{DATA_HELP}; default: the data it was trained on")
     ev.add_argument("--profile", choices=("quick", "full"), default=None)
+    ev.add_argument("--eval-users", type=int, default=None, help="as for train")
     return parser
 
 
@@ -149,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # argparse itself exits with 2 on unknown choices / missing arguments
     try:
+        if getattr(args, "eval_users", None) is not None and args.eval_users < 1:
+            raise UsageError(f"--eval-users must be at least 1, got {args.eval_users}")
         metrics = cmd_train(args) if args.command == "train" else cmd_evaluate(args)
     except UsageError as exc:
         print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)

@@ -236,8 +236,8 @@ def _item_cosine(fn):
     return True, "this is ItemKNN's similarity with shrink=0 and all neighbours kept."
 
 
-# ---------------------------------------------------------- 04_finetune_bert
-@_exercise("04.warmup_lr", "04_finetune_bert", "Write lr_at(step, base_lr, warmup, total): linear warm-up, then linear decay to 0.")
+# ---------------------------------------------------------- 04a_finetune_bert
+@_exercise("04.warmup_lr", "04a_finetune_bert", "Write lr_at(step, base_lr, warmup, total): linear warm-up, then linear decay to 0.")
 def _warmup_lr(fn):
     import torch
 
@@ -256,7 +256,7 @@ def _warmup_lr(fn):
     return True, "the same schedule recbook.train uses: (step+1)/warmup, then (total−step)/(total−warmup)."
 
 
-@_exercise("04.no_decay", "04_finetune_bert", "Write no_decay_names(model): names of parameters that must get NO weight decay.")
+@_exercise("04.no_decay", "04a_finetune_bert", "Write no_decay_names(model): names of parameters that must get NO weight decay.")
 def _no_decay(fn):
     from transformers import BertConfig, BertModel
 
@@ -272,7 +272,7 @@ def _no_decay(fn):
     return False, f"missing e.g. {missing}; should decay e.g. {extra}. Rule: biases and LayerNorm weights are not decayed."
 
 
-@_exercise("04.in_batch_loss", "04_finetune_bert", "Write in_batch_loss(u, v, temperature): in-batch softmax loss for unit vectors u, v (torch).")
+@_exercise("04.in_batch_loss", "04a_finetune_bert", "Write in_batch_loss(u, v, temperature): in-batch softmax loss for unit vectors u, v (torch).")
 def _in_batch_loss(fn):
     import torch
     import torch.nn.functional as F
@@ -286,3 +286,74 @@ def _in_batch_loss(fn):
         if not _close(got, expected):
             return False, f"temperature {t}: expected {expected:.5f}, got {got:.5f}. Row i's target is column i of u @ v.T / t."
     return True, "each history's own item is the right answer among the batch's items."
+
+
+# ------------------------------------------------------------------ 05_peft
+@_exercise("05.lora_params", "05_peft", "Write lora_params(d_in, d_out, r, n_matrices): trainable parameters LoRA adds.")
+def _lora_params(fn):
+    for d_in, d_out, r, n in ((384, 384, 8, 12), (768, 3072, 4, 24), (10, 20, 1, 1)):
+        expected = n * r * (d_in + d_out)
+        got = fn(d_in, d_out, r, n)
+        if got != expected:
+            return False, f"for d_in={d_in}, d_out={d_out}, r={r}, {n} matrices: expected {expected}, got {got}. A is r×d_in, B is d_out×r."
+    return True, "r·(d_in + d_out) per adapted matrix — tiny next to d_in·d_out."
+
+
+@_exercise("05.merge", "05_peft", "Write merge(W, A, B, alpha, r): the merged weight W + (alpha / r)·B·A (torch tensors).")
+def _merge(fn):
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    W, A, B = torch.randn(6, 5, generator=g), torch.randn(2, 5, generator=g), torch.randn(6, 2, generator=g)
+    x = torch.randn(3, 5, generator=g)
+    got = fn(W.clone(), A, B, 16, 2)
+    lora_out = x @ W.T + (16 / 2) * (x @ A.T @ B.T)
+    if tuple(got.shape) != (6, 5):
+        return False, f"the merged weight has W's shape (6, 5), got {tuple(got.shape)}."
+    if not _close((x @ got.T).numpy(), lora_out.numpy(), 1e-4):
+        return False, "x @ merged.T must equal x @ W.T + (alpha/r)·x @ A.T @ B.T."
+    return True, "merged inference is exactly the adapter's output, at the base model's cost."
+
+
+@_exercise("05.adam_bytes", "05_peft", "Write adam_state_bytes(n_trainable): bytes of AdamW state for fp32 parameters.")
+def _adam_bytes(fn):
+    for n in (1, 74_113, 22_713_601):
+        if fn(n) != 8 * n:
+            return False, f"for {n} parameters expected {8 * n}: two fp32 moments (4 bytes each) per trainable parameter."
+    return True, "8 bytes per trainable parameter: PEFT shrinks the optimizer state as much as the trainable count."
+
+
+# ------------------------------------------------------------- 04b_movielens_cli
+@_exercise("04b.best_model", "04b_movielens_cli", "Write best_model(results, metric): the name whose metrics dict has the highest `metric`.")
+def _best_model(fn):
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        results = {name: {"NDCG@10": float(rng.random()), "HR@10": float(rng.random())} for name in ("pop", "itemknn", "mf", "two-tower")}
+        for metric in ("NDCG@10", "HR@10"):
+            expected = max(results, key=lambda n: results[n][metric])
+            if fn(results, metric) != expected:
+                return False, f"for {metric} the best is {expected!r}; compare results[name][metric] across names."
+    return True, "one line with max(..., key=...)."
+
+
+@_exercise("04b.command", "04b_movielens_cli", "Write command(data, model, out): the argument list for `python -m recbook train` (after 'recbook').")
+def _command(fn):
+    from .cli import build_parser
+
+    for data, model, out in (("movielens-100k", "two-tower", "runs/tt"), ("synthetic", "pop", "/tmp/p")):
+        argv = list(fn(data, model, out))
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit:
+            return False, f"{argv} is not accepted by the command line; start with 'train', then --data/--model/--out."
+        if (args.command, args.data, args.model, args.out) != ("train", data, model, out):
+            return False, f"{argv} parses, but not to train --data {data} --model {model} --out {out}."
+    return True, "the command line accepts it."
+
+
+@_exercise("04b.protocol_ratio", "04b_movielens_cli", "Write protocol_ratio(metrics): sampled NDCG@10 / full-ranking NDCG@10 from a metrics.json dict.")
+def _protocol_ratio(fn):
+    m = {"NDCG@10": 0.32, "full_ranking": {"NDCG@10": 0.05}}
+    if not _close(fn(m), 6.4):
+        return False, "the full-ranking numbers are under metrics['full_ranking']."
+    return True, "that factor is why a metric is meaningless without its protocol."

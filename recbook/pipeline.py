@@ -1,6 +1,6 @@
 """Fit any of the course's recommenders on a leave-last-out split, by name — one place for the recipe.
 
-Used by notebook ``04_finetune_bert`` and by the command line (``python -m recbook train``).
+Used by notebook ``04a_finetune_bert`` and by the command line (``python -m recbook train``).
 
 ``fit_recommender("cross-encoder", dataset, split, profile)`` returns a :class:`Fitted` with the
 model, a ``scorer`` for :mod:`recbook.evaluate` (scoring the *test* items, with training +
@@ -70,8 +70,15 @@ def two_tower_loader(dataset: RecDataset, split: Split, tokenizer, profile: Prof
 
 
 def fit_recommender(name: str, dataset: RecDataset, split: Split, profile: Profile, model_name_or_path=None, seed: int = 0,
-                    progress: bool = True, device: str | None = None, evaluate_fn=None, **config_overrides) -> Fitted:
-    """Fit recommender ``name`` (one of :data:`MODEL_NAMES`) and return it with a test-time scorer."""
+                    progress: bool = True, device: str | None = None, evaluate_fn=None, peft: str | None = None,
+                    **config_overrides) -> Fitted:
+    """Fit recommender ``name`` (one of :data:`MODEL_NAMES`) and return it with a test-time scorer.
+
+    ``peft`` (``"lora"``, ``"prefix"``, ``"ia3"``) trains a BERT model through a PEFT adapter
+    (:mod:`recbook.peft`) instead of fully; LoRA is merged into the weights after training.
+    """
+    if peft is not None and name not in BERT_MODELS:
+        raise ValueError(f"peft={peft!r} applies to BERT models ({', '.join(BERT_MODELS)}), not to {name!r}")
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
     history = history_for_test(split)
@@ -82,27 +89,42 @@ def fit_recommender(name: str, dataset: RecDataset, split: Split, profile: Profi
         model.fit(history, dataset.item_ids)
         return Fitted(name, model, model.score, time.perf_counter() - start, getattr(model, "history_", []))
 
-    from transformers import AutoModel
-
-    from .models.backbone import load_tokenizer, resolve_model_path
+    from .models.backbone import load_backbone
 
     device = device or detect_device()
-    tokenizer = load_tokenizer(model_name_or_path)
-    encoder = AutoModel.from_pretrained(resolve_model_path(model_name_or_path))
+    encoder, tokenizer = load_backbone(model_name_or_path)
     config = bert_config(profile, seed, progress, device, **config_overrides)
     scoring = {"device": device, "amp_dtype": autocast_dtype(config.amp, device)}
     if name == "cross-encoder":
         from .models.cross_encoder import CrossEncoder, CrossEncoderScorer
 
         loader = cross_encoder_loader(dataset, split, tokenizer, profile, seed)
-        model = CrossEncoder(encoder)
+        model = _maybe_peft(CrossEncoder(encoder), peft)
         result = train_model(model, loader, config, evaluate_fn)
+        model = _maybe_merge(model, peft)
         scorer = CrossEncoderScorer(model, tokenizer, dataset, history, profile.max_length, profile.max_history_items, **scoring)
     else:
         from .models.two_tower import TwoTower, TwoTowerScorer
 
         loader = two_tower_loader(dataset, split, tokenizer, profile, seed)
-        model = TwoTower(encoder)
+        model = _maybe_peft(TwoTower(encoder), peft)
         result = train_model(model, loader, config, evaluate_fn)
+        model = _maybe_merge(model, peft)
         scorer = TwoTowerScorer(model, tokenizer, dataset, history, profile.max_length, profile.max_history_items, **scoring)
     return Fitted(name, model, scorer, result.seconds, result.history, result, tokenizer)
+
+
+def _maybe_peft(model, peft: str | None):
+    if peft is None:
+        return model
+    from .peft import apply_peft
+
+    return apply_peft(model, peft)
+
+
+def _maybe_merge(model, peft: str | None):
+    if peft == "lora":
+        from .peft import merge_lora
+
+        return merge_lora(model)
+    return model

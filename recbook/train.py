@@ -1,6 +1,6 @@
 """The course's one training loop — read it top to bottom.
 
-Taught in notebook ``04_finetune_bert`` (and used by MF-BPR in ``03_baselines``).
+Taught in notebook ``04a_finetune_bert`` (and used by MF-BPR in ``03_baselines``).
 
 A model plugs in by defining ``training_loss(batch) -> scalar tensor``; everything else is
 configured in :class:`TrainConfig`:

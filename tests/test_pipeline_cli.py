@@ -28,9 +28,16 @@ def test_fit_recommender_every_model(name, data, tiny_profile, tiny_backbone):
         assert any("loss" in h for h in fitted.history)
 
 
-def test_unknown_model(data, tiny_profile):
+def test_unknown_model_and_peft_on_a_baseline(data, tiny_profile):
     with pytest.raises(ValueError, match="unknown model"):
         fit_recommender("gpt", *data, tiny_profile)
+    with pytest.raises(ValueError, match="applies to BERT models"):
+        fit_recommender("pop", *data, tiny_profile, peft="lora")
+
+
+def test_fit_with_lora_merges(data, tiny_profile, tiny_backbone):
+    fitted = fit_recommender("two-tower", *data, tiny_profile, model_name_or_path=str(tiny_backbone), progress=False, device="cpu", peft="lora")
+    assert not any("lora" in n for n, _ in fitted.model.named_parameters())
 
 
 @pytest.mark.parametrize("name", ["pop", "itemknn", "mf"])
@@ -70,10 +77,14 @@ def test_cli_bert_model_on_a_folder(tmp_path, tiny_backbone, capsys, monkeypatch
     ds.interactions[["user_id", "item_id", "timestamp"]].to_csv(shop / "interactions.csv", index=False)
     ds.items[["item_id", "title", "genres"]].to_csv(shop / "items.csv", index=False)
     out = tmp_path / "ce"
-    rc = cli.main(["train", "--data", str(shop), "--model", "cross-encoder", "--profile", "quick", "--out", str(out), "--backbone", str(tiny_backbone), "--quiet"])
+    rc = cli.main(["train", "--data", str(shop), "--model", "cross-encoder", "--peft", "lora", "--profile", "quick", "--out", str(out),
+                   "--backbone", str(tiny_backbone), "--quiet"])
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["users"] == 4 and "full_ranking" not in metrics
+    assert metrics["users"] == 4 and "full_ranking" not in metrics and metrics["peft"] == "lora"
+    from recbook.models.cross_encoder import CrossEncoder
+
+    assert not any("lora" in n for n, _ in CrossEncoder.load(out / "checkpoint").named_parameters())  # LoRA was merged
     capsys.readouterr()
     assert cli.main(["evaluate", "--checkpoint", str(out)]) == 0
     assert json.loads(capsys.readouterr().out)["NDCG@10"] == pytest.approx(metrics["NDCG@10"], abs=1e-6)
@@ -88,6 +99,9 @@ def test_cli_bert_model_on_a_folder(tmp_path, tiny_backbone, capsys, monkeypatch
         ["train", "--data", "synthetic", "--model", "pop", "--out", "x", "--profile", "huge"],
         ["evaluate", "--checkpoint", "/no/such/run"],
         ["fit"],
+        ["train", "--data", "synthetic", "--model", "pop", "--out", "x", "--eval-users", "0"],
+        ["train", "--data", "synthetic", "--model", "pop", "--peft", "lora", "--out", "x"],
+        ["train", "--data", "synthetic", "--model", "cross-encoder", "--peft", "adapters", "--out", "x"],
     ],
 )
 def test_cli_bad_arguments_exit_2(argv, capsys):

@@ -1,6 +1,6 @@
 """Where the pretrained BERT comes from: a local folder, the offline package, or the Hub.
 
-Taught in notebook ``02_data`` (tokenizer) and ``04_finetune_bert`` (the model).
+Taught in notebook ``02_data`` (tokenizer) and ``04a_finetune_bert`` (the model).
 
 Three ways to provide a model, tried in this order:
 
@@ -63,5 +63,19 @@ def load_tokenizer(name_or_path: str | os.PathLike | None = None):
     target = resolve_model_path(name_or_path)
     try:
         return AutoTokenizer.from_pretrained(target)
+    except (OSError, ValueError) as exc:
+        raise _not_found(target, exc) from None
+
+
+def load_backbone(name_or_path: str | os.PathLike | None = None):
+    """``(encoder, tokenizer)``: the pretrained BERT encoder (``AutoModel``) and its tokenizer.
+
+    ``None`` loads the offline all-MiniLM-L6-v2; see the module docstring for the other two ways.
+    """
+    from transformers import AutoModel
+
+    target = resolve_model_path(name_or_path)
+    try:
+        return AutoModel.from_pretrained(target), load_tokenizer(target)
     except (OSError, ValueError) as exc:
         raise _not_found(target, exc) from None

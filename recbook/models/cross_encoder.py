@@ -1,6 +1,6 @@
 """A BERT cross-encoder: one relevance logit for "user history [SEP] candidate item".
 
-Taught in notebook ``04_finetune_bert``.
+Taught in notebook ``04a_finetune_bert``.
 
 Both texts go through BERT *together*, so every history token can attend to every candidate
 token: the most accurate way to score a pair, and the most expensive (one BERT pass per pair).
@@ -22,6 +22,31 @@ import pandas as pd
 import torch
 
 from ..losses import bce_with_logits
+
+
+def save_encoder_model(folder: str | Path, encoder, tokenizer, meta: dict) -> Path:
+    """Write ``encoder/`` (``save_pretrained``: safetensors, plus the tokenizer) and ``recbook_model.json``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    encoder.save_pretrained(folder / "encoder", safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder / "encoder")
+    (folder / "recbook_model.json").write_text(json.dumps(meta, indent=1))
+    return folder
+
+
+def load_encoder_model(folder: str | Path, kind: str):
+    """``(encoder, meta)`` from a folder written by :func:`save_encoder_model` for a ``kind`` model."""
+    from transformers import AutoModel
+
+    folder = Path(folder)
+    meta_path = folder / "recbook_model.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{folder} has no recbook_model.json; pass a folder written by the model's save()")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("model") != kind:
+        raise ValueError(f"{folder} holds a {meta.get('model')!r} model, not a {kind} model")
+    return AutoModel.from_pretrained(folder / "encoder"), meta
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -59,30 +84,18 @@ class CrossEncoder(torch.nn.Module):
         """Encoder (``save_pretrained``, safetensors), head, and config into ``folder``."""
         from safetensors.torch import save_file
 
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.encoder.save_pretrained(folder / "encoder", safe_serialization=True)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(folder / "encoder")
-        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(folder / "head.safetensors"))
         meta = {"model": "cross-encoder", "pooling": self.pooling, "dropout": self.dropout.p, **(extra or {})}
-        (folder / "recbook_model.json").write_text(json.dumps(meta, indent=1))
+        folder = save_encoder_model(folder, self.encoder, tokenizer, meta)
+        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(folder / "head.safetensors"))
         return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> "CrossEncoder":
         from safetensors.torch import load_file
-        from transformers import AutoModel
 
-        folder = Path(folder)
-        meta_path = folder / "recbook_model.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{folder} has no recbook_model.json; pass a folder written by CrossEncoder.save")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("model") != "cross-encoder":
-            raise ValueError(f"{folder} holds a {meta.get('model')!r} model, not a cross-encoder")
-        model = cls(AutoModel.from_pretrained(folder / "encoder"), dropout=meta["dropout"], pooling=meta["pooling"])
-        model.head.load_state_dict(load_file(str(folder / "head.safetensors")))
+        encoder, meta = load_encoder_model(folder, "cross-encoder")
+        model = cls(encoder, dropout=meta["dropout"], pooling=meta["pooling"])
+        model.head.load_state_dict(load_file(str(Path(folder) / "head.safetensors")))
         return model
 
 

@@ -1,6 +1,6 @@
 """A BERT two-tower (bi-encoder) recommender: one vector per user history, one per item.
 
-Taught in notebook ``04_finetune_bert``.
+Taught in notebook ``04a_finetune_bert``.
 
 The *same* encoder (shared weights) embeds a user's history text and an item's text; the score
 is the dot product of the two L2-normalised vectors divided by a temperature. Because items are
@@ -15,7 +15,6 @@ free). The same item appearing twice in a batch is masked, so it is never its ow
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .cross_encoder import mean_pool
+from .cross_encoder import load_encoder_model, mean_pool, save_encoder_model
 
 
 class TwoTower(torch.nn.Module):
@@ -50,26 +49,13 @@ class TwoTower(torch.nn.Module):
         return F.cross_entropy(logits, torch.arange(len(ids), device=logits.device))
 
     def save(self, folder: str | Path, tokenizer=None, extra: dict | None = None) -> Path:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.encoder.save_pretrained(folder / "encoder", safe_serialization=True)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(folder / "encoder")
-        (folder / "recbook_model.json").write_text(json.dumps({"model": "two-tower", "temperature": self.temperature, **(extra or {})}, indent=1))
-        return folder
+        """The shared encoder (safetensors) and its tokenizer, plus ``recbook_model.json``."""
+        return save_encoder_model(folder, self.encoder, tokenizer, {"model": "two-tower", "temperature": self.temperature, **(extra or {})})
 
     @classmethod
     def load(cls, folder: str | Path) -> "TwoTower":
-        from transformers import AutoModel
-
-        folder = Path(folder)
-        meta_path = folder / "recbook_model.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{folder} has no recbook_model.json; pass a folder written by TwoTower.save")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("model") != "two-tower":
-            raise ValueError(f"{folder} holds a {meta.get('model')!r} model, not a two-tower model")
-        return cls(AutoModel.from_pretrained(folder / "encoder"), temperature=meta["temperature"])
+        encoder, meta = load_encoder_model(folder, "two-tower")
+        return cls(encoder, temperature=meta["temperature"])
 
 
 class TwoTowerCollator:
