@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -49,9 +50,29 @@ def bert_config(profile: Profile, seed: int = 0, progress: bool = True, device: 
     return TrainConfig(**params)
 
 
+def _examples_needed(profile: Profile) -> int | None:
+    """With a step budget, only ``steps × batch`` examples are ever trained on: prepare just those."""
+    return None if profile.bert_max_steps is None else profile.bert_max_steps * profile.batch_size
+
+
+def _subsample(frame: pd.DataFrame, n: int | None, seed: int, group_size: int = 1) -> pd.DataFrame:
+    """A seeded random subset of ``n`` rows, keeping groups of ``group_size`` consecutive rows together."""
+    if n is None or len(frame) <= n:
+        return frame
+    groups = len(frame) // group_size
+    keep = np.sort(np.random.default_rng(seed).choice(groups, max(1, n // group_size), replace=False))
+    rows = (keep[:, None] * group_size + np.arange(group_size)).ravel()
+    return frame.iloc[rows].reset_index(drop=True)
+
+
 def cross_encoder_loader(dataset: RecDataset, split: Split, tokenizer, profile: Profile, seed: int = 0) -> torch.utils.data.DataLoader:
-    """Training pairs (1 positive + ``profile.n_negatives`` sampled) → text → tokens → length-bucketed batches."""
+    """Training pairs (1 positive + ``profile.n_negatives`` sampled) → text → tokens → length-bucketed batches.
+
+    With a step budget (``profile.bert_max_steps``) only as many pairs as the budget trains on are
+    written and tokenized — a random subset, positives kept with their negatives.
+    """
     pairs = make_training_pairs(split.train, dataset.interactions, dataset.item_ids, profile.n_negatives, seed=seed)
+    pairs = _subsample(pairs, _examples_needed(profile), seed, group_size=1 + profile.n_negatives)
     text = build_text_pairs(pairs, split.train, dataset, tokenizer, profile.max_history_items, profile.max_length - 32, HISTORY_FIELD)
     encoded = tokenize_pairs(to_hf_dataset(text, ["label", "history_text", "item_text"]), tokenizer, profile.max_length)
     sampler = LengthBucketBatchSampler(encoded["length"], profile.batch_size, seed=seed)
@@ -62,7 +83,7 @@ def two_tower_loader(dataset: RecDataset, split: Split, tokenizer, profile: Prof
     """Positive (history, item) pairs → tokens per tower → length-bucketed batches (in-batch negatives)."""
     from .models.two_tower import TwoTowerCollator, tokenize_two_tower
 
-    pairs = split.train[["user_id", "item_id", "timestamp"]]
+    pairs = _subsample(split.train[["user_id", "item_id", "timestamp"]], _examples_needed(profile), seed)
     text = build_text_pairs(pairs, split.train, dataset, tokenizer, profile.max_history_items, profile.max_length - 2, HISTORY_FIELD)
     examples = tokenize_two_tower(text, tokenizer, profile.max_length, 64)
     sampler = LengthBucketBatchSampler([e["length"] for e in examples], profile.batch_size, seed=seed)
