@@ -46,6 +46,11 @@ class EvalSet:
         return f"leave-last-out, {self.stage} item of {len(self.heldout)} users, history = {seen}"
 
 
+def history_for_test(split: Split) -> pd.DataFrame:
+    """What a model may see when scoring test items: training + validation interactions."""
+    return pd.concat([split.train, split.valid], ignore_index=True)
+
+
 def make_eval_set(dataset: RecDataset, split: Split | None = None, stage: str = "test", n_negatives: int = 99,
                   n_users: int | None = None, seed: int = 0) -> EvalSet:
     """Build the evaluation set for ``stage`` (``"valid"`` or ``"test"``) of a leave-last-out split.
@@ -58,7 +63,7 @@ def make_eval_set(dataset: RecDataset, split: Split | None = None, stage: str = 
         raise ValueError(f"stage must be 'valid' or 'test', got {stage!r}")
     split = split or leave_last_out(dataset.interactions, drop_short_users=True)
     heldout = (split.test if stage == "test" else split.valid)[["user_id", "item_id"]].reset_index(drop=True)
-    history = pd.concat([split.train, split.valid], ignore_index=True) if stage == "test" else split.train
+    history = history_for_test(split) if stage == "test" else split.train
     if n_users is not None and n_users < len(heldout):
         rng = np.random.default_rng(seed)
         heldout = heldout.iloc[np.sort(rng.choice(len(heldout), n_users, replace=False))].reset_index(drop=True)

@@ -18,6 +18,7 @@ import torch
 
 from .data import LengthBucketBatchSampler, PairCollator, RecDataset, Split, build_text_pairs, make_training_pairs, to_hf_dataset, tokenize_pairs
 from .device import Profile, detect_device
+from .evaluate import history_for_test
 from .models.baselines import ItemKNN, MatrixFactorization, Popularity
 from .train import TrainConfig, TrainResult, autocast_dtype, train_model
 
@@ -35,11 +36,6 @@ class Fitted:
     history: list = field(default_factory=list)
     train_result: TrainResult | None = None
     tokenizer: object = None
-
-
-def history_for_test(split: Split) -> pd.DataFrame:
-    """What a model may see when scoring test items: training + validation interactions."""
-    return pd.concat([split.train, split.valid], ignore_index=True)
 
 
 def bert_config(profile: Profile, seed: int = 0, progress: bool = True, device: str | None = None, **overrides) -> TrainConfig:
