@@ -43,6 +43,11 @@ def _load_data(source: str, profile, seed: int):
     return ds
 
 
+def _protocols(model: str) -> tuple[str, ...]:
+    """Full ranking for every model except the cross-encoder (one BERT pass per catalogue item is too slow)."""
+    return ("sampled",) if model == "cross-encoder" else ("sampled", "full")
+
+
 def _evaluate(fitted_scorer, dataset, split, profile, bert: bool, seed: int, protocols, eval_users=None) -> dict:
     from .evaluate import evaluate, make_eval_set
 
@@ -71,7 +76,7 @@ def cmd_train(args) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _save(fitted, out / "checkpoint", args)
-    protocols = ("sampled",) if args.model == "cross-encoder" else ("sampled", "full")
+    protocols = _protocols(args.model)
     metrics = _evaluate(fitted.scorer, ds, split, profile, bert, args.seed, protocols, args.eval_users)
     metrics.update(data=args.data, model=args.model, peft=args.peft, profile=profile.name, train_seconds=round(fitted.train_seconds, 2),
                    environment=environment_report())
@@ -93,7 +98,7 @@ def _save(fitted, folder: Path, args) -> None:
 def cmd_evaluate(args) -> dict:
     from .data import leave_last_out
     from .device import detect_device, get_profile
-    from .pipeline import history_for_test
+    from .evaluate import history_for_test
 
     folder = Path(args.checkpoint)
     folder = folder / "checkpoint" if (folder / "checkpoint" / "run.json").is_file() else folder
@@ -104,27 +109,19 @@ def cmd_evaluate(args) -> dict:
     bert = run["model"] in BERT_MODELS
     ds = _load_data(args.data or run["data"], profile, run["seed"])
     split = leave_last_out(ds.interactions, drop_short_users=True)
-    history = history_for_test(split)
-    from .train import autocast_dtype
-
-    scoring = {"device": detect_device(), "amp_dtype": autocast_dtype("auto", detect_device())}
-    if run["model"] == "cross-encoder":
+    if bert:
         from .models.backbone import load_tokenizer
-        from .models.cross_encoder import CrossEncoder, CrossEncoderScorer
+        from .models.cross_encoder import CrossEncoder
+        from .models.two_tower import TwoTower
+        from .pipeline import bert_scorer
 
-        model = CrossEncoder.load(folder)
-        scorer = CrossEncoderScorer(model, load_tokenizer(folder / "encoder"), ds, history, profile.max_length, profile.max_history_items, **scoring)
-    elif run["model"] == "two-tower":
-        from .models.backbone import load_tokenizer
-        from .models.two_tower import TwoTower, TwoTowerScorer
-
-        model = TwoTower.load(folder)
-        scorer = TwoTowerScorer(model, load_tokenizer(folder / "encoder"), ds, history, profile.max_length, profile.max_history_items, **scoring)
+        model = (CrossEncoder if run["model"] == "cross-encoder" else TwoTower).load(folder)
+        scorer = bert_scorer(model, load_tokenizer(folder / "encoder"), ds, history_for_test(split), profile, detect_device())
     else:
         from .models.baselines import load_baseline
 
         scorer = load_baseline(folder).score
-    protocols = ("sampled",) if run["model"] == "cross-encoder" else ("sampled", "full")
+    protocols = _protocols(run["model"])
     metrics = _evaluate(scorer, ds, split, profile, bert, run["seed"], protocols, args.eval_users)
     metrics.update(data=args.data or run["data"], model=run["model"], profile=profile.name)
     return metrics

@@ -111,24 +111,32 @@ def fit_recommender(name: str, dataset: RecDataset, split: Split, profile: Profi
     device = device or detect_device()
     encoder, tokenizer = load_backbone(model_name_or_path)
     config = bert_config(profile, seed, progress, device, **config_overrides)
-    scoring = {"device": device, "amp_dtype": autocast_dtype(config.amp, device)}
     if name == "cross-encoder":
-        from .models.cross_encoder import CrossEncoder, CrossEncoderScorer
+        from .models.cross_encoder import CrossEncoder
 
         loader = cross_encoder_loader(dataset, split, tokenizer, profile, seed)
         model = _maybe_peft(CrossEncoder(encoder), peft)
         result = train_model(model, loader, config, evaluate_fn)
         model = _maybe_merge(model, peft)
-        scorer = CrossEncoderScorer(model, tokenizer, dataset, history, profile.max_length, profile.max_history_items, **scoring)
     else:
-        from .models.two_tower import TwoTower, TwoTowerScorer
+        from .models.two_tower import TwoTower
 
         loader = two_tower_loader(dataset, split, tokenizer, profile, seed)
         model = _maybe_peft(TwoTower(encoder), peft)
         result = train_model(model, loader, config, evaluate_fn)
         model = _maybe_merge(model, peft)
-        scorer = TwoTowerScorer(model, tokenizer, dataset, history, profile.max_length, profile.max_history_items, **scoring)
+    scorer = bert_scorer(model, tokenizer, dataset, history, profile, device, config.amp)
     return Fitted(name, model, scorer, result.seconds, result.history, result, tokenizer)
+
+
+def bert_scorer(model, tokenizer, dataset: RecDataset, history: pd.DataFrame, profile: Profile, device: str, amp: str = "auto"):
+    """The test-time scorer of a cross-encoder or two-tower model (sizes from the profile, AMP as in training)."""
+    from .models.cross_encoder import CrossEncoder, CrossEncoderScorer
+    from .models.two_tower import TwoTowerScorer
+
+    cls = CrossEncoderScorer if isinstance(model, CrossEncoder) else TwoTowerScorer
+    return cls(model, tokenizer, dataset, history, profile.max_length, profile.max_history_items,
+               device=device, amp_dtype=autocast_dtype(amp, device))
 
 
 def _maybe_peft(model, peft: str | None):

@@ -111,3 +111,20 @@ def test_cli_bad_arguments_exit_2(argv, capsys):
         rc = exc.code
     assert rc == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_bert_scorer_picks_the_scorer_for_the_model(data, tiny_profile, tiny_backbone):
+    from transformers import AutoModel
+
+    from recbook.evaluate import history_for_test
+    from recbook.models.backbone import load_tokenizer
+    from recbook.models.cross_encoder import CrossEncoder, CrossEncoderScorer
+    from recbook.models.two_tower import TwoTower, TwoTowerScorer
+    from recbook.pipeline import bert_scorer
+
+    ds, sp = data
+    tok = load_tokenizer(tiny_backbone)
+    for cls, scorer_cls in ((CrossEncoder, CrossEncoderScorer), (TwoTower, TwoTowerScorer)):
+        scorer = bert_scorer(cls(AutoModel.from_pretrained(tiny_backbone)), tok, ds, history_for_test(sp), tiny_profile, "cpu", "off")
+        assert isinstance(scorer, scorer_cls) and scorer.max_length == tiny_profile.max_length
+        assert scorer(np.array([1]), np.array([[1, 2]])).shape == (1, 2)

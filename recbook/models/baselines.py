@@ -40,6 +40,13 @@ class _Indexed:
         self._train_rows = self.user_row.reindex(train["user_id"]).to_numpy()
         self._train_cols = cols.astype(int)
 
+    def _interaction_matrix(self) -> sp.csr_matrix:
+        """Binary user × item matrix of the training interactions (repeats count once)."""
+        X = sp.csr_matrix((np.ones(len(self._train_rows)), (self._train_rows, self._train_cols)),
+                          shape=(len(self.user_ids), len(self.item_ids)))
+        X.data[:] = 1.0
+        return X
+
     def _cols(self, items: np.ndarray) -> np.ndarray:
         """Column of each item id; -1 for unknown items."""
         cols = self.item_col.reindex(np.asarray(items).ravel()).to_numpy()
@@ -97,9 +104,8 @@ class ItemKNN(_Indexed):
 
     def fit(self, train: pd.DataFrame, item_ids) -> "ItemKNN":
         self._index(train, item_ids)
-        n_users, n_items = len(self.user_ids), len(self.item_ids)
-        X = sp.csr_matrix((np.ones(len(self._train_rows)), (self._train_rows, self._train_cols)), shape=(n_users, n_items))
-        X.data[:] = 1.0  # repeated interactions count once
+        n_items = len(self.item_ids)
+        X = self._interaction_matrix()
         self.history = X
         co = (X.T @ X).toarray()
         norms = np.sqrt(np.diag(co))
@@ -154,8 +160,7 @@ class MatrixFactorization(_Indexed, torch.nn.Module):
 
         self._index(train, item_ids)
         self._build(len(self.user_ids), len(self.item_ids))
-        seen = sp.csr_matrix((np.ones(len(self._train_rows)), (self._train_rows, self._train_cols)), shape=(len(self.user_ids), len(self.item_ids)))
-        batches = BPRBatches(self._train_rows, self._train_cols, seen, self.batch_size, self.seed)
+        batches = BPRBatches(self._train_rows, self._train_cols, self._interaction_matrix(), self.batch_size, self.seed)
         config = TrainConfig(epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay, warmup_ratio=0.0, grad_clip=None,
                              decay_norm_and_bias=True, progress=progress, seed=self.seed, device="cpu", amp="off")
         self.history_ = train_model(self, batches, config).history

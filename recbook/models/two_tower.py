@@ -124,23 +124,22 @@ class TwoTowerScorer:
     def __init__(self, model: TwoTower, tokenizer, dataset, history: pd.DataFrame, max_length: int = 96,
                  max_history_items: int = 10, batch_size: int = 128, device: str = "cpu", amp_dtype=None,
                  history_field: str = "title+genres"):
-        from ..data import build_text_pairs
-
         self.model, self.tokenizer, self.dataset, self.history = model, tokenizer, dataset, history
         self.max_length, self.max_history_items = max_length, max_history_items
         self.kw = {"batch_size": batch_size, "device": device, "amp_dtype": amp_dtype}
         self.history_field = history_field
         self.item_col = pd.Series(np.arange(dataset.n_items), index=dataset.item_ids)
         self.item_vectors = embed_texts(model, dataset.items["text"].tolist(), tokenizer, max_length, **self.kw)
-        self._build_pairs = build_text_pairs
         self.user_vectors: dict = {}
 
     def _users(self, users: np.ndarray) -> np.ndarray:
         new = [u for u in dict.fromkeys(users.tolist()) if u not in self.user_vectors]
         if new:
+            from ..data import build_text_pairs
+
             # one row per user: any item works as the "candidate", only the history text is used
             rows = pd.DataFrame({"user_id": new, "item_id": self.dataset.item_ids[0]})
-            texts = self._build_pairs(rows, self.history, self.dataset, self.tokenizer, self.max_history_items, self.max_length - 2,
+            texts = build_text_pairs(rows, self.history, self.dataset, self.tokenizer, self.max_history_items, self.max_length - 2,
                                      self.history_field)["history_text"]
             for u, v in zip(new, embed_texts(self.model, texts.tolist(), self.tokenizer, self.max_length, **self.kw)):
                 self.user_vectors[u] = v
