@@ -39,6 +39,7 @@ class TrainConfig:
     epochs: int = 1
     max_steps: int | None = None  # optimizer steps; stops early when reached
     lr: float = 5e-5
+    head_lr: float | None = None  # learning rate of a new output layer named `head` (None = lr)
     weight_decay: float = 0.01
     decay_norm_and_bias: bool = False  # True = decay every parameter (e.g. embeddings-only models)
     warmup_ratio: float = 0.1
@@ -80,18 +81,29 @@ class TrainResult:
 
 
 # ------------------------------------------------------------------ pieces
-def parameter_groups(model: torch.nn.Module, weight_decay: float, decay_norm_and_bias: bool = False) -> list[dict]:
-    """AdamW groups: weight decay on weight matrices only — not on biases or LayerNorm/embedding-norm weights."""
-    decay, no_decay = [], []
+def parameter_groups(model: torch.nn.Module, weight_decay: float, decay_norm_and_bias: bool = False,
+                     head_lr: float | None = None) -> list[dict]:
+    """AdamW groups: weight decay on weight matrices only — not on biases or LayerNorm/embedding-norm weights.
+
+    ``head_lr``: parameters of a module named ``head`` (a new, randomly initialised output layer) get
+    their own learning rate — they start from nothing, while the pretrained encoder needs small steps.
+    """
+    groups = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if decay_norm_and_bias or (p.ndim >= 2 and "norm" not in name.lower()):
-            decay.append(p)
-        else:
-            no_decay.append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
+        decay = decay_norm_and_bias or (p.ndim >= 2 and "norm" not in name.lower())
+        head = head_lr is not None and "head" in name.split(".")[:-1]
+        groups.setdefault((head, decay), []).append(p)
+    out = []
+    for head in (False, True):
+        for decay in (True, False):
+            if groups.get((head, decay)):
+                group = {"params": groups[(head, decay)], "weight_decay": weight_decay if decay else 0.0}
+                if head:
+                    group["lr"] = head_lr
+                out.append(group)
+    return out
 
 
 def warmup_linear_schedule(optimizer, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -226,7 +238,7 @@ def train_model(
     if per_epoch == 0:
         raise ValueError("batches is empty: nothing to train on")
     total = per_epoch * config.epochs if config.max_steps is None else min(config.max_steps, per_epoch * config.epochs)
-    optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay, config.decay_norm_and_bias), lr=config.lr)
+    optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay, config.decay_norm_and_bias, config.head_lr), lr=config.lr)
     scheduler = warmup_linear_schedule(optimizer, int(config.warmup_ratio * total), total)
 
     result = TrainResult()
