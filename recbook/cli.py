@@ -3,10 +3,12 @@
     python -m recbook train --data synthetic --model cross-encoder --profile quick --out runs/ce
     python -m recbook train --data movielens-100k --model cross-encoder --peft lora --out runs/ce-lora
     python -m recbook evaluate --checkpoint runs/ce --data synthetic
+    python -m recbook bench --checkpoint runs/ce --variants fp32,int8,onnx-int8,prune50-int8 --out runs/bench
 
 ``train`` writes ``OUT/metrics.json`` (protocol, HR@10, NDCG@10, MRR, AUC, train time, environment)
 and the model under ``OUT/checkpoint/`` (safetensors). ``evaluate`` re-scores a saved model under
-the same protocol. ``--data`` is ``synthetic``, ``movielens-100k`` or a folder in the
+the same protocol. ``bench`` measures compressed variants of a cross-encoder checkpoint
+(:mod:`recbook.bench`) and writes ``bench.csv``, ``bench.md`` and a Pareto figure. ``--data`` is ``synthetic``, ``movielens-100k`` or a folder in the
 ``recbook.data.load_folder`` format. Bad arguments print a clear message and exit with code 2.
 """
 
@@ -17,6 +19,7 @@ import json
 import sys
 from pathlib import Path
 
+from .compress.variants import VARIANT_KINDS
 from .pipeline import BERT_MODELS, MODEL_NAMES
 
 DATA_HELP = "synthetic | movielens-100k | PATH (a folder with interactions.csv and items.csv)"
@@ -43,6 +46,23 @@ def _load_data(source: str, profile, seed: int):
     return ds
 
 
+def prepare_data(source: str, profile, seed: int = 0):
+    """``(dataset, split)`` for a data source as every command builds it: the profile's subset, leave-last-out."""
+    from .data import leave_last_out
+
+    ds = _load_data(source, profile, seed)
+    return ds, leave_last_out(ds.interactions, drop_short_users=True)
+
+
+def _checkpoint_folder(path: str) -> tuple[Path, dict]:
+    """The checkpoint folder of a train run (its ``--out`` or ``--out/checkpoint``) and its ``run.json``."""
+    folder = Path(path)
+    folder = folder / "checkpoint" if (folder / "checkpoint" / "run.json").is_file() else folder
+    if not (folder / "run.json").is_file():
+        raise UsageError(f"--checkpoint {path!r}: no run.json found; pass the --out folder of 'recbook train'")
+    return folder, json.loads((folder / "run.json").read_text())
+
+
 def _protocols(model: str) -> tuple[str, ...]:
     """Full ranking for every model except the cross-encoder (one BERT pass per catalogue item is too slow)."""
     return ("sampled",) if model == "cross-encoder" else ("sampled", "full")
@@ -61,15 +81,13 @@ def _evaluate(fitted_scorer, dataset, split, profile, bert: bool, seed: int, pro
 
 
 def cmd_train(args) -> dict:
-    from .data import leave_last_out
     from .device import environment_report, get_profile, seed_everything
     from .pipeline import fit_recommender
 
     profile = get_profile(args.profile)
     seed_everything(args.seed)
     bert = args.model in BERT_MODELS
-    ds = _load_data(args.data, profile, args.seed)
-    split = leave_last_out(ds.interactions, drop_short_users=True)
+    ds, split = prepare_data(args.data, profile, args.seed)
     if args.peft and not bert:
         raise UsageError(f"--peft {args.peft} applies to --model cross-encoder or two-tower, not {args.model}")
     fitted = fit_recommender(args.model, ds, split, profile, args.backbone, seed=args.seed, progress=not args.quiet, peft=args.peft)
@@ -96,19 +114,13 @@ def _save(fitted, folder: Path, args) -> None:
 
 
 def cmd_evaluate(args) -> dict:
-    from .data import leave_last_out
     from .device import detect_device, get_profile
     from .evaluate import history_for_test
 
-    folder = Path(args.checkpoint)
-    folder = folder / "checkpoint" if (folder / "checkpoint" / "run.json").is_file() else folder
-    if not (folder / "run.json").is_file():
-        raise UsageError(f"--checkpoint {args.checkpoint!r}: no run.json found; pass the --out folder of 'recbook train'")
-    run = json.loads((folder / "run.json").read_text())
+    folder, run = _checkpoint_folder(args.checkpoint)
     profile = get_profile(args.profile or run["profile"])
     bert = run["model"] in BERT_MODELS
-    ds = _load_data(args.data or run["data"], profile, run["seed"])
-    split = leave_last_out(ds.interactions, drop_short_users=True)
+    ds, split = prepare_data(args.data or run["data"], profile, run["seed"])
     if bert:
         from .models.backbone import load_tokenizer
         from .models.cross_encoder import CrossEncoder
@@ -125,6 +137,45 @@ def cmd_evaluate(args) -> dict:
     metrics = _evaluate(scorer, ds, split, profile, bert, run["seed"], protocols, args.eval_users)
     metrics.update(data=args.data or run["data"], model=run["model"], profile=profile.name)
     return metrics
+
+
+def cmd_bench(args) -> dict:
+    import torch
+
+    from .bench import make_pair_set, plot_pareto, run_benchmark, write_results
+    from .compress.variants import make_variant
+    from .device import cpu_features, get_profile
+    from .evaluate import make_eval_set
+    from .models.backbone import load_tokenizer
+    from .models.cross_encoder import CrossEncoder
+
+    folder, run = _checkpoint_folder(args.checkpoint)
+    if run["model"] != "cross-encoder":
+        raise UsageError(f"--checkpoint {args.checkpoint!r} holds a {run['model']} model; bench measures cross-encoders")
+    kinds = [k.strip() for k in args.variants.split(",") if k.strip()]
+    bad = [k for k in kinds if k not in VARIANT_KINDS]
+    if bad or not kinds:
+        raise UsageError(f"--variants {args.variants!r}: unknown {bad}; choose from {', '.join(VARIANT_KINDS)}")
+    if kinds[0] != "fp32":
+        kinds = ["fp32"] + [k for k in kinds if k != "fp32"]  # the baseline every ratio is against
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    profile = get_profile(args.profile or run["profile"])
+    ds, split = prepare_data(run["data"], profile, run["seed"])
+    tokenizer = load_tokenizer(folder / "encoder")
+    model = CrossEncoder.load(folder).eval()
+    eval_set = make_eval_set(ds, split, "test", profile.eval_negatives, n_users=args.eval_users or profile.bert_eval_users, seed=run["seed"])
+    pairs = make_pair_set(eval_set, ds, tokenizer, profile.max_length, profile.max_history_items)
+    out = Path(args.out)
+    variants = [make_variant(k, model, out / "variants", dataset=ds, tokenizer=tokenizer) for k in kinds]  # the files stay there
+    table = run_benchmark(variants, pairs, tokenizer, repeats=args.repeats, progress=not args.quiet)
+    files = write_results(table, out)
+    plot_pareto(table, out / "bench_pareto.png")
+    return {"protocol": table.attrs["protocol"], "threads": table.attrs["threads"], "cpu_features": [k for k, v in cpu_features().items() if v],
+            "files": {k: str(v) for k, v in files.items()},
+            "table": {name: {c: row[c] for c in ("NDCG@10", "AUC", "size_MB", "p50_ms_b1", "p50_ms_b64", "quality_kept", "smaller", "faster_b64")}
+                      for name, row in table.iterrows()}}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,6 +197,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", default=None, help=f"{DATA_HELP}; default: the data it was trained on")
     ev.add_argument("--profile", choices=("quick", "full"), default=None)
     ev.add_argument("--eval-users", type=int, default=None, help="as for train")
+    be = sub.add_parser("bench", help="measure compressed variants of a cross-encoder checkpoint (quality, latency, size)")
+    be.add_argument("--checkpoint", required=True, help="the --out folder of 'recbook train --model cross-encoder'")
+    be.add_argument("--variants", default="fp32,int8,onnx-int8,prune50-int8", help="comma-separated, from: " + ", ".join(
+        VARIANT_KINDS))
+    be.add_argument("--out", required=True, help="output folder for bench.csv, bench.md, bench_pareto.png")
+    be.add_argument("--profile", choices=("quick", "full"), default=None)
+    be.add_argument("--eval-users", type=int, default=None, help="test users whose 100 candidates are scored (default: the profile's)")
+    be.add_argument("--repeats", type=int, default=10, help="timed repeats per variant and batch size (interleaved)")
+    be.add_argument("--threads", type=int, default=None, help="torch/ONNX Runtime threads (default: torch's)")
+    be.add_argument("--quiet", action="store_true")
     return parser
 
 
@@ -155,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "eval_users", None) is not None and args.eval_users < 1:
             raise UsageError(f"--eval-users must be at least 1, got {args.eval_users}")
-        metrics = cmd_train(args) if args.command == "train" else cmd_evaluate(args)
+        metrics = {"train": cmd_train, "evaluate": cmd_evaluate, "bench": cmd_bench}[args.command](args)
     except UsageError as exc:
         print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
         return 2

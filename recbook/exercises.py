@@ -357,3 +357,175 @@ def _protocol_ratio(fn):
     if not _close(fn(m), 6.4):
         return False, "the full-ranking numbers are under metrics['full_ranking']."
     return True, "that factor is why a metric is meaningless without its protocol."
+
+
+# ------------------------------------------------------------------ 06_pruning
+@_exercise("06.sparsity", "06_pruning", "Write sparsity(tensor): the fraction of entries that are exactly zero.")
+def _sparsity(fn):
+    import torch
+
+    g = torch.Generator().manual_seed(6)
+    for shape, p in (((10, 10), 0.3), ((7, 3, 5), 0.9), ((4,), 0.0)):
+        t = torch.randn(shape, generator=g)
+        t[torch.rand(shape, generator=g) < p] = 0
+        if not _close(fn(t), float((t == 0).float().mean())):
+            return False, "count the entries equal to 0 and divide by the number of entries (t.numel())."
+    return True, "sparsity_report does this for every layer."
+
+
+@_exercise("06.global_threshold", "06_pruning", "Write global_threshold(weights, amount): the k-th smallest |w| over all tensors, k = amount × total.")
+def _global_threshold(fn):
+    import torch
+
+    from .compress.prune import magnitude_prune
+
+    g = torch.Generator().manual_seed(7)
+    model = torch.nn.Sequential(torch.nn.Linear(20, 30), torch.nn.Linear(30, 5))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * (3.0 if p.shape[0] == 5 else 1.0))
+    for amount in (0.2, 0.4, 0.8):  # amount × 750 weights is a whole number: no rounding question
+        t = fn([m.weight.detach() for m in model], amount)
+        pruned = magnitude_prune(model, amount)
+        kept = torch.cat([m.weight.detach().flatten() for m in pruned])
+        ref = torch.cat([m.weight.detach().flatten() for m in model])
+        if not torch.equal(kept != 0, ref.abs() > float(t)):
+            return False, f"for amount={amount} weights with |w| above your threshold are not exactly the ones global pruning keeps."
+    return True, "one threshold for all layers: layers with many small weights lose more."
+
+
+@_exercise("06.packed_bytes", "06_pruning", "Write packed_bytes(n, sparsity, value_bytes): ceil(n/8) mask bytes + value_bytes per non-zero.")
+def _packed_bytes(fn):
+    import torch
+
+    from .compress.storage import save_compact
+
+    for n, s, b in ((1000, 0.5, 4), (4096, 0.9, 1), (17, 0.0, 2)):
+        expected = -(-n // 8) + round(n * (1 - s)) * b
+        if int(fn(n, s, b)) != expected:
+            return False, f"for n={n}, sparsity={s}, {b}-byte values expected {expected} bytes."
+    w = torch.ones(64, 64)
+    w[:, :32] = 0
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        size = save_compact({"w": w}, Path(d) / "w.safetensors")
+    if size - int(fn(64 * 64, 0.5, 4)) > 1024:  # safetensors header only
+        return False, "your formula is far from the real file size."
+    return True, "at 50% sparsity fp32 values still cost 16 of every 32 bits, plus 1 bit of mask."
+
+
+# ------------------------------------------------------------------ 07_distillation
+@_exercise("07.soften", "07_distillation", "Write soften(logits, T): sigmoid(logits / T).")
+def _soften(fn):
+    import torch
+
+    z = torch.linspace(-6, 6, 13)
+    for t in (1.0, 2.0, 5.0):
+        if not _close(torch.as_tensor(fn(z, t)), torch.sigmoid(z / t)):
+            return False, f"for T={t} expected sigmoid(z / T)."
+    return True, "larger T pulls every target towards 0.5 and keeps the order."
+
+
+@_exercise("07.kd_loss", "07_distillation", "Write kd_loss(zs, zt, y, T, alpha): α·BCE(zs, y) + (1−α)·T²·BCE(zs/T, σ(zt/T)).")
+def _kd_loss(fn):
+    import torch
+
+    from .losses import distillation_bce
+
+    g = torch.Generator().manual_seed(8)
+    for t, a in ((1.0, 0.5), (3.0, 0.2), (2.0, 1.0)):
+        zs, zt = torch.randn(32, generator=g), torch.randn(32, generator=g) * 3
+        y = (torch.rand(32, generator=g) < 0.3).float()
+        if not _close(float(fn(zs, zt, y, t, a)), float(distillation_bce(zs, zt, y, t, a)), 1e-4):
+            return False, f"for T={t}, alpha={a} your loss differs from recbook.losses.distillation_bce; did you multiply the soft term by T²?"
+    return True, "the same loss recbook.compress.distill.Distiller trains on."
+
+
+@_exercise("07.encoder_share", "07_distillation", "Write encoder_share(n_layers): the fraction of the 6 encoder layers' parameters kept.")
+def _encoder_share(fn):
+    for n in range(1, 7):
+        if not _close(fn(n), n / 6):
+            return False, f"{n} of 6 equal layers keep {n}/6 of the encoder-layer parameters."
+    return True, "the embeddings are not part of it: that is why students need trimming too."
+
+
+# ------------------------------------------------------------------ 08_quantization
+@_exercise("08.scale_zero_point", "08_quantization", "Write scale_zero_point(lo, hi): asymmetric uint8 (scale, zero_point).")
+def _scale_zero_point(fn):
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization.observer import MinMaxObserver
+
+    for lo, hi in ((-1.0, 3.0), (-0.25, 0.5), (-6.0, 0.1)):
+        obs = MinMaxObserver(dtype=torch.quint8)
+        obs(torch.tensor([lo, hi]))
+        s, z = obs.calculate_qparams()
+        got = fn(lo, hi)
+        if not (_close(got[0], float(s), 1e-6) and int(got[1]) == int(z)):
+            return False, f"for [{lo}, {hi}] PyTorch's observer gives scale {float(s):.6f}, zero point {int(z)}."
+    return True, "identical to PyTorch's MinMaxObserver."
+
+
+@_exercise("08.int8_dot", "08_quantization", "Write int8_dot(qa, qb, za, sa, sb): sa·sb·Σ(qa − za)·qb accumulated in int32.")
+def _int8_dot(fn):
+    import torch
+
+    g = torch.Generator().manual_seed(9)
+    for n in (8, 384, 1536):
+        qa = torch.randint(0, 256, (n,), generator=g).to(torch.uint8)
+        qb = torch.randint(-128, 128, (n,), generator=g).to(torch.int8)
+        za, sa, sb = 113, 0.02, 0.003
+        expected = sa * sb * float(((qa.long() - za) * qb.long()).sum())
+        if not _close(fn(qa, qb, za, sa, sb), expected, 1e-6):
+            return False, "convert to int32 before subtracting and multiplying: uint8 arithmetic wraps around."
+    return True, "one float multiply at the end; everything else is integer."
+
+
+@_exercise("08.int8_mb", "08_quantization", "Write int8_model_mb(n_params): MB of int8 weights plus one fp32 scale per 384 weights.")
+def _int8_mb(fn):
+    for n in (384, 22_713_216, 10**6):
+        if not _close(fn(n), (n + 4 * n / 384) / 1e6, 1e-6):
+            return False, "1 byte per weight plus 4 bytes per scale, one scale per 384 weights; MB = 10**6 bytes."
+    return True, "about 1% overhead for the scales: int8 is ~4× smaller than fp32."
+
+
+# ------------------------------------------------------------------ 09_compression_pareto
+@_exercise("09.dominates", "09_compression_pareto", "Write dominates(a, b) for (quality, cost) tuples.")
+def _dominates(fn):
+    cases = {((0.3, 10), (0.2, 20)): True, ((0.3, 10), (0.3, 10)): False, ((0.3, 10), (0.3, 11)): True,
+             ((0.2, 5), (0.3, 10)): False, ((0.31, 10), (0.3, 10)): True}
+    for (a, b), expected in cases.items():
+        if bool(fn(a, b)) != expected:
+            return False, f"dominates({a}, {b}) should be {expected}: at least as good on both, strictly better on one."
+    return True, "the Pareto front is what no point dominates."
+
+
+@_exercise("09.front", "09_compression_pareto", "Write front(points): the names no other point dominates.")
+def _front(fn):
+    import pandas as pd
+
+    from .bench import pareto_front
+
+    rng = np.random.default_rng(10)
+    for _ in range(5):
+        points = {f"v{i}": (round(float(rng.random()), 2), round(float(rng.random()) * 100, 1)) for i in range(8)}
+        table = pd.DataFrame({"NDCG@10": [p[0] for p in points.values()], "cost": [p[1] for p in points.values()]}, index=list(points))
+        expected = set(table.index[pareto_front(table, "NDCG@10", "cost")])
+        if set(fn(points)) != expected:
+            return False, f"for {points} the front is {sorted(expected)}."
+    return True, "recbook.bench.pareto_front does the same on the benchmark table."
+
+
+@_exercise("09.combined_ratio", "09_compression_pareto", "Write combined_ratio(ratios): the product of independent size ratios.")
+def _combined_ratio(fn):
+    for ratios in ([2, 4], [1.5], [3, 2, 1.25], []):
+        expected = float(np.prod(ratios)) if ratios else 1.0
+        if not _close(fn(ratios), expected):
+            return False, f"for {ratios} expected {expected}: ratios applied one after another multiply."
+    return True, "which is why distill + trim + int8 can reach ratios no single method gives."

@@ -7,6 +7,16 @@ from recbook.data import make_synthetic
 from recbook.device import cpu_features, get_profile
 
 
+def _bce(z, y):
+    import torch
+
+    return torch.nn.functional.binary_cross_entropy_with_logits(z, y)
+
+
+def _dominates(a, b):
+    return a[0] >= b[0] and a[1] <= b[1] and (a[0] > b[0] or a[1] < b[1])
+
+
 def sigmoid(z):
     return 1 / (1 + np.exp(-z))
 
@@ -35,6 +45,18 @@ RIGHT = {
     "04b.best_model": lambda results, metric: max(results, key=lambda n: results[n][metric]),
     "04b.command": lambda data, model, out: ["train", "--data", data, "--model", model, "--out", out],
     "04b.protocol_ratio": lambda m: m["NDCG@10"] / m["full_ranking"]["NDCG@10"],
+    "06.sparsity": lambda t: float((t == 0).float().mean()),
+    "06.global_threshold": lambda ws, a: float((lambda f: f.kthvalue(int(a * f.numel())).values)(__import__("torch").cat([w.abs().flatten() for w in ws]))),
+    "06.packed_bytes": lambda n, s, b: -(-n // 8) + round(n * (1 - s)) * b,
+    "07.soften": lambda z, t: __import__("torch").sigmoid(z / t),
+    "07.kd_loss": lambda zs, zt, y, t, a: a * _bce(zs, y) + (1 - a) * _bce(zs / t, __import__("torch").sigmoid(zt / t)) * t**2,
+    "07.encoder_share": lambda n: n / 6,
+    "08.scale_zero_point": lambda lo, hi: ((hi - lo) / 255, int(round(-lo / ((hi - lo) / 255)))),
+    "08.int8_dot": lambda qa, qb, za, sa, sb: float(sa * sb * ((qa.int() - za) * qb.int()).sum()),
+    "08.int8_mb": lambda n: (n + 4 * n / 384) / 1e6,
+    "09.dominates": _dominates,
+    "09.front": lambda pts: {n for n, p in pts.items() if not any(_dominates(q, p) for m, q in pts.items() if m != n)},
+    "09.combined_ratio": lambda rs: float(np.prod(rs)) if len(rs) else 1.0,
 }
 
 WRONG = {
@@ -59,6 +81,18 @@ WRONG = {
     "05.lora_params": lambda d_in, d_out, r, n: n * d_in * d_out,
     "05.merge": lambda W, A, B, alpha, r: W + B @ A,
     "05.adam_bytes": lambda n: 4 * n,
+    "06.sparsity": lambda t: float((t != 0).float().mean()),
+    "06.global_threshold": lambda ws, a: float(ws[0].abs().flatten().kthvalue(max(1, int(a * ws[0].numel()))).values),  # per layer
+    "06.packed_bytes": lambda n, s, b: round(n * (1 - s)) * b,  # forgot the mask
+    "07.soften": lambda z, t: __import__("torch").sigmoid(z) / t,
+    "07.kd_loss": lambda zs, zt, y, t, a: a * _bce(zs, y) + (1 - a) * _bce(zs / t, __import__("torch").sigmoid(zt / t)),  # no T²
+    "07.encoder_share": lambda n: n / 12,
+    "08.scale_zero_point": lambda lo, hi: ((hi - lo) / 256, 0),
+    "08.int8_dot": lambda qa, qb, za, sa, sb: float(sa * sb * ((qa - za) * qb).sum()),  # uint8 wraps around
+    "08.int8_mb": lambda n: 4 * n / 1e6,
+    "09.dominates": lambda a, b: a[0] >= b[0],
+    "09.front": lambda pts: set(pts),
+    "09.combined_ratio": lambda rs: float(sum(rs)),
 }
 
 

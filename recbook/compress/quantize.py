@@ -330,9 +330,9 @@ def trim_vocabulary(model: torch.nn.Module, keep_ids, unk_id: int) -> torch.nn.M
     if unk_id not in set(keep.tolist()):
         raise ValueError(f"unk_id {unk_id} must be among keep_ids (unknown tokens map to it)")
     keep = torch.unique(keep)
-    remap = torch.empty(old.num_embeddings, dtype=torch.long)
+    remap = torch.empty(old.num_embeddings, dtype=torch.int32)  # 4 bytes per original token id
     remap.fill_(int((keep == unk_id).nonzero()[0, 0]))
-    remap[keep] = torch.arange(keep.numel())
+    remap[keep] = torch.arange(keep.numel(), dtype=torch.int32)
     table = torch.nn.Embedding(keep.numel(), old.embedding_dim)
     table.weight = torch.nn.Parameter(old.weight.detach()[keep].clone(), requires_grad=old.weight.requires_grad)
     owner.word_embeddings = TrimmedEmbedding(table, remap)

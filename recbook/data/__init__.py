@@ -29,7 +29,9 @@ from .text import (
     LengthBucketBatchSampler,
     PairCollator,
     build_text_pairs,
+    catalogue_texts,
     encode_pairs,
+    history_entries,
     padding_fraction,
     to_hf_dataset,
     tokenize_pairs,
@@ -53,8 +55,8 @@ def load_dataset(source: str = "synthetic", **kwargs) -> RecDataset:
 
 __all__ = [
     "ChecksumError", "DataError", "DataFileNotFoundError", "DownloadError", "LengthBucketBatchSampler",
-    "ML100K_MD5", "ML100K_URL", "PairCollator", "RecDataset", "Split", "build_item_text", "build_text_pairs",
-    "default_cache_dir", "encode_pairs", "fetch_zip", "find_movielens_100k", "leave_last_out", "load_dataset", "load_folder",
+    "ML100K_MD5", "ML100K_URL", "PairCollator", "RecDataset", "Split", "build_item_text", "build_text_pairs", "catalogue_texts",
+    "default_cache_dir", "encode_pairs", "fetch_zip", "find_movielens_100k", "history_entries", "leave_last_out", "load_dataset", "load_folder",
     "load_movielens_100k", "make_synthetic", "make_training_pairs", "md5_of", "padding_fraction", "random_split",
     "read_csv_checked", "read_movielens_100k_folder", "sample_negatives", "to_hf_dataset", "tokenize_pairs", "validate",
 ]  # fmt: skip

@@ -36,6 +36,23 @@ def _token_counts(texts: list[str], tokenizer) -> np.ndarray:
     return np.array([len(ids) for ids in encoded])
 
 
+def history_entries(dataset: RecDataset, history_field: str = "title") -> list[str]:
+    """How each catalogue item is written inside a user's history (one string per item, in catalogue order).
+
+    ``"title+genres"`` is compact and informative: ``"Toy Story (Animation, Comedy)"``.
+    """
+    if history_field == "title+genres":
+        genres = dataset.items["genres"].fillna("").astype(str).str.replace("|", ", ", regex=False)
+        return [f"{t} ({g})" if g else str(t) for t, g in zip(dataset.items["title"], genres)]
+    return dataset.items[history_field].astype(str).tolist()
+
+
+def catalogue_texts(dataset: RecDataset, history_field: str = "title+genres") -> list[str]:
+    """Every text a (history, candidate) pair of this catalogue can contain: candidate texts, history
+    entries and the separator — what vocabulary trimming (notebook 08) must keep."""
+    return list(dataset.items["text"].astype(str)) + history_entries(dataset, history_field) + [HISTORY_SEPARATOR.strip()]
+
+
 def build_text_pairs(
     pairs: pd.DataFrame,
     history: pd.DataFrame,
@@ -68,11 +85,7 @@ def build_text_pairs(
     unknown = ~pairs["item_id"].isin(item_index.index)
     if unknown.any():
         raise DataError(f"pairs refer to item_id {pairs.loc[unknown, 'item_id'].iloc[0]} which is not in {dataset.name}'s items")
-    if history_field == "title+genres":  # compact and informative: "Toy Story (Animation, Comedy)"
-        genres = dataset.items["genres"].fillna("").astype(str).str.replace("|", ", ", regex=False)
-        entries = [f"{t} ({g})" if g else str(t) for t, g in zip(dataset.items["title"], genres)]
-    else:
-        entries = dataset.items[history_field].astype(str).tolist()
+    entries = history_entries(dataset, history_field)
     entry_cost = _token_counts(entries, tokenizer) + (_token_counts([HISTORY_SEPARATOR.strip()], tokenizer)[0] if tokenizer else 1)
 
     hist = history.sort_values(["user_id", "timestamp"], kind="stable")

@@ -1,0 +1,168 @@
+"""The fine-tuned cross-encoder every compression notebook starts from, and its compressed variants.
+
+Used by notebooks ``06``–``09`` and by ``python -m recbook bench``.
+
+:func:`load_or_train_teacher` fine-tunes the fp32 cross-encoder once and caches it as a ``recbook train``
+checkpoint (``CrossEncoder.save`` + ``run.json``, written to a temporary folder and renamed, so an
+interrupted run never leaves half a cache). :func:`make_variant` turns a model into a measurable
+:class:`recbook.bench.Variant` — the runtime model plus the file it ships as, written for real so the
+size is measured, not computed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..bench import PairSet, Variant, make_pair_set
+from .prune import count_nonzero, magnitude_prune
+from .quantize import cast, dynamic_quantize, quantize_embeddings, trim_vocabulary, used_token_ids
+from .storage import file_size, linear_weight_names, save_compact
+
+VARIANT_KINDS = ("fp32", "bf16", "fp16", "int8", "torchao-int8", "onnx-fp32", "onnx-int8", "prune50-int8", "trim-int8")
+
+
+@dataclass
+class CompressionSetup:
+    """Everything a compression experiment needs, built the same way in every notebook."""
+
+    dataset: object
+    split: object
+    profile: object
+    tokenizer: object
+    teacher: torch.nn.Module
+    checkpoint: Path
+    eval_set: object
+    pairs: PairSet
+    data_source: str
+    seed: int
+
+
+def teacher_folder(data_source: str, profile, seed: int = 0, backbone: str | None = None, cache_dir=None) -> Path:
+    """Where the cached teacher for these settings lives."""
+    from ..data import default_cache_dir
+
+    name = f"{data_source}-{profile.name}-steps{profile.bert_max_steps or 'all'}-seed{seed}-{(backbone or 'minilm').replace('/', '_')}"
+    return Path(cache_dir or default_cache_dir()) / "teachers" / name
+
+
+def load_or_train_teacher(data_source: str, profile, seed: int = 0, backbone: str | None = None, cache_dir=None,
+                          progress: bool = True):
+    """``(cross_encoder, folder, trained_now)``: the cached fine-tuned fp32 cross-encoder, trained if absent."""
+    from ..cli import prepare_data
+    from ..models.cross_encoder import CrossEncoder
+    from ..pipeline import fit_recommender
+
+    folder = teacher_folder(data_source, profile, seed, backbone, cache_dir)
+    if (folder / "recbook_model.json").is_file():
+        return CrossEncoder.load(folder).eval(), folder, False
+    dataset, split = prepare_data(data_source, profile, seed)
+    fitted = fit_recommender("cross-encoder", dataset, split, profile, backbone, seed=seed, progress=progress)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    try:
+        fitted.model.save(tmp, fitted.tokenizer)
+        run = {"data": data_source, "model": "cross-encoder", "profile": profile.name, "seed": seed, "backbone": backbone, "peft": None,
+               "train_seconds": round(fitted.train_seconds, 1)}
+        (tmp / "run.json").write_text(json.dumps(run, indent=1))
+        if folder.exists():  # another process finished first: keep theirs
+            shutil.rmtree(tmp)
+        else:
+            tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return fitted.model.float().cpu().eval(), folder, True
+
+
+def compression_setup(data_source: str | None = None, profile=None, seed: int = 0, eval_users: int | None = None,
+                      backbone: str | None = None, cache_dir=None, progress: bool = True) -> CompressionSetup:
+    """Data, split, teacher and the tokenized evaluation pairs (sampled protocol) for ``data_source``.
+
+    ``data_source=None`` picks ``"synthetic"`` in the quick profile (a one-minute CPU fine-tune on MovieLens
+    stays at chance — notebook 04b measures it) and ``"movielens-100k"`` in the full profile.
+    """
+    from ..cli import prepare_data
+    from ..device import get_profile
+    from ..evaluate import make_eval_set
+    from ..models.backbone import load_tokenizer
+
+    profile = profile or get_profile()
+    data_source = data_source or ("synthetic" if profile.name == "quick" else "movielens-100k")
+    dataset, split = prepare_data(data_source, profile, seed)
+    teacher, folder, _ = load_or_train_teacher(data_source, profile, seed, backbone, cache_dir, progress)
+    tokenizer = load_tokenizer(folder / "encoder")
+    eval_set = make_eval_set(dataset, split, "test", profile.eval_negatives, n_users=eval_users or profile.bert_eval_users, seed=seed)
+    pairs = make_pair_set(eval_set, dataset, tokenizer, profile.max_length, profile.max_history_items)
+    return CompressionSetup(dataset, split, profile, tokenizer, teacher, folder, eval_set, pairs, data_source, seed)
+
+
+def catalogue_token_ids(dataset, tokenizer):
+    """The token ids the catalogue's texts use (plus special tokens): what :func:`trim_vocabulary` keeps."""
+    from ..data import catalogue_texts
+
+    return used_token_ids(catalogue_texts(dataset), tokenizer)
+
+
+def make_variant(kind: str, model: torch.nn.Module, workdir: str | Path, name: str | None = None, dataset=None, tokenizer=None,
+                 example: dict | None = None) -> Variant:
+    """Build variant ``kind`` (one of :data:`VARIANT_KINDS`) of an fp32 cross-encoder ``model`` and write its file.
+
+    - ``fp32`` / ``bf16`` / ``fp16``: the weights in that type (safetensors);
+    - ``int8``: Linear layers dynamically quantized (torch.ao kernels) **and** the word embeddings int8;
+      file = int8 matrices + per-row scales;
+    - ``torchao-int8``: torchao's int8 dynamic quantization of the Linear layers (embeddings fp32);
+    - ``onnx-fp32`` / ``onnx-int8``: an ONNX file run by ONNX Runtime (dynamic int8 for the latter);
+    - ``prune50-int8``: 50% global magnitude pruning (Linear layers and embeddings), then ``int8``;
+      file = bit mask + int8 non-zeros;
+    - ``trim-int8``: vocabulary trimmed to the catalogue's tokens (needs ``dataset`` and ``tokenizer``), then ``int8``.
+    """
+    if kind not in VARIANT_KINDS:
+        raise ValueError(f"unknown variant kind {kind!r}; choose one of {', '.join(VARIANT_KINDS)}")
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    name = name or kind
+    model = model.float().cpu().eval()
+    params = sum(p.numel() for p in model.parameters())
+    path = workdir / f"{name}.safetensors"
+    notes = ""
+    if kind in ("fp32", "bf16", "fp16"):
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[kind]
+        runtime = model if kind == "fp32" else cast(model, dtype)
+        size = save_compact(_state(runtime), path, sparse_threshold=1.1)
+        return Variant(name, runtime, size, params, count_nonzero(model)[0], notes)
+    if kind == "torchao-int8":
+        size = save_compact(_state(model), path, int8=linear_weight_names(model), sparse_threshold=1.1)
+        return Variant(name, dynamic_quantize(model, "torchao"), size, params, params, "torchao Int8DynamicActivationInt8Weight, eager")
+    if kind.startswith("onnx"):
+        from .onnx import OrtCrossEncoder, export_onnx, quantize_onnx_dynamic
+
+        fp32_path = export_onnx(model, workdir / f"{name}-fp32.onnx", example)
+        path = fp32_path if kind == "onnx-fp32" else quantize_onnx_dynamic(fp32_path, workdir / f"{name}.onnx")
+        return Variant(name, OrtCrossEncoder(path, threads=torch.get_num_threads()), file_size(path), params, params, "ONNX Runtime")
+    # int8 variants: optional pruning / trimming first, then int8 Linear layers + int8 embeddings
+    if kind == "prune50-int8":
+        model = magnitude_prune(model, 0.5, scope="global", include_embeddings=True)
+        notes = "50% global magnitude pruning"
+    if kind == "trim-int8":
+        if dataset is None or tokenizer is None:
+            raise ValueError("trim-int8 needs dataset= and tokenizer= (the catalogue decides which tokens stay)")
+        keep = catalogue_token_ids(dataset, tokenizer)
+        model = trim_vocabulary(model, keep, tokenizer.unk_token_id)
+        notes = f"vocabulary {len(keep):,} of {tokenizer.vocab_size:,} tokens"
+    nonzero = count_nonzero(model)[0]
+    params = sum(p.numel() for p in model.parameters())
+    state = _state(model)
+    int8_names = linear_weight_names(model) + [k for k in state if k.endswith("word_embeddings.weight") or k.endswith("word_embeddings.table.weight")]
+    size = save_compact(state, path, int8=int8_names)
+    runtime = dynamic_quantize(quantize_embeddings(model), "torch.ao")
+    return Variant(name, runtime, size, params, nonzero, (notes + "; " if notes else "") + "int8 Linear (torch.ao) + int8 embeddings")
+
+
+def _state(model: torch.nn.Module) -> dict:
+    return {k: v for k, v in model.state_dict().items() if torch.is_tensor(v)}
