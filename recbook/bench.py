@@ -141,8 +141,11 @@ def weights_bytes(model) -> int | None:
 
 
 def run_benchmark(variants: list[Variant], pairs: PairSet, tokenizer, batch_sizes=(1, 64), repeats: int = 10,
-                  warmup: int = 2, threads: int | None = None, progress: bool = True) -> pd.DataFrame:
-    """Quality, latency, throughput, size and memory of every variant; ratios against ``variants[0]``."""
+                  warmup: int = 2, threads: int | None = None, progress: bool = True, scores_out: dict | None = None) -> pd.DataFrame:
+    """Quality, latency, throughput, size and memory of every variant; ratios against ``variants[0]``.
+
+    ``scores_out`` (a dict), when given, receives each variant's (users, candidates) logits.
+    """
     from .peft import peak_memory
 
     if not variants:
@@ -160,8 +163,9 @@ def run_benchmark(variants: list[Variant], pairs: PairSet, tokenizer, batch_size
         it = tqdm(variants, desc="quality")
     batches = latency_batches(pairs, tokenizer, batch_sizes)
     big = max(batches)
+    all_scores = {}
     for v in it:
-        scores = pair_scores(v.model, pairs, tokenizer)
+        scores = all_scores[v.name] = pair_scores(v.model, pairs, tokenizer)
         with torch.inference_mode(), peak_memory() as mem:
             v.model(batches[big]["input_ids"], batches[big]["attention_mask"], batches[big].get("token_type_ids"))
         rows[v.name] = {**quality(scores), "size_MB": v.size_bytes / 1e6, "params_M": v.params / 1e6,
@@ -183,6 +187,8 @@ def run_benchmark(variants: list[Variant], pairs: PairSet, tokenizer, batch_size
     table.index.name = "variant"
     table.attrs["protocol"] = pairs.protocol
     table.attrs["threads"] = torch.get_num_threads()
+    if scores_out is not None:
+        scores_out.update(all_scores)
     return table
 
 

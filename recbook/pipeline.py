@@ -61,16 +61,25 @@ def _subsample(frame: pd.DataFrame, n: int | None, seed: int, group_size: int = 
     return frame.iloc[rows].reset_index(drop=True)
 
 
+def cross_encoder_examples(dataset: RecDataset, split: Split, tokenizer, profile: Profile, seed: int = 0, examples: int | None = -1):
+    """Tokenized training pairs (1 positive + ``profile.n_negatives`` sampled negatives per interaction).
+
+    ``examples``: how many to prepare (``-1`` = what the profile's step budget trains on, ``None`` = all);
+    a seeded random subset, positives kept with their negatives.
+    """
+    pairs = make_training_pairs(split.train, dataset.interactions, dataset.item_ids, profile.n_negatives, seed=seed)
+    pairs = _subsample(pairs, _examples_needed(profile) if examples == -1 else examples, seed, group_size=1 + profile.n_negatives)
+    text = build_text_pairs(pairs, split.train, dataset, tokenizer, profile.max_history_items, profile.max_length - 32, HISTORY_FIELD)
+    return tokenize_pairs(to_hf_dataset(text, ["label", "history_text", "item_text"]), tokenizer, profile.max_length)
+
+
 def cross_encoder_loader(dataset: RecDataset, split: Split, tokenizer, profile: Profile, seed: int = 0) -> torch.utils.data.DataLoader:
     """Training pairs (1 positive + ``profile.n_negatives`` sampled) → text → tokens → length-bucketed batches.
 
     With a step budget (``profile.bert_max_steps``) only as many pairs as the budget trains on are
     written and tokenized — a random subset, positives kept with their negatives.
     """
-    pairs = make_training_pairs(split.train, dataset.interactions, dataset.item_ids, profile.n_negatives, seed=seed)
-    pairs = _subsample(pairs, _examples_needed(profile), seed, group_size=1 + profile.n_negatives)
-    text = build_text_pairs(pairs, split.train, dataset, tokenizer, profile.max_history_items, profile.max_length - 32, HISTORY_FIELD)
-    encoded = tokenize_pairs(to_hf_dataset(text, ["label", "history_text", "item_text"]), tokenizer, profile.max_length)
+    encoded = cross_encoder_examples(dataset, split, tokenizer, profile, seed)
     sampler = LengthBucketBatchSampler(encoded["length"], profile.batch_size, seed=seed)
     return torch.utils.data.DataLoader(encoded, batch_sampler=sampler, collate_fn=PairCollator(tokenizer))
 

@@ -24,6 +24,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -50,6 +51,8 @@ class TrainConfig:
     metric: str = "NDCG@10"  # key of the dict evaluate_fn returns; higher is better
     patience: int | None = None  # evaluations without improvement before stopping; None = never stop early
     checkpoint_dir: str | None = None
+    checkpoint_every: int | None = None  # also save every N optimizer steps (None = at evaluations / epoch ends)
+    stop_after: int | None = None  # leave after N optimizer steps, schedule unchanged: simulates an interruption
     keep_best: bool = True  # restore the best-evaluated weights at the end
     seed: int = 0
     device: str | None = None
@@ -78,6 +81,7 @@ class TrainResult:
     stopped_early: bool = False
     seconds: float = 0.0
     examples: int = 0
+    optimizer: object = field(default=None, repr=False)  # the AdamW used (its state, e.g. to count bytes)
 
 
 # ------------------------------------------------------------------ pieces
@@ -130,6 +134,7 @@ def autocast_dtype(amp: str, device: str) -> torch.dtype | None:
         return torch.bfloat16
     if amp == "fp16":
         return torch.float16
+    device = device.split(":")[0]  # "cuda:1" → "cuda"
     if device == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device == "cpu":
@@ -138,6 +143,37 @@ def autocast_dtype(amp: str, device: str) -> torch.dtype | None:
         features = cpu_features()
         return torch.bfloat16 if features["AMX-BF16"] or features["AVX-512 BF16"] else None
     return None
+
+
+def _autocast_device(device: str) -> str:
+    """``torch.autocast`` wants a device *type*: ``cuda:1`` → ``cuda``; XLA autocasts as ``cpu`` here."""
+    kind = device.split(":")[0]
+    return "cpu" if kind == "xla" else kind
+
+
+@contextmanager
+def _gradient_sync(model, sync: bool):
+    """Under gradient accumulation, data-parallel models skip the gradient all-reduce on all but the last
+    micro-batch: DDP's ``no_sync()``, FSDP2's ``set_requires_gradient_sync``. A no-op for other models."""
+    if sync:
+        yield
+    elif hasattr(model, "no_sync"):
+        with model.no_sync():
+            yield
+    elif hasattr(model, "set_requires_gradient_sync"):
+        model.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            model.set_requires_gradient_sync(True)
+    else:
+        yield
+
+
+def _save_progress(config, model, optimizer, scheduler, result, epoch: int, micro_in_epoch: int) -> None:
+    save_checkpoint(config.checkpoint_dir, model, optimizer, scheduler, {
+        "step": result.steps, "epoch": epoch, "micro_in_epoch": micro_in_epoch, "history": result.history,
+        "best_metric": result.best_metric, "best_step": result.best_step, "config": asdict(config)})
 
 
 def _move(batch, device: str):
@@ -293,9 +329,11 @@ def train_model(
             if epoch == start_epoch and micro <= skip_micro:
                 continue  # resuming: these micro-batches were already trained on
             batch = _move(batch, device)
-            with torch.autocast(device_type=device if device != "xla" else "cpu", dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss = model.training_loss(batch) / config.grad_accum
-            (scaler.scale(loss) if scaler else loss).backward()
+            last_micro = micro % config.grad_accum == 0 or micro == len(batches)
+            with _gradient_sync(model, last_micro):
+                with torch.autocast(device_type=_autocast_device(device), dtype=amp_dtype, enabled=amp_dtype is not None):
+                    loss = model.training_loss(batch) / config.grad_accum
+                (scaler.scale(loss) if scaler else loss).backward()
             running += loss.item() * config.grad_accum
             running_n += 1
             result.examples += _batch_size(batch)
@@ -324,7 +362,10 @@ def train_model(
                 if evaluate_and_maybe_stop(epoch, micro):
                     result.stopped_early = True
                     stop = True
-            if result.steps >= total:
+            if config.checkpoint_dir and config.checkpoint_every and result.steps % config.checkpoint_every == 0:
+                finished_epoch = micro == len(batches)
+                _save_progress(config, model, optimizer, scheduler, result, epoch + finished_epoch, 0 if finished_epoch else micro)
+            if result.steps >= total or (config.stop_after is not None and result.steps >= config.stop_after):
                 stop = True
             if stop:
                 break
@@ -333,11 +374,12 @@ def train_model(
                 result.stopped_early = True
                 stop = True
         elif config.checkpoint_dir and evaluate_fn is None:
-            save_checkpoint(config.checkpoint_dir, model, optimizer, scheduler, {
-                "step": result.steps, "epoch": epoch + 1, "micro_in_epoch": 0, "history": result.history, "config": asdict(config)})
+            finished_epoch = micro == len(batches)  # False when max_steps stopped the loop mid-epoch
+            _save_progress(config, model, optimizer, scheduler, result, epoch + finished_epoch, 0 if finished_epoch else micro)
     if bar is not None:
         bar.close()
     if best_state is not None and config.keep_best:
         model.load_state_dict(best_state)
     result.seconds = time.perf_counter() - started
+    result.optimizer = optimizer
     return result

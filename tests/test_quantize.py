@@ -296,4 +296,4 @@ def test_compact_errors(tmp_path):
 def test_linear_weight_names(model):
     names = linear_weight_names(model)
     assert "head.weight" not in names and all(n.endswith(".weight") for n in names)
-    assert len(names) == 2 * 6 + 1  # 2 layers × (q, k, v, attention output, intermediate, output) + pooler
+    assert len(names) == 2 * 6  # 2 layers × (q, k, v, attention output, intermediate, output); no pooler

@@ -19,7 +19,7 @@ import copy
 
 import torch
 
-from ..losses import distillation_bce
+from ..losses import bce_with_logits, distillation_bce
 from .prune import drop_layers
 
 
@@ -63,9 +63,11 @@ class Distiller(torch.nn.Module):
 
     def training_loss(self, batch: dict) -> torch.Tensor:
         hidden = self.hidden_weight > 0
+        student_logits, student_hidden = self._logits_and_hidden(self.student, batch, hidden)
+        if self.alpha == 1.0 and not hidden:  # labels only: the teacher is not needed (a baseline to compare with)
+            return bce_with_logits(student_logits, batch["labels"])
         with torch.no_grad():
             teacher_logits, teacher_hidden = self._logits_and_hidden(self.teacher, batch, hidden)
-        student_logits, student_hidden = self._logits_and_hidden(self.student, batch, hidden)
         loss = distillation_bce(student_logits, teacher_logits, batch["labels"], self.temperature, self.alpha)
         if hidden:
             mask = batch["attention_mask"].unsqueeze(-1).float()

@@ -170,9 +170,11 @@ def dynamic_quantize(model: torch.nn.Module, backend: str = "torch.ao") -> torch
     if backend == "torch.ao":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from torch.ao.quantization import quantize_dynamic
+            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-            return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            # per-channel weight scales: on the course's cross-encoder, per-tensor scales reorder candidates
+            # noticeably (score correlation with fp32 0.95 vs 0.98 per channel, measured in notebook 08's setting)
+            return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_

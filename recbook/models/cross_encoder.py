@@ -46,7 +46,23 @@ def load_encoder_model(folder: str | Path, kind: str):
     meta = json.loads(meta_path.read_text())
     if meta.get("model") != kind:
         raise ValueError(f"{folder} holds a {meta.get('model')!r} model, not a {kind} model")
-    return AutoModel.from_pretrained(folder / "encoder"), meta
+    try:  # saved without BERT's pooler (drop_pooler): don't create a random one just to drop it
+        encoder = AutoModel.from_pretrained(folder / "encoder", add_pooling_layer=False)
+    except TypeError:  # an architecture without that option
+        encoder = AutoModel.from_pretrained(folder / "encoder")
+    return encoder, meta
+
+
+def drop_pooler(encoder):
+    """Remove BERT's ``pooler`` (a dense layer on [CLS] for next-sentence prediction), in place.
+
+    Our models pool themselves (mean or [CLS] vector), so the pooler would be 148k parameters that no
+    loss reaches: dead weight in every file, and DistributedDataParallel refuses parameters without
+    gradients. BERT's forward skips a ``None`` pooler.
+    """
+    if getattr(encoder, "pooler", None) is not None:
+        encoder.pooler = None
+    return encoder
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -62,7 +78,7 @@ class CrossEncoder(torch.nn.Module):
         super().__init__()
         if pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
-        self.encoder = encoder
+        self.encoder = drop_pooler(encoder)
         self.pooling = pooling
         self.dropout = torch.nn.Dropout(dropout)
         self.head = torch.nn.Linear(encoder.config.hidden_size, 1)

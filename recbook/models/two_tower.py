@@ -32,7 +32,9 @@ class TwoTower(torch.nn.Module):
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.encoder = encoder
+        from .cross_encoder import drop_pooler
+
+        self.encoder = drop_pooler(encoder)  # mean pooling: BERT's own pooler would be unused
         self.temperature = temperature
 
     def embed(self, input_ids, attention_mask) -> torch.Tensor:
