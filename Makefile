@@ -24,13 +24,13 @@ course: setup
 	$(BIN)/python tools/run_course.py
 
 test: setup
-	$(BIN)/python -m pytest --nbval-lax tests notebooks
+	$(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=1200 tests notebooks
 
 unit: setup
 	$(BIN)/python -m pytest tests
 
 notebooks: setup
-	$(BIN)/python -m pytest --nbval-lax notebooks
+	$(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=1200 notebooks
 
 student: setup
 	$(BIN)/python tools/make_student_versions.py

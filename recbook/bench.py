@@ -64,12 +64,13 @@ def make_pair_set(eval_set, dataset, tokenizer, max_length: int, max_history_ite
     return PairSet(encoded, len(users), candidates.shape[1], protocol)
 
 
-def pair_scores(model, pairs: PairSet, tokenizer, batch_size: int = 64) -> np.ndarray:
-    """(users, candidates) logits of ``model`` on ``pairs``."""
+def pair_scores(model, pairs: PairSet, tokenizer, batch_size: int = 64, amp_dtype=None) -> np.ndarray:
+    """(users, candidates) logits of ``model`` on ``pairs`` (``amp_dtype``: autocast, e.g. bf16 for quick sweeps)."""
     from .data import PairCollator
     from .models.cross_encoder import predict_pairs
 
-    return predict_pairs(model, pairs.encoded, PairCollator(tokenizer), batch_size).reshape(pairs.n_users, pairs.n_candidates)
+    scores = predict_pairs(model, pairs.encoded, PairCollator(tokenizer), batch_size, amp_dtype=amp_dtype)
+    return scores.reshape(pairs.n_users, pairs.n_candidates)
 
 
 def quality(scores: np.ndarray, k: int = 10) -> dict[str, float]:
@@ -174,6 +175,9 @@ def run_benchmark(variants: list[Variant], pairs: PairSet, tokenizer, batch_size
                         f"peak_rss_MB_b{big}": (mem["peak_bytes"] or np.nan) / 1e6, "notes": v.notes}
     timing = time_variants(variants, batches, repeats, warmup, threads, progress)
     table = pd.DataFrame(rows).T
+    for col in table.columns:  # a frame built from dicts is object-typed: make the numbers numbers again
+        if col != "notes":
+            table[col] = table[col].astype(float)
     for size in batch_sizes:
         part = timing[timing["batch"] == size].set_index("variant")
         table[f"p50_ms_b{size}"] = part["p50_ms"]

@@ -174,7 +174,7 @@ def cmd_bench(args) -> dict:
     plot_pareto(table, out / "bench_pareto.png")
     return {"protocol": table.attrs["protocol"], "threads": table.attrs["threads"], "cpu_features": [k for k, v in cpu_features().items() if v],
             "files": {k: str(v) for k, v in files.items()},
-            "table": {name: {c: row[c] for c in ("NDCG@10", "AUC", "size_MB", "p50_ms_b1", "p50_ms_b64", "quality_kept", "smaller", "faster_b64")}
+            "table": {name: {c: round(float(row[c]), 4) for c in ("NDCG@10", "AUC", "size_MB", "p50_ms_b1", "p50_ms_b64", "quality_kept", "smaller", "faster_b64")}
                       for name, row in table.iterrows()}}
 
 

@@ -529,3 +529,73 @@ def _combined_ratio(fn):
         if not _close(fn(ratios), expected):
             return False, f"for {ratios} expected {expected}: ratios applied one after another multiply."
     return True, "which is why distill + trim + int8 can reach ratios no single method gives."
+
+
+# ------------------------------------------------------------------ 10_distributed
+@_exercise("10.per_rank_batch", "10_distributed", "Write per_rank_batch(global_batch, world_size), raising ValueError when it does not split evenly.")
+def _per_rank_batch(fn):
+    for g, w in ((16, 2), (64, 8), (12, 1)):
+        if fn(g, w) != g // w:
+            return False, f"per_rank_batch({g}, {w}) should be {g // w}."
+    try:
+        fn(10, 4)
+    except ValueError:
+        return True, "the global batch (what the optimizer sees per step) stays the same for any number of ranks."
+    return False, "per_rank_batch(10, 4) must raise ValueError: 10 examples do not split over 4 ranks."
+
+
+@_exercise("10.adamw_bytes", "10_distributed", "Write adamw_bytes_per_rank(n_params, world_size, sharded): fp32 params + grads + 2 AdamW moments per rank.")
+def _adamw_bytes(fn):
+    for n, w in ((1000, 2), (22_565_760, 8), (7, 1)):
+        if not _close(fn(n, w, False), 16 * n) or not _close(fn(n, w, True), 16 * n / w):
+            return False, f"for {n} parameters on {w} ranks: DDP {16 * n} bytes (4 copies × 4 bytes), FSDP {16 * n / w}."
+    return True, "16 bytes per parameter before activations: why FSDP exists."
+
+
+@_exercise("10.sharded_lookup", "10_distributed", "Write sharded_lookup(ids, shards): the rows of the concatenated shards for ids.")
+def _sharded_lookup(fn):
+    import torch
+
+    g = torch.Generator().manual_seed(11)
+    for sizes in ((5, 5), (3, 4, 6), (10,)):
+        shards = [torch.randn(n, 3, generator=g) for n in sizes]
+        full = torch.cat(shards)
+        ids = torch.randint(0, len(full), (4, 2), generator=g)
+        if not _close(torch.as_tensor(fn(ids, shards)), full[ids]):
+            return False, f"for shard sizes {sizes} the result differs from torch.cat(shards)[ids]."
+    return True, "each rank contributes its rows and zeros elsewhere; one all-reduce sums them."
+
+
+# ------------------------------------------------------------------ 11_gpu_tpu
+@_exercise("11.bucket", "11_gpu_tpu", "Write bucket(length, buckets): the smallest bucket >= length; ValueError if none.")
+def _bucket(fn):
+    from .accel import bucket_length
+
+    for length, buckets in ((23, (32, 64)), (64, (32, 64, 128)), (1, (8,)), (65, (128, 32, 64))):
+        if fn(length, buckets) != bucket_length(length, tuple(sorted(buckets))):
+            return False, f"bucket({length}, {buckets}) should be {bucket_length(length, tuple(sorted(buckets)))}."
+    try:
+        fn(300, (32, 64))
+    except ValueError:
+        return True, "a handful of shapes means a handful of XLA compilations."
+    return False, "bucket(300, (32, 64)) must raise ValueError."
+
+
+@_exercise("11.needs_scaler", "11_gpu_tpu", "Write needs_loss_scaling(dtype): True only for torch.float16.")
+def _needs_scaler(fn):
+    import torch
+
+    expected = {torch.float16: True, torch.bfloat16: False, torch.float32: False}
+    for dtype, want in expected.items():
+        if bool(fn(dtype)) != want:
+            return False, f"{dtype}: {'needs' if want else 'does not need'} loss scaling — compare torch.finfo(dtype).tiny."
+    return True, "bf16 has fp32's exponent range; fp16's small gradients underflow without scaling."
+
+
+@_exercise("11.best_batch", "11_gpu_tpu", "Write best_batch(latency_ms, budget_ms): the largest batch within the latency budget, else None.")
+def _best_batch(fn):
+    lat = {1: 5.0, 8: 12.0, 32: 40.0, 64: 90.0}
+    for budget, want in ((50, 32), (100, 64), (4, None), (12, 8)):
+        if fn(lat, budget) != want:
+            return False, f"with budget {budget} ms expected {want}."
+    return True, "throughput grows with the batch; the latency budget caps it."

@@ -192,9 +192,16 @@ def _batch_size(batch) -> int:
 
 # ------------------------------------------------------------- checkpoints
 def save_checkpoint(folder: str | Path, model: torch.nn.Module, optimizer=None, scheduler=None, state: dict | None = None) -> Path:
-    """Write model (and optimizer, scheduler, RNG, loop state) to ``folder`` as safetensors + JSON, atomically."""
+    """Write model (and optimizer, scheduler, RNG, loop state) to ``folder`` as safetensors + JSON, atomically.
+
+    Under ``torch.distributed`` every rank must call it: each rank's RNG state is gathered (dropout differs
+    per rank, so exact resumption needs all of them) and rank 0 writes the files.
+    """
     from safetensors.torch import save_file
 
+    rng_states = _gather_rng_states()
+    if rng_states is None:  # not rank 0
+        return Path(folder)
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
@@ -206,7 +213,8 @@ def save_checkpoint(folder: str | Path, model: torch.nn.Module, optimizer=None, 
         for idx, st in opt["state"].items():
             for key, value in st.items():
                 tensors[f"{idx}.{key}"] = value.detach().contiguous().cpu() if torch.is_tensor(value) else torch.tensor(value)
-        tensors["rng.torch"] = torch.get_rng_state()
+        for rank, rng in enumerate(rng_states):
+            tensors[f"rng.torch.{rank}"] = rng
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         meta["param_groups"] = [{k: v for k, v in g.items()} for g in opt["param_groups"]]
     if scheduler is not None:
@@ -220,8 +228,30 @@ def save_checkpoint(folder: str | Path, model: torch.nn.Module, optimizer=None, 
     return folder
 
 
-def load_checkpoint(folder: str | Path, model: torch.nn.Module, optimizer=None, scheduler=None) -> dict:
-    """Load what :func:`save_checkpoint` wrote; return the loop state dict."""
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _gather_rng_states() -> list[torch.Tensor] | None:
+    """Every rank's CPU RNG state on rank 0 (``None`` on other ranks); just this process's without distributed."""
+    import torch.distributed as dist
+
+    rng = torch.get_rng_state()
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [rng]
+    states = [torch.empty_like(rng) for _ in range(dist.get_world_size())]
+    dist.all_gather(states, rng)
+    return states if dist.get_rank() == 0 else None
+
+
+def load_checkpoint(folder: str | Path, model: torch.nn.Module, optimizer=None, scheduler=None, restore_rng: bool = True) -> dict:
+    """Load what :func:`save_checkpoint` wrote; return the loop state dict.
+
+    ``restore_rng=False`` leaves the RNG alone and returns this rank's saved state under ``"rng_state"``
+    (the loop restores it at the exact point of the run where it was saved).
+    """
     from safetensors.torch import load_file
 
     folder = Path(folder)
@@ -238,7 +268,12 @@ def load_checkpoint(folder: str | Path, model: torch.nn.Module, optimizer=None, 
             idx, name = key.split(".", 1)
             state.setdefault(int(idx), {})[name] = value
         optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-        torch.set_rng_state(tensors["rng.torch"])
+        rank = _rank()
+        key = f"rng.torch.{rank}" if f"rng.torch.{rank}" in tensors else ("rng.torch.0" if "rng.torch.0" in tensors else "rng.torch")
+        if restore_rng:
+            torch.set_rng_state(tensors[key])
+        else:
+            meta["state"]["rng_state"] = tensors[key]
     if scheduler is not None and "scheduler" in meta:
         scheduler.load_state_dict({**scheduler.state_dict(), **meta["scheduler"]})
     return meta["state"]
@@ -278,12 +313,18 @@ def train_model(
     scheduler = warmup_linear_schedule(optimizer, int(config.warmup_ratio * total), total)
 
     result = TrainResult()
-    start_epoch, skip_micro = 0, 0
+    start_epoch, skip_micro, pending_rng = 0, 0, None
     if resume_from is not None:
-        state = load_checkpoint(resume_from, model, optimizer, scheduler)
+        state = load_checkpoint(resume_from, model, optimizer, scheduler, restore_rng=False)
         result.history, result.steps = state.get("history", []), state.get("step", 0)
         result.best_metric, result.best_step = state.get("best_metric"), state.get("best_step")
         start_epoch, skip_micro = state.get("epoch", 0), state.get("micro_in_epoch", 0)
+        # Saved mid-epoch, the RNG state is that of a run whose batch iterator already exists; creating the
+        # iterator draws a random seed (DataLoader), so restore the state only after creating it.
+        pending_rng = state.get("rng_state")
+        if pending_rng is not None and skip_micro == 0:
+            torch.set_rng_state(pending_rng)
+            pending_rng = None
     best_state, bad_evals = None, 0
 
     def evaluate_and_maybe_stop(epoch: int, micro: int) -> bool:
@@ -328,6 +369,9 @@ def train_model(
             micro += 1
             if epoch == start_epoch and micro <= skip_micro:
                 continue  # resuming: these micro-batches were already trained on
+            if pending_rng is not None:
+                torch.set_rng_state(pending_rng)
+                pending_rng = None
             batch = _move(batch, device)
             last_micro = micro % config.grad_accum == 0 or micro == len(batches)
             with _gradient_sync(model, last_micro):

@@ -4,6 +4,7 @@ import pytest
 import torch
 from transformers import AutoModel
 
+from helpers import tiny_cross_encoder_from, token_inputs as inputs
 from recbook.compress.distill import Distiller, make_student, teacher_agreement
 from recbook.compress.onnx import OrtCrossEncoder, export_onnx, quantize_onnx_dynamic, quantize_onnx_static
 from recbook.compress.prune import (
@@ -25,16 +26,7 @@ from recbook.train import TrainConfig, train_model
 
 @pytest.fixture
 def model(tiny_backbone):
-    torch.manual_seed(0)
-    return CrossEncoder(AutoModel.from_pretrained(tiny_backbone)).eval()
-
-
-def inputs(seed=0, batch=3, length=10):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1000, 3000, (batch, length), generator=g)
-    mask = torch.ones_like(ids)
-    mask[0, length // 2 :] = 0
-    return ids, mask, torch.zeros_like(ids)
+    return tiny_cross_encoder_from(tiny_backbone)
 
 
 def batches(n=4, seed=0):
@@ -147,7 +139,10 @@ def test_drop_layers(model):
 
 # ----------------------------------------------------------------------------- distillation
 def test_make_student_keeps_chosen_teacher_layers(model):
+    for p in model.parameters():
+        p.requires_grad_(False)  # e.g. frozen by an earlier Distiller
     student = make_student(model, [1])
+    assert all(p.requires_grad for p in student.parameters())
     assert len(student.encoder.encoder.layer) == 1
     torch.testing.assert_close(student.encoder.encoder.layer[0].output.dense.weight, model.encoder.encoder.layer[1].output.dense.weight)
     torch.testing.assert_close(student.head.weight, model.head.weight)

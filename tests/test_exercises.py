@@ -17,6 +17,12 @@ def _dominates(a, b):
     return a[0] >= b[0] and a[1] <= b[1] and (a[0] > b[0] or a[1] < b[1])
 
 
+def _per_rank_batch(g, w):
+    if g % w:
+        raise ValueError("uneven")
+    return g // w
+
+
 def sigmoid(z):
     return 1 / (1 + np.exp(-z))
 
@@ -57,6 +63,12 @@ RIGHT = {
     "09.dominates": _dominates,
     "09.front": lambda pts: {n for n, p in pts.items() if not any(_dominates(q, p) for m, q in pts.items() if m != n)},
     "09.combined_ratio": lambda rs: float(np.prod(rs)) if len(rs) else 1.0,
+    "10.per_rank_batch": _per_rank_batch,
+    "10.adamw_bytes": lambda n, w, sharded: 16 * n / w if sharded else 16 * n,
+    "10.sharded_lookup": lambda ids, shards: __import__("torch").cat(shards)[ids],
+    "11.bucket": lambda n, bs: __import__("recbook.accel", fromlist=["x"]).bucket_length(n, tuple(sorted(bs))),
+    "11.needs_scaler": lambda dt: dt == __import__("torch").float16,
+    "11.best_batch": lambda lat, b: max([k for k, v in lat.items() if v <= b], default=None),
 }
 
 WRONG = {
@@ -93,6 +105,12 @@ WRONG = {
     "09.dominates": lambda a, b: a[0] >= b[0],
     "09.front": lambda pts: set(pts),
     "09.combined_ratio": lambda rs: float(sum(rs)),
+    "10.per_rank_batch": lambda g, w: g // w,  # never complains
+    "10.adamw_bytes": lambda n, w, sharded: 4 * n / w if sharded else 4 * n,  # parameters only
+    "10.sharded_lookup": lambda ids, shards: shards[0][ids.clamp(max=len(shards[0]) - 1)],
+    "11.bucket": lambda n, bs: max(bs),
+    "11.needs_scaler": lambda dt: True,
+    "11.best_batch": lambda lat, b: max(lat),
 }
 
 

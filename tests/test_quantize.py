@@ -5,6 +5,7 @@ import pytest
 import torch
 from transformers import AutoModel
 
+from helpers import tiny_cross_encoder_from, token_inputs as inputs
 from recbook.compress.quantize import (
     FakeQuantLinear,
     Int8Embedding,
@@ -33,16 +34,7 @@ with warnings.catch_warnings():
 
 @pytest.fixture
 def model(tiny_backbone):
-    torch.manual_seed(0)
-    return CrossEncoder(AutoModel.from_pretrained(tiny_backbone)).eval()
-
-
-def inputs(seed=0, batch=3, length=10):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1000, 3000, (batch, length), generator=g)
-    mask = torch.ones_like(ids)
-    mask[0, length // 2 :] = 0
-    return ids, mask, torch.zeros_like(ids)
+    return tiny_cross_encoder_from(tiny_backbone)
 
 
 def test_qrange():

@@ -27,6 +27,8 @@ def make_student(teacher: torch.nn.Module, layers) -> torch.nn.Module:
     """A copy of the cross-encoder ``teacher`` keeping only encoder ``layers`` (e.g. ``[0, 5]``), head included."""
     student = copy.deepcopy(teacher)
     student.encoder = drop_layers(student.encoder, layers)
+    for p in student.parameters():  # the teacher may be frozen (a Distiller froze it): the student trains
+        p.requires_grad_(True)
     return student
 
 

@@ -14,6 +14,7 @@ Taught in notebook ``08_quantization``.
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +66,8 @@ def quantize_onnx_dynamic(source: str | Path, target: str | Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     _check_file(source)
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True)
+    with _quiet_root_logger():  # ORT logs a generic "consider pre-processing" hint on every call
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True)
     return Path(target)
 
 
@@ -86,9 +88,23 @@ def quantize_onnx_static(source: str | Path, target: str | Path, calibration_bat
         def get_next(self):
             return next(self._it, None)
 
-    quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+    with _quiet_root_logger():
+        quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gather"])
     return Path(target)
+
+
+@contextmanager
+def _quiet_root_logger():
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def _check_file(path) -> None:

@@ -24,6 +24,7 @@ from .prune import count_nonzero, magnitude_prune
 from .quantize import cast, dynamic_quantize, quantize_embeddings, trim_vocabulary, used_token_ids
 from .storage import file_size, linear_weight_names, save_compact
 
+TEACHER_FORMAT = 2  # bump when the saved model layout changes (2: BERT's unused pooler no longer saved)
 VARIANT_KINDS = ("fp32", "bf16", "fp16", "int8", "torchao-int8", "onnx-fp32", "onnx-int8", "prune50-int8", "trim-int8")
 
 
@@ -47,7 +48,8 @@ def teacher_folder(data_source: str, profile, seed: int = 0, backbone: str | Non
     """Where the cached teacher for these settings lives."""
     from ..data import default_cache_dir
 
-    name = f"{data_source}-{profile.name}-steps{profile.bert_max_steps or 'all'}-seed{seed}-{(backbone or 'minilm').replace('/', '_')}"
+    backbone_name = (backbone or "minilm").strip("/").replace("/", "_")
+    name = f"v{TEACHER_FORMAT}-{data_source}-{profile.name}-steps{profile.bert_max_steps or 'all'}-seed{seed}-{backbone_name}"
     return Path(cache_dir or default_cache_dir()) / "teachers" / name
 
 

@@ -19,7 +19,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-from . import ShardedEmbedding, cleanup, init, local_state_bytes, parallelize_bert_layers, wrap_ddp, wrap_fsdp
+from . import CommCounter, ShardedEmbedding, cleanup, init, local_state_bytes, parallelize_bert_layers, wrap_ddp, wrap_fsdp
 
 TOLERANCE = 1e-5
 
@@ -73,6 +73,7 @@ def check_data_parallel(mode: str, info, steps: int = 3, batch: int = 8) -> dict
     train_model(reference, batches, _config(steps))  # every rank computes the single-process result itself
     model = tiny_cross_encoder()
     wrapped = wrap_ddp(model, info) if mode == "ddp" else wrap_fsdp(model, info)
+    counter = CommCounter().attach(wrapped) if mode == "ddp" else None
     result = train_model(wrapped, [_shard(b, info.rank, info.world_size) for b in batches], _config(steps))
     if mode == "fsdp":
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
@@ -83,8 +84,11 @@ def check_data_parallel(mode: str, info, steps: int = 3, batch: int = 8) -> dict
     diff = _max_diff(reference.state_dict(), state) if info.is_main or mode == "ddp" else 0.0
     memory = local_state_bytes(wrapped, result.optimizer)
     single = local_state_bytes(reference)
-    return {"check": mode, "world_size": info.world_size, "steps": steps, "max_abs_diff": diff, "ok": diff < TOLERANCE,
-            "bytes_per_rank": memory, "parameter_bytes_one_process": single["parameters"]}
+    out = {"check": mode, "world_size": info.world_size, "steps": steps, "max_abs_diff": diff, "ok": diff < TOLERANCE,
+           "bytes_per_rank": memory, "parameter_bytes_one_process": single["parameters"]}
+    if counter is not None:
+        out["allreduce_bytes_per_step"] = counter.bytes / steps  # every gradient, once per step
+    return out
 
 
 def check_tensor_parallel(info) -> dict:

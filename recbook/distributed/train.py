@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from . import cleanup, init, local_state_bytes, wrap_ddp, wrap_fsdp
+from . import CommCounter, cleanup, init, local_state_bytes, wrap_ddp, wrap_fsdp
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,12 +114,13 @@ def main(argv: list[str] | None = None) -> int:
         encoded = cross_encoder_examples(ds, split, tokenizer, profile, args.seed)
         loader = distributed_loader(encoded, tokenizer, profile.batch_size // info.world_size, info.rank, info.world_size, args.seed)
         wrapped = wrap_ddp(model, info) if args.mode == "ddp" else wrap_fsdp(model, info)
+        counter = CommCounter().attach(wrapped) if args.mode == "ddp" else None
         if (args.checkpoint_every or args.resume) and args.mode != "ddp":
             raise UsageError("--checkpoint-every/--resume are implemented for --mode ddp (FSDP state is sharded)")
         if args.checkpoint_every and not args.out:
             raise UsageError("--checkpoint-every needs --out (the checkpoint goes to OUT/train_state)")
-        # rank 0 writes the checkpoint; DDP keeps every rank's weights identical, so it stands for all
-        checkpoint = str(Path(args.out) / "train_state") if (args.checkpoint_every and info.is_main) else None
+        # every rank joins the save (RNG states are gathered), rank 0 writes; DDP keeps the weights identical
+        checkpoint = str(Path(args.out) / "train_state") if args.checkpoint_every else None
         config = bert_config(profile, args.seed, progress=info.is_main, device=info.device, grad_accum=args.grad_accum,
                              max_steps=args.max_steps or profile.bert_max_steps, checkpoint_dir=checkpoint,
                              checkpoint_every=args.checkpoint_every, stop_after=args.stop_after)
@@ -134,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         metrics = {"mode": args.mode, "world_size": info.world_size, "backend": info.backend, "steps": result.steps,
                    "train_seconds": round(seconds, 2), "examples_per_second": round(int(examples) / seconds, 2),
                    "rank0_bytes": memory}
+        if counter is not None and result.steps:
+            metrics["allreduce_bytes_per_step"] = counter.bytes / result.steps  # gradients sent by DDP, per rank
         if not args.no_eval:
             plain = wrapped.inner if args.mode == "ddp" else model
             scorer = bert_scorer(plain, tokenizer, ds, history_for_test(split), profile, info.device)

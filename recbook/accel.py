@@ -1,0 +1,286 @@
+"""Making one device fast: mixed precision, ``torch.compile``, attention kernels, batch size, data loading,
+profiling — and TPUs through ``torch_xla``.
+
+Taught in notebook ``11_gpu_tpu``.
+
+Every function measures on whatever device it is given and says what it measured; GPU-only paths
+(fp16 with a GradScaler, CUDA timings) report ``skipped`` with the reason on a CPU, and the TPU path
+reports ``skipped`` when ``torch_xla`` is not installed.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued GPU/XLA work, so a timer measures the work and not just its launch."""
+    kind = device.split(":")[0]
+    if kind == "cuda":
+        torch.cuda.synchronize()
+    elif kind == "xla":  # pragma: no cover - needs torch_xla
+        import torch_xla.core.xla_model as xm
+
+        xm.mark_step()
+        xm.wait_device_ops()
+
+
+def time_call(fn: Callable[[], object], device: str = "cpu", repeats: int = 5, warmup: int = 1) -> dict[str, float]:
+    """Median and min seconds of ``fn()`` after ``warmup`` calls (device synchronised around each call)."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return {"median_s": float(np.median(times)), "min_s": float(np.min(times))}
+
+
+def _forward(model, batch):
+    return model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+
+
+def precision_report(model: torch.nn.Module, batch: dict, device: str = "cpu", dtypes=("fp32", "bf16", "fp16"),
+                     repeats: int = 5) -> pd.DataFrame:
+    """Forward time and logit error of autocast in each dtype against fp32, on ``device``.
+
+    fp16 autocast on a CPU is measured too (PyTorch supports it) but is rarely fast: fp16 is a GPU format.
+    """
+    model = model.to(device).eval()
+    batch = {k: v.to(device) for k, v in batch.items()}
+    rows, reference = {}, None
+    for name in dtypes:
+        dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+        def run():
+            with torch.inference_mode(), torch.autocast(device.split(":")[0], dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+                return _forward(model, batch).float()
+
+        try:
+            out = run()
+        except RuntimeError as exc:  # a dtype this device cannot autocast to
+            rows[name] = {"status": f"skipped: {str(exc).splitlines()[0][:80]}"}
+            continue
+        reference = out if reference is None else reference
+        t = time_call(run, device, repeats)
+        rows[name] = {"status": "ok", "forward_ms": 1e3 * t["median_s"], "max_abs_logit_error": float((out - reference).abs().max())}
+    table = pd.DataFrame(rows).T
+    if "forward_ms" in table:
+        table["speed-up vs fp32"] = float(table.loc["fp32", "forward_ms"]) / table["forward_ms"].astype(float)
+    return table
+
+
+def compile_report(model: torch.nn.Module, batch: dict, device: str = "cpu", mode: str | None = None, repeats: int = 5) -> dict:
+    """Eager vs ``torch.compile`` for inference: first-call (compile) time, steady-state speed-up, max logit difference.
+
+    Returns ``{"status": "skipped: …"}`` when compilation is not possible here (e.g. no C++ compiler for
+    the CPU backend) — the notebook prints the reason instead of failing.
+    """
+    model = model.to(device).eval()
+    batch = {k: v.to(device) for k, v in batch.items()}
+    with torch.inference_mode():
+        eager_out = _forward(model, batch)
+    eager = time_call(lambda: _forward_inference(model, batch), device, repeats)
+    compiled = torch.compile(copy.deepcopy(model), mode=mode, dynamic=False)
+    try:
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = _forward(compiled, batch)
+        synchronize(device)
+        first = time.perf_counter() - start
+    except Exception as exc:  # inductor needs a working compiler toolchain; report, don't crash
+        return {"status": f"skipped: torch.compile failed here ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"}
+    steady = time_call(lambda: _forward_inference(compiled, batch), device, repeats)
+    return {"status": "ok", "mode": mode or "default", "eager_ms": 1e3 * eager["median_s"], "compiled_ms": 1e3 * steady["median_s"],
+            "first_call_s": first, "speed_up": eager["median_s"] / steady["median_s"],
+            "max_abs_logit_difference": float((out.float() - eager_out.float()).abs().max())}
+
+
+def _forward_inference(model, batch):
+    with torch.inference_mode():
+        return _forward(model, batch)
+
+
+def attention_report(model_name_or_path=None, batch: dict | None = None, device: str = "cpu", repeats: int = 5) -> pd.DataFrame:
+    """The same BERT with ``attn_implementation="eager"`` (matmul + softmax written out) and ``"sdpa"``
+    (``torch.nn.functional.scaled_dot_product_attention``: fused kernels, FlashAttention on recent GPUs)."""
+    from transformers import AutoModel
+
+    from .models.backbone import resolve_model_path
+
+    path = resolve_model_path(model_name_or_path)
+    rows, reference = {}, None
+    for impl in ("eager", "sdpa"):
+        encoder = AutoModel.from_pretrained(path, attn_implementation=impl).to(device).eval()
+        inputs = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+
+        def run():
+            with torch.inference_mode():
+                return encoder(**inputs).last_hidden_state
+
+        out = run()
+        reference = out if reference is None else reference
+        mask = inputs["attention_mask"].bool()
+        rows[impl] = {"forward_ms": 1e3 * time_call(run, device, repeats)["median_s"],
+                      "max_abs_difference": float((out - reference)[mask].abs().max())}
+    table = pd.DataFrame(rows).T
+    table["speed-up vs eager"] = table.loc["eager", "forward_ms"] / table["forward_ms"]
+    return table
+
+
+def batch_size_sweep(model: torch.nn.Module, make_batch: Callable[[int], dict], sizes=(1, 8, 32, 64), device: str = "cpu",
+                     repeats: int = 3, amp_dtype=None) -> pd.DataFrame:
+    """Inference throughput (pairs/s) and latency per batch size: larger batches use the hardware better,
+    until memory or latency limits stop them."""
+    model = model.to(device).eval()
+    rows = {}
+    for size in sizes:
+        batch = {k: v.to(device) for k, v in make_batch(size).items()}
+
+        def run():
+            with torch.inference_mode(), torch.autocast(device.split(":")[0], dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+                return _forward(model, batch)
+
+        t = time_call(run, device, repeats)["median_s"]
+        rows[size] = {"latency_ms": 1e3 * t, "pairs_per_s": size / t}
+    table = pd.DataFrame(rows).T
+    table.index.name = "batch size"
+    return table
+
+
+def dataloader_sweep(dataset, collate_fn, batch_size: int = 32, workers=(0, 2), batches: int = 20) -> pd.DataFrame:
+    """Batches per second a ``DataLoader`` delivers with each number of worker processes (no model)."""
+    rows = {}
+    for n in workers:
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, collate_fn=collate_fn, num_workers=n,
+                                             persistent_workers=False)
+        start = time.perf_counter()
+        seen = 0
+        for seen, _ in enumerate(loader, start=1):
+            if seen >= batches:
+                break
+        rows[n] = {"batches": seen, "batches_per_s": seen / (time.perf_counter() - start)}
+    table = pd.DataFrame(rows).T
+    table.index.name = "workers"
+    return table
+
+
+def profile_step(model: torch.nn.Module, batch: dict, device: str = "cpu", top: int = 10, train: bool = True) -> pd.DataFrame:
+    """``torch.profiler`` over one training step (forward, backward, AdamW) — or one forward — on ``device``:
+    the ``top`` operators by self time, as a table."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model = model.to(device)
+    batch = {k: v.to(device) for k, v in batch.items()}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5) if train else None
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+
+    def step():
+        if train:
+            model.train()
+            loss = model.training_loss(batch)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        else:
+            with torch.inference_mode():
+                _forward(model.eval(), batch)
+
+    step()  # warm-up outside the profile
+    synchronize(device)
+    with profile(activities=activities) as prof:
+        step()
+        synchronize(device)
+    key = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
+    rows = []
+    for e in prof.key_averages():
+        rows.append({"operator": e.key, "calls": e.count, "self_ms": getattr(e, key, 0.0) / 1e3, "total_ms": e.cpu_time_total / 1e3})
+    table = pd.DataFrame(rows).sort_values("self_ms", ascending=False)
+    table["share"] = table["self_ms"] / table["self_ms"].sum()
+    return table.head(top).reset_index(drop=True)
+
+
+def fp16_grad_scaler_steps(model: torch.nn.Module, batches, device: str, lr: float = 1e-4) -> dict:
+    """A few fp16 training steps with ``torch.amp.GradScaler`` (CUDA only): the loss scale and whether steps were
+    skipped for inf/NaN gradients. On other devices: ``{"status": "skipped: …"}``."""
+    if not device.startswith("cuda"):
+        return {"status": "skipped: fp16 training with a GradScaler needs a CUDA GPU (on CPUs use bf16, which needs no scaler)"}
+    model = model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    scaler = torch.amp.GradScaler("cuda")
+    losses, scales = [], []
+    for batch in batches:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.autocast("cuda", dtype=torch.float16):
+            loss = model.training_loss(batch)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(loss))
+        scales.append(float(scaler.get_scale()))
+    return {"status": "ok", "losses": losses, "loss_scales": scales}
+
+
+# ----------------------------------------------------------------------------- TPU (torch_xla)
+def xla_available() -> bool:
+    """True when ``torch_xla`` can be imported (Colab TPU runtimes; see notebook 11 for the set-up)."""
+    try:
+        import torch_xla  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def bucket_length(length: int, buckets=(32, 64, 128, 256)) -> int:
+    """The smallest bucket ≥ ``length``: XLA compiles one graph per input shape, so pad to a few fixed lengths."""
+    for b in buckets:
+        if length <= b:
+            return b
+    raise ValueError(f"length {length} exceeds the largest bucket {buckets[-1]}")
+
+
+def pad_to_bucket(batch: dict, buckets=(32, 64, 128, 256), pad_token_id: int = 0) -> dict:
+    """Pad every sequence tensor of ``batch`` on the right to :func:`bucket_length` (labels untouched)."""
+    length = batch["input_ids"].shape[1]
+    target = bucket_length(length, buckets)
+    out = {}
+    for k, v in batch.items():
+        if k in ("input_ids", "attention_mask", "token_type_ids") and target > length:
+            fill = pad_token_id if k == "input_ids" else 0
+            v = torch.nn.functional.pad(v, (0, target - length), value=fill)
+        out[k] = v
+    return out
+
+
+def xla_train_steps(model: torch.nn.Module, batches, steps: int = 3, lr: float = 1e-4) -> dict:  # pragma: no cover - needs a TPU
+    """Train ``steps`` steps on the XLA device with bucket-padded batches and ``xm.optimizer_step``."""
+    if not xla_available():
+        return {"status": "skipped: torch_xla is not installed (Colab: Runtime → Change runtime type → TPU)"}
+    import torch_xla.core.xla_model as xm
+
+    device = xm.xla_device()
+    model = model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    losses, shapes = [], set()
+    start = time.perf_counter()
+    for _, batch in zip(range(steps), batches):
+        batch = {k: v.to(device) for k, v in pad_to_bucket(batch).items()}
+        shapes.add(tuple(batch["input_ids"].shape))
+        loss = model.training_loss(batch)
+        loss.backward()
+        xm.optimizer_step(optimizer, barrier=True)  # all-reduce across TPU cores (if any) + step + mark_step
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach().cpu()))
+    return {"status": "ok", "device": str(device), "losses": losses, "seconds": time.perf_counter() - start, "distinct_shapes": len(shapes)}

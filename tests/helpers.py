@@ -1,0 +1,22 @@
+"""Small builders shared by several test files (pytest puts this folder on sys.path)."""
+
+import torch
+
+
+def token_inputs(seed: int = 0, batch: int = 3, length: int = 10):
+    """Seeded (input_ids, attention_mask, token_type_ids) for a BERT pair model; row 0 is half padding."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1000, 3000, (batch, length), generator=g)
+    mask = torch.ones_like(ids)
+    mask[0, length // 2 :] = 0
+    return ids, mask, torch.zeros_like(ids)
+
+
+def tiny_cross_encoder_from(folder):
+    """A seeded CrossEncoder over the tiny BERT saved in ``folder``, in eval mode."""
+    from transformers import AutoModel
+
+    from recbook.models.cross_encoder import CrossEncoder
+
+    torch.manual_seed(0)
+    return CrossEncoder(AutoModel.from_pretrained(folder)).eval()
