@@ -119,6 +119,8 @@ def attention_report(model_name_or_path=None, batch: dict | None = None, device:
 
     from .models.backbone import resolve_model_path
 
+    if batch is None or "input_ids" not in batch:
+        raise ValueError("batch must be a dict with input_ids and attention_mask (e.g. from recbook.data.PairCollator)")
     path = resolve_model_path(model_name_or_path)
     rows, reference = {}, None
     for impl in ("eager", "sdpa"):

@@ -88,7 +88,7 @@ def wrap_ddp(model: torch.nn.Module, info: DistInfo, **kwargs) -> DDPModel:
     return DDPModel(_LossForward(model), device_ids=ids, **kwargs)
 
 
-def wrap_fsdp(model: torch.nn.Module, info: DistInfo, layers_attr: str = "encoder") -> torch.nn.Module:
+def wrap_fsdp(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
     """FSDP2: shard every BERT encoder layer and then the whole model across ranks (in place).
 
     Each rank keeps 1/world of every parameter, gradient and optimizer moment; full weights of a layer
