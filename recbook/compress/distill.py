@@ -55,13 +55,9 @@ class Distiller(torch.nn.Module):
         self.teacher.eval()  # no dropout in the teacher: its targets must be deterministic
         return self
 
-    def _logits_and_hidden(self, model, batch, hidden: bool):
-        from ..models.cross_encoder import mean_pool
-
-        kwargs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
-        out = model.encoder(**kwargs, output_hidden_states=hidden)
-        pooled = mean_pool(out.last_hidden_state, batch["attention_mask"]) if model.pooling == "mean" else out.last_hidden_state[:, 0]
-        return model.head(model.dropout(pooled)).squeeze(-1).float(), out.hidden_states
+    @staticmethod
+    def _logits_and_hidden(model, batch, hidden: bool):
+        return model.logits_and_hidden(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), hidden)
 
     def training_loss(self, batch: dict) -> torch.Tensor:
         hidden = self.hidden_weight > 0

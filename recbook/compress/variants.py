@@ -54,8 +54,11 @@ def teacher_folder(data_source: str, profile, seed: int = 0, backbone: str | Non
 
 
 def load_or_train_teacher(data_source: str, profile, seed: int = 0, backbone: str | None = None, cache_dir=None,
-                          progress: bool = True):
-    """``(cross_encoder, folder, trained_now)``: the cached fine-tuned fp32 cross-encoder, trained if absent."""
+                          progress: bool = True, data=None):
+    """``(cross_encoder, folder, trained_now)``: the cached fine-tuned fp32 cross-encoder, trained if absent.
+
+    ``data``: the ``(dataset, split)`` of ``data_source`` if the caller already built them.
+    """
     from ..cli import prepare_data
     from ..models.cross_encoder import CrossEncoder
     from ..pipeline import fit_recommender
@@ -63,7 +66,7 @@ def load_or_train_teacher(data_source: str, profile, seed: int = 0, backbone: st
     folder = teacher_folder(data_source, profile, seed, backbone, cache_dir)
     if (folder / "recbook_model.json").is_file():
         return CrossEncoder.load(folder).eval(), folder, False
-    dataset, split = prepare_data(data_source, profile, seed)
+    dataset, split = data or prepare_data(data_source, profile, seed)
     fitted = fit_recommender("cross-encoder", dataset, split, profile, backbone, seed=seed, progress=progress)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
@@ -97,7 +100,7 @@ def compression_setup(data_source: str | None = None, profile=None, seed: int = 
     profile = profile or get_profile()
     data_source = data_source or ("synthetic" if profile.name == "quick" else "movielens-100k")
     dataset, split = prepare_data(data_source, profile, seed)
-    teacher, folder, _ = load_or_train_teacher(data_source, profile, seed, backbone, cache_dir, progress)
+    teacher, folder, _ = load_or_train_teacher(data_source, profile, seed, backbone, cache_dir, progress, data=(dataset, split))
     tokenizer = load_tokenizer(folder / "encoder")
     eval_set = make_eval_set(dataset, split, "test", profile.eval_negatives, n_users=eval_users or profile.bert_eval_users, seed=seed)
     pairs = make_pair_set(eval_set, dataset, tokenizer, profile.max_length, profile.max_history_items)

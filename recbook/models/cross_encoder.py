@@ -84,12 +84,18 @@ class CrossEncoder(torch.nn.Module):
         self.head = torch.nn.Linear(encoder.config.hidden_size, 1)
 
     def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        return self.logits_and_hidden(input_ids, attention_mask, token_type_ids)[0]
+
+    def logits_and_hidden(self, input_ids, attention_mask, token_type_ids=None, output_hidden_states: bool = False):
+        """``(logits, hidden states of every layer or None)`` — the forward pass, with the encoder's layer
+        outputs when asked (distillation matches them, notebook 07)."""
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
-        hidden = self.encoder(**kwargs).last_hidden_state
+        out = self.encoder(**kwargs, output_hidden_states=output_hidden_states)
+        hidden = out.last_hidden_state
         pooled = mean_pool(hidden, attention_mask) if self.pooling == "mean" else hidden[:, 0]
-        return self.head(self.dropout(pooled)).squeeze(-1).float()
+        return self.head(self.dropout(pooled)).squeeze(-1).float(), out.hidden_states if output_hidden_states else None
 
     def training_loss(self, batch: dict) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
