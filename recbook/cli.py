@@ -84,7 +84,9 @@ def cmd_train(args) -> dict:
     from .device import environment_report, get_profile, seed_everything
     from .pipeline import fit_recommender
 
-    profile = get_profile(args.profile)
+    if args.max_steps is not None and args.max_steps < 1:
+        raise UsageError(f"--max-steps must be at least 1, got {args.max_steps}")
+    profile = get_profile(args.profile, **({} if args.max_steps is None else {"bert_max_steps": args.max_steps}))
     seed_everything(args.seed)
     bert = args.model in BERT_MODELS
     ds, split = prepare_data(args.data, profile, args.seed)
@@ -97,6 +99,7 @@ def cmd_train(args) -> dict:
     protocols = _protocols(args.model)
     metrics = _evaluate(fitted.scorer, ds, split, profile, bert, args.seed, protocols, args.eval_users)
     metrics.update(data=args.data, model=args.model, peft=args.peft, profile=profile.name, train_seconds=round(fitted.train_seconds, 2),
+                   steps=fitted.train_result.steps if fitted.train_result is not None else None,
                    environment=environment_report())
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
     return metrics
@@ -109,7 +112,8 @@ def _save(fitted, folder: Path, args) -> None:
         fitted.model.save(folder, fitted.tokenizer)
     else:
         save_baseline(fitted.model, folder)
-    run = {"data": args.data, "model": args.model, "profile": args.profile, "seed": args.seed, "backbone": args.backbone, "peft": args.peft}
+    run = {"data": args.data, "model": args.model, "profile": args.profile, "seed": args.seed, "backbone": args.backbone, "peft": args.peft,
+           "max_steps": getattr(args, "max_steps", None)}
     (folder / "run.json").write_text(json.dumps(run, indent=1))
 
 
@@ -191,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--eval-users", type=int, default=None,
                     help="score a seeded subset of test users (default: the profile's for BERT models, all for baselines)")
+    tr.add_argument("--max-steps", type=int, default=None, help="BERT optimizer steps (default: the profile's budget)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     ev = sub.add_parser("evaluate", help="re-evaluate a saved model")
     ev.add_argument("--checkpoint", required=True, help="the --out folder of a train run (or its checkpoint/ folder)")

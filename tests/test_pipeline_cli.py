@@ -78,10 +78,11 @@ def test_cli_bert_model_on_a_folder(tmp_path, tiny_backbone, capsys, monkeypatch
     ds.items[["item_id", "title", "genres"]].to_csv(shop / "items.csv", index=False)
     out = tmp_path / "ce"
     rc = cli.main(["train", "--data", str(shop), "--model", "cross-encoder", "--peft", "lora", "--profile", "quick", "--out", str(out),
-                   "--backbone", str(tiny_backbone), "--quiet"])
+                   "--backbone", str(tiny_backbone), "--quiet", "--max-steps", "3"])
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["users"] == 4 and "full_ranking" not in metrics and metrics["peft"] == "lora"
+    assert metrics["steps"] == 3  # --max-steps overrides the profile's budget of 2
     from recbook.models.cross_encoder import CrossEncoder
 
     assert not any("lora" in n for n, _ in CrossEncoder.load(out / "checkpoint").named_parameters())  # LoRA was merged
@@ -102,6 +103,7 @@ def test_cli_bert_model_on_a_folder(tmp_path, tiny_backbone, capsys, monkeypatch
         ["train", "--data", "synthetic", "--model", "pop", "--out", "x", "--eval-users", "0"],
         ["train", "--data", "synthetic", "--model", "pop", "--peft", "lora", "--out", "x"],
         ["train", "--data", "synthetic", "--model", "cross-encoder", "--peft", "adapters", "--out", "x"],
+        ["train", "--data", "synthetic", "--model", "cross-encoder", "--max-steps", "0", "--out", "x"],
     ],
 )
 def test_cli_bad_arguments_exit_2(argv, capsys):
