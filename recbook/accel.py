@@ -237,12 +237,10 @@ def fp16_grad_scaler_steps(model: torch.nn.Module, batches, device: str, lr: flo
 
 # ----------------------------------------------------------------------------- TPU (torch_xla)
 def xla_available() -> bool:
-    """True when ``torch_xla`` can be imported (Colab TPU runtimes; see notebook 11 for the set-up)."""
-    try:
-        import torch_xla  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """True when ``torch_xla`` is installed (Colab TPU runtimes; see notebook 11 for the set-up)."""
+    import importlib.util
+
+    return importlib.util.find_spec("torch_xla") is not None
 
 
 def bucket_length(length: int, buckets=(32, 64, 128, 256)) -> int:

@@ -68,7 +68,8 @@ def _protocols(model: str) -> tuple[str, ...]:
     return ("sampled",) if model == "cross-encoder" else ("sampled", "full")
 
 
-def _evaluate(fitted_scorer, dataset, split, profile, bert: bool, seed: int, protocols, eval_users=None) -> dict:
+def evaluate_split(fitted_scorer, dataset, split, profile, bert: bool, seed: int, protocols, eval_users=None) -> dict:
+    """The metrics every command reports: test users of ``split`` under ``protocols`` (full ranking nested)."""
     from .evaluate import evaluate, make_eval_set
 
     n_users = eval_users if eval_users is not None else (profile.bert_eval_users if bert else None)
@@ -97,7 +98,7 @@ def cmd_train(args) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     _save(fitted, out / "checkpoint", args)
     protocols = _protocols(args.model)
-    metrics = _evaluate(fitted.scorer, ds, split, profile, bert, args.seed, protocols, args.eval_users)
+    metrics = evaluate_split(fitted.scorer, ds, split, profile, bert, args.seed, protocols, args.eval_users)
     metrics.update(data=args.data, model=args.model, peft=args.peft, profile=profile.name, train_seconds=round(fitted.train_seconds, 2),
                    steps=fitted.train_result.steps if fitted.train_result is not None else None,
                    environment=environment_report())
@@ -138,7 +139,7 @@ def cmd_evaluate(args) -> dict:
 
         scorer = load_baseline(folder).score
     protocols = _protocols(run["model"])
-    metrics = _evaluate(scorer, ds, split, profile, bert, run["seed"], protocols, args.eval_users)
+    metrics = evaluate_split(scorer, ds, split, profile, bert, run["seed"], protocols, args.eval_users)
     metrics.update(data=args.data or run["data"], model=run["model"], profile=profile.name)
     return metrics
 

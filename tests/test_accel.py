@@ -1,10 +1,8 @@
 import pytest
 import torch
-from transformers import AutoModel
 
 from recbook import accel
 from helpers import tiny_cross_encoder_from
-from recbook.models.cross_encoder import CrossEncoder
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from transformers import AutoModel
 
 from recbook import cli
 from recbook.bench import (
-    PairSet,
     Variant,
     best_under,
     latency_batches,

@@ -1,15 +1,12 @@
 import warnings
 
-import numpy as np
 import pytest
 import torch
-from transformers import AutoModel
 
 from helpers import tiny_cross_encoder_from, token_inputs as inputs
 from recbook.compress.quantize import (
     FakeQuantLinear,
     Int8Embedding,
-    QParams,
     cast,
     choose_qparams,
     dequantize,
@@ -25,7 +22,6 @@ from recbook.compress.quantize import (
     used_token_ids,
 )
 from recbook.compress.storage import file_size, linear_weight_names, load_compact, save_compact
-from recbook.models.cross_encoder import CrossEncoder
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .quantize import choose_qparams, dequantize, quantize
+from .quantize import QParams, choose_qparams, dequantize, quantize
 
 FORMAT = "recbook-compact-1"
 
@@ -104,8 +104,6 @@ def load_compact(path: str | Path) -> dict[str, torch.Tensor]:
             else:
                 dense[mask] = values.float()
         else:
-            from .quantize import QParams
-
             scale = raw[f"{name}::scale"]
             dense = dequantize(values, QParams(scale, torch.zeros_like(scale, dtype=torch.int64), -128, 127, axis=0))
         out[name] = dense.to(dtype)

@@ -94,7 +94,7 @@ def _save_model(wrapped, model, tokenizer, args, profile, info) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..cli import UsageError, _evaluate, prepare_data
+    from ..cli import UsageError, evaluate_split, prepare_data
     from ..device import environment_report, get_profile, seed_everything
     from ..models.backbone import load_backbone
     from ..models.cross_encoder import CrossEncoder
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             plain = wrapped.inner if args.mode == "ddp" else model
             scorer = bert_scorer(plain, tokenizer, ds, history_for_test(split), profile, info.device)
             if args.mode == "fsdp" or info.is_main:  # FSDP's forward needs every rank (all-gathers)
-                metrics.update(_evaluate(scorer, ds, split, profile, True, args.seed, ("sampled",), args.eval_users))
+                metrics.update(evaluate_split(scorer, ds, split, profile, True, args.seed, ("sampled",), args.eval_users))
         if args.out:
             _save_model(wrapped, model, tokenizer, args, profile, info)
         if info.is_main:
