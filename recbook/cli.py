@@ -6,8 +6,10 @@
     python -m recbook bench --checkpoint runs/ce --variants fp32,int8,onnx-int8,prune50-int8 --out runs/bench
 
 ``train`` writes ``OUT/metrics.json`` (protocol, HR@10, NDCG@10, MRR, AUC, train time, environment)
-and the model under ``OUT/checkpoint/`` (safetensors). ``evaluate`` re-scores a saved model under
-the same protocol. ``bench`` measures compressed variants of a cross-encoder checkpoint
+and the model under ``OUT/checkpoint/`` (safetensors) with ``run.json``: the data, seed and the
+*resolved* profile (every field), plus the catalogue trained on (item count and a hash of the sorted
+item ids). ``evaluate`` re-scores a saved model under the same protocol and profile on any machine
+(``--profile`` overrides, with a notice) and refuses data whose catalogue differs. ``bench`` measures compressed variants of a cross-encoder checkpoint
 (:mod:`recbook.bench`) and writes ``bench.csv``, ``bench.md`` and a Pareto figure. ``--data`` is ``synthetic``, ``movielens-100k`` or a folder in the
 ``recbook.data.load_folder`` format. Bad arguments print a clear message and exit with code 2.
 """
@@ -15,6 +17,8 @@ the same protocol. ``bench`` measures compressed variants of a cross-encoder che
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -63,6 +67,50 @@ def _checkpoint_folder(path: str) -> tuple[Path, dict]:
     return folder, json.loads((folder / "run.json").read_text())
 
 
+def catalogue_fingerprint(dataset) -> dict:
+    """What ``run.json`` records about the catalogue a model was trained on: item count and a hash of the sorted ids."""
+    ids = sorted(str(i) for i in dataset.item_ids)
+    return {"n_items": len(ids), "item_ids_sha256": hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()}
+
+
+def _check_catalogue(run: dict, dataset, source: str) -> None:
+    """Refuse to score a checkpoint on data whose catalogue is not the one it was trained on."""
+    trained = run.get("catalogue")
+    if trained is None:  # a run.json written before catalogues were recorded
+        return
+    here = catalogue_fingerprint(dataset)
+    if here != trained:
+        raise UsageError(
+            f"--data {source!r} has a different catalogue ({here['n_items']} items, ids sha256 {here['item_ids_sha256'][:12]}) "
+            f"from the one the checkpoint was trained on (--data {run['data']!r}: {trained['n_items']} items, ids sha256 "
+            f"{trained['item_ids_sha256'][:12]}); evaluate it on the data it was trained on"
+        )
+
+
+def _run_profile(run: dict, override: str | None):
+    """The profile a command re-uses: the one stored in ``run.json``, unless ``--profile`` overrides it (with a notice)."""
+    from .device import PROFILES, Profile, get_profile
+
+    stored = run.get("profile")
+    if override is not None:
+        if stored is not None:
+            name = stored.get("name") if isinstance(stored, dict) else stored
+            print(f"note: --profile {override} overrides the profile the checkpoint was trained with ({name}, stored in run.json)",
+                  file=sys.stderr)
+        return get_profile(override)
+    if not isinstance(stored, dict):  # a run.json written before the resolved profile was stored: its name (or the default)
+        return get_profile(stored)
+    fields = {f.name for f in dataclasses.fields(Profile)}
+    unknown = sorted(set(stored) - fields)
+    if unknown:
+        raise UsageError(f"run.json's profile has field(s) {unknown} this version of recbook does not know; pass --profile")
+    base = PROFILES.get(stored.get("name"))
+    try:
+        return dataclasses.replace(base, **stored) if base is not None else Profile(**stored)
+    except TypeError as exc:
+        raise UsageError(f"run.json's profile is incomplete ({exc}); pass --profile") from None
+
+
 def _protocols(model: str) -> tuple[str, ...]:
     """Full ranking for every model except the cross-encoder (one BERT pass per catalogue item is too slow)."""
     return ("sampled",) if model == "cross-encoder" else ("sampled", "full")
@@ -96,7 +144,7 @@ def cmd_train(args) -> dict:
     fitted = fit_recommender(args.model, ds, split, profile, args.backbone, seed=args.seed, progress=not args.quiet, peft=args.peft)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    _save(fitted, out / "checkpoint", args)
+    _save(fitted, out / "checkpoint", args, profile, ds)
     protocols = _protocols(args.model)
     metrics = evaluate_split(fitted.scorer, ds, split, profile, bert, args.seed, protocols, args.eval_users)
     metrics.update(data=args.data, model=args.model, peft=args.peft, profile=profile.name, train_seconds=round(fitted.train_seconds, 2),
@@ -106,26 +154,28 @@ def cmd_train(args) -> dict:
     return metrics
 
 
-def _save(fitted, folder: Path, args) -> None:
+def _save(fitted, folder: Path, args, profile, dataset) -> None:
     from .models.baselines import save_baseline
 
     if args.model in BERT_MODELS:
         fitted.model.save(folder, fitted.tokenizer)
     else:
         save_baseline(fitted.model, folder)
-    run = {"data": args.data, "model": args.model, "profile": args.profile, "seed": args.seed, "backbone": args.backbone, "peft": args.peft,
-           "max_steps": getattr(args, "max_steps", None)}
+    # the resolved profile, not its name: "evaluate" must rebuild the same experiment where the default profile differs
+    run = {"data": args.data, "model": args.model, "profile": dataclasses.asdict(profile), "seed": args.seed, "backbone": args.backbone,
+           "peft": args.peft, "max_steps": getattr(args, "max_steps", None), "catalogue": catalogue_fingerprint(dataset)}
     (folder / "run.json").write_text(json.dumps(run, indent=1))
 
 
 def cmd_evaluate(args) -> dict:
-    from .device import detect_device, get_profile
+    from .device import detect_device
     from .evaluate import history_for_test
 
     folder, run = _checkpoint_folder(args.checkpoint)
-    profile = get_profile(args.profile or run["profile"])
+    profile = _run_profile(run, args.profile)
     bert = run["model"] in BERT_MODELS
     ds, split = prepare_data(args.data or run["data"], profile, run["seed"])
+    _check_catalogue(run, ds, args.data or run["data"])
     if bert:
         from .models.backbone import load_tokenizer
         from .models.cross_encoder import CrossEncoder
@@ -149,7 +199,7 @@ def cmd_bench(args) -> dict:
 
     from .bench import make_pair_set, plot_pareto, run_benchmark, write_results
     from .compress.variants import make_variant
-    from .device import cpu_features, get_profile
+    from .device import cpu_features
     from .evaluate import make_eval_set
     from .models.backbone import load_tokenizer
     from .models.cross_encoder import CrossEncoder
@@ -166,8 +216,9 @@ def cmd_bench(args) -> dict:
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads or torch.get_num_threads())
-    profile = get_profile(args.profile or run["profile"])
+    profile = _run_profile(run, args.profile)
     ds, split = prepare_data(run["data"], profile, run["seed"])
+    _check_catalogue(run, ds, run["data"])
     tokenizer = load_tokenizer(folder / "encoder")
     model = CrossEncoder.load(folder).eval()
     eval_set = make_eval_set(ds, split, "test", profile.eval_negatives, n_users=args.eval_users or profile.bert_eval_users, seed=run["seed"])
@@ -201,14 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="re-evaluate a saved model")
     ev.add_argument("--checkpoint", required=True, help="the --out folder of a train run (or its checkpoint/ folder)")
     ev.add_argument("--data", default=None, help=f"{DATA_HELP}; default: the data it was trained on")
-    ev.add_argument("--profile", choices=("quick", "full"), default=None)
+    ev.add_argument("--profile", choices=("quick", "full"), default=None, help="default: the profile stored in run.json")
     ev.add_argument("--eval-users", type=int, default=None, help="as for train")
     be = sub.add_parser("bench", help="measure compressed variants of a cross-encoder checkpoint (quality, latency, size)")
     be.add_argument("--checkpoint", required=True, help="the --out folder of 'recbook train --model cross-encoder'")
     be.add_argument("--variants", default="fp32,int8,onnx-int8,prune50-int8", help="comma-separated, from: " + ", ".join(
         VARIANT_KINDS))
     be.add_argument("--out", required=True, help="output folder for bench.csv, bench.md, bench_pareto.png")
-    be.add_argument("--profile", choices=("quick", "full"), default=None)
+    be.add_argument("--profile", choices=("quick", "full"), default=None, help="default: the profile stored in run.json")
     be.add_argument("--eval-users", type=int, default=None, help="test users whose 100 candidates are scored (default: the profile's)")
     be.add_argument("--repeats", type=int, default=10, help="timed repeats per variant and batch size (interleaved)")
     be.add_argument("--threads", type=int, default=None, help="torch/ONNX Runtime threads (default: torch's)")

@@ -56,8 +56,9 @@ def make_eval_set(dataset: RecDataset, split: Split | None = None, stage: str = 
     """Build the evaluation set for ``stage`` (``"valid"`` or ``"test"``) of a leave-last-out split.
 
     ``n_users`` evaluates a seeded random subset of users (the quick profile does this for slow
-    models); negatives are drawn against *all* the user's interactions, so they are never
-    held-out items.
+    models): the first ``n_users`` of one seeded permutation, so smaller subsets nest in larger
+    ones. Negatives are drawn against *all* the user's interactions, so they are never held-out
+    items, from a generator seeded per user: a user has the same negatives in every subset.
     """
     if stage not in ("valid", "test"):
         raise ValueError(f"stage must be 'valid' or 'test', got {stage!r}")
@@ -66,7 +67,7 @@ def make_eval_set(dataset: RecDataset, split: Split | None = None, stage: str = 
     history = history_for_test(split) if stage == "test" else split.train
     if n_users is not None and n_users < len(heldout):
         rng = np.random.default_rng(seed)
-        heldout = heldout.iloc[np.sort(rng.choice(len(heldout), n_users, replace=False))].reset_index(drop=True)
+        heldout = heldout.iloc[np.sort(rng.permutation(len(heldout))[:n_users])].reset_index(drop=True)
     negatives = sample_negatives(heldout["user_id"].to_numpy(), dataset.interactions, dataset.item_ids, n_negatives, seed=seed + 1)
     return EvalSet(stage, heldout, negatives, history, dataset.item_ids)
 

@@ -67,7 +67,7 @@ def cross_encoder_examples(dataset: RecDataset, split: Split, tokenizer, profile
     ``examples``: how many to prepare (``-1`` = what the profile's step budget trains on, ``None`` = all);
     a seeded random subset, positives kept with their negatives.
     """
-    pairs = make_training_pairs(split.train, dataset.interactions, dataset.item_ids, profile.n_negatives, seed=seed)
+    pairs = make_training_pairs(split.train, dataset.item_ids, profile.n_negatives, seed=seed)  # negatives ∉ the user's training items
     pairs = _subsample(pairs, _examples_needed(profile) if examples == -1 else examples, seed, group_size=1 + profile.n_negatives)
     text = build_text_pairs(pairs, split.train, dataset, tokenizer, profile.max_history_items, profile.max_length - 32, HISTORY_FIELD)
     return tokenize_pairs(to_hf_dataset(text, ["label", "history_text", "item_text"]), tokenizer, profile.max_length)

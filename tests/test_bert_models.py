@@ -65,6 +65,20 @@ def test_two_tower_in_batch_softmax_and_duplicates(tiny_backbone, tokenizer):
         TwoTower(model.encoder, temperature=0)
 
 
+def test_two_tower_user_vector_uses_the_whole_history_even_the_first_catalogue_item(tiny_backbone, tokenizer, small):
+    from recbook.data.text import history_entries
+
+    ds, sp = small
+    model = TwoTower(AutoModel.from_pretrained(tiny_backbone))
+    first, second, third = ds.item_ids[:3]
+    history = pd.DataFrame({"user_id": [7, 7, 7, 8], "item_id": [second, first, third, second], "timestamp": [1, 2, 3, 1]})
+    scorer = TwoTowerScorer(model, tokenizer, ds, history, max_length=48)
+    entries = history_entries(ds, "title+genres")  # how the scorer writes history items; most recent first
+    text = " ; ".join(entries[j] for j in (2, 0, 1))
+    direct = embed_texts(model, [text, entries[1]], tokenizer, 48)
+    np.testing.assert_allclose(scorer._users(np.array([7, 8])), direct, rtol=1e-5, atol=1e-6)
+
+
 def test_two_tower_scorer_uses_cached_item_vectors(tiny_backbone, tokenizer, small, tmp_path):
     ds, sp = small
     model = TwoTower(AutoModel.from_pretrained(tiny_backbone))

@@ -25,6 +25,17 @@ def test_eval_set_contents(synthetic, es):
         evaluate.make_eval_set(synthetic, stage="train")
 
 
+def test_eval_user_subsets_nest_with_the_same_negatives(synthetic, es):
+    sp = leave_last_out(synthetic.interactions)
+    small = evaluate.make_eval_set(synthetic, sp, "test", 30, n_users=50, seed=0)
+    large = evaluate.make_eval_set(synthetic, sp, "test", 30, n_users=100, seed=0)
+    rows = pd.Index(large.heldout.user_id).get_indexer(small.heldout.user_id)
+    assert len(small.heldout) == 50 and (rows >= 0).all()  # the 50 users are among the 100
+    np.testing.assert_array_equal(small.negatives, large.negatives[rows])
+    everyone = pd.Index(es.heldout.user_id).get_indexer(small.heldout.user_id)  # and the same as with all users
+    np.testing.assert_array_equal(small.negatives, es.negatives[everyone])
+
+
 def test_evaluate_protocols(synthetic, es):
     pop = Popularity().fit(es.history, es.all_items)
     sampled = evaluate.evaluate(pop.score, es, "sampled")

@@ -67,6 +67,74 @@ def test_cli_train_and_evaluate(tmp_path, monkeypatch, tiny_backbone, capsys):
     assert again["NDCG@10"] == pytest.approx(metrics["NDCG@10"])
 
 
+def test_cli_evaluate_rebuilds_the_stored_profile(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    from recbook import device
+
+    trained = device.get_profile("quick", n_users=60, n_items=50, eval_negatives=20)
+    monkeypatch.setitem(device.PROFILES, "quick", trained)
+    monkeypatch.setenv("RECBOOK_PROFILE", "quick")
+    out = tmp_path / "pop"
+    assert cli.main(["train", "--data", "synthetic", "--model", "pop", "--out", str(out), "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    run = json.loads((out / "checkpoint" / "run.json").read_text())
+    assert run["profile"] == dataclasses.asdict(trained)  # the resolved profile, not a name (or None)
+    assert run["catalogue"]["n_items"] == 50 and len(run["catalogue"]["item_ids_sha256"]) == 64
+    # another machine: a different default profile, and "quick" means other sizes there
+    monkeypatch.setitem(device.PROFILES, "quick", device.get_profile("quick", n_users=90, n_items=70, eval_negatives=40))
+    monkeypatch.setenv("RECBOOK_PROFILE", "full")
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--checkpoint", str(out)]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["NDCG@10"] == pytest.approx(metrics["NDCG@10"]) and again["users"] == metrics["users"] == 60
+    assert again["full_ranking"]["NDCG@10"] == pytest.approx(metrics["full_ranking"]["NDCG@10"])
+    # an explicit --profile overrides the stored one, with a one-line notice
+    monkeypatch.setitem(device.PROFILES, "full", dataclasses.replace(trained, name="full", eval_negatives=10))
+    assert cli.main(["evaluate", "--checkpoint", str(out), "--profile", "full"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["profile"] == "full" and "10 sampled negatives" in json.loads(captured.out)["protocol"]
+    assert captured.err.count("\n") == 1 and "--profile full overrides" in captured.err and "(quick" in captured.err
+
+
+def test_cli_evaluate_refuses_another_catalogue(tmp_path, capsys, monkeypatch):
+    from recbook import device
+
+    monkeypatch.setitem(device.PROFILES, "quick", device.get_profile("quick", eval_negatives=5))
+
+    def shop(name, n_items, shift=0):
+        folder = tmp_path / name
+        folder.mkdir()
+        ds = make_synthetic(seed=1, n_users=15, n_items=n_items)
+        ds.interactions.assign(item_id=ds.interactions.item_id + shift)[["user_id", "item_id", "timestamp"]].to_csv(
+            folder / "interactions.csv", index=False)
+        ds.items.assign(item_id=ds.items.item_id + shift)[["item_id", "title", "genres"]].to_csv(folder / "items.csv", index=False)
+        return str(folder)
+
+    trained_on, bigger, renumbered = shop("a", 25), shop("b", 30), shop("c", 25, shift=1000)
+    out = tmp_path / "pop"
+    assert cli.main(["train", "--data", trained_on, "--model", "pop", "--profile", "quick", "--out", str(out), "--quiet"]) == 0
+    assert cli.main(["evaluate", "--checkpoint", str(out), "--data", trained_on]) == 0  # the same catalogue is fine
+    for other, n in ((bigger, 30), (renumbered, 25)):  # more items; as many items with other ids
+        capsys.readouterr()
+        assert cli.main(["evaluate", "--checkpoint", str(out), "--data", other]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "different catalogue" in err
+        assert f"{other!r} has a different catalogue ({n} items" in err and f"{trained_on!r}: 25 items" in err
+
+
+def test_cli_evaluate_reads_an_older_run_json(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RECBOOK_PROFILE", "quick")
+    out = tmp_path / "pop"
+    assert cli.main(["train", "--data", "synthetic", "--model", "pop", "--out", str(out), "--quiet"]) == 0
+    run_json = out / "checkpoint" / "run.json"
+    run = json.loads(run_json.read_text())
+    run_json.write_text(json.dumps({**{k: v for k, v in run.items() if k != "catalogue"}, "profile": None}))  # as written before
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--checkpoint", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["profile"] == "quick"
+
+
 def test_cli_bert_model_on_a_folder(tmp_path, tiny_backbone, capsys, monkeypatch):
     from recbook import device
 

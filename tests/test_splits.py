@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from recbook.data import DataError, leave_last_out, make_training_pairs, random_split, sample_negatives
+from recbook.data.splits import user_seed_key
 
 
 def test_leave_last_out_is_temporal(synthetic):
@@ -86,13 +87,55 @@ def test_negative_sampling_errors(synthetic):
 
 def test_training_pairs(synthetic):
     sp = leave_last_out(synthetic.interactions)
-    pairs = make_training_pairs(sp.train, synthetic.interactions, synthetic.item_ids, n_negatives=3, seed=0)
+    pairs = make_training_pairs(sp.train, synthetic.item_ids, n_negatives=3, seed=0)
     assert len(pairs) == 4 * len(sp.train)
     assert pairs["label"].sum() == len(sp.train)
     assert list(pairs.columns) == ["user_id", "item_id", "label", "timestamp"]
     first = pairs.iloc[:4]
     assert first["user_id"].nunique() == 1 and first["timestamp"].nunique() == 1 and first["label"].tolist() == [1, 0, 0, 0]
-    # negatives never include a held-out (valid/test) item of that user
+    negs = set(zip(*(pairs.loc[pairs.label == 0, c] for c in ("user_id", "item_id"))))
+    # negatives never include a training item of that user ...
+    assert not negs & set(zip(sp.train.user_id, sp.train.item_id))
+    # ... but the user's held-out (valid/test) items are fair game: excluding them would leak the future
     held = set(zip(sp.test.user_id, sp.test.item_id)) | set(zip(sp.valid.user_id, sp.valid.item_id))
-    negs = pairs[pairs.label == 0]
-    assert not set(zip(negs.user_id, negs.item_id)) & held
+    assert negs & held
+
+
+def test_training_negatives_do_not_know_the_future():
+    # items 1-5 in training, 6 = valid, 7 = test; negatives come from {6, 7, 8}: the held-out items included
+    inter = pd.DataFrame({"user_id": [1] * 7, "item_id": range(1, 8), "timestamp": range(7)})
+    sp = leave_last_out(inter)
+    pairs = make_training_pairs(sp.train, np.arange(1, 9), n_negatives=3, seed=0)
+    for _, group in pairs.groupby("timestamp"):
+        assert sorted(group.loc[group.label == 0, "item_id"]) == [6, 7, 8]
+    with pytest.raises(TypeError, match="drawn against `train`"):
+        make_training_pairs(sp.train, inter, np.arange(1, 9))  # the old (train, all_interactions, all_items) call
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "popularity"])
+def test_negatives_of_a_user_do_not_depend_on_the_other_users(synthetic, strategy):
+    users = synthetic.interactions["user_id"].unique()
+    args = (synthetic.interactions, synthetic.item_ids, 7, strategy)
+    everyone = sample_negatives(users, *args, seed=5)
+    subset = np.random.default_rng(0).choice(len(users), 30, replace=False)
+    np.testing.assert_array_equal(sample_negatives(users[subset], *args, seed=5), everyone[subset])
+    np.testing.assert_array_equal(sample_negatives(users[::-1], *args, seed=5), everyone[::-1])
+    np.testing.assert_array_equal(sample_negatives(users[3:4], *args, seed=5), everyone[3:4])
+    assert not np.array_equal(sample_negatives(users, *args, seed=6), everyone)
+
+
+def test_repeated_rows_of_a_user_are_distinct_draws_and_prefixes_nest(synthetic):
+    u = synthetic.interactions["user_id"].iloc[0]
+    many = sample_negatives(np.full(50_000, u), synthetic.interactions, synthetic.item_ids, 4, seed=0)  # drawn in chunks
+    few = sample_negatives(np.array([u, 99_999, u, u]), synthetic.interactions, synthetic.item_ids, 4, seed=0)
+    np.testing.assert_array_equal(few[[0, 2, 3]], many[:3])
+    assert len({tuple(sorted(r)) for r in many[:100]}) > 90
+
+
+def test_user_seed_key_is_stable_for_any_id():
+    assert user_seed_key(42) == 42 and user_seed_key(np.int64(42)) == 42
+    assert user_seed_key("u42") == user_seed_key("u42") == 3733377502 != user_seed_key("u43")
+    assert user_seed_key(-1) >= 0
+    inter = pd.DataFrame({"user_id": ["a", "a", "b"], "item_id": [1, 2, 3], "timestamp": [0, 1, 2]})
+    both = sample_negatives(np.array(["a", "b"], dtype=object), inter, np.arange(1, 30), 5, seed=0)
+    np.testing.assert_array_equal(sample_negatives(np.array(["b"], dtype=object), inter, np.arange(1, 30), 5, seed=0), both[1:])

@@ -19,7 +19,7 @@ from recbook.data import (
 @pytest.fixture(scope="module")
 def pairs(synthetic):
     sp = leave_last_out(synthetic.interactions)
-    return sp, make_training_pairs(sp.train, synthetic.interactions, synthetic.item_ids, 2, seed=0)
+    return sp, make_training_pairs(sp.train, synthetic.item_ids, 2, seed=0)
 
 
 def test_history_is_strictly_past_most_recent_first_and_excludes_candidate(synthetic, pairs):
@@ -33,6 +33,22 @@ def test_history_is_strictly_past_most_recent_first_and_excludes_candidate(synth
         assert row.history_text == " ; ".join(expected)
         assert row.history_items == len(expected)
         assert row.item_text == synthetic.item_text()[row.item_id]
+
+
+def test_history_texts_write_the_whole_history_without_a_candidate(synthetic, pairs):
+    from recbook.data.text import history_texts
+
+    sp, _ = pairs
+    users = sp.test.user_id.to_numpy()[:20]
+    texts = history_texts(users, sp.train, synthetic, max_history_items=5, max_history_tokens=10_000)
+    titles = synthetic.item_titles()
+    hist = sp.train.sort_values(["user_id", "timestamp"], kind="stable")
+    for u, text in zip(users, texts):
+        assert text == " ; ".join(titles[i] for i in hist.loc[hist.user_id == u, "item_id"].tolist()[::-1][:5])
+    # the same text build_text_pairs writes for a (test time, held-out item) pair, whose candidate is not in the history
+    tp = build_text_pairs(sp.test.iloc[:20], sp.train, synthetic, max_history_items=5, max_history_tokens=10_000)
+    assert tp.history_text.tolist() == texts
+    assert history_texts([-1], sp.train, synthetic) == [""]
 
 
 def test_token_budget_is_respected(synthetic, pairs, tokenizer):

@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     ds = load_dataset(args.data, **({"seed": args.seed, "n_users": profile.n_users, "n_items": profile.n_items} if args.data == "synthetic" else {}))
     split = leave_last_out(ds.interactions, drop_short_users=True)
     tokenizer = load_tokenizer()
-    pairs = make_training_pairs(split.train, ds.interactions, ds.item_ids, 2, seed=args.seed)
+    pairs = make_training_pairs(split.train, ds.item_ids, 2, seed=args.seed)
     text = build_text_pairs(pairs, split.train, ds, tokenizer, profile.max_history_items, 96, HISTORY_FIELD)
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(text))

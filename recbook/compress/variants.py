@@ -11,6 +11,7 @@ size is measured, not computed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -24,7 +25,9 @@ from .prune import count_nonzero, magnitude_prune
 from .quantize import cast, dynamic_quantize, quantize_embeddings, trim_vocabulary, used_token_ids
 from .storage import file_size, linear_weight_names, save_compact
 
-TEACHER_FORMAT = 2  # bump when the saved model layout changes (2: BERT's unused pooler no longer saved)
+# bump when the saved model layout or the training recipe changes (2: BERT's unused pooler no longer saved;
+# 3: training negatives exclude only the user's training items, drawn per user — issue 9)
+TEACHER_FORMAT = 3
 VARIANT_KINDS = ("fp32", "bf16", "fp16", "int8", "torchao-int8", "onnx-fp32", "onnx-int8", "prune50-int8", "trim-int8")
 
 
@@ -59,7 +62,7 @@ def load_or_train_teacher(data_source: str, profile, seed: int = 0, backbone: st
 
     ``data``: the ``(dataset, split)`` of ``data_source`` if the caller already built them.
     """
-    from ..cli import prepare_data
+    from ..cli import catalogue_fingerprint, prepare_data
     from ..models.cross_encoder import CrossEncoder
     from ..pipeline import fit_recommender
 
@@ -72,8 +75,8 @@ def load_or_train_teacher(data_source: str, profile, seed: int = 0, backbone: st
     tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
     try:
         fitted.model.save(tmp, fitted.tokenizer)
-        run = {"data": data_source, "model": "cross-encoder", "profile": profile.name, "seed": seed, "backbone": backbone, "peft": None,
-               "train_seconds": round(fitted.train_seconds, 1)}
+        run = {"data": data_source, "model": "cross-encoder", "profile": dataclasses.asdict(profile), "seed": seed, "backbone": backbone,
+               "peft": None, "train_seconds": round(fitted.train_seconds, 1), "catalogue": catalogue_fingerprint(dataset)}
         (tmp / "run.json").write_text(json.dumps(run, indent=1))
         if folder.exists():  # another process finished first: keep theirs
             shutil.rmtree(tmp)

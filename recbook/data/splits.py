@@ -6,13 +6,15 @@ Taught in notebook ``02_data``; the protocol built on them in ``03_baselines``.
   the second-to-last the validation item, everything earlier is training. Models
   never see the future of a user.
 - :func:`random_split` — per user, a seeded random fraction of interactions per part.
-- :func:`sample_negatives` — items a user never interacted with (in the *whole*
-  dataset), uniformly or proportionally to popularity.
-- :func:`make_training_pairs` — positives (label 1) plus sampled negatives (label 0).
+- :func:`sample_negatives` — items a user never interacted with (in the interactions
+  you pass), uniformly or proportionally to popularity, from a generator seeded per user.
+- :func:`make_training_pairs` — positives (label 1) plus sampled negatives (label 0);
+  the negatives exclude the user's *training* interactions only.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,6 +93,17 @@ def random_split(interactions: pd.DataFrame, ratios: tuple[float, float, float] 
     return Split(*out)
 
 
+def user_seed_key(user) -> int:
+    """A stable non-negative integer for a user id, to seed that user's own generator.
+
+    Non-negative integer ids are used as they are; anything else (strings, negative numbers)
+    by the CRC-32 of ``str(user)`` — stable across processes and machines, unlike ``hash``.
+    """
+    if isinstance(user, (int, np.integer)) and not isinstance(user, (bool, np.bool_)) and user >= 0:
+        return int(user)
+    return zlib.crc32(str(user).encode("utf-8"))
+
+
 def sample_negatives(
     users,
     positives: pd.DataFrame,
@@ -101,15 +114,23 @@ def sample_negatives(
 ) -> np.ndarray:
     """``n`` distinct negative item ids for each entry of ``users`` → array ``(len(users), n)``.
 
-    ``positives`` are the interactions that must never be sampled (pass the *whole*
-    dataset's interactions, not only the training split, or the held-out items could
-    come back as "negatives"). ``strategy`` is ``"uniform"`` over the other items or
-    ``"popularity"`` (∝ interaction count + 1, harder negatives).
+    ``positives`` are the interactions that must never be sampled for their user. Which
+    ones to pass depends on the use: for *evaluation* pass the whole dataset's interactions
+    (a held-out item must never come back as a "negative"); for *training* pass the training
+    split only (see :func:`make_training_pairs`). ``strategy`` is ``"uniform"`` over the other
+    items or ``"popularity"`` (∝ interaction count in ``positives`` + 1, harder negatives).
+
+    Each user draws from its own generator, seeded by ``(seed, user)``
+    (:func:`user_seed_key`): a user gets the same negatives whether it is sampled alone, in a
+    subset or with everyone, so user subsets nest and runs on different subsets compare. The
+    rows of one user (in the order they appear in ``users``) are successive, distinct draws.
     """
     if strategy not in ("uniform", "popularity"):
         raise ValueError(f"strategy must be 'uniform' or 'popularity', got {strategy!r}")
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     users = np.asarray(users)
     all_items = np.asarray(all_items)
     index = pd.Series(np.arange(len(all_items)), index=all_items)
@@ -120,9 +141,7 @@ def sample_negatives(
         weights = np.bincount(pos_cols["col"].to_numpy(), minlength=len(all_items)).astype(float) + 1.0
     else:
         weights = np.ones(len(all_items))
-
-    rng = np.random.default_rng(seed)
-    log_p = np.log(weights / weights.sum())
+    rate = weights / weights.sum()
     out = np.empty((len(users), n), dtype=all_items.dtype)
     order = np.argsort(users, kind="stable")
     unique_users, first = np.unique(users[order], return_index=True)
@@ -134,18 +153,20 @@ def sample_negatives(
                 f"user_id {user} has interacted with {len(excluded)} of {len(all_items)} items, leaving {available} "
                 f"negatives; cannot sample {n}. Lower n or drop this user."
             )
-        # Gumbel-top-k: the n largest of log p + Gumbel noise are a draw without replacement ∝ p.
-        # Drawn in chunks of rows so a large catalogue never needs a huge key matrix.
+        # Exponential race (Gumbel-top-k in disguise): item i "arrives" at E_i / p_i with E_i ~ Exp(1);
+        # the n earliest arrivals are a draw without replacement ∝ p (4× cheaper than Gumbel noise).
+        # Drawn in chunks of rows so a large catalogue never needs a huge key matrix; the chunks
+        # are consecutive draws of the user's own generator, so chunking never changes the result.
+        rng = np.random.default_rng([int(seed), user_seed_key(user)])
         for chunk in np.array_split(rows, max(1, len(rows) * len(all_items) // 4_000_000)):
-            keys = log_p + rng.gumbel(size=(len(chunk), len(all_items)))
-            keys[:, excluded] = -np.inf
-            out[chunk] = all_items[np.argpartition(-keys, n - 1, axis=1)[:, :n]]
+            keys = rng.standard_exponential((len(chunk), len(all_items))) / rate
+            keys[:, excluded] = np.inf
+            out[chunk] = all_items[np.argpartition(keys, n - 1, axis=1)[:, :n]]
     return out
 
 
 def make_training_pairs(
     train: pd.DataFrame,
-    all_interactions: pd.DataFrame,
     all_items,
     n_negatives: int = 4,
     strategy: str = "uniform",
@@ -154,11 +175,20 @@ def make_training_pairs(
     """Each training interaction (label 1) followed by ``n_negatives`` sampled items (label 0).
 
     Negatives inherit the positive's ``user_id`` and ``timestamp`` (so a text pair's
-    history is the same for both), and are never items the user interacted with
-    anywhere in ``all_interactions``. Columns: ``user_id, item_id, label, timestamp``.
+    history is the same for both), and are drawn from the items the user has *not*
+    interacted with **in** ``train`` — the training interactions only. Excluding the
+    user's validation/test items too would leak the future: a held-out item could then
+    never be a training negative, and the model would learn that exactly those items are
+    special. (Evaluation negatives, :func:`recbook.evaluate.make_eval_set`, still exclude
+    all of the user's interactions.) Columns: ``user_id, item_id, label, timestamp``.
     """
+    if isinstance(all_items, pd.DataFrame):
+        raise TypeError(
+            "make_training_pairs(train, all_items, ...) takes the catalogue's item ids as its second argument, not an "
+            "interactions table: training negatives are drawn against `train` itself (drop the all-interactions argument)"
+        )
     pos = train[["user_id", "item_id", "timestamp"]].reset_index(drop=True)
-    neg = sample_negatives(pos["user_id"].to_numpy(), all_interactions, all_items, n_negatives, strategy, seed)
+    neg = sample_negatives(pos["user_id"].to_numpy(), train, all_items, n_negatives, strategy, seed)
     pairs = pd.DataFrame(
         {
             "user_id": np.repeat(pos["user_id"].to_numpy(), 1 + n_negatives),

@@ -53,6 +53,56 @@ def catalogue_texts(dataset: RecDataset, history_field: str = "title+genres") ->
     return list(dataset.items["text"].astype(str)) + history_entries(dataset, history_field) + [HISTORY_SEPARATOR.strip()]
 
 
+def _entries_and_costs(dataset: RecDataset, tokenizer, history_field: str) -> tuple[list[str], np.ndarray]:
+    """History entries of every catalogue item and what each costs in the token budget (entry + separator)."""
+    if history_field != "title+genres" and history_field not in dataset.items.columns:
+        raise DataError(
+            f"history_field {history_field!r} is not an items column; choose 'title+genres' or one of {list(dataset.items.columns)}"
+        )
+    entries = history_entries(dataset, history_field)
+    entry_cost = _token_counts(entries, tokenizer) + (_token_counts([HISTORY_SEPARATOR.strip()], tokenizer)[0] if tokenizer else 1)
+    return entries, entry_cost
+
+
+def _most_recent_within_budget(item_cols, entry_cost: np.ndarray, max_history_items: int, max_history_tokens: int) -> list[int]:
+    """Catalogue columns of the history items to write: most recent first, within both budgets."""
+    chosen, budget = [], max_history_tokens
+    for j in item_cols[::-1]:
+        if len(chosen) == max_history_items or entry_cost[j] > budget:
+            break
+        chosen.append(j)
+        budget -= entry_cost[j]
+    return chosen
+
+
+def history_texts(
+    users,
+    history: pd.DataFrame,
+    dataset: RecDataset,
+    tokenizer=None,
+    max_history_items: int = 10,
+    max_history_tokens: int = 96,
+    history_field: str = "title",
+) -> list[str]:
+    """Each user's history text from *all* of its interactions in ``history`` (no candidate, no cut-off).
+
+    Written exactly as :func:`build_text_pairs` writes a history (most recent first, the same
+    budgets), but nothing is left out for a candidate — what a two-tower model embeds as the
+    user's vector. Users without history get ``""``.
+    """
+    if max_history_items < 1 or max_history_tokens < 1:
+        raise ValueError("max_history_items and max_history_tokens must be >= 1")
+    entries, entry_cost = _entries_and_costs(dataset, tokenizer, history_field)
+    item_index = pd.Series(np.arange(dataset.n_items), index=dataset.items["item_id"].to_numpy())
+    hist = history.sort_values(["user_id", "timestamp"], kind="stable")
+    by_user = {u: item_index.reindex(g["item_id"]).to_numpy() for u, g in hist.groupby("user_id", sort=False)}
+    out = []
+    for user in np.asarray(users).tolist():
+        chosen = _most_recent_within_budget(by_user.get(user, ()), entry_cost, max_history_items, max_history_tokens)
+        out.append(HISTORY_SEPARATOR.join(entries[j] for j in chosen))
+    return out
+
+
 def build_text_pairs(
     pairs: pd.DataFrame,
     history: pd.DataFrame,
@@ -75,18 +125,13 @@ def build_text_pairs(
     for col in ("user_id", "item_id"):
         if col not in pairs.columns:
             raise DataError(f"pairs lack column {col!r}; build them with make_training_pairs or a split")
-    if history_field != "title+genres" and history_field not in dataset.items.columns:
-        raise DataError(
-            f"history_field {history_field!r} is not an items column; choose 'title+genres' or one of {list(dataset.items.columns)}"
-        )
     if max_history_items < 1 or max_history_tokens < 1:
         raise ValueError("max_history_items and max_history_tokens must be >= 1")
+    entries, entry_cost = _entries_and_costs(dataset, tokenizer, history_field)
     item_index = pd.Series(np.arange(dataset.n_items), index=dataset.items["item_id"].to_numpy())
     unknown = ~pairs["item_id"].isin(item_index.index)
     if unknown.any():
         raise DataError(f"pairs refer to item_id {pairs.loc[unknown, 'item_id'].iloc[0]} which is not in {dataset.name}'s items")
-    entries = history_entries(dataset, history_field)
-    entry_cost = _token_counts(entries, tokenizer) + (_token_counts([HISTORY_SEPARATOR.strip()], tokenizer)[0] if tokenizer else 1)
 
     hist = history.sort_values(["user_id", "timestamp"], kind="stable")
     by_user = {
@@ -103,12 +148,7 @@ def build_text_pairs(
         end = int(np.searchsorted(ts, t, side="left"))
         key = (user, end)
         if key not in cache:
-            chosen, budget = [], max_history_tokens
-            for j in its[:end][::-1]:
-                if len(chosen) == max_history_items or entry_cost[j] > budget:
-                    break
-                chosen.append(j)
-                budget -= entry_cost[j]
+            chosen = _most_recent_within_budget(its[:end], entry_cost, max_history_items, max_history_tokens)
             cache[key] = (HISTORY_SEPARATOR.join(entries[j] for j in chosen), len(chosen), tuple(chosen))
         text, n, chosen = cache[key]
         if c in chosen:  # only possible with repeated interactions: never show the candidate as history

@@ -23,6 +23,7 @@ Two nodes with 4 GPUs each (run on both machines; ``node0`` reachable from ``nod
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -67,7 +68,7 @@ def distributed_loader(encoded, tokenizer, per_rank_batch: int, rank: int, world
     return DataLoader(encoded, batch_size=per_rank_batch, sampler=sampler, collate_fn=PairCollator(tokenizer), drop_last=True)
 
 
-def _save_model(wrapped, model, tokenizer, args, profile, info) -> None:
+def _save_model(wrapped, model, tokenizer, args, profile, info, dataset) -> None:
     """Rank 0 writes ``OUT/checkpoint`` like ``python -m recbook train`` (FSDP first gathers the full weights)."""
     from ..models.cross_encoder import CrossEncoder
 
@@ -87,8 +88,10 @@ def _save_model(wrapped, model, tokenizer, args, profile, info) -> None:
         plain = wrapped.inner
     folder = Path(args.out) / "checkpoint"
     plain.save(folder, tokenizer)
-    run = {"data": args.data, "model": args.model, "profile": profile.name, "seed": args.seed, "backbone": args.backbone, "peft": None,
-           "distributed": {"mode": args.mode, "world_size": info.world_size}}
+    from ..cli import catalogue_fingerprint
+
+    run = {"data": args.data, "model": args.model, "profile": dataclasses.asdict(profile), "seed": args.seed, "backbone": args.backbone,
+           "peft": None, "distributed": {"mode": args.mode, "world_size": info.world_size}, "catalogue": catalogue_fingerprint(dataset)}
     (folder / "run.json").write_text(json.dumps(run, indent=1))
 
 
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.mode == "fsdp" or info.is_main:  # FSDP's forward needs every rank (all-gathers)
                 metrics.update(evaluate_split(scorer, ds, split, profile, True, args.seed, ("sampled",), args.eval_users))
         if args.out:
-            _save_model(wrapped, model, tokenizer, args, profile, info)
+            _save_model(wrapped, model, tokenizer, args, profile, info, ds)
         if info.is_main:
             metrics.update(data=args.data, model=args.model, profile=profile.name, environment=environment_report(info.device))
             if args.out:

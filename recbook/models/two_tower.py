@@ -137,13 +137,13 @@ class TwoTowerScorer:
     def _users(self, users: np.ndarray) -> np.ndarray:
         new = [u for u in dict.fromkeys(users.tolist()) if u not in self.user_vectors]
         if new:
-            from ..data import build_text_pairs
+            from ..data.text import history_texts
 
-            # one row per user: any item works as the "candidate", only the history text is used
-            rows = pd.DataFrame({"user_id": new, "item_id": self.dataset.item_ids[0]})
-            texts = build_text_pairs(rows, self.history, self.dataset, self.tokenizer, self.max_history_items, self.max_length - 2,
-                                     self.history_field)["history_text"]
-            for u, v in zip(new, embed_texts(self.model, texts.tolist(), self.tokenizer, self.max_length, **self.kw)):
+            # the user's whole visible history, with no candidate: a (history, candidate) pair would leave the
+            # candidate out of the history, and any dummy candidate may be one of the user's items
+            texts = history_texts(new, self.history, self.dataset, self.tokenizer, self.max_history_items, self.max_length - 2,
+                                  self.history_field)
+            for u, v in zip(new, embed_texts(self.model, texts, self.tokenizer, self.max_length, **self.kw)):
                 self.user_vectors[u] = v
         return np.stack([self.user_vectors[u] for u in users.tolist()])
 

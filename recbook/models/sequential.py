@@ -1,0 +1,514 @@
+"""Transformers over item sequences: SASRec (causal, next item) and BERT4Rec (cloze) — one readable file.
+
+Taught in notebook ``04s_sequential``.
+
+A user is the sequence of items they interacted with, oldest first. A small transformer reads it and
+its last hidden state ``h`` scores every catalogue item by a dot product with that item's
+representation ``e_i`` — the same table feeds the input (*tied* weights)::
+
+    score(user, i) = h_user · e_i
+
+Two training objectives, both a full softmax over the catalogue (it is small: 1,682 movies):
+
+- **causal** (SASRec, Kang & McAuley 2018; GPT-style): at every position predict the *next* item,
+  seeing only the past (a causal attention mask). The negative log-likelihood of the next item is
+  exactly the cross-entropy of notebook 01, with the catalogue as the classes.
+- **cloze** (BERT4Rec, Sun et al. 2019; BERT-style): hide a random 20% of the items behind a
+  ``[MASK]`` token and predict them from both sides; at inference a ``[MASK]`` is appended after
+  the history and its prediction is the recommendation.
+
+Three ways to represent an item (``item_features``):
+
+- ``id``: a learned embedding per item id — strong for items with many interactions, and *nothing*
+  for an item never seen in training (its vector is zero here, so it cannot be recommended on merit);
+- ``text``: a learned projection of a **frozen** sentence embedding of the item's text (title,
+  year, genres) from the course's BERT, computed once per catalogue (:func:`item_text_embeddings`)
+  — every item with text has a representation, including brand-new ones (cold start);
+- ``hybrid``: both, summed, with **ID dropout** (each step, a random share of items lose their ID
+  vector) so the model learns to rank from the text path too.
+
+Two traps met while building it, both guarded here: (1) left-padded sequences with a key-padding
+mask can leave a query position with *no* key to attend to; PyTorch's fused kernels then return NaN,
+and NaN compares false, so a metric that does not refuse NaN would rank the held-out item first.
+We always let a position attend to itself (so no row is empty) and :mod:`recbook.metrics` refuses
+NaN. (2) MovieLens has many equal timestamps: sequences keep the file order within a second
+(a stable sort), never an order that follows item ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+OBJECTIVES = ("causal", "cloze")
+ITEM_FEATURES = ("id", "text", "hybrid")
+
+
+@dataclass
+class SequentialConfig:
+    """The architecture and objective; defaults fit MovieLens-100k on a laptop CPU in about a minute."""
+
+    objective: str = "causal"  # "causal" (SASRec) | "cloze" (BERT4Rec)
+    item_features: str = "id"  # "id" | "text" | "hybrid"
+    max_len: int = 50  # items of history the model reads
+    dim: int = 64
+    layers: int = 2
+    heads: int = 2
+    dropout: float = 0.2
+    id_dropout: float = 0.5  # hybrid only: share of items whose ID vector is dropped at each step
+    mask_prob: float = 0.2  # cloze only: share of positions hidden behind [MASK]
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.item_features not in ITEM_FEATURES:
+            raise ValueError(f"item_features must be one of {ITEM_FEATURES}, got {self.item_features!r}")
+        for name in ("max_len", "dim", "layers", "heads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.dim % self.heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
+        for name in ("dropout", "id_dropout", "mask_prob"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+
+
+# --------------------------------------------------------------- frozen text features
+def _text_cache_key(model_id: str, max_length: int, texts: list[str]) -> str:
+    h = hashlib.sha256(f"{model_id}|{max_length}|".encode())
+    for t in texts:
+        h.update(t.encode("utf-8") + b"\x00")
+    return h.hexdigest()[:24]
+
+
+def _model_identity(path: str) -> str:
+    """A name for the model that changes when its weights do: the folder name + a hash of its config and weights' sizes."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return path  # a Hub id
+    h = hashlib.sha256((folder / "config.json").read_bytes() if (folder / "config.json").is_file() else b"")
+    for f in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+        h.update(f"{f.name}:{f.stat().st_size}".encode())
+    return f"{folder.name}-{h.hexdigest()[:12]}"
+
+
+@torch.inference_mode()
+def encode_texts(texts: list[str], encoder, tokenizer, max_length: int = 64, batch_size: int = 128, progress: bool = False) -> np.ndarray:
+    """Sentence embeddings: the encoder's token vectors, mean-pooled over real tokens, L2-normalised
+    (the all-MiniLM-L6-v2 recipe). ``encoder`` may be any module returning ``last_hidden_state``."""
+    from .cross_encoder import mean_pool
+
+    encoder.eval()
+    order = np.argsort([len(t) for t in texts])  # similar lengths together: less padding
+    out = np.empty((len(texts), 0), dtype=np.float32)
+    chunks = range(0, len(texts), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        chunks = tqdm(chunks, desc="embed item texts")
+    parts = []
+    for start in chunks:
+        idx = order[start : start + batch_size]
+        enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        hidden = encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+        parts.append((idx, F.normalize(mean_pool(hidden.float(), enc["attention_mask"]), dim=-1).numpy()))
+    out = np.empty((len(texts), parts[0][1].shape[1]), dtype=np.float32)
+    for idx, vec in parts:
+        out[idx] = vec
+    return out
+
+
+def item_text_embeddings(dataset, model_name_or_path=None, cache_dir: str | os.PathLike | None = None, max_length: int = 64,
+                         batch_size: int = 128, progress: bool = True) -> np.ndarray:
+    """Frozen sentence embeddings of every catalogue item's text, rows in ``dataset.item_ids`` order.
+
+    Computed once per (model, texts) and cached as safetensors under ``cache_dir`` (default:
+    ``recbook.data.default_cache_dir() / "item_embeddings"``), keyed by the model's identity and a
+    hash of the texts, and written atomically (a temporary file renamed into place) so an interrupted
+    run never leaves a half-written cache.
+    """
+    from safetensors.numpy import load_file, save_file
+
+    from ..data import default_cache_dir
+    from .backbone import load_backbone, resolve_model_path
+
+    texts = dataset.items.set_index("item_id").loc[dataset.item_ids, "text"].astype(str).tolist()
+    target = resolve_model_path(model_name_or_path)
+    key = _text_cache_key(_model_identity(target), max_length, texts)
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "item_embeddings"
+    path = folder / f"{key}.safetensors"
+    if path.is_file():
+        try:
+            cached = load_file(str(path))["embeddings"]
+            if cached.shape[0] == len(texts):
+                return cached
+        except Exception:  # a corrupt cache file is recomputed, never trusted
+            pass
+    encoder, tokenizer = load_backbone(target)
+    vectors = encode_texts(texts, encoder, tokenizer, max_length, batch_size, progress)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
+    save_file({"embeddings": vectors}, str(tmp), metadata={"model": _model_identity(target), "items": str(len(texts))})
+    os.replace(tmp, path)
+    return vectors
+
+
+# --------------------------------------------------------------------- sequences
+def user_sequences(interactions: pd.DataFrame, item_index: pd.Series) -> dict:
+    """Each user's items, oldest first, as 1-based catalogue indices (0 is padding).
+
+    Equal timestamps keep the order of the table (a stable sort) — never an order by item id.
+    """
+    df = interactions.sort_values(["user_id", "timestamp"], kind="stable")
+    idx = item_index.reindex(df["item_id"]).to_numpy()
+    if np.isnan(idx).any():
+        bad = df["item_id"].to_numpy()[np.isnan(idx)][0]
+        raise ValueError(f"interactions refer to item_id {bad}, which is not in the catalogue")
+    users = df["user_id"].to_numpy()
+    idx = idx.astype(np.int64) + 1
+    bounds = np.flatnonzero(np.r_[True, users[1:] != users[:-1], True])
+    return {users[a]: idx[a:b] for a, b in zip(bounds[:-1], bounds[1:])}
+
+
+def _left_pad(seq: np.ndarray, length: int) -> np.ndarray:
+    out = np.zeros(length, dtype=np.int64)
+    seq = seq[-length:]
+    if len(seq):
+        out[-len(seq):] = seq
+    return out
+
+
+def training_windows(sequences: dict, max_len: int, objective: str) -> dict[str, torch.Tensor]:
+    """Cut every sequence into windows the model trains on, newest first, so each item is a target once.
+
+    causal: ``input`` = items t−L…t−1, ``target`` = items t−L+1…t (the next item at every position);
+    cloze: ``input`` = items t−L+1…t (the model masks them itself, differently at each step).
+    Windows are left-padded with 0 to ``max_len``.
+    """
+    span = max_len + 1 if objective == "causal" else max_len
+    inputs, targets = [], []
+    for seq in sequences.values():
+        for end in range(len(seq), 1, -max_len):
+            chunk = seq[max(0, end - span) : end]
+            if len(chunk) < 2:
+                continue
+            if objective == "causal":
+                inputs.append(_left_pad(chunk[:-1], max_len))
+                targets.append(_left_pad(chunk[1:], max_len))
+            else:
+                inputs.append(_left_pad(chunk, max_len))
+    if not inputs:
+        raise ValueError("no user has two or more training interactions: nothing to learn a sequence from")
+    out = {"input": torch.from_numpy(np.stack(inputs))}
+    if targets:
+        out["target"] = torch.from_numpy(np.stack(targets))
+    return out
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """The windows of :func:`training_windows` as a map-style dataset of dicts (default collate stacks them)."""
+
+    def __init__(self, windows: dict[str, torch.Tensor]):
+        self.windows = windows
+
+    def __len__(self) -> int:
+        return len(self.windows["input"])
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {k: v[i] for k, v in self.windows.items()}
+
+
+# ------------------------------------------------------------------------- model
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attention(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim), nn.Dropout(dropout))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        b, length, dim = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(dim, dim=-1)
+        q, k, v = (t.view(b, length, self.heads, dim // self.heads).transpose(1, 2) for t in (q, k, v))
+        att = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None], dropout_p=self.dropout if self.training else 0.0)
+        x = x + self.drop(self.proj(att.transpose(1, 2).reshape(b, length, dim)))
+        return x + self.mlp(self.ln2(x))
+
+
+class SequentialRecommender(nn.Module):
+    """SASRec / BERT4Rec over ``n_items`` catalogue items (indices 1…n; 0 = padding, n+1 = [MASK]).
+
+    ``text_features`` (``n_items × d`` array, catalogue order) is required for ``text``/``hybrid``;
+    it is a frozen buffer, only its projection is learned. ``known_items`` (bool, catalogue order)
+    marks items seen in training: the others get no ID vector (zero) when scoring.
+    """
+
+    def __init__(self, n_items: int, config: SequentialConfig | None = None, text_features=None, known_items=None):
+        super().__init__()
+        self.config = config = config or SequentialConfig()
+        self.n_items = n_items
+        self.mask_token = n_items + 1
+        uses_text = config.item_features in ("text", "hybrid")
+        if uses_text and text_features is None:
+            raise ValueError(f"item_features={config.item_features!r} needs text_features (see item_text_embeddings)")
+        if uses_text:
+            text = torch.as_tensor(np.asarray(text_features), dtype=torch.float32)
+            if text.ndim != 2 or text.shape[0] != n_items:
+                raise ValueError(f"text_features must have one row per item ({n_items}), got shape {tuple(text.shape)}")
+            padded = torch.zeros(n_items + 2, text.shape[1])
+            padded[1 : n_items + 1] = text
+            self.register_buffer("text_features", padded)
+            self.text_proj = nn.Linear(text.shape[1], config.dim)
+        if config.item_features in ("id", "hybrid"):
+            self.item_emb = nn.Embedding(n_items + 2, config.dim, padding_idx=0)
+            nn.init.normal_(self.item_emb.weight, std=0.02)
+            with torch.no_grad():
+                self.item_emb.weight[0].zero_()
+        self.mask_emb = nn.Parameter(torch.randn(config.dim) * 0.02)  # the [MASK] token's input vector (cloze)
+        known = torch.ones(n_items + 2, dtype=torch.bool) if known_items is None else torch.cat(
+            [torch.zeros(1, dtype=torch.bool), torch.as_tensor(np.asarray(known_items), dtype=torch.bool), torch.zeros(1, dtype=torch.bool)])
+        if known.shape[0] != n_items + 2:
+            raise ValueError(f"known_items must have one flag per item ({n_items})")
+        known[0] = False
+        self.register_buffer("known_items", known)
+        self.pos_emb = nn.Embedding(config.max_len, config.dim)
+        nn.init.normal_(self.pos_emb.weight, std=0.02)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config.dim, config.heads, config.dropout) for _ in range(config.layers))
+        self.ln_f = nn.LayerNorm(config.dim)
+
+    # -- item representations ---------------------------------------------------
+    def item_table(self) -> torch.Tensor:
+        """``(n_items + 2, dim)``: row i represents catalogue item i (row 0 = padding, last = [MASK])."""
+        kind = self.config.item_features
+        table = 0
+        if kind in ("text", "hybrid"):
+            table = self.text_proj(self.text_features)
+        if kind in ("id", "hybrid"):
+            ids = self.item_emb.weight * self.known_items[:, None]  # never-trained items: no ID vector
+            if kind == "hybrid" and self.training and self.config.id_dropout > 0:
+                keep = torch.rand(ids.shape[0], 1, device=ids.device) >= self.config.id_dropout
+                ids = ids * keep
+            table = table + ids
+        table = table * (torch.arange(table.shape[0], device=table.device) != 0)[:, None]  # padding stays zero
+        return table
+
+    # -- encoder ----------------------------------------------------------------
+    def encode(self, seq: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states ``(batch, max_len, dim)`` of left-padded item sequences (0 = padding)."""
+        table = self.item_table() if table is None else table
+        length = seq.shape[1]
+        x = table[seq]
+        x = torch.where((seq == self.mask_token)[..., None], self.mask_emb.to(x.dtype), x)
+        x = self.drop(x + self.pos_emb.weight[-length:])
+        real = seq != 0
+        allowed = real[:, None, :].expand(-1, length, -1)
+        if self.config.objective == "causal":
+            allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=seq.device).tril()
+        allowed = allowed | torch.eye(length, dtype=torch.bool, device=seq.device)  # never an empty row (NaN trap)
+        for block in self.blocks:
+            x = block(x, allowed)
+        return self.ln_f(x)
+
+    def logits(self, hidden: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """Scores of every catalogue item (columns 0…n−1 = items 1…n) for each hidden state."""
+        return hidden @ table[1 : self.n_items + 1].T
+
+    # -- training ---------------------------------------------------------------
+    def training_loss(self, batch: dict) -> torch.Tensor:
+        """Full-softmax cross-entropy; each *sequence* weighs the same (mean over its targets, then over
+        sequences), so gradient accumulation over equal micro-batches equals one large batch exactly."""
+        seq = batch["input"]
+        table = self.item_table()
+        if self.config.objective == "causal":
+            inputs, targets = seq, batch["target"]
+        else:
+            real = seq != 0
+            masked = (torch.rand(seq.shape, device=seq.device) < self.config.mask_prob) & real
+            none = ~masked.any(dim=1)
+            masked[none, -1] = True  # every sequence predicts at least one item (its last, as at inference)
+            inputs = torch.where(masked, torch.full_like(seq, self.mask_token), seq)
+            targets = torch.where(masked, seq, torch.zeros_like(seq))
+        hidden = self.encode(inputs, table)
+        valid = targets > 0
+        logits = self.logits(hidden[valid], table)
+        ce = F.cross_entropy(logits.float(), targets[valid] - 1, reduction="none")
+        per_seq = torch.zeros(seq.shape[0], device=seq.device).index_add_(0, valid.nonzero()[:, 0], ce)
+        counts = valid.sum(dim=1)
+        has = counts > 0
+        return (per_seq[has] / counts[has]).mean()
+
+    # -- inference ----------------------------------------------------------------
+    @torch.no_grad()
+    def user_vectors(self, histories: list[np.ndarray], batch_size: int = 256) -> torch.Tensor:
+        """The hidden state that scores the next item, for each history (1-based item indices, oldest first)."""
+        self.eval()
+        table = self.item_table()
+        out = []
+        for start in range(0, len(histories), batch_size):
+            rows = []
+            for h in histories[start : start + batch_size]:
+                if self.config.objective == "cloze":
+                    h = np.r_[np.asarray(h, dtype=np.int64)[-(self.config.max_len - 1):] if self.config.max_len > 1 else [], self.mask_token]
+                rows.append(_left_pad(np.asarray(h, dtype=np.int64), self.config.max_len))
+            seq = torch.from_numpy(np.stack(rows)).to(table.device)
+            out.append(self.encode(seq, table)[:, -1])
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def score_all(self, histories: list[np.ndarray]) -> np.ndarray:
+        """``(len(histories), n_items)`` scores of every catalogue item."""
+        self.eval()
+        return self.logits(self.user_vectors(histories), self.item_table()).float().cpu().numpy()
+
+    # -- files ------------------------------------------------------------------
+    def save(self, folder: str | os.PathLike, item_ids) -> Path:
+        """Weights (safetensors, incl. the frozen text features) + ``sequential.json`` (config, catalogue), atomically."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        tmp = folder.with_name(folder.name + ".tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(tmp / "model.safetensors"))
+        meta = {"config": asdict(self.config), "n_items": self.n_items, "item_ids": np.asarray(item_ids).tolist()}
+        (tmp / "sequential.json").write_text(json.dumps(meta))
+        if folder.exists():
+            import shutil
+
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> tuple["SequentialRecommender", np.ndarray]:
+        """``(model, item_ids)`` from a folder written by :meth:`save` (safetensors only: no pickle)."""
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        if not (folder / "sequential.json").is_file() or not (folder / "model.safetensors").is_file():
+            raise FileNotFoundError(f"{folder} lacks sequential.json or model.safetensors; pass a folder written by SequentialRecommender.save")
+        meta = json.loads((folder / "sequential.json").read_text())
+        state = load_file(str(folder / "model.safetensors"))
+        config = SequentialConfig(**meta["config"])
+        text = state["text_features"][1:-1].numpy() if "text_features" in state else None
+        model = cls(meta["n_items"], config, text_features=text, known_items=state["known_items"][1:-1].numpy())
+        model.load_state_dict(state)
+        return model.eval(), np.asarray(meta["item_ids"])
+
+
+# ------------------------------------------------------------------------ scorer
+class SequentialScorer:
+    """``score(users, items)`` for :mod:`recbook.evaluate`: each user's visible ``history`` → next-item scores.
+
+    User vectors are computed once per user and cached; a user with no visible history gets the
+    empty sequence's vector (the same for everyone, like a popularity prior).
+    """
+
+    def __init__(self, model: SequentialRecommender, item_ids, history: pd.DataFrame):
+        self.model = model
+        self.item_ids = np.asarray(item_ids)
+        self.item_col = pd.Series(np.arange(len(self.item_ids)), index=self.item_ids)
+        self.sequences = user_sequences(history, self.item_col)
+        self.cache: dict = {}
+
+    def _rows(self, users: np.ndarray) -> np.ndarray:
+        new = [u for u in dict.fromkeys(users.tolist()) if u not in self.cache]
+        if new:
+            empty = np.zeros(0, dtype=np.int64)
+            scores = self.model.score_all([self.sequences.get(u, empty) for u in new])
+            if not np.isfinite(scores).all():
+                raise FloatingPointError("the sequential model produced non-finite scores; check its inputs and weights")
+            self.cache.update(zip(new, scores))
+        return np.stack([self.cache[u] for u in users.tolist()])
+
+    def __call__(self, users, items) -> np.ndarray:
+        items = np.asarray(items)
+        cols = self.item_col.reindex(items.ravel()).to_numpy()
+        if np.isnan(cols).any():
+            raise ValueError("SequentialScorer got item ids that are not in the catalogue it was trained on")
+        full = self._rows(np.asarray(users))
+        return np.take_along_axis(full, cols.astype(int).reshape(items.shape), axis=1)
+
+
+# ---------------------------------------------------------------------- training
+@dataclass
+class SequentialFit:
+    model: SequentialRecommender
+    scorer: SequentialScorer  # scores test items: history = train + valid
+    result: object  # recbook.train.TrainResult (history holds the validation curve)
+    train_seconds: float
+    windows: int
+    text_seconds: float = 0.0
+    curve: list = field(default_factory=list)
+
+
+def default_train_config(**overrides):
+    """The loop's settings for sequential models: AdamW lr 1e-3, batch 128 windows, early stopping on
+    validation NDCG@10 (full ranking) checked every epoch, patience 3, at most 200 epochs."""
+    from ..train import TrainConfig
+
+    params = dict(epochs=200, lr=1e-3, weight_decay=0.01, warmup_ratio=0.0, grad_clip=1.0, amp="off", metric="NDCG@10",
+                  patience=5, keep_best=True, log_every=20)
+    params.update(overrides)
+    return TrainConfig(**params)
+
+
+def fit_sequential(dataset, split, config: SequentialConfig | None = None, train_config=None, batch_size: int = 128,
+                   text_features=None, model_name_or_path=None, valid_users: int | None = None, max_seconds: float | None = None,
+                   progress: bool = True) -> SequentialFit:
+    """Train a sequential recommender on ``split.train`` with the course's loop; stop early on validation.
+
+    Validation = each user's validation item ranked against the *whole* catalogue (full ranking, the
+    user's training items excluded), NDCG@10, after every epoch; the best epoch's weights are kept.
+    ``max_seconds`` also stops training at the first evaluation after that many seconds.
+    The returned scorer scores test items with training + validation as the visible history.
+    """
+    from ..evaluate import evaluate, history_for_test, make_eval_set
+    from ..train import train_model
+
+    config = config or SequentialConfig()
+    train_config = train_config or default_train_config(progress=progress)
+    item_col = pd.Series(np.arange(dataset.n_items), index=dataset.item_ids)
+    text_seconds = 0.0
+    if config.item_features != "id" and text_features is None:
+        start = time.perf_counter()
+        text_features = item_text_embeddings(dataset, model_name_or_path, progress=progress)
+        text_seconds = time.perf_counter() - start
+    known = np.zeros(dataset.n_items, dtype=bool)
+    known[item_col.reindex(split.train["item_id"].unique()).dropna().astype(int).to_numpy()] = True
+    torch.manual_seed(train_config.seed)
+    model = SequentialRecommender(dataset.n_items, config, text_features, known)
+    windows = training_windows(user_sequences(split.train, item_col), config.max_len, config.objective)
+    generator = torch.Generator().manual_seed(train_config.seed)
+    loader = torch.utils.data.DataLoader(WindowDataset(windows), batch_size=batch_size, shuffle=True, generator=generator)
+
+    valid_set = make_eval_set(dataset, split, "valid", n_negatives=1, n_users=valid_users, seed=train_config.seed)
+    if max_seconds is not None:
+        train_config = replace(train_config, time_budget=max_seconds)
+
+    def validate(m):
+        res = evaluate(SequentialScorer(m, dataset.item_ids, split.train), valid_set, "full")
+        return {"NDCG@10": res["NDCG@10"], "HR@10": res["HR@10"]}
+
+    result = train_model(model, loader, train_config, validate)
+    model.eval()
+    scorer = SequentialScorer(model, dataset.item_ids, history_for_test(split))
+    curve = [h for h in result.history if "NDCG@10" in h]
+    return SequentialFit(model, scorer, result, result.seconds, len(loader.dataset), text_seconds, curve)

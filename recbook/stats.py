@@ -1,0 +1,188 @@
+"""Separate signal from noise: confidence intervals over users and paired comparisons.
+
+Taught in notebook ``04s_sequential`` (and used by every notebook that compares models).
+
+A metric such as NDCG@10 is a *mean over users*. Score a different set of users and it moves,
+so a number means little without its uncertainty:
+
+- :func:`mean_ci` — the mean of per-user values with a 95% **bootstrap** confidence interval
+  (resample the users with replacement, recompute the mean, take the 2.5% and 97.5% quantiles);
+- :func:`paired_comparison` — model A vs model B **on the same users**: the mean of the per-user
+  differences with its bootstrap interval, and a paired (sign-flip) permutation p-value. Pairing
+  removes the user-to-user variation both models share (some users are easy for everyone), so it
+  detects differences that two separate intervals would hide. "A beats B" is only said when the
+  interval of the difference excludes zero.
+
+Both take per-user values, e.g. ``evaluate(..., per_user=True)["per_user"]["NDCG@10"]``
+(a pandas Series indexed by ``user_id``); Series are aligned on their index, so a comparison never
+pairs different users by accident.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean with its 95% (or ``level``) confidence interval over ``n`` users."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    level: float = 0.95
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+    def __str__(self) -> str:
+        return f"{self.mean:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
+    def as_dict(self, prefix: str = "") -> dict:
+        return {f"{prefix}mean": self.mean, f"{prefix}ci_low": self.low, f"{prefix}ci_high": self.high, f"{prefix}n": self.n}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Mean per-user difference A − B on the same users, its CI and a paired permutation p-value."""
+
+    a: str
+    b: str
+    diff: Estimate
+    p_value: float
+    mean_a: float
+    mean_b: float
+
+    @property
+    def significant(self) -> bool:
+        """True when the CI of the difference excludes zero."""
+        return self.diff.low > 0 or self.diff.high < 0
+
+    @property
+    def verdict(self) -> str:
+        if not self.significant:
+            return f"{self.a} vs {self.b}: inconclusive (the CI of the difference contains 0)"
+        better, worse = (self.a, self.b) if self.diff.mean > 0 else (self.b, self.a)
+        return f"{better} beats {worse}"
+
+    def __str__(self) -> str:
+        return f"{self.a} − {self.b} = {self.diff} (n={self.diff.n}, p={self.p_value:.3g}): {self.verdict}"
+
+    def as_dict(self) -> dict:
+        return {"a": self.a, "b": self.b, "mean_a": self.mean_a, "mean_b": self.mean_b, **self.diff.as_dict("diff_"),
+                "p_value": self.p_value, "significant": self.significant}
+
+
+def _values(values, name: str) -> np.ndarray:
+    x = np.asarray(values, dtype=float).ravel()
+    if x.size == 0:
+        raise ValueError(f"{name} is empty: a confidence interval needs at least one user's value")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or infinite values; per-user metrics must be finite")
+    return x
+
+
+def _check_level(level: float, n_boot: int) -> None:
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), e.g. 0.95; got {level}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 100:
+        raise ValueError(f"n_boot must be an integer >= 100, got {n_boot!r}")
+
+
+def bootstrap_means(x: np.ndarray, n_boot: int = 2000, seed: int = 0, chunk: int = 200) -> np.ndarray:
+    """``n_boot`` means of ``x`` resampled with replacement (seeded; computed in chunks to bound memory)."""
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_boot)
+    for start in range(0, n_boot, chunk):
+        size = min(chunk, n_boot - start)
+        idx = rng.integers(0, len(x), size=(size, len(x)))
+        out[start : start + size] = x[idx].mean(axis=1)
+    return out
+
+
+def mean_ci(values, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> Estimate:
+    """Mean of per-user ``values`` with a percentile bootstrap confidence interval (resampling users)."""
+    _check_level(level, n_boot)
+    x = _values(values, "values")
+    if len(x) == 1:
+        return Estimate(float(x[0]), float(x[0]), float(x[0]), 1, level)
+    means = bootstrap_means(x, n_boot, seed)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    return Estimate(float(x.mean()), float(low), float(high), len(x), level)
+
+
+def align(a, b, names: tuple[str, str] = ("a", "b")) -> tuple[np.ndarray, np.ndarray]:
+    """Per-user values of two models on the same users: Series are matched by index (user id), arrays by position."""
+    if isinstance(a, pd.Series) and isinstance(b, pd.Series):
+        if a.index.has_duplicates or b.index.has_duplicates:
+            raise ValueError("per-user Series must have one row per user (duplicate index values found)")
+        if set(a.index) != set(b.index):
+            only_a, only_b = len(a.index.difference(b.index)), len(b.index.difference(a.index))
+            raise ValueError(f"{names[0]} and {names[1]} were scored on different users ({only_a} only in {names[0]}, "
+                             f"{only_b} only in {names[1]}); a paired comparison needs the same users")
+        b = b.reindex(a.index)
+    a, b = _values(a, names[0]), _values(b, names[1])
+    if a.shape != b.shape:
+        raise ValueError(f"{names[0]} and {names[1]} must hold one value per user each, got {a.shape} and {b.shape}")
+    return a, b
+
+
+def paired_comparison(a, b, names: tuple[str, str] = ("A", "B"), level: float = 0.95, n_boot: int = 2000,
+                      n_permutations: int = 5000, seed: int = 0) -> Comparison:
+    """Compare two models on the same users: mean difference A − B with a bootstrap CI, and a p-value.
+
+    The p-value is a paired permutation test: under "no difference" each user's pair could be
+    swapped, so the sign of each per-user difference is flipped at random ``n_permutations`` times;
+    p = share of flips whose |mean| is at least the observed one (two-sided, with +1 smoothing).
+    """
+    _check_level(level, n_boot)
+    x, y = align(a, b, names)
+    d = x - y
+    diff = mean_ci(d, level, n_boot, seed)
+    rng = np.random.default_rng(seed + 1)
+    observed = abs(d.mean())
+    hits = 0
+    for start in range(0, n_permutations, 500):
+        size = min(500, n_permutations - start)
+        signs = rng.choice(np.array([-1.0, 1.0]), size=(size, len(d)))
+        hits += int((np.abs((signs * d).mean(axis=1)) >= observed - 1e-12).sum())
+    p = (hits + 1) / (n_permutations + 1)
+    return Comparison(names[0], names[1], diff, float(p), float(x.mean()), float(y.mean()))
+
+
+def ci_table(per_user: dict[str, pd.DataFrame], metrics=("NDCG@10", "HR@10"), level: float = 0.95, n_boot: int = 2000,
+             seed: int = 0) -> pd.DataFrame:
+    """One row per model: each metric as ``mean`` with ``[low, high]`` columns (models scored on any users)."""
+    rows = {}
+    for model, frame in per_user.items():
+        row = {}
+        for m in metrics:
+            if m not in frame:
+                raise KeyError(f"per-user table of {model!r} has no column {m!r}; it has {list(frame.columns)}")
+            est = mean_ci(frame[m], level, n_boot, seed)
+            row.update({m: round(est.mean, 4), f"{m} low": round(est.low, 4), f"{m} high": round(est.high, 4)})
+        row["users"] = len(frame)
+        rows[model] = row
+    return pd.DataFrame(rows).T
+
+
+def comparison_table(per_user: dict[str, pd.DataFrame], reference: str, metric: str = "NDCG@10", level: float = 0.95,
+                     n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Every model against ``reference`` on ``metric``, paired on the users both were scored on."""
+    if reference not in per_user:
+        raise KeyError(f"reference {reference!r} is not among the models {list(per_user)}")
+    rows = {}
+    ref = per_user[reference][metric]
+    for model, frame in per_user.items():
+        if model == reference:
+            continue
+        c = paired_comparison(frame[metric], ref, (model, reference), level, n_boot, seed=seed)
+        rows[model] = {f"{metric} − {reference}": round(c.diff.mean, 4), "low": round(c.diff.low, 4), "high": round(c.diff.high, 4),
+                       "p": round(c.p_value, 4), "verdict": c.verdict}
+    return pd.DataFrame(rows).T

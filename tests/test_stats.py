@@ -1,0 +1,91 @@
+"""Confidence intervals and paired comparisons, cross-checked against scipy.stats."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from recbook.stats import Estimate, align, bootstrap_means, ci_table, comparison_table, mean_ci, paired_comparison
+
+
+def test_mean_ci_matches_scipy_bootstrap():
+    x = np.random.default_rng(0).exponential(size=400)
+    ours = mean_ci(x, n_boot=4000, seed=1)
+    ref = sps.bootstrap((x,), np.mean, n_resamples=4000, method="percentile", confidence_level=0.95, random_state=2).confidence_interval
+    assert ours.mean == pytest.approx(x.mean())
+    assert ours.low == pytest.approx(ref.low, abs=0.02) and ours.high == pytest.approx(ref.high, abs=0.02)
+    # and the normal approximation: half-width ≈ 1.96 · sd / sqrt(n)
+    assert ours.half_width == pytest.approx(1.96 * x.std(ddof=1) / np.sqrt(len(x)), rel=0.1)
+    assert ours.low < ours.mean < ours.high and ours.n == 400
+
+
+def test_mean_ci_is_seeded_and_levels_nest():
+    x = np.random.default_rng(3).random(200)
+    assert mean_ci(x, seed=5) == mean_ci(x, seed=5)
+    wide, narrow = mean_ci(x, level=0.99), mean_ci(x, level=0.8)
+    assert wide.low < narrow.low < narrow.high < wide.high
+    assert str(mean_ci([0.5])) == "0.500 [0.500, 0.500]"
+    assert len(bootstrap_means(x, 250, seed=0)) == 250
+
+
+def test_paired_comparison_detects_a_shift_that_separate_intervals_hide():
+    rng = np.random.default_rng(0)
+    base = rng.random(300)  # users differ a lot ...
+    a, b = base + 0.02 + rng.normal(0, 0.01, 300), base  # ... but A is always a little better
+    ca, cb = mean_ci(a), mean_ci(b)
+    assert ca.low < cb.high  # the two separate intervals overlap
+    c = paired_comparison(a, b, ("A", "B"))
+    assert c.significant and c.diff.low > 0 and c.verdict == "A beats B" and c.p_value < 0.001
+    assert "A beats B" in str(c) and c.as_dict()["significant"]
+
+
+def test_paired_permutation_p_matches_scipy():
+    rng = np.random.default_rng(1)
+    a, b = rng.random(60), rng.random(60) + 0.05
+    c = paired_comparison(a, b, n_permutations=20000, seed=0)
+    ref = sps.permutation_test((a, b), lambda x, y: np.mean(x - y), permutation_type="samples", n_resamples=20000,
+                               random_state=0).pvalue
+    assert c.p_value == pytest.approx(ref, abs=0.02)
+    assert not paired_comparison(a, a + 0.0).significant  # no difference at all: inconclusive
+    assert "inconclusive" in paired_comparison(a, a).verdict
+
+
+def test_series_are_paired_by_user_not_by_position():
+    a = pd.Series([1.0, 0.0, 0.5], index=[10, 20, 30])
+    b = pd.Series([0.5, 1.0, 0.0], index=[30, 10, 20])  # same users, other order
+    x, y = align(a, b)
+    assert np.array_equal(y, [1.0, 0.0, 0.5])
+    assert paired_comparison(a, b).diff.mean == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="different users"):
+        align(a, pd.Series([1.0, 2.0, 3.0], index=[10, 20, 99]))
+    with pytest.raises(ValueError, match="duplicate"):
+        align(pd.Series([1.0, 2.0], index=[1, 1]), pd.Series([1.0, 2.0], index=[1, 2]))
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(ValueError, match="empty"):
+        mean_ci([])
+    with pytest.raises(ValueError, match="NaN"):
+        mean_ci([0.1, np.nan])
+    with pytest.raises(ValueError, match="level"):
+        mean_ci([0.1, 0.2], level=95)
+    with pytest.raises(ValueError, match="n_boot"):
+        mean_ci([0.1, 0.2], n_boot=10)
+    with pytest.raises(ValueError, match="one value per user"):
+        paired_comparison([0.1, 0.2], [0.1])
+
+
+def test_tables():
+    rng = np.random.default_rng(2)
+    users = pd.Index(range(100), name="user_id")
+    per_user = {"good": pd.DataFrame({"NDCG@10": rng.random(100) * 0.2 + 0.3, "HR@10": rng.random(100)}, index=users),
+                "bad": pd.DataFrame({"NDCG@10": rng.random(100) * 0.2, "HR@10": rng.random(100)}, index=users)}
+    t = ci_table(per_user)
+    assert list(t.index) == ["good", "bad"] and t.loc["good", "NDCG@10 low"] < t.loc["good", "NDCG@10"] < t.loc["good", "NDCG@10 high"]
+    c = comparison_table(per_user, reference="bad")
+    assert c.loc["good", "verdict"] == "good beats bad" and c.loc["good", "low"] > 0
+    with pytest.raises(KeyError, match="reference"):
+        comparison_table(per_user, reference="nope")
+    with pytest.raises(KeyError, match="no column"):
+        ci_table(per_user, metrics=("MRR",))
+    assert isinstance(mean_ci([1.0, 2.0]), Estimate)
