@@ -227,6 +227,8 @@ class Profile:
     bert_max_steps: int | None = None
     bert_eval_users: int | None = None
     mf_epochs: int = 30
+    # sequential recommenders (notebook 04s): seconds of training per model (early stopping may end sooner)
+    seq_time_budget: float | None = 120.0
 
 
 PROFILES: dict[str, Profile] = {
@@ -246,6 +248,7 @@ PROFILES: dict[str, Profile] = {
         bert_max_steps=60,
         bert_eval_users=50,
         mf_epochs=30,
+        seq_time_budget=120.0,
     ),
     "full": Profile(
         name="full",
@@ -263,6 +266,7 @@ PROFILES: dict[str, Profile] = {
         bert_max_steps=None,
         bert_eval_users=None,
         mf_epochs=50,
+        seq_time_budget=None,
     ),
 }
 

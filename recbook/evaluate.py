@@ -72,12 +72,16 @@ def make_eval_set(dataset: RecDataset, split: Split | None = None, stage: str = 
     return EvalSet(stage, heldout, negatives, history, dataset.item_ids)
 
 
-def evaluate(score_fn: ScoreFn, eval_set: EvalSet, protocol: str = "sampled", k: int = 10, batch_size: int = 256) -> dict[str, object]:
-    """HR@k, NDCG@k, MRR and AUC of ``score_fn`` under ``protocol`` (``"sampled"`` or ``"full"``)."""
+def evaluate(score_fn: ScoreFn, eval_set: EvalSet, protocol: str = "sampled", k: int = 10, batch_size: int = 256,
+             per_user: bool = False) -> dict[str, object]:
+    """HR@k, NDCG@k, MRR and AUC of ``score_fn`` under ``protocol`` (``"sampled"`` or ``"full"``).
+
+    ``per_user=True`` adds ``"per_user"`` (one row per user) for confidence intervals (:mod:`recbook.stats`).
+    """
     if protocol == "sampled":
-        result = evaluate_sampled(score_fn, eval_set.heldout, eval_set.negatives, k, batch_size)
+        result = evaluate_sampled(score_fn, eval_set.heldout, eval_set.negatives, k, batch_size, per_user=per_user)
     elif protocol == "full":
-        result = evaluate_full(score_fn, eval_set.heldout, eval_set.history, eval_set.all_items, k, batch_size)
+        result = evaluate_full(score_fn, eval_set.heldout, eval_set.history, eval_set.all_items, k, batch_size, per_user=per_user)
     else:
         raise ValueError(f"protocol must be 'sampled' or 'full', got {protocol!r}")
     result["protocol"] = f"{result['protocol']} ({eval_set.description})"
@@ -127,3 +131,28 @@ def results_table(results: dict[str, dict]) -> pd.DataFrame:
         rows[name] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.items() if k != "protocol"}
         rows[name]["protocol"] = res.get("protocol", "")
     return pd.DataFrame(rows).T
+
+
+class ColdEvalSet(EvalSet):
+    """The cold-item side of a :class:`recbook.data.splits.ColdStartSplit`: each user's first pick of a
+    cold item, scored with the warm items they had before it as history."""
+
+    @property
+    def description(self) -> str:
+        return (f"cold items: each user's first pick of an item never seen in training, {len(self.heldout)} users, "
+                "history = that user's earlier warm interactions")
+
+
+def make_cold_eval_set(dataset: RecDataset, cold_split, n_negatives: int = 99, seed: int = 0) -> ColdEvalSet:
+    """Evaluation set for the cold test rows of ``cold_split`` (negatives: any item the user never touched)."""
+    heldout = cold_split.test_cold[["user_id", "item_id"]].reset_index(drop=True)
+    if heldout.empty:
+        raise ValueError("the cold split has no cold test rows (no user picked a cold item after a warm one); raise fraction")
+    negatives = sample_negatives(heldout["user_id"].to_numpy(), dataset.interactions, dataset.item_ids, n_negatives, seed=seed + 1)
+    return ColdEvalSet("test", heldout, negatives, cold_split.cold_history, dataset.item_ids)
+
+
+def evaluate_models(scorers: dict[str, ScoreFn], eval_set: EvalSet, protocols=("full", "sampled"), k: int = 10) -> dict[str, dict]:
+    """Every model on the same users and candidates: ``{protocol: {model: result}}``, each result with ``"per_user"``
+    (so :func:`recbook.stats.ci_table` and :func:`recbook.stats.comparison_table` can be applied)."""
+    return {p: {name: evaluate(fn, eval_set, p, k, per_user=True) for name, fn in scorers.items()} for p in protocols}

@@ -243,6 +243,40 @@ def ranking_metrics(y_true, y_score, k: int = 10, mask=None) -> dict[str, float]
     }
 
 
+def per_user_metrics(y_true, y_score, k: int = 10, mask=None) -> dict[str, np.ndarray]:
+    """HR@k, NDCG@k, MRR and AUC **per row** when each row holds exactly one relevant candidate.
+
+    The leave-one-out protocols have one held-out item per user, so its tie-averaged rank says
+    everything: with ``g`` candidates scoring above it and ``t`` others tied with it, its rank is
+    uniform on ``g+1 … g+t+1``. Vectorised, and equal row by row to :func:`hit_rate_at_k`,
+    :func:`ndcg_at_k`, :func:`mrr` and :func:`mean_auc`. ``mask`` (bool) keeps candidates; the
+    relevant one must be kept. These per-user values feed :mod:`recbook.stats` (confidence intervals).
+    """
+    y_true, y_score = _check_pair(y_true, y_score, two_d=True)
+    k = _check_k(k)
+    mask = np.ones(y_true.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    if mask.shape != y_true.shape:
+        raise ValueError(f"mask must have the shape of y_true {y_true.shape}, got {mask.shape}")
+    relevant = (y_true > 0) & mask
+    if not (relevant.sum(axis=1) == 1).all():
+        raise ValueError("per_user_metrics needs exactly one relevant (kept) candidate per row; use ranking_metrics otherwise")
+    rows = np.arange(len(y_true))
+    pos = y_score[rows, relevant.argmax(axis=1)][:, None]
+    others = mask & ~relevant
+    greater = ((y_score > pos) & others).sum(axis=1)
+    tied = ((y_score == pos) & others).sum(axis=1)
+    n_other = others.sum(axis=1)
+    lo, n = greater, tied + 1  # the rank is uniform on lo+1 … lo+n
+    prefix = _discount_prefix(y_true.shape[1])
+    hr = np.clip((k - lo) / n, 0.0, 1.0)
+    ndcg = (prefix[np.minimum(lo + n, k)] - prefix[np.minimum(lo, k)]) / n
+    harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, y_true.shape[1] + 1))])
+    mrr_ = (harmonic[lo + n] - harmonic[lo]) / n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc_ = np.where(n_other > 0, (n_other - greater - tied + 0.5 * tied) / np.maximum(n_other, 1), np.nan)
+    return {f"HR@{k}": hr, f"NDCG@{k}": ndcg, "MRR": mrr_, "AUC": auc_, "rank": lo + (n + 1) / 2}
+
+
 # ------------------------------------------------------------------ protocols
 ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -264,7 +298,7 @@ def _heldout_arrays(heldout: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def evaluate_sampled(
-    score_fn: ScoreFn, heldout: pd.DataFrame, negatives: np.ndarray, k: int = 10, batch_size: int = 512
+    score_fn: ScoreFn, heldout: pd.DataFrame, negatives: np.ndarray, k: int = 10, batch_size: int = 512, per_user: bool = False
 ) -> dict[str, object]:
     """Sampled protocol: each user's held-out item ranked against its row of ``negatives``.
 
@@ -272,7 +306,8 @@ def evaluate_sampled(
     shape ``(n, m)`` and returns scores of shape ``(n, m)`` (higher = more relevant).
     ``negatives[i]`` are the sampled negatives of ``heldout.iloc[i]`` (see
     :func:`recbook.data.sample_negatives`). The held-out item is candidate 0; ties are
-    averaged, so its position gives it no advantage.
+    averaged, so its position gives it no advantage. ``per_user=True`` adds ``"per_user"``: a
+    DataFrame indexed by ``user_id`` with each user's HR@k, NDCG@k, MRR, AUC and rank (for CIs).
     """
     users, positives = _heldout_arrays(heldout)
     negatives = np.asarray(negatives)
@@ -291,7 +326,16 @@ def evaluate_sampled(
         "users": len(users),
     }
     result.update(ranking_metrics(y_true, scores, k))
+    if per_user:
+        result["per_user"] = _per_user_frame(users, per_user_metrics(y_true, scores, k))
     return result
+
+
+def _per_user_frame(users: np.ndarray, values: dict[str, np.ndarray]) -> pd.DataFrame:
+    frame = pd.DataFrame(values, index=pd.Index(users, name="user_id"))
+    if frame.index.has_duplicates:
+        raise ValueError("per-user metrics need one held-out row per user; heldout has duplicate user_ids")
+    return frame
 
 
 def evaluate_full(
@@ -301,11 +345,13 @@ def evaluate_full(
     all_items: np.ndarray,
     k: int = 10,
     batch_size: int = 256,
+    per_user: bool = False,
 ) -> dict[str, object]:
     """Full-ranking protocol: the held-out item against every item the user has not seen.
 
     ``seen`` holds the interactions to exclude (usually the training split, plus
-    validation when testing); ``all_items`` is the catalogue's item ids.
+    validation when testing); ``all_items`` is the catalogue's item ids. ``per_user=True``
+    adds ``"per_user"`` as in :func:`evaluate_sampled`.
     """
     users, positives = _heldout_arrays(heldout)
     all_items = np.asarray(all_items)
@@ -315,7 +361,7 @@ def evaluate_full(
         raise ValueError(f"held-out item {positives[unknown][0]} is not in all_items")
     pos_col = column.loc[positives].to_numpy()
     seen_by_user = seen.groupby("user_id")["item_id"].agg(lambda s: column.reindex(s).dropna().astype(int).to_numpy())
-    metrics_rows = []
+    metrics_rows, per_rows = [], []
     for start in range(0, len(users), batch_size):
         u = users[start : start + batch_size]
         items = np.broadcast_to(all_items, (len(u), len(all_items)))
@@ -329,7 +375,13 @@ def evaluate_full(
         scores[~mask] = -np.inf
         y_true = np.zeros(scores.shape)
         y_true[np.arange(len(u)), pos_col[start : start + batch_size]] = 1.0
-        batch = ranking_metrics(y_true, scores, k, mask)
+        if per_user:
+            rows = per_user_metrics(y_true, scores, k, mask)
+            per_rows.append(rows)
+            batch = {f"HR@{k}": float(rows[f"HR@{k}"].mean()), f"NDCG@{k}": float(rows[f"NDCG@{k}"].mean()),
+                     "MRR": float(rows["MRR"].mean()), "AUC": float(np.nanmean(rows["AUC"]))}
+        else:
+            batch = ranking_metrics(y_true, scores, k, mask)
         metrics_rows.append((len(u), batch))
     n = sum(c for c, _ in metrics_rows)
     result: dict[str, object] = {
@@ -338,4 +390,50 @@ def evaluate_full(
     }
     for key in metrics_rows[0][1]:
         result[key] = float(sum(c * m[key] for c, m in metrics_rows) / n)
+    if per_user:
+        result["per_user"] = _per_user_frame(users, {key: np.concatenate([r[key] for r in per_rows]) for key in per_rows[0]})
     return result
+
+
+# ------------------------------------------------------------ beyond accuracy
+def top_k_lists(score_fn: ScoreFn, users, seen: pd.DataFrame, all_items, k: int = 10, batch_size: int = 256) -> np.ndarray:
+    """Each user's top-``k`` recommendations, ``(len(users), k)`` item ids, from the whole catalogue minus ``seen``.
+
+    Ties keep catalogue order (a stable sort), so a constant scorer recommends the first items.
+    """
+    k = _check_k(k)
+    users, all_items = np.asarray(users), np.asarray(all_items)
+    if k > len(all_items):
+        raise ValueError(f"k={k} is larger than the catalogue ({len(all_items)} items)")
+    column = pd.Series(np.arange(len(all_items)), index=all_items)
+    seen_by_user = seen.groupby("user_id")["item_id"].agg(lambda s: column.reindex(s).dropna().astype(int).to_numpy())
+    out = np.empty((len(users), k), dtype=all_items.dtype)
+    for start in range(0, len(users), batch_size):
+        u = users[start : start + batch_size]
+        scores = _score_checked(score_fn, u, np.broadcast_to(all_items, (len(u), len(all_items)))).copy()
+        if np.isnan(scores).any():
+            raise ValueError("score_fn returned NaN; check the model's outputs")
+        for row, user in enumerate(u):
+            cols = seen_by_user.get(user)
+            if cols is not None and len(cols):
+                scores[row, cols] = -np.inf
+        out[start : start + len(u)] = all_items[np.argsort(-scores, axis=1, kind="stable")[:, :k]]
+    return out
+
+
+def beyond_accuracy(lists: np.ndarray, all_items, train: pd.DataFrame, head_share: float = 0.1) -> dict[str, float]:
+    """What a top-k list does to the catalogue, besides hitting the held-out item.
+
+    - ``coverage``: share of catalogue items that appear in at least one user's list;
+    - ``ARP``: average recommendation popularity — the mean number of training interactions of the
+      recommended items (higher = more popularity-biased);
+    - ``head share``: share of recommendation slots taken by the ``head_share`` (10%) most popular items.
+    """
+    lists, all_items = np.asarray(lists), np.asarray(all_items)
+    counts = train["item_id"].value_counts().reindex(all_items, fill_value=0)
+    n_head = max(1, int(round(head_share * len(all_items))))
+    head = set(counts.sort_values(ascending=False, kind="stable").index[:n_head].tolist())
+    flat = lists.ravel()
+    return {"coverage": len(np.unique(flat)) / len(all_items),
+            "ARP": float(counts.reindex(flat).to_numpy().mean()),
+            f"head {int(head_share * 100)}% share": float(np.isin(flat, list(head)).mean())}

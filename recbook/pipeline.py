@@ -22,8 +22,9 @@ from .evaluate import history_for_test
 from .models.baselines import ItemKNN, MatrixFactorization, Popularity
 from .train import TrainConfig, TrainResult, autocast_dtype, train_model
 
-MODEL_NAMES = ("pop", "itemknn", "mf", "cross-encoder", "two-tower")
+MODEL_NAMES = ("pop", "itemknn", "mf", "sasrec", "bert4rec", "cross-encoder", "two-tower")
 BERT_MODELS = ("cross-encoder", "two-tower")
+SEQUENTIAL_MODELS = {"sasrec": "causal", "bert4rec": "cloze"}  # name → training objective
 HISTORY_FIELD = "title+genres"  # how each history item is written for BERT models
 
 
@@ -97,18 +98,30 @@ def two_tower_loader(dataset: RecDataset, split: Split, tokenizer, profile: Prof
 
 def fit_recommender(name: str, dataset: RecDataset, split: Split, profile: Profile, model_name_or_path=None, seed: int = 0,
                     progress: bool = True, device: str | None = None, evaluate_fn=None, peft: str | None = None,
-                    **config_overrides) -> Fitted:
+                    item_features: str = "id", **config_overrides) -> Fitted:
     """Fit recommender ``name`` (one of :data:`MODEL_NAMES`) and return it with a test-time scorer.
 
     ``peft`` (``"lora"``, ``"prefix"``, ``"ia3"``) trains a BERT model through a PEFT adapter
     (:mod:`recbook.peft`) instead of fully; LoRA is merged into the weights after training.
+    ``item_features`` (``"id"``, ``"text"``, ``"hybrid"``) applies to ``sasrec`` / ``bert4rec``
+    (:mod:`recbook.models.sequential`), which train on ``split.train`` and stop early on validation
+    within ``profile.seq_time_budget`` seconds; ``model_name_or_path`` is then the text encoder.
     """
     if peft is not None and name not in BERT_MODELS:
         raise ValueError(f"peft={peft!r} applies to BERT models ({', '.join(BERT_MODELS)}), not to {name!r}")
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    if item_features != "id" and name not in SEQUENTIAL_MODELS:
+        raise ValueError(f"item_features={item_features!r} applies to {', '.join(SEQUENTIAL_MODELS)}, not to {name!r}")
     history = history_for_test(split)
     start = time.perf_counter()
+    if name in SEQUENTIAL_MODELS:
+        from .models.sequential import SequentialConfig, default_train_config, fit_sequential
+
+        config = SequentialConfig(objective=SEQUENTIAL_MODELS[name], item_features=item_features)
+        fit = fit_sequential(dataset, split, config, default_train_config(seed=seed, progress=progress, device=device, **config_overrides),
+                             model_name_or_path=model_name_or_path, max_seconds=profile.seq_time_budget, progress=progress)
+        return Fitted(name, fit.model, fit.scorer, fit.train_seconds, fit.result.history, fit.result)
     if name in ("pop", "itemknn", "mf"):
         model = {"pop": Popularity, "itemknn": ItemKNN}.get(name, None)
         model = model() if model else MatrixFactorization(dim=32, epochs=profile.mf_epochs, weight_decay=1e-4, seed=seed)

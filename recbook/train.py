@@ -12,7 +12,8 @@ configured in :class:`TrainConfig`:
 - **mixed precision**: bf16 autocast on GPUs that support it, fp16 with a ``GradScaler`` on
   older ones; on a CPU only where it has native bf16 (AMX / AVX-512 BF16) — elsewhere it is
   emulated and slower than fp32 (notebook 00 measures it);
-- **evaluation and early stopping** on a validation metric, keeping the best weights;
+- **evaluation and early stopping** on a validation metric (and optionally a time budget),
+  keeping the best weights;
 - **checkpoints** in safetensors (no pickle: safe to load from anywhere) with the optimizer,
   scheduler and RNG state, so a run **resumes** exactly where it stopped;
 - a tqdm bar, a ``history`` of losses/metrics for plots, and seeding.
@@ -50,6 +51,7 @@ class TrainConfig:
     eval_every: int | None = None  # optimizer steps between evaluations; None = end of each epoch
     metric: str = "NDCG@10"  # key of the dict evaluate_fn returns; higher is better
     patience: int | None = None  # evaluations without improvement before stopping; None = never stop early
+    time_budget: float | None = None  # seconds: stop at the first evaluation after this much training time
     checkpoint_dir: str | None = None
     checkpoint_every: int | None = None  # also save every N optimizer steps (None = at evaluations / epoch ends)
     stop_after: int | None = None  # leave after N optimizer steps, schedule unchanged: simulates an interruption
@@ -68,6 +70,8 @@ class TrainConfig:
             raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {self.amp!r}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise ValueError(f"time_budget must be positive seconds, got {self.time_budget}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
 
@@ -347,7 +351,8 @@ def train_model(
             save_checkpoint(config.checkpoint_dir, model, optimizer, scheduler, {
                 "step": result.steps, "epoch": epoch, "micro_in_epoch": micro, "history": result.history,
                 "best_metric": result.best_metric, "best_step": result.best_step, "config": asdict(config)})
-        return config.patience is not None and bad_evals > config.patience
+        out_of_time = config.time_budget is not None and time.perf_counter() - started > config.time_budget
+        return (config.patience is not None and bad_evals > config.patience) or out_of_time
 
     model.train()
     started = time.perf_counter()

@@ -66,3 +66,18 @@ def test_evaluate_returns_per_user_frames_whose_means_are_the_metrics():
         for key in ("HR@10", "NDCG@10", "MRR", "AUC"):
             assert pu[key].mean() == pytest.approx(res[key]), (protocol, key)
     assert "per_user" not in evaluate(score, es, "sampled")
+
+
+def test_top_k_lists_and_beyond_accuracy():
+    items = np.array([10, 11, 12, 13, 14])
+    train = pd.DataFrame({"user_id": [1, 1, 2, 3, 3, 3], "item_id": [10, 11, 10, 10, 12, 11]})
+    popularity = train["item_id"].value_counts().reindex(items, fill_value=0).to_numpy().astype(float)
+    score = lambda users, cand: popularity[np.searchsorted(items, cand)]  # noqa: E731
+    lists = M.top_k_lists(score, np.array([1, 2]), train, items, k=2)
+    assert lists.tolist() == [[12, 13], [11, 12]]  # seen items excluded; ties keep catalogue order
+    b = M.beyond_accuracy(lists, items, train, head_share=0.2)
+    assert b["coverage"] == pytest.approx(3 / 5)
+    assert b["ARP"] == pytest.approx(np.mean([1, 0, 2, 1]))
+    assert b["head 20% share"] == 0.0  # item 10 (the head) was seen by both users
+    with pytest.raises(ValueError, match="larger than the catalogue"):
+        M.top_k_lists(score, np.array([1]), train, items, k=9)

@@ -89,3 +89,15 @@ def test_tables():
     with pytest.raises(KeyError, match="no column"):
         ci_table(per_user, metrics=("MRR",))
     assert isinstance(mean_ci([1.0, 2.0]), Estimate)
+
+
+def test_ratio_ci_pairs_users():
+    from recbook.stats import ratio_ci
+
+    rng = np.random.default_rng(4)
+    b = rng.random(500)
+    a = 1.5 * b + rng.normal(0, 0.01, 500)
+    r = ratio_ci(a, b)
+    assert r.mean == pytest.approx(a.mean() / b.mean()) and r.low < 1.5 < r.high + 0.01 and r.high - r.low < 0.05
+    with pytest.raises(ValueError, match="positive denominator"):
+        ratio_ci(a, np.zeros(500))

@@ -198,3 +198,70 @@ def make_training_pairs(
         }
     )
     return pairs
+
+
+
+@dataclass
+class ColdStartSplit:
+    """Leave-last-out with the newest items held out of training entirely (item cold start).
+
+    - ``train``, ``valid``: leave-last-out parts **without** any interaction on a cold item — a model
+      never sees a cold item, not even in a history;
+    - ``test_warm``: the leave-last-out test rows whose item is warm (users whose last item is cold are left out);
+    - ``test_cold``: for each user who ever picked a cold item, the *first* such interaction — one row
+      per user, so metrics get per-user confidence intervals;
+    - ``cold_history``: what each of those users had done *before* it (warm items only): the history
+      a model gets when scoring ``test_cold`` — nothing from the future.
+    """
+
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test_warm: pd.DataFrame
+    test_cold: pd.DataFrame
+    cold_history: pd.DataFrame
+    cold_items: np.ndarray
+
+    def warm(self) -> Split:
+        """The warm side as an ordinary :class:`Split` (train, valid, test_warm)."""
+        return Split(self.train, self.valid, self.test_warm)
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "valid": len(self.valid), "test warm": len(self.test_warm),
+                "test cold": len(self.test_cold), "cold items": len(self.cold_items)}
+
+
+def cold_item_split(interactions: pd.DataFrame, fraction: float = 0.1, min_interactions: int = 3) -> ColdStartSplit:
+    """Leave-last-out, with the newest ``fraction`` of items (by their first interaction) made cold.
+
+    Cold items are removed from training and validation (so from every history a model sees); each
+    user's first interaction with a cold item becomes a cold test row, scored with only the warm
+    items that user had before it. Users are those leave-last-out keeps (at least
+    ``min_interactions``); equal times keep the table's order (stable), never an order by item id.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), e.g. 0.1 for the newest 10% of items; got {fraction}")
+    df = _sorted_by_time(interactions)
+    first = df.sort_values("timestamp", kind="stable").drop_duplicates("item_id")  # items in order of first appearance
+    n_cold = int(round(fraction * len(first)))
+    if n_cold < 1 or n_cold >= len(first):
+        raise DataError(f"fraction={fraction} of {len(first)} items leaves {n_cold} cold items; choose a fraction that keeps "
+                        "at least one cold and one warm item")
+    cold_items = first["item_id"].to_numpy()[-n_cold:]
+    split = leave_last_out(interactions, min_interactions, drop_short_users=True)
+    warm_only = lambda frame: frame[~frame["item_id"].isin(cold_items)].reset_index(drop=True)  # noqa: E731
+
+    users = df[df["user_id"].isin(split.test["user_id"])].reset_index(drop=True)
+    users["position"] = users.groupby("user_id").cumcount()
+    cold_rows = users[users["item_id"].isin(cold_items)].drop_duplicates("user_id")  # first cold pick per user
+    before = users.merge(cold_rows[["user_id", "position"]].rename(columns={"position": "cut"}), on="user_id")
+    before = before[(before["position"] < before["cut"]) & ~before["item_id"].isin(cold_items)]
+    has_history = cold_rows["user_id"].isin(before["user_id"])
+    columns = list(interactions.columns)
+    return ColdStartSplit(
+        train=warm_only(split.train),
+        valid=warm_only(split.valid),
+        test_warm=warm_only(split.test),
+        test_cold=cold_rows.loc[has_history, columns].reset_index(drop=True),
+        cold_history=before[columns].reset_index(drop=True),
+        cold_items=cold_items,
+    )
