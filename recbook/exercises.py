@@ -599,3 +599,110 @@ def _best_batch(fn):
         if fn(lat, budget) != want:
             return False, f"with budget {budget} ms expected {want}."
     return True, "throughput grows with the batch; the latency budget caps it."
+
+
+# --------------------------------------------------------------- 04s_sequential
+@_exercise("04s.causal_mask", "04s_sequential", "Write causal_allowed(length): bool (length × length), True where position i may attend to j.")
+def _causal_mask(fn):
+    import torch
+
+    for n in (1, 4, 7):
+        got = torch.as_tensor(fn(n))
+        want = torch.ones(n, n, dtype=torch.bool).tril()
+        if got.shape != want.shape or got.dtype != torch.bool:
+            return False, f"length {n}: expected a bool tensor of shape {tuple(want.shape)}, got {got.dtype} {tuple(got.shape)}."
+        if not torch.equal(got, want):
+            return False, f"length {n}: position i may see positions 0…i (itself and the past), never the future."
+    return True, "the lower triangle: every position sees itself and the past — and never an empty row."
+
+
+@_exercise("04s.paired_ci", "04s_sequential", "Write paired_difference_ci(a, b, n_boot, seed) → (mean, low, high) of a − b, bootstrap over users.")
+def _paired_ci(fn):
+    from .stats import paired_comparison
+
+    rng = np.random.default_rng(7)
+    base = rng.random(400)
+    a, b = base + rng.normal(0.03, 0.05, 400), base
+    mean, low, high = (float(x) for x in fn(a, b, 2000, 0))
+    ref = paired_comparison(a, b, n_boot=4000, seed=1).diff
+    if not np.isclose(mean, ref.mean):
+        return False, f"the mean difference should be {ref.mean:.4f}, got {mean:.4f}."
+    if not (np.isclose(low, ref.low, atol=0.004) and np.isclose(high, ref.high, atol=0.004)):
+        return False, (f"expected an interval near [{ref.low:.4f}, {ref.high:.4f}], got [{low:.4f}, {high:.4f}] — resample user indices "
+                       "once and apply them to the differences a − b.")
+    return True, "pairing removes the variation both models share; the interval of the difference is what decides."
+
+
+@_exercise("04s.shuffled_history", "04s_sequential", "Re-score SASRec on order-shuffled histories; report full NDCG@10 and whether it differs.")
+def _shuffled_history(answer):
+    from .evaluate import evaluate
+    from .models.sequential import SequentialScorer
+    from .stats import paired_comparison
+
+    for key in ("scorer", "ndcg_full", "significant", "eval_set", "reference"):
+        if key not in answer:
+            return False, f"the answer dict lacks {key!r}."
+    scorer = answer["scorer"]
+    if not isinstance(scorer, SequentialScorer):
+        return False, "pass a SequentialScorer built on the shuffled history."
+    res = evaluate(scorer, answer["eval_set"], "full", per_user=True)
+    if not np.isclose(res["NDCG@10"], answer["ndcg_full"], atol=1e-6):
+        return False, f"re-scoring your scorer gives full-ranking NDCG@10 {res['NDCG@10']:.4f}, not {answer['ndcg_full']:.4f}."
+    c = paired_comparison(res["per_user"]["NDCG@10"], answer["reference"], ("shuffled", "ordered"))
+    if abs(c.diff.mean) < 1e-12:
+        return False, "your scorer gives exactly the ordered history's results: did the order change?"
+    if bool(answer["significant"]) != c.significant:
+        return False, f"the paired interval is {c.diff}; does it exclude zero?"
+    return True, f"shuffled − ordered: {c.diff} — {c.verdict}."
+
+
+# ----------------------------------------------------- 04t_sequential_cold_start
+@_exercise("04t.nearest_by_text", "04t_sequential_cold_start", "Write nearest_by_text(vectors, query, k): the k most cosine-similar rows, query excluded.")
+def _nearest_by_text(fn):
+    rng = np.random.default_rng(3)
+    v = rng.normal(size=(30, 8))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    for q, k in ((0, 3), (17, 5)):
+        sims = v @ v[q]
+        sims[q] = -np.inf
+        want = np.argsort(-sims)[:k]
+        got = np.asarray(fn(v.copy(), q, k))
+        if q in got.tolist():
+            return False, "exclude the query item itself (its similarity to itself is 1)."
+        if got.tolist() != want.tolist():
+            return False, f"query {q}, k={k}: expected rows {want.tolist()}, got {got.tolist()} — best first."
+    return True, "for unit vectors the dot product is the cosine similarity."
+
+
+@_exercise("04t.constant_auc", "04t_sequential_cold_start", "Write constant_score_auc(below, n): AUC of an item scored c against n negatives, `below` of them under c.")
+def _constant_auc(fn):
+    from .metrics import auc
+
+    rng = np.random.default_rng(5)
+    for n in (9, 99):
+        neg = rng.normal(size=n)
+        neg[np.isclose(neg, 0)] = 0.1
+        below = int((neg < 0).sum())
+        want = auc(np.r_[1.0, np.zeros(n)], np.r_[0.0, neg])
+        if not _close(fn(below, n), want):
+            return False, f"with {below} of {n} negatives below, the AUC is {want:.4f}: the share of negatives it beats."
+    return True, "the AUC is the share of negatives the constant happens to beat — nothing about the item itself."
+
+
+@_exercise("04t.id_dropout_off", "04t_sequential_cold_start", "Train the hybrid with id_dropout=0, measure its cold AUC, explain the change.")
+def _id_dropout_off(answer):
+    from .evaluate import evaluate
+    from .models.sequential import SequentialScorer
+
+    for key in ("model", "cold_auc", "why", "cold_set", "cold_history", "item_ids"):
+        if key not in answer:
+            return False, f"the answer dict lacks {key!r}."
+    cfg = answer["model"].config
+    if cfg.item_features != "hybrid" or cfg.id_dropout != 0:
+        return False, f"train SequentialConfig(item_features='hybrid', id_dropout=0.0); yours is {cfg.item_features!r}, id_dropout={cfg.id_dropout}."
+    res = evaluate(SequentialScorer(answer["model"], answer["item_ids"], answer["cold_history"]), answer["cold_set"], "sampled")
+    if not np.isclose(res["AUC"], answer["cold_auc"], atol=1e-6):
+        return False, f"re-scoring your model on the cold users gives AUC {res['AUC']:.4f}, not {answer['cold_auc']:.4f}."
+    if str(answer["why"]).strip().lower() != "a":
+        return False, "text embeddings are frozen and cold items never get an ID vector; think about which path the gradient trains."
+    return True, f"cold AUC {res['AUC']:.3f}: without ID dropout the warm items' ID vectors do the work and the text path learns less."

@@ -114,6 +114,71 @@ WRONG = {
 }
 
 
+
+def _sequential_answers():
+    """Real (tiny, untrained) sequential models for the experiment exercises of 04s and 04t: the checkers re-score them."""
+    import torch
+
+    from recbook.data import leave_last_out
+    from recbook.data.splits import cold_item_split
+    from recbook.evaluate import evaluate, history_for_test, make_cold_eval_set, make_eval_set
+    from recbook.models.sequential import SequentialConfig, SequentialRecommender, SequentialScorer
+    from recbook.stats import paired_comparison
+
+    ds = make_synthetic(seed=2, n_users=60, n_items=40)
+    split = leave_last_out(ds.interactions, drop_short_users=True)
+    es = make_eval_set(ds, split, "test", 9)
+    torch.manual_seed(0)
+    model = SequentialRecommender(ds.n_items, SequentialConfig(max_len=8, dim=16, heads=2, layers=1)).eval()
+    ordered = history_for_test(split)
+    shuffled = ordered.assign(timestamp=ordered.groupby("user_id")["timestamp"].transform(lambda t: t.to_numpy()[::-1]))
+    ref = evaluate(SequentialScorer(model, ds.item_ids, ordered), es, "full", per_user=True)["per_user"]["NDCG@10"]
+    scorer = SequentialScorer(model, ds.item_ids, shuffled)
+    res = evaluate(scorer, es, "full", per_user=True)
+    sig = paired_comparison(res["per_user"]["NDCG@10"], ref).significant
+    shuffled_right = {"scorer": scorer, "ndcg_full": res["NDCG@10"], "significant": sig, "eval_set": es, "reference": ref}
+    shuffled_wrong = {**shuffled_right, "significant": not sig}
+
+    cold = cold_item_split(ds.interactions, 0.2)
+    text = np.random.default_rng(0).normal(size=(ds.n_items, 8)).astype(np.float32)
+    hybrid = SequentialRecommender(ds.n_items, SequentialConfig(item_features="hybrid", id_dropout=0.0, max_len=8, dim=16, heads=2, layers=1),
+                                   text_features=text).eval()
+    cold_set = make_cold_eval_set(ds, cold, 9)
+    auc = evaluate(SequentialScorer(hybrid, ds.item_ids, cold.cold_history), cold_set, "sampled")["AUC"]
+    dropout_right = {"model": hybrid, "cold_auc": auc, "why": "a", "cold_set": cold_set, "cold_history": cold.cold_history, "item_ids": ds.item_ids}
+    return shuffled_right, shuffled_wrong, dropout_right, {**dropout_right, "why": "c"}
+
+
+def _paired_ci(a, b, n_boot=2000, seed=0):
+    d = np.asarray(a, float) - np.asarray(b, float)
+    means = d[np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
+    return (d.mean(), *np.quantile(means, [0.025, 0.975]))
+
+
+def _nearest(v, q, k):
+    s = v @ v[q]
+    s[q] = -np.inf
+    return np.argsort(-s)[:k]
+
+
+_SHUFFLED_RIGHT, _SHUFFLED_WRONG, _DROPOUT_RIGHT, _DROPOUT_WRONG = _sequential_answers()
+RIGHT.update({
+    "04s.causal_mask": lambda n: __import__("torch").ones(n, n, dtype=__import__("torch").bool).tril(),
+    "04s.paired_ci": _paired_ci,
+    "04s.shuffled_history": _SHUFFLED_RIGHT,
+    "04t.nearest_by_text": _nearest,
+    "04t.constant_auc": lambda below, n: below / n,
+    "04t.id_dropout_off": _DROPOUT_RIGHT,
+})
+WRONG.update({
+    "04s.causal_mask": lambda n: __import__("torch").ones(n, n, dtype=__import__("torch").bool).triu(),  # sees the future
+    "04s.paired_ci": lambda a, b, n_boot=2000, seed=0: (np.mean(a) - np.mean(b), -1.0, 1.0),
+    "04s.shuffled_history": _SHUFFLED_WRONG,
+    "04t.nearest_by_text": lambda v, q, k: np.argsort(-(v @ v[q]))[:k],  # includes the query itself
+    "04t.constant_auc": lambda below, n: 0.5,
+    "04t.id_dropout_off": _DROPOUT_WRONG,
+})
+
 def test_every_exercise_has_a_right_and_a_wrong_answer_here():
     assert set(exercises.list_exercises()) == set(RIGHT) == set(WRONG)
     assert len(exercises.list_exercises("01_cross_entropy")) == 3

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -65,7 +64,7 @@ class SequentialConfig:
     dim: int = 64
     layers: int = 2
     heads: int = 2
-    dropout: float = 0.2
+    dropout: float = 0.1
     id_dropout: float = 0.5  # hybrid only: share of items whose ID vector is dropped at each step
     mask_prob: float = 0.2  # cloze only: share of positions hidden behind [MASK]
 
@@ -111,8 +110,9 @@ def encode_texts(texts: list[str], encoder, tokenizer, max_length: int = 64, bat
     from .cross_encoder import mean_pool
 
     encoder.eval()
+    if not texts:
+        raise ValueError("encode_texts got no texts")
     order = np.argsort([len(t) for t in texts])  # similar lengths together: less padding
-    out = np.empty((len(texts), 0), dtype=np.float32)
     chunks = range(0, len(texts), batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -460,8 +460,8 @@ class SequentialFit:
 
 
 def default_train_config(**overrides):
-    """The loop's settings for sequential models: AdamW lr 1e-3, batch 128 windows, early stopping on
-    validation NDCG@10 (full ranking) checked every epoch, patience 3, at most 200 epochs."""
+    """The loop's settings for sequential models: AdamW lr 1e-3, batch 64 windows (set by fit_sequential), early stopping on
+    validation NDCG@10 (full ranking) checked every epoch, patience 5, at most 200 epochs."""
     from ..train import TrainConfig
 
     params = dict(epochs=200, lr=1e-3, weight_decay=0.01, warmup_ratio=0.0, grad_clip=1.0, amp="off", metric="NDCG@10",
@@ -470,7 +470,7 @@ def default_train_config(**overrides):
     return TrainConfig(**params)
 
 
-def fit_sequential(dataset, split, config: SequentialConfig | None = None, train_config=None, batch_size: int = 128,
+def fit_sequential(dataset, split, config: SequentialConfig | None = None, train_config=None, batch_size: int = 64,
                    text_features=None, model_name_or_path=None, valid_users: int | None = None, max_seconds: float | None = None,
                    progress: bool = True) -> SequentialFit:
     """Train a sequential recommender on ``split.train`` with the course's loop; stop early on validation.
