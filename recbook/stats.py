@@ -206,3 +206,25 @@ def comparison_table(per_user: dict[str, pd.DataFrame], reference: str, metric: 
         rows[model] = {f"{metric} − {reference}": round(c.diff.mean, 4), "low": round(c.diff.low, 4), "high": round(c.diff.high, 4),
                        "p": round(c.p_value, 4), "verdict": c.verdict}
     return pd.DataFrame(rows).T
+
+
+def ci_text_table(per_user: dict[str, pd.DataFrame], metrics=("HR@10", "NDCG@10", "MRR", "AUC"), digits: int = 3,
+                  level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """:func:`ci_table` for reading: one column per metric, each cell ``"mean [low, high]"``, plus ``users``."""
+    t = ci_table(per_user, metrics, level, n_boot, seed)
+    out = pd.DataFrame({m: [f"{t.loc[r, m]:.{digits}f} [{t.loc[r, f'{m} low']:.{digits}f}, {t.loc[r, f'{m} high']:.{digits}f}]"
+                            for r in t.index] for m in metrics}, index=t.index)
+    out["users"] = t["users"].astype(int)
+    return out
+
+
+def pairs_table(per_user: dict[str, pd.DataFrame], pairs, metric: str = "NDCG@10", level: float = 0.95, n_boot: int = 2000,
+                seed: int = 0) -> pd.DataFrame:
+    """Paired comparisons of chosen ``(a, b)`` model pairs on ``metric``: one row ``"a − b"`` per pair with the mean
+    difference, its CI, the permutation p-value and the verdict (each pair on the users both were scored on)."""
+    rows = {}
+    for a, b in pairs:
+        c = paired_comparison(per_user[a][metric], per_user[b][metric], (a, b), level, n_boot, seed=seed)
+        rows[f"{a} − {b}"] = {f"{metric} difference": round(c.diff.mean, 4), "low": round(c.diff.low, 4), "high": round(c.diff.high, 4),
+                             "p": round(c.p_value, 4), "verdict": c.verdict}
+    return pd.DataFrame(rows).T
