@@ -137,22 +137,36 @@ class ColdEvalSet(EvalSet):
     """The cold-item side of a :class:`recbook.data.splits.ColdStartSplit`: each user's first pick of a
     cold item, scored with the warm items they had before it as history."""
 
+    negatives_from: str = "catalogue"
+
     @property
     def description(self) -> str:
+        among = "other cold items" if self.negatives_from == "cold" else "any unseen catalogue items"
         return (f"cold items: each user's first pick of an item never seen in training, {len(self.heldout)} users, "
-                "history = that user's earlier warm interactions")
+                f"history = that user's earlier warm interactions; sampled negatives: {among}")
 
 
-def make_cold_eval_set(dataset: RecDataset, cold_split, n_negatives: int = 99, seed: int = 0) -> ColdEvalSet:
-    """Evaluation set for the cold test rows of ``cold_split`` (negatives: any item the user never touched)."""
+def make_cold_eval_set(dataset: RecDataset, cold_split, n_negatives: int = 99, seed: int = 0, negatives_from: str = "catalogue") -> ColdEvalSet:
+    """Evaluation set for the cold test rows of ``cold_split``.
+
+    ``negatives_from="catalogue"``: negatives are any items the user never touched (warm or cold) — "is the new
+    item recommended at all?"; ``"cold"``: only other cold items — "which new item?", where a model that gives
+    every new item the same score sits exactly at chance (AUC 0.5). ``n_negatives`` is capped by what the cold
+    catalogue leaves every user.
+    """
+    if negatives_from not in ("catalogue", "cold"):
+        raise ValueError(f"negatives_from must be 'catalogue' or 'cold', got {negatives_from!r}")
     heldout = cold_split.test_cold[["user_id", "item_id"]].reset_index(drop=True)
     if heldout.empty:
         raise ValueError("the cold split has no cold test rows (no user picked a cold item after a warm one); raise fraction")
-    negatives = sample_negatives(heldout["user_id"].to_numpy(), dataset.interactions, dataset.item_ids, n_negatives, seed=seed + 1)
-    return ColdEvalSet("test", heldout, negatives, cold_split.cold_history, dataset.item_ids)
-
-
-def evaluate_models(scorers: dict[str, ScoreFn], eval_set: EvalSet, protocols=("full", "sampled"), k: int = 10) -> dict[str, dict]:
-    """Every model on the same users and candidates: ``{protocol: {model: result}}``, each result with ``"per_user"``
-    (so :func:`recbook.stats.ci_table` and :func:`recbook.stats.comparison_table` can be applied)."""
-    return {p: {name: evaluate(fn, eval_set, p, k, per_user=True) for name, fn in scorers.items()} for p in protocols}
+    pool = dataset.item_ids if negatives_from == "catalogue" else np.asarray(cold_split.cold_items)
+    if negatives_from == "cold":
+        touched = dataset.interactions[dataset.interactions["item_id"].isin(pool) & dataset.interactions["user_id"].isin(heldout["user_id"])]
+        most = int(touched.groupby("user_id")["item_id"].nunique().max())
+        n_negatives = min(n_negatives, len(pool) - most)
+        if n_negatives < 1:
+            raise ValueError(f"a user interacted with {most} of the {len(pool)} cold items: no cold negatives are left; raise the split's fraction")
+    negatives = sample_negatives(heldout["user_id"].to_numpy(), dataset.interactions, pool, n_negatives, seed=seed + 1)
+    es = ColdEvalSet("test", heldout, negatives, cold_split.cold_history, dataset.item_ids)
+    es.negatives_from = negatives_from
+    return es

@@ -195,3 +195,18 @@ def test_text_embeddings_match_sentence_transformers_and_are_cached(tmp_path, mo
     files[0].write_bytes(b"garbage")  # a corrupt cache is recomputed, never trusted
     monkeypatch.undo()
     assert np.allclose(item_text_embeddings(small, cache_dir=tmp_path, progress=False), vectors, atol=1e-6)
+
+
+def test_cold_eval_sets(synthetic):
+    from recbook.evaluate import evaluate, make_cold_eval_set
+
+    cs = cold_item_split(synthetic.interactions, 0.2)
+    cat = make_cold_eval_set(synthetic, cs, 9)
+    among = make_cold_eval_set(synthetic, cs, 9, negatives_from="cold")
+    assert np.isin(among.negatives, cs.cold_items).all() and not np.isin(cat.negatives, cs.cold_items).all()
+    assert "other cold items" in among.description and "cold items" in cat.description
+    # a model that gives every cold item one score sits exactly at chance among cold items
+    constant = lambda users, items: np.zeros(np.shape(items))  # noqa: E731
+    assert evaluate(constant, among, "sampled")["AUC"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="negatives_from"):
+        make_cold_eval_set(synthetic, cs, 9, negatives_from="warm")
