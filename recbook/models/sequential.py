@@ -504,7 +504,7 @@ def fit_sequential(dataset, split, config: SequentialConfig | None = None, train
         train_config = replace(train_config, time_budget=max_seconds)
 
     def validate(m):
-        res = evaluate(SequentialScorer(m, dataset.item_ids, split.train), valid_set, "full")
+        res = evaluate(SequentialScorer(m, dataset.item_ids, split.train), valid_set, "full", per_user=True)  # the vectorised path
         return {"NDCG@10": res["NDCG@10"], "HR@10": res["HR@10"]}
 
     result = train_model(model, loader, train_config, validate)
