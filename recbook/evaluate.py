@@ -170,3 +170,9 @@ def make_cold_eval_set(dataset: RecDataset, cold_split, n_negatives: int = 99, s
     es = ColdEvalSet("test", heldout, negatives, cold_split.cold_history, dataset.item_ids)
     es.negatives_from = negatives_from
     return es
+
+
+def evaluate_models(scorers: dict[str, ScoreFn], eval_set: EvalSet, protocols=("full", "sampled"), k: int = 10) -> dict[str, dict]:
+    """Every model on the same users and candidates: ``{protocol: {model: result}}``, each result with ``"per_user"``
+    (so :func:`recbook.stats.ci_table` and :func:`recbook.stats.comparison_table` can be applied)."""
+    return {p: {name: evaluate(fn, eval_set, p, k, per_user=True) for name, fn in scorers.items()} for p in protocols}

@@ -81,3 +81,17 @@ def test_top_k_lists_and_beyond_accuracy():
     assert b["head 20% share"] == 0.0  # item 10 (the head) was seen by both users
     with pytest.raises(ValueError, match="larger than the catalogue"):
         M.top_k_lists(score, np.array([1]), train, items, k=9)
+
+
+def test_evaluate_models_scores_every_model_on_the_same_users():
+    from recbook.evaluate import evaluate_models
+
+    rng = np.random.default_rng(1)
+    items = np.arange(20)
+    heldout = pd.DataFrame({"user_id": np.arange(8), "item_id": rng.integers(0, 20, 8)})
+    negatives = np.stack([rng.choice(np.setdiff1d(items, [h]), 5, replace=False) for h in heldout["item_id"]])
+    es = EvalSet("test", heldout, negatives, heldout.iloc[:0], items)
+    table = rng.random((8, 20))
+    out = evaluate_models({"a": lambda u, c: table[u[:, None], c], "b": lambda u, c: -table[u[:, None], c]}, es, ("sampled", "full"))
+    assert set(out) == {"sampled", "full"} and set(out["full"]) == {"a", "b"}
+    assert (out["full"]["a"]["per_user"].index == out["full"]["b"]["per_user"].index).all()
