@@ -83,6 +83,7 @@ class TrainResult:
     best_step: int | None = None
     steps: int = 0
     stopped_early: bool = False
+    stop_reason: str | None = None  # "patience" or "time budget" when an evaluation ended training early
     seconds: float = 0.0
     examples: int = 0
     optimizer: object = field(default=None, repr=False)  # the AdamW used (its state, e.g. to count bytes)
@@ -352,7 +353,11 @@ def train_model(
                 "step": result.steps, "epoch": epoch, "micro_in_epoch": micro, "history": result.history,
                 "best_metric": result.best_metric, "best_step": result.best_step, "config": asdict(config)})
         out_of_time = config.time_budget is not None and time.perf_counter() - started > config.time_budget
-        return (config.patience is not None and bad_evals > config.patience) or out_of_time
+        if config.patience is not None and bad_evals > config.patience:
+            result.stop_reason = "patience"
+        elif out_of_time:
+            result.stop_reason = "time budget"
+        return result.stop_reason is not None
 
     model.train()
     started = time.perf_counter()

@@ -210,3 +210,25 @@ def test_cold_eval_sets(synthetic):
     assert evaluate(constant, among, "sampled")["AUC"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="negatives_from"):
         make_cold_eval_set(synthetic, cs, 9, negatives_from="warm")
+
+
+def test_the_loop_says_why_it_stopped(synthetic):
+    split = leave_last_out(synthetic.interactions, drop_short_users=True)
+    cfg = SequentialConfig(max_len=10, dim=16, layers=1, heads=2)
+    budget = fit_sequential(synthetic, split, cfg, default_train_config(epochs=5, patience=None, progress=False), max_seconds=0.01)
+    assert budget.result.stop_reason == "time budget"
+
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(3))
+
+        def training_loss(self, batch):
+            return (self.w ** 2).sum()
+
+    scores = iter([0.5, 0.4, 0.3, 0.2, 0.1])
+    result = train_model(Tiny(), [{"x": torch.zeros(1)}] * 2, TrainConfig(epochs=5, patience=1, progress=False, amp="off"),
+                         lambda m: {"NDCG@10": next(scores)})
+    assert result.stop_reason == "patience" and result.stopped_early and result.best_metric == 0.5 and len(
+        [h for h in result.history if "NDCG@10" in h]) == 3
