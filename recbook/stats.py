@@ -211,11 +211,15 @@ def comparison_table(per_user: dict[str, pd.DataFrame], reference: str, metric: 
 def ci_text_table(per_user: dict[str, pd.DataFrame], metrics=("HR@10", "NDCG@10", "MRR", "AUC"), digits: int = 3,
                   level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """:func:`ci_table` for reading: one column per metric, each cell ``"mean [low, high]"``, plus ``users``."""
-    t = ci_table(per_user, metrics, level, n_boot, seed)
-    out = pd.DataFrame({m: [f"{t.loc[r, m]:.{digits}f} [{t.loc[r, f'{m} low']:.{digits}f}, {t.loc[r, f'{m} high']:.{digits}f}]"
-                            for r in t.index] for m in metrics}, index=t.index)
-    out["users"] = t["users"].astype(int)
-    return out
+    rows = {}
+    for model, frame in per_user.items():
+        missing = [m for m in metrics if m not in frame]
+        if missing:
+            raise KeyError(f"per-user table of {model!r} has no column(s) {missing}; it has {list(frame.columns)}")
+        estimates = {m: mean_ci(frame[m], level, n_boot, seed) for m in metrics}  # unrounded, so the text agrees with str(mean_ci(...))
+        rows[model] = {m: f"{e.mean:.{digits}f} [{e.low:.{digits}f}, {e.high:.{digits}f}]" for m, e in estimates.items()}
+        rows[model]["users"] = len(frame)
+    return pd.DataFrame(rows).T
 
 
 def pairs_table(per_user: dict[str, pd.DataFrame], pairs, metric: str = "NDCG@10", level: float = 0.95, n_boot: int = 2000,
