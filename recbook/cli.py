@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from .compress.variants import VARIANT_KINDS
-from .pipeline import BERT_MODELS, MODEL_NAMES
+from .pipeline import BERT_MODELS, MODEL_NAMES, SEQUENTIAL_MODELS
 
 DATA_HELP = "synthetic | movielens-100k | PATH (a folder with interactions.csv and items.csv)"
 
@@ -33,7 +33,10 @@ class UsageError(Exception):
     """A bad argument: reported in one line, exit code 2."""
 
 
-def _load_data(source: str, profile, seed: int):
+SPLITS = ("leave-last-out", "cold-items")
+
+
+def _load_data(source: str, profile, seed: int, all_users: bool = False):
     from .data import DataError, load_dataset
 
     if source not in ("synthetic", "movielens-100k") and not Path(source).is_dir():
@@ -45,16 +48,26 @@ def _load_data(source: str, profile, seed: int):
             ds = load_dataset(source)
     except (DataError, FileNotFoundError) as exc:
         raise UsageError(f"--data {source!r}: {exc}") from None
-    if source == "movielens-100k":  # the profile's subset, the same for every model so results compare
+    if source == "movielens-100k" and not all_users:  # the profile's subset, the same for every model so results compare
         ds = ds.subset_users(profile.movielens_users, seed=seed)
     return ds
 
 
-def prepare_data(source: str, profile, seed: int = 0):
-    """``(dataset, split)`` for a data source as every command builds it: the profile's subset, leave-last-out."""
+def prepare_data(source: str, profile, seed: int = 0, split: str = "leave-last-out", cold_fraction: float = 0.1,
+                 all_users: bool = False):
+    """``(dataset, split)`` for a data source as every command builds it: the profile's subset of MovieLens users
+    (all of them with ``all_users``), then leave-last-out — or, with ``split="cold-items"``, the item cold-start
+    split (:func:`recbook.data.splits.cold_item_split`, a ``ColdStartSplit``)."""
     from .data import leave_last_out
+    from .data.splits import cold_item_split
 
-    ds = _load_data(source, profile, seed)
+    if split not in SPLITS:
+        raise UsageError(f"--split {split!r}: choose one of {', '.join(SPLITS)}")
+    ds = _load_data(source, profile, seed, all_users)
+    if split == "cold-items":
+        if not 0 < cold_fraction < 1:
+            raise UsageError(f"--cold-fraction must be between 0 and 1 (e.g. 0.1), got {cold_fraction}")
+        return ds, cold_item_split(ds.interactions, cold_fraction)
     return ds, leave_last_out(ds.interactions, drop_short_users=True)
 
 
@@ -116,17 +129,60 @@ def _protocols(model: str) -> tuple[str, ...]:
     return ("sampled",) if model == "cross-encoder" else ("sampled", "full")
 
 
-def evaluate_split(fitted_scorer, dataset, split, profile, bert: bool, seed: int, protocols, eval_users=None) -> dict:
-    """The metrics every command reports: test users of ``split`` under ``protocols`` (full ranking nested)."""
-    from .evaluate import evaluate, make_eval_set
+def evaluate_split(fitted_scorer, dataset, split, profile, bert: bool, seed: int, protocols, eval_users=None, eval_set=None) -> dict:
+    """The metrics every command reports: test users of ``split`` (or a given ``eval_set``) under ``protocols``.
 
-    n_users = eval_users if eval_users is not None else (profile.bert_eval_users if bert else None)
-    eval_set = make_eval_set(dataset, split, "test", profile.eval_negatives, n_users=n_users, seed=seed)
-    results = {p: evaluate(fitted_scorer, eval_set, p) for p in protocols}
+    Sampled-protocol metrics at the top level, full ranking under ``"full_ranking"``; each carries ``"ci95"``:
+    ``{metric: [low, high]}``, a 95% bootstrap interval over users (:mod:`recbook.stats`).
+    """
+    from .evaluate import evaluate, make_eval_set
+    from .stats import mean_ci
+
+    if eval_set is None:
+        n_users = eval_users if eval_users is not None else (profile.bert_eval_users if bert else None)
+        eval_set = make_eval_set(dataset, split, "test", profile.eval_negatives, n_users=n_users, seed=seed)
+    results = {}
+    for p in protocols:
+        res = evaluate(fitted_scorer, eval_set, p, per_user=True)
+        per_user = res.pop("per_user")
+        res["ci95"] = {m: [round(e.low, 6), round(e.high, 6)] for m in ("HR@10", "NDCG@10", "MRR", "AUC")
+                       for e in [mean_ci(per_user[m].dropna(), seed=seed)]}
+        results[p] = res
     main = dict(results["sampled"])
     if "full" in results:
         main["full_ranking"] = {k: v for k, v in results["full"].items()}
     return main
+
+
+def scorer_for_history(fitted_model, name: str, tokenizer, dataset, history, profile, fallback):
+    """A test-time scorer of a trained model that reads ``history`` (e.g. the cold split's past-only histories)."""
+    if name in SEQUENTIAL_MODELS:
+        from .models.sequential import SequentialScorer
+
+        return SequentialScorer(fitted_model, dataset.item_ids, history)
+    if name in BERT_MODELS:
+        from .device import detect_device
+        from .pipeline import bert_scorer
+
+        return bert_scorer(fitted_model, tokenizer, dataset, history, profile, detect_device())
+    return fallback  # baselines score from what they were fitted on: cold items are unknown to them either way
+
+
+def _split_metrics(scorer, model_for_history, name, tokenizer, ds, split, profile, seed, eval_users) -> dict:
+    """Warm (or leave-last-out) metrics, and for a cold-start split the cold-item metrics under ``"cold"``."""
+    from .data.splits import ColdStartSplit
+    from .evaluate import make_cold_eval_set
+
+    bert = name in BERT_MODELS
+    protocols = _protocols(name)
+    if not isinstance(split, ColdStartSplit):
+        return evaluate_split(scorer, ds, split, profile, bert, seed, protocols, eval_users)
+    metrics = {"warm": evaluate_split(scorer, ds, split.warm(), profile, bert, seed, protocols, eval_users)}
+    cold_scorer = scorer_for_history(model_for_history, name, tokenizer, ds, split.cold_history, profile, scorer)
+    cold_set = make_cold_eval_set(ds, split, profile.eval_negatives, seed=seed)
+    metrics["cold"] = evaluate_split(cold_scorer, ds, None, profile, bert, seed, protocols, eval_set=cold_set)
+    metrics["cold"]["cold_items"] = int(len(split.cold_items))
+    return metrics
 
 
 def cmd_train(args) -> dict:
@@ -135,19 +191,28 @@ def cmd_train(args) -> dict:
 
     if args.max_steps is not None and args.max_steps < 1:
         raise UsageError(f"--max-steps must be at least 1, got {args.max_steps}")
-    profile = get_profile(args.profile, **({} if args.max_steps is None else {"bert_max_steps": args.max_steps}))
+    overrides = {} if args.max_steps is None else {"bert_max_steps": args.max_steps}
+    if args.time_budget is not None:
+        if args.time_budget <= 0:
+            raise UsageError(f"--time-budget must be positive seconds, got {args.time_budget}")
+        overrides["seq_time_budget"] = args.time_budget
+    profile = get_profile(args.profile, **overrides)
     seed_everything(args.seed)
     bert = args.model in BERT_MODELS
-    ds, split = prepare_data(args.data, profile, args.seed)
+    if args.item_features != "id" and args.model not in SEQUENTIAL_MODELS:
+        raise UsageError(f"--item-features {args.item_features} applies to --model {' or '.join(SEQUENTIAL_MODELS)}, not {args.model}")
     if args.peft and not bert:
         raise UsageError(f"--peft {args.peft} applies to --model cross-encoder or two-tower, not {args.model}")
-    fitted = fit_recommender(args.model, ds, split, profile, args.backbone, seed=args.seed, progress=not args.quiet, peft=args.peft)
+    ds, split = prepare_data(args.data, profile, args.seed, args.split, args.cold_fraction, args.all_users)
+    train_split = split.warm() if args.split == "cold-items" else split
+    fitted = fit_recommender(args.model, ds, train_split, profile, args.backbone, seed=args.seed, progress=not args.quiet, peft=args.peft,
+                             item_features=args.item_features)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _save(fitted, out / "checkpoint", args, profile, ds)
-    protocols = _protocols(args.model)
-    metrics = evaluate_split(fitted.scorer, ds, split, profile, bert, args.seed, protocols, args.eval_users)
-    metrics.update(data=args.data, model=args.model, peft=args.peft, profile=profile.name, train_seconds=round(fitted.train_seconds, 2),
+    metrics = _split_metrics(fitted.scorer, fitted.model, args.model, fitted.tokenizer, ds, split, profile, args.seed, args.eval_users)
+    metrics.update(data=args.data, model=args.model, item_features=args.item_features, split=args.split, peft=args.peft,
+                   profile=profile.name, dataset_users=int(ds.n_users), train_seconds=round(fitted.train_seconds, 2),
                    steps=fitted.train_result.steps if fitted.train_result is not None else None,
                    environment=environment_report())
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
@@ -159,11 +224,14 @@ def _save(fitted, folder: Path, args, profile, dataset) -> None:
 
     if args.model in BERT_MODELS:
         fitted.model.save(folder, fitted.tokenizer)
+    elif args.model in SEQUENTIAL_MODELS:
+        fitted.model.save(folder, dataset.item_ids)
     else:
         save_baseline(fitted.model, folder)
     # the resolved profile, not its name: "evaluate" must rebuild the same experiment where the default profile differs
     run = {"data": args.data, "model": args.model, "profile": dataclasses.asdict(profile), "seed": args.seed, "backbone": args.backbone,
-           "peft": args.peft, "max_steps": getattr(args, "max_steps", None), "catalogue": catalogue_fingerprint(dataset)}
+           "peft": args.peft, "max_steps": getattr(args, "max_steps", None), "catalogue": catalogue_fingerprint(dataset),
+           "item_features": args.item_features, "split": args.split, "cold_fraction": args.cold_fraction, "all_users": args.all_users}
     (folder / "run.json").write_text(json.dumps(run, indent=1))
 
 
@@ -174,27 +242,38 @@ def cmd_evaluate(args) -> dict:
     folder, run = _checkpoint_folder(args.checkpoint)
     profile = _run_profile(run, args.profile)
     bert = run["model"] in BERT_MODELS
-    ds, split = prepare_data(args.data or run["data"], profile, run["seed"])
+    ds, split = prepare_data(args.data or run["data"], profile, run["seed"], run.get("split", "leave-last-out"),
+                             run.get("cold_fraction", 0.1), run.get("all_users", False))
     _check_catalogue(run, ds, args.data or run["data"])
-    if bert:
+    test_split = split.warm() if run.get("split") == "cold-items" else split
+    model, tokenizer = None, None
+    if run["model"] in SEQUENTIAL_MODELS:
+        from .models.sequential import SequentialRecommender, SequentialScorer
+
+        model, _ = SequentialRecommender.load(folder)
+        scorer = SequentialScorer(model, ds.item_ids, history_for_test(test_split))
+    elif bert:
         from .models.backbone import load_tokenizer
         from .models.cross_encoder import CrossEncoder
         from .models.two_tower import TwoTower
         from .pipeline import bert_scorer
 
         model = (CrossEncoder if run["model"] == "cross-encoder" else TwoTower).load(folder)
-        scorer = bert_scorer(model, load_tokenizer(folder / "encoder"), ds, history_for_test(split), profile, detect_device())
+        tokenizer = load_tokenizer(folder / "encoder")
+        scorer = bert_scorer(model, tokenizer, ds, history_for_test(test_split), profile, detect_device())
     else:
         from .models.baselines import load_baseline
 
         scorer = load_baseline(folder).score
-    protocols = _protocols(run["model"])
-    metrics = evaluate_split(scorer, ds, split, profile, bert, run["seed"], protocols, args.eval_users)
-    metrics.update(data=args.data or run["data"], model=run["model"], profile=profile.name)
+    metrics = _split_metrics(scorer, model, run["model"], tokenizer, ds, split, profile, run["seed"], args.eval_users)
+    metrics.update(data=args.data or run["data"], model=run["model"], item_features=run.get("item_features", "id"),
+                   split=run.get("split", "leave-last-out"), profile=profile.name)
     return metrics
 
 
 def cmd_bench(args) -> dict:
+    import math
+
     import torch
 
     from .bench import make_pair_set, plot_pareto, run_benchmark, write_results
@@ -230,7 +309,9 @@ def cmd_bench(args) -> dict:
     plot_pareto(table, out / "bench_pareto.png")
     return {"protocol": table.attrs["protocol"], "threads": table.attrs["threads"], "cpu_features": [k for k, v in cpu_features().items() if v],
             "files": {k: str(v) for k, v in files.items()},
-            "table": {name: {c: round(float(row[c]), 4) for c in ("NDCG@10", "AUC", "size_MB", "p50_ms_b1", "p50_ms_b64", "quality_kept", "smaller", "faster_b64")}
+            "slow_paths": table.attrs["slow_paths"],  # variants measured briefly on this CPU, and why (NaN quality → null)
+            "table": {name: {c: (round(float(row[c]), 4) if math.isfinite(float(row[c])) else None)
+                             for c in ("NDCG@10", "AUC", "size_MB", "p50_ms_b1", "p50_ms_b64", "quality_kept", "smaller", "faster_b64")}
                       for name, row in table.iterrows()}}
 
 
@@ -248,6 +329,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--eval-users", type=int, default=None,
                     help="score a seeded subset of test users (default: the profile's for BERT models, all for baselines)")
     tr.add_argument("--max-steps", type=int, default=None, help="BERT optimizer steps (default: the profile's budget)")
+    tr.add_argument("--item-features", choices=("id", "text", "hybrid"), default="id",
+                    help="sasrec/bert4rec item representation: learned id, frozen-BERT text projection, or both")
+    tr.add_argument("--split", choices=SPLITS, default="leave-last-out",
+                    help="cold-items: the newest items never seen in training; metrics.json then has 'warm' and 'cold'")
+    tr.add_argument("--cold-fraction", type=float, default=0.1, help="share of items made cold by --split cold-items (default 0.1)")
+    tr.add_argument("--all-users", action="store_true", help="MovieLens: every user, not the profile's subset")
+    tr.add_argument("--time-budget", type=float, default=None, help="sasrec/bert4rec: seconds of training (default: the profile's)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     ev = sub.add_parser("evaluate", help="re-evaluate a saved model")
     ev.add_argument("--checkpoint", required=True, help="the --out folder of a train run (or its checkpoint/ folder)")
