@@ -8,6 +8,14 @@ variants alike; latency is reported as p50/p95 over repeats; the CPU's features 
 are printed beside the table because int8/bf16 speed depends on them. Quality is NDCG@10 and AUC
 under the sampled protocol (held-out item vs sampled negatives), computed on the same tokenized
 pairs for every variant. Ratios are against the first variant (the baseline).
+
+Slow paths: a variant can be many times *slower* than fp32 on a CPU without the instructions it needs
+(bf16 without AVX-512 BF16 / AMX-BF16, fp16 without AVX512-FP16 / AMX-FP16, torchao int8 in eager mode).
+So that a benchmark's run time stays bounded on any CPU, each variant is timed once at the largest batch
+after warm-up (the *probe*); one more than ``slow_factor`` times slower than the baseline is measured on
+a small fixed amount of work — ``slow_repeats`` timed repeats, quality on the first users only
+(``slow_pairs`` pairs), compared with the baseline on the same users — and the table's ``notes`` say so
+and why.
 """
 
 from __future__ import annotations
@@ -64,13 +72,23 @@ def make_pair_set(eval_set, dataset, tokenizer, max_length: int, max_history_ite
     return PairSet(encoded, len(users), candidates.shape[1], protocol)
 
 
-def pair_scores(model, pairs: PairSet, tokenizer, batch_size: int = 64, amp_dtype=None) -> np.ndarray:
-    """(users, candidates) logits of ``model`` on ``pairs`` (``amp_dtype``: autocast, e.g. bf16 for quick sweeps)."""
+def pair_scores(model, pairs: PairSet, tokenizer, batch_size: int = 64, amp_dtype=None, users: int | None = None) -> np.ndarray:
+    """(users, candidates) logits of ``model`` on ``pairs`` (``amp_dtype``: autocast, e.g. bf16 for quick sweeps).
+
+    ``users``: score only the first ``users`` users of ``pairs`` (a fixed subset; rows in the same order).
+    """
     from .data import PairCollator
     from .models.cross_encoder import predict_pairs
 
-    scores = predict_pairs(model, pairs.encoded, PairCollator(tokenizer), batch_size, amp_dtype=amp_dtype)
-    return scores.reshape(pairs.n_users, pairs.n_candidates)
+    n_users = pairs.n_users if users is None else int(users)
+    if not 1 <= n_users <= pairs.n_users:
+        raise ValueError(f"users must be between 1 and {pairs.n_users}, got {users}")
+    encoded = pairs.encoded
+    if n_users < pairs.n_users:
+        n = n_users * pairs.n_candidates  # pairs are stored user by user, n_candidates each
+        encoded = encoded.select(range(n)) if hasattr(encoded, "select") else {k: v[:n] for k, v in encoded.items()}
+    scores = predict_pairs(model, encoded, PairCollator(tokenizer), batch_size, amp_dtype=amp_dtype)
+    return scores.reshape(n_users, pairs.n_candidates)
 
 
 def quality(scores: np.ndarray, k: int = 10) -> dict[str, float]:
@@ -96,33 +114,138 @@ def latency_batches(pairs: PairSet, tokenizer, batch_sizes=(1, 64), seed: int = 
     return out
 
 
+def _call(v: Variant, batch: dict):
+    return v.model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+
+
+def _cpu_flags() -> set[str]:
+    from .device import _read_cpu_flags
+
+    return set(_read_cpu_flags().lower().split())
+
+
+def _variant_kind(model) -> str | None:
+    """What a variant computes in, as far as the CPU is concerned: ``bf16``, ``fp16``, ``torchao-int8-eager``, ``int8`` or None."""
+    if not isinstance(model, torch.nn.Module):
+        return None
+    compiled = type(model).__name__ == "OptimizedModule"  # torch.compile's wrapper
+    tensors = list(model.parameters()) + list(model.buffers())
+    if any(type(t).__module__.startswith("torchao") for t in tensors):
+        return "torchao-int8" if compiled else "torchao-int8-eager"
+    dtypes = {t.dtype for t in tensors if t.is_floating_point()}
+    if torch.bfloat16 in dtypes:
+        return "bf16"
+    if torch.float16 in dtypes:
+        return "fp16"
+    if any(hasattr(m, "_packed_params") for m in model.modules()):
+        return "int8"
+    return None
+
+
+# per kind: (CPU flags that give it native instructions, how to name them) — x86 first, then Arm
+_NATIVE = {
+    "bf16": ({"avx512_bf16", "amx_bf16", "bf16"}, "AVX-512 BF16 / AMX-BF16 (Arm: BF16)"),
+    "fp16": ({"avx512_fp16", "amx_fp16", "asimdhp", "fphp"}, "AVX512-FP16 / AMX-FP16 (Arm: FP16 arithmetic)"),
+    "int8": ({"avx512_vnni", "avx512vnni", "avx_vnni", "amx_int8", "asimddp"}, "AVX-512 VNNI / AVX-VNNI / AMX-INT8 (Arm: dot product)"),
+}
+
+
+def slow_path_reason(model, flags: set[str] | None = None) -> str:
+    """One line on why ``model`` may be slow on this CPU: the missing CPU feature where one applies.
+
+    ``flags``: the CPU's flags (``/proc/cpuinfo`` style); read from this machine by default.
+    """
+    kind = _variant_kind(model)
+    if kind == "torchao-int8-eager":
+        return "torchao int8 in eager mode (its fast kernels come with torch.compile)"
+    if kind not in _NATIVE:
+        return "no missing CPU feature identified"
+    flags = _cpu_flags() if flags is None else {f.lower() for f in flags}
+    wanted, label = _NATIVE[kind]
+    if not flags:
+        return f"{kind}: this CPU's features could not be read (fast {kind} needs {label})"
+    if flags & wanted:
+        return f"{kind} kernels slow here although the CPU has {', '.join(sorted(flags & wanted))}"
+    return f"{kind} without {label}"
+
+
 @torch.inference_mode()
 def time_variants(variants: list[Variant], batches: dict[int, dict], repeats: int = 10, warmup: int = 2,
-                  threads: int | None = None, progress: bool = True) -> pd.DataFrame:
-    """Latency p50/p95 (ms) and throughput (pairs/s) per variant and batch size, interleaved."""
+                  threads: int | None = None, progress: bool = True, slow_factor: float | None = 3.0,
+                  slow_repeats: int = 2) -> pd.DataFrame:
+    """Latency p50/p95 (ms) and throughput (pairs/s) per variant and batch size, interleaved.
+
+    After ``warmup`` interleaved rounds, a *probe* times each variant once at the largest batch (the faster of
+    that call and the variant's last warm-up call counts, so one hiccup does not decide). A variant
+    more than ``slow_factor`` times slower than ``variants[0]`` there is a slow path on this CPU: it is
+    timed in the first ``slow_repeats`` rounds only (still interleaved), so its cost stays bounded. The
+    result has a ``repeats`` column (timed calls per row), ``probe_ratio`` (probe time / baseline's) and
+    ``notes`` (why a variant was measured with fewer repeats); ``attrs["slow_paths"]`` maps each slow
+    variant to its one-line reason. ``slow_factor=None`` turns the probe off.
+    """
     if threads:
         torch.set_num_threads(threads)
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if slow_repeats < 1:
+        raise ValueError(f"slow_repeats must be >= 1, got {slow_repeats}")
+    if not variants or not batches:
+        raise ValueError("time_variants needs at least one variant and one batch")
+    big = max(batches)
     times = {(v.name, size): [] for v in variants for size in batches}
-    rounds = range(warmup + repeats)
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        rounds = tqdm(rounds, desc="latency (interleaved)")
-    for r in rounds:
+        bar = tqdm(total=warmup + (slow_factor is not None) + repeats, desc="latency (interleaved)")
+    last_warm = {}  # each variant's last warm-up call at the largest batch, timed
+    for _ in range(warmup):
         for size, batch in batches.items():
             for v in variants:
                 start = time.perf_counter()
-                v.model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-                if r >= warmup:
+                _call(v, batch)
+                if size == big:
+                    last_warm[v.name] = time.perf_counter() - start
+        bar is not None and bar.update()
+    probe, slow = {}, {}
+    if slow_factor is not None:
+        for v in variants:
+            if warmup == 0:
+                start = time.perf_counter()
+                _call(v, batches[big])  # the first call may be cold: timed, but the faster of the two counts
+                last_warm[v.name] = time.perf_counter() - start
+            start = time.perf_counter()
+            _call(v, batches[big])
+            # the faster of the probe and the last warm-up call: one hiccup does not make a variant "slow"
+            probe[v.name] = min(time.perf_counter() - start, last_warm[v.name])
+        base = variants[0].name
+        for v in variants[1:]:
+            ratio = probe[v.name] / probe[base]
+            if ratio > slow_factor:
+                slow[v.name] = (f"slow path on this CPU: {ratio:.1f}x slower than {base} in a probe at batch {big} "
+                                f"({slow_path_reason(v.model)}); latency from {min(slow_repeats, repeats)} repeats")
+        bar is not None and bar.update()
+    n_timed = {v.name: min(slow_repeats, repeats) if v.name in slow else repeats for v in variants}
+    for r in range(repeats):
+        for size, batch in batches.items():
+            for v in variants:
+                if r < n_timed[v.name]:
+                    start = time.perf_counter()
+                    _call(v, batch)
                     times[(v.name, size)].append(time.perf_counter() - start)
+        bar is not None and bar.update()
+    if bar is not None:
+        bar.close()
     rows = []
+    base_probe = probe.get(variants[0].name)
     for (name, size), ts in times.items():
         ts = np.array(ts) * 1e3
         rows.append({"variant": name, "batch": size, "p50_ms": np.percentile(ts, 50), "p95_ms": np.percentile(ts, 95),
-                     "pairs_per_s": size / np.percentile(ts, 50) * 1e3})
-    return pd.DataFrame(rows)
+                     "pairs_per_s": size / np.percentile(ts, 50) * 1e3, "repeats": len(ts),
+                     "probe_ratio": probe[name] / base_probe if base_probe else np.nan, "notes": slow.get(name, "")})
+    frame = pd.DataFrame(rows)
+    frame.attrs["slow_paths"] = slow
+    return frame
 
 
 def weights_bytes(model) -> int | None:
@@ -142,10 +265,20 @@ def weights_bytes(model) -> int | None:
 
 
 def run_benchmark(variants: list[Variant], pairs: PairSet, tokenizer, batch_sizes=(1, 64), repeats: int = 10,
-                  warmup: int = 2, threads: int | None = None, progress: bool = True, scores_out: dict | None = None) -> pd.DataFrame:
+                  warmup: int = 2, threads: int | None = None, progress: bool = True, scores_out: dict | None = None,
+                  slow_factor: float | None = 3.0, slow_repeats: int = 2, slow_pairs: int = 256) -> pd.DataFrame:
     """Quality, latency, throughput, size and memory of every variant; ratios against ``variants[0]``.
 
-    ``scores_out`` (a dict), when given, receives each variant's (users, candidates) logits.
+    Latency is measured first (:func:`time_variants`, with its probe). A variant the probe finds more than
+    ``slow_factor`` times slower than the baseline is a slow path on this CPU: ``slow_repeats`` timed repeats,
+    and quality on the first ``max(1, slow_pairs // n_candidates)`` users only. For such a variant the
+    absolute quality columns (NDCG@10, AUC, …) are NaN — they would not be comparable with the other rows —
+    and ``quality_kept`` is its NDCG@10 over the baseline's **on the same users**; ``quality_users`` says how
+    many users each row's quality comes from, and ``notes`` says why. ``attrs["slow_paths"]`` maps each slow
+    variant to its note. ``slow_factor=None`` measures every variant in full.
+
+    ``scores_out`` (a dict), when given, receives each variant's (users, candidates) logits (the subset's
+    rows only for a slow path).
     """
     from .peft import peak_memory
 
@@ -156,58 +289,94 @@ def run_benchmark(variants: list[Variant], pairs: PairSet, tokenizer, batch_size
         raise ValueError(f"variant names must be unique, got {names}")
     if threads:
         torch.set_num_threads(threads)
+    batches = latency_batches(pairs, tokenizer, batch_sizes)
+    big = max(batches)
+    timing = time_variants(variants, batches, repeats, warmup, threads, progress, slow_factor, slow_repeats)
+    slow = timing.attrs["slow_paths"]
+    subset = max(1, min(pairs.n_users, slow_pairs // pairs.n_candidates))
     rows = {}
     it = variants
     if progress:
         from tqdm.auto import tqdm
 
         it = tqdm(variants, desc="quality")
-    batches = latency_batches(pairs, tokenizer, batch_sizes)
-    big = max(batches)
-    all_scores = {}
+    all_scores, kept = {}, {}
+    base = variants[0].name
     for v in it:
-        scores = all_scores[v.name] = pair_scores(v.model, pairs, tokenizer)
+        note = v.notes
+        if v.name in slow and subset < pairs.n_users:  # a fixed, small subset: the first users, same rows as the baseline's
+            scores = pair_scores(v.model, pairs, tokenizer, users=subset)
+            base_scores = all_scores[base][:subset]
+            ndcg, base_ndcg = quality(scores)["NDCG@10"], quality(base_scores)["NDCG@10"]
+            kept[v.name] = ndcg / base_ndcg if base_ndcg > 0 else np.nan
+            metrics = {k: np.nan for k in quality(scores)}  # not comparable with the other rows' full-protocol numbers
+            r = np.corrcoef(scores.ravel(), base_scores.ravel())[0, 1] if scores.std() > 0 and base_scores.std() > 0 else np.nan
+            slow[v.name] += (f"; quality on the first {subset} of {pairs.n_users} users only (NDCG@10, AUC left NaN): "
+                             + (f"quality_kept vs {base} on those users" if base_ndcg > 0
+                                else f"quality_kept NaN ({base}'s NDCG@10 is 0 on those users)")
+                             + f", scores' correlation with {base}'s there {r:.4f}")
+            n_users = subset
+        else:
+            scores = pair_scores(v.model, pairs, tokenizer)
+            metrics = quality(scores)
+            n_users = pairs.n_users
+        all_scores[v.name] = scores
+        if v.name in slow:
+            note = (note + "; " if note else "") + slow[v.name]
         with torch.inference_mode(), peak_memory() as mem:
-            v.model(batches[big]["input_ids"], batches[big]["attention_mask"], batches[big].get("token_type_ids"))
-        rows[v.name] = {**quality(scores), "size_MB": v.size_bytes / 1e6, "params_M": v.params / 1e6,
+            _call(v, batches[big])
+        rows[v.name] = {**metrics, "quality_users": n_users, "size_MB": v.size_bytes / 1e6, "params_M": v.params / 1e6,
                         "nonzero_M": (v.nonzero if v.nonzero is not None else v.params) / 1e6,
                         "weights_in_memory_MB": (weights_bytes(v.model) or v.size_bytes) / 1e6,
-                        f"peak_rss_MB_b{big}": (mem["peak_bytes"] or np.nan) / 1e6, "notes": v.notes}
-    timing = time_variants(variants, batches, repeats, warmup, threads, progress)
+                        f"peak_rss_MB_b{big}": (mem["peak_bytes"] or np.nan) / 1e6, "notes": note}
     table = pd.DataFrame(rows).T
     for col in table.columns:  # a frame built from dicts is object-typed: make the numbers numbers again
         if col != "notes":
             table[col] = table[col].astype(float)
+    table["quality_users"] = table["quality_users"].astype(int)
     for size in batch_sizes:
         part = timing[timing["batch"] == size].set_index("variant")
         table[f"p50_ms_b{size}"] = part["p50_ms"]
         table[f"p95_ms_b{size}"] = part["p95_ms"]
         table[f"pairs_per_s_b{size}"] = part["pairs_per_s"]
-    base = table.iloc[0]
-    table["quality_kept"] = table["NDCG@10"].astype(float) / float(base["NDCG@10"])
-    table["smaller"] = float(base["size_MB"]) / table["size_MB"].astype(float)
+    table["latency_repeats"] = timing[timing["batch"] == big].set_index("variant")["repeats"].astype(int)
+    base_row = table.iloc[0]
+    table["quality_kept"] = [kept.get(name, np.nan) for name in table.index]
+    full = table["quality_users"] == pairs.n_users
+    table.loc[full, "quality_kept"] = table.loc[full, "NDCG@10"] / float(base_row["NDCG@10"])
+    table["smaller"] = float(base_row["size_MB"]) / table["size_MB"].astype(float)
     for size in batch_sizes:
-        table[f"faster_b{size}"] = float(base[f"p50_ms_b{size}"]) / table[f"p50_ms_b{size}"].astype(float)
+        table[f"faster_b{size}"] = float(base_row[f"p50_ms_b{size}"]) / table[f"p50_ms_b{size}"].astype(float)
     table.index.name = "variant"
     table.attrs["protocol"] = pairs.protocol
     table.attrs["threads"] = torch.get_num_threads()
+    table.attrs["slow_paths"] = slow
     if scores_out is not None:
         scores_out.update(all_scores)
     return table
 
 
 def pareto_front(table: pd.DataFrame, quality_col: str = "NDCG@10", cost_col: str = "p50_ms_b64") -> pd.Series:
-    """True for variants no other variant beats on both quality (higher) and cost (lower)."""
+    """True for variants no other variant beats on both quality (higher) and cost (lower).
+
+    A variant whose quality or cost is NaN (not measured) is never on the front and dominates nothing.
+    """
     q, c = table[quality_col].astype(float).to_numpy(), table[cost_col].astype(float).to_numpy()
     front = []
     for i in range(len(table)):
+        if np.isnan(q[i]) or np.isnan(c[i]):  # not measured (e.g. a slow path's quality on a subset only): not placed
+            front.append(False)
+            continue
         dominated = np.any((q >= q[i]) & (c <= c[i]) & ((q > q[i]) | (c < c[i])))
         front.append(not dominated)
     return pd.Series(front, index=table.index, name="pareto")
 
 
 def best_under(table: pd.DataFrame, min_quality_kept: float, cost_col: str = "p50_ms_b64") -> str | None:
-    """The cheapest variant (by ``cost_col``) keeping at least ``min_quality_kept`` of the baseline's NDCG@10."""
+    """The cheapest variant (by ``cost_col``) keeping at least ``min_quality_kept`` of the baseline's NDCG@10.
+
+    A slow path's ``quality_kept`` comes from a subset of users (see :func:`run_benchmark`); NaN never qualifies.
+    """
     ok = table[table["quality_kept"].astype(float) >= min_quality_kept]
     return None if ok.empty else str(ok[cost_col].astype(float).idxmin())
 
@@ -220,20 +389,23 @@ def plot_pareto(table: pd.DataFrame, path: str | Path | None = None, quality_col
     latency = max(cost_cols, key=lambda c: int(c.rsplit("b", 1)[1]))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, cost, label in ((axes[0], latency, f"latency p50 at batch {latency.rsplit('b', 1)[1]} (ms)"), (axes[1], "size_MB", "file size (MB)")):
-        front = pareto_front(table, quality_col, cost)
-        x, y = table[cost].astype(float), table[quality_col].astype(float)
+        measured = table[table[quality_col].astype(float).notna() & table[cost].astype(float).notna()]
+        front = pareto_front(measured, quality_col, cost)
+        x, y = measured[cost].astype(float), measured[quality_col].astype(float)
         ax.scatter(x[~front], y[~front], color="0.6", label="dominated")
         ax.scatter(x[front], y[front], color="C3", label="Pareto front")
         order = x[front].sort_values().index
         ax.plot(x[order], y[order], color="C3", alpha=0.5)
-        for name in table.index:
+        for name in measured.index:
             ax.annotate(name, (x[name], y[name]), fontsize=8, xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel(quality_col)
         ax.grid(alpha=0.3)
     axes[0].legend(loc="lower right")
-    fig.suptitle(table.attrs.get("protocol", ""), fontsize=9)
+    missing = [str(n) for n in table.index if n not in measured.index]
+    fig.suptitle(table.attrs.get("protocol", "") + (f"\nnot plotted (quality not measured on all users): {', '.join(missing)}" if missing else ""),
+                 fontsize=9)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=120)
@@ -250,8 +422,10 @@ def write_results(table: pd.DataFrame, out_dir: str | Path, stem: str = "bench")
     table.to_csv(csv)
     flags = ", ".join(k for k, v in cpu_features().items() if v) or "none detected"
     numeric = table.drop(columns=[c for c in ("notes",) if c in table.columns])
+    slow = table.attrs.get("slow_paths") or {}
     text = (f"Protocol: {table.attrs.get('protocol', '?')}\n\nThreads: {table.attrs.get('threads', '?')}; CPU features: {flags}\n\n"
-            + markdown_table(numeric.astype(float).round(4)) + "\n")
+            + markdown_table(numeric.astype(float).round(4)) + "\n"
+            + ("".join(f"\n- {name}: {note}" for name, note in slow.items()) + "\n" if slow else ""))
     md.write_text(text)
     return {"csv": csv, "md": md}
 

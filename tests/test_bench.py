@@ -18,6 +18,7 @@ from recbook.bench import (
     plot_pareto,
     quality,
     run_benchmark,
+    slow_path_reason,
     time_variants,
     weights_bytes,
     write_results,
@@ -128,11 +129,118 @@ def test_time_variants_interleaves_every_variant(model, tokenizer, pairs):
             calls.append(self.name)
 
     variants = [Variant("a", Spy("a"), 1, 1), Variant("b", Spy("b"), 1, 1)]
-    timing = time_variants(variants, latency_batches(pairs, tokenizer, (2,)), repeats=3, warmup=1, progress=False)
+    timing = time_variants(variants, latency_batches(pairs, tokenizer, (2,)), repeats=3, warmup=1, progress=False, slow_factor=None)
     assert calls == ["a", "b"] * 4  # a, b, a, b …: noise hits both alike
     assert len(timing) == 2 and (timing["p50_ms"] > 0).all() and (timing["p95_ms"] >= timing["p50_ms"]).all()
+    assert timing["repeats"].tolist() == [3, 3] and timing.attrs["slow_paths"] == {}
+    calls.clear()
+    time_variants(variants, latency_batches(pairs, tokenizer, (2,)), repeats=3, warmup=1, progress=False)
+    assert calls == ["a", "b"] * 5  # warm-up, probe, 3 timed rounds
     with pytest.raises(ValueError, match="repeats"):
         time_variants(variants, {}, repeats=0, progress=False)
+    with pytest.raises(ValueError, match="slow_repeats"):
+        time_variants(variants, {}, slow_repeats=0, progress=False)
+
+
+class Sleepy(torch.nn.Module):
+    """A variant that is obviously slow on any machine: the wrapped model's logits, after a sleep."""
+
+    def __init__(self, model, seconds):
+        super().__init__()
+        self.inner, self.seconds, self.calls = model, seconds, 0
+
+    def forward(self, *args):
+        import time
+
+        self.calls += 1
+        time.sleep(self.seconds)
+        return self.inner(*args)
+
+
+def test_time_variants_measures_a_slow_path_with_few_repeats(model, tokenizer, pairs):
+    calls = []
+
+    class Spy:
+        def __init__(self, name, seconds):
+            self.name, self.seconds = name, seconds
+
+        def __call__(self, *args):
+            import time
+
+            calls.append(self.name)
+            time.sleep(self.seconds)
+
+    variants = [Variant("base", Spy("base", 0.001), 1, 1), Variant("slow", Spy("slow", 0.1), 1, 1)]
+    timing = time_variants(variants, latency_batches(pairs, tokenizer, (1, 2)), repeats=5, warmup=1, progress=False, slow_repeats=2)
+    # warm-up (2 sizes), probe (largest batch), then the slow one only in the first 2 of 5 timed rounds
+    assert calls == ["base", "slow"] * 2 + ["base", "slow"] + ["base", "slow"] * 4 + ["base"] * 6
+    per = timing.set_index(["variant", "batch"])
+    assert per.loc[("base", 2), "repeats"] == 5 and per.loc[("slow", 2), "repeats"] == 2 and per.loc[("slow", 1), "repeats"] == 2
+    assert per.loc[("slow", 2), "probe_ratio"] > 3 and per.loc[("base", 2), "probe_ratio"] == 1
+    assert list(timing.attrs["slow_paths"]) == ["slow"]
+    note = per.loc[("slow", 2), "notes"]
+    assert note.startswith("slow path on this CPU:") and "than base in a probe at batch 2" in note and "latency from 2 repeats" in note
+    assert "no missing CPU feature identified" in note  # a plain callable: nothing to blame on the CPU
+    assert per.loc[("base", 2), "notes"] == ""
+
+
+def test_run_benchmark_scores_a_slow_path_on_a_subset(model, tmp_path, tokenizer, pairs):
+    slow = Sleepy(model, 0.5)  # ≥ 0.5 s per call against a few ms for the tiny model: far beyond slow_factor anywhere
+    variants = [Variant("fp32", model, 100, 10), Variant("slow", slow, 50, 10, notes="a fake")]
+    scores = {}
+    table = run_benchmark(variants, pairs, tokenizer, batch_sizes=(1, 4), repeats=4, warmup=1, progress=False,
+                          scores_out=scores, slow_repeats=2, slow_pairs=20)  # 20 pairs = the first 2 users of 10 candidates
+    assert table.loc["fp32", "quality_users"] == 5 and table.loc["slow", "quality_users"] == 2
+    assert table.loc["fp32", "latency_repeats"] == 4 and table.loc["slow", "latency_repeats"] == 2
+    assert scores["slow"].shape == (2, 10) and scores["fp32"].shape == (5, 10)
+    np.testing.assert_allclose(scores["slow"], scores["fp32"][:2], atol=1e-5)  # the same pairs, the same model
+    assert np.isnan(table.loc["slow", "NDCG@10"]) and np.isnan(table.loc["slow", "AUC"])  # not comparable with a full row
+    base_ndcg = quality(scores["fp32"][:2])["NDCG@10"]  # quality_kept compares like with like: fp32 on the same 2 users
+    if base_ndcg > 0:
+        assert table.loc["slow", "quality_kept"] == pytest.approx(quality(scores["slow"])["NDCG@10"] / base_ndcg)
+    else:
+        assert np.isnan(table.loc["slow", "quality_kept"])
+    assert table.loc["fp32", "quality_kept"] == 1.0 and table.loc["slow", "smaller"] == 2.0
+    note = table.loc["slow", "notes"]
+    assert note.startswith("a fake; slow path on this CPU:") and "quality on the first 2 of 5 users" in note
+    assert "scores' correlation with fp32's there 1.0000" in note  # the same model underneath
+    assert table.attrs["slow_paths"]["slow"] in note and list(table.attrs["slow_paths"]) == ["slow"]
+    assert table.loc["fp32", "notes"] == ""
+    # bounded work: warm-up 2 + probe 1 + timed 2 rounds × 2 sizes + 1 quality batch (20 pairs) + 1 memory call
+    assert slow.calls == 2 + 1 + 4 + 1 + 1
+    assert not pareto_front(table, cost_col="p50_ms_b4")["slow"]  # no quality on the full protocol: not placed on the front
+    files = write_results(table, tmp_path / "out")
+    assert "slow path on this CPU" in files["md"].read_text()
+    plot_pareto(table, tmp_path / "out" / "p.png")
+    full = run_benchmark(variants, pairs, tokenizer, batch_sizes=(4,), repeats=2, warmup=1, progress=False, slow_factor=None)
+    assert full.loc["slow", "quality_users"] == 5 and full.loc["slow", "latency_repeats"] == 2 and full.attrs["slow_paths"] == {}
+    assert full.loc["slow", "NDCG@10"] == pytest.approx(full.loc["fp32", "NDCG@10"])
+
+
+def test_pair_scores_on_the_first_users(model, tokenizer, pairs):
+    full = pair_scores(model, pairs, tokenizer, batch_size=16)
+    part = pair_scores(model, pairs, tokenizer, batch_size=16, users=2)
+    assert part.shape == (2, 10)
+    np.testing.assert_allclose(part, full[:2], atol=1e-5)
+    for bad in (0, 6):
+        with pytest.raises(ValueError, match="users"):
+            pair_scores(model, pairs, tokenizer, users=bad)
+
+
+def test_slow_path_reason_names_the_missing_feature():
+    from recbook.compress.quantize import dynamic_quantize
+
+    linear = torch.nn.Sequential(torch.nn.Linear(8, 8)).eval()
+    avx2 = {"sse2", "avx2", "fma"}
+    assert slow_path_reason(linear.to(torch.bfloat16), avx2) == "bf16 without AVX-512 BF16 / AMX-BF16 (Arm: BF16)"
+    assert "although the CPU has avx512_bf16" in slow_path_reason(linear.to(torch.bfloat16), avx2 | {"avx512_bf16"})
+    assert slow_path_reason(linear.to(torch.float16), avx2 | {"avx512_bf16"}).startswith("fp16 without AVX512-FP16 / AMX-FP16")
+    linear = linear.float()
+    assert slow_path_reason(dynamic_quantize(linear), avx2).startswith("int8 without AVX-512 VNNI")
+    assert slow_path_reason(dynamic_quantize(linear, "torchao"), avx2).startswith("torchao int8 in eager mode")
+    assert slow_path_reason(linear, avx2) == "no missing CPU feature identified"
+    assert slow_path_reason(object(), avx2) == "no missing CPU feature identified"
+    assert "could not be read" in slow_path_reason(linear.to(torch.bfloat16), set())
 
 
 def test_pareto_front_and_best_under():
@@ -181,6 +289,7 @@ def test_cli_bench(tmp_path, tiny_backbone, capsys, monkeypatch):
     assert list(result["table"]) == ["fp32", "int8", "onnx-int8"]  # fp32 is always the baseline
     assert (out / "bench.csv").is_file() and (out / "bench_pareto.png").is_file() and (out / "variants").is_dir()
     assert "sampled" in result["protocol"]
+    assert isinstance(result["slow_paths"], dict) and set(result["slow_paths"]) <= {"int8", "onnx-int8"}  # named, with a reason, if any
     for argv in (["bench", "--checkpoint", str(run), "--variants", "int3", "--out", str(out)],
                  ["bench", "--checkpoint", str(tmp_path / "none"), "--out", str(out)],
                  ["bench", "--checkpoint", str(run), "--out", str(out), "--threads", "0"]):

@@ -50,3 +50,62 @@ def test_every_notebook_follows_the_template():
         code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
         assert all(c.execution_count is not None for c in code), f"{path.name} is stored without outputs"
         assert not any(o.get("output_type") == "error" for c in code for o in c.outputs), f"{path.name} stores an error"
+
+
+def test_course_runner_reports_a_timeout_and_goes_on(tmp_path, monkeypatch, capsys):
+    """A cell past the timeout, a dead kernel and a cell error are each reported in the summary (naming the cell),
+    the other notebooks still run, and the exit code is 1 — faked, no kernel is started."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    from recbook import device
+    from recbook.course import record
+
+    runner = load("run_course")
+    v4 = nbformat.v4
+    for name, code in (("01_good", ["x = 1", "RECORD"]), ("02_slow", ["x = 1", "# NBVAL_IGNORE_OUTPUT\nbenchmark()", "after()"]),
+                       ("03_dead", ["CRASH"]), ("04_error", ["RAISE"]), ("05_good", ["RECORD"])):
+        nb = v4.new_notebook(cells=[v4.new_markdown_cell("# title")] + [v4.new_code_cell(c) for c in code])
+        nb.cells[-1].outputs = [v4.new_output("stream", text="stale output of an earlier run\n")]
+        nbformat.write(nb, tmp_path / f"{name}.ipynb")
+    executed = []
+
+    def fake_execute(self, **kwargs):
+        executed.append(self.nb.cells[0].source)
+        for index, cell in enumerate(self.nb.cells):
+            self.on_cell_start(cell=cell, cell_index=index)
+            if cell.cell_type != "code":
+                continue
+            if "benchmark()" in cell.source:
+                raise CellTimeoutError.error_from_timeout_and_cell("Cell execution timed out", self.timeout, cell)
+            if cell.source == "CRASH":
+                raise DeadKernelError("Kernel died")
+            if cell.source == "RAISE":
+                raise CellExecutionError("Traceback (most recent call last):\nValueError: boom", "ValueError", "boom")
+            if cell.source == "RECORD":
+                record("fake value", 1.5, "x")
+            cell.execution_count, cell.outputs = index, []
+        return self.nb
+
+    monkeypatch.setattr(NotebookClient, "execute", fake_execute)
+    monkeypatch.setattr(runner, "NOTEBOOKS", tmp_path)
+    monkeypatch.setattr(device, "environment_report", lambda *a, **k: {})
+    monkeypatch.setattr(device, "format_report", lambda report: "(environment)")
+    code = runner.main(["--timeout", "7"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert len(executed) == 5  # every notebook ran: none stopped the runner
+    summary = out[out.index("# Course summary"):]
+    rows = {line.split(" | ")[0].strip("| "): line for line in summary.splitlines() if line.startswith("| 0")}
+    assert list(rows) == ["01_good.ipynb", "02_slow.ipynb", "03_dead.ipynb", "04_error.ipynb", "05_good.ipynb"]
+    assert "| ok | fake value = 1.5 x |" in rows["01_good.ipynb"] and "| ok |" in rows["05_good.ipynb"]
+    assert rows["02_slow.ipynb"].endswith("| TIMEOUT | TIMEOUT: cell 2 (`benchmark()`): ran past the 7 s cell timeout |")
+    assert rows["03_dead.ipynb"].endswith("| FAILED | FAILED: cell 1 (`CRASH`): the kernel died (Kernel died) |")
+    assert rows["04_error.ipynb"].endswith("| FAILED | FAILED: cell 1 (`RAISE`): ValueError: boom |")
+    assert "  TIMEOUT in " in out and "02_slow.ipynb ..." in out  # reported as it happens, too
+    assert "3 of 5 notebooks did not finish: 02_slow.ipynb, 03_dead.ipynb, 04_error.ipynb" in summary
+    assert "Traceback" not in out
+    slow = nbformat.read(tmp_path / "02_slow.ipynb", as_version=4)  # written back showing where it stopped
+    assert slow.cells[2].outputs[-1]["output_type"] == "error" and slow.cells[2].outputs[-1]["ename"] == "CellTimeoutError"
+    assert slow.cells[3].outputs == [] and slow.cells[3].execution_count is None  # no stale output below the failure
+    assert runner.main(["01", "05"]) == 0

@@ -7,7 +7,10 @@
 Each notebook is executed in ``notebooks/`` with nbclient and written back *with its outputs*
 (so it renders on GitHub), figures go to ``figures/``, and every value a notebook passed to
 ``recbook.course.record`` is collected into the summary printed at the end. A notebook that
-fails stops nothing else: the summary says which one failed and why, and the exit code is 1.
+fails — an error in a cell, a cell over the per-cell ``--timeout`` (``TIMEOUT``), a dead kernel,
+anything else nbclient raises — stops nothing else: the summary says which one failed, in which cell
+and why, the runner goes on with the next notebook, and the exit code is 1. A failed notebook is
+written back too, showing where it stopped: the error in the failing cell, later cells without outputs.
 """
 
 from __future__ import annotations
@@ -21,32 +24,80 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 
 
-def run_notebook(path: Path, timeout: int) -> tuple[float, list[dict], str | None]:
-    """Execute one notebook in place; return (seconds, records, error or None)."""
+def _cell_label(nb, index: int | None) -> str:
+    """``cell 12 (`table = run_benchmark(…)`)``: the cell's index and its first line of code."""
+    if index is None:
+        return "before the first cell (kernel start)"
+    lines = [ln.strip() for ln in nb.cells[index].source.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    first = lines[0] if lines else ""
+    return f"cell {index}" + (f" (`{first[:60]}{'…' if len(first) > 60 else ''}`)" if first else "")
+
+
+def _one_line(text, limit: int = 200, first: bool = False) -> str:
+    """The last (or first) non-empty line of an exception's message — a traceback ends with ``ename: evalue``."""
+    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
+    return (lines[0 if first else -1] if lines else "")[:limit]
+
+
+def _mark_failure(nb, index: int | None, ename: str, evalue: str) -> None:
+    """Show in the stored notebook where it stopped: an error output in the failing cell (unless nbclient wrote
+    one), and no outputs below it — they would be stale outputs of an earlier run."""
+    if index is None:
+        return
+    cell = nb.cells[index]
+    if cell.cell_type == "code" and not any(o.get("output_type") == "error" for o in cell.outputs):
+        cell.outputs.append(nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"]))
+    for later in nb.cells[index + 1 :]:
+        if later.cell_type == "code":
+            later.outputs, later.execution_count = [], None
+
+
+def run_notebook(path: Path, timeout: int) -> tuple[float, list[dict], str, str | None]:
+    """Execute one notebook in place; return (seconds, records, status, one-line error or None).
+
+    ``status`` is ``"ok"``, ``"TIMEOUT"`` (a cell ran past ``timeout`` seconds) or ``"FAILED"`` (an error in
+    a cell, a dead kernel, or anything else the execution raised); the error names the cell.
+    """
     from recbook.course import RESULTS_ENV, read_records
 
     nb = nbformat.read(path, as_version=4)
+    current: dict = {"index": None}
+
+    def on_cell_start(cell, cell_index):
+        current["index"] = cell_index
+
+    status, error = "ok", None
     with tempfile.TemporaryDirectory() as tmp:
         results = Path(tmp) / "results.jsonl"
         os.environ[RESULTS_ENV] = str(results)
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}},
+                                on_cell_start=on_cell_start)
         start = time.perf_counter()
-        error = None
         try:
             client.execute()
+        except CellTimeoutError:
+            status, ename, reason = "TIMEOUT", "CellTimeoutError", f"ran past the {timeout} s cell timeout"
+        except DeadKernelError as exc:
+            status, ename, reason = "FAILED", "DeadKernelError", f"the kernel died ({_one_line(exc, 120, first=True) or 'no message'})"
         except CellExecutionError as exc:
-            error = str(exc).strip().splitlines()[-1][:300]
-        seconds = time.perf_counter() - start
+            status, ename, reason = "FAILED", "CellExecutionError", _one_line(exc, 300)
+        except Exception as exc:  # anything else nbclient or the kernel machinery raises: report it, go on
+            status, ename, reason = "FAILED", type(exc).__name__, f"{type(exc).__name__}: {_one_line(exc, 200)}"
+        finally:
+            seconds = time.perf_counter() - start
+            os.environ.pop(RESULTS_ENV, None)
+        if status != "ok":
+            error = f"{_cell_label(nb, current['index'])}: {reason}"
+            _mark_failure(nb, current["index"], ename, reason)
         records = read_records(results)
-        del os.environ[RESULTS_ENV]
     nbformat.write(nb, path)
-    return seconds, records, error
+    return seconds, records, status, error
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,19 +120,23 @@ def main(argv: list[str] | None = None) -> int:
     summary = []
     for path in paths:
         print(f"▶ {path.name} ...", flush=True)
-        seconds, records, error = run_notebook(path, args.timeout)
-        status = "FAILED" if error else "ok"
+        seconds, records, status, error = run_notebook(path, args.timeout)
         print(f"  {status} in {seconds:.1f} s" + (f": {error}" if error else ""), flush=True)
-        summary.append((path.name, seconds, records, error))
+        summary.append((path.name, seconds, records, status, error))
 
     print("\n# Course summary\n")
-    print(f"| notebook | time (s) | status | measured |\n|---|---:|---|---|")
-    for name, seconds, records, error in summary:
+    print("| notebook | time (s) | status | measured |\n|---|---:|---|---|")
+    for name, seconds, records, status, error in summary:
         measured = "; ".join(f"{r['name']} = {r['value']}{(' ' + r['unit']) if r['unit'] else ''}" for r in records) or "—"
-        print(f"| {name} | {seconds:.1f} | {'FAILED' if error else 'ok'} | {measured} |")
-    total = sum(s for _, s, _, _ in summary)
+        if error:
+            measured = f"{status}: {error}" + (f"; before that: {measured}" if records else "")
+        print(f"| {name} | {seconds:.1f} | {status} | {measured.replace('|', '/')} |")
+    total = sum(s for _, s, *_ in summary)
+    failed = [name for name, _, _, status, _ in summary if status != "ok"]
     print(f"\nTotal: {total:.1f} s for {len(summary)} notebooks; executed notebooks are in notebooks/, figures in figures/.")
-    return 1 if any(e for *_, e in summary) else 0
+    if failed:
+        print(f"{len(failed)} of {len(summary)} notebooks did not finish: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
