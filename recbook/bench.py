@@ -171,7 +171,7 @@ def slow_path_reason(model, flags: set[str] | None = None) -> str:
 
 @torch.inference_mode()
 def time_variants(variants: list[Variant], batches: dict[int, dict], repeats: int = 10, warmup: int = 2,
-                  threads: int | None = None, progress: bool = True, slow_factor: float | None = 3.0,
+                  threads: int | None = None, progress: bool = True, slow_factor: float | None = 2.0,
                   slow_repeats: int = 2) -> pd.DataFrame:
     """Latency p50/p95 (ms) and throughput (pairs/s) per variant and batch size, interleaved.
 
@@ -266,7 +266,7 @@ def weights_bytes(model) -> int | None:
 
 def run_benchmark(variants: list[Variant], pairs: PairSet, tokenizer, batch_sizes=(1, 64), repeats: int = 10,
                   warmup: int = 2, threads: int | None = None, progress: bool = True, scores_out: dict | None = None,
-                  slow_factor: float | None = 3.0, slow_repeats: int = 2, slow_pairs: int = 256) -> pd.DataFrame:
+                  slow_factor: float | None = 2.0, slow_repeats: int = 2, slow_pairs: int = 256) -> pd.DataFrame:
     """Quality, latency, throughput, size and memory of every variant; ratios against ``variants[0]``.
 
     Latency is measured first (:func:`time_variants`, with its probe). A variant the probe finds more than
