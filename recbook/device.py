@@ -9,6 +9,7 @@ a few minutes), ``full`` reproduces the results tables on a GPU/TPU.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import platform
@@ -307,3 +308,22 @@ def _accelerator_present() -> bool:
         return torch.cuda.is_available() or _has_torch_xla()
     except ImportError:  # pragma: no cover
         return False
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run a block with ``n`` PyTorch intra-op threads, restoring the previous count afterwards.
+
+    Tiny models (MF-BPR: embedding look-ups of 32 numbers) gain nothing from a second thread and lose a lot
+    when other processes share the cores: every small op then waits for a descheduled thread (notebook 03).
+    """
+    import torch
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"threads must be a positive integer, got {n!r}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

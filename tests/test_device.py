@@ -57,3 +57,17 @@ def test_profiles(monkeypatch):
         device.get_profile()
     with pytest.raises(ValueError, match="unknown profile field"):
         device.get_profile("quick", n_userz=3)
+
+
+def test_torch_threads_restores_the_count():
+    import torch
+
+    from recbook.device import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="positive integer"):
+        with torch_threads(0):
+            pass

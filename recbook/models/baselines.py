@@ -163,7 +163,10 @@ class MatrixFactorization(_Indexed, torch.nn.Module):
         batches = BPRBatches(self._train_rows, self._train_cols, self._interaction_matrix(), self.batch_size, self.seed)
         config = TrainConfig(epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay, warmup_ratio=0.0, grad_clip=None,
                              decay_norm_and_bias=True, progress=progress, seed=self.seed, device="cpu", amp="off")
-        self.history_ = train_model(self, batches, config).history
+        from ..device import torch_threads
+
+        with torch_threads(1):  # tiny ops: one thread is faster, and robust to other processes on the cores
+            self.history_ = train_model(self, batches, config).history
         return self
 
     @torch.no_grad()
