@@ -179,6 +179,47 @@ WRONG.update({
     "04t.id_dropout_off": _DROPOUT_WRONG,
 })
 
+def _cascade_answers():
+    """A cheap cascade (item-kNN retriever, popularity re-ranker fused by rank) for the 04c experiment exercise."""
+    from scipy.stats import rankdata
+
+    from recbook.data import leave_last_out
+    from recbook.evaluate import cascade, evaluate, make_eval_set
+    from recbook.models.baselines import ItemKNN, Popularity
+    from recbook.stats import paired_comparison
+
+    ds = make_synthetic(seed=2, n_users=60, n_items=40)
+    es = make_eval_set(ds, leave_last_out(ds.interactions, drop_short_users=True), "test", 9)
+    knn = ItemKNN(neighbours=10).fit(es.history, ds.item_ids).score
+    pop = Popularity().fit(es.history, ds.item_ids).score
+    fused = cascade(knn, lambda u, i: rankdata(knn(u, i), axis=1) + rankdata(pop(u, i), axis=1), 5, exclude=es.history)
+    ref = evaluate(knn, es, "full", per_user=True)["per_user"]["NDCG@10"]
+    res = evaluate(fused, es, "full", per_user=True)
+    sig = paired_comparison(res["per_user"]["NDCG@10"], ref).significant
+    right = {"scorer": fused, "ndcg_full": res["NDCG@10"], "significant": sig, "eval_set": es, "reference": ref}
+    return right, {**right, "significant": not sig}
+
+
+def _hard_negatives(scores, seen, positive, k):
+    s = np.asarray(scores, dtype=float).copy()
+    s[np.asarray(seen, dtype=int)] = -np.inf
+    s[positive] = -np.inf
+    return np.argsort(-s, kind="stable")[:k]
+
+
+_FUSION_RIGHT, _FUSION_WRONG = _cascade_answers()
+RIGHT.update({
+    "04c.hard_negatives": _hard_negatives,
+    "04c.oracle_ndcg": lambda r, n, k=10: float(np.where(r <= n, 1.0, np.where(r <= k, 1 / np.log2(np.asarray(r) + 1.0), 0.0)).mean()),
+    "04c.rank_fusion": _FUSION_RIGHT,
+})
+WRONG.update({
+    "04c.hard_negatives": lambda scores, seen, positive, k: np.argsort(-np.asarray(scores))[:k],  # keeps seen items and the positive
+    "04c.oracle_ndcg": lambda r, n, k=10: float((np.asarray(r) <= n).mean()),  # forgets items below the top-N that still count
+    "04c.rank_fusion": _FUSION_WRONG,
+})
+
+
 def test_every_exercise_has_a_right_and_a_wrong_answer_here():
     assert set(exercises.list_exercises()) == set(RIGHT) == set(WRONG)
     assert len(exercises.list_exercises("01_cross_entropy")) == 3
