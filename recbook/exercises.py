@@ -648,7 +648,10 @@ def _shuffled_history(answer):
     res = evaluate(scorer, answer["eval_set"], "full", per_user=True)
     if not np.isclose(res["NDCG@10"], answer["ndcg_full"], atol=1e-6):
         return False, f"re-scoring your scorer gives full-ranking NDCG@10 {res['NDCG@10']:.4f}, not {answer['ndcg_full']:.4f}."
-    c = paired_comparison(res["per_user"]["NDCG@10"], answer["reference"], ("shuffled", "ordered"))
+    reference = answer["reference"]
+    if isinstance(reference, pd.DataFrame):  # a per-user table: compare on NDCG@10
+        reference = reference["NDCG@10"]
+    c = paired_comparison(res["per_user"]["NDCG@10"], reference, ("shuffled", "ordered"))
     if abs(c.diff.mean) < 1e-12:
         return False, "your scorer gives exactly the ordered history's results: did the order change?"
     if bool(answer["significant"]) != c.significant:
