@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from recbook.data.splits import cold_item_split, leave_last_out
-from recbook.models.sequential import (SequentialConfig, SequentialRecommender, SequentialScorer, WindowDataset,
-                                       default_train_config, encode_texts, fit_sequential, item_text_embeddings,
-                                       training_windows, user_sequences)
+from recbook.models.sequential import (SequentialConfig, SequentialRecommender, default_train_config, fit_sequential,
+                                       item_text_embeddings, training_windows, user_sequences)
 from recbook.train import TrainConfig, train_model
 
 
@@ -174,7 +173,7 @@ def test_cold_item_split(synthetic):
 
 def test_text_embeddings_match_sentence_transformers_and_are_cached(tmp_path, monkeypatch, synthetic, tokenizer):
     from recbook.models import backbone
-    from recbook.models.backbone import default_model_dir, load_backbone
+    from recbook.models.backbone import default_model_dir
 
     small = synthetic.subset_items(synthetic.item_ids[:12]) if hasattr(synthetic, "subset_items") else synthetic
     vectors = item_text_embeddings(small, cache_dir=tmp_path, progress=False)
@@ -232,3 +231,14 @@ def test_the_loop_says_why_it_stopped(synthetic):
                          lambda m: {"NDCG@10": next(scores)})
     assert result.stop_reason == "patience" and result.stopped_early and result.best_metric == 0.5 and len(
         [h for h in result.history if "NDCG@10" in h]) == 3
+
+
+def test_model_identity_changes_with_the_weights(tmp_path):
+    from recbook.models.sequential import _model_identity
+
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"a" * 100)
+    first = _model_identity(str(tmp_path))
+    (tmp_path / "model.safetensors").write_bytes(b"b" * 100)  # same size, new weights (fine-tuned in place)
+    assert _model_identity(str(tmp_path)) != first and first.startswith(tmp_path.name)
+    assert _model_identity("org/some-hub-model") == "org/some-hub-model"

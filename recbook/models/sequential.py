@@ -93,13 +93,17 @@ def _text_cache_key(model_id: str, max_length: int, texts: list[str]) -> str:
 
 
 def _model_identity(path: str) -> str:
-    """A name for the model that changes when its weights do: the folder name + a hash of its config and weights' sizes."""
+    """A name for the model that changes when its weights do: the folder name + a hash of its config and weight files
+    (their contents: a model fine-tuned in place gets a new cache key)."""
     folder = Path(path)
     if not folder.is_dir():
         return path  # a Hub id
     h = hashlib.sha256((folder / "config.json").read_bytes() if (folder / "config.json").is_file() else b"")
     for f in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
-        h.update(f"{f.name}:{f.stat().st_size}".encode())
+        h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
     return f"{folder.name}-{h.hexdigest()[:12]}"
 
 
