@@ -55,8 +55,13 @@ def init(backend: str | None = None) -> DistInfo:
 
 
 def cleanup() -> None:
+    """Leave the process group together: a barrier first, so no rank tears gloo down while another still has work
+    in flight (without it, a rank sometimes aborted at exit with "terminate called without an active exception")."""
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 class _LossForward(torch.nn.Module):
