@@ -601,6 +601,33 @@ def _best_batch(fn):
     return True, "throughput grows with the batch; the latency budget caps it."
 
 
+def _lacks(answer, keys) -> str | None:
+    """The hint for the first key an answer dict misses (None when it has them all)."""
+    missing = [k for k in keys if k not in answer]
+    return f"the answer dict lacks {missing[0]!r}." if missing else None
+
+
+def _rescored_comparison(answer, what: str, names: tuple[str, str]):
+    """Experiment exercises: re-score the learner's ``answer["scorer"]`` under full ranking, check the NDCG@10 and the
+    "does the paired interval exclude zero?" they report. Returns ``(hint, None)`` on a mistake, ``(None, comparison)``."""
+    from .evaluate import evaluate
+    from .stats import paired_comparison
+
+    hint = _lacks(answer, ("scorer", "ndcg_full", "significant", "eval_set", "reference"))
+    if hint:
+        return hint, None
+    res = evaluate(answer["scorer"], answer["eval_set"], "full", per_user=True)
+    if not np.isclose(res["NDCG@10"], answer["ndcg_full"], atol=1e-6):
+        return f"re-scoring your {what} gives full-ranking NDCG@10 {res['NDCG@10']:.4f}, not {answer['ndcg_full']:.4f}.", None
+    reference = answer["reference"]
+    if isinstance(reference, pd.DataFrame):  # a per-user table: compare on NDCG@10
+        reference = reference["NDCG@10"]
+    c = paired_comparison(res["per_user"]["NDCG@10"], reference, names)
+    if bool(answer["significant"]) != c.significant:
+        return f"the paired interval is {c.diff}; does it exclude zero?", None
+    return None, c
+
+
 # --------------------------------------------------------------- 04s_sequential
 @_exercise("04s.causal_mask", "04s_sequential", "Write causal_allowed(length): bool (length × length), True where position i may attend to j.")
 def _causal_mask(fn):
@@ -635,27 +662,15 @@ def _paired_ci(fn):
 
 @_exercise("04s.shuffled_history", "04s_sequential", "Re-score SASRec on order-shuffled histories; report full NDCG@10 and whether it differs.")
 def _shuffled_history(answer):
-    from .evaluate import evaluate
     from .models.sequential import SequentialScorer
-    from .stats import paired_comparison
 
-    for key in ("scorer", "ndcg_full", "significant", "eval_set", "reference"):
-        if key not in answer:
-            return False, f"the answer dict lacks {key!r}."
-    scorer = answer["scorer"]
-    if not isinstance(scorer, SequentialScorer):
+    if "scorer" in answer and not isinstance(answer["scorer"], SequentialScorer):
         return False, "pass a SequentialScorer built on the shuffled history."
-    res = evaluate(scorer, answer["eval_set"], "full", per_user=True)
-    if not np.isclose(res["NDCG@10"], answer["ndcg_full"], atol=1e-6):
-        return False, f"re-scoring your scorer gives full-ranking NDCG@10 {res['NDCG@10']:.4f}, not {answer['ndcg_full']:.4f}."
-    reference = answer["reference"]
-    if isinstance(reference, pd.DataFrame):  # a per-user table: compare on NDCG@10
-        reference = reference["NDCG@10"]
-    c = paired_comparison(res["per_user"]["NDCG@10"], reference, ("shuffled", "ordered"))
+    hint, c = _rescored_comparison(answer, "scorer", ("shuffled", "ordered"))
+    if hint:
+        return False, hint
     if abs(c.diff.mean) < 1e-12:
         return False, "your scorer gives exactly the ordered history's results: did the order change?"
-    if bool(answer["significant"]) != c.significant:
-        return False, f"the paired interval is {c.diff}; does it exclude zero?"
     return True, f"shuffled − ordered: {c.diff} — {c.verdict}."
 
 
@@ -697,9 +712,9 @@ def _id_dropout_off(answer):
     from .evaluate import evaluate
     from .models.sequential import SequentialScorer
 
-    for key in ("model", "cold_auc", "why", "cold_set", "cold_history", "item_ids"):
-        if key not in answer:
-            return False, f"the answer dict lacks {key!r}."
+    hint = _lacks(answer, ("model", "cold_auc", "why", "cold_set", "cold_history", "item_ids"))
+    if hint:
+        return False, hint
     cfg = answer["model"].config
     if cfg.item_features != "hybrid" or cfg.id_dropout != 0:
         return False, f"train SequentialConfig(item_features='hybrid', id_dropout=0.0); yours is {cfg.item_features!r}, id_dropout={cfg.id_dropout}."
@@ -751,16 +766,7 @@ def _oracle_ndcg(fn):
 
 @_exercise("04c.rank_fusion", "04c_cascade", "Build a cascade that orders the top-N by retriever rank + re-ranker rank; measure it against the retriever.")
 def _rank_fusion(answer):
-    from .evaluate import evaluate
-    from .stats import paired_comparison
-
-    for key in ("scorer", "ndcg_full", "significant", "eval_set", "reference"):
-        if key not in answer:
-            return False, f"the answer dict lacks {key!r}."
-    res = evaluate(answer["scorer"], answer["eval_set"], "full", per_user=True)
-    if not np.isclose(res["NDCG@10"], answer["ndcg_full"], atol=1e-6):
-        return False, f"re-scoring your cascade gives full-ranking NDCG@10 {res['NDCG@10']:.4f}, not {answer['ndcg_full']:.4f}."
-    c = paired_comparison(res["per_user"]["NDCG@10"], answer["reference"], ("rank fusion", "retriever"))
-    if bool(answer["significant"]) != c.significant:
-        return False, f"the paired interval is {c.diff}; does it exclude zero?"
+    hint, c = _rescored_comparison(answer, "cascade", ("rank fusion", "retriever"))
+    if hint:
+        return False, hint
     return True, f"rank fusion − retriever: {c.diff} — {c.verdict}."

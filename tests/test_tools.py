@@ -109,3 +109,25 @@ def test_course_runner_reports_a_timeout_and_goes_on(tmp_path, monkeypatch, caps
     assert slow.cells[2].outputs[-1]["output_type"] == "error" and slow.cells[2].outputs[-1]["ename"] == "CellTimeoutError"
     assert slow.cells[3].outputs == [] and slow.cells[3].execution_count is None  # no stale output below the failure
     assert runner.main(["01", "05"]) == 0
+
+
+def test_clean_text_removes_paths_and_noise():
+    runner = load("run_course")
+    reps = [("/home/u/proj", "<repo>"), ("/tmp/", "<tmp>/")]
+    noisy = ("Failed to load /x/site-packages/torchao/_C.so: Could not load this library\n"
+             "W1129 12:00:00.1 1 torch/utils/_pytree.py:630] <enum 'X'> is an Enum subclass\n"
+             "saved to /home/u/proj/figures/a.png and /tmp/run/x\nfrom /opt/venv/lib/python3.11/site-packages/peft/m.py\n")
+    assert runner.clean_text(noisy, reps) == "saved to <repo>/figures/a.png and <tmp>/run/x\nfrom <site-packages>/peft/m.py\n"
+
+
+def test_stored_outputs_carry_no_local_paths_or_library_noise():
+    import tempfile
+
+    bad = [str(ROOT), str(ROOT.parent) + "/", tempfile.gettempdir() + "/", "site-packages/", str(Path.home()) + "/",
+           "Failed to load", "_pytree.py"]
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+            text = "\n".join(str(o) for o in cell.outputs)
+            found = [b for b in bad if b in text]
+            assert not found, f"{path.name}, code cell {i}: stored output contains {found}; run tools/run_course.py --clean-only"

@@ -16,7 +16,9 @@ written back too, showing where it stopped: the error in the failing cell, later
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -28,6 +30,57 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
+
+
+# Stored outputs are read on GitHub and in the website: no local paths a reader cannot use, no library noise.
+_NOISE = re.compile(r"(Failed to load .*torchao.*|.*torch/utils/_pytree\.py:\d+\].*|.*USDT.*)\n?")
+
+
+def _path_replacements() -> list[tuple[str, str]]:
+    import site
+    import sysconfig
+
+    pairs = [(p, "<site-packages>") for p in {sysconfig.get_paths()["purelib"], *site.getsitepackages()} if p]
+    pairs += [(str(ROOT), "<repo>"), (str(ROOT.parent), "<repo>/.."), (tempfile.gettempdir().rstrip("/") + "/", "<tmp>/"),
+              (str(Path.home()), "~")]
+    return sorted(pairs, key=lambda pair: -len(pair[0]))  # the most specific prefix first
+
+
+def clean_text(text: str, replacements: list[tuple[str, str]] | None = None) -> str:
+    """``text`` without library noise lines and with local absolute paths replaced by placeholders."""
+    text = _NOISE.sub("", text)
+    for old, new in replacements or _path_replacements():
+        text = text.replace(old, new)
+    text = re.sub(r"[^\s'\"]*/site-packages", "<site-packages>", text)  # a venv reached through a symlink
+    return text
+
+
+def clean_outputs(nb) -> int:
+    """Clean every stored output of ``nb`` in place (see :func:`clean_text`); return how many outputs changed."""
+    replacements, changed = _path_replacements(), 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for out in cell.outputs:
+            before = json.dumps(out, sort_keys=True)
+            if out.get("output_type") == "stream":
+                out["text"] = clean_text(out["text"], replacements)
+                if not out["text"].strip():
+                    changed += 1
+                    continue
+            for key, value in (out.get("data") or {}).items():
+                if isinstance(value, str) and key.startswith("text/"):
+                    out["data"][key] = clean_text(value, replacements)
+            if "traceback" in out:
+                out["traceback"] = [clean_text(line, replacements) for line in out["traceback"]]
+            if "evalue" in out:
+                out["evalue"] = clean_text(out["evalue"], replacements)
+            after = json.dumps(out, sort_keys=True)
+            changed += before != after
+            kept.append(out)
+        cell.outputs = kept
+    return changed
 
 
 def _cell_label(nb, index: int | None) -> str:
@@ -96,6 +149,7 @@ def run_notebook(path: Path, timeout: int) -> tuple[float, list[dict], str, str 
             error = f"{_cell_label(nb, current['index'])}: {reason}"
             _mark_failure(nb, current["index"], ename, reason)
         records = read_records(results)
+    clean_outputs(nb)
     nbformat.write(nb, path)
     return seconds, records, status, error
 
@@ -104,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("prefixes", nargs="*", help="run only notebooks whose file name starts with one of these")
     parser.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell (default 900)")
+    parser.add_argument("--clean-only", action="store_true",
+                        help="do not execute: only remove local paths and library noise from the stored outputs")
     args = parser.parse_args(argv)
 
     paths = sorted(NOTEBOOKS.glob("[0-9][0-9]*.ipynb"))
@@ -112,6 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     if not paths:
         print(f"no notebooks matched {args.prefixes} in {NOTEBOOKS}", file=sys.stderr)
         return 2
+    if args.clean_only:
+        for path in paths:
+            nb = nbformat.read(path, as_version=4)
+            changed = clean_outputs(nb)
+            nbformat.write(nb, path)
+            print(f"{path.name}: {changed} output(s) cleaned")
+        return 0
 
     from recbook.device import environment_report, format_report
 
