@@ -169,3 +169,20 @@ def test_bench_errors(synthetic, tiny_backbone, tmp_path):
     no_text.items = synthetic.items.drop(columns=["text"])
     with pytest.raises(ValueError, match="'text' column"):
         catalogue_texts_in_order(no_text)
+
+
+def test_measure_variants_table(bench, tmp_path):
+    from recbook.compress.catalogue import measure_variants
+    from recbook.compress.variants import make_variant
+
+    variants = [make_variant(k, bench.teacher, tmp_path) for k in ("fp32", "int8")]
+    table, per_user = measure_variants(bench, variants, batch_sizes=(2, 4), repeats=2, progress=False, n_boot=200)
+    assert list(table.index) == ["fp32", "int8"] and set(per_user) == {"fp32", "int8"}
+    assert table.loc["fp32", "smaller"] == 1.0 and table.loc["int8", "smaller"] > 3
+    assert table.loc["fp32", "cosine"] == pytest.approx(1.0, abs=1e-6) and table.loc["int8", "cosine"] > 0.9
+    for col in ("p50_ms_b2", "p50_ms_b4", "faster_b4", "texts_per_s_b4", "warm NDCG@10 kept low", "cold AUC Δ"):
+        assert np.isfinite(table[col].astype(float)).all(), col
+    with pytest.raises(ValueError, match="unique"):
+        measure_variants(bench, variants + variants[:1], progress=False)
+    with pytest.raises(ValueError, match="no variants"):
+        measure_variants(bench, [], progress=False)

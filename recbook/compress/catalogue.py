@@ -311,6 +311,65 @@ def min_kept_low(table: pd.DataFrame, checks=CHECKS) -> pd.Series:
     return table[[f"{part} {metric} kept low" for part, metric in checks]].min(axis=1)
 
 
+def measure_variants(bench: CatalogueBench, variants, batch_sizes=(1, 64), repeats: int = 5, warmup: int = 1, threads: int | None = None,
+                     progress: bool = True, slow_factor: float | None = 2.0, n_boot: int = 2000) -> tuple[pd.DataFrame, dict]:
+    """Quality (on every user, paired with ``variants[0]``), file size and latency of encoder variants: ``(table, per_user)``.
+
+    ``variants``: :class:`recbook.bench.Variant` objects whose model embeds texts. Latency is timed first,
+    interleaved after warm-up on fixed batches of catalogue texts (:func:`recbook.bench.time_variants`, with its
+    slow-path probe: a variant more than ``slow_factor``× slower than the first is timed with 2 repeats only and
+    the ``notes`` column says why). Quality needs the whole catalogue re-embedded once per variant — a small,
+    fixed amount of work — so it is always measured on all users. The table holds :func:`kept_table`'s columns,
+    ``embed_s`` (seconds to embed the catalogue, one untimed-order run), ``cosine`` (mean cosine to the first
+    variant's embeddings), ``size_MB``, ``smaller``, ``p50_ms_b{n}``, ``texts_per_s_b{n}``, ``faster_b{n}`` and ``notes``.
+    """
+    from ..bench import time_variants
+
+    variants = list(variants)
+    if not variants:
+        raise ValueError("no variants to measure")
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        raise ValueError(f"variant names must be unique, got {names}")
+    if threads:
+        torch.set_num_threads(threads)
+    timing = time_variants(variants, bench.latency_batches(batch_sizes), repeats, warmup, threads, progress, slow_factor)
+    per_user, extra = {}, {}
+    iterator = variants
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(variants, desc="re-embed catalogue + score users")
+    first = None
+    for v in iterator:
+        start = time.perf_counter()
+        emb = bench.embed(v.model)
+        seconds = time.perf_counter() - start
+        first = emb if first is None else first
+        per_user[v.name] = bench.per_user(emb)
+        cos = np.sum(emb * first, axis=1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(first, axis=1) + 1e-12)
+        extra[v.name] = {"embed_s": seconds, "cosine": float(np.mean(cos))}
+    table = kept_table(per_user, names[0], n_boot=n_boot)
+    table["embed_s"] = [extra[n]["embed_s"] for n in table.index]
+    table["cosine"] = [extra[n]["cosine"] for n in table.index]
+    table["size_MB"] = [v.size_bytes / 1e6 for v in variants]
+    table["smaller"] = table["size_MB"].iloc[0] / table["size_MB"]
+    for size in batch_sizes:
+        part = timing[timing["batch"] == size].set_index("variant").reindex(names)
+        table[f"p50_ms_b{size}"] = part["p50_ms"].to_numpy()
+        table[f"texts_per_s_b{size}"] = part["pairs_per_s"].to_numpy()
+        table[f"faster_b{size}"] = table[f"p50_ms_b{size}"].iloc[0] / table[f"p50_ms_b{size}"]
+    big = max(batch_sizes)
+    table["latency_repeats"] = timing[timing["batch"] == big].set_index("variant").reindex(names)["repeats"].to_numpy()
+    notes = {v.name: v.notes for v in variants}
+    for name, note in timing.attrs["slow_paths"].items():
+        notes[name] = (notes[name] + "; " if notes[name] else "") + note
+    table["notes"] = [notes[n] for n in table.index]
+    table.attrs["slow_paths"] = timing.attrs["slow_paths"]
+    table.attrs["threads"] = torch.get_num_threads()
+    return table, per_user
+
+
 # ------------------------------------------------------------------------------------------ distillation
 def distill_sentence_encoder(teacher: SentenceEncoder, tokenizer, texts, student: torch.nn.Module | None = None, layers=(0, 5),
                              epochs: int = 20, batch_size: int = 32, lr: float = 1e-4, max_length: int = 64, seed: int = 0,

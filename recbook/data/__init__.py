@@ -57,6 +57,16 @@ __all__ = [
     "ChecksumError", "DataError", "DataFileNotFoundError", "DownloadError", "LengthBucketBatchSampler",
     "ML100K_MD5", "ML100K_URL", "PairCollator", "RecDataset", "Split", "build_item_text", "build_text_pairs", "catalogue_texts",
     "default_cache_dir", "encode_pairs", "fetch_zip", "find_movielens_100k", "history_entries", "leave_last_out", "load_dataset", "load_folder",
-    "load_movielens_100k", "make_synthetic", "make_training_pairs", "md5_of", "padding_fraction", "random_split",
+    "load_movielens_100k", "make_synthetic", "make_training_pairs", "md5_of", "movielens_or_synthetic", "padding_fraction", "random_split",
     "read_csv_checked", "read_movielens_100k_folder", "sample_negatives", "to_hf_dataset", "tokenize_pairs", "validate",
 ]  # fmt: skip
+
+
+def movielens_or_synthetic(folder=None, seed: int = 0, n_users: int = 600, n_items: int = 400) -> RecDataset:
+    """MovieLens-100k when a copy is found (``folder``, ``$RECBOOK_MOVIELENS_DIR`` or the cache); otherwise the
+    synthetic catalogue (``seed``, ``n_users``, ``n_items``), with a one-line message saying so and how to change it."""
+    found = find_movielens_100k(folder)
+    if found is not None:
+        return load_movielens_100k(found)
+    print("MovieLens-100k not found (set RECBOOK_MOVIELENS_DIR to an unzipped ml-100k folder); using the synthetic catalogue instead.")
+    return make_synthetic(seed=seed, n_users=n_users, n_items=n_items)
