@@ -276,6 +276,11 @@ def cmd_bench(args) -> dict:
 
     import torch
 
+    if args.target == "catalogue":
+        return _bench_catalogue(args)
+    if not args.checkpoint:
+        raise UsageError("bench --target checkpoint needs --checkpoint (the --out folder of 'recbook train --model cross-encoder')")
+
     from .bench import make_pair_set, plot_pareto, run_benchmark, write_results
     from .compress.variants import make_variant
     from .device import cpu_features
@@ -286,12 +291,7 @@ def cmd_bench(args) -> dict:
     folder, run = _checkpoint_folder(args.checkpoint)
     if run["model"] != "cross-encoder":
         raise UsageError(f"--checkpoint {args.checkpoint!r} holds a {run['model']} model; bench measures cross-encoders")
-    kinds = [k.strip() for k in args.variants.split(",") if k.strip()]
-    bad = [k for k in kinds if k not in VARIANT_KINDS]
-    if bad or not kinds:
-        raise UsageError(f"--variants {args.variants!r}: unknown {bad}; choose from {', '.join(VARIANT_KINDS)}")
-    if kinds[0] != "fp32":
-        kinds = ["fp32"] + [k for k in kinds if k != "fp32"]  # the baseline every ratio is against
+    kinds = _bench_kinds(args.variants)
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads or torch.get_num_threads())
@@ -313,6 +313,49 @@ def cmd_bench(args) -> dict:
             "table": {name: {c: (round(float(row[c]), 4) if math.isfinite(float(row[c])) else None)
                              for c in ("NDCG@10", "AUC", "size_MB", "p50_ms_b1", "p50_ms_b64", "quality_kept", "smaller", "faster_b64")}
                       for name, row in table.iterrows()}}
+
+
+def _bench_catalogue(args) -> dict:
+    """``bench --target catalogue``: variants of the BERT that embeds the catalogue, judged by the text SASRec on every user."""
+    import math
+
+    import torch
+
+    from .bench import pareto_front, plot_pareto, write_results
+    from .compress.catalogue import catalogue_bench, measure_variants, min_kept_low
+    from .compress.variants import make_variant
+    from .data import load_dataset
+    from .device import cpu_features
+
+    kinds = _bench_kinds(args.variants)
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    ds = load_dataset(args.data or "movielens-100k")
+    if args.epochs < 1:
+        raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
+    bench = catalogue_bench(ds, seed=args.seed, epochs=args.epochs, encoder=args.backbone, progress=not args.quiet)
+    out = Path(args.out)
+    variants = [make_variant(k, bench.teacher, out / "variants", dataset=ds, tokenizer=bench.tokenizer) for k in kinds]
+    table, _ = measure_variants(bench, variants, repeats=args.repeats, progress=not args.quiet)
+    table["quality_kept"] = min_kept_low(table)
+    table["pareto (latency)"] = pareto_front(table, "quality_kept", "p50_ms_b64")
+    table.attrs["protocol"] = (f"catalogue encoder of a text SASRec on {ds.name}: warm NDCG@10 (full ranking, {bench.info['warm_users']} users) "
+                               f"and cold AUC ({bench.info['cold_users']} users); quality_kept = lowest 95% CI end of the paired ratios to fp32")
+    files = write_results(table, out)
+    plot_pareto(table, out / "bench_pareto.png", quality_col="quality_kept")
+    cols = [c for c in table.columns if c not in ("notes", "pareto (latency)")]
+    return {"protocol": table.attrs["protocol"], "threads": table.attrs["threads"], "cpu_features": [k for k, v in cpu_features().items() if v],
+            "files": {k: str(v) for k, v in files.items()}, "slow_paths": table.attrs["slow_paths"],
+            "table": {name: {c: (round(float(row[c]), 4) if math.isfinite(float(row[c])) else None) for c in cols} for name, row in table.iterrows()}}
+
+
+def _bench_kinds(spec: str) -> list[str]:
+    kinds = [k.strip() for k in spec.split(",") if k.strip()]
+    bad = [k for k in kinds if k not in VARIANT_KINDS]
+    if bad or not kinds:
+        raise UsageError(f"--variants {spec!r}: unknown {bad}; choose from {', '.join(VARIANT_KINDS)}")
+    return kinds if kinds[0] == "fp32" else ["fp32"] + [k for k in kinds if k != "fp32"]  # the baseline every ratio is against
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -342,8 +385,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", default=None, help=f"{DATA_HELP}; default: the data it was trained on")
     ev.add_argument("--profile", choices=("quick", "full"), default=None, help="default: the profile stored in run.json")
     ev.add_argument("--eval-users", type=int, default=None, help="as for train")
-    be = sub.add_parser("bench", help="measure compressed variants of a cross-encoder checkpoint (quality, latency, size)")
-    be.add_argument("--checkpoint", required=True, help="the --out folder of 'recbook train --model cross-encoder'")
+    be = sub.add_parser("bench", help="measure compressed variants (quality, latency, size) of a cross-encoder checkpoint "
+                                      "or of the BERT that embeds the catalogue")
+    be.add_argument("--target", choices=("checkpoint", "catalogue"), default="checkpoint",
+                    help="checkpoint: a cross-encoder from 'recbook train' (sampled protocol on --eval-users); catalogue: the "
+                         "sentence encoder of a text SASRec, judged on every user with paired CIs (notebooks 06-09)")
+    be.add_argument("--checkpoint", default=None, help="--target checkpoint: the --out folder of 'recbook train --model cross-encoder'")
+    be.add_argument("--data", default=None, help="--target catalogue: " + DATA_HELP + " (default movielens-100k)")
+    be.add_argument("--seed", type=int, default=0, help="--target catalogue: seed of the split and the recommender")
+    be.add_argument("--backbone", default=None, help="--target catalogue: the sentence encoder (default: offline all-MiniLM-L6-v2)")
+    be.add_argument("--epochs", type=int, default=40, help="--target catalogue: most epochs for the recommender (early stopping)")
     be.add_argument("--variants", default="fp32,int8,onnx-int8,prune50-int8", help="comma-separated, from: " + ", ".join(
         VARIANT_KINDS))
     be.add_argument("--out", required=True, help="output folder for bench.csv, bench.md, bench_pareto.png")

@@ -299,3 +299,21 @@ def test_cli_bench(tmp_path, tiny_backbone, capsys, monkeypatch):
     assert cli.main(["train", "--data", "synthetic", "--model", "pop", "--out", str(pop), "--quiet"]) == 0
     assert cli.main(["bench", "--checkpoint", str(pop), "--out", str(out)]) == 2
     assert "cross-encoder" in capsys.readouterr().err
+
+
+def test_cli_bench_catalogue(tmp_path, tiny_backbone, capsys, monkeypatch):
+    monkeypatch.setenv("RECBOOK_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "bench-cat"
+    argv = ["bench", "--target", "catalogue", "--data", "synthetic", "--backbone", str(tiny_backbone), "--epochs", "1",
+            "--variants", "int8", "--out", str(out), "--repeats", "1", "--quiet"]
+    assert cli.main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert list(result["table"]) == ["fp32", "int8"]
+    row = result["table"]["int8"]
+    assert row["smaller"] > 3 and 0 < row["cold AUC kept low"] <= row["cold AUC kept"] <= row["cold AUC kept high"]
+    assert row["quality_kept"] == min(row["warm NDCG@10 kept low"], row["cold AUC kept low"])
+    assert "cold AUC" in result["protocol"] and (out / "bench.csv").is_file() and (out / "bench_pareto.png").is_file()
+    assert cli.main(argv[:-7] + ["--epochs", "0", "--out", str(out)]) == 2
+    assert "--epochs" in capsys.readouterr().err
+    assert cli.main(["bench", "--out", str(out)]) == 2  # --target checkpoint (the default) needs --checkpoint
+    assert "--checkpoint" in capsys.readouterr().err

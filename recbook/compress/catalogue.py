@@ -283,12 +283,12 @@ def kept_table(per_user: dict[str, dict[str, pd.DataFrame]], reference: str, che
             ratio = ratio_ci(x, ref, (name, reference), level, n_boot, seed)
             row.update({f"{label} Δ": diff.mean, f"{label} Δ low": diff.low, f"{label} Δ high": diff.high,
                         f"{label} kept": ratio.mean, f"{label} kept low": ratio.low, f"{label} kept high": ratio.high})
-        row["users"] = "/".join(str(len(frames[part])) for part, _ in checks)
+        for part in dict.fromkeys(part for part, _ in checks):
+            row[f"{part} users"] = len(frames[part])
         rows[name] = row
     table = pd.DataFrame(rows).T
     for col in table.columns:
-        if col != "users":
-            table[col] = table[col].astype(float)
+        table[col] = table[col].astype(int if col.endswith(" users") else float)
     table.index.name = "variant"
     return table
 
