@@ -9,12 +9,14 @@ A compressed variant re-embeds the whole catalogue (about 1,700 short texts: sec
 embeddings replace the fp32 ones inside the *unchanged* trained recommender, and quality is that
 recommender's:
 
-- **warm**: each user's held-out next item ranked against the whole catalogue (full ranking), NDCG@10;
+- **warm**: each user's held-out next item ranked against the whole catalogue (full ranking), NDCG@10 and AUC
+  (the share of unseen items ranked below it);
 - **cold**: each user's first pick of an item never seen in training, against 99 sampled catalogue
   items, AUC — where the text is all the model has to go on.
 
-Both are per-user values on all users, so every "quality kept" is a **paired** comparison with the
+All are per-user values on all users, so every "quality kept" is a **paired** comparison with the
 fp32 encoder on the same users: a bootstrap CI of the difference and of the ratio (:mod:`recbook.stats`).
+A "keeps ≥ x%" claim is judged on the AUCs (:data:`JUDGED`), whose CIs are narrow enough for it.
 
 :class:`SentenceEncoder` wraps a BERT as ``model(input_ids, attention_mask, token_type_ids) →
 L2-normalised mean-pooled embedding`` — the call signature every tool of :mod:`recbook.compress`
@@ -38,7 +40,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-CHECKS = (("warm", "NDCG@10"), ("cold", "AUC"))  # (test set, metric) pairs every variant is judged on
+# (test set, metric) pairs every variant is reported on ...
+CHECKS = (("warm", "NDCG@10"), ("warm", "AUC"), ("cold", "AUC"))
+# ... and those a "keeps ≥ x%" claim is judged on: per-user AUC is continuous, so its paired CI is narrow enough for a
+# 1% claim; per-user NDCG@10 is 0 for most users (the held-out item outside the top 10), so its CI is reported but is
+# usually far too wide to support one.
+JUDGED = (("warm", "AUC"), ("cold", "AUC"))
 BENCH_FORMAT = 1  # bump when the cached recommender's recipe changes
 
 
@@ -306,7 +313,7 @@ def kept_text_table(table: pd.DataFrame, checks=CHECKS, digits: int = 3) -> pd.D
     return out
 
 
-def min_kept_low(table: pd.DataFrame, checks=CHECKS) -> pd.Series:
+def min_kept_low(table: pd.DataFrame, checks=JUDGED) -> pd.Series:
     """Per variant, the smallest lower CI bound of "kept" over the checks: the number a "keeps ≥ x%" claim must clear."""
     return table[[f"{part} {metric} kept low" for part, metric in checks]].min(axis=1)
 
