@@ -112,6 +112,9 @@ def test_kept_table_against_stats(bench):
     assert "warm NDCG@10 kept" in table.columns  # reported, not judged
     text = kept_text_table(table)
     assert text.loc["fp32", "cold AUC kept"] == "1.000 [1.000, 1.000]"
+    assert list(kept_text_table(table, show=("kept",)).columns) == ["warm NDCG@10 kept", "warm AUC kept", "cold AUC kept"]
+    with pytest.raises(ValueError, match="show"):
+        kept_text_table(table, show=("median",))
     with pytest.raises(KeyError, match="reference"):
         kept_table({"fp32": fp32}, "int8")
     with pytest.raises(KeyError, match="no 'cold' results"):

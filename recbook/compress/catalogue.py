@@ -300,16 +300,24 @@ def kept_table(per_user: dict[str, dict[str, pd.DataFrame]], reference: str, che
     return table
 
 
-def kept_text_table(table: pd.DataFrame, checks=CHECKS, digits: int = 3) -> pd.DataFrame:
-    """:func:`kept_table` for reading: per check ``mean [low, high]``, ``Δ [low, high]`` and ``kept [low, high]``."""
+def kept_text_table(table: pd.DataFrame, checks=CHECKS, digits: int = 3, show=("mean", "delta", "kept")) -> pd.DataFrame:
+    """:func:`kept_table` for reading: per check ``mean [low, high]`` (``"mean"``), ``Δ [low, high]`` to the reference
+    (``"delta"``) and ``kept [low, high]`` (``"kept"``) — ``show`` picks which, in that order."""
+    unknown = set(show) - {"mean", "delta", "kept"}
+    if unknown or not show:
+        raise ValueError(f"show must name some of 'mean', 'delta', 'kept'; got {show!r}")
     out = pd.DataFrame(index=table.index)
-    for part, metric in checks:
-        label = f"{part} {metric}"
-        fmt = lambda c: [f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]" for m, lo, hi in zip(table[c], table[f"{c} low"], table[f"{c} high"])]
-        out[label] = fmt(label)
-        out[f"{label} Δ vs reference"] = [f"{m:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]" for m, lo, hi in
-                                          zip(table[f"{label} Δ"], table[f"{label} Δ low"], table[f"{label} Δ high"])]
-        out[f"{label} kept"] = fmt(f"{label} kept")
+    ci = lambda c, sign="": [f"{m:{sign}.{digits}f} [{lo:{sign}.{digits}f}, {hi:{sign}.{digits}f}]"
+                             for m, lo, hi in zip(table[c], table[f"{c} low"], table[f"{c} high"])]
+    for kind in show:
+        for part, metric in checks:
+            label = f"{part} {metric}"
+            if kind == "mean":
+                out[label] = ci(label)
+            elif kind == "delta":
+                out[f"{label} Δ"] = ci(f"{label} Δ", "+")
+            else:
+                out[f"{label} kept"] = ci(f"{label} kept")
     return out
 
 
