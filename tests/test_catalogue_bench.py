@@ -190,3 +190,19 @@ def test_measure_variants_table(bench, tmp_path):
         measure_variants(bench, variants + variants[:1], progress=False)
     with pytest.raises(ValueError, match="no variants"):
         measure_variants(bench, [], progress=False)
+
+
+def test_distillation_freezes_embeddings_unless_asked(bench):
+    from recbook.compress.catalogue import distill_sentence_encoder
+    from recbook.compress.distill import make_student
+
+    texts = bench.texts_of(bench.warm_items)[:16]
+    for train_embeddings in (False, True):
+        student = make_student(bench.teacher, [0])
+        before = student.encoder.embeddings.word_embeddings.weight.detach().clone()
+        layer_before = student.encoder.encoder.layer[0].output.dense.weight.detach().clone()
+        distill_sentence_encoder(bench.teacher, bench.tokenizer, texts, student=student, epochs=1, lr=1e-2,
+                                 train_embeddings=train_embeddings, progress=False)
+        moved = not torch.equal(before, student.encoder.embeddings.word_embeddings.weight)
+        assert moved == train_embeddings
+        assert not torch.equal(layer_before, student.encoder.encoder.layer[0].output.dense.weight)

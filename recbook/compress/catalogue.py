@@ -388,13 +388,16 @@ def measure_variants(bench: CatalogueBench, variants, batch_sizes=(1, 64), repea
 # ------------------------------------------------------------------------------------------ distillation
 def distill_sentence_encoder(teacher: SentenceEncoder, tokenizer, texts, student: torch.nn.Module | None = None, layers=(0, 5),
                              epochs: int = 20, batch_size: int = 32, lr: float = 1e-4, max_length: int = 64, seed: int = 0,
-                             max_seconds: float | None = None, progress: bool = True) -> tuple[torch.nn.Module, list[float]]:
+                             max_seconds: float | None = None, train_embeddings: bool = False,
+                             progress: bool = True) -> tuple[torch.nn.Module, list[float]]:
     """Train ``student`` to reproduce ``teacher``'s embeddings of ``texts``: ``(student, loss per epoch)``.
 
     ``student=None`` makes one from the teacher's encoder ``layers`` (:func:`recbook.compress.distill.make_student`).
     A pruned student (masks attached by ``torch.nn.utils.prune``) keeps its zeros while it trains. The loss is
     ``1 − cos(student(x), teacher(x))`` averaged over texts (both sides L2-normalised: the direction is what the
-    recommender uses). ``max_seconds`` stops after the epoch that passes it.
+    recommender uses). ``max_seconds`` stops after the epoch that passes it. The embedding tables stay frozen unless
+    ``train_embeddings`` (they hold half of MiniLM's weights: updating them costs most of each step and, trained on a
+    few thousand texts, mostly overfits).
     """
     from .distill import make_student
 
@@ -406,7 +409,10 @@ def distill_sentence_encoder(teacher: SentenceEncoder, tokenizer, texts, student
     student = make_student(teacher, list(layers)) if student is None else student
     target = torch.from_numpy(embed_texts(teacher, tokenizer, texts, max_length))
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
+    params = [p for n, p in student.named_parameters() if p.requires_grad and (train_embeddings or ".embeddings." not in f".{n}")]
+    if not params:
+        raise ValueError("the student has no trainable parameters outside its embeddings (pass train_embeddings=True?)")
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     losses, start = [], time.perf_counter()
     epochs_iter = range(epochs)
     if progress:
