@@ -184,6 +184,8 @@ def test_measure_variants_table(bench, tmp_path):
     assert list(table.index) == ["fp32", "int8"] and set(per_user) == {"fp32", "int8"}
     assert table.loc["fp32", "smaller"] == 1.0 and table.loc["int8", "smaller"] > 3
     assert table.loc["fp32", "cosine"] == pytest.approx(1.0, abs=1e-6) and table.loc["int8", "cosine"] > 0.9
+    assert bench.teacher.encoder.pooler is None  # unused by mean pooling: dropped
+    assert (table["spread_b4"] >= 1).all()
     for col in ("p50_ms_b2", "p50_ms_b4", "faster_b4", "texts_per_s_b4", "warm NDCG@10 kept low", "cold AUC Δ"):
         assert np.isfinite(table[col].astype(float)).all(), col
     with pytest.raises(ValueError, match="unique"):

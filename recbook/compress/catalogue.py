@@ -51,11 +51,14 @@ BENCH_FORMAT = 1  # bump when the cached recommender's recipe changes
 
 class SentenceEncoder(torch.nn.Module):
     """A BERT encoder as a sentence embedder: token vectors mean-pooled over real tokens, L2-normalised
-    (the sentence-transformers recipe of all-MiniLM-L6-v2). ``.encoder`` is the BERT, as in a cross-encoder."""
+    (the sentence-transformers recipe of all-MiniLM-L6-v2). ``.encoder`` is the BERT, as in a cross-encoder; its unused
+    ``pooler`` is dropped (no output depends on it: it would only inflate sizes, parameter counts and pruning budgets)."""
 
     def __init__(self, encoder: torch.nn.Module):
+        from ..models.cross_encoder import drop_pooler
+
         super().__init__()
-        self.encoder = encoder
+        self.encoder = drop_pooler(encoder)
 
     def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
         from ..models.cross_encoder import mean_pool
@@ -336,7 +339,8 @@ def measure_variants(bench: CatalogueBench, variants, batch_sizes=(1, 64), repea
     the ``notes`` column says why). Quality needs the whole catalogue re-embedded once per variant — a small,
     fixed amount of work — so it is always measured on all users. The table holds :func:`kept_table`'s columns,
     ``embed_s`` (seconds to embed the catalogue, one untimed-order run), ``cosine`` (mean cosine to the first
-    variant's embeddings), ``size_MB``, ``smaller``, ``p50_ms_b{n}``, ``texts_per_s_b{n}``, ``faster_b{n}`` and ``notes``.
+    variant's embeddings), ``size_MB``, ``smaller``, ``p50_ms_b{n}``, ``texts_per_s_b{n}``, ``faster_b{n}``,
+    ``spread_b{n}`` (p95/p50 of that row: a speed ratio within the spread is noise) and ``notes``.
     """
     from ..bench import time_variants
 
@@ -374,6 +378,7 @@ def measure_variants(bench: CatalogueBench, variants, batch_sizes=(1, 64), repea
         table[f"p50_ms_b{size}"] = part["p50_ms"].to_numpy()
         table[f"texts_per_s_b{size}"] = part["pairs_per_s"].to_numpy()
         table[f"faster_b{size}"] = table[f"p50_ms_b{size}"].iloc[0] / table[f"p50_ms_b{size}"]
+        table[f"spread_b{size}"] = (part["p95_ms"] / part["p50_ms"]).to_numpy()  # p95/p50: how noisy this row's timing was
     big = max(batch_sizes)
     table["latency_repeats"] = timing[timing["batch"] == big].set_index("variant").reindex(names)["repeats"].to_numpy()
     notes = {v.name: v.notes for v in variants}

@@ -1,6 +1,9 @@
-"""The fine-tuned cross-encoder every compression notebook starts from, and its compressed variants.
+"""Compressed variants of a BERT model — the fine-tuned cross-encoder, or the sentence encoder of
+:mod:`recbook.compress.catalogue` — and the cached cross-encoder teacher.
 
-Used by notebooks ``06``–``09`` and by ``python -m recbook bench``.
+:func:`make_variant` is used by notebooks ``06``–``09`` (on the catalogue encoder) and by ``python -m recbook bench``
+(both targets); :func:`compression_setup` / :func:`load_or_train_teacher` by ``bench --target checkpoint``'s tests and
+anyone compressing the cross-encoder.
 
 :func:`load_or_train_teacher` fine-tunes the fp32 cross-encoder once and caches it as a ``recbook train``
 checkpoint (``CrossEncoder.save`` + ``run.json``, written to a temporary folder and renamed, so an
@@ -119,7 +122,10 @@ def catalogue_token_ids(dataset, tokenizer):
 
 def make_variant(kind: str, model: torch.nn.Module, workdir: str | Path, name: str | None = None, dataset=None, tokenizer=None,
                  example: dict | None = None) -> Variant:
-    """Build variant ``kind`` (one of :data:`VARIANT_KINDS`) of an fp32 cross-encoder ``model`` and write its file.
+    """Build variant ``kind`` (one of :data:`VARIANT_KINDS`) of an fp32 BERT ``model`` and write its file.
+
+    ``model(input_ids, attention_mask, token_type_ids)`` may return a cross-encoder's logits or a sentence
+    encoder's embeddings (:class:`recbook.compress.catalogue.SentenceEncoder`); variants keep that call.
 
     - ``fp32`` / ``bf16`` / ``fp16``: the weights in that type (safetensors);
     - ``int8``: Linear layers dynamically quantized (torch.ao kernels) **and** the word embeddings int8;
