@@ -4,13 +4,15 @@
     python -m recbook train --data movielens-100k --model cross-encoder --peft lora --out runs/ce-lora
     python -m recbook evaluate --checkpoint runs/ce --data synthetic
     python -m recbook bench --checkpoint runs/ce --variants fp32,int8,onnx-int8,prune50-int8 --out runs/bench
+    python -m recbook bench --target catalogue --data movielens-100k --variants fp32,int8,onnx-int8 --out runs/bench-cat
 
 ``train`` writes ``OUT/metrics.json`` (protocol, HR@10, NDCG@10, MRR, AUC, train time, environment)
 and the model under ``OUT/checkpoint/`` (safetensors) with ``run.json``: the data, seed and the
 *resolved* profile (every field), plus the catalogue trained on (item count and a hash of the sorted
 item ids). ``evaluate`` re-scores a saved model under the same protocol and profile on any machine
 (``--profile`` overrides, with a notice) and refuses data whose catalogue differs. ``bench`` measures compressed variants of a cross-encoder checkpoint
-(:mod:`recbook.bench`) and writes ``bench.csv``, ``bench.md`` and a Pareto figure. ``--data`` is ``synthetic``, ``movielens-100k`` or a folder in the
+(:mod:`recbook.bench`) or, with ``--target catalogue``, of the BERT that embeds the catalogue, judged by a text SASRec on
+every user with paired CIs (:mod:`recbook.compress.catalogue`), and writes ``bench.csv``, ``bench.md`` and a Pareto figure. ``--data`` is ``synthetic``, ``movielens-100k`` or a folder in the
 ``recbook.data.load_folder`` format. Bad arguments print a clear message and exit with code 2.
 """
 
