@@ -199,6 +199,8 @@ def test_onnx_export_matches_pytorch_on_new_shapes(model, tmp_path, dynamo):
         with torch.no_grad():
             torch.testing.assert_close(session(ids, mask, tt), model(ids, mask, tt), atol=1e-4, rtol=1e-4)
     assert not model.training and session.eval() is session and session.to("cpu") is session
+    config = session.session.get_session_options()  # idle ORT threads must not spin (they slow the next timed variant)
+    assert config.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 def test_onnx_int8_dynamic_and_static(model, tmp_path):

@@ -115,7 +115,10 @@ def _check_file(path) -> None:
 class OrtCrossEncoder:
     """An ONNX Runtime session with the cross-encoder's call signature (returns a float32 tensor of logits).
 
-    ``threads`` fixes ONNX Runtime's intra-op threads (benchmarks must compare like with like).
+    ``threads`` fixes ONNX Runtime's intra-op threads (benchmarks must compare like with like). Spinning is off: by
+    default ORT's idle worker threads keep spinning after each call, taking CPU from whatever runs next — in an
+    interleaved benchmark, the PyTorch variant timed right after an ONNX one (measured: int8 and trim-int8, the same
+    arithmetic, swapped speeds depending on which of them followed the ONNX variant).
     """
 
     pooling = "mean"
@@ -129,6 +132,8 @@ class OrtCrossEncoder:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self.path = Path(path)
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._names = {i.name for i in self.session.get_inputs()}
