@@ -264,6 +264,18 @@ def weights_bytes(model) -> int | None:
     return total
 
 
+def check_variants(variants: list[Variant], threads: int | None = None) -> list[str]:
+    """The variants' names, after checking there is at least one and that names are unique; fixes ``threads`` if given."""
+    if not variants:
+        raise ValueError("no variants to benchmark")
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        raise ValueError(f"variant names must be unique, got {names}")
+    if threads:
+        torch.set_num_threads(threads)
+    return names
+
+
 def run_benchmark(variants: list[Variant], pairs: PairSet, tokenizer, batch_sizes=(1, 64), repeats: int = 10,
                   warmup: int = 2, threads: int | None = None, progress: bool = True, scores_out: dict | None = None,
                   slow_factor: float | None = 2.0, slow_repeats: int = 2, slow_pairs: int = 256) -> pd.DataFrame:
@@ -282,13 +294,7 @@ def run_benchmark(variants: list[Variant], pairs: PairSet, tokenizer, batch_size
     """
     from .peft import peak_memory
 
-    if not variants:
-        raise ValueError("no variants to benchmark")
-    names = [v.name for v in variants]
-    if len(set(names)) != len(names):
-        raise ValueError(f"variant names must be unique, got {names}")
-    if threads:
-        torch.set_num_threads(threads)
+    check_variants(variants, threads)
     batches = latency_batches(pairs, tokenizer, batch_sizes)
     big = max(batches)
     timing = time_variants(variants, batches, repeats, warmup, threads, progress, slow_factor, slow_repeats)

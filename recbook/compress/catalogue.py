@@ -342,16 +342,10 @@ def measure_variants(bench: CatalogueBench, variants, batch_sizes=(1, 64), repea
     variant's embeddings), ``size_MB``, ``smaller``, ``p50_ms_b{n}``, ``texts_per_s_b{n}``, ``faster_b{n}``,
     ``spread_b{n}`` (p95/p50 of that row: a speed ratio within the spread is noise) and ``notes``.
     """
-    from ..bench import time_variants
+    from ..bench import check_variants, time_variants
 
     variants = list(variants)
-    if not variants:
-        raise ValueError("no variants to measure")
-    names = [v.name for v in variants]
-    if len(set(names)) != len(names):
-        raise ValueError(f"variant names must be unique, got {names}")
-    if threads:
-        torch.set_num_threads(threads)
+    names = check_variants(variants, threads)
     timing = time_variants(variants, bench.latency_batches(batch_sizes), repeats, warmup, threads, progress, slow_factor)
     per_user, extra = {}, {}
     iterator = variants
