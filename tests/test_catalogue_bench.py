@@ -66,6 +66,7 @@ def test_bench_cache_is_reused_and_damage_retrains(synthetic, tiny_backbone, tmp
     assert not list(tmp_path.glob("*.partial"))  # written atomically: no leftovers
     (next(tmp_path.iterdir()) / "model.safetensors").write_bytes(b"not a safetensors file")
     assert catalogue_bench(synthetic, **kwargs).info["cache"] == "trained now"
+    assert catalogue_bench(synthetic, **kwargs).info["cache"] == "hit"  # the damaged copy was replaced
 
 
 def test_recommender_with_swaps_features_on_a_copy(bench):

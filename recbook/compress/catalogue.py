@@ -235,13 +235,13 @@ def catalogue_bench(dataset, cold_fraction: float = 0.1, seed: int = 0, epochs: 
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "catalogue_bench"
     target = folder / key
     info = {"cache": "hit", "cache_folder": str(target)}
-    model = None
+    model, damaged = None, False
     if (target / "bench.json").is_file():
         try:
             model, _ = SequentialRecommender.load(target)
             info.update(json.loads((target / "bench.json").read_text()))
-        except Exception:  # a damaged cache is retrained, never trusted
-            model = None
+        except Exception:  # a damaged cache is retrained (and replaced), never trusted
+            model, damaged = None, True
     if model is None:
         fit = fit_sequential(dataset, warm_split, config, default_train_config(seed=seed, progress=progress, epochs=epochs), text_features=reference,
                              max_seconds=time_budget, progress=progress)
@@ -253,11 +253,13 @@ def catalogue_bench(dataset, cold_fraction: float = 0.1, seed: int = 0, epochs: 
         tmp = folder / f"{key}.{os.getpid()}.partial"
         model.save(tmp, dataset.item_ids)
         (tmp / "bench.json").write_text(json.dumps({k: v for k, v in info.items() if k not in ("cache", "cache_folder")}))
-        if target.exists():  # another process finished first: keep theirs
-            import shutil
+        import shutil
 
+        if target.exists() and not damaged:  # another process finished first: keep theirs
             shutil.rmtree(tmp, ignore_errors=True)
         else:
+            if damaged:
+                shutil.rmtree(target, ignore_errors=True)
             os.replace(tmp, target)
     model.text_features[1 : model.n_items + 1] = torch.from_numpy(reference)  # the same fp32 embeddings, recomputed here
     info.update({"data": dataset.name, "items": len(texts), "cold_items": len(cold.cold_items), "warm_users": len(warm_set.heldout),
