@@ -333,17 +333,18 @@ def _bench_catalogue(args) -> dict:
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads or torch.get_num_threads())
-    ds = load_dataset(args.data or "movielens-100k")
     if args.epochs < 1:
         raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
+    ds = load_dataset(args.data or "movielens-100k")
     bench = catalogue_bench(ds, seed=args.seed, epochs=args.epochs, encoder=args.backbone, progress=not args.quiet)
     out = Path(args.out)
     variants = [make_variant(k, bench.teacher, out / "variants", dataset=ds, tokenizer=bench.tokenizer) for k in kinds]
     table, _ = measure_variants(bench, variants, repeats=args.repeats, progress=not args.quiet)
     table["quality_kept"] = min_kept_low(table)
     table["pareto (latency)"] = pareto_front(table, "quality_kept", "p50_ms_b64")
-    table.attrs["protocol"] = (f"catalogue encoder of a text SASRec on {ds.name}: warm NDCG@10 (full ranking, {bench.info['warm_users']} users) "
-                               f"and cold AUC ({bench.info['cold_users']} users); quality_kept = lowest 95% CI end of the paired ratios to fp32")
+    table.attrs["protocol"] = (f"catalogue encoder of a text SASRec on {ds.name}: warm NDCG@10 and AUC (full ranking, {bench.info['warm_users']} "
+                               f"users) and cold AUC ({bench.info['cold_users']} users); quality_kept = lowest 95% CI end of the paired "
+                               "warm and cold AUC ratios to fp32")
     files = write_results(table, out)
     plot_pareto(table, out / "bench_pareto.png", quality_col="quality_kept")
     cols = [c for c in table.columns if c not in ("notes", "pareto (latency)")]
