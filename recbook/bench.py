@@ -379,7 +379,8 @@ def pareto_front(table: pd.DataFrame, quality_col: str = "NDCG@10", cost_col: st
 
 
 def best_under(table: pd.DataFrame, min_quality_kept: float, cost_col: str = "p50_ms_b64") -> str | None:
-    """The cheapest variant (by ``cost_col``) keeping at least ``min_quality_kept`` of the baseline's NDCG@10.
+    """The cheapest variant (by ``cost_col``) whose ``quality_kept`` column is at least ``min_quality_kept``
+    (:func:`run_benchmark`: NDCG@10 over the baseline's; notebook 09: the lowest CI end of the paired AUC ratios).
 
     A slow path's ``quality_kept`` comes from a subset of users (see :func:`run_benchmark`); NaN never qualifies.
     """
