@@ -178,6 +178,17 @@ def dataloader_sweep(dataset, collate_fn, batch_size: int = 32, workers=(0, 2), 
     return table
 
 
+def self_time_us(event, device: str) -> float:
+    """An operator's own time in µs from a profiler average: device time on a GPU (``self_device_time_total``; torch
+    before 2.4 called it ``self_cuda_time_total``, which newer versions no longer have), CPU time otherwise."""
+    if device.startswith("cuda"):
+        for key in ("self_device_time_total", "self_cuda_time_total"):
+            if hasattr(event, key):
+                return float(getattr(event, key))
+        raise AttributeError(f"{type(event).__name__} has neither self_device_time_total nor self_cuda_time_total")
+    return float(event.self_cpu_time_total)
+
+
 def profile_step(model: torch.nn.Module, batch: dict, device: str = "cpu", top: int = 10, train: bool = True) -> pd.DataFrame:
     """``torch.profiler`` over one training step (forward, backward, AdamW) — or one forward — on ``device``:
     the ``top`` operators by self time, as a table."""
@@ -204,10 +215,9 @@ def profile_step(model: torch.nn.Module, batch: dict, device: str = "cpu", top: 
     with profile(activities=activities) as prof:
         step()
         synchronize(device)
-    key = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
     rows = []
     for e in prof.key_averages():
-        rows.append({"operator": e.key, "calls": e.count, "self_ms": getattr(e, key, 0.0) / 1e3, "total_ms": e.cpu_time_total / 1e3})
+        rows.append({"operator": e.key, "calls": e.count, "self_ms": self_time_us(e, device) / 1e3, "total_ms": e.cpu_time_total / 1e3})
     table = pd.DataFrame(rows).sort_values("self_ms", ascending=False)
     table["share"] = table["self_ms"] / table["self_ms"].sum()
     return table.head(top).reset_index(drop=True)

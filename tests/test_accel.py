@@ -88,3 +88,14 @@ def test_gpu_check_skips_without_cuda():
         pytest.skip("a GPU is present: run tools/gpu_check.py by hand")
     done = subprocess.run([sys.executable, "tools/gpu_check.py"], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0 and json.loads(done.stdout)["status"] == "skipped"
+
+
+def test_self_time_reads_device_time_on_gpu_and_cpu_time_otherwise():
+    from types import SimpleNamespace
+
+    new = SimpleNamespace(self_device_time_total=7.0, self_cpu_time_total=2.0)  # torch >= 2.4
+    old = SimpleNamespace(self_cuda_time_total=5.0, self_cpu_time_total=2.0)  # older torch
+    assert accel.self_time_us(new, "cuda") == 7.0 and accel.self_time_us(old, "cuda:0") == 5.0
+    assert accel.self_time_us(new, "cpu") == 2.0
+    with pytest.raises(AttributeError, match="self_device_time_total"):
+        accel.self_time_us(SimpleNamespace(self_cpu_time_total=1.0), "cuda")

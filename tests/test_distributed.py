@@ -125,3 +125,18 @@ def test_train_entry_rejects_bad_combinations(tmp_path, tiny_backbone, tiny_env)
     done = torchrun("-m", "recbook.distributed.train", "--mode", "fsdp", "--checkpoint-every", "2", "--out", str(tmp_path),
                     "--backbone", str(tiny_backbone), env=tiny_env)
     assert done.returncode != 0 and "implemented for --mode ddp" in done.stderr
+
+
+def test_init_on_cuda_pairs_gloo_for_cpu_tensors_with_nccl(monkeypatch):
+    import recbook.distributed as rd
+
+    seen = {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: seen.setdefault("device", i))
+    monkeypatch.setattr(rd.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(rd.dist, "init_process_group", lambda backend, **kw: seen.setdefault("backend", backend))
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    info = rd.init()
+    assert seen["backend"] == info.backend == "cpu:gloo,cuda:nccl"  # nccl alone refuses the CPU metric tensors
+    assert info.device == "cuda:0" and seen["device"] == 0

@@ -131,3 +131,18 @@ def test_stored_outputs_carry_no_local_paths_or_library_noise():
             text = "\n".join(str(o) for o in cell.outputs)
             found = [b for b in bad if b in text]
             assert not found, f"{path.name}, code cell {i}: stored output contains {found}; run tools/run_course.py --clean-only"
+
+
+def test_gpu_check_reports_each_check_and_fails_on_any(capsys):
+    spec = importlib.util.spec_from_file_location("gpu_check", Path(__file__).resolve().parents[1] / "tools" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+
+    def boom():
+        raise RuntimeError("nccl said no")
+
+    report, failed = gpu_check.run_checks({"fine": lambda: {"x": 1}, "raises": boom, "says_failed": lambda: {"ok": False, "why": "exit 3"}})
+    lines = capsys.readouterr().out.splitlines()
+    assert failed == ["raises", "says_failed"] and report["fine"] == {"x": 1}
+    assert [line.split()[0] for line in lines] == ["fine", "raises", "says_failed"]  # one line per check, all of them run
+    assert " ok " in lines[0] and "FAILED: RuntimeError: nccl said no" in lines[1] and "FAILED: exit 3" in lines[2]

@@ -2,7 +2,7 @@
 
 Taught in notebook ``10_distributed``.
 
-- :func:`init` / :func:`cleanup`: one process per rank, ``gloo`` on CPU, ``nccl`` on CUDA, from the
+- :func:`init` / :func:`cleanup`: one process per rank, ``gloo`` on CPU, ``cpu:gloo,cuda:nccl`` on CUDA, from the
   environment ``torchrun`` sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``PORT``);
 - :func:`wrap_ddp` / :func:`wrap_fsdp`: data parallelism with replicated weights (DDP) or sharded weights,
   gradients and optimizer state (FSDP2 ``fully_shard``); both keep the model's ``training_loss`` so the
@@ -43,9 +43,11 @@ def init(backend: str | None = None) -> DistInfo:
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     cuda = torch.cuda.is_available()
-    backend = backend or ("nccl" if cuda else "gloo")
-    device = f"cuda:{local_rank}" if cuda and backend == "nccl" else "cpu"
-    if cuda and backend == "nccl":
+    # on GPUs: nccl for CUDA tensors *and* gloo for CPU ones (metrics and gathered scores are CPU tensors; nccl alone
+    # refuses them)
+    backend = backend or ("cpu:gloo,cuda:nccl" if cuda else "gloo")
+    device = f"cuda:{local_rank}" if cuda and "nccl" in backend else "cpu"
+    if device != "cpu":
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
