@@ -225,12 +225,28 @@ def save_checkpoint(folder: str | Path, model: torch.nn.Module, optimizer=None, 
     if scheduler is not None:
         meta["scheduler"] = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
     (tmp / "trainer_state.json").write_text(json.dumps(meta, indent=1, default=float))
-    if folder.exists():
-        import shutil
-
-        shutil.rmtree(folder)
-    tmp.rename(folder)
+    _swap_in(tmp, folder)
     return folder
+
+
+def _previous(folder: Path) -> Path:
+    return folder.with_name(folder.name + ".previous")
+
+
+def _swap_in(tmp: Path, folder: Path) -> None:
+    """Replace ``folder`` by the complete ``tmp`` so that a crash at any point leaves one whole checkpoint: the old one
+    is renamed aside first (``NAME.previous``, which :func:`load_checkpoint` falls back to) and deleted only after the
+    new one is in place."""
+    import shutil
+
+    previous = _previous(folder)
+    if folder.exists():
+        if previous.exists():
+            shutil.rmtree(previous)
+        folder.rename(previous)
+    tmp.rename(folder)
+    if previous.exists():
+        shutil.rmtree(previous)
 
 
 def _rank() -> int:
@@ -260,6 +276,8 @@ def load_checkpoint(folder: str | Path, model: torch.nn.Module, optimizer=None, 
     from safetensors.torch import load_file
 
     folder = Path(folder)
+    if not folder.exists() and (_previous(folder) / "model.safetensors").is_file():
+        folder = _previous(folder)  # a save was interrupted between its two renames: the previous checkpoint is whole
     if not (folder / "model.safetensors").is_file():
         raise FileNotFoundError(f"{folder} holds no model.safetensors; pass a folder written by save_checkpoint")
     model.load_state_dict(load_file(str(folder / "model.safetensors")))

@@ -183,3 +183,30 @@ def test_autocast_choice():
     native_bf16 = cpu_features()["AMX-BF16"] or cpu_features()["AVX-512 BF16"]
     assert autocast_dtype("auto", "cpu") == (torch.bfloat16 if native_bf16 else None)
     assert autocast_dtype("auto", "mps") is None
+
+
+def test_replacing_a_checkpoint_never_leaves_none(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    first, second = Tiny(), Tiny()
+    with torch.no_grad():
+        second.linear.weight.add_(1.0)
+    save_checkpoint(tmp_path / "c", first, state={"step": 1})
+    real_rename, calls = Path.rename, []
+
+    def crash_on_second_rename(self, target):  # a crash after the old checkpoint moved aside, before the new one moved in
+        calls.append(self.name)
+        if len(calls) == 2:
+            raise OSError("simulated crash")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", crash_on_second_rename)
+    with pytest.raises(OSError, match="simulated crash"):
+        save_checkpoint(tmp_path / "c", second, state={"step": 2})
+    monkeypatch.undo()
+    loaded = Tiny()
+    assert load_checkpoint(tmp_path / "c", loaded) == {"step": 1}  # the whole previous checkpoint, not nothing
+    torch.testing.assert_close(loaded.linear.weight, first.linear.weight)
+    save_checkpoint(tmp_path / "c", second, state={"step": 2})  # the next save recovers and cleans up
+    assert load_checkpoint(tmp_path / "c", loaded) == {"step": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
