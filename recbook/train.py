@@ -402,11 +402,14 @@ def train_model(
                 pending_rng = None
             batch = _move(batch, device)
             last_micro = micro % config.grad_accum == 0 or micro == len(batches)
+            # micro-batches in this accumulation group: grad_accum, or fewer in an epoch's last, partial group — the
+            # gradient is the mean over the group's micro-batches either way
+            group = min(config.grad_accum, len(batches) - (micro - 1) // config.grad_accum * config.grad_accum)
             with _gradient_sync(model, last_micro):
                 with torch.autocast(device_type=_autocast_device(device), dtype=amp_dtype, enabled=amp_dtype is not None):
-                    loss = model.training_loss(batch) / config.grad_accum
+                    loss = model.training_loss(batch) / group
                 (scaler.scale(loss) if scaler else loss).backward()
-            running += loss.item() * config.grad_accum
+            running += loss.item() * group
             running_n += 1
             result.examples += _batch_size(batch)
             if micro % config.grad_accum and micro != len(batches):

@@ -210,3 +210,26 @@ def test_replacing_a_checkpoint_never_leaves_none(tmp_path, monkeypatch):
     save_checkpoint(tmp_path / "c", second, state={"step": 2})  # the next save recovers and cleans up
     assert load_checkpoint(tmp_path / "c", loaded) == {"step": 2}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+
+
+def test_last_partial_accumulation_group_is_a_mean_over_its_own_batches():
+    batches = make_batches(n=5, bs=4)  # grad_accum 4: one group of 4 micro-batches, then a group of 1
+    model = Tiny()
+    model.drop.p = 0.0
+    seen = []  # (gradient handed to the optimizer, the weights it was computed at)
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    hook = register_optimizer_step_pre_hook(
+        lambda opt, args, kwargs: seen.append((model.linear.weight.grad.detach().clone(),
+                                               {k: v.detach().clone() for k, v in model.state_dict().items()})))
+    try:
+        train_model(model, batches, TrainConfig(epochs=1, lr=1e-3, grad_accum=4, warmup_ratio=0.0, grad_clip=None, amp="off",
+                                                progress=False, device="cpu"))
+    finally:
+        hook.remove()
+    assert len(seen) == 2
+    reference = Tiny().eval()  # no dropout, as in the run above
+    for (grad, weights), group in zip(seen, (batches[:4], batches[4:])):
+        reference.load_state_dict(weights)
+        expected = torch.autograd.grad(sum(reference.training_loss(b) for b in group) / len(group), reference.linear.weight)[0]
+        torch.testing.assert_close(grad, expected)  # the partial group: its own mean, not a quarter of it
