@@ -276,8 +276,6 @@ def cmd_evaluate(args) -> dict:
 def cmd_bench(args) -> dict:
     import math
 
-    import torch
-
     if args.target == "catalogue":
         return _bench_catalogue(args)
     if not args.checkpoint:
@@ -294,9 +292,7 @@ def cmd_bench(args) -> dict:
     if run["model"] != "cross-encoder":
         raise UsageError(f"--checkpoint {args.checkpoint!r} holds a {run['model']} model; bench measures cross-encoders")
     kinds = _bench_kinds(args.variants)
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {args.threads}")
-    torch.set_num_threads(args.threads or torch.get_num_threads())
+    _bench_threads(args)
     profile = _run_profile(run, args.profile)
     ds, split = prepare_data(run["data"], profile, run["seed"])
     _check_catalogue(run, ds, run["data"])
@@ -321,8 +317,6 @@ def _bench_catalogue(args) -> dict:
     """``bench --target catalogue``: variants of the BERT that embeds the catalogue, judged by the text SASRec on every user."""
     import math
 
-    import torch
-
     from .bench import pareto_front, plot_pareto, write_results
     from .compress.catalogue import catalogue_bench, measure_variants, min_kept_low
     from .compress.variants import make_variant
@@ -330,9 +324,7 @@ def _bench_catalogue(args) -> dict:
     from .device import cpu_features
 
     kinds = _bench_kinds(args.variants)
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {args.threads}")
-    torch.set_num_threads(args.threads or torch.get_num_threads())
+    _bench_threads(args)
     if args.epochs < 1:
         raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
     ds = load_dataset(args.data or "movielens-100k")
@@ -351,6 +343,14 @@ def _bench_catalogue(args) -> dict:
     return {"protocol": table.attrs["protocol"], "threads": table.attrs["threads"], "cpu_features": [k for k, v in cpu_features().items() if v],
             "files": {k: str(v) for k, v in files.items()}, "slow_paths": table.attrs["slow_paths"],
             "table": {name: {c: (round(float(row[c]), 4) if math.isfinite(float(row[c])) else None) for c in cols} for name, row in table.iterrows()}}
+
+
+def _bench_threads(args) -> None:
+    import torch
+
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    torch.set_num_threads(args.threads or torch.get_num_threads())
 
 
 def _bench_kinds(spec: str) -> list[str]:

@@ -55,3 +55,11 @@ def tiny_profile():
     return get_profile("quick", n_users=40, n_items=50, batch_size=8, max_length=48, max_history_items=4,
                        bert_max_steps=4, bert_eval_users=6, eval_negatives=9, mf_epochs=2, n_negatives=1,
                        seq_time_budget=5.0)
+
+
+@pytest.fixture
+def tiny_cross_encoder(tiny_backbone):
+    """A seeded cross-encoder over the tiny BERT, in training mode (a fresh one per test)."""
+    from helpers import tiny_cross_encoder_from
+
+    return tiny_cross_encoder_from(tiny_backbone).train()

@@ -1,18 +1,15 @@
 import pytest
 import torch
-from transformers import AutoModel
 
 from recbook.adapters import AdaptedOutput, BottleneckAdapter, adapter_parameter_count, add_adapters
-from recbook.models.cross_encoder import CrossEncoder
 from recbook.peft import apply_peft, count_parameters, time_train_steps
 
 HIDDEN, LAYERS = 32, 2  # the tiny BERT of conftest.tiny_backbone
 
 
 @pytest.fixture
-def model(tiny_backbone):
-    torch.manual_seed(0)
-    return CrossEncoder(AutoModel.from_pretrained(tiny_backbone))
+def model(tiny_cross_encoder):
+    return tiny_cross_encoder
 
 
 def batches(n=4, with_types=True):

@@ -2,9 +2,7 @@ import os
 
 import pytest
 import torch
-from transformers import AutoModel
 
-from recbook.models.cross_encoder import CrossEncoder
 from recbook.peft import (METHODS, adalora_orthogonality_penalty, adalora_ranks, adalora_training, apply_peft, count_parameters,
                           measure_in_fresh_process, merge_lora, peak_memory, peft_config, time_train_steps, token_types_reaching_bert)
 from recbook.pipeline import bert_config
@@ -14,9 +12,8 @@ KWARGS = {"adalora": {"total_step": 20}, "adapter": {"bottleneck": 4}}  # AdaLoR
 
 
 @pytest.fixture
-def model(tiny_backbone):
-    torch.manual_seed(0)
-    return CrossEncoder(AutoModel.from_pretrained(tiny_backbone))
+def model(tiny_cross_encoder):
+    return tiny_cross_encoder
 
 
 def batches(n=4, with_types=False):

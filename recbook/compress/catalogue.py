@@ -41,6 +41,8 @@ import torch
 import torch.nn.functional as F
 
 # (test set, metric) pairs every variant is reported on ...
+from ..models.sequential import embed_texts, tokenize_texts  # noqa: F401  (re-exported: the notebooks import them from here)
+
 CHECKS = (("warm", "NDCG@10"), ("warm", "AUC"), ("cold", "AUC"))
 # ... and those a "keeps ≥ x%" claim is judged on: per-user AUC is continuous, so its paired CI is narrow enough for a
 # 1% claim; per-user NDCG@10 is 0 for most users (the held-out item outside the top 10), so its CI is reported but is
@@ -76,36 +78,9 @@ def load_sentence_encoder(name_or_path=None) -> tuple[SentenceEncoder, object]:
     return SentenceEncoder(encoder.float()).eval(), tokenizer
 
 
-def tokenize_texts(texts, tokenizer, max_length: int = 64) -> dict[str, torch.Tensor]:
-    """One padded batch of ``texts`` (``input_ids``, ``attention_mask``, ``token_type_ids``)."""
-    enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    if "token_type_ids" not in enc:
-        enc["token_type_ids"] = torch.zeros_like(enc["input_ids"])
-    return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
-
-
-@torch.inference_mode()
-def embed_texts(model, tokenizer, texts, max_length: int = 64, batch_size: int = 128) -> np.ndarray:
-    """``(len(texts), dim)`` float32 embeddings from ``model`` — a :class:`SentenceEncoder`, a compressed copy
-    of one, or an ONNX Runtime session with the same call (:class:`recbook.compress.onnx.OrtCrossEncoder`).
-    Texts are sorted by length first (less padding); rows come back in the order given."""
-    texts = [str(t) for t in texts]
-    if not texts:
-        raise ValueError("embed_texts got no texts")
-    if hasattr(model, "eval"):
-        model.eval()
-    order = np.argsort([len(t) for t in texts], kind="stable")
-    out = None
-    for start in range(0, len(texts), batch_size):
-        idx = order[start : start + batch_size]
-        batch = tokenize_texts([texts[i] for i in idx], tokenizer, max_length)
-        vectors = torch.as_tensor(model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])).float()
-        if vectors.ndim != 2:
-            raise ValueError(f"the encoder must return (batch, dim) embeddings, got shape {tuple(vectors.shape)}")
-        if out is None:
-            out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
-        out[idx] = vectors.numpy()
-    return out
+def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean cosine similarity between the rows of two embedding matrices (1.0 = every vector points the same way)."""
+    return float(np.mean(np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)))
 
 
 def catalogue_texts_in_order(dataset) -> list[str]:
@@ -174,8 +149,7 @@ class CatalogueBench:
         seconds = time.perf_counter() - start
         out = self.per_user(emb)
         out["warm"].attrs["embed_seconds"] = seconds
-        cos = np.sum(emb * self.reference, axis=1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(self.reference, axis=1) + 1e-12)
-        out["warm"].attrs["cosine_to_fp32"] = float(np.mean(cos))
+        out["warm"].attrs["cosine_to_fp32"] = mean_cosine(emb, self.reference)
         return out
 
     def popularity_per_user(self) -> dict[str, pd.DataFrame]:
@@ -194,11 +168,11 @@ class CatalogueBench:
                                      self.tokenizer, self.max_length) for size in batch_sizes}
 
 
-def _bench_key(dataset, cold_fraction: float, seed: int, time_budget, encoder_id: str, config) -> str:
+def _bench_key(dataset, texts: list[str], cold_fraction: float, seed: int, time_budget, encoder_id: str, config) -> str:
     h = hashlib.sha256(f"{BENCH_FORMAT}|{dataset.name}|{cold_fraction}|{seed}|{time_budget}|{encoder_id}|{config}".encode())
     inter = dataset.interactions[["user_id", "item_id", "timestamp"]].astype(str)
     h.update(pd.util.hash_pandas_object(inter, index=False).values.tobytes())
-    h.update("\x00".join(catalogue_texts_in_order(dataset)).encode())
+    h.update("\x00".join(texts).encode())
     return h.hexdigest()[:20]
 
 
@@ -231,7 +205,7 @@ def catalogue_bench(dataset, cold_fraction: float = 0.1, seed: int = 0, epochs: 
     cold_set = make_cold_eval_set(dataset, cold, n_negatives, seed=seed)
     reference = embed_texts(teacher, tokenizer, texts)
     config = SequentialConfig(item_features="text")
-    key = _bench_key(dataset, cold_fraction, seed, (epochs, time_budget), _model_identity(resolve_model_path(encoder)), config)
+    key = _bench_key(dataset, texts, cold_fraction, seed, (epochs, time_budget), _model_identity(resolve_model_path(encoder)), config)
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "catalogue_bench"
     target = folder / key
     info = {"cache": "hit", "cache_folder": str(target)}
@@ -362,8 +336,7 @@ def measure_variants(bench: CatalogueBench, variants, batch_sizes=(1, 64), repea
         seconds = time.perf_counter() - start
         first = emb if first is None else first
         per_user[v.name] = bench.per_user(emb)
-        cos = np.sum(emb * first, axis=1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(first, axis=1) + 1e-12)
-        extra[v.name] = {"embed_s": seconds, "cosine": float(np.mean(cos))}
+        extra[v.name] = {"embed_s": seconds, "cosine": mean_cosine(emb, first)}
     table = kept_table(per_user, names[0], n_boot=n_boot)
     table["embed_s"] = [extra[n]["embed_s"] for n in table.index]
     table["cosine"] = [extra[n]["cosine"] for n in table.index]

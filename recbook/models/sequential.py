@@ -107,7 +107,6 @@ def _model_identity(path: str) -> str:
     return f"{folder.name}-{h.hexdigest()[:12]}"
 
 
-@torch.inference_mode()
 def encode_texts(texts: list[str], encoder, tokenizer, max_length: int = 64, batch_size: int = 128, progress: bool = False) -> np.ndarray:
     """Sentence embeddings: the encoder's token vectors, mean-pooled over real tokens, L2-normalised
     (the all-MiniLM-L6-v2 recipe). ``encoder`` may be any module returning ``last_hidden_state``."""
@@ -116,21 +115,49 @@ def encode_texts(texts: list[str], encoder, tokenizer, max_length: int = 64, bat
     encoder.eval()
     if not texts:
         raise ValueError("encode_texts got no texts")
-    order = np.argsort([len(t) for t in texts])  # similar lengths together: less padding
+
+    def sentence(input_ids, attention_mask, token_type_ids=None):
+        hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return F.normalize(mean_pool(hidden.float(), attention_mask), dim=-1)
+
+    return embed_texts(sentence, tokenizer, texts, max_length, batch_size, progress)
+
+
+def tokenize_texts(texts, tokenizer, max_length: int = 64) -> dict[str, torch.Tensor]:
+    """One padded batch of ``texts`` (``input_ids``, ``attention_mask``, ``token_type_ids``)."""
+    enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    if "token_type_ids" not in enc:
+        enc["token_type_ids"] = torch.zeros_like(enc["input_ids"])
+    return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+
+
+@torch.inference_mode()
+def embed_texts(model, tokenizer, texts, max_length: int = 64, batch_size: int = 128, progress: bool = False) -> np.ndarray:
+    """``(len(texts), dim)`` float32 embeddings from ``model(input_ids, attention_mask, token_type_ids)`` — e.g. a
+    :class:`recbook.compress.catalogue.SentenceEncoder`, a compressed copy of one, or an ONNX Runtime session with the
+    same call (:class:`recbook.compress.onnx.OrtCrossEncoder`). Texts are sorted by length first (less padding);
+    rows come back in the order given."""
+    texts = [str(t) for t in texts]
+    if not texts:
+        raise ValueError("embed_texts got no texts")
+    if hasattr(model, "eval"):
+        model.eval()
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    out = None
     chunks = range(0, len(texts), batch_size)
     if progress:
         from tqdm.auto import tqdm
 
         chunks = tqdm(chunks, desc="embed item texts")
-    parts = []
     for start in chunks:
         idx = order[start : start + batch_size]
-        enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        hidden = encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
-        parts.append((idx, F.normalize(mean_pool(hidden.float(), enc["attention_mask"]), dim=-1).numpy()))
-    out = np.empty((len(texts), parts[0][1].shape[1]), dtype=np.float32)
-    for idx, vec in parts:
-        out[idx] = vec
+        batch = tokenize_texts([texts[i] for i in idx], tokenizer, max_length)
+        vectors = torch.as_tensor(model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])).float()
+        if vectors.ndim != 2:
+            raise ValueError(f"the encoder must return (batch, dim) embeddings, got shape {tuple(vectors.shape)}")
+        if out is None:
+            out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
+        out[idx] = vectors.numpy()
     return out
 
 
