@@ -55,9 +55,33 @@ def clean_text(text: str, replacements: list[tuple[str, str]] | None = None) -> 
     return text
 
 
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def progress_text(widget_state: dict, model_id: str) -> str | None:
+    """The final text of a tqdm progress bar from the widget state nbclient stores (``None`` if not a tqdm bar).
+
+    A tqdm bar in a notebook is an ipywidgets HBox (description, FloatProgress, counts); its ``text/plain``
+    fallback is the bar as it looked when first displayed — 0% — so a stored notebook would show every bar
+    frozen at 0%. The widget state holds where the bar ended."""
+    import html
+
+    box = widget_state.get(model_id, {}).get("state", {})
+    children = [widget_state.get(str(c).removeprefix("IPY_MODEL_"), {}).get("state", {}) for c in box.get("children", [])]
+    if len(children) != 3 or children[1].get("_model_name") != "FloatProgressModel":
+        return None
+    desc, counts = (html.unescape(str(children[i].get("value", ""))).replace("\u2007", " ").replace("\xa0", " ").strip() for i in (0, 2))
+    value, total = float(children[1].get("value") or 0), float(children[1].get("max") or 0)
+    filled = int(10 * value / total) if total else 0
+    return f"{desc}|{'█' * filled}{' ' * (10 - filled)}| {counts}"
+
+
 def clean_outputs(nb) -> int:
-    """Clean every stored output of ``nb`` in place (see :func:`clean_text`); return how many outputs changed."""
+    """Clean every stored output of ``nb`` in place (see :func:`clean_text`); return how many outputs changed.
+
+    Progress bars stored as widgets get the text of their final state (see :func:`progress_text`)."""
     replacements, changed = _path_replacements(), 0
+    widget_state = (nb.metadata.get("widgets") or {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
@@ -69,6 +93,10 @@ def clean_outputs(nb) -> int:
                 if not out["text"].strip():
                     changed += 1
                     continue
+            view = (out.get("data") or {}).get(_WIDGET_VIEW)
+            final = progress_text(widget_state, view.get("model_id", "")) if isinstance(view, dict) else None
+            if final is not None:
+                out["data"]["text/plain"] = final
             for key, value in (out.get("data") or {}).items():
                 if isinstance(value, str) and key.startswith("text/"):
                     out["data"][key] = clean_text(value, replacements)
