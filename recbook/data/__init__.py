@@ -7,11 +7,14 @@ from .folder import load_folder, read_csv_checked
 from .movielens import (
     ML100K_MD5,
     ML100K_URL,
+    OFFLINE_ENV,
     default_cache_dir,
+    downloads_allowed,
     fetch_zip,
     find_movielens_100k,
     load_movielens_100k,
     md5_of,
+    obtain_movielens_100k,
     read_movielens_100k_folder,
 )
 from .schema import (
@@ -56,17 +59,17 @@ def load_dataset(source: str = "synthetic", **kwargs) -> RecDataset:
 __all__ = [
     "ChecksumError", "DataError", "DataFileNotFoundError", "DownloadError", "LengthBucketBatchSampler",
     "ML100K_MD5", "ML100K_URL", "PairCollator", "RecDataset", "Split", "build_item_text", "build_text_pairs", "catalogue_texts",
-    "default_cache_dir", "encode_pairs", "fetch_zip", "find_movielens_100k", "history_entries", "leave_last_out", "load_dataset", "load_folder",
-    "load_movielens_100k", "make_synthetic", "make_training_pairs", "md5_of", "movielens_or_synthetic", "padding_fraction", "random_split",
+    "OFFLINE_ENV", "default_cache_dir", "downloads_allowed", "encode_pairs", "fetch_zip", "find_movielens_100k", "history_entries", "leave_last_out", "load_dataset", "load_folder",
+    "load_movielens_100k", "make_synthetic", "make_training_pairs", "md5_of", "movielens_or_synthetic", "obtain_movielens_100k", "padding_fraction", "random_split",
     "read_csv_checked", "read_movielens_100k_folder", "sample_negatives", "to_hf_dataset", "tokenize_pairs", "validate",
 ]  # fmt: skip
 
 
 def movielens_or_synthetic(folder=None, seed: int = 0, n_users: int = 600, n_items: int = 400) -> RecDataset:
-    """MovieLens-100k when a copy is found (``folder``, ``$RECBOOK_MOVIELENS_DIR`` or the cache); otherwise the
-    synthetic catalogue (``seed``, ``n_users``, ``n_items``), with a one-line message saying so and how to change it."""
-    found = find_movielens_100k(folder)
+    """MovieLens-100k when a copy is found (``folder``, ``$RECBOOK_MOVIELENS_DIR`` or the cache) or can be downloaded
+    (:func:`obtain_movielens_100k`); otherwise the synthetic catalogue (``seed``, ``n_users``, ``n_items``), with a one-line message saying so and how to change it."""
+    found = obtain_movielens_100k(folder)
     if found is not None:
         return load_movielens_100k(found)
-    print("MovieLens-100k not found (set RECBOOK_MOVIELENS_DIR to an unzipped ml-100k folder); using the synthetic catalogue instead.")
+    print("Using the synthetic catalogue instead of MovieLens-100k.")
     return make_synthetic(seed=seed, n_users=n_users, n_items=n_items)

@@ -26,6 +26,7 @@ ML100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
 ML100K_MD5 = "0e33842e24a9c977be4e0107933c0723"
 MOVIELENS_ENV = "RECBOOK_MOVIELENS_DIR"
 CACHE_ENV = "RECBOOK_CACHE"
+OFFLINE_ENV = "RECBOOK_OFFLINE"  # "1" turns every download off (offline CI, air-gapped machines)
 
 ML100K_GENRES = [
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
@@ -43,6 +44,43 @@ def default_cache_dir() -> Path:
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("recbook"))
+
+
+def downloads_allowed() -> bool:
+    """False when ``$RECBOOK_OFFLINE`` is set to 1/true/yes/on: then nothing is downloaded."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("1", "true", "yes", "on")
+
+
+def obtain_movielens_100k(path: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
+                          url: str = ML100K_URL) -> Path | None:
+    """The MovieLens-100k folder for a notebook: a local copy if there is one, else the checksummed download.
+
+    Looks where :func:`find_movielens_100k` looks; if nothing is there and downloads are allowed (they are unless
+    ``$RECBOOK_OFFLINE=1``), downloads the GroupLens zip into the cache (md5-checked, atomic). Returns ``None``
+    — after printing one line that says why and how to get the data — only when there is no copy and the
+    download is off or fails (no network). A ``path`` that holds no MovieLens files is a mistake, not a reason to
+    download: it raises :class:`DataFileNotFoundError`.
+    """
+    if path is not None and _folder_in(Path(path)) is None:
+        raise DataFileNotFoundError(
+            f"{path}: no MovieLens-100k files here (need {', '.join(_REQUIRED_FILES)}); point it at the unzipped "
+            f"ml-100k folder, or pass None to use ${MOVIELENS_ENV}, the cache or the download."
+        )
+    folder = find_movielens_100k(path, cache_dir)
+    if folder is not None:
+        return folder
+    if not downloads_allowed():
+        print(f"MovieLens-100k: no local copy and downloads are off (${OFFLINE_ENV}=1); skipping it. Unset "
+              f"{OFFLINE_ENV}, or set ${MOVIELENS_ENV} to an unzipped ml-100k folder.")
+        return None
+    print(f"MovieLens-100k: no local copy; downloading {url} (5 MB, md5-checked) into the cache ...", flush=True)
+    try:
+        folder = fetch_zip(url, ML100K_MD5, cache_dir or default_cache_dir(), "ml-100k")
+    except (DownloadError, ChecksumError) as exc:
+        print(f"MovieLens-100k: skipping it — {exc}")
+        return None
+    print("MovieLens-100k: downloaded and verified.")
+    return folder
 
 
 def find_movielens_100k(path: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None) -> Path | None:
@@ -132,15 +170,15 @@ def fetch_zip(url: str, md5: str, cache_dir: str | os.PathLike, folder_name: str
 def load_movielens_100k(
     path: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
-    download: bool = True,
+    download: bool | None = None,
     url: str = ML100K_URL,
 ) -> RecDataset:
     """Load MovieLens-100k (943 users, 1682 movies, 100,000 ratings 1–5).
 
     Source, in order: ``path`` (a folder with ``u.data``, ``u.item``, ``u.user``, or its
     parent), ``$RECBOOK_MOVIELENS_DIR``, the cache (``cache_dir`` or
-    :func:`default_cache_dir`), and finally — if ``download`` — the official GroupLens
-    zip, md5-checked and extracted atomically into the cache.
+    :func:`default_cache_dir`), and finally — if ``download`` (``None``: unless ``$RECBOOK_OFFLINE=1``) — the
+    official GroupLens zip, md5-checked and extracted atomically into the cache.
 
     Item text is ``"Title (year). Genres: A, B."``; ``users`` holds age, gender,
     occupation and zip code. The counts are checked, so a truncated copy is caught.
@@ -155,10 +193,12 @@ def load_movielens_100k(
         )
     folder = find_movielens_100k(path, cache_dir)
     if folder is None:
+        if download is None:
+            download = downloads_allowed()
         if not download:
             raise DataFileNotFoundError(
                 f"MovieLens-100k not found (looked at path=, ${MOVIELENS_ENV} and the cache {cache_dir or default_cache_dir()}); "
-                "pass download=True or a folder holding u.data, u.item and u.user."
+                f"pass download=True (and unset ${OFFLINE_ENV}) or a folder holding u.data, u.item and u.user."
             )
         folder = fetch_zip(url, ML100K_MD5, cache_dir or default_cache_dir(), "ml-100k")
     return read_movielens_100k_folder(folder)
