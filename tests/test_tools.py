@@ -109,6 +109,9 @@ def test_course_runner_reports_a_timeout_and_goes_on(tmp_path, monkeypatch, caps
     slow = nbformat.read(tmp_path / "02_slow.ipynb", as_version=4)  # written back showing where it stopped
     assert slow.cells[2].outputs[-1]["output_type"] == "error" and slow.cells[2].outputs[-1]["ename"] == "CellTimeoutError"
     assert slow.cells[3].outputs == [] and slow.cells[3].execution_count is None  # no stale output below the failure
+    good = nbformat.read(tmp_path / "01_good.ipynb", as_version=4).metadata["recbook"]  # what the README table is built from
+    assert good["run"]["status"] == "ok" and good["records"] == [{"name": "fake value", "value": 1.5, "unit": "x"}]
+    assert slow.metadata["recbook"]["run"]["status"] == "TIMEOUT" and "cell 2" in slow.metadata["recbook"]["run"]["error"]
     assert runner.main(["01", "05"]) == 0
 
 
@@ -167,3 +170,34 @@ def test_gpu_check_reports_each_check_and_fails_on_any(capsys):
     assert failed == ["raises", "says_failed"] and report["fine"] == {"x": 1}
     assert [line.split()[0] for line in lines] == ["fine", "raises", "says_failed"]  # one line per check, all of them run
     assert " ok " in lines[0] and "FAILED: RuntimeError: nccl said no" in lines[1] and "FAILED: exit 3" in lines[2]
+
+
+def test_results_table_is_built_from_run_metadata(tmp_path):
+    table = load("results_table")
+    env = {"cpu": "Test CPU", "cpu_count": "2", "cpu_features": "AVX2", "device": "cpu", "torch": "2.13.0", "profile": "quick"}
+    for name, run, records in (
+        ("01_demo", {"seconds": 12.34, "status": "ok", "date": "2026-11-30", "load_at_start": 0.1, "environment": env},
+         [{"name": "01 speed-up", "value": 2.3456, "unit": "×"}, {"name": "01 a|b", "value": "0.5 [0.4, 0.6]", "unit": ""}]),
+        ("02_busy", {"seconds": 99, "status": "FAILED", "error": "cell 3: boom", "date": "2026-11-30", "load_at_start": 1.8,
+                     "environment": env}, []),
+        ("03_never", None, None),
+    ):
+        nb = nbformat.v4.new_notebook()
+        if run:
+            nb.metadata["recbook"] = {"run": run, "records": records}
+        nbformat.write(nb, tmp_path / f"{name}.ipynb")
+    text = table.build_table(tmp_path)
+    assert "- **M1**: Test CPU (2 logical CPUs; AVX2), device cpu, torch 2.13.0, profile quick" in text
+    assert "| 01_demo | 12 s | M1, 2026-11-30 | speed-up = 2.346 ×; a/b = 0.5 [0.4, 0.6] |" in text
+    assert "| 02_busy | 99 s *(load 1.8 at start: timings inflated)* | M1, 2026-11-30 | **FAILED**: cell 3: boom |" in text
+    assert "| 03_never | — | — | not run" in text
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{table.BEGIN}\nold\n{table.END}\nrest\n")
+    assert table.update_readme(readme, tmp_path, check=True) and "old" in readme.read_text()
+    assert table.update_readme(readme, tmp_path) and not table.update_readme(readme, tmp_path)
+    assert readme.read_text().startswith("intro\n") and readme.read_text().endswith("\nrest\n")
+
+
+def test_readme_results_table_matches_the_stored_notebooks():
+    table = load("results_table")
+    assert not table.update_readme(check=True), "README.md's results table is stale: run python tools/results_table.py"

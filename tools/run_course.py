@@ -139,11 +139,14 @@ def _mark_failure(nb, index: int | None, ename: str, evalue: str) -> None:
             later.outputs, later.execution_count = [], None
 
 
-def run_notebook(path: Path, timeout: int) -> tuple[float, list[dict], str, str | None]:
+def run_notebook(path: Path, timeout: int, environment: dict | None = None) -> tuple[float, list[dict], str, str | None]:
     """Execute one notebook in place; return (seconds, records, status, one-line error or None).
 
     ``status`` is ``"ok"``, ``"TIMEOUT"`` (a cell ran past ``timeout`` seconds) or ``"FAILED"`` (an error in
-    a cell, a dead kernel, or anything else the execution raised); the error names the cell.
+    a cell, a dead kernel, or anything else the execution raised); the error names the cell. The notebook's
+    metadata keeps what this run measured (``recbook.run``: seconds, status, date, the load on the machine when
+    it started and ``environment``; ``recbook.records``), from which ``tools/results_table.py`` writes the
+    README's results table.
     """
     from recbook.course import RESULTS_ENV, read_records
 
@@ -154,6 +157,7 @@ def run_notebook(path: Path, timeout: int) -> tuple[float, list[dict], str, str 
         current["index"] = cell_index
 
     status, error = "ok", None
+    load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     with tempfile.TemporaryDirectory() as tmp:
         results = Path(tmp) / "results.jsonl"
         os.environ[RESULTS_ENV] = str(results)
@@ -178,6 +182,13 @@ def run_notebook(path: Path, timeout: int) -> tuple[float, list[dict], str, str 
             _mark_failure(nb, current["index"], ename, reason)
         records = read_records(results)
     clean_outputs(nb)
+    nb.metadata["recbook"] = {
+        "run": {"seconds": round(seconds, 1), "status": status, "error": error,
+                "date": time.strftime("%Y-%m-%d", time.gmtime()),
+                "load_at_start": None if load_at_start is None else round(load_at_start, 2),
+                "environment": {k: str(v) for k, v in (environment or {}).items()}},
+        "records": records,
+    }
     nbformat.write(nb, path)
     return seconds, records, status, error
 
@@ -206,12 +217,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from recbook.device import environment_report, format_report
 
-    print(format_report(environment_report()))
+    environment = environment_report()
+    print(format_report(environment))
     print()
     summary = []
     for path in paths:
         print(f"▶ {path.name} ...", flush=True)
-        seconds, records, status, error = run_notebook(path, args.timeout)
+        seconds, records, status, error = run_notebook(path, args.timeout, environment)
         print(f"  {status} in {seconds:.1f} s" + (f": {error}" if error else ""), flush=True)
         summary.append((path.name, seconds, records, status, error))
 
@@ -227,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nTotal: {total:.1f} s for {len(summary)} notebooks; executed notebooks are in notebooks/, figures in figures/.")
     if failed:
         print(f"{len(failed)} of {len(summary)} notebooks did not finish: {', '.join(failed)}")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import results_table
+
+    if NOTEBOOKS == ROOT / "notebooks" and results_table.update_readme():
+        print("README.md: results table regenerated from the notebooks' stored run metadata")
     return 1 if failed else 0
 
 
