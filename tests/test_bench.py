@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.metrics import ndcg_score, roc_auc_score
 from transformers import AutoModel
 
 from recbook import cli
@@ -27,7 +28,6 @@ from recbook.compress.storage import load_compact
 from recbook.compress.variants import VARIANT_KINDS, catalogue_token_ids, compression_setup, load_or_train_teacher, make_variant
 from recbook.data import leave_last_out
 from recbook.evaluate import make_eval_set
-from recbook.metrics import ranking_metrics
 from recbook.models.cross_encoder import CrossEncoder
 
 
@@ -49,11 +49,35 @@ def test_pair_set_and_quality(pairs, model, tokenizer):
     assert len(pairs.encoded["input_ids"]) == 50 and "9 sampled negatives" in pairs.protocol
     scores = pair_scores(model, pairs, tokenizer, batch_size=16)
     assert scores.shape == (5, 10)
+    assert len(np.unique(scores)) == scores.size  # no ties, so the ranks below are exact
+    # independent of recbook.metrics: scikit-learn's AUC and NDCG, and ranks counted by hand (column 0 is the held-out item)
     y = np.zeros((5, 10))
     y[:, 0] = 1
-    assert quality(scores) == ranking_metrics(y, scores, 10)
+    rank = 1 + (scores[:, 1:] > scores[:, :1]).sum(axis=1)
+    got = quality(scores, k=3)
+    assert set(got) == {"NDCG@3", "HR@3", "MRR", "AUC"}
+    assert got["AUC"] == pytest.approx(np.mean([roc_auc_score(t, s) for t, s in zip(y, scores)]))
+    assert got["NDCG@3"] == pytest.approx(ndcg_score(y, scores, k=3))
+    assert got["HR@3"] == pytest.approx(np.mean(rank <= 3))
+    assert got["MRR"] == pytest.approx(np.mean(1 / rank))
+    assert quality(scores)["NDCG@10"] == pytest.approx(ndcg_score(y, scores, k=10))
     batches = latency_batches(pairs, tokenizer, (1, 8))
     assert batches[1]["input_ids"].shape[0] == 1 and batches[8]["input_ids"].shape[0] == 8
+
+
+def test_quality_on_hand_computed_scores():
+    scores = np.array([
+        [0.9, 0.1, 0.5, 0.3],  # held-out item ranked 1st
+        [0.4, 0.8, 0.1, 0.6],  # 3rd
+        [0.5, 0.7, 0.2, 0.0],  # 2nd
+        [0.5, 0.5, 0.1, 0.9],  # tied with one other below 0.9: 2nd or 3rd, each with probability 1/2
+    ])  # fmt: skip
+    got = quality(scores, k=2)
+    dcg2 = 1 / np.log2(3)  # the gain of rank 2
+    assert got["HR@2"] == pytest.approx((1 + 0 + 1 + 0.5) / 4)
+    assert got["NDCG@2"] == pytest.approx((1 + 0 + dcg2 + 0.5 * dcg2) / 4)
+    assert got["MRR"] == pytest.approx((1 + 1 / 3 + 1 / 2 + (1 / 2 + 1 / 3) / 2) / 4)
+    assert got["AUC"] == pytest.approx((1 + 1 / 3 + 2 / 3 + 1.5 / 3) / 4)  # a tie counts one half
 
 
 @pytest.mark.parametrize("kind", VARIANT_KINDS)

@@ -9,11 +9,33 @@ from recbook import device
 
 def test_detect_device_on_this_machine():
     found = device.available_devices()
-    assert "cpu" in found
-    assert device.detect_device() == found[0] if found[0] != "mps" or "xla" not in found else True
+    assert found[-1] == "cpu" and len(set(found)) == len(found)
+    assert device.detect_device() == found[0]  # available_devices lists the best device first
     assert device.detect_device("cpu") == "cpu"
     with pytest.raises(ValueError, match="not available"):
         device.detect_device("tpu-v9")
+
+
+@pytest.mark.parametrize("available, best", [
+    (["cpu"], "cpu"),
+    (["mps", "cpu"], "mps"),
+    (["cpu", "mps", "xla"], "xla"),
+    (["cpu", "xla", "mps", "cuda"], "cuda"),
+])
+def test_detect_device_prefers_cuda_then_xla_then_mps_then_cpu(monkeypatch, available, best):
+    monkeypatch.setattr(device, "available_devices", lambda: available)
+    assert device.detect_device() == best
+    assert device.detect_device("cpu") == "cpu"
+
+
+def test_available_devices_lists_the_best_first(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(device, "_has_torch_xla", lambda: True)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert device.available_devices() == ["cuda", "xla", "mps", "cpu"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert device.available_devices() == ["xla", "cpu"]
 
 
 def test_seed_everything_reproduces_all_generators():
