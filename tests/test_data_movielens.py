@@ -1,9 +1,10 @@
 import hashlib
 import io
-import os
+import shutil
 import zipfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from recbook.data import (
@@ -15,8 +16,14 @@ from recbook.data import (
     find_movielens_100k,
     load_movielens_100k,
     md5_of,
+    movielens,
     read_movielens_100k_folder,
 )
+from recbook.data.splits import leave_last_out
+
+# Invented data in the ml-100k layout (see its README): parsed without the real, unredistributable files.
+TINY = Path(__file__).resolve().parent / "fixtures" / "ml-100k-tiny"
+TINY_COUNTS = {"ratings": 60, "users": 12, "items": 20}
 
 
 def test_shared_copy_loads_and_is_checked(ml100k_dir):
@@ -127,3 +134,120 @@ def test_default_cache_dir_honours_env(monkeypatch, tmp_path):
     assert default_cache_dir() == tmp_path
     monkeypatch.delenv("RECBOOK_CACHE")
     assert "recbook" in str(default_cache_dir())
+
+
+# ---------------------------------------------------------------- the tiny fixture (no real data needed)
+@pytest.fixture
+def tiny_counts(monkeypatch):
+    """Let read_movielens_100k_folder accept the fixture: it checks the real file's counts."""
+    monkeypatch.setattr(movielens, "_EXPECTED", TINY_COUNTS)
+
+
+def tiny_copy(tmp_path, name=None, line=None, text=None):
+    """A copy of the fixture in tmp_path, with line ``line`` (1-based) of file ``name`` replaced by ``text`` (bytes)."""
+    for f in ("u.data", "u.item", "u.user"):
+        shutil.copy(TINY / f, tmp_path / f)
+    if name is not None:
+        lines = (tmp_path / name).read_bytes().split(b"\n")
+        lines[line - 1] = text
+        (tmp_path / name).write_bytes(b"\n".join(lines))
+    return tmp_path
+
+
+def test_tiny_fixture_is_rejected_by_the_count_check():
+    expected = f"found {TINY_COUNTS}; the copy is incomplete or not MovieLens-100k"
+    with pytest.raises(DataError, match=expected.replace("{", r"\{").replace("}", r"\}")) as info:
+        read_movielens_100k_folder(TINY)
+    assert str(TINY) in str(info.value) and "'ratings': 100000" in str(info.value)
+    with pytest.raises(DataError, match="incomplete"):
+        load_movielens_100k(TINY, download=False)
+
+
+def test_tiny_fixture_counts_and_types(tiny_counts):
+    ds = read_movielens_100k_folder(TINY)
+    assert (len(ds.interactions), ds.n_users, ds.n_items, len(ds.users)) == (60, 12, 20, 12)
+    assert ds.name == "movielens-100k" and ds.info == {"source": str(TINY)}
+    assert ds.interactions.dtypes.astype(str).to_dict() == {"user_id": "int64", "item_id": "int64", "rating": "float64", "timestamp": "int64"}
+    assert ds.interactions["rating"].sum() == 183 and ds.interactions["rating"].between(1, 5).all()
+    assert (ds.interactions.groupby("user_id").size() == 5).all()
+    assert not ds.interactions.duplicated(["user_id", "item_id"]).any()
+    assert list(ds.users.columns) == ["user_id", "age", "gender", "occupation", "zip_code"]
+    zips = ds.users.set_index("user_id")["zip_code"]
+    assert zips[9] == "01002" and zips[12] == "V3N4P"  # zip codes stay text: leading zeros and letters survive
+
+
+def test_tiny_fixture_keeps_file_order_and_exact_timestamps(tiny_counts):
+    inter = read_movielens_100k_folder(TINY).interactions
+    assert inter.iloc[0].tolist() == [8, 13, 1.0, 882982900]  # the first line of u.data
+    assert inter.iloc[-1].tolist() == [4, 9, 3.0, 879442192]  # the last
+    assert not inter["timestamp"].is_monotonic_increasing  # u.data is not in time order, like the real file
+    last = leave_last_out(inter).test.set_index("user_id")  # so the split must sort by time itself
+    assert last["item_id"].to_dict() == {1: 7, 2: 13, 3: 1, 4: 14, 5: 18, 6: 7, 7: 2, 8: 18, 9: 5, 10: 1, 11: 8, 12: 4}
+    assert last.loc[1, "timestamp"] == 876542950
+
+
+def test_tiny_fixture_titles_years_and_genres(tiny_counts):
+    items = read_movielens_100k_folder(TINY).items.set_index("item_id")
+    assert items.loc[1, "title"] == "Harbor Lights" and items.loc[1, "year"] == 1995  # the year leaves the title
+    assert items.loc[1, "text"] == "Harbor Lights (1995). Genres: Drama, Romance."
+    assert items.loc[4, "genres"] == "Animation|Children's|Sci-Fi"  # flags in ML100K_GENRES order
+    assert items.loc[5, "genres"] == "Crime|Film-Noir|Mystery"
+    assert items.loc[14, "genres"] == "Musical|Western"  # the last flag column is read
+    assert items.loc[18, "year"] == 1998 and items.loc[18, "genres"] == "Drama|Mystery"
+    # item 20: no year in the title, no release date, only the 'unknown' flag
+    assert items.loc[20, "title"] == "The Lost Reel" and pd.isna(items.loc[20, "year"]) and items.loc[20, "genres"] == ""
+    assert items.loc[20, "text"] == "The Lost Reel."
+    assert items["year"].dtype == "Int64" and items["year"].isna().sum() == 1
+
+
+def test_tiny_fixture_latin1_titles(tiny_counts):
+    raw = (TINY / "u.item").read_bytes()
+    assert b"P\xe2tissier" in raw and b"Se\xf1ora" in raw  # one latin-1 byte each ...
+    with pytest.raises(UnicodeDecodeError):
+        raw.decode("utf-8")  # ... so the file is not UTF-8
+    items = read_movielens_100k_folder(TINY).items.set_index("item_id")
+    assert items.loc[3, "title"] == "Le P\u00e2tissier Fou" and items.loc[18, "title"] == "Se\u00f1ora Tempest"
+    assert items.loc[3, "text"] == "Le P\u00e2tissier Fou (1996). Genres: Comedy."
+
+
+@pytest.mark.parametrize("name, line, text, fields", [
+    ("u.data", 7, b"1\t2\t3\t881250949\t9", "Expected 4 fields in line 7, saw 5"),
+    ("u.item", 5, b"5|Broken|01-Jan-1995||x|0|1|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0", "Expected 24 fields in line 5, saw 26"),
+    ("u.user", 4, b"4|24|M|technician|43537|extra", "Expected 5 fields in line 4, saw 6"),
+])
+def test_a_line_with_too_many_fields_names_the_file_and_line(tmp_path, tiny_counts, name, line, text, fields):
+    folder = tiny_copy(tmp_path, name, line, text)
+    with pytest.raises(DataError, match="could not be parsed") as info:
+        read_movielens_100k_folder(folder)
+    assert str(folder / name) in str(info.value) and fields in str(info.value)
+
+
+def test_u_data_that_is_not_utf8_names_the_file(tmp_path, tiny_counts):
+    folder = tiny_copy(tmp_path, "u.data", 7, "1\t2\t3\t88125094\u00e9".encode("latin-1"))
+    with pytest.raises(DataError, match="utf-8") as info:
+        read_movielens_100k_folder(folder)
+    assert str(folder / "u.data") in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["u.data", "u.item", "u.user"])
+def test_each_missing_file_is_named(tmp_path, name):
+    (tiny_copy(tmp_path) / name).unlink()
+    with pytest.raises(DataFileNotFoundError, match=f"{name} is missing"):
+        read_movielens_100k_folder(tmp_path)
+
+
+# Known gaps in read_movielens_100k_folder (recbook/data/movielens.py): a line with a missing field or a value
+# of the wrong type passes pandas' tokenizer, and then fails later without naming the file and line (a bare
+# ValueError from astype), or is not caught at all (missing genre flags become NaN, and NaN counts as True).
+# strict: once the parser names file and line, these pass and pytest reports them, so the marks can go.
+@pytest.mark.xfail(strict=True, reason="read_movielens_100k_folder does not check the values on each line yet")
+@pytest.mark.parametrize("name, line, text", [
+    ("u.data", 7, b"1\t2\t3"),  # no timestamp
+    ("u.data", 7, b"1\t2\tfive\t881250949"),  # rating is not a number
+    ("u.item", 5, b"5|Broken|01-Jan-1995||x|0|1"),  # 7 of 24 fields
+])
+def test_a_malformed_value_names_the_file_and_line(tmp_path, tiny_counts, name, line, text):
+    folder = tiny_copy(tmp_path, name, line, text)
+    with pytest.raises(DataError) as info:
+        read_movielens_100k_folder(folder)
+    assert str(folder / name) in str(info.value) and f"line {line}" in str(info.value)
