@@ -20,6 +20,8 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from . import MODELS
+
 
 class _Indexed:
     """Maps raw user/item ids to rows and columns."""
@@ -215,7 +217,8 @@ class BPRBatches:
             }
 
 
-BASELINES = {"pop": Popularity, "itemknn": ItemKNN, "mf": MatrixFactorization}
+# name → class, derived from the one model registry (recbook.models.MODELS)
+BASELINES = {name: spec.load_class() for name, spec in MODELS.items() if spec.kind == "baseline"}
 
 
 # ------------------------------------------------------------------ saving
@@ -258,7 +261,7 @@ def load_baseline(folder) -> _Indexed:
         raise FileNotFoundError(f"{folder} holds no baseline.safetensors; pass a folder written by save_baseline")
     meta = json.loads((folder / "recbook_model.json").read_text())
     arrays = load_file(str(folder / "baseline.safetensors"))
-    kind = {cls.name: cls for cls in (Popularity, ItemKNN, MatrixFactorization)}.get(meta["model"])
+    kind = {cls.name: cls for cls in BASELINES.values()}.get(meta["model"])
     if kind is None:
         raise ValueError(f"{folder} holds a {meta['model']!r} model, not a baseline")
     model = kind(neighbours=meta["neighbours"], shrink=meta["shrink"]) if kind is ItemKNN else kind(dim=meta["dim"]) if kind is MatrixFactorization else kind()
