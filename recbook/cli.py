@@ -14,205 +14,70 @@ item ids). ``evaluate`` re-scores a saved model under the same protocol and prof
 (:mod:`recbook.bench`) or, with ``--target catalogue``, of the BERT that embeds the catalogue, judged by a text SASRec on
 every user with paired CIs (:mod:`recbook.compress.catalogue`), and writes ``bench.csv``, ``bench.md`` and a Pareto figure. ``--data`` is ``synthetic``, ``movielens-100k`` or a folder in the
 ``recbook.data.load_folder`` format. Bad arguments print a clear message and exit with code 2.
+
+This module only parses arguments, calls the library (:mod:`recbook.pipeline`, :mod:`recbook.bench`,
+:mod:`recbook.compress`) and prints; its imports are light (``--help`` loads neither torch nor the
+compression code), the heavy modules load inside each command.
 """
+
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import hashlib
 import json
 import sys
 from pathlib import Path
 
-from .compress.variants import VARIANT_KINDS
-from .pipeline import BERT_MODELS, MODEL_NAMES, SEQUENTIAL_MODELS
+from .compress.variants import VARIANT_KINDS, missing_packages
+from .models import MODEL_NAMES, MODELS, SEQUENTIAL_MODELS
+from .profile import PROFILES
+from .usage import DATA_HELP, SPLITS, UsageError, check_out_folder
 
-DATA_HELP = "synthetic | movielens-100k | PATH (a folder with interactions.csv and items.csv)"
+PROFILE_NAMES = tuple(PROFILES)
 
-
-class UsageError(Exception):
-    """A bad argument: reported in one line, exit code 2."""
-
-
-SPLITS = ("leave-last-out", "cold-items")
+# moved to the library (recbook.pipeline); still importable from here, loaded on first use so that this module stays light
+_MOVED = {name: "recbook.pipeline" for name in ("prepare_data", "evaluate_split", "catalogue_fingerprint", "scorer_for_history")}
 
 
-def _load_data(source: str, profile, seed: int, all_users: bool = False):
-    from .data import DataError, load_dataset
+def __getattr__(name: str):
+    if name in _MOVED:
+        from importlib import import_module
 
-    if source not in ("synthetic", "movielens-100k") and not Path(source).is_dir():
-        raise UsageError(f"--data {source!r}: expected {DATA_HELP}")
-    try:
-        if source == "synthetic":
-            ds = load_dataset("synthetic", seed=seed, n_users=profile.n_users, n_items=profile.n_items)
-        else:
-            ds = load_dataset(source)
-    except (DataError, FileNotFoundError) as exc:
-        raise UsageError(f"--data {source!r}: {exc}") from None
-    if source == "movielens-100k" and not all_users:  # the profile's subset, the same for every model so results compare
-        ds = ds.subset_users(profile.movielens_users, seed=seed)
-    return ds
-
-
-def prepare_data(source: str, profile, seed: int = 0, split: str = "leave-last-out", cold_fraction: float = 0.1,
-                 all_users: bool = False):
-    """``(dataset, split)`` for a data source as every command builds it: the profile's subset of MovieLens users
-    (all of them with ``all_users``), then leave-last-out — or, with ``split="cold-items"``, the item cold-start
-    split (:func:`recbook.data.splits.cold_item_split`, a ``ColdStartSplit``)."""
-    from .data import leave_last_out
-    from .data.splits import cold_item_split
-
-    if split not in SPLITS:
-        raise UsageError(f"--split {split!r}: choose one of {', '.join(SPLITS)}")
-    ds = _load_data(source, profile, seed, all_users)
-    if split == "cold-items":
-        if not 0 < cold_fraction < 1:
-            raise UsageError(f"--cold-fraction must be between 0 and 1 (e.g. 0.1), got {cold_fraction}")
-        return ds, cold_item_split(ds.interactions, cold_fraction)
-    return ds, leave_last_out(ds.interactions, drop_short_users=True)
-
-
-def _checkpoint_folder(path: str) -> tuple[Path, dict]:
-    """The checkpoint folder of a train run (its ``--out`` or ``--out/checkpoint``) and its ``run.json``."""
-    folder = Path(path)
-    folder = folder / "checkpoint" if (folder / "checkpoint" / "run.json").is_file() else folder
-    if not (folder / "run.json").is_file():
-        raise UsageError(f"--checkpoint {path!r}: no run.json found; pass the --out folder of 'recbook train'")
-    return folder, json.loads((folder / "run.json").read_text())
-
-
-def catalogue_fingerprint(dataset) -> dict:
-    """What ``run.json`` records about the catalogue a model was trained on: item count and a hash of the sorted ids."""
-    ids = sorted(str(i) for i in dataset.item_ids)
-    return {"n_items": len(ids), "item_ids_sha256": hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()}
-
-
-def _check_catalogue(run: dict, dataset, source: str) -> None:
-    """Refuse to score a checkpoint on data whose catalogue is not the one it was trained on."""
-    trained = run.get("catalogue")
-    if trained is None:  # a run.json written before catalogues were recorded
-        return
-    here = catalogue_fingerprint(dataset)
-    if here != trained:
-        raise UsageError(
-            f"--data {source!r} has a different catalogue ({here['n_items']} items, ids sha256 {here['item_ids_sha256'][:12]}) "
-            f"from the one the checkpoint was trained on (--data {run['data']!r}: {trained['n_items']} items, ids sha256 "
-            f"{trained['item_ids_sha256'][:12]}); evaluate it on the data it was trained on"
-        )
-
-
-def _run_profile(run: dict, override: str | None):
-    """The profile a command re-uses: the one stored in ``run.json``, unless ``--profile`` overrides it (with a notice)."""
-    from .device import PROFILES, Profile, get_profile
-
-    stored = run.get("profile")
-    if override is not None:
-        if stored is not None:
-            name = stored.get("name") if isinstance(stored, dict) else stored
-            print(f"note: --profile {override} overrides the profile the checkpoint was trained with ({name}, stored in run.json)",
-                  file=sys.stderr)
-        return get_profile(override)
-    if not isinstance(stored, dict):  # a run.json written before the resolved profile was stored: its name (or the default)
-        return get_profile(stored)
-    fields = {f.name for f in dataclasses.fields(Profile)}
-    unknown = sorted(set(stored) - fields)
-    if unknown:
-        raise UsageError(f"run.json's profile has field(s) {unknown} this version of recbook does not know; pass --profile")
-    base = PROFILES.get(stored.get("name"))
-    try:
-        return dataclasses.replace(base, **stored) if base is not None else Profile(**stored)
-    except TypeError as exc:
-        raise UsageError(f"run.json's profile is incomplete ({exc}); pass --profile") from None
-
-
-def _protocols(model: str) -> tuple[str, ...]:
-    """Full ranking for every model except the cross-encoder (one BERT pass per catalogue item is too slow)."""
-    return ("sampled",) if model == "cross-encoder" else ("sampled", "full")
-
-
-def evaluate_split(fitted_scorer, dataset, split, profile, bert: bool, seed: int, protocols, eval_users=None, eval_set=None) -> dict:
-    """The metrics every command reports: test users of ``split`` (or a given ``eval_set``) under ``protocols``.
-
-    Sampled-protocol metrics at the top level, full ranking under ``"full_ranking"``; each carries ``"ci95"``:
-    ``{metric: [low, high]}``, a 95% bootstrap interval over users (:mod:`recbook.stats`).
-    """
-    from .evaluate import evaluate, make_eval_set
-    from .stats import mean_ci
-
-    if eval_set is None:
-        n_users = eval_users if eval_users is not None else (profile.bert_eval_users if bert else None)
-        eval_set = make_eval_set(dataset, split, "test", profile.eval_negatives, n_users=n_users, seed=seed)
-    results = {}
-    for p in protocols:
-        res = evaluate(fitted_scorer, eval_set, p, per_user=True)
-        per_user = res.pop("per_user")
-        res["ci95"] = {m: [round(e.low, 6), round(e.high, 6)] for m in ("HR@10", "NDCG@10", "MRR", "AUC")
-                       for e in [mean_ci(per_user[m].dropna(), seed=seed)]}
-        results[p] = res
-    main = dict(results["sampled"])
-    if "full" in results:
-        main["full_ranking"] = {k: v for k, v in results["full"].items()}
-    return main
-
-
-def scorer_for_history(fitted_model, name: str, tokenizer, dataset, history, profile, fallback):
-    """A test-time scorer of a trained model that reads ``history`` (e.g. the cold split's past-only histories)."""
-    if name in SEQUENTIAL_MODELS:
-        from .models.sequential import SequentialScorer
-
-        return SequentialScorer(fitted_model, dataset.item_ids, history)
-    if name in BERT_MODELS:
-        from .device import detect_device
-        from .pipeline import bert_scorer
-
-        return bert_scorer(fitted_model, tokenizer, dataset, history, profile, detect_device())
-    return fallback  # baselines score from what they were fitted on: cold items are unknown to them either way
-
-
-def _split_metrics(scorer, model_for_history, name, tokenizer, ds, split, profile, seed, eval_users) -> dict:
-    """Warm (or leave-last-out) metrics, and for a cold-start split the cold-item metrics under ``"cold"``."""
-    from .data.splits import ColdStartSplit
-    from .evaluate import make_cold_eval_set
-
-    bert = name in BERT_MODELS
-    protocols = _protocols(name)
-    if not isinstance(split, ColdStartSplit):
-        return evaluate_split(scorer, ds, split, profile, bert, seed, protocols, eval_users)
-    metrics = {"warm": evaluate_split(scorer, ds, split.warm(), profile, bert, seed, protocols, eval_users)}
-    cold_scorer = scorer_for_history(model_for_history, name, tokenizer, ds, split.cold_history, profile, scorer)
-    cold_set = make_cold_eval_set(ds, split, profile.eval_negatives, seed=seed)
-    metrics["cold"] = evaluate_split(cold_scorer, ds, None, profile, bert, seed, protocols, eval_set=cold_set)
-    metrics["cold"]["cold_items"] = int(len(split.cold_items))
-    return metrics
+        return getattr(import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def cmd_train(args) -> dict:
-    from .device import environment_report, get_profile, seed_everything
-    from .pipeline import fit_recommender
-
+    spec = MODELS[args.model]
     if args.max_steps is not None and args.max_steps < 1:
         raise UsageError(f"--max-steps must be at least 1, got {args.max_steps}")
+    if args.time_budget is not None and args.time_budget <= 0:
+        raise UsageError(f"--time-budget must be positive seconds, got {args.time_budget}")
+    if args.item_features != "id" and spec.kind != "sequential":
+        raise UsageError(f"--item-features {args.item_features} applies to --model {' or '.join(SEQUENTIAL_MODELS)}, not {args.model}")
+    if args.peft and spec.kind != "bert":
+        raise UsageError(f"--peft {args.peft} applies to --model cross-encoder or two-tower, not {args.model}")
+    out = check_out_folder(args.out)
+
+    from .device import environment_report, get_profile, seed_everything
+    from .pipeline import check_backbone, fit_recommender, prepare_data, run_record, save_fitted, split_metrics
+
+    if spec.kind == "bert" or args.item_features != "id":  # the models that read --backbone
+        check_backbone(args.backbone)
     overrides = {} if args.max_steps is None else {"bert_max_steps": args.max_steps}
     if args.time_budget is not None:
-        if args.time_budget <= 0:
-            raise UsageError(f"--time-budget must be positive seconds, got {args.time_budget}")
         overrides["seq_time_budget"] = args.time_budget
     profile = get_profile(args.profile, **overrides)
     seed_everything(args.seed)
-    bert = args.model in BERT_MODELS
-    if args.item_features != "id" and args.model not in SEQUENTIAL_MODELS:
-        raise UsageError(f"--item-features {args.item_features} applies to --model {' or '.join(SEQUENTIAL_MODELS)}, not {args.model}")
-    if args.peft and not bert:
-        raise UsageError(f"--peft {args.peft} applies to --model cross-encoder or two-tower, not {args.model}")
     ds, split = prepare_data(args.data, profile, args.seed, args.split, args.cold_fraction, args.all_users)
     train_split = split.warm() if args.split == "cold-items" else split
     fitted = fit_recommender(args.model, ds, train_split, profile, args.backbone, seed=args.seed, progress=not args.quiet, peft=args.peft,
                              item_features=args.item_features)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    _save(fitted, out / "checkpoint", args, profile, ds)
-    metrics = _split_metrics(fitted.scorer, fitted.model, args.model, fitted.tokenizer, ds, split, profile, args.seed, args.eval_users)
+    run = run_record(args.data, args.model, profile, args.seed, ds, backbone=args.backbone, peft=args.peft, max_steps=args.max_steps,
+                     item_features=args.item_features, split=args.split, cold_fraction=args.cold_fraction, all_users=args.all_users)
+    save_fitted(fitted, out / "checkpoint", ds, run)
+    metrics = split_metrics(fitted.scorer, fitted.model, args.model, fitted.tokenizer, ds, split, profile, args.seed, args.eval_users)
     metrics.update(data=args.data, model=args.model, item_features=args.item_features, split=args.split, peft=args.peft,
                    profile=profile.name, dataset_users=int(ds.n_users), train_seconds=round(fitted.train_seconds, 2),
                    steps=fitted.train_result.steps if fitted.train_result is not None else None,
@@ -221,115 +86,88 @@ def cmd_train(args) -> dict:
     return metrics
 
 
-def _save(fitted, folder: Path, args, profile, dataset) -> None:
-    from .models.baselines import save_baseline
+def _run_profile(run: dict, override: str | None):
+    """The profile stored in ``run.json``, unless ``--profile`` overrides it (with a one-line notice)."""
+    from .pipeline import run_profile, stored_profile_name
 
-    if args.model in BERT_MODELS:
-        fitted.model.save(folder, fitted.tokenizer)
-    elif args.model in SEQUENTIAL_MODELS:
-        fitted.model.save(folder, dataset.item_ids)
-    else:
-        save_baseline(fitted.model, folder)
-    # the resolved profile, not its name: "evaluate" must rebuild the same experiment where the default profile differs
-    run = {"data": args.data, "model": args.model, "profile": dataclasses.asdict(profile), "seed": args.seed, "backbone": args.backbone,
-           "peft": args.peft, "max_steps": getattr(args, "max_steps", None), "catalogue": catalogue_fingerprint(dataset),
-           "item_features": args.item_features, "split": args.split, "cold_fraction": args.cold_fraction, "all_users": args.all_users}
-    (folder / "run.json").write_text(json.dumps(run, indent=1))
+    if override is not None and run.get("profile") is not None:
+        print(f"note: --profile {override} overrides the profile the checkpoint was trained with ({stored_profile_name(run)}, "
+              "stored in run.json)", file=sys.stderr)
+    return run_profile(run, override)
 
 
 def cmd_evaluate(args) -> dict:
-    from .device import detect_device
     from .evaluate import history_for_test
+    from .pipeline import check_catalogue, checkpoint_folder, load_trained, prepare_data, split_metrics
 
-    folder, run = _checkpoint_folder(args.checkpoint)
+    folder, run = checkpoint_folder(args.checkpoint)
     profile = _run_profile(run, args.profile)
-    bert = run["model"] in BERT_MODELS
-    ds, split = prepare_data(args.data or run["data"], profile, run["seed"], run.get("split", "leave-last-out"),
-                             run.get("cold_fraction", 0.1), run.get("all_users", False))
-    _check_catalogue(run, ds, args.data or run["data"])
+    data = args.data or run["data"]
+    ds, split = prepare_data(data, profile, run["seed"], run.get("split", "leave-last-out"), run.get("cold_fraction", 0.1),
+                             run.get("all_users", False))
+    check_catalogue(run, ds, data)
     test_split = split.warm() if run.get("split") == "cold-items" else split
-    model, tokenizer = None, None
-    if run["model"] in SEQUENTIAL_MODELS:
-        from .models.sequential import SequentialRecommender, SequentialScorer
-
-        model, _ = SequentialRecommender.load(folder)
-        scorer = SequentialScorer(model, ds.item_ids, history_for_test(test_split))
-    elif bert:
-        from .models.backbone import load_tokenizer
-        from .models.cross_encoder import CrossEncoder
-        from .models.two_tower import TwoTower
-        from .pipeline import bert_scorer
-
-        model = (CrossEncoder if run["model"] == "cross-encoder" else TwoTower).load(folder)
-        tokenizer = load_tokenizer(folder / "encoder")
-        scorer = bert_scorer(model, tokenizer, ds, history_for_test(test_split), profile, detect_device())
-    else:
-        from .models.baselines import load_baseline
-
-        scorer = load_baseline(folder).score
-    metrics = _split_metrics(scorer, model, run["model"], tokenizer, ds, split, profile, run["seed"], args.eval_users)
-    metrics.update(data=args.data or run["data"], model=run["model"], item_features=run.get("item_features", "id"),
+    scorer, model, tokenizer = load_trained(folder, run, ds, history_for_test(test_split), profile)
+    metrics = split_metrics(scorer, model, run["model"], tokenizer, ds, split, profile, run["seed"], args.eval_users)
+    metrics.update(data=data, model=run["model"], item_features=run.get("item_features", "id"),
                    split=run.get("split", "leave-last-out"), profile=profile.name)
     return metrics
 
 
 def cmd_bench(args) -> dict:
-    import math
-
-    if args.target == "catalogue":
-        return _bench_catalogue(args)
-    if not args.checkpoint:
+    if args.target == "checkpoint" and not args.checkpoint:
         raise UsageError("bench --target checkpoint needs --checkpoint (the --out folder of 'recbook train --model cross-encoder')")
+    kinds = _bench_kinds(args.variants)
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    if args.target == "catalogue" and args.epochs < 1:
+        raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
+    out = check_out_folder(args.out)
+    if args.target == "catalogue":
+        return _bench_catalogue(args, kinds, out)
 
     from .bench import make_pair_set, plot_pareto, run_benchmark, write_results
     from .compress.variants import make_variant
-    from .device import cpu_features
     from .evaluate import make_eval_set
     from .models.backbone import load_tokenizer
     from .models.cross_encoder import CrossEncoder
+    from .pipeline import check_catalogue, checkpoint_folder, prepare_data
 
-    folder, run = _checkpoint_folder(args.checkpoint)
+    folder, run = checkpoint_folder(args.checkpoint)
     if run["model"] != "cross-encoder":
         raise UsageError(f"--checkpoint {args.checkpoint!r} holds a {run['model']} model; bench measures cross-encoders")
-    kinds = _bench_kinds(args.variants)
-    _bench_threads(args)
+    _set_threads(args.threads)
     profile = _run_profile(run, args.profile)
     ds, split = prepare_data(run["data"], profile, run["seed"])
-    _check_catalogue(run, ds, run["data"])
+    check_catalogue(run, ds, run["data"])
     tokenizer = load_tokenizer(folder / "encoder")
     model = CrossEncoder.load(folder).eval()
     eval_set = make_eval_set(ds, split, "test", profile.eval_negatives, n_users=args.eval_users or profile.bert_eval_users, seed=run["seed"])
     pairs = make_pair_set(eval_set, ds, tokenizer, profile.max_length, profile.max_history_items)
-    out = Path(args.out)
     variants = [make_variant(k, model, out / "variants", dataset=ds, tokenizer=tokenizer) for k in kinds]  # the files stay there
     table = run_benchmark(variants, pairs, tokenizer, repeats=args.repeats, progress=not args.quiet)
     files = write_results(table, out)
     plot_pareto(table, out / "bench_pareto.png")
-    return {"protocol": table.attrs["protocol"], "threads": table.attrs["threads"], "cpu_features": [k for k, v in cpu_features().items() if v],
-            "files": {k: str(v) for k, v in files.items()},
-            "slow_paths": table.attrs["slow_paths"],  # variants measured briefly on this CPU, and why (NaN quality → null)
-            "table": {name: {c: (round(float(row[c]), 4) if math.isfinite(float(row[c])) else None)
-                             for c in ("NDCG@10", "AUC", "size_MB", "p50_ms_b1", "p50_ms_b64", "quality_kept", "smaller", "faster_b64")}
-                      for name, row in table.iterrows()}}
+    columns = ("NDCG@10", "AUC", "size_MB", "p50_ms_b1", "p50_ms_b64", "quality_kept", "smaller", "faster_b64")
+    return _bench_summary(table, files, columns)
 
 
-def _bench_catalogue(args) -> dict:
+def _bench_catalogue(args, kinds: list[str], out: Path) -> dict:
     """``bench --target catalogue``: variants of the BERT that embeds the catalogue, judged by the text SASRec on every user."""
-    import math
-
     from .bench import pareto_front, plot_pareto, write_results
     from .compress.catalogue import catalogue_bench, measure_variants, min_kept_low
     from .compress.variants import make_variant
-    from .data import load_dataset
-    from .device import cpu_features
+    from .data import DataError, load_dataset
+    from .pipeline import check_backbone
 
-    kinds = _bench_kinds(args.variants)
-    _bench_threads(args)
-    if args.epochs < 1:
-        raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
-    ds = load_dataset(args.data or "movielens-100k")
+    check_backbone(args.backbone)
+    _set_threads(args.threads)
+    data = args.data or "movielens-100k"
+    try:
+        ds = load_dataset(data)
+    except (DataError, FileNotFoundError, ValueError) as exc:
+        raise UsageError(f"--data {data!r}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
     bench = catalogue_bench(ds, seed=args.seed, epochs=args.epochs, encoder=args.backbone, progress=not args.quiet)
-    out = Path(args.out)
     variants = [make_variant(k, bench.teacher, out / "variants", dataset=ds, tokenizer=bench.tokenizer) for k in kinds]
     table, _ = measure_variants(bench, variants, repeats=args.repeats, progress=not args.quiet)
     table["quality_kept"] = min_kept_low(table)
@@ -339,18 +177,26 @@ def _bench_catalogue(args) -> dict:
                                "warm and cold AUC ratios to fp32")
     files = write_results(table, out)
     plot_pareto(table, out / "bench_pareto.png", quality_col="quality_kept")
-    cols = [c for c in table.columns if c not in ("notes", "pareto (latency)")]
+    return _bench_summary(table, files, [c for c in table.columns if c not in ("notes", "pareto (latency)")])
+
+
+def _bench_summary(table, files: dict, columns) -> dict:
+    """What ``bench`` prints: protocol, threads, CPU features, files, slow paths and the table (NaN → null)."""
+    import math
+
+    from .device import cpu_features
+
     return {"protocol": table.attrs["protocol"], "threads": table.attrs["threads"], "cpu_features": [k for k, v in cpu_features().items() if v],
-            "files": {k: str(v) for k, v in files.items()}, "slow_paths": table.attrs["slow_paths"],
-            "table": {name: {c: (round(float(row[c]), 4) if math.isfinite(float(row[c])) else None) for c in cols} for name, row in table.iterrows()}}
+            "files": {k: str(v) for k, v in files.items()},
+            "slow_paths": table.attrs["slow_paths"],  # variants measured briefly on this CPU, and why (NaN quality → null)
+            "table": {name: {c: (round(float(row[c]), 4) if math.isfinite(float(row[c])) else None) for c in columns}
+                      for name, row in table.iterrows()}}
 
 
-def _bench_threads(args) -> None:
+def _set_threads(threads: int | None) -> None:
     import torch
 
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {args.threads}")
-    torch.set_num_threads(args.threads or torch.get_num_threads())
+    torch.set_num_threads(threads or torch.get_num_threads())
 
 
 def _bench_kinds(spec: str) -> list[str]:
@@ -358,6 +204,11 @@ def _bench_kinds(spec: str) -> list[str]:
     bad = [k for k in kinds if k not in VARIANT_KINDS]
     if bad or not kinds:
         raise UsageError(f"--variants {spec!r}: unknown {bad}; choose from {', '.join(VARIANT_KINDS)}")
+    missing = missing_packages(kinds)
+    if missing:
+        needs = sorted({m for ms in missing.values() for m in ms})
+        raise UsageError(f"--variants {', '.join(missing)} need(s) {' and '.join(needs)}, not installed here "
+                         f"(pip install {' '.join(needs)}, or recbook's 'compress' extra); or leave those variants out")
     return kinds if kinds[0] == "fp32" else ["fp32"] + [k for k in kinds if k != "fp32"]  # the baseline every ratio is against
 
 
@@ -367,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="fit a model, evaluate it on the test split, save metrics.json and the checkpoint")
     tr.add_argument("--data", required=True, help=DATA_HELP)
     tr.add_argument("--model", required=True, choices=MODEL_NAMES)
-    tr.add_argument("--profile", choices=("quick", "full"), default=None, help="default: $RECBOOK_PROFILE, else quick on CPU")
-    tr.add_argument("--out", required=True, help="output folder")
+    tr.add_argument("--profile", choices=PROFILE_NAMES, default=None, help="default: $RECBOOK_PROFILE, else quick on CPU")
+    tr.add_argument("--out", required=True, help="output folder (created if missing; must not be a file)")
     tr.add_argument("--backbone", default=None, help="BERT folder or Hub id (default: offline all-MiniLM-L6-v2)")
     tr.add_argument("--peft", choices=("lora",), default=None, help="train a BERT model with LoRA (merged into the weights after training)")
     tr.add_argument("--seed", type=int, default=0)
@@ -386,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="re-evaluate a saved model")
     ev.add_argument("--checkpoint", required=True, help="the --out folder of a train run (or its checkpoint/ folder)")
     ev.add_argument("--data", default=None, help=f"{DATA_HELP}; default: the data it was trained on")
-    ev.add_argument("--profile", choices=("quick", "full"), default=None, help="default: the profile stored in run.json")
+    ev.add_argument("--profile", choices=PROFILE_NAMES, default=None, help="default: the profile stored in run.json")
     ev.add_argument("--eval-users", type=int, default=None, help="as for train")
     be = sub.add_parser("bench", help="measure compressed variants (quality, latency, size) of a cross-encoder checkpoint "
                                       "or of the BERT that embeds the catalogue")
@@ -401,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--variants", default="fp32,int8,onnx-int8,prune50-int8", help="comma-separated, from: " + ", ".join(
         VARIANT_KINDS))
     be.add_argument("--out", required=True, help="output folder for bench.csv, bench.md, bench_pareto.png")
-    be.add_argument("--profile", choices=("quick", "full"), default=None, help="default: the profile stored in run.json")
+    be.add_argument("--profile", choices=PROFILE_NAMES, default=None, help="default: the profile stored in run.json")
     be.add_argument("--eval-users", type=int, default=None, help="test users whose 100 candidates are scored (default: the profile's)")
     be.add_argument("--repeats", type=int, default=10, help="timed repeats per variant and batch size (interleaved)")
     be.add_argument("--threads", type=int, default=None, help="torch/ONNX Runtime threads (default: torch's)")

@@ -10,28 +10,47 @@ checkpoint (``CrossEncoder.save`` + ``run.json``, written to a temporary folder 
 interrupted run never leaves half a cache). :func:`make_variant` turns a model into a measurable
 :class:`recbook.bench.Variant` — the runtime model plus the file it ships as, written for real so the
 size is measured, not computed.
+
+Importing this module is light (standard library only): the command line reads :data:`VARIANT_KINDS` and
+:func:`missing_packages` for ``bench``'s ``--help`` and argument checks; torch, pruning and quantization load
+when a variant or a teacher is built.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import importlib.util
 import json
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-
-from ..bench import PairSet, Variant, make_pair_set
-from .prune import count_nonzero, magnitude_prune
-from .quantize import cast, dynamic_quantize, quantize_embeddings, trim_vocabulary, used_token_ids
-from .storage import file_size, linear_weight_names, save_compact
 
 # bump when the saved model layout or the training recipe changes (2: BERT's unused pooler no longer saved;
 # 3: training negatives exclude only the user's training items, drawn per user — issue 9)
 TEACHER_FORMAT = 3
 VARIANT_KINDS = ("fp32", "bf16", "fp16", "int8", "torchao-int8", "onnx-fp32", "onnx-int8", "prune50-int8", "trim-int8")
+# optional packages a variant kind needs beyond torch (pyproject's 'compress' extra)
+VARIANT_REQUIRES = {"torchao-int8": ("torchao",), "onnx-fp32": ("onnx", "onnxruntime"), "onnx-int8": ("onnx", "onnxruntime")}
+
+
+def _installed(module: str) -> bool:
+    if module in sys.modules:  # imported already — or blocked (None), as a test does to simulate its absence
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def missing_packages(kinds) -> dict[str, list[str]]:
+    """``{kind: [missing package, …]}`` for the variant kinds whose optional packages are not installed (empty when all are)."""
+    missing = {}
+    for kind in kinds:
+        absent = [m for m in VARIANT_REQUIRES.get(kind, ()) if not _installed(m)]
+        if absent:
+            missing[kind] = absent
+    return missing
 
 
 @dataclass
@@ -42,10 +61,10 @@ class CompressionSetup:
     split: object
     profile: object
     tokenizer: object
-    teacher: torch.nn.Module
+    teacher: object  # torch.nn.Module
     checkpoint: Path
     eval_set: object
-    pairs: PairSet
+    pairs: object  # recbook.bench.PairSet
     data_source: str
     seed: int
 
@@ -65,9 +84,8 @@ def load_or_train_teacher(data_source: str, profile, seed: int = 0, backbone: st
 
     ``data``: the ``(dataset, split)`` of ``data_source`` if the caller already built them.
     """
-    from ..cli import catalogue_fingerprint, prepare_data
     from ..models.cross_encoder import CrossEncoder
-    from ..pipeline import fit_recommender
+    from ..pipeline import fit_recommender, prepare_data, run_record
 
     folder = teacher_folder(data_source, profile, seed, backbone, cache_dir)
     if (folder / "recbook_model.json").is_file():
@@ -78,8 +96,7 @@ def load_or_train_teacher(data_source: str, profile, seed: int = 0, backbone: st
     tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
     try:
         fitted.model.save(tmp, fitted.tokenizer)
-        run = {"data": data_source, "model": "cross-encoder", "profile": dataclasses.asdict(profile), "seed": seed, "backbone": backbone,
-               "peft": None, "train_seconds": round(fitted.train_seconds, 1), "catalogue": catalogue_fingerprint(dataset)}
+        run = run_record(data_source, "cross-encoder", profile, seed, dataset, backbone=backbone, train_seconds=round(fitted.train_seconds, 1))
         (tmp / "run.json").write_text(json.dumps(run, indent=1))
         if folder.exists():  # another process finished first: keep theirs
             shutil.rmtree(tmp)
@@ -98,10 +115,11 @@ def compression_setup(data_source: str | None = None, profile=None, seed: int = 
     ``data_source=None`` picks ``"synthetic"`` in the quick profile (a one-minute CPU fine-tune on MovieLens
     stays at chance — notebook 04b measures it) and ``"movielens-100k"`` in the full profile.
     """
-    from ..cli import prepare_data
-    from ..device import get_profile
+    from ..bench import make_pair_set
     from ..evaluate import make_eval_set
     from ..models.backbone import load_tokenizer
+    from ..pipeline import prepare_data
+    from ..profile import get_profile
 
     profile = profile or get_profile()
     data_source = data_source or ("synthetic" if profile.name == "quick" else "movielens-100k")
@@ -116,12 +134,13 @@ def compression_setup(data_source: str | None = None, profile=None, seed: int = 
 def catalogue_token_ids(dataset, tokenizer):
     """The token ids the catalogue's texts use (plus special tokens): what :func:`trim_vocabulary` keeps."""
     from ..data import catalogue_texts
+    from .quantize import used_token_ids
 
     return used_token_ids(catalogue_texts(dataset), tokenizer)
 
 
-def make_variant(kind: str, model: torch.nn.Module, workdir: str | Path, name: str | None = None, dataset=None, tokenizer=None,
-                 example: dict | None = None) -> Variant:
+def make_variant(kind: str, model, workdir: str | Path, name: str | None = None, dataset=None, tokenizer=None,
+                 example: dict | None = None):
     """Build variant ``kind`` (one of :data:`VARIANT_KINDS`) of an fp32 BERT ``model`` and write its file.
 
     ``model(input_ids, attention_mask, token_type_ids)`` may return a cross-encoder's logits or a sentence
@@ -135,7 +154,16 @@ def make_variant(kind: str, model: torch.nn.Module, workdir: str | Path, name: s
     - ``prune50-int8``: 50% global magnitude pruning (Linear layers and embeddings), then ``int8``;
       file = bit mask + int8 non-zeros;
     - ``trim-int8``: vocabulary trimmed to the catalogue's tokens (needs ``dataset`` and ``tokenizer``), then ``int8``.
+
+    Returns a :class:`recbook.bench.Variant`.
     """
+    import torch
+
+    from ..bench import Variant
+    from .prune import count_nonzero, magnitude_prune
+    from .quantize import cast, dynamic_quantize, quantize_embeddings, trim_vocabulary
+    from .storage import file_size, linear_weight_names, save_compact
+
     if kind not in VARIANT_KINDS:
         raise ValueError(f"unknown variant kind {kind!r}; choose one of {', '.join(VARIANT_KINDS)}")
     workdir = Path(workdir)
@@ -178,5 +206,7 @@ def make_variant(kind: str, model: torch.nn.Module, workdir: str | Path, name: s
     return Variant(name, runtime, size, params, nonzero, (notes + "; " if notes else "") + "int8 Linear (torch.ao) + int8 embeddings")
 
 
-def _state(model: torch.nn.Module) -> dict:
+def _state(model) -> dict:
+    import torch
+
     return {k: v for k, v in model.state_dict().items() if torch.is_tensor(v)}

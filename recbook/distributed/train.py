@@ -23,7 +23,6 @@ Two nodes with 4 GPUs each (run on both machines; ``node0`` reachable from ``nod
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -33,17 +32,17 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from ..profile import PROFILES
+from ..usage import DATA_HELP, UsageError, check_out_folder
 from . import CommCounter, cleanup, init, local_state_bytes, wrap_ddp, wrap_fsdp
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..cli import DATA_HELP
-
     p = argparse.ArgumentParser(prog="torchrun ... -m recbook.distributed.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="synthetic", help=DATA_HELP)
     p.add_argument("--model", default="cross-encoder", choices=("cross-encoder",))
     p.add_argument("--mode", default="ddp", choices=("ddp", "fsdp"))
-    p.add_argument("--profile", choices=("quick", "full"), default=None)
+    p.add_argument("--profile", choices=tuple(PROFILES), default=None)
     p.add_argument("--out", default=None, help="folder for metrics.json and the checkpoint (rank 0 writes)")
     p.add_argument("--backbone", default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -88,25 +87,27 @@ def _save_model(wrapped, model, tokenizer, args, profile, info, dataset) -> None
         plain = wrapped.inner
     folder = Path(args.out) / "checkpoint"
     plain.save(folder, tokenizer)
-    from ..cli import catalogue_fingerprint
+    from ..pipeline import run_record
 
-    run = {"data": args.data, "model": args.model, "profile": dataclasses.asdict(profile), "seed": args.seed, "backbone": args.backbone,
-           "peft": None, "distributed": {"mode": args.mode, "world_size": info.world_size}, "catalogue": catalogue_fingerprint(dataset)}
+    run = run_record(args.data, args.model, profile, args.seed, dataset, backbone=args.backbone,
+                     distributed={"mode": args.mode, "world_size": info.world_size})
     (folder / "run.json").write_text(json.dumps(run, indent=1))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..cli import UsageError, evaluate_split, prepare_data
     from ..device import environment_report, get_profile, seed_everything
+    from ..evaluate import history_for_test
     from ..models.backbone import load_backbone
     from ..models.cross_encoder import CrossEncoder
-    from ..pipeline import bert_config, bert_scorer, cross_encoder_examples
-    from ..evaluate import history_for_test
+    from ..pipeline import bert_config, bert_scorer, check_backbone, cross_encoder_examples, evaluate_split, prepare_data
 
     info = init()
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world_size) if info.device == "cpu" else torch.get_num_threads())
     try:
+        if args.out:
+            check_out_folder(args.out)
+        check_backbone(args.backbone)
         profile = get_profile(args.profile)
         if profile.batch_size % info.world_size:
             raise UsageError(f"the global batch {profile.batch_size} does not split evenly over {info.world_size} ranks")

@@ -1,0 +1,131 @@
+"""The command line is a thin layer over the library: light to import, one model registry, one-line errors (issue 11)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from recbook import cli
+
+HEAVY = ("torch", "numpy", "pandas", "transformers", "recbook.bench", "recbook.pipeline", "recbook.compress.prune",
+         "recbook.compress.quantize")
+
+
+def test_help_loads_neither_torch_nor_the_compression_code():
+    script = (
+        "import json, runpy, sys\n"
+        "import recbook.cli\n"
+        "recbook.cli.build_parser()\n"
+        "for argv in (['--help'], ['train', '--help'], ['bench', '--help']):\n"
+        "    sys.argv = ['recbook', *argv]\n"
+        "    try:\n"
+        "        runpy.run_module('recbook', run_name='__main__')\n"
+        "    except SystemExit as exc:\n"
+        "        assert exc.code == 0, exc.code\n"
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "--variants" in done.stdout and "--model" in done.stdout  # the help texts were printed
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_one_model_registry():
+    from recbook import models, pipeline
+    from recbook.models import baselines
+
+    assert pipeline.MODEL_NAMES is models.MODEL_NAMES and pipeline.BERT_MODELS is models.BERT_MODELS
+    assert pipeline.SEQUENTIAL_MODELS is models.SEQUENTIAL_MODELS == {"sasrec": "causal", "bert4rec": "cloze"}
+    assert set(models.MODEL_NAMES) == set(models.BASELINE_MODELS) | set(models.BERT_MODELS) | set(models.SEQUENTIAL_MODELS)
+    assert list(baselines.BASELINES) == list(models.BASELINE_MODELS)
+    for name, spec in models.MODELS.items():
+        assert isinstance(spec.load_class(), type), name
+        assert spec.protocols() == (("sampled",) if name == "cross-encoder" else ("sampled", "full"))
+    train = cli.build_parser()._subparsers._group_actions[0].choices["train"]
+    assert next(a for a in train._actions if a.dest == "model").choices == models.MODEL_NAMES
+    with pytest.raises(ValueError, match="unknown model 'gpt'"):
+        models.model_spec("gpt")
+
+
+def test_moved_names_stay_importable_from_their_old_modules():
+    from recbook import device, pipeline, profile, usage
+
+    for name in ("prepare_data", "evaluate_split", "catalogue_fingerprint", "scorer_for_history"):
+        assert getattr(cli, name) is getattr(pipeline, name), name
+    assert cli.UsageError is pipeline.UsageError is usage.UsageError and issubclass(usage.UsageError, ValueError)
+    assert cli.DATA_HELP == usage.DATA_HELP and cli.SPLITS == usage.SPLITS
+    for name in ("Profile", "PROFILES", "get_profile", "PROFILE_ENV"):
+        assert getattr(device, name) is getattr(profile, name), name
+    with pytest.raises(AttributeError):
+        cli.no_such_name  # noqa: B018
+
+
+def test_check_out_folder(tmp_path):
+    from recbook.usage import UsageError, check_out_folder
+
+    (tmp_path / "file.txt").write_text("x")
+    assert check_out_folder(tmp_path / "new" / "run") == tmp_path / "new" / "run"
+    assert check_out_folder(tmp_path) == tmp_path
+    with pytest.raises(UsageError, match="is not a folder"):
+        check_out_folder(tmp_path / "file.txt")
+    with pytest.raises(UsageError, match="its parent .* is a file"):
+        check_out_folder(tmp_path / "file.txt" / "run")
+
+
+def _exit_2_one_line(argv, capsys, *expected):
+    capsys.readouterr()
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for text in expected:
+        assert text in err, err
+    return err
+
+
+def test_out_that_is_a_file_exits_2_for_every_command_with_out(tmp_path, capsys):
+    file = tmp_path / "taken.txt"
+    file.write_text("not a folder")
+    out = str(file)
+    _exit_2_one_line(["train", "--data", "synthetic", "--model", "pop", "--out", out, "--quiet"], capsys, "--out", "is not a folder")
+    _exit_2_one_line(["train", "--data", "synthetic", "--model", "pop", "--out", str(file / "sub"), "--quiet"], capsys, "is a file")
+    _exit_2_one_line(["bench", "--checkpoint", str(tmp_path), "--variants", "int8", "--out", out], capsys, "--out", "is not a folder")
+    _exit_2_one_line(["bench", "--target", "catalogue", "--variants", "int8", "--out", out], capsys, "--out", "is not a folder")
+    assert {parser: next(a for a in sub._actions if a.dest == "out").required
+            for parser, sub in cli.build_parser()._subparsers._group_actions[0].choices.items()
+            if any(a.dest == "out" for a in sub._actions)} == {"train": True, "bench": True}  # the commands checked above
+
+
+def test_out_that_is_a_file_through_python_m_recbook(tmp_path):
+    file = tmp_path / "taken.txt"
+    file.write_text("x")
+    done = subprocess.run([sys.executable, "-m", "recbook", "train", "--data", "synthetic", "--model", "pop", "--out", str(file)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "error: --out" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_unknown_backbone_exits_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "empty").mkdir()
+    for backbone in (str(tmp_path / "no-such-model"), str(tmp_path / "empty")):
+        _exit_2_one_line(["train", "--data", "synthetic", "--model", "cross-encoder", "--backbone", backbone, "--out", str(tmp_path / "ce"),
+                          "--quiet"], capsys, "--backbone", "no model found")
+        _exit_2_one_line(["train", "--data", "synthetic", "--model", "sasrec", "--item-features", "text", "--backbone", backbone,
+                          "--out", str(tmp_path / "seq"), "--quiet"], capsys, "--backbone")
+        _exit_2_one_line(["bench", "--target", "catalogue", "--data", "synthetic", "--backbone", backbone, "--variants", "int8",
+                          "--out", str(tmp_path / "bench")], capsys, "--backbone", "no model found")
+    assert not (tmp_path / "ce").exists() and not (tmp_path / "bench").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("target", ["checkpoint", "catalogue"])
+def test_bench_onnx_variant_without_onnxruntime_exits_2(target, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+    argv = ["bench", "--target", target, "--variants", "int8,onnx-int8", "--out", str(tmp_path / "bench")]
+    if target == "checkpoint":
+        argv += ["--checkpoint", str(tmp_path / "run")]
+    _exit_2_one_line(argv, capsys, "onnx-int8", "onnxruntime", "not installed")
+    assert not (tmp_path / "bench").exists()
+    from recbook.compress.variants import missing_packages
+
+    assert missing_packages(["fp32", "int8", "onnx-fp32"]) == {"onnx-fp32": ["onnxruntime"]}
