@@ -14,37 +14,10 @@ import copy
 import time
 from collections.abc import Callable
 
-import numpy as np
 import pandas as pd
 import torch
 
-
-def synchronize(device: str) -> None:
-    """Wait for queued GPU/XLA work, so a timer measures the work and not just its launch."""
-    kind = device.split(":")[0]
-    if kind == "cuda":
-        torch.cuda.synchronize()
-    elif kind == "xla":  # pragma: no cover - needs torch_xla
-        import torch_xla.core.xla_model as xm
-
-        xm.mark_step()
-        xm.wait_device_ops()
-
-
-def time_call(fn: Callable[[], object], device: str = "cpu", repeats: int = 5, warmup: int = 1) -> dict[str, float]:
-    """Median and min seconds of ``fn()`` after ``warmup`` calls (device synchronised around each call)."""
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return {"median_s": float(np.median(times)), "min_s": float(np.min(times))}
+from .timing import synchronize, time_call, timed  # noqa: F401 — synchronize and time_call: accel's names before recbook.timing
 
 
 def _forward(model, batch):
@@ -94,11 +67,7 @@ def compile_report(model: torch.nn.Module, batch: dict, device: str = "cpu", mod
     eager = time_call(lambda: _forward_inference(model, batch), device, repeats)
     compiled = torch.compile(copy.deepcopy(model), mode=mode, dynamic=False)
     try:
-        start = time.perf_counter()
-        with torch.inference_mode():
-            out = _forward(compiled, batch)
-        synchronize(device)
-        first = time.perf_counter() - start
+        out, first = timed(lambda: _forward_inference(compiled, batch), device)
     except Exception as exc:  # inductor needs a working compiler toolchain; report, don't crash
         return {"status": f"skipped: torch.compile failed here ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"}
     steady = time_call(lambda: _forward_inference(compiled, batch), device, repeats)

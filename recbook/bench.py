@@ -20,7 +20,6 @@ and why.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import pandas as pd
 import torch
 
 from .metrics import ranking_metrics
+from .timing import peak_memory, timed, weights_bytes  # noqa: F401 — weights_bytes: bench's name before recbook.timing
 
 
 @dataclass
@@ -202,22 +202,17 @@ def time_variants(variants: list[Variant], batches: dict[int, dict], repeats: in
     for _ in range(warmup):
         for size, batch in batches.items():
             for v in variants:
-                start = time.perf_counter()
-                _call(v, batch)
+                _, seconds = timed(lambda: _call(v, batch))
                 if size == big:
-                    last_warm[v.name] = time.perf_counter() - start
+                    last_warm[v.name] = seconds
         bar is not None and bar.update()
     probe, slow = {}, {}
     if slow_factor is not None:
         for v in variants:
-            if warmup == 0:
-                start = time.perf_counter()
-                _call(v, batches[big])  # the first call may be cold: timed, but the faster of the two counts
-                last_warm[v.name] = time.perf_counter() - start
-            start = time.perf_counter()
-            _call(v, batches[big])
+            if warmup == 0:  # the first call may be cold: timed, but the faster of the two counts
+                last_warm[v.name] = timed(lambda: _call(v, batches[big]))[1]
             # the faster of the probe and the last warm-up call: one hiccup does not make a variant "slow"
-            probe[v.name] = min(time.perf_counter() - start, last_warm[v.name])
+            probe[v.name] = min(timed(lambda: _call(v, batches[big]))[1], last_warm[v.name])
         base = variants[0].name
         for v in variants[1:]:
             ratio = probe[v.name] / probe[base]
@@ -230,9 +225,7 @@ def time_variants(variants: list[Variant], batches: dict[int, dict], repeats: in
         for size, batch in batches.items():
             for v in variants:
                 if r < n_timed[v.name]:
-                    start = time.perf_counter()
-                    _call(v, batch)
-                    times[(v.name, size)].append(time.perf_counter() - start)
+                    times[(v.name, size)].append(timed(lambda: _call(v, batch))[1])
         bar is not None and bar.update()
     if bar is not None:
         bar.close()
@@ -246,22 +239,6 @@ def time_variants(variants: list[Variant], batches: dict[int, dict], repeats: in
     frame = pd.DataFrame(rows)
     frame.attrs["slow_paths"] = slow
     return frame
-
-
-def weights_bytes(model) -> int | None:
-    """Bytes the model's weights occupy in memory (parameters, buffers and packed int8 weights); None for ONNX."""
-    if not isinstance(model, torch.nn.Module):
-        return None
-    seen, total = set(), 0
-    for t in list(model.parameters()) + list(model.buffers()):
-        if id(t) not in seen:
-            seen.add(id(t))
-            total += t.numel() * t.element_size()
-    for m in model.modules():  # torch.ao dynamic Linear keeps int8 weights outside parameters()
-        if hasattr(m, "_packed_params") and hasattr(m, "weight") and callable(m.weight):
-            w = m.weight()
-            total += w.numel() * w.element_size() + (m.bias().numel() * 4 if m.bias() is not None else 0)
-    return total
 
 
 def check_variants(variants: list[Variant], threads: int | None = None) -> list[str]:
@@ -292,8 +269,6 @@ def run_benchmark(variants: list[Variant], pairs: PairSet, tokenizer, batch_size
     ``scores_out`` (a dict), when given, receives each variant's (users, candidates) logits (the subset's
     rows only for a slow path).
     """
-    from .peft import peak_memory
-
     check_variants(variants, threads)
     batches = latency_batches(pairs, tokenizer, batch_sizes)
     big = max(batches)

@@ -1,0 +1,110 @@
+"""Timing and memory measurement, in one place: what :mod:`recbook.bench` and :mod:`recbook.accel` measure with.
+
+- :func:`synchronize` waits for queued GPU/XLA work, so a timer measures the work and not just its launch;
+- :func:`timed` times one call (device synchronised after it); :func:`time_call` the median and minimum of
+  ``repeats`` calls after ``warmup`` — notebook ``11_gpu_tpu``'s forward timings;
+- :func:`peak_memory`: peak memory inside a ``with`` block (CUDA allocator peak, or the process's peak
+  resident set on Linux); :func:`read_memory_status` reads ``/proc/self/status``;
+- :func:`weights_bytes`: the bytes a model's weights occupy in memory, packed int8 weights included.
+
+Comparisons of several models are *interleaved* (A, B, C, A, B, C, …) so machine noise hits all alike:
+that logic stays with the variants it compares, in :func:`recbook.bench.time_variants`, and times each
+call with :func:`timed`.
+
+Why not ``torch.utils.benchmark.Timer``: it adds warm-up calls of its own (``timeit``) or picks the number of
+calls itself (``blocked_autorange``), and runs with **one** thread unless told otherwise — the course's timings
+need a known number of calls (a slow path must stay bounded), every call timed at the thread count the
+notebook set, and interleaving across models, which a per-statement timer cannot do.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued GPU/XLA work, so a timer measures the work and not just its launch."""
+    kind = str(device).split(":")[0]
+    if kind == "cuda":
+        torch.cuda.synchronize()
+    elif kind == "xla":  # pragma: no cover - needs torch_xla
+        import torch_xla.core.xla_model as xm
+
+        xm.mark_step()
+        xm.wait_device_ops()
+
+
+def timed(fn: Callable[[], object], device: str = "cpu") -> tuple[object, float]:
+    """``(fn(), seconds)``: one call of ``fn``, timed with ``time.perf_counter`` and the device synchronised after it."""
+    start = time.perf_counter()
+    out = fn()
+    synchronize(device)
+    return out, time.perf_counter() - start
+
+
+def time_call(fn: Callable[[], object], device: str = "cpu", repeats: int = 5, warmup: int = 1) -> dict[str, float]:
+    """Median and min seconds of ``fn()`` after ``warmup`` calls (device synchronised around each call):
+    exactly ``warmup + repeats`` calls."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = [timed(fn, device)[1] for _ in range(repeats)]
+    return {"median_s": float(np.median(times)), "min_s": float(np.min(times))}
+
+
+# ----------------------------------------------------------------------------------------------- memory
+def read_memory_status(field: str = "VmHWM") -> int | None:
+    """A memory field of ``/proc/self/status`` in bytes (``VmHWM``: peak resident set; ``VmRSS``: current); None off Linux."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+@contextmanager
+def peak_memory(device: str = "cpu"):
+    """Measure peak memory inside the ``with`` block: CUDA allocator peak on GPU; on Linux CPUs the
+    process's peak resident set (reset through ``/proc/self/clear_refs``). Yields a dict filled on exit
+    with ``peak_bytes`` (``None`` where it cannot be measured) and ``how``."""
+    out: dict = {"peak_bytes": None, "how": "not measurable here"}
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        yield out
+        out.update(peak_bytes=torch.cuda.max_memory_allocated(), how="torch.cuda.max_memory_allocated")
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # resets the peak RSS (VmHWM) of this process
+        ok = True
+    except OSError:
+        ok = False
+    yield out
+    if ok:
+        out.update(peak_bytes=read_memory_status("VmHWM"), how="process peak RSS (VmHWM), includes everything loaded")
+
+
+def weights_bytes(model) -> int | None:
+    """Bytes the model's weights occupy in memory (parameters, buffers and packed int8 weights); None for ONNX."""
+    if not isinstance(model, torch.nn.Module):
+        return None
+    seen, total = set(), 0
+    for t in list(model.parameters()) + list(model.buffers()):
+        if id(t) not in seen:
+            seen.add(id(t))
+            total += t.numel() * t.element_size()
+    for m in model.modules():  # torch.ao dynamic Linear keeps int8 weights outside parameters()
+        if hasattr(m, "_packed_params") and hasattr(m, "weight") and callable(m.weight):
+            w = m.weight()
+            total += w.numel() * w.element_size() + (m.bias().numel() * 4 if m.bias() is not None else 0)
+    return total
