@@ -1,5 +1,3 @@
-import math
-
 import pytest
 import torch
 
@@ -55,14 +53,18 @@ def test_loop_learns_and_logs():
 
 
 def test_no_weight_decay_on_bias_and_norm():
-    groups = parameter_groups(Tiny(), 0.1)
-    decayed = {id(p) for p in groups[0]["params"]}
     m = Tiny()
     groups = parameter_groups(m, 0.1)
-    assert [p.shape for p in groups[0]["params"]] == [torch.Size([1, 6])]
-    assert groups[1]["weight_decay"] == 0.0 and len(groups[1]["params"]) == 3
-    assert len(parameter_groups(m, 0.1, decay_norm_and_bias=True)) == 1
-    assert decayed
+    # expected by hand: only the Linear's weight matrix decays; LayerNorm weight and both biases do not
+    assert [({id(p) for p in g["params"]}, g["weight_decay"]) for g in groups] == [
+        ({id(m.linear.weight)}, 0.1), ({id(m.norm.weight), id(m.norm.bias), id(m.linear.bias)}, 0.0)]
+    everything = parameter_groups(m, 0.1, decay_norm_and_bias=True)
+    assert [({id(p) for p in g["params"]}, g["weight_decay"]) for g in everything] == [({id(p) for p in m.parameters()}, 0.1)]
+    m.head = torch.nn.Linear(6, 2)  # a new output layer gets its own learning rate, decay rule unchanged
+    with_head = parameter_groups(m, 0.1, head_lr=1e-2)
+    assert [({id(p) for p in g["params"]}, g["weight_decay"], g.get("lr")) for g in with_head] == [
+        ({id(m.linear.weight)}, 0.1, None), ({id(m.norm.weight), id(m.norm.bias), id(m.linear.bias)}, 0.0, None),
+        ({id(m.head.weight)}, 0.1, 1e-2), ({id(m.head.bias)}, 0.0, 1e-2)]
 
 
 def test_schedule_warmup_then_linear_decay():
@@ -174,15 +176,21 @@ def test_config_and_model_errors():
         train_model(Tiny(), [], TrainConfig(progress=False, device="cpu"))
 
 
-def test_autocast_choice():
+def test_autocast_choice(monkeypatch):
+    import recbook.device
+
     assert autocast_dtype("off", "cuda") is None
     assert autocast_dtype("bf16", "cpu") == torch.bfloat16
     assert autocast_dtype("fp16", "cuda") == torch.float16
-    from recbook.device import cpu_features
-
-    native_bf16 = cpu_features()["AMX-BF16"] or cpu_features()["AVX-512 BF16"]
-    assert autocast_dtype("auto", "cpu") == (torch.bfloat16 if native_bf16 else None)
     assert autocast_dtype("auto", "mps") is None
+    no_bf16 = {"AMX-BF16": False, "AVX-512 BF16": False}
+    for features, expected in ((no_bf16, None), ({**no_bf16, "AMX-BF16": True}, torch.bfloat16),
+                               ({**no_bf16, "AVX-512 BF16": True}, torch.bfloat16)):
+        monkeypatch.setattr(recbook.device, "cpu_features", lambda features=features: features)
+        assert autocast_dtype("auto", "cpu") == expected, features  # bf16 only with native bf16 instructions
+    for supported, expected in ((True, torch.bfloat16), (False, torch.float16)):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda supported=supported: supported)
+        assert autocast_dtype("auto", "cuda:1") == expected  # GPUs without bf16 get fp16 (with a GradScaler)
 
 
 def test_replacing_a_checkpoint_never_leaves_none(tmp_path, monkeypatch):
