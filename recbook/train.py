@@ -36,7 +36,11 @@ from .device import detect_device, seed_everything
 
 @dataclass
 class TrainConfig:
-    """Every knob of :func:`train_model`."""
+    """Every knob of :func:`train_model`.
+
+    Early stopping: ``patience=p`` stops training at the ``p``-th evaluation in a row that does not beat the best
+    (Keras, Hugging Face and Lightning count the same way); ``keep_best`` then restores the best weights.
+    """
 
     epochs: int = 1
     max_steps: int | None = None  # optimizer steps; stops early when reached
@@ -50,7 +54,7 @@ class TrainConfig:
     amp: str = "auto"  # "auto" | "bf16" | "fp16" | "off"
     eval_every: int | None = None  # optimizer steps between evaluations; None = end of each epoch
     metric: str = "NDCG@10"  # key of the dict evaluate_fn returns; higher is better
-    patience: int | None = None  # evaluations without improvement before stopping; None = never stop early
+    patience: int | None = None  # stop after this many evaluations in a row without improvement; None = never stop early
     time_budget: float | None = None  # seconds: stop at the first evaluation after this much training time
     checkpoint_dir: str | None = None
     checkpoint_every: int | None = None  # also save every N optimizer steps (None = at evaluations / epoch ends)
@@ -74,6 +78,8 @@ class TrainConfig:
             raise ValueError(f"time_budget must be positive seconds, got {self.time_budget}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1 (evaluations in a row without improvement) or None, got {self.patience}")
 
 
 @dataclass
@@ -371,7 +377,7 @@ def train_model(
                 "step": result.steps, "epoch": epoch, "micro_in_epoch": micro, "history": result.history,
                 "best_metric": result.best_metric, "best_step": result.best_step, "config": asdict(config)})
         out_of_time = config.time_budget is not None and time.perf_counter() - started > config.time_budget
-        if config.patience is not None and bad_evals > config.patience:
+        if config.patience is not None and bad_evals >= config.patience:
             result.stop_reason = "patience"
         elif out_of_time:
             result.stop_reason = "time budget"

@@ -110,7 +110,7 @@ def test_early_stopping_and_best_weights():
         return {"NDCG@10": next(scores)}
 
     m = Tiny()
-    res = train_model(m, batches, TrainConfig(epochs=5, eval_every=6, patience=1, progress=False, device="cpu"), evaluate_fn)
+    res = train_model(m, batches, TrainConfig(epochs=5, eval_every=6, patience=2, progress=False, device="cpu"), evaluate_fn)
     assert res.stopped_early and res.best_metric == 0.7 and res.best_step == 12 and res.steps == 24
     torch.testing.assert_close(m.linear.weight, snapshots[1])  # the best weights are restored
 
@@ -241,3 +241,20 @@ def test_last_partial_accumulation_group_is_a_mean_over_its_own_batches():
         reference.load_state_dict(weights)
         expected = torch.autograd.grad(sum(reference.training_loss(b) for b in group) / len(group), reference.linear.weight)[0]
         torch.testing.assert_close(grad, expected)  # the partial group: its own mean, not a quarter of it
+
+
+def test_patience_counts_evaluations_in_a_row_without_improvement():
+    def run(scores, patience):
+        it = iter(scores)
+        return train_model(Tiny(), make_batches(n=2), TrainConfig(epochs=len(scores), patience=patience, progress=False, device="cpu"),
+                           lambda m: {"NDCG@10": next(it)})
+
+    res = run([0.5, 0.7, 0.6, 0.65, 0.9, 0.9], patience=2)  # after the best (0.7): 0.6, 0.65 — two without improvement
+    assert res.stop_reason == "patience" and res.best_step == 4 and len([h for h in res.history if "NDCG@10" in h]) == 4
+    res = run([0.5, 0.4, 0.6, 0.55, 0.5, 0.9], patience=2)  # a new best (0.6) starts the count again
+    assert res.stop_reason == "patience" and res.best_step == 6 and len([h for h in res.history if "NDCG@10" in h]) == 5
+    res = run([0.5, 0.4, 0.6, 0.55, 0.7, 0.6], patience=2)  # never two in a row: runs all its epochs
+    assert res.stop_reason is None and not res.stopped_early and res.steps == 12
+    assert run([0.5, 0.4, 0.9], patience=1).steps == 4  # patience 1: the first evaluation without improvement stops
+    with pytest.raises(ValueError, match="patience"):
+        TrainConfig(patience=0)

@@ -182,7 +182,7 @@ def catalogue_bench(dataset, cold_fraction: float = 0.1, seed: int = 0, epochs: 
 
     Splits off the newest ``cold_fraction`` of items (:func:`recbook.data.splits.cold_item_split`), embeds
     the catalogue with the fp32 ``encoder`` (default all-MiniLM-L6-v2), and trains a SASRec with
-    ``item_features="text"`` on the warm part for at most ``epochs`` epochs (early stopping on validation, patience 5;
+    ``item_features="text"`` on the warm part for at most ``epochs`` epochs (early stopping on validation, patience 6;
     ``time_budget`` seconds, if given, also stop it — but then the model depends on the machine's speed and load). The trained recommender is cached as safetensors under ``cache_dir`` (default:
     ``$RECBOOK_CACHE/catalogue_bench``), keyed by the data, the split and the settings, written atomically —
     so every notebook measures against the same recommender without training it again.

@@ -492,11 +492,12 @@ class SequentialFit:
 
 def default_train_config(**overrides):
     """The loop's settings for sequential models: AdamW lr 1e-3, batch 64 windows (set by fit_sequential), early stopping on
-    validation NDCG@10 (full ranking) checked every epoch, patience 5, at most 200 epochs."""
+    validation NDCG@10 (full ranking) checked every epoch, patience 6 (stop at the 6th evaluation in a row without improvement),
+    at most 200 epochs."""
     from ..train import TrainConfig
 
     params = dict(epochs=200, lr=1e-3, weight_decay=0.01, warmup_ratio=0.0, grad_clip=1.0, amp="off", metric="NDCG@10",
-                  patience=5, keep_best=True, log_every=20)
+                  patience=6, keep_best=True, log_every=20)
     params.update(overrides)
     return TrainConfig(**params)
 
