@@ -14,23 +14,24 @@ configured in :class:`TrainConfig`:
   emulated and slower than fp32 (notebook 00 measures it);
 - **evaluation and early stopping** on a validation metric (and optionally a time budget),
   keeping the best weights;
-- **checkpoints** in safetensors (no pickle: safe to load from anywhere) with the optimizer,
-  scheduler and RNG state, so a run **resumes** exactly where it stopped;
+- **checkpoints** in safetensors (no pickle: safe to load from anywhere) with the optimizer, scheduler,
+  GradScaler, best weights, early-stopping and RNG state, so a run **resumes** exactly where it stopped
+  (:mod:`recbook.checkpoint`);
 - a tqdm bar, a ``history`` of losses/metrics for plots, and seeding.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from .checkpoint import RunState, load_checkpoint, save_checkpoint  # noqa: F401 (recbook.train.save_checkpoint stays importable)
 from .device import detect_device, seed_everything
 
 
@@ -181,12 +182,6 @@ def _gradient_sync(model, sync: bool):
         yield
 
 
-def _save_progress(config, model, optimizer, scheduler, result, epoch: int, micro_in_epoch: int) -> None:
-    save_checkpoint(config.checkpoint_dir, model, optimizer, scheduler, {
-        "step": result.steps, "epoch": epoch, "micro_in_epoch": micro_in_epoch, "history": result.history,
-        "best_metric": result.best_metric, "best_step": result.best_step, "config": asdict(config)})
-
-
 def _move(batch, device: str):
     if isinstance(batch, dict):
         return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -201,111 +196,26 @@ def _batch_size(batch) -> int:
     return 0
 
 
-# ------------------------------------------------------------- checkpoints
-def save_checkpoint(folder: str | Path, model: torch.nn.Module, optimizer=None, scheduler=None, state: dict | None = None) -> Path:
-    """Write model (and optimizer, scheduler, RNG, loop state) to ``folder`` as safetensors + JSON, atomically.
-
-    Under ``torch.distributed`` every rank must call it: each rank's RNG state is gathered (dropout differs
-    per rank, so exact resumption needs all of them) and rank 0 writes the files.
-    """
-    from safetensors.torch import save_file
-
-    rng_states = _gather_rng_states()
-    if rng_states is None:  # not rank 0
-        return Path(folder)
-    folder = Path(folder)
-    tmp = folder.with_name(folder.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-    meta: dict = {"state": state or {}}
-    if optimizer is not None:
-        opt = optimizer.state_dict()
-        tensors = {}
-        for idx, st in opt["state"].items():
-            for key, value in st.items():
-                tensors[f"{idx}.{key}"] = value.detach().contiguous().cpu() if torch.is_tensor(value) else torch.tensor(value)
-        for rank, rng in enumerate(rng_states):
-            tensors[f"rng.torch.{rank}"] = rng
-        save_file(tensors, str(tmp / "optimizer.safetensors"))
-        meta["param_groups"] = [{k: v for k, v in g.items()} for g in opt["param_groups"]]
-    if scheduler is not None:
-        meta["scheduler"] = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
-    (tmp / "trainer_state.json").write_text(json.dumps(meta, indent=1, default=float))
-    _swap_in(tmp, folder)
-    return folder
+def _set_epoch(batches, epoch: int) -> None:
+    """Tell samplers that shuffle per epoch (``DistributedSampler``, ``LengthBucketBatchSampler``) which epoch it is."""
+    for holder in (batches, getattr(batches, "batch_sampler", None), getattr(batches, "sampler", None)):
+        if hasattr(holder, "set_epoch"):
+            holder.set_epoch(epoch)
 
 
-def _previous(folder: Path) -> Path:
-    return folder.with_name(folder.name + ".previous")
-
-
-def _swap_in(tmp: Path, folder: Path) -> None:
-    """Replace ``folder`` by the complete ``tmp`` so that a crash at any point leaves one whole checkpoint: the old one
-    is renamed aside first (``NAME.previous``, which :func:`load_checkpoint` falls back to) and deleted only after the
-    new one is in place."""
-    import shutil
-
-    previous = _previous(folder)
-    if folder.exists():
-        if previous.exists():
-            shutil.rmtree(previous)
-        folder.rename(previous)
-    tmp.rename(folder)
-    if previous.exists():
-        shutil.rmtree(previous)
-
-
-def _rank() -> int:
-    import torch.distributed as dist
-
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def _gather_rng_states() -> list[torch.Tensor] | None:
-    """Every rank's CPU RNG state on rank 0 (``None`` on other ranks); just this process's without distributed."""
-    import torch.distributed as dist
-
-    rng = torch.get_rng_state()
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return [rng]
-    states = [torch.empty_like(rng) for _ in range(dist.get_world_size())]
-    dist.all_gather(states, rng)
-    return states if dist.get_rank() == 0 else None
-
-
-def load_checkpoint(folder: str | Path, model: torch.nn.Module, optimizer=None, scheduler=None, restore_rng: bool = True) -> dict:
-    """Load what :func:`save_checkpoint` wrote; return the loop state dict.
-
-    ``restore_rng=False`` leaves the RNG alone and returns this rank's saved state under ``"rng_state"``
-    (the loop restores it at the exact point of the run where it was saved).
-    """
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    if not folder.exists() and (_previous(folder) / "model.safetensors").is_file():
-        folder = _previous(folder)  # a save was interrupted between its two renames: the previous checkpoint is whole
-    if not (folder / "model.safetensors").is_file():
-        raise FileNotFoundError(f"{folder} holds no model.safetensors; pass a folder written by save_checkpoint")
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    meta = json.loads((folder / "trainer_state.json").read_text()) if (folder / "trainer_state.json").is_file() else {"state": {}}
-    if optimizer is not None and (folder / "optimizer.safetensors").is_file():
-        tensors = load_file(str(folder / "optimizer.safetensors"))
-        state: dict = {}
-        for key, value in tensors.items():
-            if key.startswith("rng."):
-                continue
-            idx, name = key.split(".", 1)
-            state.setdefault(int(idx), {})[name] = value
-        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-        rank = _rank()
-        key = f"rng.torch.{rank}" if f"rng.torch.{rank}" in tensors else ("rng.torch.0" if "rng.torch.0" in tensors else "rng.torch")
-        if restore_rng:
-            torch.set_rng_state(tensors[key])
-        else:
-            meta["state"]["rng_state"] = tensors[key]
-    if scheduler is not None and "scheduler" in meta:
-        scheduler.load_state_dict({**scheduler.state_dict(), **meta["scheduler"]})
-    return meta["state"]
+def _optimizer_step(model, optimizer, scheduler, scaler, grad_clip: float | None) -> None:
+    """Clip the (unscaled) gradients, step AdamW (through the fp16 GradScaler, if any) and the schedule, zero the gradients."""
+    if grad_clip is not None:
+        if scaler:
+            scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 # -------------------------------------------------------------------- loop
@@ -321,7 +231,9 @@ def train_model(
     ``model.training_loss(batch)`` must return the scalar loss of one micro-batch.
     ``evaluate_fn(model)`` returns a dict of validation metrics, called every ``eval_every``
     optimizer steps (or each epoch); ``config.metric`` decides early stopping and the best weights.
-    ``resume_from`` continues a run from a checkpoint folder written by this loop.
+    ``resume_from`` continues a run from a checkpoint folder written by this loop (:mod:`recbook.checkpoint`).
+    Every row of ``history`` says where it was taken: ``step``, ``epoch`` (whole epochs done) and ``micro``
+    (micro-batches done of the next epoch).
     """
     if not hasattr(model, "training_loss"):
         raise TypeError(f"{type(model).__name__} has no training_loss(batch) method; the loop needs one")
@@ -330,58 +242,64 @@ def train_model(
     model.to(device)
     amp_dtype = autocast_dtype(config.amp, device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-
     try:
-        per_epoch = math.ceil(len(batches) / config.grad_accum)
+        n = len(batches)  # micro-batches per epoch
     except TypeError:
         raise TypeError("batches must have a length (a DataLoader, or a list of batches)") from None
-    if per_epoch == 0:
+    if n == 0:
         raise ValueError("batches is empty: nothing to train on")
+    per_epoch = math.ceil(n / config.grad_accum)
     total = per_epoch * config.epochs if config.max_steps is None else min(config.max_steps, per_epoch * config.epochs)
     optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay, config.decay_norm_and_bias, config.head_lr), lr=config.lr)
     scheduler = warmup_linear_schedule(optimizer, int(config.warmup_ratio * total), total)
-
-    result = TrainResult()
-    start_epoch, skip_micro, pending_rng = 0, 0, None
+    result = TrainResult(optimizer=optimizer)
+    run = RunState(model, optimizer, scheduler, scaler, result, config)  # position, early stopping, RNG: what a checkpoint holds
     if resume_from is not None:
-        state = load_checkpoint(resume_from, model, optimizer, scheduler, restore_rng=False)
-        result.history, result.steps = state.get("history", []), state.get("step", 0)
-        result.best_metric, result.best_step = state.get("best_metric"), state.get("best_step")
-        start_epoch, skip_micro = state.get("epoch", 0), state.get("micro_in_epoch", 0)
-        # Saved mid-epoch, the RNG state is that of a run whose batch iterator already exists; creating the
-        # iterator draws a random seed (DataLoader), so restore the state only after creating it.
-        pending_rng = state.get("rng_state")
-        if pending_rng is not None and skip_micro == 0:
-            torch.set_rng_state(pending_rng)
-            pending_rng = None
-    best_state, bad_evals = None, 0
+        run.resume(resume_from)
 
-    def evaluate_and_maybe_stop(epoch: int, micro: int) -> bool:
-        nonlocal best_state, bad_evals
+    def evaluate(where: dict) -> None:
+        """Validate; keep the best weights; set ``stop_reason`` once patience or the time budget has run out."""
         model.eval()
         with torch.no_grad():
             metrics = evaluate_fn(model)
         model.train()
         if config.metric not in metrics:
             raise KeyError(f"evaluate_fn returned {sorted(metrics)}, which lacks config.metric={config.metric!r}")
+        result.history.append({**where, **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}})
         value = float(metrics[config.metric])
-        result.history.append({"step": result.steps, "epoch": epoch, **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}})
         if result.best_metric is None or value > result.best_metric:
-            result.best_metric, result.best_step, bad_evals = value, result.steps, 0
+            result.best_metric, result.best_step, run.bad_evals = value, result.steps, 0
             if config.keep_best:
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                run.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
-            bad_evals += 1
-        if config.checkpoint_dir:
-            save_checkpoint(config.checkpoint_dir, model, optimizer, scheduler, {
-                "step": result.steps, "epoch": epoch, "micro_in_epoch": micro, "history": result.history,
-                "best_metric": result.best_metric, "best_step": result.best_step, "config": asdict(config)})
-        out_of_time = config.time_budget is not None and time.perf_counter() - started > config.time_budget
-        if config.patience is not None and bad_evals >= config.patience:
+            run.bad_evals += 1
+        if config.patience is not None and run.bad_evals >= config.patience:
             result.stop_reason = "patience"
-        elif out_of_time:
+        elif config.time_budget is not None and time.perf_counter() - started > config.time_budget:
             result.stop_reason = "time budget"
-        return result.stop_reason is not None
+        result.stopped_early = result.stop_reason is not None
+
+    def after_step(epoch: int, micro: int) -> bool:
+        """After an optimizer step, ``epoch`` whole epochs and ``micro`` micro-batches in: log, evaluate, checkpoint.
+        Returns True when training must stop."""
+        run.epoch, run.micro = epoch, micro
+        where = {"step": result.steps, "epoch": epoch, "micro": micro}
+        finished = result.steps >= total
+        if bar is not None:
+            bar.update(1)
+        if result.steps % config.log_every == 0 or finished:
+            result.history.append({**where, "loss": run.loss_sum / run.loss_n, "lr": scheduler.get_last_lr()[0]})
+            if bar is not None:
+                bar.set_postfix(loss=f"{run.loss_sum / run.loss_n:.4f}")
+            run.loss_sum, run.loss_n = 0.0, 0
+        evaluating = evaluate_fn is not None and (result.steps % config.eval_every == 0 if config.eval_every else micro == 0 or finished)
+        if evaluating:
+            evaluate(where)
+        stop = finished or result.stopped_early or (config.stop_after is not None and result.steps >= config.stop_after)
+        every = config.checkpoint_every and result.steps % config.checkpoint_every == 0
+        if config.checkpoint_dir and (evaluating or micro == 0 or stop or every):
+            run.save(config.checkpoint_dir)
+        return stop
 
     model.train()
     started = time.perf_counter()
@@ -390,77 +308,36 @@ def train_model(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, initial=result.steps, desc="train", leave=True)
-    running, running_n = 0.0, 0
-    stop = result.steps >= total
-    for epoch in range(start_epoch, config.epochs):
+    stop = result.steps >= total or result.stopped_early  # a resumed run that had already ended
+    for epoch in range(run.epoch, config.epochs):
         if stop:
             break
-        for holder in (batches, getattr(batches, "batch_sampler", None), getattr(batches, "sampler", None)):
-            if hasattr(holder, "set_epoch"):
-                holder.set_epoch(epoch)
-        micro = 0
-        for batch in batches:
-            micro += 1
-            if epoch == start_epoch and micro <= skip_micro:
-                continue  # resuming: these micro-batches were already trained on
-            if pending_rng is not None:
-                torch.set_rng_state(pending_rng)
-                pending_rng = None
+        _set_epoch(batches, epoch)
+        for micro, batch in run.batches(batches, epoch):  # after a resume: from where the checkpoint was taken
             batch = _move(batch, device)
-            last_micro = micro % config.grad_accum == 0 or micro == len(batches)
+            end_of_group = micro % config.grad_accum == 0 or micro == n
             # micro-batches in this accumulation group: grad_accum, or fewer in an epoch's last, partial group — the
             # gradient is the mean over the group's micro-batches either way
-            group = min(config.grad_accum, len(batches) - (micro - 1) // config.grad_accum * config.grad_accum)
-            with _gradient_sync(model, last_micro):
+            group = min(config.grad_accum, n - (micro - 1) // config.grad_accum * config.grad_accum)
+            with _gradient_sync(model, end_of_group):
                 with torch.autocast(device_type=_autocast_device(device), dtype=amp_dtype, enabled=amp_dtype is not None):
                     loss = model.training_loss(batch) / group
                 (scaler.scale(loss) if scaler else loss).backward()
-            running += loss.item() * group
-            running_n += 1
+            run.loss_sum += loss.item() * group
+            run.loss_n += 1
             result.examples += _batch_size(batch)
-            if micro % config.grad_accum and micro != len(batches):
+            if not end_of_group:
                 continue
-            if config.grad_clip is not None:
-                if scaler:
-                    scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            if scaler:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            _optimizer_step(model, optimizer, scheduler, scaler, config.grad_clip)
             result.steps += 1
-            if bar is not None:
-                bar.update(1)
-            if result.steps % config.log_every == 0 or result.steps == total:
-                result.history.append({"step": result.steps, "epoch": epoch, "loss": running / running_n, "lr": scheduler.get_last_lr()[0]})
-                if bar is not None:
-                    bar.set_postfix(loss=f"{running / running_n:.4f}")
-                running, running_n = 0.0, 0
-            if evaluate_fn is not None and config.eval_every and result.steps % config.eval_every == 0:
-                if evaluate_and_maybe_stop(epoch, micro):
-                    result.stopped_early = True
-                    stop = True
-            if config.checkpoint_dir and config.checkpoint_every and result.steps % config.checkpoint_every == 0:
-                finished_epoch = micro == len(batches)
-                _save_progress(config, model, optimizer, scheduler, result, epoch + finished_epoch, 0 if finished_epoch else micro)
-            if result.steps >= total or (config.stop_after is not None and result.steps >= config.stop_after):
+            if micro < n and after_step(epoch, micro):  # an epoch's last step is handled once its batches are done
                 stop = True
-            if stop:
                 break
-        if evaluate_fn is not None and not config.eval_every and not result.stopped_early:
-            if evaluate_and_maybe_stop(epoch + 1, 0):
-                result.stopped_early = True
-                stop = True
-        elif config.checkpoint_dir and evaluate_fn is None:
-            finished_epoch = micro == len(batches)  # False when max_steps stopped the loop mid-epoch
-            _save_progress(config, model, optimizer, scheduler, result, epoch + finished_epoch, 0 if finished_epoch else micro)
+        else:
+            stop = after_step(epoch + 1, 0)
     if bar is not None:
         bar.close()
-    if best_state is not None and config.keep_best:
-        model.load_state_dict(best_state)
+    if config.keep_best and run.best_weights is not None:
+        model.load_state_dict(run.best_weights)
     result.seconds = time.perf_counter() - started
-    result.optimizer = optimizer
     return result

@@ -258,3 +258,142 @@ def test_patience_counts_evaluations_in_a_row_without_improvement():
     assert run([0.5, 0.4, 0.9], patience=1).steps == 4  # patience 1: the first evaluation without improvement stops
     with pytest.raises(ValueError, match="patience"):
         TrainConfig(patience=0)
+
+
+def test_evaluations_and_checkpoints_say_where_they_happened(tmp_path):
+    batches = make_batches(n=10)  # 10 micro-batches = 10 steps per epoch
+    common = dict(epochs=3, progress=False, device="cpu", amp="off", log_every=100)
+
+    def where(res):
+        return [(h["step"], h["epoch"], h["micro"]) for h in res.history if "NDCG@10" in h]
+
+    # every 5 steps; stopped by patience mid-epoch, at step 15 = 1 epoch + 5 micro-batches
+    scores = iter([0.9, 0.5, 0.4])
+    res = train_model(Tiny(), batches, TrainConfig(eval_every=5, patience=2, checkpoint_dir=str(tmp_path / "c"), **common),
+                      lambda m: {"NDCG@10": next(scores)})
+    assert where(res) == [(5, 0, 5), (10, 1, 0), (15, 1, 5)] and res.stop_reason == "patience"  # step 10 ends epoch 0
+    state = load_checkpoint(tmp_path / "c", Tiny())
+    assert (state["step"], state["epoch"], state["micro_in_epoch"], state["stop_reason"]) == (15, 1, 5, "patience")
+    again = train_model(Tiny(), batches, TrainConfig(eval_every=5, patience=2, **common), lambda m: {"NDCG@10": 0.0},
+                        resume_from=tmp_path / "c")
+    assert again.steps == 15 and again.history == res.history and again.stop_reason == "patience"  # it had ended: no more training
+    # evaluating at each epoch's end gives the same labels; a last evaluation at max_steps mid-epoch is not an epoch's end
+    res = train_model(Tiny(), batches, TrainConfig(max_steps=25, **common), lambda m: {"NDCG@10": 0.5})
+    assert where(res) == [(10, 1, 0), (20, 2, 0), (25, 2, 5)]
+    assert [(h["step"], h["epoch"], h["micro"]) for h in res.history if "loss" in h] == [(25, 2, 5)]
+
+
+class Noisy(Tiny):
+    """Tiny whose loss also draws from NumPy's and Python's RNGs (as a negative sampler would), and that can die."""
+
+    def __init__(self, crash_at=None):
+        super().__init__()
+        self.calls, self.crash_at = 0, crash_at
+
+    def training_loss(self, batch):
+        import random
+
+        import numpy as np
+
+        self.calls += 1
+        if self.calls == self.crash_at:
+            raise RuntimeError("power cut")
+        return super().training_loss(batch) * (1 + 0.5 * np.random.rand() + 0.5 * random.random())
+
+
+class Scripted:
+    """evaluate_fn: scripted NDCG@10 per evaluation (starting at evaluation ``done``), plus a fingerprint of the weights."""
+
+    def __init__(self, scores, done=0):
+        self.scores, self.calls = scores, done
+
+    def __call__(self, model):
+        self.calls += 1
+        return {"NDCG@10": self.scores[self.calls - 1], "weights": float(model.linear.weight.double().sum())}
+
+
+def shuffled(own_generator: bool):
+    samples = [{"x": b["x"][i], "y": b["y"][i]} for b in make_batches(n=12, bs=8, seed=1) for i in range(8)]  # 96 samples
+    generator = torch.Generator().manual_seed(5) if own_generator else None
+    return torch.utils.data.DataLoader(samples, batch_size=8, shuffle=True, generator=generator)  # 12 micro-batches
+
+
+RESUME_CASES = {
+    # evaluations every 4 steps (6 per epoch, grad_accum 2): best at step 8, then 12, 16, 20 fail → patience 3 stops at 20
+    "mid-epoch checkpoint, best weights from before it": (
+        True, dict(eval_every=4, checkpoint_every=3, patience=3, grad_accum=2), [0.5, 0.9, 0.6, 0.7, 0.8, 0.95], dict(crash_at=32)),
+    "epoch-end checkpoint": (
+        True, dict(eval_every=4, checkpoint_every=3, patience=3, grad_accum=2), [0.5, 0.9, 0.6, 0.7, 0.8, 0.95], dict(crash_at=37)),
+    # an evaluation each epoch (12 steps): best after epoch 2 (step 24), then 36 and 48 fail → patience 2 stops at 48;
+    # the run leaves (stop_after) mid-epoch, order drawn from the global RNG
+    "left mid-epoch, evaluation per epoch, global-RNG shuffle": (
+        False, dict(patience=2, epochs=6), [0.5, 0.8, 0.7, 0.75, 0.9, 0.9], dict(stop_after=30)),
+}
+
+
+@pytest.mark.parametrize("case", RESUME_CASES)
+def test_resume_with_early_stopping_is_the_run_that_never_stopped(tmp_path, case):
+    own_generator, settings, scores, interruption = RESUME_CASES[case]
+    cfg = {**dict(epochs=4, lr=0.05, log_every=5, progress=False, device="cpu", seed=3, amp="off", keep_best=True), **settings}
+    torch.manual_seed(0)
+    init = Noisy().state_dict()
+
+    def fresh(**kw):
+        model = Noisy(**kw)
+        model.load_state_dict(init)
+        return model
+
+    straight = fresh()
+    full = train_model(straight, shuffled(own_generator), TrainConfig(checkpoint_dir=str(tmp_path / "straight"), **cfg), Scripted(scores))
+    assert full.stop_reason == "patience" and full.best_step < full.steps
+
+    ckpt = tmp_path / "interrupted"
+    interrupted_cfg = TrainConfig(checkpoint_dir=str(ckpt), **{**cfg, "stop_after": interruption.get("stop_after")})
+    if "crash_at" in interruption:
+        with pytest.raises(RuntimeError, match="power cut"):
+            train_model(fresh(crash_at=interruption["crash_at"]), shuffled(own_generator), interrupted_cfg, Scripted(scores))
+    else:
+        train_model(fresh(), shuffled(own_generator), interrupted_cfg, Scripted(scores))
+    saved = load_checkpoint(ckpt, Noisy())
+    assert full.best_step <= saved["step"] < full.steps and "best_weights" in saved  # the best came before the interruption
+    assert (saved["micro_in_epoch"] == 0) == (case == "epoch-end checkpoint")
+
+    resumed = Noisy()
+    done = len([h for h in saved["history"] if "NDCG@10" in h])
+    res = train_model(resumed, shuffled(own_generator), TrainConfig(checkpoint_dir=str(ckpt), **cfg), Scripted(scores, done),
+                      resume_from=ckpt)
+    assert (res.steps, res.best_metric, res.best_step, res.stop_reason, res.stopped_early) == (
+        full.steps, full.best_metric, full.best_step, full.stop_reason, full.stopped_early)
+    assert res.history == full.history  # losses, learning rates, metrics and weight fingerprints, step by step
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)  # the best weights, restored at the end
+    from safetensors.torch import load_file
+
+    last_straight, last_resumed = load_file(str(tmp_path / "straight" / "model.safetensors")), load_file(str(ckpt / "model.safetensors"))
+    for k in last_straight:
+        torch.testing.assert_close(last_straight[k], last_resumed[k], atol=0, rtol=0)  # the weights at the stop
+
+
+def test_resume_restores_the_grad_scaler(tmp_path, monkeypatch):
+    """fp16 autocast uses a GradScaler (on CUDA); on a CPU the same path runs with torch's CPU GradScaler."""
+    real, scalers = torch.amp.GradScaler, []
+
+    def cpu_scaler(device="cuda", **kw):
+        scalers.append(real("cpu", init_scale=2.0**10, growth_interval=2))
+        return scalers[-1]
+
+    monkeypatch.setattr(torch.amp, "GradScaler", cpu_scaler)
+    batches = make_batches(n=10)
+    cfg = dict(epochs=2, lr=0.05, amp="fp16", progress=False, device="cpu", seed=1, checkpoint_every=3)
+    straight = Tiny()
+    init = {k: v.clone() for k, v in straight.state_dict().items()}
+    train_model(straight, batches, TrainConfig(**cfg))
+    first = Tiny()
+    first.load_state_dict(init)
+    train_model(first, batches, TrainConfig(checkpoint_dir=str(tmp_path / "c"), stop_after=7, **cfg))
+    assert scalers[-1].state_dict() != real("cpu", init_scale=2.0**10, growth_interval=2).state_dict()  # it moved
+    resumed = Tiny()
+    train_model(resumed, batches, TrainConfig(**cfg), resume_from=tmp_path / "c")
+    assert scalers[-1].state_dict() == scalers[0].state_dict()  # scale and growth tracker as in the straight run
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
