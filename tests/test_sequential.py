@@ -171,6 +171,7 @@ def test_cold_item_split(synthetic):
         cold_item_split(df, 1.5)
 
 
+@pytest.mark.slow
 def test_text_embeddings_match_sentence_transformers_and_are_cached(tmp_path, monkeypatch, synthetic, tokenizer):
     from recbook.models import backbone
     from recbook.models.backbone import default_model_dir
@@ -227,7 +228,7 @@ def test_the_loop_says_why_it_stopped(synthetic):
             return (self.w ** 2).sum()
 
     scores = iter([0.5, 0.4, 0.3, 0.2, 0.1])
-    result = train_model(Tiny(), [{"x": torch.zeros(1)}] * 2, TrainConfig(epochs=5, patience=1, progress=False, amp="off"),
+    result = train_model(Tiny(), [{"x": torch.zeros(1)}] * 2, TrainConfig(epochs=5, patience=2, progress=False, amp="off"),
                          lambda m: {"NDCG@10": next(scores)})
     assert result.stop_reason == "patience" and result.stopped_early and result.best_metric == 0.5 and len(
         [h for h in result.history if "NDCG@10" in h]) == 3
