@@ -20,7 +20,6 @@ This module only parses arguments, calls the library (:mod:`recbook.pipeline`, :
 compression code), the heavy modules load inside each command.
 """
 
-
 from __future__ import annotations
 
 import argparse
@@ -29,7 +28,7 @@ import sys
 from pathlib import Path
 
 from .compress.variants import VARIANT_KINDS, missing_packages
-from .models import MODEL_NAMES, MODELS, SEQUENTIAL_MODELS
+from .models import BERT_MODELS, MODEL_NAMES, MODELS, SEQUENTIAL_MODELS
 from .profile import PROFILES
 from .usage import DATA_HELP, SPLITS, UsageError, check_out_folder
 
@@ -56,7 +55,7 @@ def cmd_train(args) -> dict:
     if args.item_features != "id" and spec.kind != "sequential":
         raise UsageError(f"--item-features {args.item_features} applies to --model {' or '.join(SEQUENTIAL_MODELS)}, not {args.model}")
     if args.peft and spec.kind != "bert":
-        raise UsageError(f"--peft {args.peft} applies to --model cross-encoder or two-tower, not {args.model}")
+        raise UsageError(f"--peft {args.peft} applies to --model {' or '.join(BERT_MODELS)}, not {args.model}")
     out = check_out_folder(args.out)
 
     from .device import environment_report, get_profile, seed_everything
