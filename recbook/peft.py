@@ -36,6 +36,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .timing import peak_memory, read_memory_status
+
 PEFT_LIBRARY_METHODS = ("lora", "prefix", "ia3", "adalora")  # built by the `peft` library
 METHODS = PEFT_LIBRARY_METHODS + ("adapter",)  # "adapter": recbook.adapters, hand-written
 
@@ -230,44 +232,6 @@ def count_parameters(model: torch.nn.Module) -> ParameterCount:
     return ParameterCount(trainable, total)
 
 
-def _read_status(field: str = "VmHWM") -> int | None:
-    """A memory field of ``/proc/self/status`` in bytes (``VmHWM``: peak resident set; ``VmRSS``: current); None off Linux."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def _read_peak_rss() -> int | None:
-    return _read_status("VmHWM")
-
-
-@contextmanager
-def peak_memory(device: str = "cpu"):
-    """Measure peak memory inside the ``with`` block: CUDA allocator peak on GPU; on Linux CPUs the
-    process's peak resident set (reset through ``/proc/self/clear_refs``). Yields a dict filled on exit
-    with ``peak_bytes`` (``None`` where it cannot be measured) and ``how``."""
-    out: dict = {"peak_bytes": None, "how": "not measurable here"}
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        yield out
-        out.update(peak_bytes=torch.cuda.max_memory_allocated(), how="torch.cuda.max_memory_allocated")
-        return
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")  # resets the peak RSS (VmHWM) of this process
-        ok = True
-    except OSError:
-        ok = False
-    yield out
-    if ok:
-        out.update(peak_bytes=_read_peak_rss(), how="process peak RSS (VmHWM), includes everything loaded")
-
-
 def time_train_steps(model, batches, steps: int = 5, lr: float = 1e-4, device: str = "cpu", amp_dtype=None) -> dict:
     """Median seconds per optimizer step and peak memory over ``steps`` steps (after one warm-up step)."""
     from .train import parameter_groups
@@ -367,7 +331,7 @@ def _measure_here(spec_json: str) -> None:
     if spec["method"] != "full":
         apply_peft(model, spec["method"], **kwargs)
     count = count_parameters(model)
-    rss_loaded = _read_status("VmRSS")
+    rss_loaded = read_memory_status("VmRSS")
     batches = _random_batches(spec["steps"] + 1, spec["batch_size"], spec["seq_len"], model.encoder.config.vocab_size)
     with adalora_training(model) if spec["method"] == "adalora" else nullcontext():
         result = time_train_steps(model, batches, steps=spec["steps"], lr=spec["lr"], device=spec["device"],
