@@ -1,6 +1,7 @@
 # recbook — the two commands of the README:
 #   make course   create .venv, install recbook with pinned versions, run every notebook (quick profile)
 #   make test     create .venv if needed, run the unit tests and the notebooks under nbval
+#   make lint     ruff over recbook, tests and tools (rules in pyproject.toml)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -10,7 +11,7 @@ BIN    := $(VENV)/bin
 ML100K := $(firstword $(wildcard ../shared/data/movielens/ml-100k))
 export RECBOOK_MOVIELENS_DIR ?= $(ML100K)
 
-.PHONY: setup course test unit notebooks student clean
+.PHONY: setup course test unit lint notebooks student clean
 
 setup: $(VENV)/.installed
 
@@ -28,6 +29,9 @@ test: setup
 
 unit: setup
 	$(BIN)/python -m pytest tests
+
+lint: setup
+	$(BIN)/python -m ruff check recbook tests tools
 
 notebooks: setup
 	$(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=1200 notebooks
