@@ -1,6 +1,7 @@
 # recbook — the two commands of the README:
 #   make course   create .venv, install recbook with pinned versions, run every notebook (quick profile)
 #   make test     create .venv if needed, run the unit tests and the notebooks under nbval
+#   make unit     the quick unit tests only (not the ones marked slow, not the notebooks)
 #   make lint     ruff over recbook, tests and tools (rules in pyproject.toml)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -27,8 +28,9 @@ course: setup
 test: setup
 	$(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=1200 tests notebooks
 
+# Everything in tests/ except @pytest.mark.slow (multi-process, torch.compile, training runs): `make test` runs those too.
 unit: setup
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest -m "not slow" tests
 
 lint: setup
 	$(BIN)/python -m ruff check recbook tests tools

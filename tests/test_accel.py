@@ -43,6 +43,7 @@ def compile_unavailable() -> str | None:
     return None
 
 
+@pytest.mark.slow
 def test_compile_report_matches_eager(model):
     out = accel.compile_report(model, batch(), "cpu", repeats=1)
     if out["status"] != "ok":  # reported, not raised; acceptable only where torch.compile cannot work at all

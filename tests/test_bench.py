@@ -208,6 +208,7 @@ def test_time_variants_measures_a_slow_path_with_few_repeats(model, tokenizer, p
     assert per.loc[("base", 2), "notes"] == ""
 
 
+@pytest.mark.slow
 def test_run_benchmark_scores_a_slow_path_on_a_subset(model, tmp_path, tokenizer, pairs):
     slow = Sleepy(model, 0.5)  # ≥ 0.5 s per call against a few ms for the tiny model: far beyond slow_factor anywhere
     variants = [Variant("fp32", model, 100, 10), Variant("slow", slow, 50, 10, notes="a fake")]
@@ -325,6 +326,7 @@ def test_cli_bench(tmp_path, tiny_backbone, capsys, monkeypatch):
     assert "cross-encoder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_bench_catalogue(tmp_path, tiny_backbone, capsys, monkeypatch):
     monkeypatch.setenv("RECBOOK_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "bench-cat"

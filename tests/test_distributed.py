@@ -28,6 +28,7 @@ def last_json(stdout: str) -> dict:
     return json.loads(lines[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("check", ["ddp", "fsdp", "tp", "embedding"])
 def test_distributed_checks_match_one_process(check):
     done = torchrun("-m", "recbook.distributed.checks", check)
@@ -79,6 +80,7 @@ def tiny_env(tiny_backbone):
     return {"RECBOOK_PROFILE": "quick"}
 
 
+@pytest.mark.slow
 def test_torchrun_train_ddp_writes_metrics_and_a_checkpoint(tmp_path, tiny_backbone, tiny_env):
     out = tmp_path / "ddp"
     done = torchrun("-m", "recbook.distributed.train", "--data", "synthetic", "--backbone", str(tiny_backbone),
@@ -93,6 +95,7 @@ def test_torchrun_train_ddp_writes_metrics_and_a_checkpoint(tmp_path, tiny_backb
     assert cli.main(["evaluate", "--checkpoint", str(out), "--eval-users", "3"]) == 0  # the same format as `recbook train`
 
 
+@pytest.mark.slow
 def test_torchrun_fsdp_trains_and_gathers(tmp_path, tiny_backbone, tiny_env):
     out = tmp_path / "fsdp"
     done = torchrun("-m", "recbook.distributed.train", "--mode", "fsdp", "--data", "synthetic", "--backbone", str(tiny_backbone),
@@ -103,6 +106,7 @@ def test_torchrun_fsdp_trains_and_gathers(tmp_path, tiny_backbone, tiny_env):
     assert (out / "checkpoint" / "head.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_rank0_checkpoint_resumes_identically(tmp_path, tiny_backbone, tiny_env):
     from safetensors.torch import load_file
 
@@ -121,6 +125,7 @@ def test_rank0_checkpoint_resumes_identically(tmp_path, tiny_backbone, tiny_env)
         assert torch.equal(a[k], c[k]), k  # bit-identical after resuming (per-rank RNG states restored)
 
 
+@pytest.mark.slow
 def test_train_entry_rejects_bad_combinations(tmp_path, tiny_backbone, tiny_env):
     done = torchrun("-m", "recbook.distributed.train", "--mode", "fsdp", "--checkpoint-every", "2", "--out", str(tmp_path),
                     "--backbone", str(tiny_backbone), env=tiny_env)

@@ -152,6 +152,7 @@ def test_token_types_reaching_bert_needs_bert():
         token_types_reaching_bert(torch.nn.Linear(2, 2), {})
 
 
+@pytest.mark.slow
 def test_measure_in_fresh_process(tiny_backbone):
     out = measure_in_fresh_process("lora", {"r": 4}, model_name_or_path=tiny_backbone, steps=1, batch_size=2, seq_len=8, threads=1)
     assert out["method"] == "lora" and out["pid"] != os.getpid()  # measured in another process
@@ -162,6 +163,7 @@ def test_measure_in_fresh_process(tiny_backbone):
         assert out["training_bytes"] == out["peak_bytes"] - out["rss_loaded_bytes"]
 
 
+@pytest.mark.slow
 def test_measure_in_fresh_process_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown method"):
         measure_in_fresh_process("qlora")
