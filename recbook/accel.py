@@ -17,7 +17,7 @@ from collections.abc import Callable
 import pandas as pd
 import torch
 
-from .timing import synchronize, time_call, timed  # noqa: F401 — synchronize and time_call: accel's names before recbook.timing
+from .timing import interleaved_ratios, synchronize, time_call, timed  # noqa: F401 — synchronize and time_call: accel's names before recbook.timing
 
 
 def _forward(model, batch):
@@ -28,15 +28,17 @@ def precision_report(model: torch.nn.Module, batch: dict, device: str = "cpu", d
                      repeats: int = 5) -> pd.DataFrame:
     """Forward time and logit error of autocast in each dtype against fp32, on ``device``.
 
+    The formats are timed interleaved over ``repeats`` rounds (:func:`recbook.timing.interleaved_ratios`), so each
+    speed-up comes with a 95% interval and a verdict, and the row ``fp32 (again)`` shows what noise alone does.
     fp16 autocast on a CPU is measured too (PyTorch supports it) but is rarely fast: fp16 is a GPU format.
     """
     model = model.to(device).eval()
     batch = {k: v.to(device) for k, v in batch.items()}
-    rows, reference = {}, None
+    rows, runs, reference = {}, {}, None
     for name in dtypes:
         dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
-        def run():
+        def run(dtype=dtype):
             with torch.inference_mode(), torch.autocast(device.split(":")[0], dtype=dtype or torch.bfloat16, enabled=dtype is not None):
                 return _forward(model, batch).float()
 
@@ -46,33 +48,40 @@ def precision_report(model: torch.nn.Module, batch: dict, device: str = "cpu", d
             rows[name] = {"status": f"skipped: {str(exc).splitlines()[0][:80]}"}
             continue
         reference = out if reference is None else reference
-        t = time_call(run, device, repeats)
-        rows[name] = {"status": "ok", "forward_ms": 1e3 * t["median_s"], "max_abs_logit_error": float((out - reference).abs().max())}
-    table = pd.DataFrame(rows).T
-    if "forward_ms" in table:
-        table["speed-up vs fp32"] = float(table.loc["fp32", "forward_ms"]) / table["forward_ms"].astype(float)
-    return table
+        runs[name] = run
+        rows[name] = {"status": "ok", "max_abs_logit_error": float((out - reference).abs().max())}
+    if runs:
+        timing = interleaved_ratios(runs, device, rounds=repeats)
+        for name, t in timing.iterrows():
+            rows.setdefault(name, {"status": "ok", "max_abs_logit_error": 0.0})
+            rows[name].update({"forward_ms": t["median_ms"], "speed-up vs fp32": t["speed_up"], "low": t["low"], "high": t["high"],
+                               "verdict": t["verdict"]})
+    return pd.DataFrame(rows).T
 
 
 def compile_report(model: torch.nn.Module, batch: dict, device: str = "cpu", mode: str | None = None, repeats: int = 5) -> dict:
     """Eager vs ``torch.compile`` for inference: first-call (compile) time, steady-state speed-up, max logit difference.
 
-    Returns ``{"status": "skipped: …"}`` when compilation is not possible here (e.g. no C++ compiler for
-    the CPU backend) — the notebook prints the reason instead of failing.
+    Eager and compiled calls are interleaved over ``repeats`` rounds (:func:`recbook.timing.interleaved_ratios`):
+    ``speed_up`` has a 95% interval (``speed_up_low``/``speed_up_high``) and a ``verdict``, and ``noise_low``/
+    ``noise_high`` is the interval of eager against itself. Returns ``{"status": "skipped: …"}`` when compilation
+    is not possible here (e.g. no C++ compiler for the CPU backend) — the notebook prints the reason instead of failing.
     """
     model = model.to(device).eval()
     batch = {k: v.to(device) for k, v in batch.items()}
     with torch.inference_mode():
         eager_out = _forward(model, batch)
-    eager = time_call(lambda: _forward_inference(model, batch), device, repeats)
     compiled = torch.compile(copy.deepcopy(model), mode=mode, dynamic=False)
     try:
         out, first = timed(lambda: _forward_inference(compiled, batch), device)
     except Exception as exc:  # inductor needs a working compiler toolchain; report, don't crash
         return {"status": f"skipped: torch.compile failed here ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"}
-    steady = time_call(lambda: _forward_inference(compiled, batch), device, repeats)
-    return {"status": "ok", "mode": mode or "default", "eager_ms": 1e3 * eager["median_s"], "compiled_ms": 1e3 * steady["median_s"],
-            "first_call_s": first, "speed_up": eager["median_s"] / steady["median_s"],
+    t = interleaved_ratios({"eager": lambda: _forward_inference(model, batch), "compiled": lambda: _forward_inference(compiled, batch)},
+                           device, rounds=repeats)
+    return {"status": "ok", "mode": mode or "default", "eager_ms": t.loc["eager", "median_ms"], "compiled_ms": t.loc["compiled", "median_ms"],
+            "first_call_s": first, "speed_up": t.loc["compiled", "speed_up"], "speed_up_low": t.loc["compiled", "low"],
+            "speed_up_high": t.loc["compiled", "high"], "verdict": t.loc["compiled", "verdict"],
+            "noise_low": t.loc["eager (again)", "low"], "noise_high": t.loc["eager (again)", "high"],
             "max_abs_logit_difference": float((out.float() - eager_out.float()).abs().max())}
 
 
@@ -83,7 +92,10 @@ def _forward_inference(model, batch):
 
 def attention_report(model_name_or_path=None, batch: dict | None = None, device: str = "cpu", repeats: int = 5) -> pd.DataFrame:
     """The same BERT with ``attn_implementation="eager"`` (matmul + softmax written out) and ``"sdpa"``
-    (``torch.nn.functional.scaled_dot_product_attention``: fused kernels, FlashAttention on recent GPUs)."""
+    (``torch.nn.functional.scaled_dot_product_attention``: fused kernels, FlashAttention on recent GPUs).
+
+    Timed interleaved over ``repeats`` rounds (:func:`recbook.timing.interleaved_ratios`): each speed-up has a 95%
+    interval and a verdict, and the row ``eager (again)`` shows how far noise alone moves the ratio."""
     from transformers import AutoModel
 
     from .models.backbone import resolve_model_path
@@ -91,23 +103,22 @@ def attention_report(model_name_or_path=None, batch: dict | None = None, device:
     if batch is None or "input_ids" not in batch:
         raise ValueError("batch must be a dict with input_ids and attention_mask (e.g. from recbook.data.PairCollator)")
     path = resolve_model_path(model_name_or_path)
-    rows, reference = {}, None
+    inputs = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    mask = inputs["attention_mask"].bool()
+    runs, differences, reference = {}, {}, None
     for impl in ("eager", "sdpa"):
         encoder = AutoModel.from_pretrained(path, attn_implementation=impl).to(device).eval()
-        inputs = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
-        def run():
+        def run(encoder=encoder):
             with torch.inference_mode():
                 return encoder(**inputs).last_hidden_state
 
         out = run()
         reference = out if reference is None else reference
-        mask = inputs["attention_mask"].bool()
-        rows[impl] = {"forward_ms": 1e3 * time_call(run, device, repeats)["median_s"],
-                      "max_abs_difference": float((out - reference)[mask].abs().max())}
-    table = pd.DataFrame(rows).T
-    table["speed-up vs eager"] = table.loc["eager", "forward_ms"] / table["forward_ms"]
-    return table
+        runs[impl], differences[impl] = run, float((out - reference)[mask].abs().max())
+    t = interleaved_ratios(runs, device, rounds=repeats)
+    return pd.DataFrame({"forward_ms": t["median_ms"], "max_abs_difference": pd.Series(differences).reindex(t.index).fillna(0.0),
+                         "speed-up vs eager": t["speed_up"], "low": t["low"], "high": t["high"], "verdict": t["verdict"]})
 
 
 def batch_size_sweep(model: torch.nn.Module, make_batch: Callable[[int], dict], sizes=(1, 8, 32, 64), device: str = "cpu",

@@ -8,8 +8,10 @@
 - :func:`weights_bytes`: the bytes a model's weights occupy in memory, packed int8 weights included.
 
 Comparisons of several models are *interleaved* (A, B, C, A, B, C, …) so machine noise hits all alike:
-that logic stays with the variants it compares, in :func:`recbook.bench.time_variants`, and times each
-call with :func:`timed`.
+:func:`interleaved_ratios` does it for a few callables and puts a 95% interval on each speed-up, next to an
+A/A row (the baseline against itself) that shows how large a speed-up noise alone produces;
+:func:`recbook.bench.time_variants` does it for compressed variants and batch sizes, timing each call with
+:func:`timed`.
 
 Why not ``torch.utils.benchmark.Timer``: it adds warm-up calls of its own (``timeit``) or picks the number of
 calls itself (``blocked_autorange``), and runs with **one** thread unless told otherwise — the course's timings
@@ -57,6 +59,54 @@ def time_call(fn: Callable[[], object], device: str = "cpu", repeats: int = 5, w
     synchronize(device)
     times = [timed(fn, device)[1] for _ in range(repeats)]
     return {"median_s": float(np.median(times)), "min_s": float(np.min(times))}
+
+
+def interleaved_ratios(fns: dict[str, Callable[[], object]], device: str = "cpu", rounds: int = 7, warmup: int = 1,
+                       level: float = 0.95) -> "pd.DataFrame":
+    """Time each callable once per round, interleaved, and compare each with the first (the baseline).
+
+    Each round runs every callable once, in an order rotated from round to round, after ``warmup`` untimed
+    rounds; the baseline also runs a second time per round (row ``"<baseline> (again)"``: an A/A comparison
+    whose "speed-up" is pure noise). Per callable: the median ms, the speed-up over the baseline (geometric
+    mean of the per-round ratios baseline / callable, i.e. paired by round) with a ``level`` t-interval on
+    the log ratios, and a verdict: ``faster`` or ``slower`` when the interval excludes 1, else ``within noise``
+    (``too few rounds`` below 3 rounds). Exactly ``(warmup + rounds) × (len(fns) + 1)`` calls.
+    """
+    import pandas as pd
+    from scipy import stats
+
+    if not fns:
+        raise ValueError("interleaved_ratios needs at least one callable")
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    base = next(iter(fns))
+    again = f"{base} (again)"
+    if again in fns:
+        raise ValueError(f"{again!r} is the name of the A/A row; rename that callable")
+    order = list(fns) + [again]
+    calls = {**fns, again: fns[base]}
+    times = {name: [] for name in order}
+    for r in range(warmup + rounds):
+        shift = r % len(order)
+        for name in order[shift:] + order[:shift]:
+            seconds = timed(calls[name], device)[1]
+            if r >= warmup:
+                times[name].append(seconds)
+    base_t = np.asarray(times[base])
+    rows = {}
+    for name in order:
+        t = np.asarray(times[name])
+        logs = np.log(base_t / t)
+        row = {"median_ms": 1e3 * float(np.median(t)), "speed_up": float(np.exp(logs.mean())), "low": float("nan"),
+               "high": float("nan"), "verdict": "too few rounds", "rounds": len(t)}
+        if len(t) >= 3:
+            half = stats.t.ppf(0.5 + level / 2, len(t) - 1) * logs.std(ddof=1) / np.sqrt(len(t))
+            row.update(low=float(np.exp(logs.mean() - half)), high=float(np.exp(logs.mean() + half)))
+            row["verdict"] = "faster" if row["low"] > 1 else "slower" if row["high"] < 1 else "within noise"
+        rows[name] = row
+    # the baseline against itself is 1 by definition: the A/A row is where its noise shows
+    rows[base].update(speed_up=1.0, low=float("nan"), high=float("nan"), verdict="baseline")
+    return pd.DataFrame(rows).T
 
 
 # ----------------------------------------------------------------------------------------------- memory

@@ -42,3 +42,52 @@ def test_weights_bytes_counts_parameters_and_buffers_once():
 def test_old_names_are_the_timing_modules():
     assert accel.time_call is timing.time_call and accel.synchronize is timing.synchronize
     assert bench.weights_bytes is timing.weights_bytes and bench.peak_memory is timing.peak_memory
+
+
+def test_interleaved_ratios_pairs_rounds_and_shows_noise(monkeypatch):
+    """A fake clock: 'slow' takes 10 ms, 'fast' 5 ms, each with the same per-round machine hiccup; the A/A row
+    (slow against itself) must come out at 1, within noise, and every callable runs exactly (warmup + rounds) times."""
+    clock, calls, hiccup = [0.0], {"slow": 0, "fast": 0}, iter([0.0, 0.004, -0.001, 0.002, 0.0, 0.003] * 50)
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+    round_noise = {}
+
+    def make(name, seconds):
+        def fn():
+            calls[name] += 1
+            n = calls[name] if name == "fast" else (calls[name] + 1) // 2  # slow also runs as its own A/A twin
+            noise = round_noise.setdefault(n, next(hiccup))
+            clock[0] += seconds * (1 + 10 * noise)
+        return fn
+
+    table = timing.interleaved_ratios({"slow": make("slow", 0.010), "fast": make("fast", 0.005)}, rounds=6, warmup=1)
+    assert list(table.index) == ["slow", "fast", "slow (again)"]
+    assert calls == {"slow": 14, "fast": 7}
+    assert table.loc["fast", "speed_up"] == pytest.approx(2.0) and table.loc["fast", "verdict"] == "faster"
+    assert table.loc["fast", "low"] == pytest.approx(2.0) and table.loc["fast", "high"] == pytest.approx(2.0)
+    assert table.loc["slow", "verdict"] == "baseline" and table.loc["slow", "speed_up"] == 1.0
+    assert table.loc["slow (again)", "verdict"] in ("within noise", "faster", "slower")
+    assert table.loc["fast", "median_ms"] == pytest.approx(5.0 * (1 + 10 * 0.0015), rel=0.2)
+    def tick():
+        clock[0] += 0.001
+
+    few = timing.interleaved_ratios({"a": tick, "b": tick}, rounds=2, warmup=0)
+    assert set(few["verdict"]) == {"baseline", "too few rounds"} and few["low"].isna().all()
+    with pytest.raises(ValueError, match="rounds"):
+        timing.interleaved_ratios({"a": lambda: None}, rounds=0)
+    with pytest.raises(ValueError, match="A/A"):
+        timing.interleaved_ratios({"a": lambda: None, "a (again)": lambda: None})
+
+
+def test_interleaved_ratios_detects_a_real_slowdown_and_noise(monkeypatch):
+    rng = __import__("numpy").random.default_rng(0)
+    clock = [0.0]
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+
+    def take(seconds, spread):
+        def fn():
+            clock[0] += seconds * float(rng.lognormal(0.0, spread))
+        return fn
+
+    table = timing.interleaved_ratios({"base": take(0.01, 0.05), "worse": take(0.03, 0.05), "same": take(0.01, 0.05)}, rounds=9)
+    assert table.loc["worse", "verdict"] == "slower" and table.loc["worse", "high"] < 1
+    assert table.loc["same", "verdict"] == "within noise" and table.loc["same", "low"] < 1 < table.loc["same", "high"]
