@@ -24,9 +24,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def synchronize(device: str) -> None:
@@ -62,7 +66,7 @@ def time_call(fn: Callable[[], object], device: str = "cpu", repeats: int = 5, w
 
 
 def interleaved_ratios(fns: dict[str, Callable[[], object]], device: str = "cpu", rounds: int = 7, warmup: int = 1,
-                       level: float = 0.95) -> "pd.DataFrame":
+                       level: float = 0.95) -> pd.DataFrame:
     """Time each callable once per round, interleaved, and compare each with the first (the baseline).
 
     Each round runs every callable once, in an order rotated from round to round, after ``warmup`` untimed

@@ -12,6 +12,7 @@ def quick(monkeypatch):
     monkeypatch.setenv("RECBOOK_PROFILE", "quick")
 
 
+@pytest.mark.slow
 def test_sasrec_cold_items_train_then_evaluate(tmp_path, quick, monkeypatch):
     # a tiny text encoder keeps this fast: the hybrid embeds the catalogue with it (cached under RECBOOK_CACHE)
     monkeypatch.setenv("RECBOOK_CACHE", str(tmp_path / "cache"))

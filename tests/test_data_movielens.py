@@ -101,6 +101,7 @@ def test_fetch_zip_md5_mismatch_caches_nothing(tmp_path):
 
 
 def test_load_movielens_md5_mismatch_caches_nothing(tmp_path, monkeypatch):
+    monkeypatch.delenv("RECBOOK_OFFLINE", raising=False)  # these test the download path itself (local URLs only)
     monkeypatch.delenv("RECBOOK_MOVIELENS_DIR", raising=False)
     url, _ = make_zip(tmp_path)  # its md5 is not the official one
     cache = tmp_path / "cache"
@@ -110,6 +111,7 @@ def test_load_movielens_md5_mismatch_caches_nothing(tmp_path, monkeypatch):
 
 
 def test_no_network_and_no_cache(tmp_path, monkeypatch):
+    monkeypatch.delenv("RECBOOK_OFFLINE", raising=False)  # these test the download path itself (local URLs only)
     monkeypatch.delenv("RECBOOK_MOVIELENS_DIR", raising=False)
     cache = tmp_path / "cache"
     with pytest.raises(DownloadError, match="No cached copy") as info:
@@ -236,11 +238,8 @@ def test_each_missing_file_is_named(tmp_path, name):
         read_movielens_100k_folder(tmp_path)
 
 
-# Known gaps in read_movielens_100k_folder (recbook/data/movielens.py): a line with a missing field or a value
-# of the wrong type passes pandas' tokenizer, and then fails later without naming the file and line (a bare
-# ValueError from astype), or is not caught at all (missing genre flags become NaN, and NaN counts as True).
-# strict: once the parser names file and line, these pass and pytest reports them, so the marks can go.
-@pytest.mark.xfail(strict=True, reason="read_movielens_100k_folder does not check the values on each line yet")
+# A line with a missing field or a value of the wrong type is named by file and line (it used to end in a bare
+# ValueError from astype, or — missing genre flags read as NaN, and NaN counts as True — not be caught at all).
 @pytest.mark.parametrize("name, line, text", [
     ("u.data", 7, b"1\t2\t3"),  # no timestamp
     ("u.data", 7, b"1\t2\tfive\t881250949"),  # rating is not a number

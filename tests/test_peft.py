@@ -3,8 +3,20 @@ import os
 import pytest
 import torch
 
-from recbook.peft import (METHODS, adalora_orthogonality_penalty, adalora_ranks, adalora_training, apply_peft, count_parameters,
-                          measure_in_fresh_process, merge_lora, peak_memory, peft_config, time_train_steps, token_types_reaching_bert)
+from recbook.peft import (
+    METHODS,
+    adalora_orthogonality_penalty,
+    adalora_ranks,
+    adalora_training,
+    apply_peft,
+    count_parameters,
+    measure_in_fresh_process,
+    merge_lora,
+    peak_memory,
+    peft_config,
+    time_train_steps,
+    token_types_reaching_bert,
+)
 from recbook.pipeline import bert_config
 from recbook.train import train_model
 

@@ -8,8 +8,17 @@ import torch
 from recbook.data import leave_last_out, make_synthetic
 from recbook.evaluate import cascade, evaluate, make_eval_set
 from recbook.models.backbone import load_tokenizer
-from recbook.rerank import (PAIR_COLUMNS, CachedScorer, fit_reranker, hard_negative_pairs, only_with_heldout, reranker_loader,
-                            sequential_history_scorer, uniform_negative_pairs, users_within_reach)
+from recbook.rerank import (
+    PAIR_COLUMNS,
+    CachedScorer,
+    fit_reranker,
+    hard_negative_pairs,
+    only_with_heldout,
+    reranker_loader,
+    sequential_history_scorer,
+    uniform_negative_pairs,
+    users_within_reach,
+)
 
 
 @pytest.fixture(scope="module")

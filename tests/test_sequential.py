@@ -6,8 +6,15 @@ import pytest
 import torch
 
 from recbook.data.splits import cold_item_split, leave_last_out
-from recbook.models.sequential import (SequentialConfig, SequentialRecommender, default_train_config, fit_sequential,
-                                       item_text_embeddings, training_windows, user_sequences)
+from recbook.models.sequential import (
+    SequentialConfig,
+    SequentialRecommender,
+    default_train_config,
+    fit_sequential,
+    item_text_embeddings,
+    training_windows,
+    user_sequences,
+)
 from recbook.train import TrainConfig, train_model
 
 

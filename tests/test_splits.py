@@ -48,7 +48,9 @@ def test_random_split_ratios_and_seed(synthetic):
     assert total == len(inter)
     assert abs(len(a.test) / total - 0.1) < 0.03
     # no interaction in two parts, every user keeps a training row
-    keys = lambda df: set(zip(df.user_id, df.item_id))
+    def keys(df):
+        return set(zip(df.user_id, df.item_id))
+
     assert not keys(a.train) & keys(a.test) and not keys(a.valid) & keys(a.test)
     assert set(a.train.user_id) == set(inter.user_id)
     with pytest.raises(ValueError, match="sum"):

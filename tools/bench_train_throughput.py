@@ -64,7 +64,16 @@ def main(argv=None) -> int:
 
     from transformers import AutoModel
 
-    from recbook.data import LengthBucketBatchSampler, PairCollator, build_text_pairs, leave_last_out, load_dataset, make_training_pairs, to_hf_dataset, tokenize_pairs
+    from recbook.data import (
+        LengthBucketBatchSampler,
+        PairCollator,
+        build_text_pairs,
+        leave_last_out,
+        load_dataset,
+        make_training_pairs,
+        to_hf_dataset,
+        tokenize_pairs,
+    )
     from recbook.device import detect_device, environment_report, format_report, get_profile, seed_everything
     from recbook.models.backbone import load_tokenizer, resolve_model_path
     from recbook.models.cross_encoder import CrossEncoder

@@ -190,8 +190,8 @@ def catalogue_bench(dataset, cold_fraction: float = 0.1, seed: int = 0, epochs: 
     from ..data import default_cache_dir
     from ..data.splits import cold_item_split
     from ..evaluate import make_cold_eval_set, make_eval_set
-    from ..models.sequential import SequentialConfig, SequentialRecommender, _model_identity, default_train_config, fit_sequential
     from ..models.backbone import resolve_model_path
+    from ..models.sequential import SequentialConfig, SequentialRecommender, _model_identity, default_train_config, fit_sequential
 
     if not 0 < cold_fraction < 1:
         raise ValueError(f"cold_fraction must be in (0, 1), got {cold_fraction}")
@@ -286,8 +286,10 @@ def kept_text_table(table: pd.DataFrame, checks=CHECKS, digits: int = 3, show=("
     if unknown or not show:
         raise ValueError(f"show must name some of 'mean', 'delta', 'kept'; got {show!r}")
     out = pd.DataFrame(index=table.index)
-    ci = lambda c, sign="": [f"{m:{sign}.{digits}f} [{lo:{sign}.{digits}f}, {hi:{sign}.{digits}f}]"
-                             for m, lo, hi in zip(table[c], table[f"{c} low"], table[f"{c} high"])]
+    def ci(c, sign=""):
+        return [f"{m:{sign}.{digits}f} [{lo:{sign}.{digits}f}, {hi:{sign}.{digits}f}]"
+                for m, lo, hi in zip(table[c], table[f"{c} low"], table[f"{c} high"])]
+
     for kind in show:
         for part, metric in checks:
             label = f"{part} {metric}"

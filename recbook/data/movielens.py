@@ -210,9 +210,12 @@ def read_movielens_100k_folder(folder: str | os.PathLike) -> RecDataset:
     for name in _REQUIRED_FILES:
         if not (folder / name).is_file():
             raise DataFileNotFoundError(f"{folder / name} is missing; the ml-100k folder must hold {', '.join(_REQUIRED_FILES)}")
-    inter = _read_table(folder / "u.data", "\t", ["user_id", "item_id", "rating", "timestamp"], "utf-8")
-    items_raw = _read_table(folder / "u.item", "|", ["item_id", "title", "release_date", "video_release_date", "imdb_url", *ML100K_GENRES], "latin-1")
-    users = _read_table(folder / "u.user", "|", ["user_id", "age", "gender", "occupation", "zip_code"], "utf-8")
+    inter = _read_table(folder / "u.data", "\t", ["user_id", "item_id", "rating", "timestamp"], "utf-8",
+                        numeric=("user_id", "item_id", "rating", "timestamp"))
+    items_raw = _read_table(folder / "u.item", "|", ["item_id", "title", "release_date", "video_release_date", "imdb_url", *ML100K_GENRES],
+                            "latin-1", numeric=("item_id", *ML100K_GENRES))
+    users = _read_table(folder / "u.user", "|", ["user_id", "age", "gender", "occupation", "zip_code"], "utf-8",
+                        numeric=("user_id", "age"))
 
     counts = {"ratings": len(inter), "users": inter["user_id"].nunique(), "items": len(items_raw)}
     if counts != _EXPECTED:
@@ -237,11 +240,32 @@ def read_movielens_100k_folder(folder: str | os.PathLike) -> RecDataset:
     return RecDataset("movielens-100k", inter, items, users, {"source": str(folder)})
 
 
-def _read_table(path: Path, sep: str, names: list[str], encoding: str) -> pd.DataFrame:
+def _read_table(path: Path, sep: str, names: list[str], encoding: str, numeric: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Read one ml-100k file; a truncated line or a missing or non-numeric required field is reported by file and line.
+
+    ``numeric`` columns must be present on every line and parse as numbers (they are converted in place)."""
     try:
-        df = pd.read_csv(path, sep=sep, names=names, header=None, encoding=encoding, engine="c")
+        with open(path, encoding=encoding) as fh:
+            fields = [line.count(sep) + 1 for line in fh.read().splitlines() if line.strip()]
+        df = pd.read_csv(path, sep=sep, names=names, header=None, encoding=encoding, engine="c", dtype=str)
     except (UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise DataError(f"{path}: could not be parsed as {sep!r}-separated {encoding} text ({exc})") from None
-    if df[names[-1]].isna().all():
+    if not fields:
+        raise DataError(f"{path}: the file is empty")
+    short = [i for i, n in enumerate(fields) if n < len(names)]
+    if len(short) == len(fields):
         raise DataError(f"{path}: expected {len(names)} {sep!r}-separated fields per line; the file has fewer")
+    if short:
+        line = short[0] + 1
+        raise DataError(f"{path}, line {line}: {fields[short[0]]} of {len(names)} {sep!r}-separated fields; the line is truncated "
+                        "or malformed — fix or delete the copy and download again")
+    for column in numeric:
+        values = pd.to_numeric(df[column], errors="coerce")
+        bad = values.isna().to_numpy()
+        if bad.any():
+            line = int(bad.argmax()) + 1
+            shown = df[column].iloc[line - 1]
+            raise DataError(f"{path}, line {line}, column {column!r}: expected a number, found "
+                            f"{'nothing' if pd.isna(shown) else repr(shown)}; fix or delete the copy and download again")
+        df[column] = values
     return df
