@@ -111,6 +111,7 @@ def test_course_runner_reports_a_timeout_and_goes_on(tmp_path, monkeypatch, caps
     assert slow.cells[3].outputs == [] and slow.cells[3].execution_count is None  # no stale output below the failure
     good = nbformat.read(tmp_path / "01_good.ipynb", as_version=4).metadata["recbook"]  # what the README table is built from
     assert good["run"]["status"] == "ok" and good["records"] == [{"name": "fake value", "value": 1.5, "unit": "x"}]
+    assert good["run"]["other_cpu"] is None or 0 <= good["run"]["other_cpu"]
     assert slow.metadata["recbook"]["run"]["status"] == "TIMEOUT" and "cell 2" in slow.metadata["recbook"]["run"]["error"]
     assert runner.main(["01", "05"]) == 0
 
@@ -176,9 +177,9 @@ def test_results_table_is_built_from_run_metadata(tmp_path):
     table = load("results_table")
     env = {"cpu": "Test CPU", "cpu_count": "2", "cpu_features": "AVX2", "device": "cpu", "torch": "2.13.0", "profile": "quick"}
     for name, run, records in (
-        ("01_demo", {"seconds": 12.34, "status": "ok", "date": "2026-11-30", "load_at_start": 0.1, "environment": env},
+        ("01_demo", {"seconds": 12.34, "status": "ok", "date": "2026-11-30", "other_cpu": 0.02, "environment": env},
          [{"name": "01 speed-up", "value": 2.3456, "unit": "×"}, {"name": "01 a|b", "value": "0.5 [0.4, 0.6]", "unit": ""}]),
-        ("02_busy", {"seconds": 99, "status": "FAILED", "error": "cell 3: boom", "date": "2026-11-30", "load_at_start": 1.8,
+        ("02_busy", {"seconds": 99, "status": "FAILED", "error": "cell 3: boom", "date": "2026-11-30", "other_cpu": 0.4,
                      "environment": env}, []),
         ("03_never", None, None),
     ):
@@ -189,7 +190,7 @@ def test_results_table_is_built_from_run_metadata(tmp_path):
     text = table.build_table(tmp_path)
     assert "- **M1**: Test CPU (2 logical CPUs; AVX2), device cpu, torch 2.13.0, profile quick" in text
     assert "| 01_demo | 12 s | M1, 2026-11-30 | speed-up = 2.346 ×; a/b = 0.5 [0.4, 0.6] |" in text
-    assert "| 02_busy | 99 s *(load 1.8 at start: timings inflated)* | M1, 2026-11-30 | **FAILED**: cell 3: boom |" in text
+    assert "| 02_busy | 99 s *(other processes used 40% of the CPU meanwhile: timings inflated)* | M1, 2026-11-30 | **FAILED**: cell 3: boom |" in text
     assert "| 03_never | — | — | not run" in text
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{table.BEGIN}\nold\n{table.END}\nrest\n")

@@ -139,14 +139,33 @@ def _mark_failure(nb, index: int | None, ename: str, evalue: str) -> None:
             later.outputs, later.execution_count = [], None
 
 
+def _busy_seconds() -> float | None:
+    """CPU seconds all processes of the machine have used since boot (``/proc/stat``); None off Linux."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+    """CPU seconds this runner and its finished children (the notebook kernels and what they started) have used."""
+    import resource
+
+    return sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+               for f in ("ru_utime", "ru_stime"))
+
+
 def run_notebook(path: Path, timeout: int, environment: dict | None = None) -> tuple[float, list[dict], str, str | None]:
     """Execute one notebook in place; return (seconds, records, status, one-line error or None).
 
     ``status`` is ``"ok"``, ``"TIMEOUT"`` (a cell ran past ``timeout`` seconds) or ``"FAILED"`` (an error in
     a cell, a dead kernel, or anything else the execution raised); the error names the cell. The notebook's
-    metadata keeps what this run measured (``recbook.run``: seconds, status, date, the load on the machine when
-    it started and ``environment``; ``recbook.records``), from which ``tools/results_table.py`` writes the
-    README's results table.
+    metadata keeps what this run measured (``recbook.run``: seconds, status, date, ``other_cpu`` — the share of the
+    machine's CPU time that *other* processes used while it ran, so a timing taken on a busy machine is marked —
+    and ``environment``; ``recbook.records``), from which ``tools/results_table.py`` writes the README's results table.
     """
     from recbook.course import RESULTS_ENV, read_records
 
@@ -157,7 +176,7 @@ def run_notebook(path: Path, timeout: int, environment: dict | None = None) -> t
         current["index"] = cell_index
 
     status, error = "ok", None
-    load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    busy_before, own_before = _busy_seconds(), _own_seconds()
     with tempfile.TemporaryDirectory() as tmp:
         results = Path(tmp) / "results.jsonl"
         os.environ[RESULTS_ENV] = str(results)
@@ -181,11 +200,16 @@ def run_notebook(path: Path, timeout: int, environment: dict | None = None) -> t
             error = f"{_cell_label(nb, current['index'])}: {reason}"
             _mark_failure(nb, current["index"], ename, reason)
         records = read_records(results)
+    busy_after, own_after = _busy_seconds(), _own_seconds()  # the kernel has exited and been reaped by now
+    other_cpu = None
+    if busy_before is not None and busy_after is not None and seconds > 0:
+        others = max(0.0, (busy_after - busy_before) - (own_after - own_before))
+        other_cpu = round(others / (seconds * (os.cpu_count() or 1)), 3)
     clean_outputs(nb)
     nb.metadata["recbook"] = {
         "run": {"seconds": round(seconds, 1), "status": status, "error": error,
                 "date": time.strftime("%Y-%m-%d", time.gmtime()),
-                "load_at_start": None if load_at_start is None else round(load_at_start, 2),
+                "other_cpu": other_cpu,
                 "environment": {k: str(v) for k, v in (environment or {}).items()}},
         "records": records,
     }
