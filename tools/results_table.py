@@ -13,6 +13,7 @@ It runs at the end of ``run_course.py``; a test checks that README.md and the no
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def build_table(notebooks: Path = ROOT / "notebooks") -> str:
         other = run.get("other_cpu")
         busy = other is not None and other > BUSY
         when = f"{run['seconds']:.0f} s" + (f" *(other processes used {other:.0%} of the CPU meanwhile: timings inflated)*" if busy else "")
-        measured = "; ".join(f"{r['name'].removeprefix(name.split('_')[0] + ' ')} = {_value(r)}" for r in meta.get("records", []))
+        measured = "; ".join(f"{re.sub(r'^[0-9]{2}[a-z]? ', '', r['name'])} = {_value(r)}" for r in meta.get("records", []))
         if run.get("status") != "ok":
             measured = f"**{run.get('status')}**: {run.get('error')}" + (f"; before that: {measured}" if measured else "")
         rows.append(f"| {name} | {when} | {label}, {run.get('date', '?')} | {(measured or '—').replace('|', '/')} |")
