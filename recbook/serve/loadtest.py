@@ -1,0 +1,297 @@
+"""An open-loop load generator: what a user of the service would feel at a given request rate.
+
+A *closed-loop* tester (N workers, each sending its next request when the previous one returns) slows down when the
+server slows down, so it never sees the queue that real traffic builds: users do not wait for each other. This one is
+*open-loop*: request start times are drawn in advance from a Poisson process at ``rps`` (independent exponential
+gaps, as for many independent users) and kept on the clock whatever the server does. Latency is measured from the
+**scheduled** start, so time spent waiting — for a connection slot here, or in the server's queue — counts, as it
+does for the user; the *service time* (from the actual send) is reported next to it.
+
+Bounded by design: at most ``duration`` seconds of arrivals, at most ``max_requests`` requests, a hard overall
+deadline, and loopback hosts only (this tool must not be pointed at someone else's server).
+
+Used by ``python -m recbook loadtest`` and notebook ``12_serving``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import math
+from collections import Counter
+from urllib.parse import urlsplit
+
+import numpy as np
+
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+DEFAULT_PAYLOAD = {"history": [1, 2, 3], "k": 10}
+
+
+def check_loopback(url: str) -> str:
+    """The URL's host when it is a loopback host (127.0.0.1, ::1, localhost); a ``ValueError`` naming it otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"loadtest needs an http:// or https:// URL, got {url!r}")
+    host = (parts.hostname or "").lower()
+    if host not in LOOPBACK_HOSTS:
+        raise ValueError(
+            f"loadtest only targets this machine (hosts {', '.join(LOOPBACK_HOSTS)}); refusing host {host or '(none)'!r} in {url!r}"
+        )
+    return host
+
+
+def poisson_schedule(rps: float, duration: float, max_requests: int | None = None, seed: int = 0) -> np.ndarray:
+    """Scheduled start times (seconds from the start) of a Poisson process at ``rps`` over ``[0, duration)``.
+
+    The gaps are independent exponentials with mean ``1 / rps`` from a seeded generator, so a run is reproducible;
+    at most ``max_requests`` times are returned."""
+    if not (rps > 0 and math.isfinite(rps)):
+        raise ValueError(f"rps must be a positive number, got {rps!r}")
+    if not (duration > 0 and math.isfinite(duration)):
+        raise ValueError(f"duration must be a positive number of seconds, got {duration!r}")
+    if max_requests is not None and max_requests < 0:
+        raise ValueError(f"max_requests must be >= 0, got {max_requests!r}")
+    rng = np.random.default_rng(seed)
+    expected = rps * duration
+    cap = int(expected + 10 * math.sqrt(expected) + 20)  # far beyond the Poisson tail: drawn at once
+    if max_requests is not None:
+        cap = min(cap, max_requests)
+    times = np.cumsum(rng.exponential(1.0 / rps, size=cap))
+    return times[times < duration]
+
+
+def _percentiles(values_ms: list[float]) -> dict[str, float]:
+    if not values_ms:
+        return {"p50": math.nan, "p95": math.nan, "p99": math.nan, "max": math.nan, "mean": math.nan}
+    arr = np.asarray(values_ms)
+    p50, p95, p99 = np.percentile(arr, [50, 95, 99])
+    return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "max": float(arr.max()), "mean": float(arr.mean())}
+
+
+async def _run(
+    url: str,
+    schedule: np.ndarray,
+    concurrency: int,
+    payloads: list[dict],
+    headers: dict,
+    method: str,
+    request_timeout: float,
+    deadline: float,
+) -> dict:
+    import httpx
+
+    semaphore = asyncio.Semaphore(concurrency)
+    records: list[dict] = []
+    in_flight = 0
+    max_in_flight = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=request_timeout, headers=headers) as client:
+        loop = asyncio.get_running_loop()
+
+        async def one(record: dict) -> None:
+            nonlocal in_flight, max_in_flight
+            i = record["i"]
+            async with semaphore:
+                record["sent"] = loop.time()
+                in_flight += 1
+                max_in_flight = max(max_in_flight, in_flight)
+                try:
+                    payload = payloads[i % len(payloads)]
+                    if method == "GET":
+                        response = await client.get(url)
+                    else:
+                        response = await client.request(method, url, json=payload)
+                    record["status"] = response.status_code
+                except Exception as exc:  # noqa: BLE001 — every failure is a counted error, never a crash of the run
+                    record["error"] = type(exc).__name__
+                finally:
+                    record["end"] = loop.time()
+                    in_flight -= 1
+
+        t0 = loop.time()
+        tasks = []
+        for i, offset in enumerate(schedule):
+            when = t0 + float(offset)
+            if when >= deadline:
+                break
+            delay = when - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            # Behind schedule (a busy event loop): start at once; latency still counts from `when`.
+            record = {"i": i, "scheduled": when, "queued": semaphore.locked(), "status": None, "error": None}
+            records.append(record)
+            tasks.append(asyncio.create_task(one(record)))
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        t_end = loop.time()
+    for record in records:
+        if record["status"] is None and record["error"] is None:
+            record["error"] = "Deadline"  # still waiting (for a slot or a response) when the hard deadline hit
+            record.setdefault("end", t_end)
+    return {"records": records, "t0": t0, "t_end": t_end, "max_in_flight": max_in_flight}
+
+
+def _run_coroutine(coro):
+    """``asyncio.run(coro)``, also from inside a running event loop (Jupyter) by using a fresh thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def run_loadtest(
+    url: str,
+    rps: float,
+    duration: float,
+    concurrency: int = 64,
+    path: str = "/recommend",
+    payloads: list[dict] | None = None,
+    api_key: str | None = None,
+    max_requests: int | None = None,
+    seed: int = 0,
+    method: str = "POST",
+    request_timeout: float = 10.0,
+    hard_timeout: float | None = None,
+) -> dict:
+    """Offer ``rps`` requests per second (Poisson arrivals) to ``url + path`` for ``duration`` seconds; the report.
+
+    ``url`` is the service's base URL (``http://127.0.0.1:8000``); only loopback hosts are accepted. At most
+    ``concurrency`` requests are in flight; a request whose scheduled time comes while all slots are busy waits
+    (it is counted in ``queued``) and its latency still runs from the scheduled time. ``payloads`` are sent as JSON
+    in turn (default ``{"history": [1, 2, 3], "k": 10}``); ``api_key`` goes in the ``X-API-Key`` header. The run
+    stops scheduling after ``duration`` seconds or ``max_requests`` requests and never lasts longer than
+    ``hard_timeout`` (default: ``duration + request_timeout + 5`` s); requests unfinished then count as errors.
+
+    Returns a dict: ``offered_rps``, ``achieved_rps`` (completed responses per second of wall time), ``sent``,
+    ``completed`` (responses of any status), ``errors`` (non-2xx responses plus exceptions), ``status_counts``
+    (status code or exception name → count), ``queued``, ``max_in_flight``, ``p50_ms``/``p95_ms``/``p99_ms``/
+    ``max_ms``/``mean_ms`` of the latency from schedule, ``service_p50_ms``/``service_p99_ms`` from the actual send,
+    and the raw per-response lists ``latencies_ms``, ``service_ms`` and ``scheduled_s`` (in schedule order).
+    """
+    check_loopback(url)
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
+    if not path.startswith("/"):
+        raise ValueError(f"path must start with '/', got {path!r}")
+    if payloads is not None and len(payloads) == 0:
+        raise ValueError("payloads is empty: give at least one request body, or None for the default")
+    method = method.upper()
+    schedule = poisson_schedule(rps, duration, max_requests=max_requests, seed=seed)
+    payloads = list(payloads) if payloads is not None else [DEFAULT_PAYLOAD]
+    headers = {"X-API-Key": api_key} if api_key else {}
+    hard_timeout = duration + request_timeout + 5.0 if hard_timeout is None else float(hard_timeout)
+    target = url.rstrip("/") + path
+
+    async def main():
+        deadline = asyncio.get_running_loop().time() + hard_timeout
+        return await _run(target, schedule, concurrency, payloads, headers, method, request_timeout, deadline)
+
+    raw = _run_coroutine(main())
+    records = sorted(raw["records"], key=lambda r: r["i"])
+    responded = [r for r in records if r["status"] is not None]
+    status_counts = Counter(str(r["status"]) if r["status"] is not None else r["error"] for r in records)
+    errors = sum(1 for r in records if r["status"] is None or not 200 <= r["status"] < 300)
+    latencies = [(r["end"] - r["scheduled"]) * 1e3 for r in responded]
+    service = [(r["end"] - r["sent"]) * 1e3 for r in responded]
+    last_end = max((r["end"] for r in responded), default=raw["t_end"])
+    elapsed = max(last_end - raw["t0"], 1e-9)
+    lat, svc = _percentiles(latencies), _percentiles(service)
+    return {
+        "url": target,
+        "offered_rps": float(rps),
+        "duration_s": float(duration),
+        "concurrency": concurrency,
+        "elapsed_s": elapsed,
+        "achieved_rps": len(responded) / elapsed,
+        "sent": sum(1 for r in records if "sent" in r),
+        "scheduled": len(records),
+        "completed": len(responded),
+        "errors": errors,
+        "status_counts": dict(sorted(status_counts.items())),
+        "queued": sum(1 for r in records if r["queued"]),
+        "max_in_flight": raw["max_in_flight"],
+        **{f"{name}_ms": value for name, value in lat.items()},
+        "service_p50_ms": svc["p50"],
+        "service_p99_ms": svc["p99"],
+        "latencies_ms": latencies,
+        "service_ms": service,
+        "scheduled_s": [r["scheduled"] - raw["t0"] for r in responded],
+    }
+
+
+_COLUMNS = [
+    ("offered", "offered_rps", "{:.1f}"),
+    ("achieved", "achieved_rps", "{:.1f}"),
+    ("sent", "sent", "{:d}"),
+    ("ok", None, "{:d}"),
+    ("errors", "errors", "{:d}"),
+    ("queued", "queued", "{:d}"),
+    ("p50 ms", "p50_ms", "{:.1f}"),
+    ("p95 ms", "p95_ms", "{:.1f}"),
+    ("p99 ms", "p99_ms", "{:.1f}"),
+    ("max ms", "max_ms", "{:.1f}"),
+    ("svc p50", "service_p50_ms", "{:.1f}"),
+]
+
+
+def format_report(result: dict | list[dict]) -> str:
+    """A plain-text table, one row per load-test result (a single result or a list, e.g. one per rate), followed by
+    the status counts of each."""
+    results = [result] if isinstance(result, dict) else list(result)
+    rows = []
+    for r in results:
+        row = []
+        for _, key, fmt in _COLUMNS:
+            value = r["scheduled"] - r["errors"] if key is None else r[key]
+            row.append("-" if isinstance(value, float) and math.isnan(value) else fmt.format(value))
+        rows.append(row)
+    headers = [name for name, _, _ in _COLUMNS]
+    widths = [max(len(h), *(len(row[j]) for row in rows)) if rows else len(h) for j, h in enumerate(headers)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(headers, widths)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in rows]
+    for r in results:
+        counts = ", ".join(f"{k}: {v}" for k, v in r["status_counts"].items()) or "none"
+        lines.append(f"{r['offered_rps']:.1f} rps → status counts {counts}")
+    return "\n".join(lines)
+
+
+def plot_latencies(results_by_rate, path=None):
+    """Latency percentiles (p50, p95, p99, log scale) against the offered rate, and the achieved rate on a second
+    axis; ``results_by_rate`` is ``{rate: result}`` or a list of results. Saved to ``path`` when given; the figure
+    is returned (a notebook shows it)."""
+    from matplotlib.figure import Figure
+
+    results = list(results_by_rate.values()) if isinstance(results_by_rate, dict) else list(results_by_rate)
+    if not results:
+        raise ValueError("no load-test results to plot")
+    results = sorted(results, key=lambda r: r["offered_rps"])
+    rates = [r["offered_rps"] for r in results]
+    fig = Figure(figsize=(6.5, 4))
+    ax = fig.add_subplot()
+    for key, style in (("p50_ms", "o-"), ("p95_ms", "s--"), ("p99_ms", "^-")):
+        ax.plot(rates, [r[key] for r in results], style, label=key.replace("_ms", ""))
+    ax.set_yscale("log")
+    ax.set_xlabel("offered rate (requests/s, Poisson arrivals)")
+    ax.set_ylabel("latency from scheduled start (ms)")
+    ax.grid(True, which="both", alpha=0.3)
+    twin = ax.twinx()
+    twin.plot(rates, [r["achieved_rps"] for r in results], "k:", alpha=0.6, label="achieved rps")
+    twin.set_ylabel("achieved rate (responses/s)")
+    errors = [r["errors"] for r in results]
+    for rate, r, err in zip(rates, results, errors):
+        if err:
+            ax.annotate(f"{err} err", (rate, r["p99_ms"]), textcoords="offset points", xytext=(4, 4), fontsize=8, color="red")
+    handles, labels = ax.get_legend_handles_labels()
+    h2, l2 = twin.get_legend_handles_labels()
+    ax.legend(handles + h2, labels + l2, loc="upper left", fontsize=8)
+    ax.set_title("Open-loop load test: latency vs offered rate")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
