@@ -598,7 +598,7 @@ def _best_batch(fn):
     for budget, want in ((50, 32), (100, 64), (4, None), (12, 8)):
         if fn(lat, budget) != want:
             return False, f"with budget {budget} ms expected {want}."
-    return True, "throughput grows with the batch; the latency budget caps it."
+    return True, "the latency budget caps the batch; where throughput still grows with the batch (check your sweep), the largest batch that fits is the best."
 
 
 def _lacks(answer, keys) -> str | None:

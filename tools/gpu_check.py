@@ -1,4 +1,4 @@
-"""The course's GPU paths in one short run (< 5 minutes on one GPU); prints one JSON report.
+"""The course's GPU paths in one short run (not yet timed on a GPU); prints one line per check and exits 1 if any fails.
 
     python tools/gpu_check.py [--out gpu_check.json]
 
