@@ -1,0 +1,203 @@
+"""The serving bundle (issue 12): written atomically, every file's sha256 in the manifest, verified before loading,
+only data formats read. Also home of the tiny bundles the other test_serve_* files serve (``serve_bundles``)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+USER_OFFSET = 731_000_000  # user ids no other number in a log line looks like (the masking test greps for them)
+BUNDLE_CACHE: dict = {}
+
+
+def tiny_retriever(n_items: int, seed: int):
+    import torch
+
+    from recbook.models.sequential import SequentialConfig, SequentialRecommender
+
+    torch.manual_seed(seed)
+    return SequentialRecommender(n_items, SequentialConfig(max_len=16, dim=16, layers=1, heads=2, dropout=0.0)).eval()
+
+
+def tiny_data():
+    from recbook.data import leave_last_out, make_synthetic
+    from recbook.evaluate import history_for_test
+
+    ds = make_synthetic(seed=0, n_users=30, n_items=40)
+    history = history_for_test(leave_last_out(ds.interactions, drop_short_users=True))
+    history = history.assign(user_id=history["user_id"] + USER_OFFSET)
+    return ds, history
+
+
+def serve_bundles(root, tiny_backbone) -> dict:
+    """``{"v1", "v2", "plain"}``: two versions with an int8 ONNX re-ranker (v2's parent is v1), one without re-ranker.
+    Built once per test session (seconds), under ``root``."""
+    if "v1" in BUNDLE_CACHE:
+        return BUNDLE_CACHE
+    from helpers import tiny_cross_encoder_from
+    from recbook.models.backbone import load_tokenizer
+    from recbook.serve.bundle import write_bundle
+
+    ds, history = tiny_data()
+    tokenizer = load_tokenizer(tiny_backbone)
+    config = {"max_length": 48, "max_history_items": 4, "max_history_tokens": 24}
+    reranker = tiny_cross_encoder_from(tiny_backbone)
+    BUNDLE_CACHE["v1"] = write_bundle(root / "v1", tiny_retriever(ds.n_items, 0), ds, history, reranker, tokenizer, config, version="v1")
+    BUNDLE_CACHE["v2"] = write_bundle(root / "v2", tiny_retriever(ds.n_items, 1), ds, history, reranker, tokenizer, config, version="v2",
+                                      parent="v1")
+    BUNDLE_CACHE["plain"] = write_bundle(root / "plain", tiny_retriever(ds.n_items, 0), ds, history, version="plain")
+    return BUNDLE_CACHE
+
+
+@pytest.fixture(scope="session")
+def bundles(tmp_path_factory, tiny_backbone):
+    return serve_bundles(tmp_path_factory.mktemp("bundles"), tiny_backbone)
+
+
+def copy_of(bundle, tmp_path, name="copy"):
+    target = tmp_path / name
+    shutil.copytree(bundle, target)
+    return target
+
+
+def test_manifest_lists_every_file_with_its_sha256(bundles):
+    from recbook.serve.bundle import FORMAT_NAME, sha256_of
+
+    folder = bundles["v2"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["format"] == FORMAT_NAME and manifest["version"] == "v2" and manifest["parent"] == "v1"
+    assert manifest["data"]["n_items"] == 40 and manifest["data"]["item_ids_sha256"] and manifest["created"].endswith("+00:00")
+    on_disk = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json")
+    assert sorted(manifest["files"]) == on_disk
+    assert {"items.json", "histories.safetensors", "item_vectors.safetensors", "retriever/model.safetensors", "retriever/sequential.json",
+            "reranker/model.int8.onnx", "reranker/reranker.json"} <= set(on_disk)
+    assert any(f.startswith("reranker/tokenizer/") for f in on_disk)
+    assert all(f.endswith((".json", ".safetensors", ".onnx", ".txt")) for f in on_disk)  # no pickle anywhere
+    for rel, entry in manifest["files"].items():
+        assert sha256_of(folder / rel) == entry["sha256"], rel
+    assert json.loads((bundles["plain"] / "manifest.json").read_text())["reranker"] is None
+
+
+def test_loaded_bundle_answers_like_the_model(bundles):
+    from recbook.serve.bundle import UnknownItems, load_bundle
+
+    b = load_bundle(bundles["v1"])
+    assert b.version == "v1" and b.n_items == 40 and all(u >= USER_OFFSET for u in b.histories)
+    user, history = next(iter(b.histories.items()))
+    full = b.retriever.score_all([history + 1])[0]  # the model's own scores of every item
+    scores, rows = b.retrieve(history, 10, exclude_seen=True)
+    expected = np.argsort(-np.where(np.isin(np.arange(40), history), -np.inf, full), kind="stable")[:10]
+    assert set(rows.tolist()) == set(expected.tolist()) and not set(rows.tolist()) & set(history.tolist())
+    np.testing.assert_allclose(scores, full[rows], rtol=1e-5, atol=1e-6)
+    one, two = b.rerank_many([(history, rows[:5]), (history[:2], rows[:3])])
+    assert one.shape == (5,) and two.shape == (3,) and np.isfinite(one).all()
+    # dynamic int8 quantizes activations with one scale per batch, so merging requests moves scores by about 1e-3
+    np.testing.assert_allclose(b.rerank_many([(history, rows[:5])])[0], one, atol=5e-3)
+    assert b.titles[rows[0]]
+    text = b.history_text(history, int(history[-1]))
+    assert b.entries[history[-1]] not in text.split(" ; ")  # the candidate never appears in its own history
+    score, drops = b.explain(history, int(rows[0]))
+    assert score == pytest.approx(float(full[rows[0]]), rel=1e-5) and drops.shape == (len(history),)
+    shorter = b.retriever.score_all([np.delete(history, 0) + 1])[0][rows[0]]
+    assert drops[0] == pytest.approx(score - shorter, abs=1e-5)
+    with pytest.raises(UnknownItems, match=r"history\[1\]=999999"):
+        b.rows_of([int(b.item_ids[0]), 999999], "history")
+
+
+@pytest.mark.parametrize("damage", ["tampered", "missing", "pickle", "unlisted", "symlink", "manifest"])
+def test_damaged_bundle_is_refused_naming_the_file(bundles, tmp_path, damage):
+    from recbook.serve.bundle import BundleError, load_bundle, verify_bundle
+
+    folder = copy_of(bundles["v1"], tmp_path)
+    if damage == "tampered":
+        path = folder / "retriever" / "model.safetensors"
+        data = bytearray(path.read_bytes())
+        data[-1] ^= 1  # one bit of one weight: same size, different sha256
+        path.write_bytes(bytes(data))
+        match = r"retriever/model\.safetensors does not match its sha256"
+    elif damage == "missing":
+        (folder / "item_vectors.safetensors").unlink()
+        match = r"item_vectors\.safetensors is listed .* but missing"
+    elif damage == "pickle":
+        (folder / "retriever" / "extra.pt").write_bytes(b"\x80\x04K\x01.")
+        match = r"retriever/extra\.pt is in an executable format"
+    elif damage == "unlisted":
+        (folder / "notes.json").write_text("{}")
+        match = r"notes\.json is not listed in manifest\.json"
+    elif damage == "symlink":
+        (folder / "link.json").symlink_to(folder / "items.json")
+        match = r"link\.json is a symbolic link"
+    else:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest["files"]["../outside.json"] = {"sha256": "0" * 64}
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        match = r"outside the bundle"
+    with pytest.raises(BundleError, match=match):
+        verify_bundle(folder)
+    with pytest.raises(BundleError, match=match):
+        load_bundle(folder)
+
+
+def test_verification_runs_before_anything_is_loaded(bundles, tmp_path, monkeypatch):
+    from recbook.models import sequential
+    from recbook.serve.bundle import BundleError, load_bundle
+
+    folder = copy_of(bundles["v1"], tmp_path)
+    (folder / "items.json").write_text((folder / "items.json").read_text().replace("]", "] ", 1))
+    opened = []
+    monkeypatch.setattr(sequential.SequentialRecommender, "load", classmethod(lambda cls, f: opened.append(f)))
+    with pytest.raises(BundleError, match="items.json"):
+        load_bundle(folder)
+    assert opened == []
+
+
+def test_writes_are_atomic_and_versions_never_overwritten(bundles, tmp_path, monkeypatch):
+    from recbook.serve import bundle as bundle_mod
+
+    ds, history = tiny_data()
+    with pytest.raises(bundle_mod.BundleError, match="already exists"):
+        bundle_mod.write_bundle(bundles["plain"], tiny_retriever(ds.n_items, 0), ds, history)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(bundle_mod, "_write_reranker", fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        bundle_mod.write_bundle(tmp_path / "new", tiny_retriever(ds.n_items, 0), ds, history, reranker=object(), tokenizer=object())
+    assert list(tmp_path.iterdir()) == []  # neither the bundle nor its temporary folder is left behind
+
+
+def test_export_from_training_runs_through_the_cli(tmp_path, tiny_profile, tiny_backbone, capsys):
+    """``recbook export`` on run folders as ``recbook train`` saves them (written here with tiny models, no training)."""
+    from helpers import tiny_cross_encoder_from
+    from recbook import cli
+    from recbook.models.backbone import load_tokenizer
+    from recbook.pipeline import Fitted, load_data_source, run_record, save_fitted
+    from recbook.serve.bundle import load_bundle
+
+    ds = load_data_source("synthetic", tiny_profile, seed=0)
+    model = tiny_retriever(ds.n_items, 0)
+    save_fitted(Fitted("sasrec", model, None, 0.0), tmp_path / "seq" / "checkpoint", ds, run_record("synthetic", "sasrec", tiny_profile, 0, ds))
+    ce = Fitted("cross-encoder", tiny_cross_encoder_from(tiny_backbone), None, 0.0, tokenizer=load_tokenizer(tiny_backbone))
+    save_fitted(ce, tmp_path / "ce" / "checkpoint", ds, run_record("synthetic", "cross-encoder", tiny_profile, 0, ds))
+    capsys.readouterr()
+    assert cli.main(["export", "--retriever", str(tmp_path / "seq"), "--reranker", str(tmp_path / "ce"), "--out", str(tmp_path / "b"),
+                     "--version", "2026-11-30", "--parent", "2026-11-01"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["version"] == "2026-11-30" and shown["parent"] == "2026-11-01" and shown["reranker"] is True
+    b = load_bundle(tmp_path / "b")
+    assert b.n_items == ds.n_items and b.reranker_config["max_length"] == tiny_profile.max_length
+    assert len(b.histories) == ds.n_users
+    manifest = b.manifest
+    assert manifest["source"]["retriever_model"] == "sasrec" and manifest["data"]["n_items"] == ds.n_items
+
+    # wrong kinds of runs and an existing --out are one-line errors (exit 2)
+    for argv, text in ((["--retriever", str(tmp_path / "ce")], "must be sasrec or bert4rec"),
+                       (["--retriever", str(tmp_path / "seq"), "--reranker", str(tmp_path / "seq")], "must be a cross-encoder"),
+                       (["--retriever", str(tmp_path / "seq")], "already exists")):
+        out = str(tmp_path / "b") if text == "already exists" else str(tmp_path / "other")
+        capsys.readouterr()
+        assert cli.main(["export", *argv, "--out", out]) == 2
+        err = capsys.readouterr().err
+        assert text in err and len(err.strip().splitlines()) == 1, err
