@@ -5,6 +5,9 @@
     python -m recbook evaluate --checkpoint runs/ce --data synthetic
     python -m recbook bench --checkpoint runs/ce --variants fp32,int8,onnx-int8,prune50-int8 --out runs/bench
     python -m recbook bench --target catalogue --data movielens-100k --variants fp32,int8,onnx-int8 --out runs/bench-cat
+    python -m recbook export --retriever runs/sasrec --reranker runs/ce --out bundles/v1
+    RECBOOK_API_KEYS=... python -m recbook serve --model bundles/v1 --port 8000
+    python -m recbook loadtest --url http://127.0.0.1:8000 --rps 20 --duration 10 --api-key ...
 
 ``train`` writes ``OUT/metrics.json`` (protocol, HR@10, NDCG@10, MRR, AUC, train time, environment)
 and the model under ``OUT/checkpoint/`` (safetensors) with ``run.json``: the data, seed and the
@@ -13,7 +16,11 @@ item ids). ``evaluate`` re-scores a saved model under the same protocol and prof
 (``--profile`` overrides, with a notice) and refuses data whose catalogue differs. ``bench`` measures compressed variants of a cross-encoder checkpoint
 (:mod:`recbook.bench`) or, with ``--target catalogue``, of the BERT that embeds the catalogue, judged by a text SASRec on
 every user with paired CIs (:mod:`recbook.compress.catalogue`), and writes ``bench.csv``, ``bench.md`` and a Pareto figure. ``--data`` is ``synthetic``, ``movielens-100k`` or a folder in the
-``recbook.data.load_folder`` format. Bad arguments print a clear message and exit with code 2.
+``recbook.data.load_folder`` format. ``export`` writes a serving bundle (:mod:`recbook.serve.bundle`: a versioned
+folder, every file listed with its sha256 in ``manifest.json``); ``serve`` runs the recommendation service on it with
+uvicorn (:mod:`recbook.serve.app`; API keys from ``RECBOOK_API_KEYS``, loopback only unless ``--allow-remote``);
+``loadtest`` offers an open-loop Poisson load to a local service and prints latency percentiles
+(:mod:`recbook.serve.loadtest`). Bad arguments print a clear message and exit with code 2.
 
 This module only parses arguments, calls the library (:mod:`recbook.pipeline`, :mod:`recbook.bench`,
 :mod:`recbook.compress`) and prints; its imports are light (``--help`` loads neither torch nor the
@@ -211,8 +218,88 @@ def _bench_kinds(spec: str) -> list[str]:
     return kinds if kinds[0] == "fp32" else ["fp32"] + [k for k in kinds if k != "fp32"]  # the baseline every ratio is against
 
 
+def cmd_export(args) -> dict:
+    out = check_out_folder(args.out)  # a file, or a folder under a file: exit 2 before anything is loaded
+    from .serve.bundle import BundleError, export_bundle, read_manifest
+
+    try:
+        folder = export_bundle(args.retriever, out, reranker_run=args.reranker, version=args.version, parent=args.parent)
+    except BundleError as exc:
+        raise UsageError(str(exc)) from None
+    manifest = read_manifest(folder)
+    return {"bundle": str(folder), "version": manifest["version"], "parent": manifest["parent"], "files": len(manifest["files"]),
+            "reranker": manifest["reranker"] is not None, "data": manifest["data"]}
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def cmd_serve(args) -> None:
+    """Check everything that can be checked before listening (host, keys, the bundle's sha256 sums), then run uvicorn."""
+    import os
+
+    if args.host not in LOOPBACK and not args.allow_remote:
+        raise UsageError(f"--host {args.host}: the course's servers listen on 127.0.0.1 only; pass --allow-remote to listen on "
+                         f"{args.host} (and put TLS and a firewall in front)")
+    for name in ("port", "workers", "max_batch_size", "retrieve_n"):
+        value = getattr(args, name)
+        if value < (0 if name == "port" else 1) or (name == "port" and value > 65535):
+            raise UsageError(f"--{name.replace('_', '-')} {value} is out of range")
+    if args.rerank_k < 0 or args.max_wait_ms < 0 or (args.threads is not None and args.threads < 1):
+        raise UsageError("--rerank-k and --max-wait-ms must be >= 0, --threads >= 1")
+    from .serve.app import BUNDLE_ENV, INSECURE_ENV, OPTIONS_ENV, ServeSettings
+    from .serve.bundle import BundleError, verify_bundle
+    from .serve.security import SecurityConfigError
+
+    options = {"batching": not args.no_batching, "max_batch_size": args.max_batch_size, "max_wait_ms": args.max_wait_ms,
+               "retrieve_n": args.retrieve_n, "rerank_k": args.rerank_k, "ort_threads": args.threads, "torch_threads": args.threads}
+    try:
+        ServeSettings.from_env(insecure_dev=args.insecure_dev, **options).check()
+        verify_bundle(args.model)
+    except (SecurityConfigError, BundleError) as exc:
+        raise UsageError(str(exc)) from None
+    os.environ[BUNDLE_ENV] = str(Path(args.model).resolve())
+    os.environ[OPTIONS_ENV] = json.dumps(options)
+    if args.insecure_dev:
+        os.environ[INSECURE_ENV] = "1"
+    import uvicorn
+
+    uvicorn.run("recbook.serve.app:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
+                access_log=False, timeout_graceful_shutdown=30)
+    return None
+
+
+def cmd_loadtest(args) -> dict | None:
+    import os
+
+    if args.rps <= 0 or args.duration <= 0 or args.concurrency < 1:
+        raise UsageError("--rps and --duration must be positive, --concurrency at least 1")
+    if args.max_requests is not None and args.max_requests < 1:
+        raise UsageError(f"--max-requests must be at least 1, got {args.max_requests}")
+    payloads = None
+    if args.payloads is not None:
+        try:
+            payloads = json.loads(Path(args.payloads).read_text())
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--payloads {args.payloads!r}: {exc}") from None
+        if not isinstance(payloads, list) or not payloads or not all(isinstance(p, dict) for p in payloads):
+            raise UsageError(f"--payloads {args.payloads!r} must hold a non-empty JSON list of request bodies (objects)")
+    from .serve.loadtest import check_loopback, format_report, run_loadtest
+
+    try:
+        check_loopback(args.url)
+    except ValueError as exc:
+        raise UsageError(f"--url: {exc}") from None
+    result = run_loadtest(args.url, args.rps, args.duration, concurrency=args.concurrency, path=args.path, payloads=payloads,
+                          api_key=args.api_key or os.environ.get("RECBOOK_API_KEY"), max_requests=args.max_requests, seed=args.seed)
+    if args.json:
+        return {k: v for k, v in result.items() if not isinstance(v, list)}  # the per-request lists stay out of the summary
+    print(format_report(result))
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m recbook", description="Train and evaluate the recommenders of the recbook course.")
+    parser = argparse.ArgumentParser(prog="python -m recbook", description="Train, evaluate, export and serve the recommenders of the recbook course.")
     sub = parser.add_subparsers(dest="command", required=True)
     tr = sub.add_parser("train", help="fit a model, evaluate it on the test split, save metrics.json and the checkpoint")
     tr.add_argument("--data", required=True, help=DATA_HELP)
@@ -256,6 +343,36 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--repeats", type=int, default=10, help="timed repeats per variant and batch size (interleaved)")
     be.add_argument("--threads", type=int, default=None, help="torch/ONNX Runtime threads (default: torch's)")
     be.add_argument("--quiet", action="store_true")
+    ex = sub.add_parser("export", help="write a serving bundle (versioned, sha256-verified folder) from a sasrec run and an optional cross-encoder run")
+    ex.add_argument("--retriever", required=True, help="the --out folder of 'recbook train --model sasrec' (or bert4rec)")
+    ex.add_argument("--reranker", default=None, help="the --out folder of 'recbook train --model cross-encoder' (exported as int8 ONNX)")
+    ex.add_argument("--out", required=True, help="the bundle folder to create (must not exist or be empty: a version is written once)")
+    ex.add_argument("--version", default=None, help="version name (default: UTC time stamp + content hash)")
+    ex.add_argument("--parent", default=None, help="the version this one replaces (recorded in manifest.json)")
+    se = sub.add_parser("serve", help="run the recommendation service on a bundle (uvicorn; keys from RECBOOK_API_KEYS)")
+    se.add_argument("--model", required=True, help="a bundle folder written by 'recbook export'")
+    se.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; others need --allow-remote)")
+    se.add_argument("--port", type=int, default=8000)
+    se.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (each loads the bundle; rate limits are per process)")
+    se.add_argument("--insecure-dev", action="store_true", help="serve without API keys (local experiments only; logged loudly)")
+    se.add_argument("--allow-remote", action="store_true", help="allow a --host other than loopback (put TLS and a firewall in front)")
+    se.add_argument("--no-batching", action="store_true", help="call the re-ranker once per request (no micro-batching)")
+    se.add_argument("--max-batch-size", type=int, default=32, help="requests merged into one re-ranker call (default 32)")
+    se.add_argument("--max-wait-ms", type=float, default=5.0, help="longest a request waits for a batch to fill (default 5)")
+    se.add_argument("--retrieve-n", type=int, default=100, help="candidates retrieved per request (default 100)")
+    se.add_argument("--rerank-k", type=int, default=20, help="of which the cross-encoder re-ranks the first k (default 20; 0 = off)")
+    se.add_argument("--threads", type=int, default=None, help="ONNX Runtime and torch threads per worker (default: theirs)")
+    lt = sub.add_parser("loadtest", help="open-loop load test (Poisson arrivals) of a service on this machine")
+    lt.add_argument("--url", required=True, help="base URL of the service, e.g. http://127.0.0.1:8000 (loopback only)")
+    lt.add_argument("--rps", type=float, required=True, help="offered requests per second")
+    lt.add_argument("--duration", type=float, required=True, help="seconds of arrivals")
+    lt.add_argument("--concurrency", type=int, default=64, help="most requests in flight (default 64)")
+    lt.add_argument("--path", default="/recommend", help="endpoint (default /recommend)")
+    lt.add_argument("--api-key", default=None, help="sent as X-API-Key (default: $RECBOOK_API_KEY, if set)")
+    lt.add_argument("--payloads", default=None, help="JSON file: a list of request bodies sent in turn (default: the module's example)")
+    lt.add_argument("--max-requests", type=int, default=None, help="stop after this many requests")
+    lt.add_argument("--seed", type=int, default=0, help="seed of the arrival times")
+    lt.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     return parser
 
 
@@ -265,10 +382,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "eval_users", None) is not None and args.eval_users < 1:
             raise UsageError(f"--eval-users must be at least 1, got {args.eval_users}")
-        metrics = {"train": cmd_train, "evaluate": cmd_evaluate, "bench": cmd_bench}[args.command](args)
+        metrics = {"train": cmd_train, "evaluate": cmd_evaluate, "bench": cmd_bench, "export": cmd_export, "serve": cmd_serve,
+                   "loadtest": cmd_loadtest}[args.command](args)
     except UsageError as exc:
         print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    if metrics is None:  # serve and loadtest print their own output
+        return 0
     shown = {k: v for k, v in metrics.items() if k != "environment"}
     print(json.dumps(shown, indent=1, default=str))
     return 0
