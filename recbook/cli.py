@@ -264,8 +264,10 @@ def cmd_serve(args) -> None:
         os.environ[INSECURE_ENV] = "1"
     import uvicorn
 
+    from .serve.logs import uvicorn_log_config
+
     uvicorn.run("recbook.serve.app:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
-                access_log=False, timeout_graceful_shutdown=30)
+                access_log=False, timeout_graceful_shutdown=30, log_config=uvicorn_log_config())
     return None
 
 

@@ -57,3 +57,14 @@ def get_logger() -> logging.Logger:
 
 def log(logger: logging.Logger, level: int, event: str, **fields) -> None:
     logger.log(level, event, extra={"fields": fields})
+
+
+def uvicorn_log_config() -> dict:
+    """uvicorn's own lines (start, shutdown, errors) as JSON too, so every line of the service's stderr parses;
+    its access log stays off — :class:`recbook.serve.app.ServiceMiddleware` writes one richer line per request."""
+    return {"version": 1, "disable_existing_loggers": False,
+            "formatters": {"json": {"()": "recbook.serve.logs.JsonFormatter"}},
+            "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+            "loggers": {"uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+                        "uvicorn.error": {"level": "INFO"},
+                        "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False}}}

@@ -1,0 +1,137 @@
+"""``python -m recbook serve / export / loadtest`` (issue 12): refusals before listening are one-line exits with code 2;
+a real service process answers, logs JSON without user ids, and stops gracefully on Ctrl-C."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from test_serve_bundle import USER_OFFSET, copy_of, serve_bundles
+
+from recbook import cli
+
+API_KEY = "client-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def bundles(tmp_path_factory, tiny_backbone):
+    return serve_bundles(tmp_path_factory.mktemp("bundles"), tiny_backbone)
+
+
+def exit_2_one_line(argv, capsys, *expected):
+    capsys.readouterr()
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for text in expected:
+        assert text in err, err
+    return err
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def service_env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECBOOK_")}
+    env.update(RECBOOK_API_KEYS=API_KEY, RECBOOK_LOG_SALT="cli-test-salt", HF_HUB_OFFLINE="1", **extra)
+    return env
+
+
+def test_serve_refusals_before_listening(bundles, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RECBOOK_API_KEYS", API_KEY)
+    model = str(bundles["v1"])
+    exit_2_one_line(["serve", "--model", model, "--host", "0.0.0.0"], capsys, "--host 0.0.0.0", "127.0.0.1 only", "--allow-remote")
+    exit_2_one_line(["serve", "--model", model, "--port", "70000"], capsys, "--port 70000")
+    exit_2_one_line(["serve", "--model", str(tmp_path / "nothing")], capsys, "no such folder")
+    monkeypatch.delenv("RECBOOK_API_KEYS")
+    exit_2_one_line(["serve", "--model", model], capsys, "RECBOOK_API_KEYS", "--insecure-dev")
+    monkeypatch.setenv("RECBOOK_API_KEYS", "short")
+    exit_2_one_line(["serve", "--model", model], capsys, "shorter than 16 characters")
+
+
+def test_export_out_that_is_a_file_exits_2(bundles, tmp_path, capsys):
+    file = tmp_path / "taken.txt"
+    file.write_text("x")
+    exit_2_one_line(["export", "--retriever", str(tmp_path), "--out", str(file)], capsys, "--out", "is not a folder")
+    exit_2_one_line(["export", "--retriever", str(tmp_path), "--out", str(tmp_path / "b")], capsys, "no run.json found")
+
+
+def test_loadtest_arguments(tmp_path, capsys):
+    exit_2_one_line(["loadtest", "--url", "http://example.com:8000", "--rps", "5", "--duration", "1"], capsys, "--url", "example.com")
+    exit_2_one_line(["loadtest", "--url", "http://127.0.0.1:9", "--rps", "0", "--duration", "1"], capsys, "--rps")
+    bad = tmp_path / "p.json"
+    bad.write_text('{"history": [1]}')
+    exit_2_one_line(["loadtest", "--url", "http://127.0.0.1:9", "--rps", "5", "--duration", "1", "--payloads", str(bad)], capsys,
+                    "non-empty JSON list")
+    parser = cli.build_parser()
+    args = parser.parse_args(["loadtest", "--url", "http://127.0.0.1:8000", "--rps", "20", "--duration", "3", "--concurrency", "8",
+                              "--path", "/rerank", "--api-key", "k"])
+    assert (args.rps, args.duration, args.concurrency, args.path, args.api_key) == (20.0, 3.0, 8, "/rerank", "k")
+
+
+def test_tampered_bundle_stops_the_process_before_it_listens(bundles, tmp_path):
+    folder = copy_of(bundles["v1"], tmp_path)
+    vectors = folder / "item_vectors.safetensors"
+    data = bytearray(vectors.read_bytes())
+    data[-3] ^= 0xFF
+    vectors.write_bytes(bytes(data))
+    done = subprocess.run([sys.executable, "-m", "recbook", "serve", "--model", str(folder), "--port", str(free_port())],
+                          capture_output=True, text=True, timeout=120, env=service_env())
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "item_vectors.safetensors does not match its sha256" in done.stderr and done.stderr.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_real_service_process_logs_json_masks_users_and_stops_gracefully(bundles, tmp_path, capsys):
+    port = free_port()
+    log_path = tmp_path / "stderr.txt"
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "recbook", "serve", "--model", str(bundles["v1"]), "--port", str(port),
+                                 "--max-wait-ms", "2"], stdout=subprocess.DEVNULL, stderr=log_file, env=service_env())
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 90
+            ready = False
+            while not ready:
+                assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+                try:
+                    ready = httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+            user = USER_OFFSET + 4
+            r = httpx.post(f"{base}/recommend", json={"user_id": user, "k": 3}, headers={"X-API-Key": API_KEY, "X-Request-ID": "cli-req-1"})
+            assert r.status_code == 200 and r.json()["model_version"] == "v1" and len(r.json()["items"]) == 3
+            assert httpx.post(f"{base}/recommend", json={"user_id": user, "k": 3}).status_code == 401
+
+            payloads = tmp_path / "payloads.json"
+            payloads.write_text(json.dumps([{"user_id": USER_OFFSET + i, "k": 5} for i in range(1, 6)]))
+            capsys.readouterr()
+            assert cli.main(["loadtest", "--url", base, "--rps", "20", "--duration", "1", "--api-key", API_KEY,
+                             "--payloads", str(payloads), "--json"]) == 0
+            report = json.loads(capsys.readouterr().out)
+            assert report["errors"] == 0 and report["completed"] >= 5, report
+        finally:
+            proc.send_signal(signal.SIGINT)  # Ctrl-C: uvicorn finishes in-flight requests, the lifespan drains the batcher
+            try:
+                code = proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise
+    text = log_path.read_text()
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]  # every line is JSON, uvicorn's included
+    assert code == 0, text[-2000:]
+    mine = next(rec for rec in lines if rec.get("request_id") == "cli-req-1")
+    assert mine["status"] == 200 and len(mine["user"]) == 16
+    assert str(user) not in text and API_KEY not in text
+    events = [rec["event"] for rec in lines]
+    assert "ready" in events and events[-1] != "ready" and "stopped" in events
