@@ -4,4 +4,12 @@ Taught in notebook ``12_serving``. Modules:
 
 - :mod:`recbook.serve.retrieval`: top-N retrieval from a precomputed item matrix — exact (a matrix product) or
   approximate (faiss), with the same ``search`` interface.
+- :mod:`recbook.serve.bundle`: the serving bundle — a versioned folder (retriever, item matrix, histories, int8 ONNX
+  re-ranker) whose manifest lists every file's sha256, verified before anything is loaded; no pickle.
+- :mod:`recbook.serve.app`: the FastAPI service (``create_app``): ``/recommend`` (retrieval → re-ranking),
+  ``/rerank``, ``/explain``, ``/livez``, ``/readyz``, ``/metrics``, ``/admin/reload`` (hot swap).
+- :mod:`recbook.serve.security`: API keys (constant-time compare), per-key token-bucket rate limits, salted hashes of
+  user ids for the logs.
+- :mod:`recbook.serve.batching`: ``MicroBatcher`` — concurrent re-ranker calls merged up to a batch size or a wait.
+- :mod:`recbook.serve.logs`: one JSON object per log line, with the request id.
 """
