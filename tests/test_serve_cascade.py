@@ -97,3 +97,18 @@ def test_duplicate_users_are_refused(data):
     ds, split, users = data
     with pytest.raises(ValueError, match="duplicate"):
         cascade_vs_full(ds, split, retriever_ranking_target(split, True), oracle(split), [users[0], users[0]])
+
+
+@pytest.mark.slow
+def test_the_real_configuration_builds_and_runs(data, tmp_path, tiny_backbone, tiny_profile):
+    """SASRec → int8 ONNX cross-encoder, end to end on the tiny BERT (seconds, not minutes)."""
+    from recbook.serve.cascade import real_cascade_scorers
+
+    ds, split, users = data
+    real = real_cascade_scorers(ds, split, tiny_profile, tmp_path, model_name_or_path=tiny_backbone, retriever_seconds=1.0,
+                                rerank_steps=2, top_n=5, threads=1)
+    assert real.onnx_path.is_file() and real.onnx_path.name == "cross-encoder-int8.onnx"
+    assert set(real.seconds) == {"retriever", "reranker", "export"}
+    report = cascade_vs_full(ds, split, real.retriever, real.reranker, users[:3], top_n=5, n_boot=100)
+    assert (report.per_user["pairs_cascade"] == 5).all() and report.pairs_ratio > 5
+    assert np.isfinite(report.per_user.to_numpy(dtype=float)).all()

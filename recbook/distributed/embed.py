@@ -1,0 +1,195 @@
+"""Distributed inference: embed a whole catalogue's texts with N processes, gathered in item order.
+
+Taught in notebooks ``10_distributed`` and ``12_serving``.
+
+Serving needs every item's vector, computed offline: a sentence encoder over each item's text. With millions of
+items that is the one big inference job, and it is embarrassingly parallel. Each of N ranks (``torchrun``, gloo on
+CPU) takes a **contiguous shard** of the items — rank r gets rows ``[r·n/N, (r+1)·n/N)`` (:func:`shard_bounds`) —
+embeds it with the same encoder (:func:`recbook.models.sequential.embed_texts` over a
+:class:`recbook.compress.catalogue.SentenceEncoder`), and rank 0 **gathers** the shards. ``gather`` needs tensors
+of one shape, so each shard is padded to the largest shard's rows and rank 0 cuts the padding off again; shards
+follow each other in item order, so concatenating them gives the catalogue in order (:func:`gather_in_order`).
+
+Checked against one process (:func:`check_against_one_process`): the same texts embedded by rank 0 alone must give
+the same matrix, max |difference| ≤ 1e-5 (batches differ in padding, which the attention mask hides; only
+floating-point summation order changes)::
+
+    torchrun --nproc_per_node=2 -m recbook.distributed.embed --data movielens-100k --check
+    torchrun --nproc_per_node=2 -m recbook.distributed.embed --data synthetic --out item_vectors.npy
+
+Rank 0 prints one JSON line (items, dimension, rows per rank, seconds; with ``--check``: the one-process time,
+the largest difference and ``ok``) and writes ``--out`` (a ``.npy`` matrix, rows in ``dataset.item_ids`` order).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from . import cleanup, init
+
+TOLERANCE = 1e-5
+
+
+def shard_bounds(n: int, world_size: int) -> list[tuple[int, int]]:
+    """Contiguous ``(start, stop)`` row ranges, one per rank, sizes differing by at most one (some may be empty when
+    there are fewer items than ranks)."""
+    if world_size < 1:
+        raise ValueError(f"world_size must be >= 1, got {world_size}")
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    cuts = [round(i * n / world_size) for i in range(world_size + 1)]
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def gather_in_order(local: np.ndarray, n: int, rank: int, world_size: int) -> np.ndarray | None:
+    """Rank 0 receives every rank's shard (padded to the largest one for ``dist.gather``) and returns the ``(n, dim)``
+    matrix in row order; other ranks return None. Ranks with an empty shard may pass a ``(0, 0)`` array."""
+    bounds = shard_bounds(n, world_size)
+    start, stop = bounds[rank]
+    if len(local) != stop - start:
+        raise ValueError(f"rank {rank} holds {len(local)} rows; its shard is rows [{start}, {stop})")
+    dim = torch.tensor([local.shape[1] if len(local) else 0])
+    dist.all_reduce(dim, op=dist.ReduceOp.MAX)  # a rank with no items does not know the dimension
+    rows = max(b - a for a, b in bounds)
+    padded = torch.zeros(rows, int(dim))
+    if len(local):
+        padded[: len(local)] = torch.from_numpy(np.asarray(local, dtype=np.float32))
+    received = [torch.empty_like(padded) for _ in range(world_size)] if rank == 0 else None
+    dist.gather(padded, received, dst=0)
+    if rank != 0:
+        return None
+    return np.concatenate([part[: b - a].numpy() for part, (a, b) in zip(received, bounds)], axis=0)
+
+
+def embed_shard(model, tokenizer, texts: list[str], rank: int, world_size: int, max_length: int = 64,
+                batch_size: int = 128) -> np.ndarray:
+    """This rank's rows of the catalogue: its contiguous shard of ``texts``, embedded."""
+    from ..models.sequential import embed_texts
+
+    start, stop = shard_bounds(len(texts), world_size)[rank]
+    if stop == start:
+        return np.zeros((0, 0), dtype=np.float32)
+    return embed_texts(model, tokenizer, texts[start:stop], max_length, batch_size)
+
+
+def distributed_embed(model, tokenizer, texts: list[str], rank: int, world_size: int, max_length: int = 64,
+                      batch_size: int = 128) -> np.ndarray | None:
+    """Embed ``texts`` (the same list on every rank) with every rank doing its shard; the ``(len(texts), dim)``
+    matrix in the order given on rank 0, None on the others. Call it on every rank of an initialised process group."""
+    if not texts:
+        raise ValueError("distributed_embed got no texts")
+    local = embed_shard(model, tokenizer, texts, rank, world_size, max_length, batch_size)
+    return gather_in_order(local, len(texts), rank, world_size)
+
+
+def check_against_one_process(model, tokenizer, texts: list[str], rank: int, world_size: int, max_length: int = 64,
+                              batch_size: int = 128, threads_single: int | None = None) -> tuple[dict | None, np.ndarray | None]:
+    """Embed ``texts`` sharded over the ranks, then (rank 0) once more in this one process, and compare. Returns on
+    rank 0 ``(result, matrix)``: a dict with ``max_abs_diff``, ``ok`` (≤ :data:`TOLERANCE`), the rows per rank and both
+    times, and the gathered matrix; ``(None, None)`` elsewhere.
+    ``threads_single``: threads for the one-process run (default: this rank's threads × the world size, the cores
+    the N ranks used together)."""
+    from ..models.sequential import embed_texts
+
+    dist.barrier()
+    start = time.perf_counter()
+    gathered = distributed_embed(model, tokenizer, texts, rank, world_size, max_length, batch_size)
+    seconds = time.perf_counter() - start  # rank 0 returns after the gather, i.e. after the slowest rank
+    result = None
+    if rank == 0:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(threads_single or threads * world_size)
+        start = time.perf_counter()
+        single = embed_texts(model, tokenizer, texts, max_length, batch_size)
+        single_seconds = time.perf_counter() - start
+        torch.set_num_threads(threads)
+        diff = float(np.abs(gathered - single).max())
+        result = {"check": "distributed-embed", "world_size": world_size, "items": len(texts), "dim": int(single.shape[1]),
+                  "rows_per_rank": [b - a for a, b in shard_bounds(len(texts), world_size)], "seconds": seconds,
+                  "single_process_seconds": single_seconds, "max_abs_diff": diff, "ok": diff <= TOLERANCE}
+    dist.barrier()  # the other ranks wait here while rank 0 runs the reference
+    return result, gathered
+
+
+# ------------------------------------------------------------------ the torchrun entry point
+def build_parser() -> argparse.ArgumentParser:
+    from ..profile import PROFILES
+    from ..usage import DATA_HELP
+
+    p = argparse.ArgumentParser(prog="torchrun ... -m recbook.distributed.embed", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="synthetic", help=DATA_HELP)
+    p.add_argument("--profile", choices=tuple(PROFILES), default=None, help="sizes the synthetic catalogue")
+    p.add_argument("--backbone", default=None, help="the sentence encoder (default: the offline all-MiniLM-L6-v2)")
+    p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--limit", type=int, default=None, help="embed only the first N items (quick checks)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per rank (default: CPU cores ÷ ranks)")
+    p.add_argument("--check", action="store_true", help="also embed in one process on rank 0 and compare (max |diff| ≤ 1e-5)")
+    p.add_argument("--out", default=None, help="a .npy file for the gathered matrix (rank 0 writes)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def catalogue_texts(source: str, profile_name: str | None = None, seed: int = 0, limit: int | None = None) -> list[str]:
+    """Every catalogue item's text for a data source (the whole catalogue, all users), in ``dataset.item_ids`` order."""
+    from ..compress.catalogue import catalogue_texts_in_order
+    from ..pipeline import load_data_source
+    from ..profile import get_profile
+
+    texts = catalogue_texts_in_order(load_data_source(source, get_profile(profile_name), seed, all_users=True))
+    return texts[:limit] if limit is not None else texts
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..compress.catalogue import load_sentence_encoder
+    from ..usage import UsageError
+
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    for name in ("max_length", "batch_size", "limit", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            print(f"--{name.replace('_', '-')} must be >= 1, got {value}", file=sys.stderr)
+            return 2
+    try:
+        texts = catalogue_texts(args.data, args.profile, args.seed, args.limit)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    info = init("gloo")
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // info.world_size))
+    try:
+        model, tokenizer = load_sentence_encoder(args.backbone)
+        if args.check:
+            result, matrix = check_against_one_process(model, tokenizer, texts, info.rank, info.world_size, args.max_length,
+                                                       args.batch_size)
+            result = result or {}
+        else:
+            start = time.perf_counter()
+            matrix = distributed_embed(model, tokenizer, texts, info.rank, info.world_size, args.max_length, args.batch_size)
+            result = {"world_size": info.world_size, "items": len(texts),
+                      "rows_per_rank": [b - a for a, b in shard_bounds(len(texts), info.world_size)],
+                      "seconds": time.perf_counter() - start}
+            if info.is_main:
+                result["dim"] = int(matrix.shape[1])
+        ok = torch.tensor([int(result.get("ok", True))])
+        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+        if info.is_main:
+            if args.out and matrix is not None:
+                np.save(args.out, matrix)
+                result["out"] = str(args.out)
+            print(json.dumps(result))
+        return 0 if bool(ok) else 1
+    finally:
+        cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
