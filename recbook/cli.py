@@ -252,7 +252,9 @@ def cmd_serve(args) -> None:
     from .serve.security import SecurityConfigError
 
     options = {"batching": not args.no_batching, "max_batch_size": args.max_batch_size, "max_wait_ms": args.max_wait_ms,
-               "retrieve_n": args.retrieve_n, "rerank_k": args.rerank_k, "ort_threads": args.threads, "torch_threads": args.threads}
+               "retrieve_n": args.retrieve_n, "rerank_k": args.rerank_k}
+    if args.threads is not None:
+        options.update(ort_threads=args.threads, torch_threads=args.threads)
     try:
         ServeSettings.from_env(insecure_dev=args.insecure_dev, **options).check()
         verify_bundle(args.model)
@@ -363,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--max-wait-ms", type=float, default=5.0, help="longest a request waits for a batch to fill (default 5)")
     se.add_argument("--retrieve-n", type=int, default=100, help="candidates retrieved per request (default 100)")
     se.add_argument("--rerank-k", type=int, default=20, help="of which the cross-encoder re-ranks the first k (default 20; 0 = off)")
-    se.add_argument("--threads", type=int, default=None, help="ONNX Runtime and torch threads per worker (default: theirs)")
+    se.add_argument("--threads", type=int, default=None, help="ONNX Runtime and torch threads per worker (default: ONNX Runtime's, torch 1)")
     lt = sub.add_parser("loadtest", help="open-loop load test (Poisson arrivals) of a service on this machine")
     lt.add_argument("--url", required=True, help="base URL of the service, e.g. http://127.0.0.1:8000 (loopback only)")
     lt.add_argument("--rps", type=float, required=True, help="offered requests per second")

@@ -30,7 +30,8 @@ def bundles(tmp_path_factory, tiny_backbone):
 def settings(**overrides):
     from recbook.serve.app import ServeSettings
 
-    values = dict(api_keys=(API_KEY, OTHER_KEY), admin_keys=(ADMIN_KEY,), log_salt="test-salt", ort_threads=1)
+    # torch_threads=None: an in-process server must not change the test process's torch threads
+    values = dict(api_keys=(API_KEY, OTHER_KEY), admin_keys=(ADMIN_KEY,), log_salt="test-salt", ort_threads=1, torch_threads=None)
     values.update(overrides)
     return ServeSettings(**values)
 
@@ -318,7 +319,7 @@ def test_refuses_to_start_without_keys_or_with_a_tampered_bundle(bundles, tmp_pa
     with pytest.raises(BundleError, match=r"reranker/reranker\.json has 20 bytes, the manifest says"):
         create_app(folder, settings())
     with captured_logs() as lines:
-        create_app(bundles["v1"], ServeSettings(insecure_dev=True))
+        create_app(bundles["v1"], ServeSettings(insecure_dev=True, torch_threads=None))
     assert any("INSECURE DEV MODE" in line and '"warning"' in line for line in lines)
 
 
