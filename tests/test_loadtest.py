@@ -144,7 +144,7 @@ def test_achieved_rate_close_to_offered_and_percentiles_sane(server):
     assert 20 <= result["p50_ms"] <= result["p95_ms"] <= result["p99_ms"] <= result["max_ms"]
     assert result["p50_ms"] < 150  # 20 ms of sleep plus a few ms of HTTP on localhost, with room for a busy CI
     assert min(result["service_ms"]) >= 20 and len(result["latencies_ms"]) == expected
-    assert result["queued"] == 0
+    assert result["queued"] == 0 and 0 <= result["lag_p50_ms"] < 50  # sent on time: the generator keeps up
     table = format_report(result)
     assert "p99 ms" in table and "200: " in table
 
@@ -191,6 +191,7 @@ def test_client_concurrency_limit_queues_but_times_from_schedule(server):
     assert result["errors"] == 0
     assert result["p99_ms"] > 2.5 * result["service_p99_ms"]  # waiting for a slot counts for the user
     assert result["service_p50_ms"] < 300
+    assert result["lag_p99_ms"] > 100  # the wait for a free slot
 
 
 def test_hard_timeout_bounds_the_run(server):
