@@ -305,6 +305,25 @@ def test_readyz_is_503_until_the_bundle_is_loaded_and_warmed_up(bundles, catalog
         assert client.post("/recommend", json={"history": catalogue[:2]}, headers=HEADERS).status_code == 200
 
 
+def test_a_bundle_that_fails_to_load_makes_livez_fail(bundles, monkeypatch):
+    from recbook.serve import app as app_mod
+
+    def broken(self, folder):
+        raise RuntimeError("out of memory while loading")
+
+    monkeypatch.setattr(app_mod.Service, "load", broken)
+    app = app_mod.create_app(bundles["v1"], settings())
+    with running(app, wait_ready=False) as client:
+        deadline = time.monotonic() + 20
+        while client.get("/livez").status_code == 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert "out of memory while loading" in client.get("/livez").json()["detail"]
+        assert "out of memory" in client.get("/readyz").json()["detail"]
+        r = client.post("/recommend", json={"history": [1]}, headers=HEADERS)
+        assert r.status_code == 503 and "not loaded" in r.json()["detail"]
+
+
 def test_refuses_to_start_without_keys_or_with_a_tampered_bundle(bundles, tmp_path):
     from recbook.serve.app import ServeSettings, create_app
     from recbook.serve.bundle import BundleError

@@ -550,6 +550,8 @@ def create_app(bundle_dir: str | os.PathLike, settings: ServeSettings | None = N
 
     @app.get("/livez")
     async def livez():
+        if service.bundle is None and service.load_error:  # it will never serve: let the orchestrator restart it (and show why)
+            return JSONResponse(status_code=503, content={"status": "dead", "detail": f"the model failed to load: {service.load_error}"})
         return {"status": "alive"}
 
     @app.get("/readyz")
