@@ -159,6 +159,24 @@ def test_alert_rules_use_the_services_metric_names_and_labels():
         assert not extra, f"{name}{{{', '.join(sorted(extra))}}}: labels the service does not set (it sets {sorted(series[name])})"
 
 
+def test_service_metrics_pass_promtool_lint():
+    """The service's own /metrics text (every metric observed once) passes ``promtool check metrics``."""
+    promtool = _promtool()
+    app_module = _app_module()
+    if app_module is None:
+        pytest.skip("recbook.serve.app does not import (the serve extra is missing)")
+    from prometheus_client import generate_latest
+
+    metrics = app_module.Metrics()
+    metrics.requests.labels(route="/recommend", status="200").inc()
+    metrics.latency.labels(route="/recommend").observe(0.01)
+    metrics.batch.observe(3)
+    metrics.set_version("v1")
+    metrics.ready.set(1)
+    proc = subprocess.run([promtool, "check", "metrics"], input=generate_latest(metrics.registry).decode(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_latency_histogram_has_a_bucket_at_the_alert_threshold():
     app_module = _app_module()
     if app_module is None:
