@@ -17,7 +17,15 @@ pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from recbook.serve.loadtest import check_loopback, format_report, plot_latencies, poisson_schedule, run_loadtest  # noqa: E402
+from recbook.serve.loadtest import (  # noqa: E402
+    check_loopback,
+    format_report,
+    load_timeline,
+    plot_latencies,
+    poisson_schedule,
+    run_loadtest,
+    run_steps,
+)
 
 APP = textwrap.dedent(
     """
@@ -199,6 +207,20 @@ def test_hard_timeout_bounds_the_run(server):
     result = run_loadtest(server, rps=20, duration=0.5, path="/sleep", payloads=[{"ms": 2000}], hard_timeout=1.0, max_requests=5)
     assert time.monotonic() - t < 3
     assert result["errors"] == 5 and result["status_counts"] == {"Deadline": 5}
+
+
+def test_load_steps_run_in_turn(server):
+    results = run_steps(server, [(20, 0.3), (100, 0.3), (20, 0.3)], path="/sleep", payloads=[{"ms": 1}], seed=7)
+    assert [r["offered_rps"] for r in results] == [20, 100, 20]
+    assert results[0]["t_start_s"] == 0 and 0.3 <= results[1]["t_start_s"] < results[2]["t_start_s"] < 3
+    assert results[1]["scheduled"] > results[0]["scheduled"] and all(r["errors"] == 0 for r in results)
+    timeline = load_timeline(results)
+    assert [rate for _, rate in timeline] == [20, 100, 20, 0.0] and timeline[-1][0] > timeline[-2][0]
+    with pytest.raises(ValueError):
+        run_steps(server, [])
+    with pytest.raises(ValueError, match="loadtest"):
+        run_steps("http://example.com", [(1, 1)])
+    print(format_report(results))
 
 
 def test_plot_latencies_writes_a_figure(tmp_path):

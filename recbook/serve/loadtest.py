@@ -10,7 +10,8 @@ does for the user; the *service time* (from the actual send) is reported next to
 Bounded by design: at most ``duration`` seconds of arrivals, at most ``max_requests`` requests, a hard overall
 deadline, and loopback hosts only (this tool must not be pointed at someone else's server).
 
-Used by ``python -m recbook loadtest`` and notebook ``12_serving``.
+:func:`run_steps` chains rates into a load step (quiet → busy → quiet) for autoscaling demos. Used by
+``python -m recbook loadtest`` and notebook ``12_serving``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import math
+import time
 from collections import Counter
 from urllib.parse import urlsplit
 
@@ -171,7 +173,8 @@ def run_loadtest(
     Returns a dict: ``offered_rps``, ``achieved_rps`` (completed responses per second of wall time), ``sent``,
     ``completed`` (responses of any status), ``errors`` (non-2xx responses plus exceptions), ``status_counts``
     (status code or exception name → count), ``queued``, ``max_in_flight``, ``p50_ms``/``p95_ms``/``p99_ms``/
-    ``max_ms``/``mean_ms`` of the latency from schedule, ``service_p50_ms``/``service_p99_ms`` from the actual send,
+    ``max_ms``/``mean_ms`` of the latency from schedule (over responses of any status; a request that got no
+    response has no latency and counts only in ``errors``), ``service_p50_ms``/``service_p99_ms`` from the actual send,
     ``lag_p50_ms``/``lag_p99_ms`` from the schedule to the actual send (waiting for a slot, or a late event loop:
     a large lag with ``queued == 0`` means the generator itself cannot keep up — it costs about 1-2 ms of CPU per
     request — so offer less, or give it a core of its own), and the raw per-response lists ``latencies_ms``,
@@ -229,6 +232,35 @@ def run_loadtest(
         "service_ms": service,
         "scheduled_s": [r["scheduled"] - raw["t0"] for r in responded],
     }
+
+
+def run_steps(url: str, steps: list[tuple[float, float]], **kwargs) -> list[dict]:
+    """A load *step*: :func:`run_loadtest` at each ``(rps, duration)`` of ``steps`` in turn (e.g. ``[(5, 10), (60, 20),
+    (5, 20)]`` — quiet, busy, quiet — to watch an autoscaler add and remove replicas). Each result gains ``t_start_s``,
+    its start in seconds after the first step's; ``load_timeline(results)`` gives the offered rate over time for a
+    plot. Other keyword arguments go to every :func:`run_loadtest` call (each step gets seed ``seed + i``)."""
+    if not steps:
+        raise ValueError("steps is empty: give (rps, duration) pairs")
+    check_loopback(url)
+    seed = kwargs.pop("seed", 0)
+    results, t0 = [], None
+    for i, (rps, duration) in enumerate(steps):
+        start = time.monotonic()
+        t0 = start if t0 is None else t0
+        result = run_loadtest(url, rps, duration, seed=seed + i, **kwargs)
+        result["t_start_s"] = start - t0
+        results.append(result)
+        time.sleep(max(0.0, start + duration - time.monotonic()))  # a step lasts its duration even if its last arrival came early
+    return results
+
+
+def load_timeline(results: list[dict]) -> list[tuple[float, float]]:
+    """``[(t_start_s, offered rps), ...]`` of :func:`run_steps` results, ending with a 0 at the end of the last step."""
+    timeline = [(r["t_start_s"], r["offered_rps"]) for r in results]
+    if results:
+        last = results[-1]
+        timeline.append((last["t_start_s"] + max(last["duration_s"], last["elapsed_s"]), 0.0))
+    return timeline
 
 
 _COLUMNS = [
