@@ -17,8 +17,11 @@ Per-replica state stays per replica: each has its own rate-limit buckets and its
 Optional: ``pip install "recbook[ray]"``. Used by notebook ``12_serving`` (the scaling picture) and
 ``tests/test_ray_app.py``::
 
-    with serve_locally(bundle_dir, settings, port=8001, max_replicas=2) as url:
-        run_loadtest(url, rps=40, duration=20, api_key=...)     # watch replica_counts() meanwhile
+    from recbook.serve.loadtest import load_timeline, run_steps
+
+    with serve_locally(bundle_dir, settings, port=8001, max_replicas=2) as url, ReplicaWatcher() as watcher:
+        steps = run_steps(url, [(5, 10), (60, 20), (5, 30)], path="/rerank", payloads=[...], api_key=...)
+    plot_replicas(watcher.samples, load_timeline(steps))    # replicas over time under quiet → busy → quiet
 """
 
 from __future__ import annotations
