@@ -179,15 +179,22 @@ class ReplicaWatcher:
 
 
 def plot_replicas(samples: list[tuple[float, int, int]], load: list[tuple[float, float]] | None = None, path=None):
-    """Running replicas over time (a step plot), with the offered load ``[(t, rps), ...]`` on a second axis."""
+    """Running replicas over time (a step plot; dotted: with those still starting, i.e. loading the bundle), with the
+    offered load ``[(t, rps), ...]`` (:func:`recbook.serve.loadtest.load_timeline`) on a second axis."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.5, 3.5))
     ax = fig.add_subplot()
-    ax.step([t for t, _, _ in samples], [r for _, r, _ in samples], where="post", label="running replicas")
+    from matplotlib.ticker import MaxNLocator
+
+    times = [t for t, _, _ in samples]
+    ax.step(times, [r for _, r, _ in samples], where="post", label="running replicas")
+    ax.step(times, [r + st for _, r, st in samples], where="post", linestyle=":", color="tab:blue", alpha=0.6,
+            label="running + starting")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("replicas")
-    ax.set_ylim(0, max([r for _, r, _ in samples] + [1]) + 1)
+    ax.set_ylim(0, max([r + st for _, r, st in samples] + [1]) + 1)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     if load:
         twin = ax.twinx()
         twin.step([t for t, _ in load], [r for _, r in load], where="post", color="tab:orange", alpha=0.7, label="offered rps")
