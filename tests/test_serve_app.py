@@ -37,8 +37,9 @@ def settings(**overrides):
 
 
 @contextlib.contextmanager
-def running(app, wait_ready: bool = True):
-    """Serve ``app`` with uvicorn on a free loopback port in a thread; yield an httpx client; always shut down."""
+def running(app, wait_ready: bool = True, holder: dict | None = None):
+    """Serve ``app`` with uvicorn on a free loopback port in a thread; yield an httpx client; always shut down.
+    ``holder["server"]`` gets the uvicorn server (to stop it from a test)."""
     import uvicorn
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -47,6 +48,8 @@ def running(app, wait_ready: bool = True):
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
+    if holder is not None:
+        holder["server"], holder["thread"] = server, thread
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20)
     try:
         deadline = time.monotonic() + 30
@@ -322,6 +325,34 @@ def test_a_bundle_that_fails_to_load_makes_livez_fail(bundles, monkeypatch):
         assert "out of memory" in client.get("/readyz").json()["detail"]
         r = client.post("/recommend", json={"history": [1]}, headers=HEADERS)
         assert r.status_code == 503 and "not loaded" in r.json()["detail"]
+
+
+def test_shutdown_finishes_requests_in_flight(bundles, catalogue, monkeypatch):
+    from recbook.serve import app as app_mod
+    from recbook.serve.bundle import Bundle
+
+    real = Bundle.rerank_many
+
+    def slow(self, requests):
+        time.sleep(1.0)  # a long re-ranker call, in flight when the shutdown begins
+        return real(self, requests)
+
+    monkeypatch.setattr(Bundle, "rerank_many", slow)
+    app = app_mod.create_app(bundles["v1"], settings())
+    holder, answers = {}, []
+    with running(app, holder=holder) as client:
+        def call():
+            answers.append(client.post("/rerank", json={"history": [], "candidates": catalogue[:3]}, headers=HEADERS))
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        time.sleep(0.3)
+        holder["server"].should_exit = True  # what SIGINT/SIGTERM do: stop accepting, finish what is running
+        caller.join(30)
+        holder["thread"].join(30)
+        assert not holder["thread"].is_alive()
+    assert len(answers) == 1 and answers[0].status_code == 200, answers
+    assert app.state.service.batcher.closed  # the lifespan's shutdown drained and closed the batcher
 
 
 def test_refuses_to_start_without_keys_or_with_a_tampered_bundle(bundles, tmp_path):
