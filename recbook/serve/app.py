@@ -23,7 +23,12 @@ Endpoints:
   (Prometheus text format: requests by route and status, latency histograms, re-ranker batch sizes, model
   version, cache hits, reloads).
 - ``POST /admin/reload`` ``{bundle_dir}`` (admin key): verify and load a new bundle in the background, warm it up,
-  swap it in atomically; ``GET /admin/reload`` tells how the last reload went.
+  swap it in atomically; ``GET /admin/reload`` tells how the last reload went. ``bundle_dir`` is a folder on the
+  server's disk, verified exactly as at start (422 naming the bad file); without ``RECBOOK_ADMIN_KEYS`` the
+  endpoint answers 403.
+
+The probes and ``/metrics`` need no key (orchestrators and Prometheus call them; keep the port on a private network,
+as ``--host 127.0.0.1`` does); every other path, unknown ones included, answers 401 without a valid key.
 
 Settings (:class:`ServeSettings`) come from the environment (``RECBOOK_API_KEYS``, ``RECBOOK_ADMIN_KEYS``,
 ``RECBOOK_RATE_LIMIT``, ``RECBOOK_LOG_SALT``) and keyword overrides. Without API keys the app refuses to start
@@ -38,10 +43,8 @@ import logging
 import math
 import os
 import re
-import threading
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -212,14 +215,12 @@ class Service:
     load_error: str | None = None
     batcher: MicroBatcher | None = None
     reload_state: dict = field(default_factory=lambda: {"state": "idle"})
-    cache: OrderedDict = field(default_factory=OrderedDict)
     tasks: set = field(default_factory=set)
 
     def __post_init__(self):
         self.logger = get_logger()
         self.mask = IdMasker(self.settings.log_salt)
         self.limiter = RateLimiter(self.settings.rate_limit, self.settings.rate_burst)
-        self.cache_lock = threading.Lock()
 
     def load(self, folder: Path) -> Bundle:
         """Verify, load and warm up a bundle (runs in a worker thread)."""
@@ -230,28 +231,27 @@ class Service:
     def swap(self, bundle: Bundle) -> None:
         """Make ``bundle`` the current one: a single reference assignment, atomic for every request that starts after it."""
         self.bundle, self.ready, self.load_error = bundle, True, None
-        with self.cache_lock:
-            self.cache.clear()
         self.metrics.set_version(bundle.version)
         self.metrics.ready.set(1)
 
-    # -- user vectors with a small LRU cache (user_id requests only: a stored history does not change within a version)
+    # -- user vectors with a small LRU cache per bundle (user_id requests only: a stored history never changes within a
+    #    bundle, and a cache that lives on the bundle goes away with it — a swapped-in version never sees an old vector)
     def user_vector(self, bundle: Bundle, user_id: int, history: np.ndarray) -> np.ndarray:
-        key = (bundle.version, user_id)
-        if self.settings.cache_size:
-            with self.cache_lock:  # worker threads share the cache
-                vector = self.cache.get(key)
+        size = self.settings.cache_size
+        if size:
+            with bundle.cache_lock:  # worker threads share the cache
+                vector = bundle.vector_cache.get(user_id)
                 if vector is not None:
-                    self.cache.move_to_end(key)
+                    bundle.vector_cache.move_to_end(user_id)
             self.metrics.cache.labels(result="hit" if vector is not None else "miss").inc()
             if vector is not None:
                 return vector
         vector = bundle.user_vectors([history])[0]
-        if self.settings.cache_size:
-            with self.cache_lock:
-                self.cache[key] = vector
-                while len(self.cache) > self.settings.cache_size:
-                    self.cache.popitem(last=False)
+        if size:
+            with bundle.cache_lock:
+                bundle.vector_cache[user_id] = vector
+                while len(bundle.vector_cache) > size:
+                    bundle.vector_cache.popitem(last=False)
         return vector
 
     def rerank_batch(self, items: list[tuple[Bundle, np.ndarray, np.ndarray]]) -> list[np.ndarray]:

@@ -35,6 +35,8 @@ import hashlib
 import json
 import os
 import shutil
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -308,8 +310,8 @@ def export_bundle(retriever_run: str | os.PathLike, out: str | os.PathLike, rera
 class Bundle:
     """A verified, loaded bundle: the models and tables one version of the service answers with.
 
-    Thread-safe for inference (nothing is mutated after loading), so requests in flight can keep using an old
-    ``Bundle`` while a new one is swapped in.
+    Thread-safe for inference (nothing but the locked ``vector_cache`` changes after loading), so requests in flight
+    can keep using an old ``Bundle`` while a new one is swapped in.
     """
 
     folder: Path
@@ -327,6 +329,8 @@ class Bundle:
     reranker_config: dict = field(default_factory=dict)
     entry_costs: np.ndarray | None = None
     item_row: dict = field(default_factory=dict)
+    vector_cache: OrderedDict = field(default_factory=OrderedDict)  # user id → query vector (filled by the service)
+    cache_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def version(self) -> str:
