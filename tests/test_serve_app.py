@@ -268,8 +268,10 @@ def test_micro_batching_merges_concurrent_rerank_calls(bundles, catalogue):
 def test_rate_limit_per_key_is_429_with_retry_after(bundles, catalogue):
     from recbook.serve.app import create_app
 
-    app = create_app(bundles["plain"], settings(rate_limit=0.5, rate_burst=2))
+    app = create_app(bundles["plain"], settings(rate_limit=0.5, rate_burst=2, admin_keys=()))
     with running(app) as client:
+        r = client.post("/admin/reload", json={"bundle_dir": str(bundles["v2"])}, headers=HEADERS)
+        assert r.status_code == 403 and "RECBOOK_ADMIN_KEYS" in r.json()["detail"]  # no admin keys: no reload at all
         body = {"history": catalogue[:2], "k": 2}
         codes = [client.post("/recommend", json=body, headers=HEADERS).status_code for _ in range(2)]
         r = client.post("/recommend", json=body, headers=HEADERS)
@@ -279,6 +281,15 @@ def test_rate_limit_per_key_is_429_with_retry_after(bundles, catalogue):
         r = client.post("/recommend", json={"history": catalogue[:2], "k": 2, "rerank": True}, headers={"X-API-Key": OTHER_KEY})
         assert r.status_code == 200 and r.json()["reranked"] is False  # another key has its own bucket; no re-ranker here
         assert client.post("/rerank", json={"history": [], "candidates": catalogue[:1]}, headers={"X-API-Key": OTHER_KEY}).status_code == 409
+
+
+def test_insecure_dev_serves_without_keys(bundles, catalogue):
+    from recbook.serve.app import create_app
+
+    app = create_app(bundles["plain"], settings(api_keys=(), admin_keys=(), insecure_dev=True))
+    with running(app) as client:
+        assert client.post("/recommend", json={"history": catalogue[:2], "k": 2}).status_code == 200
+        assert client.get("/docs").status_code == 200  # the interactive docs exist only in dev mode
 
 
 def test_readyz_is_503_until_the_bundle_is_loaded_and_warmed_up(bundles, catalogue, monkeypatch):
