@@ -91,9 +91,10 @@ def test_out_that_is_a_file_exits_2_for_every_command_with_out(tmp_path, capsys)
     _exit_2_one_line(["train", "--data", "synthetic", "--model", "pop", "--out", str(file / "sub"), "--quiet"], capsys, "is a file")
     _exit_2_one_line(["bench", "--checkpoint", str(tmp_path), "--variants", "int8", "--out", out], capsys, "--out", "is not a folder")
     _exit_2_one_line(["bench", "--target", "catalogue", "--variants", "int8", "--out", out], capsys, "--out", "is not a folder")
+    _exit_2_one_line(["export", "--retriever", str(tmp_path), "--out", out], capsys, "--out", "is not a folder")
     assert {parser: next(a for a in sub._actions if a.dest == "out").required
             for parser, sub in cli.build_parser()._subparsers._group_actions[0].choices.items()
-            if any(a.dest == "out" for a in sub._actions)} == {"train": True, "bench": True}  # the commands checked above
+            if any(a.dest == "out" for a in sub._actions)} == {"train": True, "bench": True, "export": True}  # the commands checked above
 
 
 def test_out_that_is_a_file_through_python_m_recbook(tmp_path):
