@@ -66,6 +66,7 @@ def test_the_cascade_loses_what_the_retriever_drops(data):
     ds, split, users = data
     report = cascade_vs_full(ds, split, retriever_ranking_target(split, False), oracle(split), users, top_n=5, n_boot=200)
     assert report.quality["HR@10"]["full"].mean == 1.0 and report.quality["HR@10"]["cascade"].mean == 0.0
+    assert (report.per_user["rank_full"] == 1).all() and (report.per_user["rank_cascade"] > 5).all()
     diff = report.differences["NDCG@10"]
     assert diff.diff.mean == -1.0 and diff.significant and diff.verdict == "full beats cascade"
     low, high = report.quality["NDCG@10"]["cascade"].low, report.quality["NDCG@10"]["cascade"].high
@@ -112,3 +113,14 @@ def test_the_real_configuration_builds_and_runs(data, tmp_path, tiny_backbone, t
     report = cascade_vs_full(ds, split, real.retriever, real.reranker, users[:3], top_n=5, n_boot=100)
     assert (report.per_user["pairs_cascade"] == 5).all() and report.pairs_ratio > 5
     assert np.isfinite(report.per_user.to_numpy(dtype=float)).all()
+    # the serving scorer (history texts written once) scores exactly like the evaluation scorer, unseen items or not
+    from recbook.evaluate import history_for_test
+    from recbook.models.cross_encoder import CrossEncoderScorer
+
+    history = history_for_test(split)
+    evaluation = CrossEncoderScorer(real.reranker.model, real.reranker.tokenizer, ds, history, tiny_profile.max_length,
+                                    tiny_profile.max_history_items)
+    unseen = np.stack([np.setdiff1d(ds.item_ids, history.loc[history["user_id"] == u, "item_id"])[:6] for u in users[:3]])
+    seen = np.stack([history.loc[history["user_id"] == u, "item_id"].to_numpy()[:2] for u in users[:3]])
+    for items in (unseen, seen):
+        np.testing.assert_allclose(real.reranker(users[:3], items), evaluation(users[:3], items), atol=1e-6)
