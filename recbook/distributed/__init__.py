@@ -11,7 +11,9 @@ Taught in notebook ``10_distributed``.
   (column-wise in, row-wise out) with ``torch.distributed.tensor.parallel``;
 - :class:`ShardedEmbedding`: a recommender's big ID-embedding table split row-wise across ranks, lookups
   answered with one all-reduce;
-- :class:`CommCounter`: counts the bytes DDP all-reduces, through a communication hook.
+- :class:`CommCounter`: counts the bytes DDP all-reduces, through a communication hook;
+- :mod:`recbook.distributed.embed`: distributed *inference* — each rank embeds a contiguous shard of the catalogue's
+  texts, rank 0 gathers them in item order (``torchrun -m recbook.distributed.embed --check`` compares with one process).
 """
 
 from __future__ import annotations

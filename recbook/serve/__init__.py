@@ -12,4 +12,14 @@ Taught in notebook ``12_serving``. Modules:
   user ids for the logs.
 - :mod:`recbook.serve.batching`: ``MicroBatcher`` — concurrent re-ranker calls merged up to a batch size or a wait.
 - :mod:`recbook.serve.logs`: one JSON object per log line, with the request id.
+- :mod:`recbook.serve.loadtest`: an open-loop load generator (Poisson arrivals, latency from the scheduled start,
+  bounded in requests and time, localhost only) and its report and figures.
+- :mod:`recbook.serve.cascade`: the cascade against scoring the whole catalogue with the cross-encoder — pairs, time
+  per user and quality, with confidence intervals.
+- :mod:`recbook.serve.scaling`: the Kubernetes HPA rule (desired = ceil(current × metric / target), with its
+  tolerance and stabilisation window), as arithmetic a learner can check.
+- :mod:`recbook.serve.ray_app`: the same app on Ray Serve (optional extra ``ray``): autoscaled replicas and
+  ``@serve.batch``.
+
+Deployment files (Kubernetes manifests, Prometheus alert rules and their ``promtool`` tests) are in ``deploy/``.
 """
