@@ -26,6 +26,15 @@ def sigmoid(z):
     return 1 / (1 + np.exp(-z))
 
 
+def _token_bucket(arrivals, rate, burst):
+    tokens, last, out = float(burst), arrivals[0] if arrivals else 0.0, []
+    for t in arrivals:
+        tokens, last = min(burst, tokens + (t - last) * rate), t
+        out.append(tokens >= 1)
+        tokens -= tokens >= 1
+    return out
+
+
 RIGHT = {
     "00.quick_users": get_profile("quick").n_users,
     "00.count_interactions": len(make_synthetic(seed=1, n_users=50, n_items=40).interactions),
@@ -68,6 +77,9 @@ RIGHT = {
     "11.bucket": lambda n, bs: __import__("recbook.accel", fromlist=["x"]).bucket_length(n, tuple(sorted(bs))),
     "11.needs_scaler": lambda dt: dt == __import__("torch").float16,
     "11.best_batch": lambda lat, b: max([k for k, v in lat.items() if v <= b], default=None),
+    "12.hpa_replicas": lambda c, u, t, lo, hi: __import__("recbook.serve.scaling", fromlist=["x"]).desired_replicas(c, u, t, 0.1, lo, hi),
+    "12.percentile": lambda values, q: float(np.percentile(values, q)),
+    "12.token_bucket": _token_bucket,
 }
 
 WRONG = {
@@ -110,6 +122,9 @@ WRONG = {
     "11.bucket": lambda n, bs: max(bs),
     "11.needs_scaler": lambda dt: True,
     "11.best_batch": lambda lat, b: max(lat),
+    "12.hpa_replicas": lambda c, u, t, lo, hi: min(max(-(-c * u // t), lo), hi),  # no ±10 % dead band
+    "12.percentile": lambda values, q: float(np.sort(values)[min(len(values) - 1, int(len(values) * q / 100))]),  # nearest rank
+    "12.token_bucket": lambda arrivals, rate, burst: [True] * len(arrivals),  # never refuses
 }
 
 
