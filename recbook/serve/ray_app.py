@@ -14,8 +14,8 @@ cannot do:
 Everything else (API keys, validation, rate limits, metrics, masking, hot swap) is the app's own code, unchanged.
 Per-replica state stays per replica: each has its own rate-limit buckets and its own ``/metrics`` registry.
 
-Optional: ``pip install "recbook[ray]"``. Used by notebook ``12_serving`` (the scaling picture) and
-``tests/test_ray_app.py``::
+Optional: ``pip install "recbook[ray]"``. Notebook ``12_serving`` points to it (and skips it when Ray is
+missing); ``tests/test_ray_app.py`` runs this::
 
     from recbook.serve.loadtest import load_timeline, run_steps
 
