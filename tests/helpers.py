@@ -20,3 +20,17 @@ def tiny_cross_encoder_from(folder):
 
     torch.manual_seed(0)
     return CrossEncoder(AutoModel.from_pretrained(folder)).eval()
+
+
+def exit_2_one_line(argv, capsys, *expected):
+    """Run ``recbook.cli.main(argv)``: it must exit with code 2 and one line on stderr (no traceback) holding each of
+    ``expected``. Returns that line."""
+    from recbook import cli
+
+    capsys.readouterr()
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for text in expected:
+        assert text in err, err
+    return err

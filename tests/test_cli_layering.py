@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from helpers import exit_2_one_line
 from recbook import cli
 
 HEAVY = ("torch", "numpy", "pandas", "transformers", "recbook.bench", "recbook.pipeline", "recbook.compress.prune",
@@ -73,25 +74,15 @@ def test_check_out_folder(tmp_path):
         check_out_folder(tmp_path / "file.txt" / "run")
 
 
-def _exit_2_one_line(argv, capsys, *expected):
-    capsys.readouterr()
-    assert cli.main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for text in expected:
-        assert text in err, err
-    return err
-
-
 def test_out_that_is_a_file_exits_2_for_every_command_with_out(tmp_path, capsys):
     file = tmp_path / "taken.txt"
     file.write_text("not a folder")
     out = str(file)
-    _exit_2_one_line(["train", "--data", "synthetic", "--model", "pop", "--out", out, "--quiet"], capsys, "--out", "is not a folder")
-    _exit_2_one_line(["train", "--data", "synthetic", "--model", "pop", "--out", str(file / "sub"), "--quiet"], capsys, "is a file")
-    _exit_2_one_line(["bench", "--checkpoint", str(tmp_path), "--variants", "int8", "--out", out], capsys, "--out", "is not a folder")
-    _exit_2_one_line(["bench", "--target", "catalogue", "--variants", "int8", "--out", out], capsys, "--out", "is not a folder")
-    _exit_2_one_line(["export", "--retriever", str(tmp_path), "--out", out], capsys, "--out", "is not a folder")
+    exit_2_one_line(["train", "--data", "synthetic", "--model", "pop", "--out", out, "--quiet"], capsys, "--out", "is not a folder")
+    exit_2_one_line(["train", "--data", "synthetic", "--model", "pop", "--out", str(file / "sub"), "--quiet"], capsys, "is a file")
+    exit_2_one_line(["bench", "--checkpoint", str(tmp_path), "--variants", "int8", "--out", out], capsys, "--out", "is not a folder")
+    exit_2_one_line(["bench", "--target", "catalogue", "--variants", "int8", "--out", out], capsys, "--out", "is not a folder")
+    exit_2_one_line(["export", "--retriever", str(tmp_path), "--out", out], capsys, "--out", "is not a folder")
     assert {parser: next(a for a in sub._actions if a.dest == "out").required
             for parser, sub in cli.build_parser()._subparsers._group_actions[0].choices.items()
             if any(a.dest == "out" for a in sub._actions)} == {"train": True, "bench": True, "export": True}  # the commands checked above
@@ -110,11 +101,11 @@ def test_unknown_backbone_exits_2(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     (tmp_path / "empty").mkdir()
     for backbone in (str(tmp_path / "no-such-model"), str(tmp_path / "empty")):
-        _exit_2_one_line(["train", "--data", "synthetic", "--model", "cross-encoder", "--backbone", backbone, "--out", str(tmp_path / "ce"),
+        exit_2_one_line(["train", "--data", "synthetic", "--model", "cross-encoder", "--backbone", backbone, "--out", str(tmp_path / "ce"),
                           "--quiet"], capsys, "--backbone", "no model found")
-        _exit_2_one_line(["train", "--data", "synthetic", "--model", "sasrec", "--item-features", "text", "--backbone", backbone,
+        exit_2_one_line(["train", "--data", "synthetic", "--model", "sasrec", "--item-features", "text", "--backbone", backbone,
                           "--out", str(tmp_path / "seq"), "--quiet"], capsys, "--backbone")
-        _exit_2_one_line(["bench", "--target", "catalogue", "--data", "synthetic", "--backbone", backbone, "--variants", "int8",
+        exit_2_one_line(["bench", "--target", "catalogue", "--data", "synthetic", "--backbone", backbone, "--variants", "int8",
                           "--out", str(tmp_path / "bench")], capsys, "--backbone", "no model found")
     assert not (tmp_path / "ce").exists() and not (tmp_path / "bench").exists()  # refused before anything was written
 
@@ -125,7 +116,7 @@ def test_bench_onnx_variant_without_onnxruntime_exits_2(target, tmp_path, capsys
     argv = ["bench", "--target", target, "--variants", "int8,onnx-int8", "--out", str(tmp_path / "bench")]
     if target == "checkpoint":
         argv += ["--checkpoint", str(tmp_path / "run")]
-    _exit_2_one_line(argv, capsys, "onnx-int8", "onnxruntime", "not installed")
+    exit_2_one_line(argv, capsys, "onnx-int8", "onnxruntime", "not installed")
     assert not (tmp_path / "bench").exists()
     from recbook.compress.variants import missing_packages
 

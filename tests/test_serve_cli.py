@@ -13,6 +13,7 @@ import httpx
 import pytest
 from test_serve_bundle import USER_OFFSET, copy_of, serve_bundles
 
+from helpers import exit_2_one_line
 from recbook import cli
 
 API_KEY = "client-key-0123456789abcdef"
@@ -21,16 +22,6 @@ API_KEY = "client-key-0123456789abcdef"
 @pytest.fixture(scope="session")
 def bundles(tmp_path_factory, tiny_backbone):
     return serve_bundles(tmp_path_factory.mktemp("bundles"), tiny_backbone)
-
-
-def exit_2_one_line(argv, capsys, *expected):
-    capsys.readouterr()
-    assert cli.main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for text in expected:
-        assert text in err, err
-    return err
 
 
 def free_port() -> int:

@@ -109,13 +109,10 @@ def _folder_in(base: Path) -> Path | None:
     return None
 
 
-def md5_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex md5 of a file, read in chunks."""
-    digest = hashlib.md5()
+def md5_of(path: str | os.PathLike) -> str:
+    """Hex md5 of a file, read in chunks (``hashlib.file_digest``)."""
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "md5").hexdigest()
 
 
 def fetch_zip(url: str, md5: str, cache_dir: str | os.PathLike, folder_name: str, timeout: float = 60.0) -> Path:

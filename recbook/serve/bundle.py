@@ -55,12 +55,10 @@ class BundleError(ValueError):
 
 
 # ------------------------------------------------------------------ hashing and verification
-def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
+def sha256_of(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in chunks (``hashlib.file_digest``)."""
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _files_under(folder: Path) -> list[str]:
