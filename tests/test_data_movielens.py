@@ -1,11 +1,11 @@
 import hashlib
 import io
-import shutil
 import zipfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from ml100k_tiny import COUNTS, write_tiny_copy
 
 from recbook.data import (
     ChecksumError,
@@ -21,9 +21,8 @@ from recbook.data import (
 )
 from recbook.data.splits import leave_last_out
 
-# Invented data in the ml-100k layout (see its README): parsed without the real, unredistributable files.
-TINY = Path(__file__).resolve().parent / "fixtures" / "ml-100k-tiny"
-TINY_COUNTS = {"ratings": 60, "users": 12, "items": 20}
+# Invented data in the ml-100k layout, written to a temporary folder by the `tiny` fixture (no u.* files in the repo)
+TINY_COUNTS = COUNTS  # the invented look-alike of tests/ml100k_tiny.py
 
 
 def test_shared_copy_loads_and_is_checked(ml100k_dir):
@@ -140,6 +139,12 @@ def test_default_cache_dir_honours_env(monkeypatch, tmp_path):
 
 # ---------------------------------------------------------------- the tiny fixture (no real data needed)
 @pytest.fixture
+def tiny(tmp_path_factory):
+    """The invented look-alike (tests/ml100k_tiny.py) written to a temporary folder: the repository holds no u.* files."""
+    return write_tiny_copy(tmp_path_factory.mktemp("ml-100k-tiny"))
+
+
+@pytest.fixture
 def tiny_counts(monkeypatch):
     """Let read_movielens_100k_folder accept the fixture: it checks the real file's counts."""
     monkeypatch.setattr(movielens, "_EXPECTED", TINY_COUNTS)
@@ -147,8 +152,7 @@ def tiny_counts(monkeypatch):
 
 def tiny_copy(tmp_path, name=None, line=None, text=None):
     """A copy of the fixture in tmp_path, with line ``line`` (1-based) of file ``name`` replaced by ``text`` (bytes)."""
-    for f in ("u.data", "u.item", "u.user"):
-        shutil.copy(TINY / f, tmp_path / f)
+    write_tiny_copy(tmp_path)
     if name is not None:
         lines = (tmp_path / name).read_bytes().split(b"\n")
         lines[line - 1] = text
@@ -156,19 +160,19 @@ def tiny_copy(tmp_path, name=None, line=None, text=None):
     return tmp_path
 
 
-def test_tiny_fixture_is_rejected_by_the_count_check():
+def test_tiny_fixture_is_rejected_by_the_count_check(tiny):
     expected = f"found {TINY_COUNTS}; the copy is incomplete or not MovieLens-100k"
     with pytest.raises(DataError, match=expected.replace("{", r"\{").replace("}", r"\}")) as info:
-        read_movielens_100k_folder(TINY)
-    assert str(TINY) in str(info.value) and "'ratings': 100000" in str(info.value)
+        read_movielens_100k_folder(tiny)
+    assert str(tiny) in str(info.value) and "'ratings': 100000" in str(info.value)
     with pytest.raises(DataError, match="incomplete"):
-        load_movielens_100k(TINY, download=False)
+        load_movielens_100k(tiny, download=False)
 
 
-def test_tiny_fixture_counts_and_types(tiny_counts):
-    ds = read_movielens_100k_folder(TINY)
+def test_tiny_fixture_counts_and_types(tiny_counts, tiny):
+    ds = read_movielens_100k_folder(tiny)
     assert (len(ds.interactions), ds.n_users, ds.n_items, len(ds.users)) == (60, 12, 20, 12)
-    assert ds.name == "movielens-100k" and ds.info == {"source": str(TINY)}
+    assert ds.name == "movielens-100k" and ds.info == {"source": str(tiny)}
     assert ds.interactions.dtypes.astype(str).to_dict() == {"user_id": "int64", "item_id": "int64", "rating": "float64", "timestamp": "int64"}
     assert ds.interactions["rating"].sum() == 183 and ds.interactions["rating"].between(1, 5).all()
     assert (ds.interactions.groupby("user_id").size() == 5).all()
@@ -178,8 +182,8 @@ def test_tiny_fixture_counts_and_types(tiny_counts):
     assert zips[9] == "01002" and zips[12] == "V3N4P"  # zip codes stay text: leading zeros and letters survive
 
 
-def test_tiny_fixture_keeps_file_order_and_exact_timestamps(tiny_counts):
-    inter = read_movielens_100k_folder(TINY).interactions
+def test_tiny_fixture_keeps_file_order_and_exact_timestamps(tiny_counts, tiny):
+    inter = read_movielens_100k_folder(tiny).interactions
     assert inter.iloc[0].tolist() == [8, 13, 1.0, 882982900]  # the first line of u.data
     assert inter.iloc[-1].tolist() == [4, 9, 3.0, 879442192]  # the last
     assert not inter["timestamp"].is_monotonic_increasing  # u.data is not in time order, like the real file
@@ -188,8 +192,8 @@ def test_tiny_fixture_keeps_file_order_and_exact_timestamps(tiny_counts):
     assert last.loc[1, "timestamp"] == 876542950
 
 
-def test_tiny_fixture_titles_years_and_genres(tiny_counts):
-    items = read_movielens_100k_folder(TINY).items.set_index("item_id")
+def test_tiny_fixture_titles_years_and_genres(tiny_counts, tiny):
+    items = read_movielens_100k_folder(tiny).items.set_index("item_id")
     assert items.loc[1, "title"] == "Harbor Lights" and items.loc[1, "year"] == 1995  # the year leaves the title
     assert items.loc[1, "text"] == "Harbor Lights (1995). Genres: Drama, Romance."
     assert items.loc[4, "genres"] == "Animation|Children's|Sci-Fi"  # flags in ML100K_GENRES order
@@ -202,12 +206,12 @@ def test_tiny_fixture_titles_years_and_genres(tiny_counts):
     assert items["year"].dtype == "Int64" and items["year"].isna().sum() == 1
 
 
-def test_tiny_fixture_latin1_titles(tiny_counts):
-    raw = (TINY / "u.item").read_bytes()
+def test_tiny_fixture_latin1_titles(tiny_counts, tiny):
+    raw = (tiny / "u.item").read_bytes()
     assert b"P\xe2tissier" in raw and b"Se\xf1ora" in raw  # one latin-1 byte each ...
     with pytest.raises(UnicodeDecodeError):
         raw.decode("utf-8")  # ... so the file is not UTF-8
-    items = read_movielens_100k_folder(TINY).items.set_index("item_id")
+    items = read_movielens_100k_folder(tiny).items.set_index("item_id")
     assert items.loc[3, "title"] == "Le P\u00e2tissier Fou" and items.loc[18, "title"] == "Se\u00f1ora Tempest"
     assert items.loc[3, "text"] == "Le P\u00e2tissier Fou (1996). Genres: Comedy."
 
