@@ -113,14 +113,11 @@ def test_the_real_configuration_builds_and_runs(data, tmp_path, tiny_backbone, t
     report = cascade_vs_full(ds, split, real.retriever, real.reranker, users[:3], top_n=5, n_boot=100)
     assert (report.per_user["pairs_cascade"] == 5).all() and report.pairs_ratio > 5
     assert np.isfinite(report.per_user.to_numpy(dtype=float)).all()
-    # the serving scorer (history texts written once) scores exactly like the evaluation scorer, unseen items or not
+    # history texts written once per user score exactly like pair texts written by build_text_pairs, unseen items or not
     from recbook.evaluate import history_for_test
-    from recbook.models.cross_encoder import CrossEncoderScorer
 
     history = history_for_test(split)
-    evaluation = CrossEncoderScorer(real.reranker.model, real.reranker.tokenizer, ds, history, tiny_profile.max_length,
-                                    tiny_profile.max_history_items)
     unseen = np.stack([np.setdiff1d(ds.item_ids, history.loc[history["user_id"] == u, "item_id"])[:6] for u in users[:3]])
     seen = np.stack([history.loc[history["user_id"] == u, "item_id"].to_numpy()[:2] for u in users[:3]])
     for items in (unseen, seen):
-        np.testing.assert_allclose(real.reranker(users[:3], items), evaluation(users[:3], items), atol=1e-6)
+        np.testing.assert_allclose(real.reranker(users[:3], items), real.reranker.score_pair_texts(users[:3], items), atol=1e-6)

@@ -146,8 +146,10 @@ def predict_pairs(model: CrossEncoder, encoded, collator, batch_size: int = 128,
 class CrossEncoderScorer:
     """``score(users, items)`` for :mod:`recbook.metrics`: writes each pair's text and runs the model.
 
-    A user's history is their items in ``history`` (most recent first, within the token budget),
-    written once per user and reused for every candidate.
+    A user's history is their items in ``history`` (most recent first, within the token budget). It is written
+    **once** per user — on the first call, for every user in ``history`` — and reused for every candidate and
+    every later call, as a service would. A candidate that is itself in the user's history (never the case for
+    unseen items) gets its pair written by :func:`recbook.data.build_text_pairs`, which leaves it out of the history.
     """
 
     def __init__(self, model: CrossEncoder, tokenizer, dataset, history: pd.DataFrame, max_length: int = 128,
@@ -157,14 +159,44 @@ class CrossEncoderScorer:
         self.max_length, self.max_history_items, self.batch_size = max_length, max_history_items, batch_size
         self.device, self.amp_dtype, self.history_field = device, amp_dtype, history_field
         self.pairs_scored = 0
+        self._texts = None  # (history text per user, seen items per user, item text per item id), built on first call
+
+    def _written_texts(self):
+        if self._texts is None:
+            from ..data.text import history_texts
+
+            users = self.history["user_id"].unique()
+            written = history_texts(users, self.history, self.dataset, self.tokenizer, self.max_history_items, self.max_length - 32,
+                                    self.history_field)
+            seen = self.history.groupby("user_id")["item_id"].agg(frozenset)
+            item_text = pd.Series(self.dataset.items["text"].to_numpy(), index=self.dataset.items["item_id"].to_numpy())
+            self._texts = dict(zip(users.tolist(), written)), seen, item_text
+        return self._texts
 
     def __call__(self, users, items) -> np.ndarray:
-        from ..data import PairCollator, build_text_pairs, encode_pairs
+        from ..data import encode_pairs
+
+        users, items = np.asarray(users), np.asarray(items)
+        history_text, seen, item_text = self._written_texts()
+        candidates = item_text.reindex(items.ravel())
+        if candidates.isna().any() or any(not seen.get(u, frozenset()).isdisjoint(row.tolist()) for u, row in zip(users.tolist(), items)):
+            return self.score_pair_texts(users, items)
+        histories = np.repeat(np.array([history_text.get(u, "") for u in users.tolist()], dtype=object), items.shape[1])
+        return self._predict(encode_pairs(histories, candidates.to_numpy(), self.tokenizer, self.max_length), items.shape)
+
+    def score_pair_texts(self, users, items) -> np.ndarray:
+        """The same scores with every pair's text written by :func:`recbook.data.build_text_pairs` (slower: the
+        histories are rebuilt on each call) — used when a candidate is in the user's history, and as a reference."""
+        from ..data import build_text_pairs, encode_pairs
 
         items = np.asarray(items)
         flat = pd.DataFrame({"user_id": np.repeat(np.asarray(users), items.shape[1]), "item_id": items.ravel()})
         pairs = build_text_pairs(flat, self.history, self.dataset, self.tokenizer, self.max_history_items, self.max_length - 32, self.history_field)
-        encoded = encode_pairs(pairs["history_text"], pairs["item_text"], self.tokenizer, self.max_length)
+        return self._predict(encode_pairs(pairs["history_text"], pairs["item_text"], self.tokenizer, self.max_length), items.shape)
+
+    def _predict(self, encoded, shape) -> np.ndarray:
+        from ..data import PairCollator
+
         scores = predict_pairs(self.model, encoded, PairCollator(self.tokenizer), self.batch_size, self.device, self.amp_dtype)
-        self.pairs_scored += len(flat)
-        return scores.reshape(items.shape).astype(float)
+        self.pairs_scored += int(np.prod(shape))
+        return scores.reshape(shape).astype(float)

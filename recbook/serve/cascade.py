@@ -184,53 +184,12 @@ def _lookup(rows: dict):
 
 
 # ------------------------------------------------------------------ the real configuration
-def precomputed_text_scorer(model, tokenizer, dataset, history: pd.DataFrame, max_length: int = 128, max_history_items: int = 10,
-                            batch_size: int = 128, history_field: str = "title+genres"):
-    """A :class:`recbook.models.cross_encoder.CrossEncoderScorer` for serving: every user's history text is written
-    **once**, here, instead of on every call.
-
-    The evaluation scorer rebuilds the history text of every user in ``history`` (sort, group, re-tokenize the
-    catalogue's entries) on each call — a fixed cost of hundreds of milliseconds on MovieLens that dwarfs re-ranking
-    20 candidates. Scores are identical (the same text, :func:`recbook.data.history_texts`, the same tokens); a call
-    whose candidates include an item of the user's history (never the case for unseen items) falls back to the
-    evaluation scorer, which writes that history without the candidate.
-    """
-    from ..data import encode_pairs
-    from ..data.text import history_texts
-    from ..models.cross_encoder import CrossEncoderScorer, predict_pairs
-
-    class PrecomputedTextScorer(CrossEncoderScorer):
-        def __init__(self):
-            super().__init__(model, tokenizer, dataset, history, max_length, max_history_items, batch_size, "cpu", None, history_field)
-            users = history["user_id"].unique()
-            texts = history_texts(users, history, dataset, tokenizer, max_history_items, max_length - 32, history_field)
-            self.history_text = dict(zip(users.tolist(), texts))
-            self.seen = history.groupby("user_id")["item_id"].agg(frozenset)
-            self.item_text = pd.Series(dataset.items["text"].to_numpy(), index=dataset.items["item_id"].to_numpy())
-
-        def __call__(self, users, items) -> np.ndarray:
-            from ..data import PairCollator
-
-            users, items = np.asarray(users), np.asarray(items)
-            candidate_texts = self.item_text.reindex(items.ravel())
-            repeats = any(not self.seen.get(u, frozenset()).isdisjoint(row.tolist()) for u, row in zip(users.tolist(), items))
-            if repeats or candidate_texts.isna().any():
-                return super().__call__(users, items)
-            histories = np.repeat(np.array([self.history_text.get(u, "") for u in users.tolist()], dtype=object), items.shape[1])
-            encoded = encode_pairs(histories, candidate_texts.to_numpy(), self.tokenizer, self.max_length)
-            scores = predict_pairs(self.model, encoded, PairCollator(self.tokenizer), self.batch_size, "cpu")
-            self.pairs_scored += items.size
-            return scores.reshape(items.shape).astype(float)
-
-    return PrecomputedTextScorer()
-
-
 @dataclass
 class RealCascade:
     """What :func:`real_cascade_scorers` built: the two scorers, the int8 ONNX file, and what building cost."""
 
     retriever: object  # recbook.models.sequential.SequentialScorer (history = train + valid)
-    reranker: object  # precomputed_text_scorer over an OrtCrossEncoder (int8)
+    reranker: object  # recbook.models.cross_encoder.CrossEncoderScorer over an OrtCrossEncoder (int8)
     onnx_path: Path
     seconds: dict  # "retriever", "reranker", "export" training / export times
 
@@ -247,13 +206,14 @@ def real_cascade_scorers(dataset, split, profile, workdir, model_name_or_path=No
        does in the cascade;
     3. exported to ONNX and quantized to dynamic int8 in ``workdir`` (:mod:`recbook.compress.onnx`), run by ONNX
        Runtime with ``threads`` intra-op threads (default: torch's thread count) inside a
-       :func:`precomputed_text_scorer` (history texts written once, as a service would).
+       :class:`recbook.models.cross_encoder.CrossEncoderScorer` (history texts written once per user).
 
     Both scorers read training + validation as history: pass them to :func:`cascade_vs_full` with ``stage="test"``.
     """
     import torch
 
     from ..compress.onnx import OrtCrossEncoder, export_onnx, quantize_onnx_dynamic
+    from ..models.cross_encoder import CrossEncoderScorer
     from ..models.sequential import SequentialConfig, default_train_config, fit_sequential
     from ..pipeline import HISTORY_FIELD
     from ..rerank import fit_reranker, hard_negative_pairs, sequential_history_scorer
@@ -277,6 +237,6 @@ def real_cascade_scorers(dataset, split, profile, workdir, model_name_or_path=No
     int8 = quantize_onnx_dynamic(fp32, workdir / "cross-encoder-int8.onnx")
     seconds["export"] = time.perf_counter() - start
     ort_model = OrtCrossEncoder(int8, threads=threads or torch.get_num_threads())
-    reranker = precomputed_text_scorer(ort_model, fitted.tokenizer, dataset, history_for_test(split), profile.max_length,
-                                       profile.max_history_items, history_field=HISTORY_FIELD)
+    reranker = CrossEncoderScorer(ort_model, fitted.tokenizer, dataset, history_for_test(split), profile.max_length,
+                                  profile.max_history_items, history_field=HISTORY_FIELD)
     return RealCascade(sasrec.scorer, reranker, Path(int8), seconds)
