@@ -326,10 +326,17 @@ def plot_latencies(results_by_rate, path=None):
     for rate, r, err in zip(rates, results, errors):
         if err:
             ax.annotate(f"{err} err", (rate, r["p99_ms"]), textcoords="offset points", xytext=(4, 4), fontsize=8, color="red")
+    return finish_figure(fig, ax, "Open-loop load test: latency vs offered rate", path, twin)
+
+
+def finish_figure(fig, ax, title: str, path=None, twin=None):
+    """One legend for ``ax`` and its ``twin`` axis (if any), the title, a tight layout, saved to ``path`` when given."""
     handles, labels = ax.get_legend_handles_labels()
-    h2, l2 = twin.get_legend_handles_labels()
-    ax.legend(handles + h2, labels + l2, loc="upper left", fontsize=8)
-    ax.set_title("Open-loop load test: latency vs offered rate")
+    if twin is not None:
+        h2, l2 = twin.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    ax.legend(handles, labels, loc="upper left", fontsize=8)
+    ax.set_title(title)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=120)

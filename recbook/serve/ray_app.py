@@ -40,6 +40,7 @@ except ImportError as exc:  # the optional extra
     raise ImportError('recbook.serve.ray_app needs Ray Serve: pip install "recbook[ray]" (or "ray[serve]")') from exc
 
 from .app import ServeSettings, create_app
+from .loadtest import finish_figure
 
 # `metrics_interval_s` is deprecated in favour of the variables below, but Ray still checks look_back_period_s
 # against it (a FutureWarning when the look-back is not longer): it is set to the push interval, and its warning hidden.
@@ -195,18 +196,12 @@ def plot_replicas(samples: list[tuple[float, int, int]], load: list[tuple[float,
     ax.set_ylabel("replicas")
     ax.set_ylim(0, max([r + st for _, r, st in samples] + [1]) + 1)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    twin = None
     if load:
         twin = ax.twinx()
         twin.step([t for t, _ in load], [r for _, r in load], where="post", color="tab:orange", alpha=0.7, label="offered rps")
         twin.set_ylabel("offered requests/s")
-        handles, labels = ax.get_legend_handles_labels()
-        h2, l2 = twin.get_legend_handles_labels()
-        ax.legend(handles + h2, labels + l2, loc="upper left", fontsize=8)
-    ax.set_title("Ray Serve autoscaling under a load step")
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=120)
-    return fig
+    return finish_figure(fig, ax, "Ray Serve autoscaling under a load step", path, twin)
 
 
 @contextlib.contextmanager
