@@ -122,15 +122,20 @@ def test_alert_rules_cover_latency_errors_and_readiness():
     assert tested == set(rules)  # every alert has a unit test
 
 
-def _exposed_series():
-    """``{series name: label names}`` that the service's /metrics exposes once each metric has one observation."""
+def _service_metrics():
+    """A fresh ``recbook.serve.app.Metrics`` (its own registry), or a skip when the serve extra is missing."""
     app_module = _app_module()
     if app_module is None:
         pytest.skip("recbook.serve.app does not import (the serve extra is missing)")
+    return app_module.Metrics()
+
+
+def _exposed_series():
+    """``{series name: label names}`` that the service's /metrics exposes once each metric has one observation."""
     from prometheus_client import generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
-    metrics = app_module.Metrics()
+    metrics = _service_metrics()
     metrics.requests.labels(route="/recommend", status="500").inc()
     metrics.latency.labels(route="/recommend").observe(0.3)
     metrics.ready.set(0)
@@ -162,12 +167,9 @@ def test_alert_rules_use_the_services_metric_names_and_labels():
 def test_service_metrics_pass_promtool_lint():
     """The service's own /metrics text (every metric observed once) passes ``promtool check metrics``."""
     promtool = _promtool()
-    app_module = _app_module()
-    if app_module is None:
-        pytest.skip("recbook.serve.app does not import (the serve extra is missing)")
     from prometheus_client import generate_latest
 
-    metrics = app_module.Metrics()
+    metrics = _service_metrics()
     metrics.requests.labels(route="/recommend", status="200").inc()
     metrics.latency.labels(route="/recommend").observe(0.01)
     metrics.batch.observe(3)
@@ -178,12 +180,9 @@ def test_service_metrics_pass_promtool_lint():
 
 
 def test_latency_histogram_has_a_bucket_at_the_alert_threshold():
-    app_module = _app_module()
-    if app_module is None:
-        pytest.skip("recbook.serve.app does not import (the serve extra is missing)")
     from prometheus_client import generate_latest
 
-    metrics = app_module.Metrics()
+    metrics = _service_metrics()
     metrics.latency.labels(route="/recommend").observe(0.3)
     text = generate_latest(metrics.registry).decode()
     assert 'recbook_request_seconds_bucket{le="0.25",route="/recommend"}' in text  # p99 > 250 ms is decided at a bucket edge
