@@ -4,7 +4,6 @@ The app runs in a subprocess (uvicorn on 127.0.0.1, a free port) so that its eve
 with the load generator's; it is stopped in the fixture's teardown whatever the tests do.
 """
 
-import socket
 import subprocess
 import sys
 import textwrap
@@ -26,6 +25,7 @@ from recbook.serve.loadtest import (  # noqa: E402
     run_loadtest,
     run_steps,
 )
+from recbook.serve.process import free_port  # noqa: E402
 
 APP = textwrap.dedent(
     """
@@ -71,19 +71,13 @@ APP = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     import httpx
 
     script = tmp_path_factory.mktemp("loadtest_app") / "app.py"
     script.write_text(APP)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, str(script), str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -166,7 +160,7 @@ def test_errors_are_counted_by_status(server):
 
 
 def test_connection_failures_are_errors_not_crashes():
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     result = run_loadtest(f"http://127.0.0.1:{port}", rps=50, duration=0.3, max_requests=5, request_timeout=2)
     assert result["scheduled"] == 5 and result["errors"] == 5 and result["completed"] == 0
     assert result["status_counts"] == {"ConnectError": 5}

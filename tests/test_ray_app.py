@@ -3,7 +3,6 @@ concurrent re-ranker calls, and replicas scaling up under a load step and back d
 
 import asyncio
 import json
-import socket
 import time
 
 import pytest
@@ -12,6 +11,7 @@ pytest.importorskip("ray.serve", reason="Ray Serve is not installed (pip install
 serve_bundle_helpers = pytest.importorskip("test_serve_bundle", reason="the serving bundle helpers (tests/test_serve_bundle.py) are missing")
 
 from recbook.serve.app import ServeSettings  # noqa: E402
+from recbook.serve.process import free_port  # noqa: E402
 from recbook.serve.ray_app import ReplicaWatcher, autoscaling_config, build_app, plot_replicas, replica_counts, serve_locally  # noqa: E402
 from recbook.serve.security import SecurityConfigError  # noqa: E402
 
@@ -22,12 +22,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:The `metrics_interval_s` field:D
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory, tiny_backbone):
     return serve_bundle_helpers.serve_bundles(tmp_path_factory.mktemp("ray-bundles"), tiny_backbone)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _metric(text: str, name: str) -> float:
@@ -61,7 +55,7 @@ def test_ray_serve_runs_the_app_batches_and_scales_up_and_down(bundles):
     settings = ServeSettings(api_keys=(KEY,), log_salt="ray-test", ort_threads=1, torch_threads=1)
     # target 0.25 requests in flight per replica: a few tens of requests/s of the tiny model need 2 replicas;
     # upscale after 1 s of agreement (a short burst does not scale), downscale after 3 s.
-    with serve_locally(bundles["v1"], settings, port=_free_port(), ray_cpus=2, num_cpus=0.5, max_replicas=2,
+    with serve_locally(bundles["v1"], settings, port=free_port(), ray_cpus=2, num_cpus=0.5, max_replicas=2,
                        target_ongoing_requests=0.25, upscale_delay_s=1.0, downscale_delay_s=3.0) as url:
         assert replica_counts().get("RUNNING") == 1
         with httpx.Client(base_url=url, timeout=30) as client:

@@ -3,11 +3,8 @@ a real service process answers, logs JSON without user ids, and stops gracefully
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -15,6 +12,7 @@ from test_serve_bundle import USER_OFFSET, copy_of, serve_bundles
 
 from helpers import exit_2_one_line
 from recbook import cli
+from recbook.serve.process import ServiceProcess, free_port
 
 API_KEY = "client-key-0123456789abcdef"
 
@@ -22,12 +20,6 @@ API_KEY = "client-key-0123456789abcdef"
 @pytest.fixture(scope="session")
 def bundles(tmp_path_factory, tiny_backbone):
     return serve_bundles(tmp_path_factory.mktemp("bundles"), tiny_backbone)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def service_env(**extra):
@@ -82,42 +74,25 @@ def test_tampered_bundle_stops_the_process_before_it_listens(bundles, tmp_path):
 
 @pytest.mark.slow
 def test_real_service_process_logs_json_masks_users_and_stops_gracefully(bundles, tmp_path, capsys):
-    port = free_port()
     log_path = tmp_path / "stderr.txt"
-    with open(log_path, "w") as log_file:
-        proc = subprocess.Popen([sys.executable, "-m", "recbook", "serve", "--model", str(bundles["v1"]), "--port", str(port),
-                                 "--max-wait-ms", "2"], stdout=subprocess.DEVNULL, stderr=log_file, env=service_env())
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 90
-            ready = False
-            while not ready:
-                assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
-                try:
-                    ready = httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.1)
-            user = USER_OFFSET + 4
-            r = httpx.post(f"{base}/recommend", json={"user_id": user, "k": 3}, headers={"X-API-Key": API_KEY, "X-Request-ID": "cli-req-1"})
-            assert r.status_code == 200 and r.json()["model_version"] == "v1" and len(r.json()["items"]) == 3
-            assert httpx.post(f"{base}/recommend", json={"user_id": user, "k": 3}).status_code == 401
+    service = ServiceProcess(bundles["v1"], "--max-wait-ms", "2", log_path=log_path, env=service_env())
+    try:
+        base = service.url
+        service.wait_ready(timeout=90)
+        user = USER_OFFSET + 4
+        r = httpx.post(f"{base}/recommend", json={"user_id": user, "k": 3}, headers={"X-API-Key": API_KEY, "X-Request-ID": "cli-req-1"})
+        assert r.status_code == 200 and r.json()["model_version"] == "v1" and len(r.json()["items"]) == 3
+        assert httpx.post(f"{base}/recommend", json={"user_id": user, "k": 3}).status_code == 401
 
-            payloads = tmp_path / "payloads.json"
-            payloads.write_text(json.dumps([{"user_id": USER_OFFSET + i, "k": 5} for i in range(1, 6)]))
-            capsys.readouterr()
-            assert cli.main(["loadtest", "--url", base, "--rps", "20", "--duration", "1", "--api-key", API_KEY,
-                             "--payloads", str(payloads), "--json"]) == 0
-            report = json.loads(capsys.readouterr().out)
-            assert report["errors"] == 0 and report["completed"] >= 5, report
-        finally:
-            proc.send_signal(signal.SIGINT)  # Ctrl-C: uvicorn finishes in-flight requests, the lifespan drains the batcher
-            try:
-                code = proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                raise
+        payloads = tmp_path / "payloads.json"
+        payloads.write_text(json.dumps([{"user_id": USER_OFFSET + i, "k": 5} for i in range(1, 6)]))
+        capsys.readouterr()
+        assert cli.main(["loadtest", "--url", base, "--rps", "20", "--duration", "1", "--api-key", API_KEY,
+                         "--payloads", str(payloads), "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["errors"] == 0 and report["completed"] >= 5, report
+    finally:
+        code = service.stop()  # Ctrl-C: uvicorn finishes in-flight requests, the lifespan drains the batcher (killed after 30 s)
     text = log_path.read_text()
     lines = [json.loads(line) for line in text.splitlines() if line.strip()]  # every line is JSON, uvicorn's included
     assert code == 0, text[-2000:]
