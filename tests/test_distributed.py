@@ -145,3 +145,9 @@ def test_init_on_cuda_pairs_gloo_for_cpu_tensors_with_nccl(monkeypatch):
     info = rd.init()
     assert seen["backend"] == info.backend == "cpu:gloo,cuda:nccl"  # nccl alone refuses the CPU metric tensors
     assert info.device == "cuda:0" and seen["device"] == 0
+
+
+def test_exit_rank_flushes_output_and_keeps_the_exit_code():
+    code = "from recbook.distributed import exit_rank; print('result line', end=''); exit_rank(3)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 3 and done.stdout == "result line"

@@ -19,7 +19,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-from . import CommCounter, ShardedEmbedding, cleanup, init, local_state_bytes, parallelize_bert_layers, wrap_ddp, wrap_fsdp
+from . import CommCounter, ShardedEmbedding, cleanup, exit_rank, init, local_state_bytes, parallelize_bert_layers, wrap_ddp, wrap_fsdp
 
 TOLERANCE = 1e-5
 
@@ -156,4 +156,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_rank(main())

@@ -34,7 +34,7 @@ import torch.distributed as dist
 
 from ..profile import PROFILES
 from ..usage import DATA_HELP, UsageError, check_out_folder
-from . import CommCounter, cleanup, init, local_state_bytes, wrap_ddp, wrap_fsdp
+from . import CommCounter, cleanup, exit_rank, init, local_state_bytes, wrap_ddp, wrap_fsdp
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,4 +165,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_rank(main())
