@@ -5,6 +5,7 @@ import asyncio
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from recbook.serve.batching import BatcherClosed, MicroBatcher
@@ -167,3 +168,42 @@ def test_keys_rate_limits_and_masking():
     mask = IdMasker("salt-1")
     assert mask(731000001) == mask("731000001") != IdMasker("salt-2")(731000001)
     assert "731000001" not in mask(731000001) and len(mask(1)) == 16
+
+
+def test_call_cost_fit_recovers_a_known_line_and_matches_scipy():
+    from scipy import stats as scipy_stats
+
+    from recbook.serve.batching import call_cost_fit
+
+    rng = np.random.default_rng(0)
+    sizes = np.repeat([1, 2, 4, 8, 16, 32], 8)
+    seconds = 0.002 + 0.0027 * sizes + rng.normal(0, 0.0003, len(sizes))
+    fit = call_cost_fit(sizes, seconds, n_boot=500)
+    reference = scipy_stats.linregress(sizes, seconds)  # the same least-squares line
+    assert fit["fixed"].mean == pytest.approx(reference.intercept) and fit["per_item"].mean == pytest.approx(reference.slope)
+    # the bootstrap intervals are about as wide as the textbook OLS ones (±1.96 standard errors)
+    assert fit["fixed"].half_width == pytest.approx(1.96 * reference.intercept_stderr, rel=0.35)
+    assert fit["per_item"].half_width == pytest.approx(1.96 * reference.stderr, rel=0.35)
+    assert fit["fixed"].n == len(sizes)
+
+
+@pytest.mark.parametrize("sizes, seconds, match", [
+    ([4, 4, 4], [0.1, 0.1, 0.1], "two different call sizes"),
+    ([1, 2], [0.1], "same length"),
+    ([1, 2], [0.1, float("nan")], "finite"),
+])
+def test_call_cost_fit_errors(sizes, seconds, match):
+    from recbook.serve.batching import call_cost_fit
+
+    with pytest.raises(ValueError, match=match):
+        call_cost_fit(sizes, seconds)
+
+
+def test_merge_gain_bound():
+    from recbook.serve.batching import merge_gain_bound
+
+    assert merge_gain_bound(0.002, 0.0027, 20) == pytest.approx((0.002 + 0.054) / 0.054)
+    assert merge_gain_bound(0.010, 0.001, 1) == pytest.approx(11.0)  # tiny requests: the fixed cost dominates
+    assert merge_gain_bound(-0.001, 0.001, 1) == 1.0  # a fitted negative fixed cost means nothing to share
+    with pytest.raises(ValueError, match="per_item"):
+        merge_gain_bound(0.001, 0.0, 1)

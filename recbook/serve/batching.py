@@ -22,6 +22,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 
 class BatcherClosed(RuntimeError):
     """``submit`` was called after ``close``: the service is shutting down."""
@@ -114,3 +116,51 @@ class MicroBatcher:
         for (_, future), result in zip(batch, results):
             if not future.done():  # a caller that gave up (cancelled) is skipped
                 future.set_result(result)
+
+
+# ------------------------------------------------------------------ how much can merging buy?
+def call_cost_fit(items_per_call, seconds, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """Fit ``seconds ≈ fixed + per_item × items`` to timed model calls (least squares) with bootstrap intervals.
+
+    ``fixed`` is what a call costs whatever its size (Python, tokenizer set-up, ONNX Runtime's dispatch); ``per_item``
+    is the cost of one more pair. Merging ``m`` requests of ``k`` items each into one call saves ``(m − 1) × fixed``
+    and nothing of ``per_item``, so the fit bounds what micro-batching can gain (:func:`merge_gain_bound`).
+    Returns ``{"fixed": Estimate, "per_item": Estimate}`` in seconds (``Estimate.n`` = number of timed calls);
+    intervals resample the calls (percentile bootstrap).
+    """
+    from ..stats import Estimate
+
+    x = np.asarray(items_per_call, dtype=float)
+    y = np.asarray(seconds, dtype=float)
+    if x.ndim != 1 or x.shape != y.shape:
+        raise ValueError(f"items_per_call and seconds must be 1-D and of the same length, got shapes {x.shape} and {y.shape}")
+    if len(np.unique(x)) < 2:
+        raise ValueError("items_per_call needs at least two different call sizes to separate the fixed from the per-item cost")
+    if not (np.isfinite(y).all() and (y >= 0).all()):
+        raise ValueError("seconds must be finite and non-negative")
+
+    def fit(xs, ys):
+        slope, intercept = np.polyfit(xs, ys, 1)
+        return intercept, slope
+
+    fixed, per_item = fit(x, y)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(x), len(x))
+        if len(np.unique(x[idx])) >= 2:  # a resample with one call size cannot be fitted; draw again next round
+            draws.append(fit(x[idx], y[idx]))
+    draws = np.asarray(draws)
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(draws, [alpha, 1 - alpha], axis=0)
+    return {"fixed": Estimate(float(fixed), float(lo[0]), float(hi[0]), len(x), level),
+            "per_item": Estimate(float(per_item), float(lo[1]), float(hi[1]), len(x), level)}
+
+
+def merge_gain_bound(fixed: float, per_item: float, items_per_request: float) -> float:
+    """The most micro-batching can multiply throughput by when each request carries ``items_per_request`` items:
+    alone a request costs ``fixed + per_item × k``; merged with arbitrarily many others it costs ``per_item × k``
+    (the fixed cost shared away). Padding, waiting and HTTP handling only lower the real gain."""
+    if per_item <= 0 or items_per_request <= 0:
+        raise ValueError(f"per_item and items_per_request must be positive, got {per_item} and {items_per_request}")
+    return (max(fixed, 0.0) + per_item * items_per_request) / (per_item * items_per_request)

@@ -14,7 +14,7 @@ cannot do:
 Everything else (API keys, validation, rate limits, metrics, masking, hot swap) is the app's own code, unchanged.
 Per-replica state stays per replica: each has its own rate-limit buckets and its own ``/metrics`` registry.
 
-Optional: ``pip install "recbook[ray]"``. Notebook ``12_serving`` points to it (and skips it when Ray is
+Optional: ``pip install "recbook[ray]"``. Notebook ``12_serving`` runs the load-step demo with it (and skips it when Ray is
 missing); ``tests/test_ray_app.py`` runs this::
 
     from recbook.serve.loadtest import load_timeline, run_steps
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import threading
 import time
@@ -219,6 +220,9 @@ def serve_locally(bundle_dir: str | os.PathLike, settings: ServeSettings | None 
     started_ray = not ray.is_initialized()
     if started_ray:
         ray.init(num_cpus=ray_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    serve_logger = logging.getLogger("ray.serve")  # Serve's INFO lines (started, ready) would flood a notebook's output
+    level = serve_logger.level
+    serve_logger.setLevel(max(level, logging.WARNING))
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(app, name=APP_NAME, route_prefix="/")
@@ -227,5 +231,6 @@ def serve_locally(bundle_dir: str | os.PathLike, settings: ServeSettings | None 
         try:
             serve.shutdown()
         finally:
+            serve_logger.setLevel(level)
             if started_ray:
                 ray.shutdown()
