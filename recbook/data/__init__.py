@@ -26,8 +26,8 @@ from .schema import (
     build_item_text,
     validate,
 )
-from .splits import Split, leave_last_out, make_training_pairs, random_split, sample_negatives
-from .synthetic import make_synthetic
+from .splits import Split, TemporalWindows, leave_last_out, make_training_pairs, random_split, sample_negatives, temporal_windows
+from .synthetic import make_drift_stream, make_synthetic
 from .text import (
     LengthBucketBatchSampler,
     PairCollator,
@@ -60,7 +60,7 @@ __all__ = [
     "ChecksumError", "DataError", "DataFileNotFoundError", "DownloadError", "LengthBucketBatchSampler",
     "ML100K_MD5", "ML100K_URL", "PairCollator", "RecDataset", "Split", "build_item_text", "build_text_pairs", "catalogue_texts",
     "OFFLINE_ENV", "default_cache_dir", "downloads_allowed", "encode_pairs", "fetch_zip", "find_movielens_100k", "history_entries", "leave_last_out", "load_dataset", "load_folder",
-    "load_movielens_100k", "make_synthetic", "make_training_pairs", "md5_of", "movielens_or_synthetic", "obtain_movielens_100k", "padding_fraction", "random_split",
+    "TemporalWindows", "load_movielens_100k", "make_drift_stream", "make_synthetic", "make_training_pairs", "temporal_windows", "md5_of", "movielens_or_synthetic", "obtain_movielens_100k", "padding_fraction", "random_split",
     "read_csv_checked", "read_movielens_100k_folder", "sample_negatives", "to_hf_dataset", "tokenize_pairs", "validate",
 ]  # fmt: skip
 

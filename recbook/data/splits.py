@@ -265,3 +265,104 @@ def cold_item_split(interactions: pd.DataFrame, fraction: float = 0.1, min_inter
         cold_history=before[columns].reset_index(drop=True),
         cold_items=cold_items,
     )
+
+
+# ------------------------------------------------------------------ global temporal windows
+@dataclass
+class TemporalWindows:
+    """A **global temporal** protocol: one clock for everybody, cut into a base period and update windows.
+
+    ``bounds`` holds ``n_windows + 2`` timestamps: the base period is ``[bounds[0], bounds[1])`` and update window
+    ``w`` (1 … ``n_windows``) is ``[bounds[w], bounds[w + 1])``. At step ``w`` a model knows everything before
+    ``bounds[w]`` (:meth:`known`), is evaluated on window ``w`` (:meth:`window`) and is then updated with it.
+
+    Unlike leave-last-out — where one user's test item can be older than another user's training items — nothing
+    a model learns from lies after anything it is tested on, which is what "how well does yesterday's model serve
+    today" needs (Meng et al. 2020, *Exploring data splitting strategies for the evaluation of recommendation
+    models*; Sun et al., TOIS 2023, *Take a fresh look at recommender systems from an evaluation standpoint*).
+    """
+
+    interactions: pd.DataFrame  # sorted by time (stable)
+    bounds: np.ndarray
+
+    @property
+    def n_windows(self) -> int:
+        return len(self.bounds) - 2
+
+    def _check(self, w: int, lowest: int = 0) -> None:
+        if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or not lowest <= w <= self.n_windows:
+            raise ValueError(f"window must be an integer in [{lowest}, {self.n_windows}], got {w!r}")
+
+    def known(self, w: int) -> pd.DataFrame:
+        """Everything before window ``w`` starts (``w = 1``: the base period; ``w = n_windows + 1``: everything)."""
+        if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or not 1 <= w <= self.n_windows + 1:
+            raise ValueError(f"window must be an integer in [1, {self.n_windows + 1}], got {w!r}")
+        return self.interactions[self.interactions["timestamp"] < self.bounds[w]]
+
+    def window(self, w: int) -> pd.DataFrame:
+        """The interactions of window ``w`` (0 = the base period)."""
+        self._check(w)
+        t = self.interactions["timestamp"]
+        return self.interactions[(t >= self.bounds[w]) & (t < self.bounds[w + 1])]
+
+    def cold_items(self, w: int) -> np.ndarray:
+        """Items whose first interaction falls in window ``w``: no model trained before it has seen them."""
+        self._check(w, 1)
+        seen = set(self.known(w)["item_id"].unique())
+        return np.array(sorted(set(self.window(w)["item_id"].unique()) - seen), dtype=np.int64)
+
+    def describe(self) -> pd.DataFrame:
+        """One row per period: dates, interactions, users, users seen before it ("returning"), new items."""
+        rows = []
+        for w in range(self.n_windows + 1):
+            part = self.window(w)
+            before = self.known(w) if w >= 1 else part.iloc[:0]
+            rows.append({"window": "base" if w == 0 else w,
+                         "start": pd.to_datetime(int(self.bounds[w]), unit="s").date(),
+                         "end": pd.to_datetime(int(self.bounds[w + 1]) - 1, unit="s").date(),
+                         "interactions": len(part), "users": part["user_id"].nunique(),
+                         "returning users": part.loc[part["user_id"].isin(before["user_id"]), "user_id"].nunique(),
+                         "new items": len(self.cold_items(w)) if w else part["item_id"].nunique()})
+        return pd.DataFrame(rows).set_index("window")
+
+
+def temporal_windows(interactions: pd.DataFrame, n_windows: int = 4, base_fraction: float = 0.5,
+                     bounds=None) -> TemporalWindows:
+    """Cut ``interactions`` into a base period and ``n_windows`` update windows on one global clock.
+
+    By default the base period holds the oldest ``base_fraction`` of interactions and the rest is split into
+    ``n_windows`` windows of equal interaction counts (quantiles of time, so a busy month and a quiet one carry the
+    same evidence). ``bounds`` instead gives the ``n_windows + 1`` start times of the base period's end and of each
+    window plus the end — ``[end of base, start of window 2, …, end]`` — as Unix seconds or anything
+    ``pandas.Timestamp`` reads ("1998-01-01"); interactions after the last bound are dropped.
+    """
+    missing = [c for c in ("user_id", "item_id", "timestamp") if c not in interactions.columns]
+    if missing:
+        raise DataError(f"interactions lack column(s) {missing} needed for temporal windows; they have {list(interactions.columns)}")
+    if len(interactions) == 0:
+        raise DataError("interactions are empty: nothing to cut into windows")
+    df = interactions.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    t = df["timestamp"].to_numpy()
+    if bounds is None:
+        if isinstance(n_windows, bool) or not isinstance(n_windows, (int, np.integer)) or n_windows < 1:
+            raise ValueError(f"n_windows must be a positive integer, got {n_windows!r}")
+        if not 0 < base_fraction < 1:
+            raise ValueError(f"base_fraction must be in (0, 1), e.g. 0.5 for the oldest half; got {base_fraction}")
+        qs = base_fraction + (1 - base_fraction) * np.arange(n_windows) / n_windows
+        inner = np.quantile(t, qs, method="higher").astype(np.int64)
+        edges = np.r_[t[0], inner, t[-1] + 1]
+    else:
+        given = [int(b) if isinstance(b, (int, np.integer)) else int(pd.Timestamp(b).timestamp()) for b in bounds]
+        if len(given) < 2:
+            raise ValueError(f"bounds needs at least 2 times (end of the base period, end of window 1), got {len(given)}")
+        edges = np.r_[min(t[0], given[0] - 1), given].astype(np.int64)
+    if np.any(np.diff(edges) <= 0):
+        raise DataError(f"window bounds are not strictly increasing: {edges.tolist()} — too few distinct timestamps for "
+                        f"{len(edges) - 2} windows, or bounds out of order")
+    if bounds is not None:
+        df = df[df["timestamp"] < edges[-1]].reset_index(drop=True)
+    out = TemporalWindows(df, edges)
+    empty = [w for w in range(out.n_windows + 1) if len(out.window(w)) == 0]
+    if empty:
+        raise DataError(f"window(s) {empty} hold no interactions; use fewer windows or other bounds")
+    return out

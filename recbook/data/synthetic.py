@@ -213,3 +213,124 @@ def _draw_sequence(rng, logits: np.ndarray, length: int, series_next: np.ndarray
         seen.add(nxt)
         seq.append(nxt)
     return np.array(seq, dtype=np.int64)
+
+
+# ------------------------------------------------------------------ a stream with drift at a known time
+_DAY = 86400
+
+
+def make_drift_stream(
+    seed: int = 0,
+    n_users: int = 300,
+    n_items: int = 300,
+    n_genres: int = 8,
+    n_windows: int = 6,
+    events_per_window: int = 2500,
+    window_days: int = 14,
+    change_window: int | None = 3,
+    taste_shift: float = 0.5,
+    genre_boost: float = 2.0,
+    new_items: float = 0.15,
+    taste_strength: float = 3.0,
+    follow_series: float = 0.3,
+) -> RecDataset:
+    """A synthetic interaction **stream** on one clock, with drift of a known kind, size and time — the ground truth
+    that drift detectors and update strategies are checked against.
+
+    The timeline is ``n_windows`` windows of ``window_days`` days with ``events_per_window`` interactions each (users
+    drawn by a long-tailed activity, items as in :func:`make_synthetic`: taste · genres + log popularity, no
+    repeats, series followed). From the start of window ``change_window`` (``None``: never — a **stationary** stream,
+    for false-alarm rates) three things change at once:
+
+    - **tastes shift**: a ``taste_shift`` share of users draw new genre tastes;
+    - **a genre trends**: one genre's items get ``genre_boost`` more logit for everybody;
+    - **new items arrive**: a ``new_items`` share of the catalogue (the trending genre first) is released at the
+      change and cannot be picked before it.
+
+    ``info["drift"]`` records the truth: ``window_bounds`` (Unix seconds, ``n_windows + 1`` edges),
+    ``change_window``, ``change_time``, ``trending_genre``, ``new_item_ids``, ``shifted_user_ids`` and the sizes.
+    Windows are numbered from 0; ``recbook.data.temporal_windows(ds.interactions, bounds=…)`` with
+    ``window_bounds[1:]`` makes window 0 the base period.
+    """
+    _check_args(n_users=n_users, n_items=n_items, n_genres=n_genres, n_windows=n_windows,
+                events_per_window=events_per_window, window_days=window_days)
+    if not 2 <= n_genres <= len(GENRES):
+        raise ValueError(f"n_genres must be between 2 and {len(GENRES)}, got {n_genres}")
+    if change_window is not None and (isinstance(change_window, bool) or not 1 <= change_window < n_windows):
+        raise ValueError(f"change_window must be None (stationary) or in [1, {n_windows - 1}], got {change_window!r}")
+    for name, value in (("taste_shift", taste_shift), ("new_items", new_items)):
+        if not 0 <= value < 1:
+            raise ValueError(f"{name} must be in [0, 1), got {value}")
+    if genre_boost < 0:
+        raise ValueError(f"genre_boost must be >= 0, got {genre_boost}")
+    rng = np.random.default_rng(seed)
+    genre_names = list(GENRES)[:n_genres]
+    items, item_genres, series_next = _make_items(rng, n_items, genre_names, 0.3)
+    popularity = rng.lognormal(0.0, 1.2, size=n_items)
+    items["popularity"] = popularity / popularity.sum()
+    tastes = rng.dirichlet(np.full(n_genres, 0.3), size=n_users)
+    activity = rng.lognormal(0.0, 1.0, size=n_users)
+    activity /= activity.sum()
+
+    drifting = change_window is not None
+    trending = int(rng.integers(n_genres))
+    primary = item_genres.argmax(axis=1)
+    n_new = int(round(new_items * n_items)) if drifting else 0
+    # the trending genre's items first, then others, at random within each group
+    order = np.lexsort((rng.random(n_items), primary != trending))
+    new_rows = np.sort(order[:n_new])
+    shifted = np.flatnonzero(rng.random(n_users) < taste_shift) if drifting else np.zeros(0, dtype=int)
+    new_tastes = tastes.copy()
+    new_tastes[shifted] = rng.dirichlet(np.full(n_genres, 0.3), size=len(shifted))
+    boost = np.where(primary == trending, genre_boost, 0.0)
+
+    def logits_for(taste_matrix, after):
+        base = taste_strength * n_genres * (taste_matrix @ item_genres.T) / 2 + np.log(popularity)
+        if after:
+            base = base + boost
+        else:
+            base[:, new_rows] = -np.inf  # not released yet
+        return base
+
+    before_logits, after_logits = logits_for(tastes, False), logits_for(new_tastes, True)
+    start = _EPOCH
+    bounds = start + np.arange(n_windows + 1, dtype=np.int64) * window_days * _DAY
+    seen = np.zeros((n_users, n_items), dtype=bool)
+    last = np.full(n_users, -1)
+    rows = []
+    for w in range(n_windows):
+        after = drifting and w >= change_window
+        logits = after_logits if after else before_logits
+        times = np.sort(rng.integers(bounds[w], bounds[w + 1], size=events_per_window))
+        users = rng.choice(n_users, size=events_per_window, p=activity)
+        for u, t in zip(users, times):
+            prev = last[u]
+            nxt = series_next[prev] if prev >= 0 else -1
+            if nxt >= 0 and not seen[u, nxt] and np.isfinite(logits[u, nxt]) and rng.random() < follow_series:
+                item = int(nxt)
+            else:
+                z = np.where(seen[u], -np.inf, logits[u])
+                if not np.isfinite(z).any():
+                    continue  # this user has seen everything available
+                z = z - z[np.isfinite(z)].max()
+                p = np.exp(z)
+                item = int(rng.choice(n_items, p=p / p.sum()))
+            seen[u, item] = True
+            last[u] = item
+            affinity = (new_tastes if after else tastes)[u] @ item_genres[item]
+            rating = float(np.clip(np.round(2.0 + 3.0 * affinity / max(item_genres.max(), 1e-9) + rng.normal(0, 0.6)), 1, 5))
+            rows.append((u + 1, item + 1, rating, int(t)))
+    interactions = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    interactions = interactions.astype({"user_id": "int64", "item_id": "int64", "rating": "float64", "timestamp": "int64"})
+    interactions = interactions.sort_values(["timestamp", "user_id"], kind="stable").reset_index(drop=True)
+    users_df = pd.DataFrame({"user_id": np.arange(1, n_users + 1, dtype=np.int64),
+                             "favourite_genre": [genre_names[i] for i in tastes.argmax(axis=1)]})
+    truth = {"stationary": not drifting, "window_bounds": bounds.tolist(), "change_window": change_window,
+             "change_time": int(bounds[change_window]) if drifting else None,
+             "trending_genre": genre_names[trending] if drifting else None,
+             "new_item_ids": (new_rows + 1).tolist(), "shifted_user_ids": (shifted + 1).tolist(),
+             "taste_shift": taste_shift if drifting else 0.0, "genre_boost": genre_boost if drifting else 0.0,
+             "new_items": new_items if drifting else 0.0}
+    info = {"seed": seed, "genres": genre_names, "source": "recbook.data.make_drift_stream", "drift": truth}
+    name = "synthetic-drift" if drifting else "synthetic-stationary"
+    return RecDataset(name, interactions, items, users_df, info)
