@@ -67,6 +67,7 @@ class SequentialConfig:
     dropout: float = 0.1
     id_dropout: float = 0.5  # hybrid only: share of items whose ID vector is dropped at each step
     mask_prob: float = 0.2  # cloze only: share of positions hidden behind [MASK]
+    history_dropout: float = 0.0  # training only: share of real input items blanked to padding (robustness to noisy histories)
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -79,7 +80,7 @@ class SequentialConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.dim % self.heads:
             raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
-        for name in ("dropout", "id_dropout", "mask_prob"):
+        for name in ("dropout", "id_dropout", "mask_prob", "history_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
@@ -367,6 +368,14 @@ class SequentialRecommender(nn.Module):
         """Full-softmax cross-entropy; each *sequence* weighs the same (mean over its targets, then over
         sequences), so gradient accumulation over equal micro-batches equals one large batch exactly."""
         seq = batch["input"]
+        if self.training and self.config.history_dropout > 0:
+            # history dropout: blank a random share of the real input items (targets are kept, so a causal model learns to
+            # predict the next item from a history with holes); each sequence keeps its most recent real item
+            real = seq != 0
+            drop = (torch.rand(seq.shape, device=seq.device) < self.config.history_dropout) & real
+            last = seq.shape[1] - 1 - real.flip(1).int().argmax(dim=1)
+            drop[torch.arange(seq.shape[0], device=seq.device), last] = False
+            seq = seq.masked_fill(drop, 0)
         table = self.item_table()
         if self.config.objective == "causal":
             inputs, targets = seq, batch["target"]
