@@ -99,7 +99,7 @@ def _run(*args):
 
 def test_alert_rules_pass_promtool_check():
     out = _run(_promtool(), "check", "rules", "alerts.yml")
-    assert "SUCCESS: 4 rules found" in out
+    assert "SUCCESS: 5 rules found" in out
 
 
 def test_alert_rules_pass_their_promtool_unit_tests():
@@ -112,7 +112,7 @@ def test_prometheus_config_is_valid():
 
 def test_alert_rules_cover_latency_errors_and_readiness():
     rules = {r["alert"]: r for g in yaml.safe_load((PROM / "alerts.yml").read_text())["groups"] for r in g["rules"]}
-    assert set(rules) == {"RecbookHighP99Latency", "RecbookHighErrorRatio", "RecbookNotReady", "RecbookDown"}
+    assert set(rules) == {"RecbookHighP99Latency", "RecbookHighErrorRatio", "RecbookNotReady", "RecbookDown", "RecbookDriftUpdateDue"}
     assert "histogram_quantile(0.99" in rules["RecbookHighP99Latency"]["expr"]
     assert "_bucket" in rules["RecbookHighP99Latency"]["expr"]
     assert 'status=~"5.."' in rules["RecbookHighErrorRatio"]["expr"]
@@ -139,6 +139,7 @@ def _exposed_series():
     metrics.requests.labels(route="/recommend", status="500").inc()
     metrics.latency.labels(route="/recommend").observe(0.3)
     metrics.ready.set(0)
+    metrics.drift.set({"item_popularity": 2.2, "new_item_share": 0.4, "update_due": 1})  # as from a bundle's drift.json
     series = {}
     for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
         for sample in family.samples:
@@ -157,7 +158,8 @@ def test_alert_rules_use_the_services_metric_names_and_labels():
     tests = yaml.safe_load((PROM / "alerts_test.yml").read_text())["tests"]
     used = [sel for r in rules for sel in _selectors(r["expr"])]
     used += [sel for case in tests for s in case["input_series"] for sel in _selectors(s["series"])]
-    assert {name for name, _ in used} == {"recbook_requests_total", "recbook_request_seconds_bucket", "recbook_ready"}
+    assert {name for name, _ in used} == {"recbook_requests_total", "recbook_request_seconds_bucket", "recbook_ready", "recbook_update_due",
+                                          "recbook_drift_psi"}
     for name, labels in used:
         assert name in series, f"{name} is not exposed by the service (it exposes {sorted(series)})"
         extra = labels - series[name] - {"job", "instance"}  # Prometheus adds job and instance when it scrapes

@@ -55,6 +55,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 from starlette.concurrency import run_in_threadpool
 
+from ..drift import DriftGauges, read_drift_json
 from .batching import MicroBatcher
 from .bundle import Bundle, BundleError, UnknownItems, load_bundle, verify_bundle
 from .logs import get_logger, log
@@ -196,6 +197,7 @@ class Metrics:
         self.cache = Counter("recbook_user_vector_cache", "User-vector cache lookups", ["result"], registry=r)
         self.reloads = Counter("recbook_reloads", "Model reloads by outcome", ["outcome"], registry=r)
         self.rate_limited = Counter("recbook_rate_limited", "Requests refused by the rate limit", registry=r)
+        self.drift = DriftGauges(r)  # recbook_drift_psi{signal}, recbook_update_due: only while the bundle has a drift.json
 
     def set_version(self, version: str) -> None:
         self.model.clear()
@@ -225,6 +227,7 @@ class Service:
     def load(self, folder: Path) -> Bundle:
         """Verify, load and warm up a bundle (runs in a worker thread)."""
         bundle = load_bundle(folder, threads=self.settings.ort_threads)
+        read_drift_json(folder)  # a malformed drift.json fails the load here, before any swap
         bundle.warm_up()
         return bundle
 
@@ -232,6 +235,7 @@ class Service:
         """Make ``bundle`` the current one: a single reference assignment, atomic for every request that starts after it."""
         self.bundle, self.ready, self.load_error = bundle, True, None
         self.metrics.set_version(bundle.version)
+        self.metrics.drift.set(read_drift_json(bundle.folder))  # None (no drift.json): no drift gauges
         self.metrics.ready.set(1)
 
     # -- user vectors with a small LRU cache per bundle (user_id requests only: a stored history never changes within a
