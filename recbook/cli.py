@@ -6,6 +6,7 @@
     python -m recbook bench --checkpoint runs/ce --variants fp32,int8,onnx-int8,prune50-int8 --out runs/bench
     python -m recbook bench --target catalogue --data movielens-100k --variants fp32,int8,onnx-int8 --out runs/bench-cat
     python -m recbook export --retriever runs/sasrec --reranker runs/ce --out bundles/v1
+    python -m recbook update --model runs/sasrec --data movielens-100k --since 1998-03-01 --until 1998-04-01 --strategy replay --out runs/v2
     RECBOOK_API_KEYS=... python -m recbook serve --model bundles/v1 --port 8000
     python -m recbook loadtest --url http://127.0.0.1:8000 --rps 20 --duration 10 --api-key ...
 
@@ -218,6 +219,16 @@ def _bench_kinds(spec: str) -> list[str]:
     return kinds if kinds[0] == "fp32" else ["fp32"] + [k for k in kinds if k != "fp32"]  # the baseline every ratio is against
 
 
+def cmd_update(args) -> dict:
+    from .continual import UpdateConfig, update_run
+
+    if args.epochs < 1 or args.replay_size < 0 or args.ewc_lambda < 0:
+        raise UsageError("--epochs must be at least 1, --replay-size and --ewc-lambda non-negative")
+    config = UpdateConfig(epochs=args.epochs, replay_size=args.replay_size, ewc_lambda=args.ewc_lambda, seed=args.seed)
+    return update_run(args.model, args.data, args.until, args.strategy, args.out, since=args.since, config=config,
+                      version=args.version)
+
+
 def cmd_export(args) -> dict:
     out = check_out_folder(args.out)  # a file, or a folder under a file: exit 2 before anything is loaded
     from .serve.bundle import BundleError, export_bundle, read_manifest
@@ -353,6 +364,19 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", required=True, help="the bundle folder to create (must not exist or be empty: a version is written once)")
     ex.add_argument("--version", default=None, help="version name (default: UTC time stamp + content hash)")
     ex.add_argument("--parent", default=None, help="the version this one replaces (recorded in manifest.json)")
+    up = sub.add_parser("update", help="update a saved sasrec with newer interactions (frozen|finetune|replay|ewc|lora|retrain); "
+                                       "writes a new versioned checkpoint and serving bundle")
+    up.add_argument("--model", required=True, help="the --out folder of 'recbook train --model sasrec' or of an earlier update")
+    up.add_argument("--data", required=True, help=DATA_HELP)
+    up.add_argument("--until", required=True, help="end of the new data (exclusive): a date such as 1998-03-01 (UTC) or Unix seconds")
+    up.add_argument("--since", default=None, help="start of the new data (default: the data_until an earlier update recorded)")
+    up.add_argument("--strategy", required=True, choices=("frozen", "finetune", "replay", "ewc", "lora", "retrain"))
+    up.add_argument("--out", required=True, help="a new folder for the updated version (checkpoint/, bundle/, update.json)")
+    up.add_argument("--epochs", type=int, default=3, help="epochs over the new data (fine-tuning strategies)")
+    up.add_argument("--replay-size", type=int, default=5000, help="replay: past interactions kept in the reservoir")
+    up.add_argument("--ewc-lambda", type=float, default=10.0, help="ewc: penalty weight (Fisher scaled to mean 1)")
+    up.add_argument("--version", default=None, help="version name (default: strategy, date and time stamp)")
+    up.add_argument("--seed", type=int, default=0)
     se = sub.add_parser("serve", help="run the recommendation service on a bundle (uvicorn; keys from RECBOOK_API_KEYS)")
     se.add_argument("--model", required=True, help="a bundle folder written by 'recbook export'")
     se.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; others need --allow-remote)")
@@ -386,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "eval_users", None) is not None and args.eval_users < 1:
             raise UsageError(f"--eval-users must be at least 1, got {args.eval_users}")
-        metrics = {"train": cmd_train, "evaluate": cmd_evaluate, "bench": cmd_bench, "export": cmd_export, "serve": cmd_serve,
+        metrics = {"train": cmd_train, "evaluate": cmd_evaluate, "bench": cmd_bench, "export": cmd_export, "update": cmd_update, "serve": cmd_serve,
                    "loadtest": cmd_loadtest}[args.command](args)
     except UsageError as exc:
         print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)

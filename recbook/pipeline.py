@@ -188,6 +188,8 @@ def load_data_source(source: str, profile: Profile, seed: int = 0, all_users: bo
     try:
         if source == "synthetic":
             ds = load_dataset("synthetic", seed=seed, n_users=profile.n_users, n_items=profile.n_items)
+        elif source == "synthetic-drift":
+            ds = load_dataset("synthetic-drift", seed=seed)
         else:
             ds = load_dataset(source)
     except (DataError, FileNotFoundError) as exc:

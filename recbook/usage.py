@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DATA_SOURCES = ("synthetic", "movielens-100k")
-DATA_HELP = "synthetic | movielens-100k | PATH (a folder with interactions.csv and items.csv)"
+DATA_SOURCES = ("synthetic", "movielens-100k", "synthetic-drift")
+DATA_HELP = "synthetic | movielens-100k | synthetic-drift | PATH (a folder with interactions.csv and items.csv)"
 SPLITS = ("leave-last-out", "cold-items")
 
 

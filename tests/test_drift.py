@@ -212,13 +212,16 @@ def test_the_report_sees_the_synthetic_change_in_its_window():
 
 # ------------------------------------------------------------------ the detector
 def test_detector_rule_and_its_errors():
-    det = DriftDetector({"a": 1.0, "b": 2.0})
+    det = DriftDetector({"a": 1.0, "b": 2.0}, min_signals=1)
     assert det.over({"a": 1.5, "b": 2.0}) == ["a"]  # strictly above
     assert det.decide({"a": 1.5, "b": 0}) and not det.decide({"a": 1.0, "b": 2.0})
-    assert not DriftDetector({"a": 1.0, "b": 2.0}, min_signals=2).decide({"a": 1.5, "b": 0})
+    both = DriftDetector({"a": 1.0, "b": 2.0})  # the default: two signals must agree
+    assert both.min_signals == 2 and not both.decide({"a": 1.5, "b": 0}) and both.decide({"a": 1.5, "b": 2.5})
+    assert DriftDetector({"a": 1.0}).min_signals == 1  # one signal watched: one is enough
     report = pd.DataFrame({"a": [0.0, 3.0], "b": [5.0, 3.0]}, index=[1, 2])
     applied = det.apply(report)
     assert applied["update_due"].tolist() == [True, True] and applied["signals_over"].tolist() == ["b", "a,b"]
+    assert both.apply(report)["update_due"].tolist() == [False, True]
     with pytest.raises(ValueError, match=r"lack signal\(s\) \['b'\]"):
         det.decide({"a": 0.0})
     for bad in ({}, {"a": float("nan")}, {"a": "high"}, {"a": True}):

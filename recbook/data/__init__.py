@@ -42,9 +42,11 @@ from .text import (
 
 
 def load_dataset(source: str = "synthetic", **kwargs) -> RecDataset:
-    """One entry point: ``"synthetic"``, ``"movielens-100k"`` or a folder path in the :func:`load_folder` format."""
+    """One entry point: ``"synthetic"``, ``"movielens-100k"``, ``"synthetic-drift"`` (:func:`make_drift_stream`) or a folder path in the :func:`load_folder` format."""
     if source == "synthetic":
         return make_synthetic(**kwargs)
+    if source == "synthetic-drift":
+        return make_drift_stream(**kwargs)
     if source in ("movielens-100k", "ml-100k", "movielens"):
         return load_movielens_100k(**kwargs)
     import os
@@ -52,7 +54,7 @@ def load_dataset(source: str = "synthetic", **kwargs) -> RecDataset:
     if os.path.isdir(source):
         return load_folder(source, **kwargs)
     raise DataFileNotFoundError(
-        f"unknown data source {source!r}: use 'synthetic', 'movielens-100k', or a folder holding interactions.csv and items.csv"
+        f"unknown data source {source!r}: use 'synthetic', 'movielens-100k', 'synthetic-drift', or a folder holding interactions.csv and items.csv"
     )
 
 

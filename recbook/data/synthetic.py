@@ -238,8 +238,8 @@ def make_drift_stream(
     that drift detectors and update strategies are checked against.
 
     The timeline is ``n_windows`` windows of ``window_days`` days with ``events_per_window`` interactions each (users
-    drawn by a long-tailed activity, items as in :func:`make_synthetic`: taste · genres + log popularity, no
-    repeats, series followed). From the start of window ``change_window`` (``None``: never — a **stationary** stream,
+    drawn by a long-tailed activity, none beyond half the catalogue; items as in :func:`make_synthetic`: taste ·
+    genres + log popularity, no repeats, series followed). From the start of window ``change_window`` (``None``: never — a **stationary** stream,
     for false-alarm rates) three things change at once:
 
     - **tastes shift**: a ``taste_shift`` share of users draw new genre tastes;
@@ -297,6 +297,7 @@ def make_drift_stream(
     bounds = start + np.arange(n_windows + 1, dtype=np.int64) * window_days * _DAY
     seen = np.zeros((n_users, n_items), dtype=bool)
     last = np.full(n_users, -1)
+    counts, cap = np.zeros(n_users, dtype=int), max(2, n_items // 2)
     rows = []
     for w in range(n_windows):
         after = drifting and w >= change_window
@@ -304,6 +305,12 @@ def make_drift_stream(
         times = np.sort(rng.integers(bounds[w], bounds[w + 1], size=events_per_window))
         users = rng.choice(n_users, size=events_per_window, p=activity)
         for u, t in zip(users, times):
+            if counts[u] >= cap:  # a user who has seen half the catalogue hands the event to someone else
+                open_users = np.flatnonzero(counts < cap)
+                if not len(open_users):
+                    break
+                u = int(rng.choice(open_users, p=activity[open_users] / activity[open_users].sum()))
+            counts[u] += 1
             prev = last[u]
             nxt = series_next[prev] if prev >= 0 else -1
             if nxt >= 0 and not seen[u, nxt] and np.isfinite(logits[u, nxt]) and rng.random() < follow_series:

@@ -1,0 +1,576 @@
+"""Keeping a sequential recommender good over time: update strategies measured against retraining.
+
+Taught in notebook ``13_continual`` (and used by ``python -m recbook update``).
+
+The protocol is global-temporal (:func:`recbook.data.temporal_windows`): a model trained on the base period serves
+window 1, is updated with window 1, serves window 2, and so on. Each strategy below is one way to do the update:
+
+- ``frozen`` — never updated: what happens when nobody retrains;
+- ``finetune`` — a few epochs on the new window only (its interactions are the targets; the older history is still
+  read as context): cheap, but it may **forget** what older windows taught;
+- ``replay`` — the same, plus a **reservoir** of past interactions replayed as extra targets (Algorithm R keeps a
+  uniform sample of everything seen, in bounded memory);
+- ``ewc`` — fine-tuning with the Elastic Weight Consolidation penalty ``λ/2 · Σ F_i (θ_i − θ*_i)²`` that holds
+  the parameters the old data relied on (diagonal Fisher ``F``, scaled to mean 1) near their old values
+  (Kirkpatrick et al. 2017);
+- ``lora`` — a fresh LoRA adapter per window on the frozen base model (peft), merged for serving: tiny updates,
+  but a frozen item table cannot learn items that did not exist when the base was trained;
+- ``retrain`` — a fresh model on everything known, with the base model's recipe: the reference.
+
+Quality is measured on **every interaction of the next window** whose user has any history: the model (frozen at
+the window's start) reads the user's live history up to that moment and ranks the whole catalogue (seen items
+excluded); per-user means give confidence intervals. **Forgetting** on window ``j``: its quality right after the
+model learned it minus its quality after the last update, paired per user. Cost: process CPU seconds of the update
+(``time.process_time``, every thread) and the training targets processed.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .data.splits import TemporalWindows
+from .models.sequential import SequentialConfig, SequentialRecommender, WindowDataset, _left_pad
+
+STRATEGIES = ("frozen", "finetune", "replay", "ewc", "lora", "retrain")
+
+
+@dataclass
+class UpdateConfig:
+    """The knobs of every strategy (defaults: MovieLens-100k's quick profile on a 2-core CPU)."""
+
+    epochs: int = 3  # epochs over the new window (finetune, replay, ewc, lora)
+    retrain_epochs: int = 10  # epochs of a fresh model on everything known (retrain, and the base model)
+    lr: float = 1e-3
+    batch_size: int = 64
+    replay_size: int = 5000  # reservoir capacity: past target interactions kept
+    replay_ratio: float = 1.0  # replayed interactions per new one (at most the reservoir)
+    ewc_lambda: float = 10.0  # EWC penalty weight (the Fisher is scaled to mean 1)
+    ewc_batches: int = 20  # batches of known data used to estimate the Fisher
+    lora_rank: int = 8
+    lora_lr: float = 1e-2  # adapters start at zero and hold few parameters: they need a larger step than full fine-tuning
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("epochs", "retrain_epochs", "batch_size", "ewc_batches", "lora_rank"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"UpdateConfig.{name} must be a positive integer, got {value!r}")
+        if isinstance(self.replay_size, bool) or not isinstance(self.replay_size, int) or self.replay_size < 0:
+            raise ValueError(f"UpdateConfig.replay_size must be a non-negative integer, got {self.replay_size!r}")
+        for name in ("lr", "lora_lr", "replay_ratio", "ewc_lambda"):
+            positive = name in ("lr", "lora_lr")
+            value = getattr(self, name)
+            if not value >= 0 or (positive and value == 0):
+                raise ValueError(f"UpdateConfig.{name} must be {'positive' if positive else 'non-negative'}, got {value}")
+
+
+# ------------------------------------------------------------------ the replay buffer
+class ReservoirBuffer:
+    """A uniform sample of at most ``capacity`` items of a stream of unknown length (Vitter's Algorithm R).
+
+    After ``n`` items were offered, each is in the buffer with probability ``min(1, capacity / n)``, whatever its
+    position in the stream — old windows are not crowded out by the newest one.
+    """
+
+    def __init__(self, capacity: int, seed: int = 0):
+        if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 0:
+            raise ValueError(f"capacity must be a non-negative integer, got {capacity!r}")
+        self.capacity, self.items, self.seen = int(capacity), [], 0
+        self.rng = np.random.default_rng(seed)
+
+    def add(self, items) -> None:
+        for item in items:
+            self.seen += 1
+            if len(self.items) < self.capacity:
+                self.items.append(item)
+            else:
+                j = int(self.rng.integers(self.seen))
+                if j < self.capacity:
+                    self.items[j] = item
+
+    def sample(self, n: int) -> list:
+        """``n`` items drawn without replacement from the buffer (all of them when it holds fewer)."""
+        if n >= len(self.items):
+            return list(self.items)
+        return [self.items[i] for i in self.rng.choice(len(self.items), size=n, replace=False)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+# ------------------------------------------------------------------ sequences and targets
+@dataclass
+class Stream:
+    """Every user's interactions as 1-based catalogue rows and their times, oldest first (one global sort)."""
+
+    item_ids: np.ndarray
+    rows: dict = field(default_factory=dict)  # user -> np.ndarray of 1-based rows
+    times: dict = field(default_factory=dict)  # user -> np.ndarray of timestamps
+
+    @classmethod
+    def from_interactions(cls, interactions: pd.DataFrame, item_ids) -> "Stream":
+        item_ids = np.asarray(item_ids)
+        col = pd.Series(np.arange(len(item_ids)), index=item_ids)
+        df = interactions.sort_values(["user_id", "timestamp"], kind="stable")
+        idx = col.reindex(df["item_id"]).to_numpy()
+        if np.isnan(idx).any():
+            bad = df["item_id"].to_numpy()[np.isnan(idx)][0]
+            raise ValueError(f"interactions refer to item_id {bad}, which is not in the catalogue")
+        users, t = df["user_id"].to_numpy(), df["timestamp"].to_numpy()
+        idx = idx.astype(np.int64) + 1
+        cuts = np.flatnonzero(np.r_[True, users[1:] != users[:-1], True])
+        out = cls(item_ids)
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            out.rows[users[a]], out.times[users[a]] = idx[a:b], t[a:b]
+        return out
+
+    def upto(self, end: int) -> dict:
+        """Each user's rows before time ``end``."""
+        out = {}
+        for u, t in self.times.items():
+            n = int(np.searchsorted(t, end, side="left"))
+            if n:
+                out[u] = self.rows[u][:n]
+        return out
+
+    def events(self, start: int, end: int) -> list[tuple]:
+        """``(user, position)`` of every interaction in ``[start, end)``."""
+        out = []
+        for u, t in self.times.items():
+            a, b = np.searchsorted(t, start, side="left"), np.searchsorted(t, end, side="left")
+            out.extend((u, p) for p in range(int(a), int(b)))
+        return out
+
+
+def target_windows(stream: Stream, events, max_len: int) -> dict[str, torch.Tensor]:
+    """Causal training windows whose **targets** are exactly ``events`` (``(user, position)`` pairs); every other
+    position is context only (target 0 = ignored by the loss). One window per (user, block of ``max_len`` targets)."""
+    by_user: dict = {}
+    for u, p in events:
+        if p >= 1:  # the first interaction of a user has no history to predict it from
+            by_user.setdefault(u, []).append(p)
+    inputs, targets = [], []
+    for u, positions in by_user.items():
+        seq = stream.rows[u]
+        positions = np.unique(positions)
+        while len(positions):
+            end = int(positions[-1]) + 1  # the window ends at the newest remaining target
+            start = max(0, end - max_len - 1)
+            chunk = seq[start:end]
+            inside = positions[positions >= start + 1]
+            mask = np.zeros(len(chunk) - 1, dtype=bool)
+            mask[inside - start - 1] = True
+            inputs.append(_left_pad(chunk[:-1], max_len))
+            targets.append(_left_pad(np.where(mask, chunk[1:], 0), max_len))
+            positions = positions[positions < start + 1]
+    if not inputs:
+        raise ValueError("no target interaction has a history before it: nothing to train on")
+    return {"input": torch.from_numpy(np.stack(inputs)), "target": torch.from_numpy(np.stack(targets))}
+
+
+# ------------------------------------------------------------------ training
+class _WithPenalty(torch.nn.Module):
+    def __init__(self, model, penalty):
+        super().__init__()
+        self.model, self.penalty = model, penalty
+
+    def training_loss(self, batch):
+        return self.model.training_loss(batch) + self.penalty(self.model)
+
+
+def train_on(model: SequentialRecommender, windows: dict, epochs: int, config: UpdateConfig, penalty=None, lr: float | None = None) -> dict:
+    """Train ``model`` in place on ``windows`` for ``epochs`` with the course's loop; returns CPU seconds, wall seconds
+    and the number of training targets processed."""
+    from .train import TrainConfig, train_model
+
+    generator = torch.Generator().manual_seed(config.seed)
+    loader = torch.utils.data.DataLoader(WindowDataset(windows), batch_size=config.batch_size, shuffle=True, generator=generator)
+    train_config = TrainConfig(epochs=epochs, lr=lr or config.lr, weight_decay=0.01, warmup_ratio=0.0, grad_clip=1.0, amp="off",
+                               keep_best=False, progress=False, seed=config.seed, device="cpu")
+    module = model if penalty is None else _WithPenalty(model, penalty)
+    cpu, wall = time.process_time(), time.perf_counter()
+    train_model(module, loader, train_config)
+    model.eval()
+    return {"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall,
+            "examples": int((windows["target"] > 0).sum()) * epochs}
+
+
+def _mark_known(model: SequentialRecommender, rows: dict) -> None:
+    known = model.known_items.clone()
+    for r in rows.values():
+        known[torch.as_tensor(r)] = True
+    known[0] = False
+    model.known_items.copy_(known)
+
+
+def fit_base(stream: Stream, end: int, n_items: int, model_config: SequentialConfig | None = None,
+             config: UpdateConfig | None = None, text_features=None) -> tuple[SequentialRecommender, dict]:
+    """A fresh causal model trained on every interaction before ``end`` for ``config.retrain_epochs`` — the base
+    model, and what ``retrain`` does at every update."""
+    config = config or UpdateConfig()
+    model_config = model_config or SequentialConfig()
+    if model_config.objective != "causal":
+        raise ValueError("continual updates are implemented for the causal (SASRec) objective; got objective="
+                         f"{model_config.objective!r}")
+    torch.manual_seed(config.seed)
+    known = stream.upto(end)
+    flags = np.zeros(n_items, dtype=bool)
+    for r in known.values():
+        flags[r - 1] = True
+    model = SequentialRecommender(n_items, model_config, text_features, flags)
+    events = [(u, p) for u, r in known.items() for p in range(len(r))]
+    cost = train_on(model, target_windows(stream, events, model_config.max_len), config.retrain_epochs, config)
+    return model, cost
+
+
+def fisher_diagonal(model: SequentialRecommender, windows: dict, batches: int, batch_size: int, seed: int = 0) -> dict:
+    """Diagonal (empirical) Fisher information of ``model``'s loss on up to ``batches`` batches of ``windows``:
+    the mean squared gradient per parameter, scaled so that its mean over all parameters is 1."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(windows["input"]), generator=generator)
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    fisher = {n: torch.zeros_like(p) for n, p in params.items()}
+    model.train()
+    used = 0
+    for b in range(batches):
+        idx = order[b * batch_size : (b + 1) * batch_size]
+        if len(idx) == 0:
+            break
+        model.zero_grad()
+        model.training_loss({k: v[idx] for k, v in windows.items()}).backward()
+        for n, p in params.items():
+            if p.grad is not None:
+                fisher[n] += p.grad.detach() ** 2
+        used += 1
+    model.zero_grad()
+    model.eval()
+    total = sum(f.sum() for f in fisher.values())
+    count = sum(f.numel() for f in fisher.values())
+    scale = (total / count).clamp_min(1e-30) if used else torch.tensor(1.0)
+    return {n: f / scale for n, f in fisher.items()}
+
+
+def ewc_penalty(anchor: dict, fisher: dict, strength: float):
+    """``λ/2 · Σ F_i (θ_i − θ*_i)²`` as a function of the model (``anchor`` = θ*, the weights after the last update)."""
+
+    def penalty(model):
+        total = 0.0
+        for n, p in model.named_parameters():
+            if n in fisher:
+                total = total + (fisher[n] * (p - anchor[n]) ** 2).sum()
+        return 0.5 * strength * total
+
+    return penalty
+
+
+def _lora_update(base: SequentialRecommender, windows: dict, config: UpdateConfig) -> tuple[SequentialRecommender, dict]:
+    from peft import LoraConfig, get_peft_model
+
+    targets = ["qkv", "proj", "mlp.0", "mlp.2"]
+    lora = get_peft_model(copy.deepcopy(base), LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank,
+                                                          target_modules=targets, lora_dropout=0.0))
+    cost = train_on(lora, windows, config.epochs, config, lr=config.lora_lr)
+    return lora.merge_and_unload().eval(), cost
+
+
+# ------------------------------------------------------------------ evaluation
+def next_item_metrics(model: SequentialRecommender, stream: Stream, events, k: int = 10, batch_size: int = 512) -> pd.DataFrame:
+    """NDCG@k and HR@k of every event (``(user, position)``) given the user's history before it, ranked against
+    the whole catalogue minus the items in that history; one row per event with ``user_id``."""
+    events = [(u, p) for u, p in events if p >= 1]
+    if not events:
+        return pd.DataFrame(columns=["user_id", "NDCG@10", "HR@10"])
+    rows = []
+    model.eval()
+    with torch.no_grad():
+        table = model.item_table()
+        for start in range(0, len(events), batch_size):
+            chunk = events[start : start + batch_size]
+            histories = [stream.rows[u][:p] for u, p in chunk]
+            scores = model.logits(model.user_vectors(histories), table).float()
+            for i, h in enumerate(histories):
+                scores[i, torch.as_tensor(h - 1)] = -torch.inf
+            target = torch.as_tensor([stream.rows[u][p] - 1 for u, p in chunk])
+            mine = scores[torch.arange(len(chunk)), target]
+            rank = (scores > mine[:, None]).sum(dim=1) + 0.5 * ((scores == mine[:, None]).sum(dim=1) - 1)  # ties averaged
+            ndcg = torch.where(rank < k, 1.0 / torch.log2(rank + 2.0), torch.zeros_like(rank, dtype=torch.float32))
+            rows.append(pd.DataFrame({"user_id": [u for u, _ in chunk], f"NDCG@{k}": ndcg.numpy(),
+                                      f"HR@{k}": (rank < k).float().numpy()}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def per_user(metrics: pd.DataFrame, key=None) -> pd.DataFrame:
+    """Per-user means of :func:`next_item_metrics` (one value per user, the unit of the confidence intervals);
+    ``key`` (e.g. the window number) is prepended to the index so windows can be pooled without merging users."""
+    out = metrics.groupby("user_id").mean()
+    if key is not None:
+        out.index = pd.MultiIndex.from_product([[key], out.index], names=["window", "user_id"])
+    return out
+
+
+def window_events(stream: Stream, windows: TemporalWindows, w: int, max_per_user: int | None = None) -> list[tuple]:
+    """The evaluation events of window ``w``: its interactions with a history (optionally the last ``max_per_user``
+    per user, to bound the cost)."""
+    events = [(u, p) for u, p in stream.events(int(windows.bounds[w]), int(windows.bounds[w + 1])) if p >= 1]
+    if max_per_user is None:
+        return events
+    by_user: dict = {}
+    for u, p in events:
+        by_user.setdefault(u, []).append(p)
+    return [(u, p) for u, ps in by_user.items() for p in sorted(ps)[-max_per_user:]]
+
+
+# ------------------------------------------------------------------ one strategy, one update
+@dataclass
+class UpdateState:
+    """What a strategy carries from one update to the next."""
+
+    model: SequentialRecommender
+    base: SequentialRecommender
+    buffer: ReservoirBuffer | None = None
+    fisher: dict | None = None
+
+
+def start_state(strategy: str, base: SequentialRecommender, stream: Stream, base_end: int, config: UpdateConfig) -> UpdateState:
+    """The state a strategy starts from: the base model (copied), a reservoir filled with the base period's
+    interactions for ``replay``, the Fisher of the base period for ``ewc``."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    state = UpdateState(copy.deepcopy(base), base)
+    known = stream.upto(base_end)
+    events = [(u, p) for u, r in known.items() for p in range(1, len(r))]
+    if strategy == "replay":
+        state.buffer = ReservoirBuffer(config.replay_size, config.seed)
+        state.buffer.add(events)
+    if strategy == "ewc":
+        windows = target_windows(stream, events, base.config.max_len)
+        state.fisher = fisher_diagonal(state.model, windows, config.ewc_batches, config.batch_size, config.seed)
+    return state
+
+
+def update(strategy: str, state: UpdateState, stream: Stream, start: int, end: int, config: UpdateConfig) -> dict:
+    """Update ``state.model`` with the interactions in ``[start, end)`` by ``strategy``; returns the cost
+    (``cpu_s``, ``wall_s``, ``examples``). ``frozen`` does nothing."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    none = {"cpu_s": 0.0, "wall_s": 0.0, "examples": 0}
+    if strategy == "frozen":
+        return none
+    max_len = state.model.config.max_len
+    new = [(u, p) for u, p in stream.events(start, end) if p >= 1]
+    if strategy == "retrain":
+        text = state.model.text_features[1:-1].numpy() if hasattr(state.model, "text_features") else None
+        state.model, cost = fit_base(stream, end, state.model.n_items, state.model.config, config, text)
+        return cost
+    if not new:
+        return none
+    if strategy != "lora":
+        _mark_known(state.model, stream.upto(end))
+    if strategy == "finetune":
+        return train_on(state.model, target_windows(stream, new, max_len), config.epochs, config)
+    if strategy == "replay":
+        replayed = state.buffer.sample(int(round(config.replay_ratio * len(new))))
+        cost = train_on(state.model, target_windows(stream, new + replayed, max_len), config.epochs, config)
+        state.buffer.add(new)
+        return cost
+    if strategy == "ewc":
+        anchor = {n: p.detach().clone() for n, p in state.model.named_parameters()}
+        cost = train_on(state.model, target_windows(stream, new, max_len), config.epochs, config,
+                        penalty=ewc_penalty(anchor, state.fisher, config.ewc_lambda))
+        cpu = time.process_time()
+        fresh = fisher_diagonal(state.model, target_windows(stream, new, max_len), config.ewc_batches, config.batch_size, config.seed)
+        state.fisher = {n: 0.5 * (state.fisher[n] + fresh[n]) for n in state.fisher}  # old and new windows both count
+        cost["cpu_s"] += time.process_time() - cpu
+        return cost
+    # lora: a fresh adapter on the frozen base, trained on the new window, merged for serving
+    state.model, cost = _lora_update(state.base, target_windows(stream, new, max_len), config)
+    return cost
+
+
+# ------------------------------------------------------------------ the whole experiment
+@dataclass
+class ContinualResult:
+    """Everything :func:`run_strategies` measured."""
+
+    next_window: dict  # strategy -> per-user next-window metrics, index (window, user_id)
+    retention: dict  # strategy -> {(after_update, window): per-user metrics}
+    costs: pd.DataFrame  # one row per strategy × update: cpu_s, wall_s, examples
+    base_cost: dict
+    n_windows: int
+
+    def table(self, metric: str = "NDCG@10", reference: str = "retrain", n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+        """One row per strategy: next-window quality with CI (all windows pooled, one unit per user and window),
+        its ratio to ``reference`` (paired, CI), forgetting with CI, CPU seconds and examples over all updates."""
+        from .stats import mean_ci, ratio_ci
+
+        rows = []
+        for name, values in self.next_window.items():
+            est = mean_ci(values[metric], n_boot=n_boot, seed=seed)
+            row = {"strategy": name, metric: est.mean, "ci_low": est.low, "ci_high": est.high, "units": est.n}
+            if reference in self.next_window and name != reference:
+                ref = self.next_window[reference][metric]
+                ratio = ratio_ci(values[metric], ref, (name, reference), n_boot=n_boot, seed=seed)
+                row.update({f"÷ {reference}": ratio.mean, "ratio_low": ratio.low, "ratio_high": ratio.high})
+            forgetting = self.forgetting(name, metric)
+            if len(forgetting):
+                f = mean_ci(forgetting, n_boot=n_boot, seed=seed)
+                row.update(forgetting=f.mean, forgetting_low=f.low, forgetting_high=f.high)
+            cost = self.costs[self.costs["strategy"] == name]
+            row.update(cpu_s=cost["cpu_s"].sum(), examples=int(cost["examples"].sum()))
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("strategy")
+
+    def forgetting(self, strategy: str, metric: str = "NDCG@10") -> pd.Series:
+        """Per (window, user): quality on window ``j`` right after learning it minus after the last update."""
+        retention = self.retention.get(strategy, {})
+        last = self.n_windows
+        parts = []
+        for j in range(1, last):
+            after, final = retention.get((j, j)), retention.get((last, j))
+            if after is None or final is None:
+                continue
+            joined = after[metric].to_frame("after").join(final[metric].to_frame("final"), how="inner")
+            parts.append(joined["after"] - joined["final"])
+        return pd.concat(parts) if parts else pd.Series(dtype=float)
+
+    def by_window(self, metric: str = "NDCG@10") -> pd.DataFrame:
+        """Mean next-window quality per strategy and window (for the plot)."""
+        return pd.DataFrame({name: v[metric].groupby(level="window").mean() for name, v in self.next_window.items()})
+
+
+def run_strategies(stream: Stream, windows: TemporalWindows, base: SequentialRecommender, strategies=STRATEGIES,
+                   config: UpdateConfig | None = None, max_per_user: int | None = None, progress: bool = True,
+                   base_cost: dict | None = None) -> ContinualResult:
+    """Run every strategy through all update windows from the same ``base`` model (trained before window 1).
+
+    At step ``w``: evaluate on window ``w`` (next-window quality), update with window ``w``, then re-evaluate
+    windows ``1 … w`` (retention, for forgetting)."""
+    from tqdm.auto import tqdm
+
+    config = config or UpdateConfig()
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise ValueError(f"unknown strategies {unknown}; choose from {STRATEGIES}")
+    events = {w: window_events(stream, windows, w, max_per_user) for w in range(1, windows.n_windows + 1)}
+    next_window, retention, costs = {}, {}, []
+    bar = tqdm(total=len(strategies) * windows.n_windows, desc="updates", disable=not progress)
+    for name in strategies:
+        state = start_state(name, base, stream, int(windows.bounds[1]), config)
+        parts, kept = [], {}
+        for w in range(1, windows.n_windows + 1):
+            parts.append(per_user(next_item_metrics(state.model, stream, events[w]), key=w))
+            cost = update(name, state, stream, int(windows.bounds[w]), int(windows.bounds[w + 1]), config)
+            costs.append({"strategy": name, "window": w, **cost})
+            for j in range(1, w + 1):
+                if j == w or w == windows.n_windows:
+                    kept[(w, j)] = per_user(next_item_metrics(state.model, stream, events[j]), key=j)
+            bar.update()
+        next_window[name] = pd.concat(parts)
+        retention[name] = kept
+    bar.close()
+    return ContinualResult(next_window, retention, pd.DataFrame(costs), base_cost or {}, windows.n_windows)
+
+
+# ------------------------------------------------------------------ `python -m recbook update`
+def parse_time(value, name: str) -> int:
+    """Unix seconds from an int, a digit string or a date/time string ("1998-03-01", "1998-03-01T12:00");
+    :class:`recbook.usage.UsageError` naming the option otherwise."""
+    from .usage import UsageError
+
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    text = str(value).strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        stamp = pd.Timestamp(text)
+    except (ValueError, TypeError):
+        raise UsageError(f"{name} {value!r}: expected a date such as 1998-03-01 (UTC) or Unix seconds") from None
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return int(stamp.timestamp())
+
+
+def update_run(model_dir, data: str, until, strategy: str, out, since=None, config: UpdateConfig | None = None,
+               version: str | None = None) -> dict:
+    """Update a saved SASRec with the interactions in ``[since, until)`` by ``strategy`` and write ``out``:
+
+    - ``out/checkpoint/`` — the model (safetensors) and ``run.json`` in the format of ``recbook train`` (so
+      ``recbook evaluate --checkpoint out`` and ``recbook export`` read it), with ``version``, ``parent`` (the
+      input's folder and version), ``strategy``, ``data_window`` and ``data_until`` (the next update's ``since``);
+    - ``out/bundle/`` — a serving bundle (:func:`recbook.serve.bundle.write_bundle`; manifest with the parent
+      version and the data window) that a running service hot-swaps to with ``POST /admin/reload``;
+    - ``out/update.json`` — what was done and what it cost.
+
+    ``since`` defaults to the input's ``data_until`` (recorded by a previous ``update``); a model from ``recbook train``
+    records none, so the first update needs ``since``. Errors are :class:`recbook.usage.UsageError` naming the option.
+    """
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from .models import SEQUENTIAL_MODELS
+    from .pipeline import catalogue_fingerprint, check_catalogue, checkpoint_folder, load_data_source, run_profile
+    from .usage import UsageError, check_out_folder
+
+    if strategy not in STRATEGIES:
+        raise UsageError(f"--strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    out = check_out_folder(out)
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"--out {str(out)!r} exists and is not empty; an update writes a new version into a new folder")
+    folder, run = checkpoint_folder(model_dir)
+    if run.get("model") not in SEQUENTIAL_MODELS or not (folder / "sequential.json").is_file():
+        raise UsageError(f"--model {str(model_dir)!r} holds a {run.get('model')} model; updates apply to a sasrec model "
+                         "(python -m recbook train --model sasrec, or an earlier update)")
+    model, _ = SequentialRecommender.load(folder)
+    if model.config.objective != "causal":
+        raise UsageError(f"--model {str(model_dir)!r} is a {run.get('model')} (objective {model.config.objective}); updates "
+                         "are implemented for sasrec (causal)")
+    profile = run_profile(run)
+    ds = load_data_source(data, profile, run.get("seed", 0), all_users=True)
+    check_catalogue(run, ds, data)
+    until_s = parse_time(until, "--until")
+    if since is None and run.get("data_until") is None:
+        raise UsageError(f"--model {str(model_dir)!r} does not record which data it saw (no data_until in run.json: it comes "
+                         "from 'recbook train'); pass --since DATE, the start of the new data")
+    since_s = parse_time(since, "--since") if since is not None else int(run["data_until"])
+    if since_s >= until_s:
+        raise UsageError(f"--since ({since_s}) must be before --until ({until_s})")
+    t = ds.interactions["timestamp"]
+    known = ds.interactions[t < until_s]
+    n_new = int(((t >= since_s) & (t < until_s)).sum())
+    if n_new == 0:
+        first, last = pd.to_datetime([int(t.min()), int(t.max())], unit="s")
+        raise UsageError(f"no interactions of --data {data!r} fall in [--since, --until); its data runs from {first.date()} "
+                         f"to {last.date()}")
+    config = config or UpdateConfig(seed=run.get("seed", 0))
+    stream = Stream.from_interactions(known, ds.item_ids)
+    state = start_state(strategy, model, stream, since_s, config)
+    cost = update(strategy, state, stream, since_s, until_s, config)
+    window = {"since": since_s, "until": until_s, "since_utc": str(pd.to_datetime(since_s, unit="s")),
+              "until_utc": str(pd.to_datetime(until_s, unit="s")), "interactions": n_new}
+    parent_version = run.get("version")
+    version = version or f"{strategy}-{pd.to_datetime(until_s, unit='s'):%Y%m%d}-{int(time.time())}"
+    new_run = {**run, "data": data, "all_users": True, "version": version,
+               "parent": {"folder": str(Path(folder).resolve()), "version": parent_version},
+               "strategy": strategy, "data_window": window, "data_until": until_s,
+               "update_config": dataclasses.asdict(config), "catalogue": catalogue_fingerprint(ds)}
+    checkpoint = out / "checkpoint"
+    state.model.save(checkpoint, ds.item_ids)
+    (checkpoint / "run.json").write_text(json.dumps(new_run, indent=1, default=str))
+    from .serve.bundle import write_bundle
+
+    source = {"retriever_run": str(out.resolve()), "retriever_model": run["model"], "data": data, "strategy": strategy,
+              "data_window": window}
+    write_bundle(out / "bundle", state.model, ds, known, version=version, parent=parent_version, source=source)
+    summary = {"out": str(out), "version": version, "parent": parent_version, "strategy": strategy, "data_window": window,
+               "cpu_s": round(cost["cpu_s"], 2), "wall_s": round(cost["wall_s"], 2), "examples": cost["examples"],
+               "bundle": str(out / "bundle")}
+    (out / "update.json").write_text(json.dumps(summary, indent=1))
+    return summary
