@@ -21,7 +21,8 @@ every user with paired CIs (:mod:`recbook.compress.catalogue`), and writes ``ben
 folder, every file listed with its sha256 in ``manifest.json``); ``serve`` runs the recommendation service on it with
 uvicorn (:mod:`recbook.serve.app`; API keys from ``RECBOOK_API_KEYS``, loopback only unless ``--allow-remote``);
 ``loadtest`` offers an open-loop Poisson load to a local service and prints latency percentiles
-(:mod:`recbook.serve.loadtest`). Bad arguments print a clear message and exit with code 2.
+(:mod:`recbook.serve.loadtest`). ``update`` updates a saved sasrec with newer interactions by one strategy
+(:func:`recbook.continual.update_run`) and writes a new versioned checkpoint and serving bundle. Bad arguments print a clear message and exit with code 2.
 
 This module only parses arguments, calls the library (:mod:`recbook.pipeline`, :mod:`recbook.bench`,
 :mod:`recbook.compress`) and prints; its imports are light (``--help`` loads neither torch nor the
@@ -374,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--out", required=True, help="a new folder for the updated version (checkpoint/, bundle/, update.json)")
     up.add_argument("--epochs", type=int, default=3, help="epochs over the new data (fine-tuning strategies)")
     up.add_argument("--replay-size", type=int, default=5000, help="replay: past interactions kept in the reservoir")
-    up.add_argument("--ewc-lambda", type=float, default=10.0, help="ewc: penalty weight (Fisher scaled to mean 1)")
+    up.add_argument("--ewc-lambda", type=float, default=1.0, help="ewc: penalty weight (Fisher scaled to mean 1)")
     up.add_argument("--version", default=None, help="version name (default: strategy, date and time stamp)")
     up.add_argument("--seed", type=int, default=0)
     se = sub.add_parser("serve", help="run the recommendation service on a bundle (uvicorn; keys from RECBOOK_API_KEYS)")

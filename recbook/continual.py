@@ -50,7 +50,7 @@ class UpdateConfig:
     batch_size: int = 64
     replay_size: int = 5000  # reservoir capacity: past target interactions kept
     replay_ratio: float = 1.0  # replayed interactions per new one (at most the reservoir)
-    ewc_lambda: float = 10.0  # EWC penalty weight (the Fisher is scaled to mean 1)
+    ewc_lambda: float = 1.0  # EWC penalty weight (the Fisher is scaled to mean 1)
     ewc_batches: int = 20  # batches of known data used to estimate the Fisher
     lora_rank: int = 8
     lora_lr: float = 1e-2  # adapters start at zero and hold few parameters: they need a larger step than full fine-tuning
@@ -478,6 +478,13 @@ def run_strategies(stream: Stream, windows: TemporalWindows, base: SequentialRec
 
 
 # ------------------------------------------------------------------ `python -m recbook update`
+def _file_sha256(path) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def parse_time(value, name: str) -> int:
     """Unix seconds from an int, a digit string or a date/time string ("1998-03-01", "1998-03-01T12:00");
     :class:`recbook.usage.UsageError` naming the option otherwise."""
@@ -555,7 +562,8 @@ def update_run(model_dir, data: str, until, strategy: str, out, since=None, conf
     cost = update(strategy, state, stream, since_s, until_s, config)
     window = {"since": since_s, "until": until_s, "since_utc": str(pd.to_datetime(since_s, unit="s")),
               "until_utc": str(pd.to_datetime(until_s, unit="s")), "interactions": n_new}
-    parent_version = run.get("version")
+    # a `recbook train` run has no version: name it by its weights' hash so the new version's parent is still traceable
+    parent_version = run.get("version") or f"train-{_file_sha256(folder / 'model.safetensors')[:12]}"
     version = version or f"{strategy}-{pd.to_datetime(until_s, unit='s'):%Y%m%d}-{int(time.time())}"
     new_run = {**run, "data": data, "all_users": True, "version": version,
                "parent": {"folder": str(Path(folder).resolve()), "version": parent_version},

@@ -260,6 +260,7 @@ def test_update_command_writes_a_version_that_evaluate_and_the_service_load(tmp_
     run = json.loads((v2 / "checkpoint" / "run.json").read_text())
     assert run["strategy"] == "replay" and run["data_until"] == bounds[4] and run["data_window"]["since"] == bounds[3]
     assert run["parent"]["folder"].endswith("checkpoint") and summary["examples"] > 0 and summary["version"] == run["version"]
+    assert run["parent"]["version"].startswith("train-")  # a train run has no version: named by its weights' hash
     # evaluate reads it as it reads a train run
     assert cli.main(["evaluate", "--checkpoint", str(v2)]) == 0
     # the service loads the bundle (verified against its manifest), which names its parent and data window

@@ -35,6 +35,18 @@ def _token_bucket(arrivals, rate, burst):
     return out
 
 
+def _reservoir(stream, capacity, rng):
+    out = []
+    for n, item in enumerate(stream, start=1):
+        if len(out) < capacity:
+            out.append(item)
+        else:
+            j = int(rng.integers(n))
+            if j < capacity:
+                out[j] = item
+    return out
+
+
 RIGHT = {
     "00.quick_users": get_profile("quick").n_users,
     "00.count_interactions": len(make_synthetic(seed=1, n_users=50, n_items=40).interactions),
@@ -80,6 +92,9 @@ RIGHT = {
     "12.hpa_replicas": lambda c, u, t, lo, hi: __import__("recbook.serve.scaling", fromlist=["x"]).desired_replicas(c, u, t, 0.1, lo, hi),
     "12.percentile": lambda values, q: float(np.percentile(values, q)),
     "12.token_bucket": _token_bucket,
+    "13.psi": lambda e, a: __import__("recbook.drift", fromlist=["x"]).psi(e, a),
+    "13.reservoir": _reservoir,
+    "13.update_due": lambda m, t, k: sum(m[s] > t[s] for s in t) >= k,
 }
 
 WRONG = {
@@ -125,6 +140,9 @@ WRONG = {
     "12.hpa_replicas": lambda c, u, t, lo, hi: min(max(-(-c * u // t), lo), hi),  # no ±10 % dead band
     "12.percentile": lambda values, q: float(np.sort(values)[min(len(values) - 1, int(len(values) * q / 100))]),  # nearest rank
     "12.token_bucket": lambda arrivals, rate, burst: [True] * len(arrivals),  # never refuses
+    "13.psi": lambda e, a: float(np.sum((np.asarray(a) - np.asarray(e)) * np.log((np.asarray(a) + 1) / (np.asarray(e) + 1)))),  # counts, not shares
+    "13.reservoir": lambda stream, capacity, rng: list(stream)[-capacity:],  # keeps only the newest
+    "13.update_due": lambda m, t, k: sum(m[s] >= t[s] for s in t) >= k,  # "at or above"
 }
 
 
