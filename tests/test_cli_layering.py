@@ -83,9 +83,11 @@ def test_out_that_is_a_file_exits_2_for_every_command_with_out(tmp_path, capsys)
     exit_2_one_line(["bench", "--checkpoint", str(tmp_path), "--variants", "int8", "--out", out], capsys, "--out", "is not a folder")
     exit_2_one_line(["bench", "--target", "catalogue", "--variants", "int8", "--out", out], capsys, "--out", "is not a folder")
     exit_2_one_line(["export", "--retriever", str(tmp_path), "--out", out], capsys, "--out", "is not a folder")
+    exit_2_one_line(["update", "--model", str(tmp_path), "--data", "synthetic-drift", "--until", "2021-01-01", "--strategy", "replay",
+                     "--out", out], capsys, "--out", "is not a folder")
     assert {parser: next(a for a in sub._actions if a.dest == "out").required
             for parser, sub in cli.build_parser()._subparsers._group_actions[0].choices.items()
-            if any(a.dest == "out" for a in sub._actions)} == {"train": True, "bench": True, "export": True}  # the commands checked above
+            if any(a.dest == "out" for a in sub._actions)} == {"train": True, "bench": True, "export": True, "update": True}  # checked above
 
 
 def test_out_that_is_a_file_through_python_m_recbook(tmp_path):
