@@ -404,17 +404,28 @@ class ContinualResult:
     base_cost: dict
     n_windows: int
 
-    def table(self, metric: str = "NDCG@10", reference: str = "retrain", n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-        """One row per strategy: next-window quality with CI (all windows pooled, one unit per user and window),
-        its ratio to ``reference`` (paired, CI), forgetting with CI, CPU seconds and examples over all updates."""
+    def served_after_update(self, strategy: str, from_window: int = 2) -> pd.DataFrame:
+        """Next-window metrics of ``strategy`` on windows ``from_window`` … (default 2: window 1 is served by the base
+        model for every strategy, so it only dilutes their differences)."""
+        values = self.next_window[strategy]
+        return values[values.index.get_level_values("window") >= from_window]
+
+    def table(self, metric: str = "NDCG@10", reference: str = "retrain", n_boot: int = 2000, seed: int = 0,
+              from_window: int = 2) -> pd.DataFrame:
+        """One row per strategy: next-window quality with CI (windows ``from_window`` … pooled, one unit per user and
+        window), its ratio to ``reference`` (paired, CI), forgetting with CI, CPU seconds and training targets
+        (``examples``) over all updates."""
         from .stats import mean_ci, ratio_ci
 
         rows = []
-        for name, values in self.next_window.items():
+        for name in self.next_window:
+            values = self.served_after_update(name, from_window)
+            if values.empty:
+                raise ValueError(f"no window >= from_window={from_window} was served; there are {self.n_windows} windows")
             est = mean_ci(values[metric], n_boot=n_boot, seed=seed)
             row = {"strategy": name, metric: est.mean, "ci_low": est.low, "ci_high": est.high, "units": est.n}
             if reference in self.next_window and name != reference:
-                ref = self.next_window[reference][metric]
+                ref = self.served_after_update(reference, from_window)[metric]
                 ratio = ratio_ci(values[metric], ref, (name, reference), n_boot=n_boot, seed=seed)
                 row.update({f"÷ {reference}": ratio.mean, "ratio_low": ratio.low, "ratio_high": ratio.high})
             forgetting = self.forgetting(name, metric)
@@ -504,6 +515,18 @@ def parse_time(value, name: str) -> int:
     return int(stamp.timestamp())
 
 
+def update_drift(dataset, since: int, until: int) -> dict:
+    """Drift of the new data ``[since, until)`` against everything before it (:func:`recbook.drift.drift_report`,
+    summarised by :func:`recbook.drift.drift_summary` with the default detector): what ``update`` stores as the
+    bundle's ``drift.json`` and the service exports as ``recbook_drift_psi`` / ``recbook_update_due``."""
+    from .data.splits import temporal_windows
+    from .drift import drift_report, drift_summary
+
+    before = dataset.interactions[dataset.interactions["timestamp"] < until]
+    windows = temporal_windows(before, bounds=[since, until])
+    return drift_summary(drift_report(windows, dataset.items).loc[1])
+
+
 def update_run(model_dir, data: str, until, strategy: str, out, since=None, config: UpdateConfig | None = None,
                version: str | None = None) -> dict:
     """Update a saved SASRec with the interactions in ``[since, until)`` by ``strategy`` and write ``out``:
@@ -512,7 +535,8 @@ def update_run(model_dir, data: str, until, strategy: str, out, since=None, conf
       ``recbook evaluate --checkpoint out`` and ``recbook export`` read it), with ``version``, ``parent`` (the
       input's folder and version), ``strategy``, ``data_window`` and ``data_until`` (the next update's ``since``);
     - ``out/bundle/`` — a serving bundle (:func:`recbook.serve.bundle.write_bundle`; manifest with the parent
-      version and the data window) that a running service hot-swaps to with ``POST /admin/reload``;
+      version and the data window; ``drift.json`` with the new data's drift, :func:`update_drift`) that a running
+      service hot-swaps to with ``POST /admin/reload``;
     - ``out/update.json`` — what was done and what it cost.
 
     ``since`` defaults to the input's ``data_until`` (recorded by a previous ``update``); a model from ``recbook train``
@@ -576,8 +600,9 @@ def update_run(model_dir, data: str, until, strategy: str, out, since=None, conf
 
     source = {"retriever_run": str(out.resolve()), "retriever_model": run["model"], "data": data, "strategy": strategy,
               "data_window": window}
-    write_bundle(out / "bundle", state.model, ds, known, version=version, parent=parent_version, source=source)
-    summary = {"out": str(out), "version": version, "parent": parent_version, "strategy": strategy, "data_window": window,
+    drift = update_drift(ds, since_s, until_s)
+    write_bundle(out / "bundle", state.model, ds, known, version=version, parent=parent_version, source=source, drift=drift)
+    summary = {"out": str(out), "version": version, "parent": parent_version, "strategy": strategy, "data_window": window, "drift": drift,
                "cpu_s": round(cost["cpu_s"], 2), "wall_s": round(cost["wall_s"], 2), "examples": cost["examples"],
                "bundle": str(out / "bundle")}
     (out / "update.json").write_text(json.dumps(summary, indent=1))

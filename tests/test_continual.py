@@ -221,6 +221,10 @@ def test_run_strategies_table(stream_setup):
     result = run_strategies(stream, windows, base, ("frozen", "finetune", "retrain"), config, max_per_user=2, progress=False,
                             base_cost=base_cost)
     table = result.table(n_boot=200)
+    assert table.loc["frozen", "units"] == len(result.served_after_update("frozen"))  # windows 2… (window 1: the same base for all)
+    assert table.loc["frozen", "units"] < len(result.next_window["frozen"])
+    with pytest.raises(ValueError, match="from_window"):
+        result.table(from_window=9)
     assert list(table.index) == ["frozen", "finetune", "retrain"]
     for name in table.index:
         row = table.loc[name]
@@ -268,6 +272,10 @@ def test_update_command_writes_a_version_that_evaluate_and_the_service_load(tmp_
 
     manifest = read_manifest(v2 / "bundle")
     assert manifest["version"] == run["version"] and manifest["source"]["data_window"]["until"] == bounds[4]
+    from recbook.drift import read_drift_json
+
+    drift = read_drift_json(v2 / "bundle")  # the new data's drift, exported by the service as gauges
+    assert drift == summary["drift"] and drift["update_due"] in (0, 1) and drift["item_popularity"] >= 0
     bundle = load_bundle(v2 / "bundle")
     assert bundle.version == run["version"] and len(bundle.histories) > 0
     # the next update continues where this one stopped (no --since) and records this version as its parent

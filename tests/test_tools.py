@@ -121,6 +121,8 @@ def test_clean_text_removes_paths_and_noise():
     reps = [("/home/u/proj", "<repo>"), ("/tmp/", "<tmp>/")]
     noisy = ("Failed to load /x/site-packages/torchao/_C.so: Could not load this library\n"
              "W1129 12:00:00.1 1 torch/utils/_pytree.py:630] <enum 'X'> is an Enum subclass\n"
+             "Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=disabled to opt out.\n"
+             "\x1b[33m(raylet)\x1b[0m Task ServeController.graceful_shutdown failed. There are infinite retries remaining\n"
              "saved to /home/u/proj/figures/a.png and /tmp/run/x\nfrom /opt/venv/lib/python3.11/site-packages/peft/m.py\n")
     assert runner.clean_text(noisy, reps) == "saved to <repo>/figures/a.png and <tmp>/run/x\nfrom <site-packages>/peft/m.py\n"
 
@@ -202,3 +204,11 @@ def test_results_table_is_built_from_run_metadata(tmp_path):
 def test_readme_results_table_matches_the_stored_notebooks():
     table = load("results_table")
     assert not table.update_readme(check=True), "README.md's results table is stale: run python tools/results_table.py"
+
+
+def test_notebook_13_matches_its_source():
+    source = load("nb13_source")
+    stored = nbformat.read(ROOT / "notebooks" / "13_continual.ipynb", as_version=4)
+    built = source.build()
+    assert [(c.cell_type, c.source) for c in stored.cells] == [(c.cell_type, c.source) for c in built.cells], \
+        "notebooks/13_continual.ipynb differs from tools/nb13_source.py: edit the source, then run it and tools/run_course.py 13"

@@ -22,8 +22,8 @@ with how much small input errors move the recommendations. Every number comes fr
 
 [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/recbook/recbook/blob/main/notebooks/13_continual.ipynb)
 
-**Time:** about 3 minutes in the `quick` profile on a 2-core CPU (the six strategies are most of it); `full` not yet
-timed."""),
+**Time:** about 2½ minutes in the `quick` profile on a 2-core CPU (the six strategies and the four robustness models
+take most of it); `full` not yet timed."""),
     code("""# NBVAL_IGNORE_OUTPUT
 # Colab set-up: installs recbook (pinned to the course release) on Colab; does nothing elsewhere.
 import subprocess
@@ -109,7 +109,8 @@ Items whose first interaction falls in a window are **cold** there: no model tra
 windows.describe()"""),
     md(""""returning users" are the window's users who had interacted before it — the users a sequential model can serve from
 their history. The others arrive new; a sequential model still serves them from the clicks they make inside the
-window (it reads the live history), which is how the evaluation below scores every interaction that has any history.
+window (it reads the live history), which is why the evaluation below scores interactions that have *any* history
+before them (in `quick`, the latest `EVENTS_PER_USER` of each user in each window).
 
 ## 2. How the data drift
 
@@ -118,7 +119,8 @@ shares `e` (before) and `a` (after). The rules of thumb say 0.1 is "some" shift 
 from credit scoring with a few bins and many observations. Item popularity has hundreds of bins with a handful of
 interactions each, and two windows drawn from the *same* distribution then already differ by chance. `drift_report`
 computes PSI and KL for item popularity and genre mix against the previous window and against the base period, and
-the share of interactions on items new in the window."""),
+the share of interactions on items new in the window; `genre_up` names the genre whose share grew most against the
+previous window."""),
     code("""report = drift_report(windows, ds.items)
 shown = report[["interactions", "new_items", "new_item_share", "psi_popularity", "psi_popularity_base", "psi_genre",
                 "kl_genre", "genre_up"]]
@@ -138,10 +140,12 @@ axes[1].legend(fontsize=7, ncol=2)
 fig.tight_layout()
 fig.savefig(figure_path("13_drift.png"), dpi=100)
 plt.show()"""),
-    md("""Read the two popularity lines together. Against the previous window, popularity PSI measures week-to-week change
-*plus* sampling noise; against the base period it accumulates real, slow drift. A line that grows with distance from
-the base while the window-to-window line stays flat is the signature of gradual drift — the case where the
-question is not *whether* to update but *how often*.
+    md("""Read the two popularity lines together. In window 1 they coincide: its previous window *is* the base period. Against
+the previous window, popularity PSI measures one window's change *plus* sampling noise; against the base period it
+adds up the change since training (noise included — exercise 1 measures the noise floor of two halves of one
+window). A base-period line that keeps rising while the window-to-window line does not is what gradual drift looks
+like — the case where the question is not *whether* to update but *how often*. The right panel shows where the genre
+PSI comes from: the shares of the largest genres, period by period.
 
 ## 3. A detector checked against the truth
 
@@ -150,10 +154,15 @@ detector is checked on `make_drift_stream`: a synthetic stream on one clock wher
 users change tastes, one genre trends and new items arrive — and on the **stationary** version of the same stream
 (`change_window=None`), where every alarm is false. `DriftDetector()` flags an update when at least two of three
 signals (popularity PSI, genre PSI, new-item share) exceed thresholds calibrated on *other* stationary streams
-(seeds 100–139, never the ones evaluated here)."""),
+(seeds 100–139, never the ones evaluated here): each threshold is the 99th percentile of its signal over all windows
+of those streams, times a margin of 1.25 (`recbook.drift.calibrate_thresholds`)."""),
     code("""detector = DriftDetector()
 start = time.perf_counter()
 checked = evaluate_detector(detector, seeds=range(DETECTOR_SEEDS))
+example_stream = make_drift_stream(seed=SEED)
+sizes = example_stream.interactions.groupby(np.searchsorted(example_stream.info["drift"]["window_bounds"][1:],
+                                                            example_stream.interactions["timestamp"], side="right")).size()
+print(f"synthetic streams: {example_stream.n_items} items, {example_stream.n_users} users, about {int(sizes.mean()):,} interactions per window")
 print(f"thresholds: {detector.thresholds}, at least {detector.min_signals} signals")
 print(f"{checked['seeds']} seeds, change at window {checked['change_window']}: detected within one window for "
       f"{checked['detection_rate']:.0%} of seeds (mean delay {checked['mean_delay']:.2f} windows); "
@@ -162,13 +171,13 @@ print(f"{checked['seeds']} seeds, change at window {checked['change_window']}: d
       f"{checked['stationary_streams_with_alarm']:.0%} of streams with any ({time.perf_counter() - start:.0f} s)")
 record("13 detector: drift detected within one window (synthetic, seeds)", f"{checked['detection_rate']:.0%} of {checked['seeds']}")
 record("13 detector: stationary streams with a false alarm", f"{checked['stationary_streams_with_alarm']:.0%} of {checked['seeds']}")
-example = detector.apply(stream_report(make_drift_stream(seed=SEED)))
+example = detector.apply(stream_report(example_stream))
 example[["psi_popularity", "psi_genre", "new_item_share", "signals_over", "update_due"]].round(4)"""),
-    md("""In the example stream, compare the change window's row with the others: a real shift moves several signals at once,
-while sampling noise tends to move one at a time — which is why the detector asks for two (exercise 3 measures what
-asking for one would cost). The thresholds belong to streams of that size (about 2,500
-interactions per window over 300 items); applied to MovieLens they are a starting point, not a calibration — the
-exercise below asks for one. What the synthetic-calibrated detector says about MovieLens' windows:"""),
+    md("""In the example stream, compare the change window's row with the others: the real shift moves all three signals past
+their lines at once, the other windows stay below them. Asking for two signals guards against one noisy signal
+crossing its line by chance — exercise 3 measures how often that happens on the stationary streams when one is
+enough. The thresholds belong to streams of the size printed above; applied to MovieLens they are a starting point,
+not a calibration (exercise 1 starts one). What the synthetic-calibrated detector says about MovieLens' windows:"""),
     code("""ml_decisions = detector.apply(report)
 ml_decisions[["psi_popularity", "psi_genre", "new_item_share", "signals_over", "update_due"]].round(4)"""),
     md("""## 4. Six ways to update, measured
@@ -180,15 +189,18 @@ All six start from the same **base model** — a SASRec trained on the base peri
 | `frozen` | nothing: the base model serves every window |
 | `finetune` | `UPDATE_EPOCHS` epochs on the new window's interactions (older history is read as context, not learned again) |
 | `replay` | the same, plus as many past interactions drawn from a **reservoir** (Algorithm R: a uniform sample of everything seen, `REPLAY_SIZE` at most) |
-| `ewc` | fine-tuning with the Elastic Weight Consolidation penalty `λ/2 · Σ F_i (θ_i − θ*_i)²`, which holds the weights the old data relied on (Fisher `F`) near their old values (Kirkpatrick et al., 2017) |
+| `ewc` | fine-tuning with the Elastic Weight Consolidation penalty `λ/2 · Σ F_i (θ_i − θ*_i)²` (Kirkpatrick et al., 2017): `θ*` are the weights after the previous update, `F_i` the (diagonal) Fisher information — the mean squared gradient of the loss on the old data, i.e. how much the old data's loss depends on weight `i`; weights that mattered are held near their old values |
 | `lora` | a fresh LoRA adapter per window on the frozen base (peft), merged for serving |
 | `retrain` | a fresh model on everything known, with the base model's recipe — the reference |
 
-**Next-window quality**: every interaction of window `w` (the latest `EVENTS_PER_USER` per user) is ranked against
-the whole catalogue by the model as it stood at the window's start, reading the user's history up to that moment;
-per-user means over windows are the units of the intervals. **Forgetting** of window `j`: its quality right after
-the model learned it, minus its quality after the last update (positive = forgotten). **Cost**: process CPU seconds
-of the updates (every thread) and training targets processed."""),
+**Next-window quality**: every interaction of window `w` with a history (the latest `EVENTS_PER_USER` per user) is
+ranked against the whole catalogue by the model as it stood at the window's start, reading the user's history up to
+that moment; one user's mean in one window is one unit of the intervals ("user-windows"). Window 1 is served by the
+base model for every strategy, so the table pools windows 2 onwards, where the updates differ. **Forgetting** of
+window `j`: its quality right after the model learned it, minus its quality after the last update (positive =
+forgotten; `frozen` never changes, so its forgetting is 0 by construction). The last window's update serves no
+window; it is there to measure forgetting. **Cost**: process CPU seconds of the updates (every thread) and the
+training targets they processed (`examples`)."""),
     code("""# NBVAL_IGNORE_OUTPUT
 config = UpdateConfig(epochs=update_epochs, retrain_epochs=retrain_epochs, replay_size=REPLAY_SIZE, ewc_lambda=EWC_LAMBDA, seed=SEED)
 stream = Stream.from_interactions(windows.interactions, ds.item_ids)
@@ -199,7 +211,7 @@ table = result.table(n_boot=N_BOOT, seed=SEED)
 table[["NDCG@10", "ci_low", "ci_high", "÷ retrain", "ratio_low", "ratio_high", "forgetting", "forgetting_low", "forgetting_high",
        "cpu_s", "examples"]].round(4)"""),
     code("""# NBVAL_IGNORE_OUTPUT
-ndcg = {name: values["NDCG@10"] for name, values in result.next_window.items()}
+ndcg = {name: result.served_after_update(name)["NDCG@10"] for name in result.next_window}  # windows 2 … (as the table)
 replay_ratio = table.loc["replay", ["÷ retrain", "ratio_low", "ratio_high"]]
 cpu_share = table.loc["replay", "cpu_s"] / table.loc["retrain", "cpu_s"]
 within = replay_ratio["ratio_low"] >= 0.98
@@ -231,6 +243,31 @@ axes[1].set(xlabel="CPU seconds, all updates", title="Cost of the updates")
 fig.tight_layout()
 fig.savefig(figure_path("13_strategies.png"), dpi=100)
 plt.show()"""),
+    md("""The data drift of section 2 is one side; the **model's** view is the other. The base model's top score for each
+evaluated interaction and its user vectors, period by period, compared with the base period (on which it was
+trained, so some difference is expected everywhere — compare the windows with each other): `score_drift` is the PSI
+of the top-score distribution on the base period's deciles, `embedding_drift` the mean PSI along the base period's
+first five principal components of the user vectors. These are signals a service can compute from its own traffic,
+without labels."""),
+    code("""from recbook.continual import window_events
+from recbook.drift import embedding_drift, score_drift
+
+
+def model_view(w):
+    events = window_events(stream, windows, w, max_per_user=events_per_user)
+    with torch.no_grad():
+        vectors = base.user_vectors([stream.rows[u][:p] for u, p in events])
+        top = base.logits(vectors, base.item_table()).max(dim=1).values
+    return vectors.numpy(), top.numpy()
+
+
+ref_vectors, ref_scores = model_view(0)
+rows = []
+for w in range(1, windows.n_windows + 1):
+    vectors, scores = model_view(w)
+    rows.append({"window": w, "events": len(scores), "top-score PSI vs base": score_drift(ref_scores, scores),
+                 "user-embedding PSI vs base": embedding_drift(ref_vectors, vectors)})
+pd.DataFrame(rows).set_index("window").round(4)"""),
     md("""How to read it. Window 1 is served by the base model for every strategy — the lines start together. From then on
 the strategies differ by what their last update learned. The table gives the pooled answer: each strategy's
 next-window NDCG@10 with its interval, its ratio to retraining on the *same* user-windows with a paired interval,
@@ -239,20 +276,26 @@ retraining at a quarter of its CPU, whether the frozen model's loss against repl
 shown, and whether replay or EWC forget less than plain fine-tuning — each "shown" only where its interval excludes
 zero.
 
-Three things to know when reading the forgetting column. Plain fine-tuning is where forgetting shows first: every
-gradient step of an update pulls towards the new window only. A *negative* value means the model serves the old
-window better after later updates than right after learning it — later data still taught it something about the
-old window (retraining, which sees everything again, is the extreme case). And a LoRA adapter cannot teach the model
-items the base never saw: the item table stays frozen, which is why adapters suit shifts in *taste* better than a
-changing catalogue.
+Reading the figure: windows differ in difficulty — every line, the frozen model's too, moves from window to window —
+so compare strategies *within* a window, not a line's rise or fall. Reading the forgetting column: plain
+fine-tuning is where forgetting shows first, since every gradient step of its updates pulls towards the new window
+only. A *negative* value means the model serves the old window better after later updates than right after
+learning it — later data still taught it something about the old window. And a LoRA adapter cannot teach the model
+items the base never saw: the item table stays frozen, so new items keep no ID vector.
+
+One more comparison with section 3: the detector flagged no MovieLens window, yet every update strategy's verdict
+against `frozen` above says whether updating paid. Where it did, the detector missed a drift that mattered: its
+thresholds were calibrated for streams of another size with an abrupt change, while MovieLens drifts gradually — a
+schedule (update every window) or thresholds calibrated on MovieLens itself suit such drift better.
 
 ## 5. `python -m recbook update`: a new version the service can swap to
 
 In production the update is a job: take the serving model, the data up to a date, a strategy, and write a new
 version. `recbook update` does that and writes `OUT/checkpoint/` (the format of `recbook train`, with `run.json`
 recording the parent version, the strategy and the data window — so `recbook evaluate` reads it as it is), and
-`OUT/bundle/` (a sha256-verified serving bundle, its manifest naming the parent) that notebook 12's service loads with
-`POST /admin/reload` — no conversion. Here on the synthetic drift stream, from a model trained with `recbook train`:"""),
+`OUT/bundle/` (a sha256-verified serving bundle, its manifest naming the parent, with a `drift.json` of the new data
+against the old that the service exports as Prometheus gauges — the `RecbookDriftUpdateDue` alert in
+`deploy/prometheus/alerts.yml` fires on it) that notebook 12's service loads with `POST /admin/reload` — no conversion. Here on the synthetic drift stream, from a model trained with `recbook train`:"""),
     code("""# NBVAL_IGNORE_OUTPUT
 env = {**os.environ, "RECBOOK_PROFILE": "quick"}
 bounds = make_drift_stream().info["drift"]["window_bounds"]
@@ -270,7 +313,12 @@ recbook("train", "--data", "synthetic-drift", "--model", "sasrec", "--time-budge
 summary = json.loads(recbook("update", "--model", workdir / "v1", "--data", "synthetic-drift", "--since", bounds[3], "--until", bounds[4],
                              "--strategy", "replay", "--epochs", update_epochs, "--out", workdir / "v2"))
 print(json.dumps({k: summary[k] for k in ("version", "parent", "strategy", "data_window", "cpu_s", "examples")}, indent=1))
+new_run = json.loads((workdir / "v2" / "checkpoint" / "run.json").read_text())
+print(f"run.json: version {new_run['version']}, parent {new_run['parent']['version']}, data_until {new_run['data_until']} "
+      "(the next update's default --since)")
 evaluated = json.loads(recbook("evaluate", "--checkpoint", workdir / "v2"))
+print(f"bundle/drift.json (exported by the service as recbook_drift_psi / recbook_update_due gauges): "
+      f"{json.loads((workdir / 'v2' / 'bundle' / 'drift.json').read_text())}")
 print(f"recbook evaluate on the new version: NDCG@10 {evaluated['NDCG@10']:.4f} ({evaluated['protocol']}; "
       "sampled candidates on synthetic data — not comparable with section 4's full-ranking numbers)")
 from recbook.serve.bundle import load_bundle
@@ -280,14 +328,17 @@ print(f"bundle verified and loaded: version {served.version}, parent {served.man
       f"{len(served.histories)} users' histories ({time.perf_counter() - start:.0f} s for train + update + evaluate)")"""),
     md("""The next update needs no `--since`: it continues from the `data_until` this version recorded. The bundle's manifest
 carries the parent version, so a service's `/readyz` and `recbook_model_info` show which version serves and a
-rollback knows where to go.
+rollback knows where to go. `load_bundle` is what `recbook serve` runs at start and on `POST /admin/reload`
+(notebook 12 shows the swap). The two user counts differ by design: `evaluate` scores leave-last-out test users
+(users with at least three interactions), while the bundle keeps every user's history up to `--until`.
 
 ## 6. Robustness: small errors in, how much moves out?
 
 Three perturbations, measured on the same test users for an ID-only SASRec, a text one (frozen MiniLM features of
 each title) and a hybrid — each trained for `ROBUST_SECONDS` on a leave-last-out split:
 
-- **insert one item**: a random catalogue item the user never had, placed among the last items the model reads (a mis-click);
+- **insert one item**: a random catalogue item the user never had, placed among the last 50 items — all the models
+  read (their `max_len`) — a mis-click;
 - **truncate** the history to its last five items (a new device, a privacy setting);
 - **typos** in a fifth of the title words (a catalogue editor's slip) — the ID model cannot see titles, so it is
   unaffected by construction.
@@ -342,12 +393,11 @@ c = paired_comparison(overlap["id + history dropout"], overlap["id"], ("with dro
 print(f"top-10 overlap after inserting one item: with history dropout {c.mean_a:.3f}, without {c.mean_b:.3f}; "
       f"difference {c.diff} (p = {c.p_value:.3f}) — {c.verdict}")
 record("13 history dropout: top-10 overlap change under one inserted item [95% CI]", str(c.diff))"""),
-    md("""Read the robustness table per perturbation. A top-10 overlap near 1 with an NDCG change whose interval holds 0
-means the model shrugs the perturbation off; a low overlap means the *list* moves even when the held-out item's
-rank does not — users would notice, metrics might not. Truncation can even *raise* NDCG: recent items carry most of
-the signal for next-item prediction, and a briefly trained model may not yet use long histories well. The paired
-line above is the mitigation's verdict on this run — a claim that dropout "makes the model robust" needs its
-interval to exclude zero.
+    md("""Read the robustness table per perturbation. A low overlap means the *list* moves — users would notice — even when
+the held-out item's NDCG does not; an NDCG change whose interval holds 0 means no effect on quality was shown at this
+sample size, not that there is none. Compare the perturbations by overlap: the table says which moves each model's
+list most. The paired line above is the mitigation's verdict on this run — a claim that dropout "makes the model
+robust" needs its interval to exclude zero.
 
 ## Exercises
 
@@ -403,13 +453,14 @@ assert check("13.update_due", update_due)"""),
 - A **global temporal** split tests a model only on what happened after everything it learned — the protocol for
   "how does a model age". On MovieLens the windows and their returning users are in the table of section 1.
 - Drift is measured, not assumed: popularity PSI against the previous window carries sampling noise; against the
-  base period it accumulates slow drift (section 2). A detector is only as good as its measured delay and false
+  base period it adds up the change since training (section 2). A detector is only as good as its measured delay and false
   alarms — checked in section 3 on synthetic streams with a known change and on stationary ones.
 - Six update strategies ran from the same base model; section 4 prints each one's next-window quality with its
   paired ratio to retraining, forgetting and CPU cost, and the verdicts — including whether replay met the
   "within 2% of retraining at ≤ 25% of its CPU" target on this run.
 - `python -m recbook update` writes a new version — checkpoint and sha256-verified bundle, with parent and data
-  window — that `recbook evaluate` and notebook 12's service load unchanged (section 5).
+  window; `recbook evaluate` read the checkpoint and `load_bundle` (what the service runs on start and on reload)
+  verified and loaded the bundle, with no conversion (section 5).
 - Robustness (section 6) is measured as top-10 overlap and NDCG change with intervals; the mitigation's effect is the
   paired line printed there.
 

@@ -33,7 +33,8 @@ NOTEBOOKS = ROOT / "notebooks"
 
 
 # Stored outputs are read on GitHub and in the website: no local paths a reader cannot use, no library noise.
-_NOISE = re.compile(r"(Failed to load .*torchao.*|.*torch/utils/_pytree\.py:\d+\].*|.*USDT.*|.*\(raylet\).*ServeController\.graceful_shutdown failed.*)\n?")
+_NOISE = re.compile(r"(Failed to load .*torchao.*|.*torch/utils/_pytree\.py:\d+\].*|.*USDT.*|.*\(raylet\).*ServeController\.graceful_shutdown failed.*"
+                    r"|Token authentication is enabled for this Ray cluster.*)\n?")
 
 
 def _path_replacements() -> list[tuple[str, str]]:

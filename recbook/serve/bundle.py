@@ -171,7 +171,8 @@ def _atomic_folder(out: Path) -> Path:
 
 
 def write_bundle(out: str | os.PathLike, retriever, dataset, history, reranker=None, tokenizer=None, reranker_config: dict | None = None,
-                 version: str | None = None, parent: str | None = None, source: dict | None = None) -> Path:
+                 version: str | None = None, parent: str | None = None, source: dict | None = None,
+                 drift: dict | None = None) -> Path:
     """Write a bundle to ``out`` (a new folder) from models in memory; return its path.
 
     ``retriever``: a :class:`recbook.models.sequential.SequentialRecommender` over ``dataset``'s catalogue (same order);
@@ -179,6 +180,8 @@ def write_bundle(out: str | os.PathLike, retriever, dataset, history, reranker=N
     ``timestamp``); ``reranker`` (optional): a :class:`recbook.models.cross_encoder.CrossEncoder` with its
     ``tokenizer``, exported to ONNX and quantized to int8 here; ``reranker_config``: ``max_length``,
     ``max_history_items``, ``max_history_tokens``. ``version`` defaults to a UTC time stamp plus a content hash.
+    ``drift`` (optional): drift measurements of the data this version learned from (:func:`recbook.drift.drift_summary`),
+    written as ``drift.json`` — listed in the manifest like every file — which the service exports as gauges.
     """
     import torch
 
@@ -206,6 +209,10 @@ def write_bundle(out: str | os.PathLike, retriever, dataset, history, reranker=N
         with torch.no_grad():
             vectors = retriever.eval().item_table()[1 : retriever.n_items + 1].float().cpu().numpy()
         save_file({"item_vectors": _as_matrix(vectors, "item vectors")}, str(tmp / "item_vectors.safetensors"))
+        if drift is not None:
+            from ..drift import write_drift_json
+
+            write_drift_json(tmp, drift)
         reranker_info = None
         if reranker is not None:
             reranker_info = _write_reranker(tmp / "reranker", reranker, tokenizer, reranker_config or {})
