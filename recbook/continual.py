@@ -294,10 +294,11 @@ def next_item_metrics(model: SequentialRecommender, stream: Stream, events, k: i
             chunk = events[start : start + batch_size]
             histories = [stream.rows[u][:p] for u, p in chunk]
             scores = model.logits(model.user_vectors(histories), table).float()
+            target = torch.as_tensor([stream.rows[u][p] - 1 for u, p in chunk])
+            mine = scores[torch.arange(len(chunk)), target].clone()
             for i, h in enumerate(histories):
                 scores[i, torch.as_tensor(h - 1)] = -torch.inf
-            target = torch.as_tensor([stream.rows[u][p] - 1 for u, p in chunk])
-            mine = scores[torch.arange(len(chunk)), target]
+            scores[torch.arange(len(chunk)), target] = mine  # a re-consumed item stays rankable (data with repeats)
             rank = (scores > mine[:, None]).sum(dim=1) + 0.5 * ((scores == mine[:, None]).sum(dim=1) - 1)  # ties averaged
             ndcg = torch.where(rank < k, 1.0 / torch.log2(rank + 2.0), torch.zeros_like(rank, dtype=torch.float32))
             rows.append(pd.DataFrame({"user_id": [u for u, _ in chunk], f"NDCG@{k}": ndcg.numpy(),

@@ -153,6 +153,17 @@ def test_next_item_metrics_match_the_course_full_ranking(stream_setup):
     assert keyed.index.names == ["window", "user_id"]
 
 
+def test_next_item_metrics_keep_a_repeated_target_rankable(stream_setup):
+    ds, _, _, _, base, _ = stream_setup
+    repeat = pd.DataFrame({"user_id": [1, 1, 1], "item_id": ds.item_ids[[0, 1, 0]], "rating": 1.0, "timestamp": [1, 2, 3]})
+    stream = Stream.from_interactions(repeat, ds.item_ids)
+    row = next_item_metrics(base, stream, [(1, 2)]).iloc[0]  # item 0 again, after (0, 1): excluded items must not hide it
+    scores = base.score_all([stream.rows[1][:2]])[0]
+    others = np.delete(scores, [0, 1])
+    rank = int((others > scores[0]).sum())
+    assert row["HR@10"] == float(rank < 10)
+
+
 def test_window_events_cap_per_user(stream_setup):
     _, windows, stream, *_ = stream_setup
     capped = window_events(stream, windows, 2, max_per_user=1)
