@@ -12,7 +12,7 @@ BIN    := $(VENV)/bin
 ML100K := $(firstword $(wildcard ../shared/data/movielens/ml-100k))
 export RECBOOK_MOVIELENS_DIR ?= $(ML100K)
 
-.PHONY: setup course test unit lint notebooks student clean
+.PHONY: setup course test unit lint notebooks student release-check clean
 
 setup: $(VENV)/.installed
 
@@ -40,6 +40,11 @@ notebooks: setup
 
 student: setup
 	$(BIN)/python tools/make_student_versions.py
+
+# Build the sdist and wheel, install the wheel into a clean venv as the Colab cell does (torch first, lower bounds only,
+# no constraints.txt) and execute notebooks 00 and 01 there (tools/release_check.py; about 1-2 minutes).
+release-check: setup
+	$(BIN)/python tools/release_check.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

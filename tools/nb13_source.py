@@ -6,8 +6,11 @@ from pathlib import Path
 
 import nbformat
 
+from recbook.release import badge_markdown, extras_for, install_cell_source
+
 ROOT = Path(__file__).resolve().parents[1]
 md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
+NAME = "13_continual"
 
 CELLS = [
     md("""# 13 · Keeping a recommender good over time: drift, updates, forgetting and robustness
@@ -20,20 +23,11 @@ drift detector against a synthetic stream whose drift is known, runs six update 
 with `python -m recbook update`, which writes a new model version the service of notebook 12 can hot-swap to, and
 with how much small input errors move the recommendations. Every number comes from this run.
 
-[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/recbook/recbook/blob/main/notebooks/13_continual.ipynb)
+""" + badge_markdown(NAME) + """
 
 **Time:** about 2½ minutes in the `quick` profile on a 2-core CPU (the six strategies and the four robustness models
 take most of it); `full` not yet timed."""),
-    code("""# NBVAL_IGNORE_OUTPUT
-# Colab set-up: installs recbook (pinned to the course release) on Colab; does nothing elsewhere.
-import subprocess
-import sys
-
-if "google.colab" in sys.modules:
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "recbook[model,compress,serve] @ git+https://github.com/recbook/recbook@v0.1.0"])
-else:
-    print("Not on Colab: using the recbook installed by `make setup`.")"""),
+    code(install_cell_source(extras_for(NAME))),  # the Colab set-up cell: recbook/release.py
     code("""PROFILE = None  # "quick" | "full" | None (= $RECBOOK_PROFILE, else by device)
 SEED = 0
 MOVIELENS_DIR = None  # a folder with u.data/u.item/u.user; None = $RECBOOK_MOVIELENS_DIR, the cache, else download (not if RECBOOK_OFFLINE=1)
