@@ -12,7 +12,7 @@ BIN    := $(VENV)/bin
 ML100K := $(firstword $(wildcard ../shared/data/movielens/ml-100k))
 export RECBOOK_MOVIELENS_DIR ?= $(ML100K)
 
-.PHONY: setup course test unit lint notebooks student release-check clean
+.PHONY: setup course test unit lint notebooks student release-check site clean
 
 setup: $(VENV)/.installed
 
@@ -45,6 +45,11 @@ student: setup
 # no constraints.txt) and execute notebooks 00 and 01 there (tools/release_check.py; about 1-2 minutes).
 release-check: setup
 	$(BIN)/python tools/release_check.py
+
+# The course website into build/site/html, offline: Sphinx + MyST-NB + sphinx-book-theme (Jupyter Book 1's engine) from the
+# executed notebooks, warnings as errors, then every internal link checked (site/build.py, site/README.md).
+site: setup
+	$(BIN)/python site/build.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,102 @@
+"""Common mistakes per exercise, for the instructor guide (hand-written; build.py renders them).
+
+Each is a wrong answer that ``tests/test_exercises.py`` plants (its ``WRONG`` answers) and that the exercise's
+checker in ``recbook/exercises.py`` rejects with a hint; build.py shows the checker's hints next to it, read from
+the checker's source. tests/test_site.py fails when an exercise has no entry here, or an entry names no exercise.
+"""
+
+from __future__ import annotations
+
+MISTAKES: dict[str, str] = {
+    # 00_setup
+    "00.quick_users": "Typing a number remembered from the text instead of reading `get_profile('quick').n_users`.",
+    "00.count_interactions": "Counting users or items instead of the rows of `.interactions`, or generating with other arguments.",
+    "00.has_avx2": "Answering with a string (`'yes'`) or the whole feature list instead of `True`/`False` from the report.",
+    # 01_cross_entropy
+    "01.bce": "Putting the minus sign on the first term only — exactly the seed article's §4.1 formula; the loss then "
+              "rewards confident mistakes on negatives.",
+    "01.grad": "Returning σ(z) − y without dividing by N: the gradient of the *sum*, not of the mean.",
+    "01.pos_weight": "Writing `log(sigmoid(z))` directly: it returns −inf/NaN at z = ±100; the stable form uses "
+                     "`log1p(exp(-|z|))` (or `np.logaddexp`).",
+    # 02_data
+    "02.filter_users": "Returning the interactions unfiltered, or filtering on the item's count instead of the user's.",
+    "02.last_item": "Taking each user's first row (or the last row in file order) without sorting by timestamp.",
+    "02.popularity_probs": "Uniform probabilities, or forgetting the +1 for items nobody interacted with, so they can never be drawn.",
+    # 03_baselines
+    "03.random_hit_rate": "k / n instead of k / (n + 1): the positive is one of the n + 1 candidates.",
+    "03.popularity_scores": "Scores that ignore the training counts (all ones), or a vector per user instead of one score per candidate.",
+    "03.item_cosine": "Returning the raw co-occurrence matrix XᵀX: no normalisation by √(nᵢ·nⱼ), the diagonal kept, and "
+                      "NaN for an item nobody has.",
+    # 04a_finetune_bert
+    "04.warmup_lr": "A constant learning rate (no warm-up, no decay), or a warm-up that starts at step 0 with rate 0 "
+                    "instead of (step + 1)/warmup.",
+    "04.no_decay": "Excluding only biases from weight decay and forgetting the LayerNorm weights.",
+    "04.in_batch_loss": "A distance between each pair (u − v)² instead of a softmax over the batch: the other items of the batch "
+                        "never act as negatives, and the temperature is ignored.",
+    # 04b_movielens_cli
+    "04b.best_model": "Returning the first model of the dict instead of the arg-max of the metric.",
+    "04b.command": "Leaving out the `train` subcommand or `--out`, so the argument list does not parse.",
+    "04b.protocol_ratio": "Returning the sampled NDCG alone, or reading the full-ranking value from the top level instead of "
+                          "`metrics['full_ranking']`.",
+    # 04c_cascade
+    "04c.hard_negatives": "Taking the retriever's top k as they are: the user's own training items and the true next item "
+                          "come back as 'negatives'.",
+    "04c.oracle_ndcg": "Counting only the hits inside the top N, forgetting that items below the top N keep the retriever's "
+                       "rank and still count when N < k.",
+    "04c.rank_fusion": "Reporting a difference as significant when its paired interval contains zero (or the reverse).",
+    # 04s_sequential
+    "04s.causal_mask": "The upper triangle (`triu`) instead of the lower one: every position sees the future.",
+    "04s.paired_ci": "Two separate intervals, or a fixed interval, instead of one bootstrap over users of the paired "
+                     "differences a − b.",
+    "04s.shuffled_history": "Reading the verdict from the point estimate instead of the paired interval: calling a difference "
+                            "real when the interval contains zero (or the reverse).",
+    # 04t_sequential_cold_start
+    "04t.nearest_by_text": "Forgetting to exclude the query item, which is always its own nearest neighbour (cosine 1).",
+    "04t.constant_auc": "Answering 0.5: a constant score's AUC is the share of negatives that happen to fall below it, "
+                        "not chance.",
+    "04t.id_dropout_off": "Picking (c), 'cold items get an ID vector when ID dropout is off': they never do; without ID dropout "
+                          "nothing forces the text path alone to rank well.",
+    # 05_peft
+    "05.lora_params": "Counting a full d_in × d_out matrix per adapted weight instead of r·(d_in + d_out).",
+    "05.merge": "Merging W + B·A without the α/r scaling.",
+    "05.adam_bytes": "4 bytes per parameter (one moment) instead of 8: AdamW keeps two fp32 moments.",
+    # 06_pruning
+    "06.sparsity": "Returning the density (share of non-zeros) instead of the share of zeros.",
+    "06.global_threshold": "A threshold from the first layer alone (per-layer pruning) instead of one over all tensors.",
+    "06.packed_bytes": "Forgetting the bit mask: ceil(n/8) bytes on top of the stored non-zeros.",
+    # 07_distillation
+    "07.soften": "Dividing the probability by T (σ(z)/T) instead of the logit (σ(z/T)).",
+    "07.kd_loss": "Leaving out the T² factor on the soft term, so its gradients shrink as the temperature grows.",
+    "07.encoder_share": "Dividing by 12 (BERT-base's layers) instead of MiniLM-L6's 6.",
+    # 08_quantization
+    "08.scale_zero_point": "Dividing the range by 256 instead of 255 steps, and leaving the zero point at 0 for an "
+                           "asymmetric range.",
+    "08.int8_dot": "Subtracting and multiplying in uint8/int8: the arithmetic wraps around; convert to int32 first.",
+    "08.int8_mb": "Counting 4 bytes per weight (fp32) instead of 1, or forgetting the fp32 scales.",
+    # 09_compression_pareto
+    "09.dominates": "Comparing quality only: a point dominates when it is at least as good on both quality and cost and "
+                    "strictly better on one.",
+    "09.front": "Returning every point instead of only those no other point dominates.",
+    "09.combined_ratio": "Adding the ratios instead of multiplying them.",
+    # 10_distributed
+    "10.per_rank_batch": "Integer division that never complains: a global batch that does not split evenly must raise "
+                         "ValueError.",
+    "10.adamw_bytes": "Counting the parameters only (4 bytes) instead of parameters + gradients + two AdamW moments "
+                      "(16 bytes per parameter).",
+    "10.sharded_lookup": "Looking up in the first shard only (clamping ids) instead of the concatenated table.",
+    # 11_gpu_tpu
+    "11.bucket": "Always returning the largest bucket, or not raising ValueError when no bucket is large enough.",
+    "11.needs_scaler": "Answering True for every dtype: only fp16 needs loss scaling; bf16 has fp32's exponent range.",
+    "11.best_batch": "Returning the largest batch measured, ignoring the latency budget (and never None).",
+    # 12_serving
+    "12.hpa_replicas": "ceil(current × utilisation / target) clamped to [min, max] without the ±10 % dead band, so the "
+                       "replica count flaps on noise.",
+    "12.percentile": "The nearest-rank percentile (sorted value at index ⌊n·q/100⌋) instead of NumPy's linear interpolation "
+                     "at rank (n − 1)·q/100.",
+    "12.token_bucket": "Letting every request through (never refusing), or refilling beyond the burst.",
+    # 13_continual
+    "13.psi": "Computing PSI on raw counts (with +1 smoothing) instead of on shares floored at 1e-4 and renormalised.",
+    "13.reservoir": "Keeping the newest `capacity` items instead of Algorithm R: old and new items must be equally likely "
+                    "to stay.",
+    "13.update_due": "Counting a value *equal* to its threshold as above it (≥ instead of >).",
+}
