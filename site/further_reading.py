@@ -105,6 +105,8 @@ REFERENCES: dict[str, Reference] = {
                           "https://arxiv.org/abs/2007.13237", "why a global temporal split, not leave-last-out, measures how a model ages"),
     "sun2023": Reference("Sun", 2023, "Take a Fresh Look at Recommender Systems from an Evaluation Standpoint", "SIGIR 2023",
                          "https://arxiv.org/abs/2210.04149", "offline evaluation should respect the global timeline"),
+    "ji2023": Reference("Ji et al.", 2023, "A Critical Study on Data Leakage in Recommender System Offline Evaluation", "ACM TOIS 41(3)",
+                        "https://arxiv.org/abs/2010.11060", "leave-last-out lets models see the future; global temporal splits do not"),
     "kirkpatrick2017": Reference("Kirkpatrick et al.", 2017, "Overcoming Catastrophic Forgetting in Neural Networks", "PNAS 114(13)",
                                  "https://arxiv.org/abs/1612.00796", "Elastic Weight Consolidation (EWC)"),
     "vitter1985": Reference("Vitter", 1985, "Random Sampling with a Reservoir", "ACM Transactions on Mathematical Software 11(1)",
@@ -133,5 +135,5 @@ CHAPTER_READING: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "10_distributed": ((), ("li2020", "zhao2023", "rajbhandari2020", "shoeybi2019")),
     "11_gpu_tpu": ((), ("micikevicius2018", "kalamkar2019", "dao2022")),
     "12_serving": ((), ("covington2016", "malkov2020", "johnson2019")),
-    "13_continual": (("meng2020", "sun2023", "kirkpatrick2017"), ("vitter1985", "hu2021")),
+    "13_continual": (("meng2020", "sun2023", "ji2023", "kirkpatrick2017"), ("vitter1985", "hu2021")),
 }

@@ -92,8 +92,9 @@ Leave-last-out (notebooks 03–12) tests each user on their own last interaction
 over the whole seven months of MovieLens, so one user's test item can be older than another user's training items:
 the model has, in effect, seen the future. That is fine for comparing architectures, but it cannot say how a model
 ages — and it inflates results whenever popularity moves over time (Meng et al., 2020, *Exploring data splitting
-strategies for the evaluation of recommendation models*; Sun et al., TOIS 2023, *Take a fresh look at recommender
-systems from an evaluation standpoint*).
+strategies for the evaluation of recommendation models*; Sun, SIGIR 2023, *Take a fresh look at recommender systems
+from an evaluation standpoint*; Ji et al., TOIS 2023, *A critical study on data leakage in recommender system offline
+evaluation*).
 
 A **global temporal** split puts one cut through time for everybody. `temporal_windows` keeps the oldest
 `BASE_FRACTION` of interactions as the base period and cuts the rest into `N_WINDOWS` windows of equal interaction
