@@ -33,7 +33,7 @@ unit: setup
 	$(BIN)/python -m pytest -m "not slow" tests
 
 lint: setup
-	$(BIN)/python -m ruff check recbook tests tools
+	$(BIN)/python -m ruff check recbook tests tools site
 
 notebooks: setup
 	$(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=1200 notebooks
