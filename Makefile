@@ -41,6 +41,17 @@ notebooks: setup
 student: setup
 	$(BIN)/python tools/make_student_versions.py
 
+# Classroom (classroom/README.md): nbgrader release versions in build/classroom/release/ (ASSIGNMENT=01_cross_entropy: one
+# notebook), and `make grade SUBMISSIONS=DIR`: autograde DIR/<learner>/<notebook>.ipynb with the hidden tests into DIR/grades.csv
+# (ASSIGNMENT: only those notebooks; TIMEOUT: seconds per cell, default 900).
+.PHONY: classroom grade
+classroom: setup
+	$(BIN)/python tools/classroom.py release $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)")
+
+grade: setup
+	$(if $(SUBMISSIONS),,$(error make grade needs SUBMISSIONS=DIR, a folder with one sub-folder of notebooks per learner))
+	$(BIN)/python tools/classroom.py grade "$(SUBMISSIONS)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(if $(TIMEOUT),--timeout $(TIMEOUT))
+
 # Build the sdist and wheel, install the wheel into a clean venv as the Colab cell does (torch first, lower bounds only,
 # no constraints.txt) and execute notebooks 00 and 01 there (tools/release_check.py; about 1-2 minutes).
 release-check: setup

@@ -1,0 +1,67 @@
+"""Hidden tests for notebooks/04a_finetune_bert.ipynb — instructor side, never in a release.
+
+Each section runs in the learner's kernel right after the exercise's visible self-check, inside a function (its
+names stay local). Header: ``# %% <exercise id> | <points> point(s)``; the comment under it says what it catches.
+"""
+# Each section is a separate snippet using the notebook's names (answer, the learner's functions):
+# ruff: noqa: E402, F811, F821
+
+# %% 04.warmup_lr | 1 point
+# Catches: schedules tuned to the self-check's three settings; a one-step warm-up; warm-up as long as training.
+import numpy as np
+import torch
+
+from recbook.train import warmup_linear_schedule
+
+for warmup, total, base in ((3, 11, 0.02), (1, 2, 1.0), (7, 30, 3e-4), (4, 4, 0.5)):
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base)
+    sched = warmup_linear_schedule(opt, warmup, total)
+    for step in range(total):
+        want = opt.param_groups[0]["lr"]
+        got = float(lr_at(step, base, warmup, total))
+        assert np.isclose(got, want, rtol=1e-9, atol=1e-15), f"step {step} (warmup={warmup}, total={total}, base={base}): expected {want:.4g}, got {got:.4g}"
+        opt.step()
+        sched.step()
+
+# %% 04.no_decay | 1 point
+# Catches: rules written for BERT's parameter names (e.g. matching "LayerNorm" or "bias" in the name) that miss
+# another model's norm layer; the rule is biases and normalisation weights, whatever they are called.
+import torch
+
+from recbook.train import parameter_groups
+
+
+class Tower(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Embedding(10, 6)
+        self.proj = torch.nn.Linear(6, 4)
+        self.norm = torch.nn.LayerNorm(4)
+        self.out = torch.nn.Linear(4, 1, bias=False)
+
+
+model = Tower()
+no_decay = {id(p) for g in parameter_groups(model, 0.01) if g["weight_decay"] == 0 for p in g["params"]}
+want = {n for n, p in model.named_parameters() if id(p) in no_decay}
+got = set(no_decay_names(model))
+assert got == want, f"for a small model with an nn.LayerNorm named 'norm': expected {sorted(want)}, got {sorted(got)}"
+
+# %% 04.in_batch_loss | 1 point
+# Catches: a Python float (.item()) where training needs a tensor to backpropagate; a batch size written in
+# (torch.arange(6)); other temperatures.
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+g = torch.Generator().manual_seed(41)
+for batch, dim, t in ((1, 3, 0.5), (9, 5, 0.1), (4, 8, 2.0)):
+    u = F.normalize(torch.randn(batch, dim, generator=g), dim=-1)
+    v = F.normalize(torch.randn(batch, dim, generator=g), dim=-1)
+    want = F.cross_entropy(u @ v.T / t, torch.arange(batch)).item()
+    got = float(in_batch_loss(u, v, t))
+    assert np.isclose(got, want, rtol=1e-5, atol=1e-7), f"batch {batch}, temperature {t}: expected {want:.5f}, got {got:.5f}"
+u = F.normalize(torch.randn(5, 4, generator=g), dim=-1).requires_grad_(True)
+loss = in_batch_loss(u, F.normalize(torch.randn(5, 4, generator=g), dim=-1), 0.1)
+assert torch.is_tensor(loss) and loss.requires_grad, "return the loss as a tensor that training can backpropagate through (no .item())"
+loss.backward()
+assert u.grad is not None and torch.isfinite(u.grad).all()

@@ -1,0 +1,41 @@
+"""Hidden tests for notebooks/07_distillation.ipynb — instructor side, never in a release.
+
+Each section runs in the learner's kernel right after the exercise's visible self-check, inside a function (its
+names stay local). Header: ``# %% <exercise id> | <points> point(s)``; the comment under it says what it catches.
+"""
+# Each section is a separate snippet using the notebook's names (answer, the learner's functions):
+# ruff: noqa: E402, F811, F821
+
+# %% 07.soften | 1 point
+# Catches: temperatures below 1, two-dimensional logits (shape kept), large logits (no overflow to NaN).
+import torch
+
+z = torch.randn(3, 4, generator=torch.Generator().manual_seed(71)) * 5
+for t in (0.5, 1.5, 10.0):
+    got = torch.as_tensor(soften(z, t))
+    assert tuple(got.shape) == (3, 4), f"keep the logits' shape (3, 4), got {tuple(got.shape)}"
+    assert torch.allclose(got.float(), torch.sigmoid(z / t), atol=1e-6), f"T={t}: expected sigmoid(z / T)"
+big = torch.as_tensor(soften(torch.tensor([-500.0, 500.0]), 2.0))
+assert torch.isfinite(big).all() and torch.allclose(big.float(), torch.tensor([0.0, 1.0])), "logits of ±500 soften to 0 and 1, not NaN"
+
+# %% 07.kd_loss | 1 point
+# Catches: alpha = 0 (the soft term alone), temperatures below 1, other batch sizes than the self-check's.
+import torch
+
+from recbook.losses import distillation_bce
+
+g = torch.Generator().manual_seed(72)
+for t, a, n in ((4.0, 0.0, 7), (0.5, 0.7, 16), (2.5, 0.35, 1)):
+    zs, zt = torch.randn(n, generator=g), torch.randn(n, generator=g) * 4
+    y = (torch.rand(n, generator=g) < 0.5).float()
+    want = float(distillation_bce(zs, zt, y, t, a))
+    got = float(kd_loss(zs, zt, y, t, a))
+    assert abs(got - want) <= 1e-4 * max(1.0, abs(want)), f"T={t}, alpha={a}, batch {n}: expected {want:.5f}, got {got:.5f}"
+
+# %% 07.encoder_share | 1 point
+# Catches: no layer kept, and a share that is not a plain fraction of 6.
+import numpy as np
+
+assert np.isclose(float(encoder_share(0)), 0.0), "keeping no encoder layer keeps none of their parameters"
+assert np.isclose(float(encoder_share(3)), 0.5)
+assert all(float(encoder_share(n)) < float(encoder_share(n + 1)) for n in range(6))

@@ -1,0 +1,48 @@
+"""Hidden tests for notebooks/08_quantization.ipynb — instructor side, never in a release.
+
+Each section runs in the learner's kernel right after the exercise's visible self-check, inside a function (its
+names stay local). Header: ``# %% <exercise id> | <points> point(s)``; the comment under it says what it catches.
+"""
+# Each section is a separate snippet using the notebook's names (answer, the learner's functions):
+# ruff: noqa: E402, F811, F821
+
+# %% 08.scale_zero_point | 1 point
+# Catches: other ranges around 0 than the self-check's — very narrow, very wide, a whole-number scale.
+import warnings
+
+import numpy as np
+import torch
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from torch.ao.quantization.observer import MinMaxObserver
+
+for lo, hi in ((-0.37, 0.61), (-10.0, 2.5), (-0.001, 0.003), (-1.0, 254.0)):  # none on a .5 zero point
+    obs = MinMaxObserver(dtype=torch.quint8)
+    obs(torch.tensor([lo, hi]))
+    s, z = obs.calculate_qparams()
+    got = scale_zero_point(lo, hi)
+    assert np.isclose(float(got[0]), float(s), rtol=1e-6) and int(got[1]) == int(z), (
+        f"for [{lo}, {hi}] PyTorch's observer gives scale {float(s):.6g}, zero point {int(z)}; got {got}")
+
+# %% 08.int8_dot | 1 point
+# Catches: the extremes where uint8/int8 arithmetic wraps or int16 overflows: qa = 255, qb = −128, za = 0 or 255.
+import numpy as np
+import torch
+
+g = torch.Generator().manual_seed(81)
+for n, za in ((1, 0), (4096, 0), (4096, 255), (777, 128)):
+    qa = torch.full((n,), 255, dtype=torch.uint8) if n == 4096 else torch.randint(0, 256, (n,), generator=g).to(torch.uint8)
+    qb = torch.full((n,), -128, dtype=torch.int8) if n == 4096 else torch.randint(-128, 128, (n,), generator=g).to(torch.int8)
+    sa, sb = 0.05, 0.004
+    want = sa * sb * float(((qa.long() - za) * qb.long()).sum())
+    got = float(int8_dot(qa, qb, za, sa, sb))
+    assert np.isclose(got, want, rtol=1e-6, atol=1e-9), f"n={n}, za={za}: expected {want:.6g}, got {got:.6g}"
+
+# %% 08.int8_mb | 1 point
+# Catches: no weights, fewer weights than one block, a partial last block.
+import numpy as np
+
+for n in (0, 1, 768, 1000):
+    want = (n + 4 * n / 384) / 1e6
+    assert np.isclose(float(int8_model_mb(n)), want, rtol=1e-9, atol=1e-12), f"int8_model_mb({n}) should be {want:.9f}"

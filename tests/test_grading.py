@@ -1,0 +1,466 @@
+"""Classroom grading (issue 14): nbgrader versions of the course notebooks with hidden tests, and grading end to end.
+
+The unit tests check the cell transformation of every notebook (each exercise → an answer cell and a tests cell
+carrying its hidden tests), that releases leak no solution or hidden test, that the hidden tests pass on the
+notebooks' own solutions and fail on typical mistakes, and how submissions without nbgrader metadata are read.
+The end-to-end test grades planted submissions of a light notebook (01_cross_entropy) with nbgrader.
+"""
+
+import contextlib
+import csv
+import importlib.util
+import io
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = "01_cross_entropy"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+classroom = load("classroom")
+
+# Experiment exercises: their answers use the notebook's trained models. Here they run on a miniature of the notebook
+# (a small synthetic catalogue, briefly trained models, a popularity stand-in for 04c's cross-encoder), built from the
+# names the notebook defines before the exercise.
+MINIATURES = {
+    "04c.rank_fusion": """
+import numpy as np
+from scipy.stats import rankdata
+from recbook.data import leave_last_out, make_synthetic
+from recbook.evaluate import cascade, evaluate, make_eval_set
+from recbook.models.baselines import Popularity
+from recbook.models.sequential import SequentialConfig, default_train_config, fit_sequential
+from recbook.rerank import CachedScorer, only_with_heldout
+from recbook.stats import paired_comparison
+SEED, TOP_N = 0, 10
+ds = make_synthetic(seed=SEED, n_users=80, n_items=60, mean_interactions=10)
+split = leave_last_out(ds.interactions, drop_short_users=True)
+test_set = make_eval_set(ds, split, "test", 20, seed=SEED)
+sasrec = fit_sequential(ds, split, SequentialConfig(dim=16, layers=1), default_train_config(seed=SEED, epochs=2, progress=False), progress=False)
+cached = {"hard": CachedScorer(Popularity().fit(test_set.history, ds.item_ids).score)}
+names = {"hard": f"SASRec top-{TOP_N} → popularity (the cross-encoder's stand-in)"}
+per_user = {"full": {"SASRec": evaluate(sasrec.scorer, test_set, "full", per_user=True)["per_user"]}}
+two_stage = cascade(sasrec.scorer, only_with_heldout(cached["hard"], test_set.heldout), TOP_N, exclude=test_set.history)
+per_user["full"][names["hard"]] = evaluate(two_stage, test_set, "full", per_user=True)["per_user"]
+""",
+    "04s.shuffled_history": """
+import numpy as np
+from recbook.data import leave_last_out, make_synthetic
+from recbook.evaluate import evaluate_models, make_eval_set
+from recbook.models.sequential import SequentialConfig, default_train_config, fit_sequential
+from recbook.stats import paired_comparison
+SEED = 0
+ds = make_synthetic(seed=SEED, n_users=60, n_items=40, mean_interactions=10)
+split = leave_last_out(ds.interactions, drop_short_users=True)
+test_set = make_eval_set(ds, split, "test", 20, seed=SEED)
+sasrec = fit_sequential(ds, split, SequentialConfig(dim=16, layers=1), default_train_config(seed=SEED, epochs=2, progress=False), progress=False)
+per_user = {"full": {"SASRec": evaluate_models({"SASRec": sasrec.scorer}, test_set, ("full",))["full"]["SASRec"]["per_user"]}}
+""",
+    "04t.id_dropout_off": """
+import numpy as np
+from recbook.data import make_synthetic
+from recbook.data.splits import cold_item_split
+from recbook.evaluate import evaluate_models, make_cold_eval_set
+from recbook.models.sequential import SequentialConfig, SequentialScorer, default_train_config, fit_sequential
+from recbook.stats import paired_comparison
+SEED, budget = 0, 5.0
+ds = make_synthetic(seed=SEED, n_users=60, n_items=40, mean_interactions=10)
+cold = cold_item_split(ds.interactions, 0.2)
+warm_split = cold.warm()
+cold_vs_cold = make_cold_eval_set(ds, cold, 5, seed=SEED, negatives_from="cold")
+text = np.random.default_rng(0).normal(size=(ds.n_items, 8)).astype("float32")
+fits = {"hybrid": fit_sequential(ds, warm_split, SequentialConfig(item_features="hybrid"), default_train_config(seed=SEED, epochs=2),
+                                 text_features=text, max_seconds=budget, progress=False)}
+among_cold = evaluate_models({"SASRec-hybrid": SequentialScorer(fits["hybrid"].model, ds.item_ids, cold.cold_history)}, cold_vs_cold,
+                             ("sampled",))["sampled"]
+""",
+}
+# What the notebooks have imported by the time of their exercises (the answer cells use these names).
+PRELUDE = """
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from recbook.adapters import adapter_parameter_count
+from recbook.data import make_synthetic
+from recbook.device import cpu_features, get_profile
+from recbook.exercises import check
+"""
+# One typical mistake per exercise (an answer cell): the hidden tests must fail on each. Those marked * pass the
+# visible self-check — the reason the hidden tests exist.
+MUTANTS = {
+    "00.quick_users": 'answer = float(get_profile("quick").n_users)',  # * a float that compares equal
+    "00.count_interactions": "answer = len(make_synthetic(seed=1, n_users=50, n_items=40).interactions) * 1.0",  # *
+    "00.has_avx2": 'answer = not cpu_features()["AVX2"]',
+    "01.bce": "def bce(p, y):\n    p = np.clip(p, 1e-3, 1 - 1e-3)\n    return float(np.mean(-(y * np.log(p) + (1 - y) * np.log(1 - p))))",  # *
+    "01.grad": "def grad(z, y):\n    return (1.0 / (1.0 + np.exp(-z)) - y) / 32",  # * the self-check's batch size
+    "01.pos_weight": "def weighted_bce(z, y, w):\n    return float(np.mean(w * y * np.log1p(np.exp(-z)) + (1 - y) * np.log1p(np.exp(z))))",  # *
+    "02.filter_users": ("def keep_active(interactions, k):\n    interactions['n'] = interactions.groupby('user_id')['user_id'].transform('size')\n"
+                        "    return interactions[interactions['n'] >= k]"),  # * changes the caller's table
+    "02.last_item": "def last_item(interactions):\n    return interactions.groupby('user_id')['item_id'].last().to_dict()",  # * last row, not latest
+    "02.popularity_probs": ("def pop_probs(interactions, item_ids):\n"
+                            "    counts = np.bincount(interactions['item_id'], minlength=len(item_ids) + 1)[1:len(item_ids) + 1] + 1.0\n"
+                            "    return counts / counts.sum()"),  # * ids as positions
+    "03.random_hit_rate": "def random_hit_rate(k, n):\n    return k / (n + 1)",
+    "03.popularity_scores": "def popularity_scores(train, users, items):\n    return np.bincount(train['item_id'], minlength=70)[np.asarray(items)].astype(float)",  # *
+    "03.item_cosine": "def cosine_item_similarity(X):\n    co = X.T @ X\n    n = np.sqrt(np.diag(co))\n    n[n == 0] = 1\n    return co / np.outer(n, n)",
+    "04.warmup_lr": ("def lr_at(step, base_lr, warmup, total):\n    if step < warmup:\n        return base_lr * (step + 1) / warmup\n"
+                     "    return base_lr * (total - step) / total"),
+    "04.no_decay": "def no_decay_names(model):\n    return [n for n, _ in model.named_parameters() if 'bias' in n or 'LayerNorm' in n]",  # * BERT's names
+    "04.in_batch_loss": "def in_batch_loss(u, v, temperature):\n    return F.cross_entropy(u @ v.T / temperature, torch.arange(len(u))).item()",  # *
+    "04b.best_model": "def best_model(results, metric):\n    return max(('pop', 'itemknn', 'mf', 'two-tower'), key=lambda n: results[n][metric])",  # *
+    "04b.command": "def command(data, model, out):\n    return f'train --data {data} --model {model} --out {out}'.split()",  # *
+    "04b.protocol_ratio": "def protocol_ratio(metrics):\n    return 6.4",  # * the example's number
+    "04c.hard_negatives": ("def hard_negatives(scores, seen, positive, k):\n    s = np.asarray(scores, dtype=float).copy()\n"
+                           "    s[np.asarray(seen, dtype=int)] = 0\n    s[positive] = 0\n    return np.argsort(-s, kind='stable')[:k]"),  # * 0, not -inf
+    "04c.oracle_ndcg": "def oracle_cascade_ndcg(ranks, top_n, k=10):\n    return float((np.asarray(ranks, dtype=float) <= top_n).mean())",
+    "04s.causal_mask": "def causal_allowed(length):\n    return torch.ones(length, length, dtype=torch.bool).triu()",
+    "04s.paired_ci": ("def paired_difference_ci(a, b, n_boot=2000, seed=0):\n    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)\n"
+                      "    rng = np.random.default_rng()\n    means = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)\n"
+                      "    low, high = np.quantile(means, [0.025, 0.975])\n    return float(d.mean()), float(low), float(high)"),  # * seed ignored
+    "04t.nearest_by_text": ("def nearest_by_text(vectors, query, k):\n    vectors[query] = 0\n    sims = vectors @ vectors[query]\n"
+                            "    return np.argsort(-sims, kind='stable')[:k]"),
+    "04t.constant_auc": "def constant_score_auc(below, n):\n    return below // n",
+    "05.lora_params": "def lora_params(d_in, d_out, r, n_matrices):\n    return n_matrices * r * 2 * d_in",
+    "05.merge": "def merge(W, A, B, alpha, r):\n    return W + (alpha // r) * (B @ A)",  # * 16 // 2 is right, 6 // 4 is not
+    "05.adam_bytes": "def adam_state_bytes(n_trainable):\n    return 12 * n_trainable",
+    "05.adapter_params": "def adapter_params(d, m, layers):\n    return layers * 2 * (2 * d * m + d + m)",
+    "06.sparsity": "def sparsity(tensor):\n    return float((tensor == 0).sum() / tensor.shape[0])",
+    "06.global_threshold": "def global_threshold(weights, amount):\n    return amount * max(float(w.abs().max()) for w in weights)",
+    "06.packed_bytes": "def packed_bytes(n, sparsity, value_bytes):\n    return n // 8 + round(n * (1 - sparsity)) * value_bytes",
+    "07.soften": "def soften(logits, T):\n    return torch.sigmoid(logits) ** (1 / T)",
+    "07.kd_loss": ("def kd_loss(zs, zt, y, T, alpha):\n    hard = F.binary_cross_entropy_with_logits(zs, y)\n"
+                   "    soft = F.binary_cross_entropy_with_logits(zs / T, torch.sigmoid(zt / T))\n    return alpha * hard + (1 - alpha) * soft"),
+    "07.encoder_share": "def encoder_share(n_layers):\n    return n_layers // 6",
+    "08.scale_zero_point": "def scale_zero_point(lo, hi):\n    scale = (hi - lo) / 255\n    return scale, int(-lo / scale)",
+    "08.int8_dot": "def int8_dot(qa, qb, za, sa, sb):\n    return float(sa * sb * ((qa - za) * qb).sum())",
+    "08.int8_mb": "def int8_model_mb(n_params):\n    return n_params / 1e6",
+    "09.dominates": "def dominates(a, b):\n    return a[0] > b[0] or a[1] < b[1]",
+    "09.front": ("def front(points):\n    best, out = -float('inf'), set()\n"
+                 "    for name, (q, c) in sorted(points.items(), key=lambda kv: (kv[1][1], -kv[1][0])):\n"
+                 "        if q > best:\n            out.add(name)\n            best = q\n    return out"),  # * a sweep that drops ties
+    "09.combined_ratio": "def combined_ratio(ratios):\n    return float(sum(ratios)) if len(ratios) else 1.0",
+    "10.per_rank_batch": ("def per_rank_batch(global_batch, world_size):\n    if global_batch % world_size:\n        raise ValueError('uneven')\n"
+                          "    return global_batch / world_size"),  # * a float batch size
+    "10.adamw_bytes": "def adamw_bytes_per_rank(n_params, world_size, sharded):\n    return 12 * n_params / (world_size if sharded else 1)",
+    "10.sharded_lookup": ("def sharded_lookup(ids, shards):\n    size = len(shards[0])\n"
+                          "    return torch.stack([shards[i // size][i % size] for i in ids.flatten().tolist()]).reshape(*ids.shape, -1)"),
+    "11.bucket": "def bucket(length, buckets):\n    for b in buckets:\n        if length <= b:\n            return b\n    raise ValueError('too long')",  # *
+    "11.needs_scaler": "def needs_loss_scaling(dtype):\n    return dtype not in (torch.bfloat16, torch.float32)",  # *
+    "11.best_batch": ("def best_batch(latency_ms, budget_ms):\n    best = None\n    for b in sorted(latency_ms):\n        if latency_ms[b] > budget_ms:\n"
+                      "            break\n        best = b\n    return best"),  # * stops at the first batch over budget
+    "12.hpa_replicas": ("def desired_replicas(current, utilisation, target, min_replicas, max_replicas):\n    import math\n"
+                        "    return min(max(math.ceil(current * utilisation / target), min_replicas), max_replicas)"),
+    "12.percentile": ("def percentile(latencies_ms, q):\n    latencies_ms.sort()\n    values = np.asarray(latencies_ms, dtype=float)\n"
+                      "    rank = (len(values) - 1) * q / 100\n    low = int(np.floor(rank))\n    high = min(low + 1, len(values) - 1)\n"
+                      "    return float(values[low] + (rank - low) * (values[high] - values[low]))"),  # * sorts the caller's list
+    "12.token_bucket": ("def token_bucket(arrivals, rate, burst):\n    tokens, last, out = float(burst), None, []\n    for t in arrivals:\n"
+                        "        if last is not None:\n            tokens = tokens + (t - last) * rate\n        last = t\n        out.append(tokens >= 1)\n"
+                        "        if tokens >= 1:\n            tokens -= 1\n    return out"),
+    "13.psi": ("def psi(expected_counts, actual_counts):\n    e = np.asarray(expected_counts, dtype=float) + 1e-4\n"
+               "    a = np.asarray(actual_counts, dtype=float) + 1e-4\n    e, a = e / e.sum(), a / a.sum()\n    return float(np.sum((a - e) * np.log(a / e)))"),
+    "13.reservoir": ("def reservoir(stream, capacity, rng):\n    kept = []\n    for n, item in enumerate(stream):\n        if len(kept) < capacity:\n"
+                     "            kept.append(item)\n        else:\n            j = int(rng.integers(n))\n            if j < capacity:\n"
+                     "                kept[j] = item\n    return kept"),  # * n counted from 0
+    "13.update_due": ("def update_due(measurements, thresholds, min_signals):\n"
+                      "    return sum(m > t for m, t in zip(measurements.values(), thresholds.values())) >= min_signals"),  # * paired by position
+}
+
+# * all three pass the self-check, which re-scores whatever is handed in.
+MUTANTS |= {
+    "04c.rank_fusion": """alone = evaluate(sasrec.scorer, test_set, "full", per_user=True)  # the retriever alone
+same = paired_comparison(alone["per_user"]["NDCG@10"], per_user["full"]["SASRec"]["NDCG@10"], ("retriever", "SASRec"))
+answer = {"scorer": sasrec.scorer, "ndcg_full": alone["NDCG@10"], "significant": same.significant}""",
+    "04s.shuffled_history": """from recbook.evaluate import history_for_test
+from recbook.models.sequential import SequentialScorer
+
+shuffled = history_for_test(split).copy()
+shuffled["item_id"] = np.random.default_rng(SEED).permutation(shuffled["item_id"].to_numpy())  # across users, not within
+shuffled_scorer = SequentialScorer(sasrec.model, ds.item_ids, shuffled)
+shuffled_res = evaluate_models({"shuffled": shuffled_scorer}, test_set, ("full",))["full"]["shuffled"]
+vs_ordered = paired_comparison(shuffled_res["per_user"]["NDCG@10"], per_user["full"]["SASRec"]["NDCG@10"], ("shuffled", "ordered"))
+answer = {"scorer": shuffled_scorer, "ndcg_full": shuffled_res["NDCG@10"], "significant": vs_ordered.significant}""",
+    "04t.id_dropout_off": """no_drop = fit_sequential(ds, warm_split, SequentialConfig(item_features="hybrid", id_dropout=0.0, dim=32),  # dim changed too
+                         default_train_config(seed=SEED, progress=False), text_features=text, max_seconds=budget)
+scorer = SequentialScorer(no_drop.model, ds.item_ids, cold.cold_history)
+answer = {"model": no_drop.model, "cold_auc": evaluate_models({"x": scorer}, cold_vs_cold, ("sampled",))["sampled"]["x"]["AUC"], "why": "a"}""",
+}
+
+
+def all_exercises():
+    return {name: classroom.exercises(path) for name, path in classroom.course_notebooks().items()}
+
+
+def nbgrader_cells(nb, kind):
+    return [c for c in nb.cells if c.metadata.get("nbgrader", {}).get(kind)]
+
+
+# ------------------------------------------------------------------------------------------ unit tests
+
+
+def test_split_exercise_cells():
+    split = classroom.split_exercise
+    inside = 'from x import check\n\n\ndef f(a):\n    ### BEGIN SOLUTION\n    return a\n    ### END SOLUTION\n\n\nassert check("01.f", f)'
+    assert split(inside) == ('from x import check\n\n\ndef f(a):\n    ### BEGIN SOLUTION\n    return a\n    ### END SOLUTION', 'assert check("01.f", f)', "")
+    top = '### BEGIN SOLUTION\nanswer = 3\n### END SOLUTION\nassert check("00.n", answer)\nprint(answer)\nplot(answer)'
+    assert split(top) == ("### BEGIN SOLUTION\nanswer = 3\n### END SOLUTION", 'assert check("00.n", answer)', "print(answer)\nplot(answer)")
+    # code after END SOLUTION that is still inside the function belongs to the answer
+    tail = "def f(a):\n    ### BEGIN SOLUTION\n    b = a\n    ### END SOLUTION\n    return b\n\nassert check('01.f', f)"
+    assert split(tail)[0].endswith("    return b") and split(tail)[1] == "assert check('01.f', f)"
+    loop = "def g(n):\n    ### BEGIN SOLUTION\n    return n\n    ### END SOLUTION\n\nfor n in (1, 2):\n    assert g(n) == n\nprint('ok')"
+    answer, check, trailing = split(loop)
+    assert check == "for n in (1, 2):\n    assert g(n) == n" and trailing == "print('ok')"
+    assert classroom.exercise_id(answer, check, "05") == "05.g"
+    assert classroom.exercise_id("", 'assert check("04.x", f)', "04a") == "04.x"
+    for bad in ("x = 1\n### END SOLUTION", "### BEGIN SOLUTION\nx = 1\n### END SOLUTION\nprint(x)", "### BEGIN SOLUTION\nx=1\n### END SOLUTION\nassert (("):
+        with pytest.raises(ValueError):
+            split(bad)
+
+
+def test_hidden_tests_cover_every_exercise_once():
+    hidden = classroom.load_hidden_tests()
+    found = all_exercises()
+    ids = [ex.id for exs in found.values() for ex in exs]
+    assert len(ids) == len(set(ids)), "exercise ids must be unique across the course"
+    assert set(hidden) == set(ids), f"without hidden tests: {sorted(set(ids) - set(hidden))}; orphans: {sorted(set(hidden) - set(ids))}"
+    for name, exs in found.items():
+        assert len(exs) >= 3, f"{name}: at least three exercises"
+        for ex in exs:  # kept in the file named after the notebook, with points
+            assert hidden[ex.id].path.name == f"{name}.py" and hidden[ex.id].points > 0
+            compile(classroom.hidden_block(hidden[ex.id].code), f"{ex.id} hidden tests", "exec")
+    bad = ROOT / "tests" / "__no_such_folder__"
+    assert classroom.load_hidden_tests(bad) == {}
+
+
+def test_hidden_test_files_are_parsed_strictly(tmp_path):
+    (tmp_path / "x.py").write_text("# %% 01.a | 2 points\nassert a()\n# %% 01.b | 1 point\nassert b()\n")
+    tests = classroom.load_hidden_tests(tmp_path)
+    assert {k: (t.points, t.code, t.line) for k, t in tests.items()} == {"01.a": (2, "assert a()", 1), "01.b": (1, "assert b()", 3)}
+    for text in ("# %% 01.a\nassert a()\n", "# %% 01.a | 1 point\n\n", "# %% 01.a | 1 point\nx\n# %% 01.a | 1 point\ny\n"):
+        (tmp_path / "x.py").write_text(text)
+        with pytest.raises(ValueError):
+            classroom.load_hidden_tests(tmp_path)
+
+
+def test_every_exercise_becomes_an_answer_cell_and_a_tests_cell_with_hidden_tests():
+    hidden = classroom.load_hidden_tests()
+    for name, exs in all_exercises().items():
+        path = classroom.course_notebooks()[name]
+        original = nbformat.read(path, as_version=4)
+        nb = classroom.source_notebook(path, hidden)
+        answers, tests = nbgrader_cells(nb, "solution"), nbgrader_cells(nb, "grade")
+        assert len(answers) == len(tests) == len(exs)
+        assert len(nb.cells) == len(original.cells) + len(exs) + sum(bool(ex.trailing) for ex in exs)
+        for ex, answer, test in zip(exs, answers, tests):
+            assert answer.metadata["nbgrader"]["grade_id"] == classroom.grade_id(ex.id) and not answer.metadata["nbgrader"]["grade"]
+            assert "### BEGIN SOLUTION" in answer.source and "### END SOLUTION" in answer.source
+            meta = test.metadata["nbgrader"]
+            assert meta["grade_id"] == classroom.grade_id(ex.id) + "_tests" and meta["points"] == hidden[ex.id].points and meta["locked"]
+            assert nb.cells.index(test) == nb.cells.index(answer) + 1, f"{ex.id}: the tests cell follows the answer cell"
+            before, _, after = test.source.partition("### BEGIN HIDDEN TESTS")
+            assert ex.check in before, f"{ex.id}: the visible self-check runs first"
+            assert after.strip().endswith("### END HIDDEN TESTS") and hidden[ex.id].code.splitlines()[-1].strip() in after
+        # nothing else changed: the other cells keep their source and order; trailing code follows its tests cell
+        trailing = {ex.trailing for ex in exs if ex.trailing}
+        kept = [c.source for c in nb.cells if "nbgrader" not in c.metadata and c.source not in trailing]
+        assert kept == [c.source for i, c in enumerate(original.cells) if i not in {ex.cell for ex in exs}]
+        for ex in exs:
+            if ex.trailing:
+                index = next(i for i, c in enumerate(nb.cells) if c.source == ex.trailing)
+                assert nb.cells[index - 1].metadata["nbgrader"]["grade_id"] == classroom.grade_id(ex.id) + "_tests"
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+        assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_releases_keep_the_checks_and_leak_no_solution_or_hidden_test(tmp_path):
+    """nbgrader generate_assignment on every course notebook: solutions and hidden tests are gone, checks stay."""
+    hidden = classroom.load_hidden_tests()
+    released = classroom.release(tmp_path / "course", list(classroom.course_notebooks()))
+    assert len(released) == len(classroom.course_notebooks())
+    for path in released:
+        nb = nbformat.read(path, as_version=4)
+        text = "\n".join(c.source for c in nb.cells)
+        for marker in ("BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS", classroom.HIDDEN_FUNCTION):
+            assert marker not in text, f"{path.name}: {marker!r} left in the release"
+        graded = "\n".join(c.source for c in nb.cells if "nbgrader" in c.metadata)
+        for ex in classroom.exercises(classroom.course_notebooks()[path.stem]):
+            solution = ex.answer.split("### BEGIN SOLUTION", 1)[1].split("### END SOLUTION", 1)[0]
+            leaked = [line.strip() for line in solution.splitlines() if len(line.strip()) > 12 and line.strip() in graded]
+            assert not leaked, f"{ex.id}: solution lines in the release: {leaked}"
+            secret = [line.strip() for line in hidden[ex.id].code.splitlines() if len(line.strip()) > 25 and not line.strip().startswith(("#", "import", "from"))]
+            assert not [line for line in secret if line in graded], f"{ex.id}: hidden test lines in the release"
+            tests = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == classroom.grade_id(ex.id) + "_tests")
+            assert ex.check in tests.source and tests.metadata["nbgrader"]["locked"]
+            answer = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == classroom.grade_id(ex.id))
+            assert "NotImplementedError" in answer.source
+
+
+def test_hidden_tests_pass_on_the_solutions_and_catch_typical_mistakes():
+    """Outside a kernel: each notebook's answer cells run in one namespace (experiment exercises in their miniature
+    notebook), then the visible check and the hidden tests; then each mistake of MUTANTS in place of the solution:
+    the hidden tests must fail on every one, and many of those mistakes pass the visible check."""
+    hidden = classroom.load_hidden_tests()
+    assert set(MUTANTS) == {ex.id for exs in all_exercises().values() for ex in exs}
+    visible_passes = []
+    for exs in all_exercises().values():
+        namespace = {}
+        exec(PRELUDE, namespace)
+        for ex in exs:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                if ex.id in MINIATURES:
+                    exec(MINIATURES[ex.id], namespace)
+                exec(ex.answer, namespace)
+                exec(ex.check, namespace)
+                exec(classroom.hidden_block(hidden[ex.id].code), namespace)  # the solution passes
+                wrong = dict(namespace)
+                exec(MUTANTS[ex.id], wrong)
+                try:
+                    exec(ex.check, wrong)
+                    visible_passes.append(ex.id)
+                except Exception:
+                    pass
+                with pytest.raises(Exception):  # noqa: B017 — any failure (assert, TypeError, …) costs the point
+                    exec(classroom.hidden_block(hidden[ex.id].code), wrong)
+    assert len(visible_passes) >= 25, f"mistakes only the hidden tests catch: {visible_passes}"  # 28 of 55 here
+
+
+def test_submissions_without_nbgrader_metadata_are_adopted():
+    """A student/ notebook (make student) or the course notebook itself: exercise cells are found by their check."""
+    student = load("make_student_versions")
+    hidden = classroom.load_hidden_tests()
+    for name, path in classroom.course_notebooks().items():
+        exs = classroom.exercises(path)
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code" and "### BEGIN SOLUTION" in cell.source:
+                cell.source = student.strip_solutions(cell.source)
+        adopted = classroom.adopt(nb, path, hidden)
+        answers, tests = nbgrader_cells(adopted, "solution"), nbgrader_cells(adopted, "grade")
+        assert [c.metadata["nbgrader"]["grade_id"] for c in tests] == [classroom.grade_id(ex.id) + "_tests" for ex in exs], name
+        assert len(answers) == len(exs)
+        for ex, answer in zip(exs, answers):
+            assert 'raise NotImplementedError("your code here")' in answer.source and ex.check not in answer.source
+    # a learner who edited an exercise's check: its tests cell is appended at the end of the notebook
+    path = classroom.course_notebooks()[NOTEBOOK]
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if 'assert check("01.grad", grad)' in c.source)
+    cell.source = cell.source.replace('assert check("01.grad", grad)', "print(grad)")
+    adopted = classroom.adopt(nb, path, hidden)
+    tests = nbgrader_cells(adopted, "grade")
+    assert [c.metadata["nbgrader"]["grade_id"] for c in tests] == ["ex_01_bce_tests", "ex_01_pos_weight_tests", "ex_01_grad_tests"]
+    assert adopted.cells[-1] is tests[-1]
+
+
+def test_assignment_names_and_prefixes():
+    assert classroom._assignments(["01"]) == ["01_cross_entropy"]
+    assert classroom._assignments(["00_setup 01_cross_entropy"]) == ["00_setup", "01_cross_entropy"]
+    assert classroom._assignments(None) is None
+    with pytest.raises(SystemExit):
+        classroom._assignments(["04"])  # 04a, 04b, 04c, …: ambiguous
+
+
+# ------------------------------------------------------------------------------------------ end to end
+
+BCE = "return float(np.mean(-(y * np.log(p) + (1 - y) * np.log(1 - p))))"
+BCE_CLIPPED = "p = np.clip(p, 1e-3, 1 - 1e-3)  # passes the self-check (p in [0.01, 0.99]), not the hidden tests\n" + BCE
+GRAD = "return (1.0 / (1.0 + np.exp(-z)) - y) / len(z)"
+WEIGHTED = "return float(np.mean(w * y * np.logaddexp(0, -z) + (1 - y) * np.logaddexp(0, z)))"
+WEIGHTED_NAIVE = "s = 1 / (1 + np.exp(-z))  # log(1 − σ(100)) = −inf: fails the self-check\nreturn float(np.mean(-(w * y * np.log(s) + (1 - y) * np.log(1 - s))))"
+
+
+def _fill(nb, function, body):
+    """Put ``body`` where the exercise defining ``function`` says NotImplementedError (release or student/ version)."""
+    for cell in nb.cells:
+        if cell.cell_type == "code" and f"def {function}(" in cell.source:
+            for stub in ('raise NotImplementedError("your code here")', "# YOUR CODE HERE\n    raise NotImplementedError()"):
+                if stub in cell.source:
+                    cell.source = cell.source.replace(stub, body.replace("\n", "\n    "))
+                    return nb
+    raise KeyError(function)
+
+
+def _student_version():
+    student = load("make_student_versions")
+    nb = nbformat.read(ROOT / "notebooks" / f"{NOTEBOOK}.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            if "### BEGIN SOLUTION" in cell.source:
+                cell.source = student.strip_solutions(cell.source)
+            cell.outputs, cell.execution_count = [], None
+    return nb
+
+
+@pytest.mark.slow
+def test_grading_end_to_end(tmp_path, monkeypatch):
+    """Planted submissions of 01_cross_entropy graded by nbgrader (about 80 s here, most of it one 30 s timeout).
+
+    solution: the course notebook itself (no nbgrader metadata) → full marks; release: the untouched nbgrader release
+    → 0 on every exercise; partial (from the release): bce clipped (passes the self-check, fails the hidden tests),
+    grad right, weighted_bce unstable (fails the self-check) → 1 of 3; raises (from student/): a crash in the grad
+    cell → 2 of 3; loops (from student/): `while True: pass` in grad → interrupted by the per-cell timeout, the
+    notebook goes on → 2 of 3; dies: the kernel exits → 0 with the reason; not a notebook → 0 with the reason;
+    tamper: the release with one tests cell replaced by `pass` and one deleted → nbgrader restores both → 0."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernels' torch: no thread spinning on a CPU shared with other jobs
+    course, subs = tmp_path / "course", tmp_path / "submissions"
+    [release_path] = classroom.release(course, [NOTEBOOK])
+    plant = {
+        "solution": nbformat.read(ROOT / "notebooks" / f"{NOTEBOOK}.ipynb", as_version=4),
+        "release": nbformat.read(release_path, as_version=4),
+        "partial": _fill(_fill(_fill(nbformat.read(release_path, as_version=4), "bce", BCE_CLIPPED), "grad", GRAD), "weighted_bce", WEIGHTED_NAIVE),
+        "raises": _fill(_fill(_fill(_student_version(), "bce", BCE), "grad", GRAD), "weighted_bce", WEIGHTED),
+        "loops": _fill(_fill(_fill(_student_version(), "bce", BCE), "grad", "while True:\n    pass"), "weighted_bce", WEIGHTED),
+        "dies": _fill(_student_version(), "bce", "import os\nos._exit(1)"),
+    }
+    tamper = plant["tamper"] = nbformat.read(release_path, as_version=4)  # the release, its tests cells edited or deleted
+    next(c for c in tamper.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "ex_01_bce_tests").source = "pass"
+    tamper.cells = [c for c in tamper.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "ex_01_grad_tests"]
+    crash = next(c for c in plant["raises"].cells if "def grad(" in c.source)
+    crash.source = "1 / 0  # the cell crashes before grad is defined\n" + crash.source
+    for who, nb in plant.items():
+        (subs / who).mkdir(parents=True)
+        nbformat.write(nb, subs / who / f"{NOTEBOOK}.ipynb")
+    (subs / "garbled").mkdir()
+    (subs / "garbled" / f"{NOTEBOOK}.ipynb").write_text("{not json")
+    (subs / "absent").mkdir()  # a learner who handed in nothing
+
+    start = time.perf_counter()
+    lines = []
+    rows = classroom.grade(subs, None, course, timeout=30, log=lines.append)
+    seconds = time.perf_counter() - start
+    print("\n".join(lines), f"\ngraded {len(rows)} learners in {seconds:.0f} s")
+    assert seconds < 180
+
+    with open(subs / "grades.csv", newline="", encoding="utf-8") as fh:
+        table = {row["learner"]: row for row in csv.DictReader(fh)}
+    assert list(next(iter(table.values()))) == ["learner", "01.bce", "01.grad", "01.pos_weight", "total", "max", "notes"]
+    points = {who: tuple(float(table[who][k]) for k in ("01.bce", "01.grad", "01.pos_weight", "total")) for who in table}
+    assert points == {"solution": (1, 1, 1, 3), "release": (0, 0, 0, 0), "partial": (0, 1, 0, 1), "raises": (1, 0, 1, 2),
+                      "loops": (1, 0, 1, 2), "dies": (0, 0, 0, 0), "garbled": (0, 0, 0, 0), "absent": (0, 0, 0, 0),
+                      "tamper": (0, 0, 0, 0)}
+    assert all(float(row["max"]) == 3 for row in table.values())
+    notes = {who: row["notes"] for who, row in table.items()}
+    assert notes["solution"] == ""
+    assert notes["release"].count("the self-check failed (your answer raised NotImplementedError") == 3
+    assert "01.bce: only the hidden tests failed (AssertionError: p = 1e-6 for a positive" in notes["partial"]
+    assert "01.pos_weight: the self-check failed" in notes["partial"] and "01.grad" not in notes["partial"]
+    assert notes["raises"] == "01.grad: the answer cell raised ZeroDivisionError: division by zero"
+    assert notes["loops"] == "01.grad: timed out in the self-check"
+    assert "its kernel died" in notes["dies"]
+    assert "unreadable notebook" in notes["garbled"] and "not submitted" in notes["absent"]
+    assert notes["tamper"].count("the self-check failed (your answer raised NotImplementedError") == 3  # tests restored, re-added
+    # the gradebook keeps the scores nbgrader computed: the formgrader and feedback can use it
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id=classroom.COURSE_ID) as gb:
+        assert gb.find_submission(NOTEBOOK, "solution").score == 3
+        assert gb.find_submission(NOTEBOOK, "partial").score == 1
