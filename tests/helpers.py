@@ -34,3 +34,14 @@ def exit_2_one_line(argv, capsys, *expected):
     for text in expected:
         assert text in err, err
     return err
+
+
+def load_tool(name: str):
+    """``tools/<name>.py`` as a module (``tools`` is not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -8,7 +8,6 @@ The end-to-end test grades planted submissions of a light notebook (01_cross_ent
 
 import contextlib
 import csv
-import importlib.util
 import io
 import time
 from pathlib import Path
@@ -16,15 +15,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tests.helpers import load_tool
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = "01_cross_entropy"
 
 
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+load = load_tool  # tools/<name>.py as a module
 
 
 classroom = load("classroom")
@@ -59,6 +56,7 @@ from recbook.data import leave_last_out, make_synthetic
 from recbook.evaluate import evaluate_models, make_eval_set
 from recbook.models.sequential import SequentialConfig, default_train_config, fit_sequential
 from recbook.stats import paired_comparison
+from tests.helpers import load_tool
 SEED = 0
 ds = make_synthetic(seed=SEED, n_users=60, n_items=40, mean_interactions=10)
 split = leave_last_out(ds.interactions, drop_short_users=True)

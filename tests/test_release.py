@@ -1,7 +1,6 @@
 """The release (recbook/release.py): badges, Colab set-up cells and README links come from it; the student versions
 in student/ are what `make student` writes and hold no solution; `make release-check` (slow, opt-in)."""
 
-import importlib.util
 import io
 import os
 import re
@@ -15,16 +14,13 @@ import pytest
 
 import recbook
 from recbook import release
+from tests.helpers import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]*.ipynb"))
 
 
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+load = load_tool  # tools/<name>.py as a module
 
 
 def test_the_release_tag_is_the_package_version():

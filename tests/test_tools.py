@@ -7,14 +7,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tests.helpers import load_tool
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+load = load_tool  # tools/<name>.py as a module
 
 
 def test_strip_solutions_keeps_indentation_and_checks():
