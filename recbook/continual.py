@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from .data.splits import TemporalWindows
-from .models.sequential import SequentialConfig, SequentialRecommender, WindowDataset, _left_pad
+from .models.sequential import SequentialConfig, SequentialRecommender, WindowDataset, _left_pad, user_sequences
 
 STRATEGIES = ("frozen", "finetune", "replay", "ewc", "lora", "retrain")
 
@@ -116,19 +116,8 @@ class Stream:
     @classmethod
     def from_interactions(cls, interactions: pd.DataFrame, item_ids) -> "Stream":
         item_ids = np.asarray(item_ids)
-        col = pd.Series(np.arange(len(item_ids)), index=item_ids)
-        df = interactions.sort_values(["user_id", "timestamp"], kind="stable")
-        idx = col.reindex(df["item_id"]).to_numpy()
-        if np.isnan(idx).any():
-            bad = df["item_id"].to_numpy()[np.isnan(idx)][0]
-            raise ValueError(f"interactions refer to item_id {bad}, which is not in the catalogue")
-        users, t = df["user_id"].to_numpy(), df["timestamp"].to_numpy()
-        idx = idx.astype(np.int64) + 1
-        cuts = np.flatnonzero(np.r_[True, users[1:] != users[:-1], True])
-        out = cls(item_ids)
-        for a, b in zip(cuts[:-1], cuts[1:]):
-            out.rows[users[a]], out.times[users[a]] = idx[a:b], t[a:b]
-        return out
+        rows, times = user_sequences(interactions, pd.Series(np.arange(len(item_ids)), index=item_ids), with_times=True)
+        return cls(item_ids, rows, times)
 
     def upto(self, end: int) -> dict:
         """Each user's rows before time ``end``."""
@@ -490,13 +479,6 @@ def run_strategies(stream: Stream, windows: TemporalWindows, base: SequentialRec
 
 
 # ------------------------------------------------------------------ `python -m recbook update`
-def _file_sha256(path) -> str:
-    import hashlib
-
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def parse_time(value, name: str) -> int:
     """Unix seconds from an int, a digit string or a date/time string ("1998-03-01", "1998-03-01T12:00");
     :class:`recbook.usage.UsageError` naming the option otherwise."""
@@ -549,6 +531,7 @@ def update_run(model_dir, data: str, until, strategy: str, out, since=None, conf
 
     from .models import SEQUENTIAL_MODELS
     from .pipeline import catalogue_fingerprint, check_catalogue, checkpoint_folder, load_data_source, run_profile
+    from .serve.bundle import sha256_of, write_bundle
     from .usage import UsageError, check_out_folder
 
     if strategy not in STRATEGIES:
@@ -588,7 +571,7 @@ def update_run(model_dir, data: str, until, strategy: str, out, since=None, conf
     window = {"since": since_s, "until": until_s, "since_utc": str(pd.to_datetime(since_s, unit="s")),
               "until_utc": str(pd.to_datetime(until_s, unit="s")), "interactions": n_new}
     # a `recbook train` run has no version: name it by its weights' hash so the new version's parent is still traceable
-    parent_version = run.get("version") or f"train-{_file_sha256(folder / 'model.safetensors')[:12]}"
+    parent_version = run.get("version") or f"train-{sha256_of(folder / 'model.safetensors')[:12]}"
     version = version or f"{strategy}-{pd.to_datetime(until_s, unit='s'):%Y%m%d}-{int(time.time())}"
     new_run = {**run, "data": data, "all_users": True, "version": version,
                "parent": {"folder": str(Path(folder).resolve()), "version": parent_version},
@@ -597,7 +580,6 @@ def update_run(model_dir, data: str, until, strategy: str, out, since=None, conf
     checkpoint = out / "checkpoint"
     state.model.save(checkpoint, ds.item_ids)
     (checkpoint / "run.json").write_text(json.dumps(new_run, indent=1, default=str))
-    from .serve.bundle import write_bundle
 
     source = {"retriever_run": str(out.resolve()), "retriever_model": run["model"], "data": data, "strategy": strategy,
               "data_window": window}

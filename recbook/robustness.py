@@ -332,7 +332,10 @@ def ranking_stability(model, histories: Sequence, perturbed_histories: Sequence 
 
 
 # ------------------------------------------------------------------- table
-def _eval_users(split, n_users: int | None, seed: int, item_col: pd.Series):
+def eval_histories(split, n_users: int | None, seed: int, item_col: pd.Series):
+    """``(user ids, histories, held-out rows)`` of the test users :func:`robustness_table` measures: the first ``n_users``
+    of the seeded subset :func:`recbook.evaluate.make_eval_set` uses (``None`` = all), each user's training + validation
+    items as a 1-based history, and the test item as a 1-based catalogue index (``item_col``: item id → column)."""
     from .evaluate import history_for_test
     from .models.sequential import user_sequences
 
@@ -380,7 +383,7 @@ def robustness_table(models: dict, dataset: RecDataset, split, *, n_users: int |
         if getattr(m, "n_items", None) != dataset.n_items or not hasattr(m, "score_all"):
             raise ValueError(f"models[{name!r}] must be a SequentialRecommender over dataset's {dataset.n_items} items")
     item_col = pd.Series(np.arange(dataset.n_items), index=dataset.item_ids)
-    users, histories, held = _eval_users(split, n_users, seed, item_col)
+    users, histories, held = eval_histories(split, n_users, seed, item_col)
     if insert_within is None:
         insert_within = min(int(getattr(getattr(m, "config", None), "max_len", 10**9)) for m in models.values())
     insert_within = _check_positive_int(insert_within, "insert_within")

@@ -360,8 +360,8 @@ each title) and a hybrid — each trained for `ROBUST_SECONDS` on a leave-last-o
 Top-10 overlap is the share of the ten recommendations that stay; the NDCG@10 change of the held-out item says
 whether quality moved, with a paired interval. The mitigation shown: an ID model trained with `history_dropout=0.2`,
 which blanks a fifth of the input items at random during training so that no single item carries the prediction.
-The table summarises each model separately; the cell after it compares the two ID models *paired* — the same users,
-the same inserted item, placed among the last ten items (nearer the prediction than the table's insertion, so the
+The table summarises each model separately; the cell after it compares the two ID models *paired* — the table's
+users, the same inserted item, placed among the last ten items (nearer the prediction than the table's insertion, so the
 lists move more there)."""),
     code("""# NBVAL_IGNORE_OUTPUT
 from recbook.models.sequential import SequentialConfig, default_train_config, fit_sequential, item_text_embeddings
@@ -389,17 +389,11 @@ compact = pd.DataFrame({
 })
 compact.set_index(["model", "perturbation"])"""),
     code("""# NBVAL_IGNORE_OUTPUT
-from recbook.robustness import ranking_stability, insert_random_item
-from recbook.evaluate import history_for_test
-from recbook.models.sequential import user_sequences
+from recbook.robustness import eval_histories, insert_random_item, ranking_stability
 
-item_col = pd.Series(np.arange(ds.n_items), index=ds.item_ids)
-sequences = user_sequences(history_for_test(split), item_col)
-test = split.test.set_index("user_id")["item_id"]
-users = np.random.default_rng(SEED).permutation(test.index.to_numpy())[:ROBUST_USERS]
+# the table's users, histories and held-out items (the same seeded subset), with one item inserted among the last ten
+users, histories, heldout = eval_histories(split, ROBUST_USERS, SEED, pd.Series(np.arange(ds.n_items), index=ds.item_ids))
 rng = np.random.default_rng(SEED + 1)
-histories = [sequences[u] for u in users]
-heldout = item_col.reindex(test.loc[users]).to_numpy() + 1
 inserted = [insert_random_item(h, ds.n_items, rng, exclude=[t], within_last=10) for h, t in zip(histories, heldout)]
 overlap = {name: ranking_stability(robust_models[name], histories, inserted, heldout, users=users, n_boot=N_BOOT, seed=SEED)
            .per_user["overlap"] for name in ("id", "id + history dropout")}

@@ -198,10 +198,11 @@ def item_text_embeddings(dataset, model_name_or_path=None, cache_dir: str | os.P
 
 
 # --------------------------------------------------------------------- sequences
-def user_sequences(interactions: pd.DataFrame, item_index: pd.Series) -> dict:
+def user_sequences(interactions: pd.DataFrame, item_index: pd.Series, with_times: bool = False) -> dict:
     """Each user's items, oldest first, as 1-based catalogue indices (0 is padding).
 
     Equal timestamps keep the order of the table (a stable sort) — never an order by item id.
+    ``with_times=True`` returns ``(sequences, times)``: the same dict and each user's timestamps beside it.
     """
     df = interactions.sort_values(["user_id", "timestamp"], kind="stable")
     idx = item_index.reindex(df["item_id"]).to_numpy()
@@ -211,7 +212,11 @@ def user_sequences(interactions: pd.DataFrame, item_index: pd.Series) -> dict:
     users = df["user_id"].to_numpy()
     idx = idx.astype(np.int64) + 1
     bounds = np.flatnonzero(np.r_[True, users[1:] != users[:-1], True])
-    return {users[a]: idx[a:b] for a, b in zip(bounds[:-1], bounds[1:])}
+    sequences = {users[a]: idx[a:b] for a, b in zip(bounds[:-1], bounds[1:])}
+    if not with_times:
+        return sequences
+    t = df["timestamp"].to_numpy()
+    return sequences, {users[a]: t[a:b] for a, b in zip(bounds[:-1], bounds[1:])}
 
 
 def _left_pad(seq: np.ndarray, length: int) -> np.ndarray:

@@ -55,7 +55,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 from starlette.concurrency import run_in_threadpool
 
-from ..drift import DriftGauges, read_drift_json
+from ..drift import DriftGauges
 from .batching import MicroBatcher
 from .bundle import Bundle, BundleError, UnknownItems, load_bundle, verify_bundle
 from .logs import get_logger, log
@@ -226,8 +226,7 @@ class Service:
 
     def load(self, folder: Path) -> Bundle:
         """Verify, load and warm up a bundle (runs in a worker thread)."""
-        bundle = load_bundle(folder, threads=self.settings.ort_threads)
-        read_drift_json(folder)  # a malformed drift.json fails the load here, before any swap
+        bundle = load_bundle(folder, threads=self.settings.ort_threads)  # also reads and checks drift.json
         bundle.warm_up()
         return bundle
 
@@ -235,7 +234,7 @@ class Service:
         """Make ``bundle`` the current one: a single reference assignment, atomic for every request that starts after it."""
         self.bundle, self.ready, self.load_error = bundle, True, None
         self.metrics.set_version(bundle.version)
-        self.metrics.drift.set(read_drift_json(bundle.folder))  # None (no drift.json): no drift gauges
+        self.metrics.drift.set(bundle.drift)  # None (no drift.json): no drift gauges
         self.metrics.ready.set(1)
 
     # -- user vectors with a small LRU cache per bundle (user_id requests only: a stored history never changes within a

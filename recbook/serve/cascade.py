@@ -80,7 +80,7 @@ class CascadeReport:
         lines = [f"{self.n_users} users, cascade re-ranks the retriever's top {self.top_n}",
                  f"pairs scored by the cross-encoder: {self.pairs_ratio:.1f}× fewer with the cascade",
                  f"seconds per user: the cascade is {self.speed_ratio} × faster (95% CI)"]
-        lines += [str(c) for c in self.differences.values()]
+        lines += [f"{metric}: {c}" for metric, c in self.differences.items()]
         return "\n".join(lines)
 
     def __str__(self) -> str:
