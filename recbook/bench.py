@@ -4,7 +4,9 @@ Taught in notebooks ``06_pruning`` … ``09_compression_pareto``; also ``python 
 
 Rules (COURSE.md, "Honesty rules"): every variant is timed **in one process, interleaved**
 (variant A, B, C, A, B, C, …) after warm-up, with the thread count fixed, so machine noise hits all
-variants alike; latency is reported as p50/p95 over repeats; the CPU's features (AVX-512 VNNI, AMX …)
+variants alike; latency is reported as p50/p95 over repeats, and each speed-up over the baseline as the
+geometric mean of per-round ratios with a paired 95% interval and a verdict (``faster``, ``slower``,
+``within noise``); the CPU's features (AVX-512 VNNI, AMX …)
 are printed beside the table because int8/bf16 speed depends on them. Quality is NDCG@10 and AUC
 under the sampled protocol (held-out item vs sampled negatives), computed on the same tokenized
 pairs for every variant. Ratios are against the first variant (the baseline).
@@ -28,7 +30,7 @@ import pandas as pd
 import torch
 
 from .metrics import ranking_metrics
-from .timing import peak_memory, timed, weights_bytes  # noqa: F401 — weights_bytes: bench's name before recbook.timing
+from .timing import paired_speedup, peak_memory, timed, weights_bytes  # noqa: F401 — weights_bytes: bench's name before recbook.timing
 
 
 @dataclass
@@ -181,7 +183,13 @@ def time_variants(variants: list[Variant], batches: dict[int, dict], repeats: in
     timed in the first ``slow_repeats`` rounds only (still interleaved), so its cost stays bounded. The
     result has a ``repeats`` column (timed calls per row), ``probe_ratio`` (probe time / baseline's) and
     ``notes`` (why a variant was measured with fewer repeats); ``attrs["slow_paths"]`` maps each slow
-    variant to its one-line reason. ``slow_factor=None`` turns the probe off.
+    variant to its one-line reason. ``slow_factor=None`` turns the probe off. ``attrs["round_times"]``
+    keeps every timed call (``{variant: {batch: [seconds per round]}}``) for :func:`compare_speed`.
+
+    Each row also compares the variant with ``variants[0]`` at the same batch size, paired by round
+    (:func:`recbook.timing.paired_speedup`): ``speed_up`` (geometric mean of the per-round ratios),
+    ``speed_low``/``speed_high`` (95% interval) and ``speed_verdict`` (``faster``, ``slower``, ``within noise``,
+    ``too few rounds``; ``baseline`` on the first variant's rows). A slow path is paired on the rounds it ran.
     """
     if threads:
         torch.set_num_threads(threads)
@@ -230,14 +238,21 @@ def time_variants(variants: list[Variant], batches: dict[int, dict], repeats: in
     if bar is not None:
         bar.close()
     rows = []
-    base_probe = probe.get(variants[0].name)
+    base = variants[0].name
+    base_probe = probe.get(base)
     for (name, size), ts in times.items():
+        pair = paired_speedup(times[(base, size)], ts)
+        if name == base:
+            pair.update(speed_up=1.0, low=np.nan, high=np.nan, verdict="baseline")
         ts = np.array(ts) * 1e3
         rows.append({"variant": name, "batch": size, "p50_ms": np.percentile(ts, 50), "p95_ms": np.percentile(ts, 95),
                      "pairs_per_s": size / np.percentile(ts, 50) * 1e3, "repeats": len(ts),
+                     "speed_up": pair["speed_up"], "speed_low": pair["low"], "speed_high": pair["high"],
+                     "speed_verdict": pair["verdict"],
                      "probe_ratio": probe[name] / base_probe if base_probe else np.nan, "notes": slow.get(name, "")})
     frame = pd.DataFrame(rows)
     frame.attrs["slow_paths"] = slow
+    frame.attrs["round_times"] = {v.name: {size: list(times[(v.name, size)]) for size in batches} for v in variants}
     return frame
 
 
@@ -251,6 +266,34 @@ def check_variants(variants: list[Variant], threads: int | None = None) -> list[
     if threads:
         torch.set_num_threads(threads)
     return names
+
+
+def add_speed_columns(table: pd.DataFrame, timing: pd.DataFrame, size: int) -> None:
+    """Copy :func:`time_variants`' paired comparison at batch ``size`` into ``table`` (indexed by variant):
+    ``faster_b{size}`` (speed-up over the first variant, paired by round), ``faster_b{size} low`` /
+    ``faster_b{size} high`` (its 95% interval) and ``speed_b{size}`` (the verdict)."""
+    part = timing[timing["batch"] == size].set_index("variant").reindex(table.index)
+    table[f"faster_b{size}"] = part["speed_up"].astype(float).to_numpy()
+    table[f"faster_b{size} low"] = part["speed_low"].astype(float).to_numpy()
+    table[f"faster_b{size} high"] = part["speed_high"].astype(float).to_numpy()
+    table[f"speed_b{size}"] = part["speed_verdict"].to_numpy()
+
+
+def compare_speed(table: pd.DataFrame, base: str, other: str, batch: int = 64, level: float = 0.95) -> dict:
+    """How much faster ``other`` ran than ``base`` at ``batch``, paired by timing round, from the call times
+    a :func:`time_variants` / :func:`run_benchmark` / ``measure_variants`` result keeps in
+    ``attrs["round_times"]`` — for comparing two variants when neither is the table's baseline. Returns
+    :func:`recbook.timing.paired_speedup`'s dict (``speed_up``, ``low``, ``high``, ``verdict``, ``rounds``)."""
+    times = table.attrs.get("round_times")
+    if not times:
+        raise ValueError("this table keeps no per-round times (attrs['round_times']); measure it with time_variants, "
+                         "run_benchmark or measure_variants")
+    for name in (base, other):
+        if name not in times:
+            raise ValueError(f"no variant {name!r} in the table's timings; it has {sorted(times)}")
+        if batch not in times[name]:
+            raise ValueError(f"batch {batch} was not timed; timed batches: {sorted(times[name])}")
+    return paired_speedup(times[base][batch], times[other][batch], level)
 
 
 def run_benchmark(variants: list[Variant], pairs: PairSet, tokenizer, batch_sizes=(1, 64), repeats: int = 10,
@@ -327,11 +370,12 @@ def run_benchmark(variants: list[Variant], pairs: PairSet, tokenizer, batch_size
     table.loc[full, "quality_kept"] = table.loc[full, "NDCG@10"] / float(base_row["NDCG@10"])
     table["smaller"] = float(base_row["size_MB"]) / table["size_MB"].astype(float)
     for size in batch_sizes:
-        table[f"faster_b{size}"] = float(base_row[f"p50_ms_b{size}"]) / table[f"p50_ms_b{size}"].astype(float)
+        add_speed_columns(table, timing, size)
     table.index.name = "variant"
     table.attrs["protocol"] = pairs.protocol
     table.attrs["threads"] = torch.get_num_threads()
     table.attrs["slow_paths"] = slow
+    table.attrs["round_times"] = timing.attrs["round_times"]
     if scores_out is not None:
         scores_out.update(all_scores)
     return table
@@ -403,10 +447,13 @@ def write_results(table: pd.DataFrame, out_dir: str | Path, stem: str = "bench")
     csv, md = out_dir / f"{stem}.csv", out_dir / f"{stem}.md"
     table.to_csv(csv)
     flags = ", ".join(k for k, v in cpu_features().items() if v) or "none detected"
-    numeric = table.drop(columns=[c for c in ("notes",) if c in table.columns])
+    shown = table.drop(columns=[c for c in ("notes",) if c in table.columns])
+    for col in shown.columns:  # numbers rounded; text columns (the speed verdicts) as they are
+        if not str(col).startswith("speed_b"):
+            shown[col] = shown[col].astype(float).round(4)
     slow = table.attrs.get("slow_paths") or {}
     text = (f"Protocol: {table.attrs.get('protocol', '?')}\n\nThreads: {table.attrs.get('threads', '?')}; CPU features: {flags}\n\n"
-            + markdown_table(numeric.astype(float).round(4)) + "\n"
+            + markdown_table(shown) + "\n"
             + ("".join(f"\n- {name}: {note}" for name, note in slow.items()) + "\n" if slow else ""))
     md.write_text(text)
     return {"csv": csv, "md": md}

@@ -156,7 +156,8 @@ def cmd_bench(args) -> dict:
     table = run_benchmark(variants, pairs, tokenizer, repeats=args.repeats, progress=not args.quiet)
     files = write_results(table, out)
     plot_pareto(table, out / "bench_pareto.png")
-    columns = ("NDCG@10", "AUC", "size_MB", "p50_ms_b1", "p50_ms_b64", "quality_kept", "smaller", "faster_b64")
+    columns = ("NDCG@10", "AUC", "size_MB", "p50_ms_b1", "p50_ms_b64", "quality_kept", "smaller", "faster_b64",
+               "faster_b64 low", "faster_b64 high", "speed_b64")
     return _bench_summary(table, files, columns)
 
 
@@ -189,15 +190,21 @@ def _bench_catalogue(args, kinds: list[str], out: Path) -> dict:
 
 
 def _bench_summary(table, files: dict, columns) -> dict:
-    """What ``bench`` prints: protocol, threads, CPU features, files, slow paths and the table (NaN → null)."""
+    """What ``bench`` prints: protocol, threads, CPU features, files, slow paths and the table (NaN → null;
+    text columns such as the speed verdict as they are)."""
     import math
 
     from .device import cpu_features
 
+    def cell(value):
+        if isinstance(value, str):
+            return value
+        return round(float(value), 4) if math.isfinite(float(value)) else None
+
     return {"protocol": table.attrs["protocol"], "threads": table.attrs["threads"], "cpu_features": [k for k, v in cpu_features().items() if v],
             "files": {k: str(v) for k, v in files.items()},
             "slow_paths": table.attrs["slow_paths"],  # variants measured briefly on this CPU, and why (NaN quality → null)
-            "table": {name: {c: (round(float(row[c]), 4) if math.isfinite(float(row[c])) else None) for c in columns}
+            "table": {name: {c: cell(row[c]) for c in columns}
                       for name, row in table.iterrows()}}
 
 

@@ -8,10 +8,10 @@
 - :func:`weights_bytes`: the bytes a model's weights occupy in memory, packed int8 weights included.
 
 Comparisons of several models are *interleaved* (A, B, C, A, B, C, …) so machine noise hits all alike:
-:func:`interleaved_ratios` does it for a few callables and puts a 95% interval on each speed-up, next to an
-A/A row (the baseline against itself) that shows how large a speed-up noise alone produces;
-:func:`recbook.bench.time_variants` does it for compressed variants and batch sizes, timing each call with
-:func:`timed`.
+:func:`interleaved_ratios` does it for a few callables and puts a 95% interval on each speed-up
+(:func:`paired_speedup`: the per-round ratios, paired), next to an A/A row (the baseline against itself) that
+shows how large a speed-up noise alone produces; :func:`recbook.bench.time_variants` does it for compressed
+variants and batch sizes, timing each call with :func:`timed`, with the same paired interval.
 
 Why not ``torch.utils.benchmark.Timer``: it adds warm-up calls of its own (``timeit``) or picks the number of
 calls itself (``blocked_autorange``), and runs with **one** thread unless told otherwise — the course's timings
@@ -65,6 +65,44 @@ def time_call(fn: Callable[[], object], device: str = "cpu", repeats: int = 5, w
     return {"median_s": float(np.median(times)), "min_s": float(np.min(times))}
 
 
+def paired_speedup(base_seconds, seconds, level: float = 0.95) -> dict:
+    """How much faster ``seconds`` is than ``base_seconds``, the two paired by position (timing round).
+
+    Both are sequences of call times taken interleaved, one of each per round; only the first
+    ``min(len(base_seconds), len(seconds))`` rounds are paired (a slow path timed in fewer rounds is compared
+    with the baseline's same rounds). Returns ``speed_up`` (geometric mean of the per-round ratios
+    base / other), ``low`` and ``high`` (a ``level`` t-interval on the log ratios, NaN below 3 rounds),
+    ``verdict`` (``faster`` or ``slower`` when the interval excludes 1, ``within noise`` when it does not,
+    ``too few rounds`` below 3) and ``rounds``. Pairing by round removes what the two calls of one round share
+    (another process waking up, the CPU's clock) — why this interval is narrower than comparing two medians.
+    """
+    from scipy import stats
+
+    base_t, t = np.asarray(base_seconds, dtype=float), np.asarray(seconds, dtype=float)
+    n = min(len(base_t), len(t))
+    if n == 0:
+        raise ValueError("paired_speedup needs at least one timing on each side")
+    if (base_t[:n] <= 0).any() or (t[:n] <= 0).any():
+        raise ValueError("paired_speedup needs positive times (seconds)")
+    logs = np.log(base_t[:n] / t[:n])
+    row = {"speed_up": float(np.exp(logs.mean())), "low": float("nan"), "high": float("nan"),
+           "verdict": "too few rounds", "rounds": n}
+    if n >= 3:
+        half = stats.t.ppf(0.5 + level / 2, n - 1) * logs.std(ddof=1) / np.sqrt(n)
+        row.update(low=float(np.exp(logs.mean() - half)), high=float(np.exp(logs.mean() + half)))
+        row["verdict"] = "faster" if row["low"] > 1 else "slower" if row["high"] < 1 else "within noise"
+    return row
+
+
+def format_speedup(speed_up: float, low: float, high: float, verdict: str, digits: int = 2) -> str:
+    """One speed-up as a learner reads it: ``"3.95× [3.80, 4.10] (faster)"``; without an interval (too few
+    rounds, or the baseline itself) ``"0.24× (too few rounds)"``."""
+    text = f"{speed_up:.{digits}f}×"
+    if np.isfinite(low) and np.isfinite(high):
+        text += f" [{low:.{digits}f}, {high:.{digits}f}]"
+    return f"{text} ({verdict})"
+
+
 def interleaved_ratios(fns: dict[str, Callable[[], object]], device: str = "cpu", rounds: int = 7, warmup: int = 1,
                        level: float = 0.95) -> pd.DataFrame:
     """Time each callable once per round, interleaved, and compare each with the first (the baseline).
@@ -77,7 +115,6 @@ def interleaved_ratios(fns: dict[str, Callable[[], object]], device: str = "cpu"
     (``too few rounds`` below 3 rounds). Exactly ``(warmup + rounds) × (len(fns) + 1)`` calls.
     """
     import pandas as pd
-    from scipy import stats
 
     if not fns:
         raise ValueError("interleaved_ratios needs at least one callable")
@@ -96,18 +133,10 @@ def interleaved_ratios(fns: dict[str, Callable[[], object]], device: str = "cpu"
             seconds = timed(calls[name], device)[1]
             if r >= warmup:
                 times[name].append(seconds)
-    base_t = np.asarray(times[base])
     rows = {}
     for name in order:
-        t = np.asarray(times[name])
-        logs = np.log(base_t / t)
-        row = {"median_ms": 1e3 * float(np.median(t)), "speed_up": float(np.exp(logs.mean())), "low": float("nan"),
-               "high": float("nan"), "verdict": "too few rounds", "rounds": len(t)}
-        if len(t) >= 3:
-            half = stats.t.ppf(0.5 + level / 2, len(t) - 1) * logs.std(ddof=1) / np.sqrt(len(t))
-            row.update(low=float(np.exp(logs.mean() - half)), high=float(np.exp(logs.mean() + half)))
-            row["verdict"] = "faster" if row["low"] > 1 else "slower" if row["high"] < 1 else "within noise"
-        rows[name] = row
+        row = paired_speedup(times[base], times[name], level)
+        rows[name] = {"median_ms": 1e3 * float(np.median(times[name])), **row}
     # the baseline against itself is 1 by definition: the A/A row is where its noise shows
     rows[base].update(speed_up=1.0, low=float("nan"), high=float("nan"), verdict="baseline")
     return pd.DataFrame(rows).T

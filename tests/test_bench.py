@@ -11,6 +11,7 @@ from recbook import cli
 from recbook.bench import (
     Variant,
     best_under,
+    compare_speed,
     latency_batches,
     make_pair_set,
     markdown_table,
@@ -127,8 +128,10 @@ def test_run_benchmark_table(model, tmp_path, tokenizer, pairs):
     variants = [make_variant("fp32", model, tmp_path), make_variant("int8", model, tmp_path)]
     table = run_benchmark(variants, pairs, tokenizer, batch_sizes=(1, 4), repeats=2, warmup=1, progress=False)
     assert list(table.index) == ["fp32", "int8"]
-    for col in ("NDCG@10", "AUC", "size_MB", "p50_ms_b1", "p95_ms_b4", "pairs_per_s_b4", "quality_kept", "smaller", "faster_b4", "weights_in_memory_MB"):
+    for col in ("NDCG@10", "AUC", "size_MB", "p50_ms_b1", "p95_ms_b4", "pairs_per_s_b4", "quality_kept", "smaller", "faster_b4",
+                "faster_b4 low", "faster_b4 high", "speed_b4", "weights_in_memory_MB"):
         assert col in table.columns, col
+    assert table.loc["fp32", "faster_b4"] == 1.0 and table.loc["fp32", "speed_b4"] == "baseline"
     assert table.loc["fp32", "quality_kept"] == 1.0 and table.loc["fp32", "smaller"] == 1.0
     assert table.loc["int8", "smaller"] > 2
     assert table.attrs["protocol"] == pairs.protocol
@@ -156,7 +159,20 @@ def test_time_variants_interleaves_every_variant(model, tokenizer, pairs):
     timing = time_variants(variants, latency_batches(pairs, tokenizer, (2,)), repeats=3, warmup=1, progress=False, slow_factor=None)
     assert calls == ["a", "b"] * 4  # a, b, a, b …: noise hits both alike
     assert len(timing) == 2 and (timing["p50_ms"] > 0).all() and (timing["p95_ms"] >= timing["p50_ms"]).all()
+    assert timing["speed_verdict"].tolist()[0] == "baseline" and timing["speed_up"].tolist()[0] == 1.0
+    b = timing.iloc[1]  # b against a, paired by round: 3 rounds give an interval around the speed-up
+    assert b["speed_verdict"] in ("faster", "slower", "within noise") and b["speed_low"] <= b["speed_up"] <= b["speed_high"]
     assert timing["repeats"].tolist() == [3, 3] and timing.attrs["slow_paths"] == {}
+    times = timing.attrs["round_times"]
+    assert set(times) == {"a", "b"} and len(times["a"][2]) == 3
+    pair = compare_speed(timing, "b", "a", batch=2)  # a over b: the inverse of b over a, same rounds
+    assert pair["speed_up"] == pytest.approx(1 / b["speed_up"]) and pair["rounds"] == 3
+    with pytest.raises(ValueError, match="no variant 'c'"):
+        compare_speed(timing, "a", "c", batch=2)
+    with pytest.raises(ValueError, match="batch 64 was not timed"):
+        compare_speed(timing, "a", "b")
+    with pytest.raises(ValueError, match="round_times"):
+        compare_speed(pd.DataFrame(), "a", "b")
     calls.clear()
     time_variants(variants, latency_batches(pairs, tokenizer, (2,)), repeats=3, warmup=1, progress=False)
     assert calls == ["a", "b"] * 5  # warm-up, probe, 3 timed rounds
@@ -206,6 +222,8 @@ def test_time_variants_measures_a_slow_path_with_few_repeats(model, tokenizer, p
     assert note.startswith("slow path on this CPU:") and "than base in a probe at batch 2" in note and "latency from 2 repeats" in note
     assert "no missing CPU feature identified" in note  # a plain callable: nothing to blame on the CPU
     assert per.loc[("base", 2), "notes"] == ""
+    # the slow path is paired with the baseline's first 2 rounds: a speed-up far below 1, too few rounds for an interval
+    assert per.loc[("slow", 2), "speed_up"] < 0.2 and per.loc[("slow", 2), "speed_verdict"] == "too few rounds"
 
 
 @pytest.mark.slow
@@ -312,6 +330,8 @@ def test_cli_bench(tmp_path, tiny_backbone, capsys, monkeypatch):
     assert cli.main(["bench", "--checkpoint", str(run), "--variants", "int8,onnx-int8", "--out", str(out), "--repeats", "2", "--quiet"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert list(result["table"]) == ["fp32", "int8", "onnx-int8"]  # fp32 is always the baseline
+    assert result["table"]["fp32"]["speed_b64"] == "baseline"  # verdicts are text in the JSON, speed-ups numbers
+    assert result["table"]["int8"]["speed_b64"] == "too few rounds" and result["table"]["int8"]["faster_b64 low"] is None
     assert (out / "bench.csv").is_file() and (out / "bench_pareto.png").is_file() and (out / "variants").is_dir()
     assert "sampled" in result["protocol"]
     assert isinstance(result["slow_paths"], dict) and set(result["slow_paths"]) <= {"int8", "onnx-int8"}  # named, with a reason, if any
@@ -338,6 +358,7 @@ def test_cli_bench_catalogue(tmp_path, tiny_backbone, capsys, monkeypatch):
     row = result["table"]["int8"]
     assert row["smaller"] > 3 and 0 < row["cold AUC kept low"] <= row["cold AUC kept"] <= row["cold AUC kept high"]
     assert row["quality_kept"] == min(row["warm AUC kept low"], row["cold AUC kept low"])
+    assert row["speed_b64"] == "too few rounds" and result["table"]["fp32"]["speed_b64"] == "baseline"  # 1 repeat
     assert "cold AUC" in result["protocol"] and (out / "bench.csv").is_file() and (out / "bench_pareto.png").is_file()
     assert cli.main(argv[:-7] + ["--epochs", "0", "--out", str(out)]) == 2
     assert "--epochs" in capsys.readouterr().err

@@ -91,3 +91,37 @@ def test_interleaved_ratios_detects_a_real_slowdown_and_noise(monkeypatch):
     table = timing.interleaved_ratios({"base": take(0.01, 0.05), "worse": take(0.03, 0.05), "same": take(0.01, 0.05)}, rounds=9)
     assert table.loc["worse", "verdict"] == "slower" and table.loc["worse", "high"] < 1
     assert table.loc["same", "verdict"] == "within noise" and table.loc["same", "low"] < 1 < table.loc["same", "high"]
+
+
+def test_paired_speedup_pairs_by_round_and_checks_its_input():
+    """Rounds share their noise: a variant exactly twice as fast in every round is 2x with a zero-width interval, although
+    its medians alone would be swamped by the round-to-round spread; the interval is a t-interval on the log ratios
+    (checked against scipy's), and only the rounds both sides ran are paired."""
+    import numpy as np
+    from scipy import stats
+
+    base = np.array([0.010, 0.030, 0.012, 0.050, 0.011])  # a noisy machine: round times differ by 5x
+    row = timing.paired_speedup(base, base / 2)
+    assert row["speed_up"] == pytest.approx(2.0) and row["low"] == pytest.approx(2.0) and row["high"] == pytest.approx(2.0)
+    assert row["verdict"] == "faster" and row["rounds"] == 5
+    other = base * np.array([1.1, 0.95, 1.02, 0.9, 1.05])
+    row = timing.paired_speedup(base, other, level=0.9)
+    logs = np.log(base / other)
+    lo, hi = stats.t.interval(0.9, len(logs) - 1, loc=logs.mean(), scale=stats.sem(logs))
+    assert row["low"] == pytest.approx(np.exp(lo)) and row["high"] == pytest.approx(np.exp(hi))
+    assert row["speed_up"] == pytest.approx(np.exp(logs.mean())) and row["verdict"] == "within noise"
+    assert timing.paired_speedup(base, base * 3)["verdict"] == "slower"
+    short = timing.paired_speedup(base, [0.02, 0.06])  # a slow path timed in the first 2 rounds only
+    assert short["rounds"] == 2 and short["speed_up"] == pytest.approx(0.5) and short["verdict"] == "too few rounds"
+    assert np.isnan(short["low"]) and np.isnan(short["high"])
+    with pytest.raises(ValueError, match="at least one"):
+        timing.paired_speedup([], [0.1])
+    with pytest.raises(ValueError, match="positive"):
+        timing.paired_speedup([0.1, 0.0], [0.1, 0.1])
+
+
+def test_format_speedup_shows_the_interval_only_when_there_is_one():
+    assert timing.format_speedup(3.954, 3.8, 4.1, "faster") == "3.95× [3.80, 4.10] (faster)"
+    assert timing.format_speedup(0.2351, float("nan"), float("nan"), "too few rounds", digits=3) == "0.235× (too few rounds)"
+    row = timing.paired_speedup([0.01, 0.02, 0.01], [0.005, 0.01, 0.005])
+    assert timing.format_speedup(row["speed_up"], row["low"], row["high"], row["verdict"]) == "2.00× [2.00, 2.00] (faster)"

@@ -210,3 +210,23 @@ def test_notebook_13_matches_its_source():
     built = source.build()
     assert [(c.cell_type, c.source) for c in stored.cells] == [(c.cell_type, c.source) for c in built.cells], \
         "notebooks/13_continual.ipynb differs from tools/nb13_source.py: edit the source, then run it and tools/run_course.py 13"
+
+
+def test_readme_throughput_section_is_generated_from_the_benchmark_json(tmp_path):
+    """The README's training-throughput numbers come from figures/bench_train_throughput.json, not from a keyboard."""
+    import json
+
+    tool = load("bench_train_throughput")
+    report = json.loads((ROOT / "figures" / "bench_train_throughput.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split(tool.README_BEGIN, 1)[1].split(tool.README_END, 1)[0].strip()
+    assert section == tool.readme_section(report).strip(), "run: python tools/bench_train_throughput.py --readme-only"
+    assert f"{report['speedup_recbook_vs_seed']:.2f}×" in section and report["environment"]["cpu"] in section
+    copy = tmp_path / "README.md"
+    copy.write_text("intro\n" + tool.README_BEGIN + "\nstale 9.99×\n" + tool.README_END + "\nrest\n")
+    tool.update_readme(report, copy)
+    text = copy.read_text()
+    assert "stale" not in text and text.startswith("intro\n") and text.endswith("rest\n") and section in text
+    copy.write_text("no markers")
+    with pytest.raises(SystemExit, match="markers"):
+        tool.update_readme(report, copy)

@@ -13,8 +13,12 @@ same examples) with the *same* step code; only the data path differs:
 
 The two run interleaved in blocks of ``--block`` steps after a warm-up block each, with the thread
 count fixed, so both see the same machine load. Reported: examples/second (data preparation
-included), and the BCE of each model after the same number of steps on the same held-out pairs.
-This is a benchmark, not a test: timings vary with the machine; read the ratio.
+included), the speed-up with a 95% interval paired by block (block *i* of one path against block *i* of
+the other: :func:`recbook.timing.paired_speedup` on seconds per example), and the BCE of each model after
+the same number of steps on the same held-out pairs. ``--update-readme`` rewrites the README's throughput
+section (between ``<!-- throughput:begin -->`` and ``<!-- throughput:end -->``) from the JSON it writes, so the
+README never carries numbers typed by hand; ``--readme-only`` does that from an existing JSON without running.
+This is a benchmark, not a test: timings vary with the machine; read the ratio and its interval.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+README_BEGIN, README_END = "<!-- throughput:begin -->", "<!-- throughput:end -->"
 
 
 class SeedStyleDataset(torch.utils.data.Dataset):
@@ -58,7 +63,17 @@ def main(argv=None) -> int:
     parser.add_argument("--amp", default="auto", choices=("auto", "bf16", "off"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "figures" / "bench_train_throughput.json"))
+    parser.add_argument("--update-readme", action="store_true", help="rewrite README.md's throughput section from the result")
+    parser.add_argument("--readme-only", action="store_true", help="only rewrite README.md's throughput section from --out (no run)")
     args = parser.parse_args(argv)
+    if args.readme_only:
+        try:
+            report = json.loads(Path(args.out).read_text())
+        except (OSError, ValueError) as exc:
+            parser.error(f"--readme-only needs the JSON a run wrote at --out {args.out}: {exc}")
+        update_readme(report, ROOT / "README.md")
+        print(f"README.md: throughput section rewritten from {args.out}")
+        return 0
     if args.steps < args.block or args.steps % args.block:
         parser.error("--steps must be a positive multiple of --block")
 
@@ -113,7 +128,8 @@ def main(argv=None) -> int:
         model.load_state_dict(base.state_dict())
         model.to(device).train()
         opt = torch.optim.AdamW(parameter_groups(model, 0.01), lr=5e-5)
-        runs[name] = {"model": model, "opt": opt, "it": iter(loader), "seconds": 0.0, "examples": 0, "tokens": 0, "steps": 0}
+        runs[name] = {"model": model, "opt": opt, "it": iter(loader), "seconds": 0.0, "examples": 0, "tokens": 0, "steps": 0,
+                      "blocks": []}  # seconds per example of each timed block, for the paired interval
 
     def step(run, timed: bool):
         start = time.perf_counter()
@@ -138,9 +154,11 @@ def main(argv=None) -> int:
     with tqdm(total=args.steps * len(runs), desc="interleaved steps") as bar:
         for _ in range(args.steps // args.block):
             for run in runs.values():
+                seconds, examples = run["seconds"], run["examples"]
                 for _ in range(args.block):
                     step(run, timed=True)
                     bar.update(1)
+                run["blocks"].append((run["seconds"] - seconds) / (run["examples"] - examples))
 
     # quality after the same number of steps, on the same held-out pairs
     from recbook.data import encode_pairs
@@ -160,18 +178,69 @@ def main(argv=None) -> int:
             "steps": run["steps"],
         }
     names = list(runs)
-    speedup = report["pipelines"][names[1]]["examples_per_second"] / report["pipelines"][names[0]]["examples_per_second"]
-    report["speedup_recbook_vs_seed"] = round(speedup, 2)
+    from recbook.timing import paired_speedup
+
+    paired = paired_speedup(runs[names[0]]["blocks"], runs[names[1]]["blocks"])  # per-block seconds per example
+    report["speedup_recbook_vs_seed"] = round(paired["speed_up"], 2)
+    report["speedup_95ci"] = [round(paired["low"], 2), round(paired["high"], 2)]
+    report["speedup_verdict"] = paired["verdict"]
+    report["paired_blocks"] = paired["rounds"]
+    report["block_steps"] = args.block
+    speedup = paired["speed_up"]
     print()
     for name, row in report["pipelines"].items():
         print(f"{name:<58} {row['examples_per_second']:7.2f} ex/s | {row['token_slots_per_batch']:7.0f} token slots/batch | "
               f"held-out BCE after {row['steps']} steps: {row['heldout_bce_after_steps']:.4f}")
-    print(f"\nrecbook / seed throughput: {speedup:.2f}×  (the recbook path also tokenized everything once up front "
-          f"in {prep_seconds:.1f} s, amortised over all epochs)")
+    print(f"\nrecbook / seed throughput: {speedup:.2f}× [{paired['low']:.2f}, {paired['high']:.2f}] ({paired['verdict']}, paired over "
+          f"{paired['rounds']} blocks)  (the recbook path also tokenized everything once up front in {prep_seconds:.1f} s, "
+          "amortised over all epochs)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1, default=str))
     print(f"written: {args.out}")
+    if args.update_readme:
+        update_readme(report, ROOT / "README.md")
+        print("README.md: throughput section rewritten")
     return 0
+
+
+def readme_section(report: dict) -> str:
+    """The README's throughput section, every number taken from a run's JSON ``report``."""
+    env = report["environment"]
+    (seed_name, seed), (ours_name, ours) = report["pipelines"].items()
+    seed_name, ours_name = (n.replace("_", "\\_") for n in (seed_name, ours_name))  # __getitem__ is not bold
+    low, high = report.get("speedup_95ci", [float("nan"), float("nan")])
+    interval = (f" [95% CI {low:.2f}–{high:.2f}, paired over {report['paired_blocks']} blocks: {report['speedup_verdict']}]"
+                if "paired_blocks" in report else " (no interval: this JSON predates the paired blocks)")
+    lines = [
+        f"`python tools/bench_train_throughput.py --steps {report['timed_steps']} --block {report.get('block_steps', report['warmup_steps'])}"
+        " --update-readme` fine-tunes the same",
+        "cross-encoder from the same weights with the same step code, interleaved in blocks after a warm-up block,",
+        f"batch {report['batch_size']}, {report['data']} data, autocast {report['amp']}, on {env.get('cpu', '?')} "
+        f"({env.get('torch_threads', '?')} threads; {env.get('cpu_features', '?')}):",
+        "",
+        f"| data path | examples/s | token slots per batch | held-out BCE after {seed['steps']} steps |",
+        "|---|---:|---:|---:|",
+        f"| {seed_name} | {seed['examples_per_second']:.2f} | {seed['token_slots_per_batch']:,.0f} | {seed['heldout_bce_after_steps']:.4f} |",
+        f"| {ours_name} | {ours['examples_per_second']:.2f} | {ours['token_slots_per_batch']:,.0f} | {ours['heldout_bce_after_steps']:.4f} |",
+        "",
+        f"**{report['speedup_recbook_vs_seed']:.2f}× the throughput**{interval}; the held-out BCE after the same number of steps",
+        f"is in the last column. The recbook path tokenized its training pairs once, up front, in "
+        f"{report['pre_tokenization_seconds_once']:.1f} s — paid once, not every epoch.",
+        "Raw output: `figures/bench_train_throughput.json`.",
+    ]
+    return "\n".join(lines)
+
+
+def update_readme(report: dict, readme: Path) -> None:
+    """Replace the text between the throughput markers in ``readme`` with :func:`readme_section` (atomically)."""
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        raise SystemExit(f"{readme}: no {README_BEGIN} … {README_END} markers to write the throughput section between")
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    tmp = readme.with_suffix(".md.tmp")
+    tmp.write_text(head + README_BEGIN + "\n" + readme_section(report) + "\n" + README_END + tail)
+    tmp.replace(readme)
 
 
 if __name__ == "__main__":

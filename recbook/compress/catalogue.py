@@ -317,10 +317,11 @@ def measure_variants(bench: CatalogueBench, variants, batch_sizes=(1, 64), repea
     the ``notes`` column says why). Quality needs the whole catalogue re-embedded once per variant — a small,
     fixed amount of work — so it is always measured on all users. The table holds :func:`kept_table`'s columns,
     ``embed_s`` (seconds to embed the catalogue, one untimed-order run), ``cosine`` (mean cosine to the first
-    variant's embeddings), ``size_MB``, ``smaller``, ``p50_ms_b{n}``, ``texts_per_s_b{n}``, ``faster_b{n}``,
-    ``spread_b{n}`` (p95/p50 of that row: a speed ratio within the spread is noise) and ``notes``.
+    variant's embeddings), ``size_MB``, ``smaller``, ``p50_ms_b{n}``, ``texts_per_s_b{n}``, ``faster_b{n}`` with
+    ``faster_b{n} low``/``high`` and ``speed_b{n}`` (the speed-up over the first variant, paired by timing round, its
+    95% interval and verdict: :func:`recbook.bench.add_speed_columns`) and ``notes``.
     """
-    from ..bench import check_variants, time_variants
+    from ..bench import add_speed_columns, check_variants, time_variants
 
     variants = list(variants)
     names = check_variants(variants, threads)
@@ -348,8 +349,7 @@ def measure_variants(bench: CatalogueBench, variants, batch_sizes=(1, 64), repea
         part = timing[timing["batch"] == size].set_index("variant").reindex(names)
         table[f"p50_ms_b{size}"] = part["p50_ms"].to_numpy()
         table[f"texts_per_s_b{size}"] = part["pairs_per_s"].to_numpy()
-        table[f"faster_b{size}"] = table[f"p50_ms_b{size}"].iloc[0] / table[f"p50_ms_b{size}"]
-        table[f"spread_b{size}"] = (part["p95_ms"] / part["p50_ms"]).to_numpy()  # p95/p50: how noisy this row's timing was
+        add_speed_columns(table, timing, size)
     big = max(batch_sizes)
     table["latency_repeats"] = timing[timing["batch"] == big].set_index("variant").reindex(names)["repeats"].to_numpy()
     notes = {v.name: v.notes for v in variants}
@@ -357,6 +357,7 @@ def measure_variants(bench: CatalogueBench, variants, batch_sizes=(1, 64), repea
         notes[name] = (notes[name] + "; " if notes[name] else "") + note
     table["notes"] = [notes[n] for n in table.index]
     table.attrs["slow_paths"] = timing.attrs["slow_paths"]
+    table.attrs["round_times"] = timing.attrs["round_times"]  # for recbook.bench.compare_speed between two variants
     table.attrs["threads"] = torch.get_num_threads()
     return table, per_user
 
