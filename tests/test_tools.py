@@ -230,3 +230,20 @@ def test_readme_throughput_section_is_generated_from_the_benchmark_json(tmp_path
     copy.write_text("no markers")
     with pytest.raises(SystemExit, match="markers"):
         tool.update_readme(report, copy)
+
+
+def test_time_lines_state_the_stored_run_time():
+    """A notebook's "N s in the latest run" is the runner's, from the run whose outputs are stored, not a typed number."""
+    import nbformat
+
+    runner = load("run_course")
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        found = runner.LATEST_RUN.search(nb.cells[0].source)
+        if found:
+            seconds = nb.metadata["recbook"]["run"]["seconds"]
+            assert found.group(0) == f"{round(seconds)} s in the latest run", f"{path.name}: run tools/run_course.py"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("**Time:** (144 s in the latest run, alone)")])
+    assert runner.sync_time_line(nb, 226.9) and nb.cells[0].source == "**Time:** (227 s in the latest run, alone)"
+    assert not runner.sync_time_line(nb, 227.2)
+    assert not runner.sync_time_line(nbformat.v4.new_notebook(), 10.0)

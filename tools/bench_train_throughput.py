@@ -215,7 +215,7 @@ def readme_section(report: dict) -> str:
         f"`python tools/bench_train_throughput.py --steps {report['timed_steps']} --block {report.get('block_steps', report['warmup_steps'])}"
         " --update-readme` fine-tunes the same",
         "cross-encoder from the same weights with the same step code, interleaved in blocks after a warm-up block,",
-        f"batch {report['batch_size']}, {report['data']} data, autocast {report['amp']}, on {env.get('cpu', '?')} "
+        f"batch {report['batch_size']}, {report['data']} data ({env.get('profile', '?')} profile), autocast {report['amp']}, on {env.get('cpu', '?')} "
         f"({env.get('torch_threads', '?')} threads; {env.get('cpu_features', '?')}):",
         "",
         f"| data path | examples/s | token slots per batch | held-out BCE after {seed['steps']} steps |",

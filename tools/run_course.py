@@ -159,6 +159,20 @@ def _own_seconds() -> float:
                for f in ("ru_utime", "ru_stime"))
 
 
+LATEST_RUN = re.compile(r"\b\d+ s in the latest run")
+
+
+def sync_time_line(nb, seconds: float) -> bool:
+    """Rewrite the "N s in the latest run" of the notebook's first (title) cell to this run's ``seconds``, so a
+    notebook's time line never carries a number typed by hand; True when something changed."""
+    if not nb.cells or nb.cells[0].cell_type != "markdown":
+        return False
+    new = LATEST_RUN.sub(f"{round(seconds)} s in the latest run", nb.cells[0].source)
+    changed = new != nb.cells[0].source
+    nb.cells[0].source = new
+    return changed
+
+
 def run_notebook(path: Path, timeout: int, environment: dict | None = None) -> tuple[float, list[dict], str, str | None]:
     """Execute one notebook in place; return (seconds, records, status, one-line error or None).
 
@@ -207,6 +221,8 @@ def run_notebook(path: Path, timeout: int, environment: dict | None = None) -> t
         others = max(0.0, (busy_after - busy_before) - (own_after - own_before))
         other_cpu = round(others / (seconds * (os.cpu_count() or 1)), 3)
     clean_outputs(nb)
+    if status == "ok":
+        sync_time_line(nb, seconds)
     nb.metadata["recbook"] = {
         "run": {"seconds": round(seconds, 1), "status": status, "error": error,
                 "date": time.strftime("%Y-%m-%d", time.gmtime()),
