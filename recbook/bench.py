@@ -448,8 +448,8 @@ def write_results(table: pd.DataFrame, out_dir: str | Path, stem: str = "bench")
     table.to_csv(csv)
     flags = ", ".join(k for k, v in cpu_features().items() if v) or "none detected"
     shown = table.drop(columns=[c for c in ("notes",) if c in table.columns])
-    for col in shown.columns:  # numbers rounded; text columns (the speed verdicts) as they are
-        if not str(col).startswith("speed_b"):
+    for col in shown.columns:  # numbers (and flags) rounded as floats; text columns (the speed verdicts) as they are
+        if pd.api.types.is_numeric_dtype(shown[col]) or pd.api.types.is_bool_dtype(shown[col]):
             shown[col] = shown[col].astype(float).round(4)
     slow = table.attrs.get("slow_paths") or {}
     text = (f"Protocol: {table.attrs.get('protocol', '?')}\n\nThreads: {table.attrs.get('threads', '?')}; CPU features: {flags}\n\n"

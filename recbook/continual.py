@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from .data.splits import TemporalWindows
-from .models.sequential import SequentialConfig, SequentialRecommender, WindowDataset, _left_pad, user_sequences
+from .models.sequential import SequentialConfig, SequentialRecommender, WindowDataset, _left_pad, training_windows, user_sequences
 
 STRATEGIES = ("frozen", "finetune", "replay", "ewc", "lora", "retrain")
 
@@ -213,8 +213,7 @@ def fit_base(stream: Stream, end: int, n_items: int, model_config: SequentialCon
     for r in known.values():
         flags[r - 1] = True
     model = SequentialRecommender(n_items, model_config, text_features, flags)
-    events = [(u, p) for u, r in known.items() for p in range(len(r))]
-    cost = train_on(model, target_windows(stream, events, model_config.max_len), config.retrain_epochs, config)
+    cost = train_on(model, training_windows(known, model_config.max_len, "causal"), config.retrain_epochs, config)
     return model, cost
 
 
@@ -275,6 +274,8 @@ def next_item_metrics(model: SequentialRecommender, stream: Stream, events, k: i
     events = [(u, p) for u, p in events if p >= 1]
     if not events:
         return pd.DataFrame(columns=["user_id", "NDCG@10", "HR@10"])
+    from .metrics import per_user_metrics
+
     rows = []
     model.eval()
     with torch.no_grad():
@@ -282,16 +283,17 @@ def next_item_metrics(model: SequentialRecommender, stream: Stream, events, k: i
         for start in range(0, len(events), batch_size):
             chunk = events[start : start + batch_size]
             histories = [stream.rows[u][:p] for u, p in chunk]
-            scores = model.logits(model.user_vectors(histories), table).float()
-            target = torch.as_tensor([stream.rows[u][p] - 1 for u, p in chunk])
-            mine = scores[torch.arange(len(chunk)), target].clone()
+            scores = model.logits(model.user_vectors(histories), table).float().numpy()
+            rows_ = np.arange(len(chunk))
+            target = np.array([stream.rows[u][p] - 1 for u, p in chunk])
+            y_true = np.zeros(scores.shape, dtype=np.int8)
+            y_true[rows_, target] = 1
+            keep = np.ones(scores.shape, dtype=bool)
             for i, h in enumerate(histories):
-                scores[i, torch.as_tensor(h - 1)] = -torch.inf
-            scores[torch.arange(len(chunk)), target] = mine  # a re-consumed item stays rankable (data with repeats)
-            rank = (scores > mine[:, None]).sum(dim=1) + 0.5 * ((scores == mine[:, None]).sum(dim=1) - 1)  # ties averaged
-            ndcg = torch.where(rank < k, 1.0 / torch.log2(rank + 2.0), torch.zeros_like(rank, dtype=torch.float32))
-            rows.append(pd.DataFrame({"user_id": [u for u, _ in chunk], f"NDCG@{k}": ndcg.numpy(),
-                                      f"HR@{k}": (rank < k).float().numpy()}))
+                keep[i, h - 1] = False
+            keep[rows_, target] = True  # a re-consumed item stays rankable (data with repeats)
+            m = per_user_metrics(y_true, scores, k, keep)  # tie-averaged, as every evaluation of the course
+            rows.append(pd.DataFrame({"user_id": [u for u, _ in chunk], f"NDCG@{k}": m[f"NDCG@{k}"], f"HR@{k}": m[f"HR@{k}"]}))
     return pd.concat(rows, ignore_index=True)
 
 
@@ -334,12 +336,11 @@ def start_state(strategy: str, base: SequentialRecommender, stream: Stream, base
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     state = UpdateState(copy.deepcopy(base), base)
     known = stream.upto(base_end)
-    events = [(u, p) for u, r in known.items() for p in range(1, len(r))]
     if strategy == "replay":
         state.buffer = ReservoirBuffer(config.replay_size, config.seed)
-        state.buffer.add(events)
+        state.buffer.add([(u, p) for u, r in known.items() for p in range(1, len(r))])
     if strategy == "ewc":
-        windows = target_windows(stream, events, base.config.max_len)
+        windows = training_windows(known, base.config.max_len, "causal")  # every base-period interaction a target
         state.fisher = fisher_diagonal(state.model, windows, config.ewc_batches, config.batch_size, config.seed)
     return state
 
@@ -371,10 +372,10 @@ def update(strategy: str, state: UpdateState, stream: Stream, start: int, end: i
         return cost
     if strategy == "ewc":
         anchor = {n: p.detach().clone() for n, p in state.model.named_parameters()}
-        cost = train_on(state.model, target_windows(stream, new, max_len), config.epochs, config,
-                        penalty=ewc_penalty(anchor, state.fisher, config.ewc_lambda))
+        windows = target_windows(stream, new, max_len)
+        cost = train_on(state.model, windows, config.epochs, config, penalty=ewc_penalty(anchor, state.fisher, config.ewc_lambda))
         cpu = time.process_time()
-        fresh = fisher_diagonal(state.model, target_windows(stream, new, max_len), config.ewc_batches, config.batch_size, config.seed)
+        fresh = fisher_diagonal(state.model, windows, config.ewc_batches, config.batch_size, config.seed)
         state.fisher = {n: 0.5 * (state.fisher[n] + fresh[n]) for n in state.fisher}  # old and new windows both count
         cost["cpu_s"] += time.process_time() - cpu
         return cost
@@ -391,7 +392,6 @@ class ContinualResult:
     next_window: dict  # strategy -> per-user next-window metrics, index (window, user_id)
     retention: dict  # strategy -> {(after_update, window): per-user metrics}
     costs: pd.DataFrame  # one row per strategy × update: cpu_s, wall_s, examples
-    base_cost: dict
     n_windows: int
 
     def served_after_update(self, strategy: str, from_window: int = 2) -> pd.DataFrame:
@@ -446,8 +446,7 @@ class ContinualResult:
 
 
 def run_strategies(stream: Stream, windows: TemporalWindows, base: SequentialRecommender, strategies=STRATEGIES,
-                   config: UpdateConfig | None = None, max_per_user: int | None = None, progress: bool = True,
-                   base_cost: dict | None = None) -> ContinualResult:
+                   config: UpdateConfig | None = None, max_per_user: int | None = None, progress: bool = True) -> ContinualResult:
     """Run every strategy through all update windows from the same ``base`` model (trained before window 1).
 
     At step ``w``: evaluate on window ``w`` (next-window quality), update with window ``w``, then re-evaluate
@@ -460,12 +459,13 @@ def run_strategies(stream: Stream, windows: TemporalWindows, base: SequentialRec
         raise ValueError(f"unknown strategies {unknown}; choose from {STRATEGIES}")
     events = {w: window_events(stream, windows, w, max_per_user) for w in range(1, windows.n_windows + 1)}
     next_window, retention, costs = {}, {}, []
+    first = per_user(next_item_metrics(base, stream, events[1]), key=1)  # window 1: the same base model for every strategy
     bar = tqdm(total=len(strategies) * windows.n_windows, desc="updates", disable=not progress)
     for name in strategies:
         state = start_state(name, base, stream, int(windows.bounds[1]), config)
         parts, kept = [], {}
         for w in range(1, windows.n_windows + 1):
-            parts.append(per_user(next_item_metrics(state.model, stream, events[w]), key=w))
+            parts.append(first if w == 1 else per_user(next_item_metrics(state.model, stream, events[w]), key=w))
             cost = update(name, state, stream, int(windows.bounds[w]), int(windows.bounds[w + 1]), config)
             costs.append({"strategy": name, "window": w, **cost})
             for j in range(1, w + 1):
@@ -475,7 +475,7 @@ def run_strategies(stream: Stream, windows: TemporalWindows, base: SequentialRec
         next_window[name] = pd.concat(parts)
         retention[name] = kept
     bar.close()
-    return ContinualResult(next_window, retention, pd.DataFrame(costs), base_cost or {}, windows.n_windows)
+    return ContinualResult(next_window, retention, pd.DataFrame(costs), windows.n_windows)
 
 
 # ------------------------------------------------------------------ `python -m recbook update`

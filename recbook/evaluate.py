@@ -51,6 +51,16 @@ def history_for_test(split: Split) -> pd.DataFrame:
     return pd.concat([split.train, split.valid], ignore_index=True)
 
 
+def user_subset(heldout: pd.DataFrame, n_users: int | None, seed: int = 0) -> pd.DataFrame:
+    """The first ``n_users`` rows of one seeded permutation of ``heldout``, in their original order (all rows when
+    ``n_users`` is None or not smaller): smaller subsets nest in larger ones, and every evaluation of the course
+    that draws ``n_users`` with the same ``seed`` draws the same users."""
+    if n_users is None or n_users >= len(heldout):
+        return heldout
+    rng = np.random.default_rng(seed)
+    return heldout.iloc[np.sort(rng.permutation(len(heldout))[:n_users])].reset_index(drop=True)
+
+
 def make_eval_set(dataset: RecDataset, split: Split | None = None, stage: str = "test", n_negatives: int = 99,
                   n_users: int | None = None, seed: int = 0) -> EvalSet:
     """Build the evaluation set for ``stage`` (``"valid"`` or ``"test"``) of a leave-last-out split.
@@ -65,9 +75,7 @@ def make_eval_set(dataset: RecDataset, split: Split | None = None, stage: str = 
     split = split or leave_last_out(dataset.interactions, drop_short_users=True)
     heldout = (split.test if stage == "test" else split.valid)[["user_id", "item_id"]].reset_index(drop=True)
     history = history_for_test(split) if stage == "test" else split.train
-    if n_users is not None and n_users < len(heldout):
-        rng = np.random.default_rng(seed)
-        heldout = heldout.iloc[np.sort(rng.permutation(len(heldout))[:n_users])].reset_index(drop=True)
+    heldout = user_subset(heldout, n_users, seed)
     negatives = sample_negatives(heldout["user_id"].to_numpy(), dataset.interactions, dataset.item_ids, n_negatives, seed=seed + 1)
     return EvalSet(stage, heldout, negatives, history, dataset.item_ids)
 

@@ -51,11 +51,6 @@ def colab_url(notebook, folder: str = STUDENT_FOLDER) -> str:
     return f"https://colab.research.google.com/github/{REPO}/blob/{TAG}/{folder}/{notebook_name(notebook)}.ipynb"
 
 
-def github_url(notebook, folder: str = STUDENT_FOLDER) -> str:
-    """The notebook's page on GitHub at the release tag."""
-    return f"{REPO_URL}/blob/{TAG}/{folder}/{notebook_name(notebook)}.ipynb"
-
-
 def badge_markdown(notebook, folder: str = STUDENT_FOLDER) -> str:
     """The "Open In Colab" badge (markdown) of ``notebook``: it opens the student version of the release."""
     return f"[![Open In Colab]({BADGE_IMAGE})]({colab_url(notebook, folder)})"

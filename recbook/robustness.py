@@ -336,7 +336,7 @@ def eval_histories(split, n_users: int | None, seed: int, item_col: pd.Series):
     """``(user ids, histories, held-out rows)`` of the test users :func:`robustness_table` measures: the first ``n_users``
     of the seeded subset :func:`recbook.evaluate.make_eval_set` uses (``None`` = all), each user's training + validation
     items as a 1-based history, and the test item as a 1-based catalogue index (``item_col``: item id → column)."""
-    from .evaluate import history_for_test
+    from .evaluate import history_for_test, user_subset
     from .models.sequential import user_sequences
 
     heldout = split.test[["user_id", "item_id"]].reset_index(drop=True)
@@ -344,8 +344,7 @@ def eval_histories(split, n_users: int | None, seed: int, item_col: pd.Series):
         raise ValueError("split.test must hold one held-out row per user (a leave-last-out split)")
     if n_users is not None:
         n_users = _check_positive_int(n_users, "n_users")
-        if n_users < len(heldout):  # the same seeded subset as recbook.evaluate.make_eval_set
-            heldout = heldout.iloc[np.sort(np.random.default_rng(seed).permutation(len(heldout))[:n_users])].reset_index(drop=True)
+    heldout = user_subset(heldout, n_users, seed)  # the same seeded subset as recbook.evaluate.make_eval_set
     held = item_col.reindex(heldout["item_id"]).to_numpy()
     if np.isnan(held).any():
         raise ValueError("split.test refers to items that are not in dataset's catalogue")

@@ -228,9 +228,8 @@ def test_update_config_and_strategy_errors(stream_setup):
 
 
 def test_run_strategies_table(stream_setup):
-    _, windows, stream, config, base, base_cost = stream_setup
-    result = run_strategies(stream, windows, base, ("frozen", "finetune", "retrain"), config, max_per_user=2, progress=False,
-                            base_cost=base_cost)
+    _, windows, stream, config, base, _ = stream_setup
+    result = run_strategies(stream, windows, base, ("frozen", "finetune", "retrain"), config, max_per_user=2, progress=False)
     table = result.table(n_boot=200)
     assert table.loc["frozen", "units"] == len(result.served_after_update("frozen"))  # windows 2… (window 1: the same base for all)
     assert table.loc["frozen", "units"] < len(result.next_window["frozen"])

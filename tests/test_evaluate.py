@@ -74,3 +74,14 @@ def test_cascade_with_constant_reranker_keeps_no_position_bonus(es):
 def test_results_table():
     table = evaluate.results_table({"a": {"protocol": "p", "HR@10": 0.123456, "users": 3}})
     assert table.loc["a", "HR@10"] == 0.1235 and table.loc["a", "protocol"] == "p"
+
+
+def test_user_subset_is_seeded_nested_and_keeps_order():
+    import pandas as pd
+
+    heldout = pd.DataFrame({"user_id": np.arange(50), "item_id": np.arange(50) + 100})
+    small, large = evaluate.user_subset(heldout, 10, seed=3), evaluate.user_subset(heldout, 30, seed=3)
+    assert len(small) == 10 and small["user_id"].is_monotonic_increasing  # original order kept
+    assert set(small["user_id"]) <= set(large["user_id"])  # smaller subsets nest in larger ones
+    assert small.equals(evaluate.user_subset(heldout, 10, seed=3)) and not small.equals(evaluate.user_subset(heldout, 10, seed=4))
+    assert evaluate.user_subset(heldout, None) is heldout and evaluate.user_subset(heldout, 50) is heldout

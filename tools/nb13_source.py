@@ -201,7 +201,7 @@ config = UpdateConfig(epochs=update_epochs, retrain_epochs=retrain_epochs, repla
 stream = Stream.from_interactions(windows.interactions, ds.item_ids)
 base, base_cost = fit_base(stream, int(windows.bounds[1]), ds.n_items, config=config)
 print(f"base model: {base_cost['wall_s']:.0f} s, {base_cost['cpu_s']:.0f} CPU s, {base_cost['examples']:,} training targets")
-result = run_strategies(stream, windows, base, config=config, max_per_user=events_per_user, progress=True, base_cost=base_cost)
+result = run_strategies(stream, windows, base, config=config, max_per_user=events_per_user, progress=True)
 table = result.table(n_boot=N_BOOT, seed=SEED)
 table[["NDCG@10", "ci_low", "ci_high", "÷ retrain", "ratio_low", "ratio_high", "forgetting", "forgetting_low", "forgetting_high",
        "cpu_s", "examples"]].round(4)"""),
