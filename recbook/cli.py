@@ -37,40 +37,44 @@ import sys
 from pathlib import Path
 
 from .compress.variants import VARIANT_KINDS, missing_packages
-from .models import BERT_MODELS, MODEL_NAMES, MODELS, SEQUENTIAL_MODELS
+from .errors import ConfigError
+from .models import MODEL_NAMES
 from .profile import PROFILES
 from .usage import DATA_HELP, SPLITS, UsageError, check_out_folder
 
 PROFILE_NAMES = tuple(PROFILES)
 
-# moved to the library (recbook.pipeline); still importable from here, loaded on first use so that this module stays light
-_MOVED = {name: "recbook.pipeline" for name in ("prepare_data", "evaluate_split", "catalogue_fingerprint", "scorer_for_history")}
+# the library names a bad setting by its field (recbook.errors.ConfigError); the command line by its flag
+FLAGS = {"backbone": "--backbone", "text_encoder": "--backbone", "peft": "--peft", "item_features": "--item-features", "model": "--model",
+         "data": "--data", "split": "--split", "cold_fraction": "--cold-fraction", "max_steps": "--max-steps", "time_budget": "--time-budget",
+         "seed": "--seed", "eval_users": "--eval-users"}
 
 
-def __getattr__(name: str):
-    if name in _MOVED:
-        from importlib import import_module
-
-        return getattr(import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def flag_error(exc: ConfigError) -> UsageError:
+    """A library :class:`ConfigError` as the command line reports it: the field's flag first."""
+    flag = FLAGS.get(exc.field, f"--{exc.field.replace('_', '-')}")
+    text = str(exc)
+    if exc.value is not None and text.startswith(f"{exc.field}={exc.value!r}"):
+        return UsageError(f"{flag} {exc.value}{text[len(f'{exc.field}={exc.value!r}'):]}")
+    return UsageError(f"{flag}: {text}")
 
 
 def cmd_train(args) -> dict:
-    spec = MODELS[args.model]
     if args.max_steps is not None and args.max_steps < 1:
         raise UsageError(f"--max-steps must be at least 1, got {args.max_steps}")
     if args.time_budget is not None and args.time_budget <= 0:
         raise UsageError(f"--time-budget must be positive seconds, got {args.time_budget}")
-    if args.item_features != "id" and spec.kind != "sequential":
-        raise UsageError(f"--item-features {args.item_features} applies to --model {' or '.join(SEQUENTIAL_MODELS)}, not {args.model}")
-    if args.peft and spec.kind != "bert":
-        raise UsageError(f"--peft {args.peft} applies to --model {' or '.join(BERT_MODELS)}, not {args.model}")
+    from .models import config_fields
+    from .pipeline import model_overrides
+
+    model_overrides(args.model, args.seed, model_name_or_path=args.backbone, peft=args.peft, item_features=args.item_features)
     out = check_out_folder(args.out)
 
     from .device import environment_report, get_profile, seed_everything
     from .pipeline import check_backbone, fit_recommender, prepare_data, run_record, save_fitted, split_metrics
 
-    if spec.kind == "bert" or args.item_features != "id":  # the models that read --backbone
+    fields = config_fields(args.model)
+    if "backbone" in fields or ("text_encoder" in fields and args.item_features != "id"):  # the models that read --backbone
         check_backbone(args.backbone)
     overrides = {} if args.max_steps is None else {"bert_max_steps": args.max_steps}
     if args.time_budget is not None:
@@ -84,12 +88,13 @@ def cmd_train(args) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     run = run_record(args.data, args.model, profile, args.seed, ds, backbone=args.backbone, peft=args.peft, max_steps=args.max_steps,
                      item_features=args.item_features, split=args.split, cold_fraction=args.cold_fraction, all_users=args.all_users)
-    save_fitted(fitted, out / "checkpoint", ds, run)
-    metrics = split_metrics(fitted.scorer, fitted.model, args.model, fitted.tokenizer, ds, split, profile, args.seed, args.eval_users)
+    save_fitted(fitted, out / "checkpoint", run)
+    metrics = split_metrics(fitted.model, ds, split, profile, args.seed, args.eval_users)
+    result = fitted.train_result
     metrics.update(data=args.data, model=args.model, item_features=args.item_features, split=args.split, peft=args.peft,
                    profile=profile.name, dataset_users=int(ds.n_users), train_seconds=round(fitted.train_seconds, 2),
-                   steps=fitted.train_result.steps if fitted.train_result is not None else None,
-                   environment=environment_report())
+                   steps=getattr(result, "steps", None), stop_reason=getattr(result, "stop_reason", None),
+                   config=fitted.model.get_config(), environment=environment_report())
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
     return metrics
 
@@ -105,7 +110,6 @@ def _run_profile(run: dict, override: str | None):
 
 
 def cmd_evaluate(args) -> dict:
-    from .evaluate import history_for_test
     from .pipeline import check_catalogue, checkpoint_folder, load_trained, prepare_data, split_metrics
 
     folder, run = checkpoint_folder(args.checkpoint)
@@ -114,9 +118,8 @@ def cmd_evaluate(args) -> dict:
     ds, split = prepare_data(data, profile, run["seed"], run.get("split", "leave-last-out"), run.get("cold_fraction", 0.1),
                              run.get("all_users", False))
     check_catalogue(run, ds, data)
-    test_split = split.warm() if run.get("split") == "cold-items" else split
-    scorer, model, tokenizer = load_trained(folder, run, ds, history_for_test(test_split), profile)
-    metrics = split_metrics(scorer, model, run["model"], tokenizer, ds, split, profile, run["seed"], args.eval_users)
+    model = load_trained(folder, run)
+    metrics = split_metrics(model, ds, split, profile, run["seed"], args.eval_users)
     metrics.update(data=data, model=run["model"], item_features=run.get("item_features", "id"),
                    split=run.get("split", "leave-last-out"), profile=profile.name)
     return metrics
@@ -137,8 +140,7 @@ def cmd_bench(args) -> dict:
     from .bench import make_pair_set, plot_pareto, run_benchmark, write_results
     from .compress.variants import make_variant
     from .evaluate import make_eval_set
-    from .models.backbone import load_tokenizer
-    from .models.cross_encoder import CrossEncoder
+    from .models.cross_encoder import CrossEncoderRecommender
     from .pipeline import check_catalogue, checkpoint_folder, prepare_data
 
     folder, run = checkpoint_folder(args.checkpoint)
@@ -148,8 +150,8 @@ def cmd_bench(args) -> dict:
     profile = _run_profile(run, args.profile)
     ds, split = prepare_data(run["data"], profile, run["seed"])
     check_catalogue(run, ds, run["data"])
-    tokenizer = load_tokenizer(folder / "encoder")
-    model = CrossEncoder.load(folder).eval()
+    recommender = CrossEncoderRecommender.from_pretrained(folder)
+    tokenizer, model = recommender.tokenizer, recommender.network.eval()
     eval_set = make_eval_set(ds, split, "test", profile.eval_negatives, n_users=args.eval_users or profile.bert_eval_users, seed=run["seed"])
     pairs = make_pair_set(eval_set, ds, tokenizer, profile.max_length, profile.max_history_items)
     variants = [make_variant(k, model, out / "variants", dataset=ds, tokenizer=tokenizer) for k in kinds]  # the files stay there
@@ -330,7 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--profile", choices=PROFILE_NAMES, default=None, help="default: $RECBOOK_PROFILE, else quick on CPU")
     tr.add_argument("--out", required=True, help="output folder (created if missing; must not be a file)")
     tr.add_argument("--backbone", default=None, help="BERT folder or Hub id (default: offline all-MiniLM-L6-v2)")
-    tr.add_argument("--peft", choices=("lora",), default=None, help="train a BERT model with LoRA (merged into the weights after training)")
+    tr.add_argument("--peft", choices=("lora", "ia3", "prefix"), default=None,
+                    help="train a BERT model through a PEFT adapter (LoRA is merged into the weights after training)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--eval-users", type=int, default=None,
                     help="score a seeded subset of test users (default: the profile's for BERT models, all for baselines)")
@@ -420,8 +423,9 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--eval-users must be at least 1, got {args.eval_users}")
         metrics = {"train": cmd_train, "evaluate": cmd_evaluate, "bench": cmd_bench, "export": cmd_export, "update": cmd_update, "serve": cmd_serve,
                    "loadtest": cmd_loadtest}[args.command](args)
-    except UsageError as exc:
-        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
+    except (UsageError, ConfigError) as exc:
+        shown = flag_error(exc) if isinstance(exc, ConfigError) and not isinstance(exc, UsageError) else exc
+        print(f"{parser.prog} {args.command}: error: {shown}", file=sys.stderr)
         return 2
     if metrics is None:  # serve and loadtest print their own output
         return 0

@@ -540,12 +540,14 @@ def update_run(model_dir, data: str, until, strategy: str, out, since=None, conf
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"--out {str(out)!r} exists and is not empty; an update writes a new version into a new folder")
     folder, run = checkpoint_folder(model_dir)
-    if run.get("model") not in SEQUENTIAL_MODELS or not (folder / "sequential.json").is_file():
+    if run.get("model") not in SEQUENTIAL_MODELS or not (folder / "config.json").is_file():
         raise UsageError(f"--model {str(model_dir)!r} holds a {run.get('model')} model; updates apply to a sasrec model "
                          "(python -m recbook train --model sasrec, or an earlier update)")
-    model, _ = SequentialRecommender.load(folder)
-    if model.config.objective != "causal":
-        raise UsageError(f"--model {str(model_dir)!r} is a {run.get('model')} (objective {model.config.objective}); updates "
+    from .models.sasrec import SASRec
+
+    model = SASRec.from_pretrained(folder).network if run.get("model") == "sasrec" else None
+    if model is None:
+        raise UsageError(f"--model {str(model_dir)!r} is a {run.get('model')} (objective cloze); updates "
                          "are implemented for sasrec (causal)")
     profile = run_profile(run)
     ds = load_data_source(data, profile, run.get("seed", 0), all_users=True)
@@ -578,7 +580,7 @@ def update_run(model_dir, data: str, until, strategy: str, out, since=None, conf
                "strategy": strategy, "data_window": window, "data_until": until_s,
                "update_config": dataclasses.asdict(config), "catalogue": catalogue_fingerprint(ds)}
     checkpoint = out / "checkpoint"
-    state.model.save(checkpoint, ds.item_ids)
+    SASRec.from_network(state.model, ds.item_ids).save_pretrained(checkpoint)
     (checkpoint / "run.json").write_text(json.dumps(new_run, indent=1, default=str))
 
     source = {"retriever_run": str(out.resolve()), "retriever_model": run["model"], "data": data, "strategy": strategy,

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .data import RecDataset, Split, leave_last_out, sample_negatives
+from .data.splits import history_for_test
 from .metrics import evaluate_full, evaluate_sampled
 
 ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -44,11 +45,6 @@ class EvalSet:
     def description(self) -> str:
         seen = "train" if self.stage == "valid" else "train + valid"
         return f"leave-last-out, {self.stage} item of {len(self.heldout)} users, history = {seen}"
-
-
-def history_for_test(split: Split) -> pd.DataFrame:
-    """What a model may see when scoring test items: training + validation interactions."""
-    return pd.concat([split.train, split.valid], ignore_index=True)
 
 
 def user_subset(heldout: pd.DataFrame, n_users: int | None, seed: int = 0) -> pd.DataFrame:

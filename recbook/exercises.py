@@ -201,19 +201,19 @@ def _random_hit_rate(fn):
 
 @_exercise("03.popularity_scores", "03_baselines", "Write popularity_scores(train, users, items) -> interaction counts, shape items.shape.")
 def _popularity_scores(fn):
-    from .models.baselines import Popularity
+    from .models.popularity import Popularity
 
     inter = _toy_interactions(8)
     rng = np.random.default_rng(0)
     items = rng.integers(1, 70, size=(5, 12))  # ids above 60 are unknown items
     users = np.arange(1, 6)
-    expected = Popularity().fit(inter, np.arange(1, 70)).score(users, items)
+    expected = Popularity().fit_interactions(inter, np.arange(1, 70)).scorer(inter)(users, items)
     got = np.asarray(fn(inter.copy(), users, items), dtype=float)
     if got.shape != items.shape:
         return False, f"return one score per candidate: shape {items.shape}, got {got.shape}."
     if not _close(got, expected):
         return False, "count each item's rows in train (value_counts), 0 for items never seen."
-    return True, "the same scores as recbook.models.baselines.Popularity."
+    return True, "the same scores as recbook.models.popularity.Popularity."
 
 
 @_exercise("03.item_cosine", "03_baselines", "Write cosine_item_similarity(X) for a binary user × item matrix.")

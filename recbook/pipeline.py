@@ -18,162 +18,95 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import torch
 
-from .data import LengthBucketBatchSampler, PairCollator, RecDataset, Split, build_text_pairs, make_training_pairs, to_hf_dataset, tokenize_pairs
-from .device import detect_device
-from .evaluate import history_for_test
-from .models import BERT_MODELS, MODEL_NAMES, SEQUENTIAL_MODELS, model_spec  # noqa: F401 — the registry; names kept for importers
+from .data import RecDataset, Split
+from .data.splits import history_for_test
+from .errors import ConfigError
+from .models import MODEL_NAMES, config_fields, create, model_class, model_spec  # noqa: F401 — MODEL_NAMES: for importers
 from .profile import Profile
-from .train import TrainConfig, TrainResult, autocast_dtype, train_model
 from .usage import DATA_HELP, DATA_SOURCES, SPLITS, UsageError  # noqa: F401 — DATA_HELP, SPLITS and UsageError: for importers
-
-HISTORY_FIELD = "title+genres"  # how each history item is written for BERT models
 
 
 @dataclass
 class Fitted:
+    """A fitted recommender (:class:`recbook.models.base.Recommender`) and its test-time scorer (history = train + valid)."""
+
     name: str
     model: object
     scorer: object
     train_seconds: float
     history: list = field(default_factory=list)
-    train_result: TrainResult | None = None
-    tokenizer: object = None
+    train_result: object = None
+
+    @property
+    def tokenizer(self):
+        return getattr(self.model, "tokenizer", None)
 
 
-def bert_config(profile: Profile, seed: int = 0, progress: bool = True, device: str | None = None, **overrides) -> TrainConfig:
-    """The fine-tuning configuration a profile implies (AdamW, warm-up 10%, clipping 1.0, AMP on GPU)."""
-    params = dict(epochs=profile.epochs, max_steps=profile.bert_max_steps, lr=profile.learning_rate, weight_decay=0.01,
-                  warmup_ratio=0.1, grad_clip=1.0, amp="auto", seed=seed, progress=progress, device=device, log_every=10)
-    params.update(overrides)
-    return TrainConfig(**params)
+def bert_config(profile: Profile, seed: int = 0, progress: bool = True, device: str | None = None, **overrides):
+    """The fine-tuning settings a profile implies for a BERT network trained outside a recommender (re-rankers,
+    distributed training): :meth:`recbook.models.text_base.TextRecConfig.train_config`."""
+    from .models.text_base import TextRecConfig
 
-
-def _examples_needed(profile: Profile) -> int | None:
-    """With a step budget, only ``steps × batch`` examples are ever trained on: prepare just those."""
-    return None if profile.bert_max_steps is None else profile.bert_max_steps * profile.batch_size
-
-
-def _subsample(frame: pd.DataFrame, n: int | None, seed: int, group_size: int = 1) -> pd.DataFrame:
-    """A seeded random subset of ``n`` rows, keeping groups of ``group_size`` consecutive rows together."""
-    if n is None or len(frame) <= n:
-        return frame
-    groups = len(frame) // group_size
-    keep = np.sort(np.random.default_rng(seed).choice(groups, max(1, n // group_size), replace=False))
-    rows = (keep[:, None] * group_size + np.arange(group_size)).ravel()
-    return frame.iloc[rows].reset_index(drop=True)
-
-
-def cross_encoder_examples(dataset: RecDataset, split: Split, tokenizer, profile: Profile, seed: int = 0, examples: int | None = -1):
-    """Tokenized training pairs (1 positive + ``profile.n_negatives`` sampled negatives per interaction).
-
-    ``examples``: how many to prepare (``-1`` = what the profile's step budget trains on, ``None`` = all);
-    a seeded random subset, positives kept with their negatives.
-    """
-    pairs = make_training_pairs(split.train, dataset.item_ids, profile.n_negatives, seed=seed)  # negatives ∉ the user's training items
-    pairs = _subsample(pairs, _examples_needed(profile) if examples == -1 else examples, seed, group_size=1 + profile.n_negatives)
-    text = build_text_pairs(pairs, split.train, dataset, tokenizer, profile.max_history_items, profile.max_length - 32, HISTORY_FIELD)
-    return tokenize_pairs(to_hf_dataset(text, ["label", "history_text", "item_text"]), tokenizer, profile.max_length)
-
-
-def cross_encoder_loader(dataset: RecDataset, split: Split, tokenizer, profile: Profile, seed: int = 0) -> torch.utils.data.DataLoader:
-    """Training pairs (1 positive + ``profile.n_negatives`` sampled) → text → tokens → length-bucketed batches.
-
-    With a step budget (``profile.bert_max_steps``) only as many pairs as the budget trains on are
-    written and tokenized — a random subset, positives kept with their negatives.
-    """
-    encoded = cross_encoder_examples(dataset, split, tokenizer, profile, seed)
-    sampler = LengthBucketBatchSampler(encoded["length"], profile.batch_size, seed=seed)
-    return torch.utils.data.DataLoader(encoded, batch_sampler=sampler, collate_fn=PairCollator(tokenizer))
-
-
-def two_tower_loader(dataset: RecDataset, split: Split, tokenizer, profile: Profile, seed: int = 0) -> torch.utils.data.DataLoader:
-    """Positive (history, item) pairs → tokens per tower → length-bucketed batches (in-batch negatives)."""
-    from .models.two_tower import TwoTowerCollator, tokenize_two_tower
-
-    pairs = _subsample(split.train[["user_id", "item_id", "timestamp"]], _examples_needed(profile), seed)
-    text = build_text_pairs(pairs, split.train, dataset, tokenizer, profile.max_history_items, profile.max_length - 2, HISTORY_FIELD)
-    examples = tokenize_two_tower(text, tokenizer, profile.max_length, 64)
-    sampler = LengthBucketBatchSampler([e["length"] for e in examples], profile.batch_size, seed=seed)
-    return torch.utils.data.DataLoader(examples, batch_sampler=sampler, collate_fn=TwoTowerCollator(tokenizer))
-
-
-def fit_recommender(name: str, dataset: RecDataset, split: Split, profile: Profile, model_name_or_path=None, seed: int = 0,
-                    progress: bool = True, device: str | None = None, evaluate_fn=None, peft: str | None = None,
-                    item_features: str = "id", **config_overrides) -> Fitted:
-    """Fit recommender ``name`` (one of :data:`recbook.models.MODEL_NAMES`, the registry) and return it with a test-time scorer.
-
-    ``peft`` (``"lora"``, ``"prefix"``, ``"ia3"``) trains a BERT model through a PEFT adapter
-    (:mod:`recbook.peft`) instead of fully; LoRA is merged into the weights after training.
-    ``item_features`` (``"id"``, ``"text"``, ``"hybrid"``) applies to ``sasrec`` / ``bert4rec``
-    (:mod:`recbook.models.sequential`), which train on ``split.train`` and stop early on validation
-    within ``profile.seq_time_budget`` seconds; ``model_name_or_path`` is then the text encoder.
-    """
-    spec = model_spec(name)  # ValueError for an unknown name
-    if peft is not None and spec.kind != "bert":
-        raise ValueError(f"peft={peft!r} applies to BERT models ({', '.join(BERT_MODELS)}), not to {name!r}")
-    if item_features != "id" and spec.kind != "sequential":
-        raise ValueError(f"item_features={item_features!r} applies to {', '.join(SEQUENTIAL_MODELS)}, not to {name!r}")
-    history = history_for_test(split)
-    start = time.perf_counter()
-    if spec.kind == "sequential":
-        from .models.sequential import SequentialConfig, default_train_config, fit_sequential
-
-        config = SequentialConfig(objective=spec.objective, item_features=item_features)
-        fit = fit_sequential(dataset, split, config, default_train_config(seed=seed, progress=progress, device=device, **config_overrides),
-                             model_name_or_path=model_name_or_path, max_seconds=profile.seq_time_budget, progress=progress)
-        return Fitted(name, fit.model, fit.scorer, fit.train_seconds, fit.result.history, fit.result)
-    if spec.kind == "baseline":
-        model = spec.load_class()(**(spec.options(profile, seed) if spec.options else {}))
-        model.fit(history, dataset.item_ids)
-        return Fitted(name, model, model.score, time.perf_counter() - start, getattr(model, "history_", []))
-
-    from .models.backbone import load_backbone
-
-    device = device or detect_device()
-    encoder, tokenizer = load_backbone(model_name_or_path)
-    config = bert_config(profile, seed, progress, device, **config_overrides)
-    cls = spec.load_class()
-    make_loader = cross_encoder_loader if name == "cross-encoder" else two_tower_loader
-    loader = make_loader(dataset, split, tokenizer, profile, seed)
-    model = _maybe_peft(cls(encoder), peft)
-    result = train_model(model, loader, config, evaluate_fn)
-    model = _maybe_merge(model, peft)
-    scorer = bert_scorer(model, tokenizer, dataset, history, profile, device, config.amp)
-    return Fitted(name, model, scorer, result.seconds, result.history, result, tokenizer)
+    return TextRecConfig.from_profile(profile, seed=seed).train_config(progress, device, **overrides)
 
 
 def bert_scorer(model, tokenizer, dataset: RecDataset, history: pd.DataFrame, profile: Profile, device: str, amp: str = "auto"):
-    """The test-time scorer of a cross-encoder or two-tower model (sizes from the profile, AMP as in training)."""
+    """The test-time scorer of a cross-encoder or two-tower *network* (e.g. one being trained or compressed)."""
     from .models.cross_encoder import CrossEncoder, CrossEncoderScorer
     from .models.two_tower import TwoTowerScorer
+    from .train import autocast_dtype
 
     cls = CrossEncoderScorer if isinstance(model, CrossEncoder) else TwoTowerScorer
     return cls(model, tokenizer, dataset, history, profile.max_length, profile.max_history_items,
                device=device, amp_dtype=autocast_dtype(amp, device))
 
 
-def _maybe_peft(model, peft: str | None):
-    if peft is None:
-        return model
-    from .peft import apply_peft
-
-    return apply_peft(model, peft)
+# what each shared argument of fit_recommender sets, in the configs that have the field
+_ARGUMENT_FIELDS = {"model_name_or_path": ("backbone", "text_encoder"), "peft": ("peft",), "item_features": ("item_features",)}
+_DEFAULTS = {"peft": None, "item_features": "id"}  # model_name_or_path is ignored by models that read no text
 
 
-def _maybe_merge(model, peft: str | None):
-    if peft == "lora":
-        from .peft import merge_lora
+def model_overrides(name: str, seed: int = 0, **arguments) -> dict:
+    """The config fields of model ``name`` that ``arguments`` (``model_name_or_path``, ``peft``, ``item_features``) set;
+    a :class:`ConfigError` for a non-default value that model has no field for (e.g. ``peft`` on ``sasrec``)."""
+    fields_ = config_fields(name)
+    out = {"seed": seed}
+    for arg, value in arguments.items():
+        targets = [f for f in _ARGUMENT_FIELDS[arg] if f in fields_]
+        if not targets:
+            if arg in _DEFAULTS and value != _DEFAULTS[arg]:
+                takers = [m for m in MODEL_NAMES if set(_ARGUMENT_FIELDS[arg]) & config_fields(m)]
+                raise ConfigError(_ARGUMENT_FIELDS[arg][0], f"{_ARGUMENT_FIELDS[arg][0]}={value!r} applies to {' or '.join(takers)}, "
+                                  f"not {name}", value)
+            continue
+        out.update({t: value for t in targets})
+    return out
 
-        return merge_lora(model)
-    return model
+
+def fit_recommender(name: str, dataset: RecDataset, split: Split, profile: Profile, model_name_or_path=None, seed: int = 0,
+                    progress: bool = True, device: str | None = None, evaluate_fn=None, peft: str | None = None,
+                    item_features: str = "id", **config_overrides) -> Fitted:
+    """Fit recommender ``name`` (one of :data:`recbook.models.MODEL_NAMES`, the registry) as the profile sizes it, and
+    return it with a test-time scorer.
+
+    ``model_name_or_path`` is the BERT backbone (or the frozen text encoder of a sequential model's item texts),
+    ``peft`` (``"lora"``, ``"prefix"``, ``"ia3"``) trains a BERT model through an adapter, ``item_features``
+    (``"id"``, ``"text"``, ``"hybrid"``) is how a sequential model represents items; ``config_overrides`` set any
+    other field of the model's config. ``evaluate_fn(recommender)`` is the validation of models trained by the loop.
+    ``device`` is accepted for older callers; models use :func:`recbook.device.detect_device`.
+    """
+    overrides = model_overrides(name, seed, model_name_or_path=model_name_or_path, peft=peft, item_features=item_features)
+    model = create(name, profile, **overrides, **config_overrides)
+    kwargs = {"evaluate_fn": evaluate_fn} if evaluate_fn is not None else {}
+    model.fit(dataset, split, progress=progress, **kwargs)
+    result = model.train_result
+    return Fitted(name, model, model.scorer(history_for_test(split)), model.train_seconds,
+                  list(getattr(result, "history", []) or []), result)
 
 
 # ------------------------------------------------------------------ data, runs and checkpoints (the commands' recipe)
@@ -248,18 +181,10 @@ def run_record(data: str, model: str, profile: Profile, seed: int, dataset, back
             **extra, "catalogue": catalogue_fingerprint(dataset)}
 
 
-def save_fitted(fitted: Fitted, folder, dataset: RecDataset, run: dict) -> Path:
-    """Save a fitted model as its kind saves (safetensors, no pickle) and ``run`` as ``run.json`` beside it."""
-    from .models.baselines import save_baseline
-
-    folder = Path(folder)
-    kind = model_spec(fitted.name).kind
-    if kind == "bert":
-        fitted.model.save(folder, fitted.tokenizer)
-    elif kind == "sequential":
-        fitted.model.save(folder, dataset.item_ids)
-    else:
-        save_baseline(fitted.model, folder)
+def save_fitted(fitted: Fitted, folder, run: dict) -> Path:
+    """Save a fitted model (:meth:`Recommender.save_pretrained`: config.json + safetensors, no pickle) and ``run`` as
+    ``run.json`` beside it."""
+    folder = fitted.model.save_pretrained(folder)
     (folder / "run.json").write_text(json.dumps(run, indent=1))
     return folder
 
@@ -313,28 +238,17 @@ def run_profile(run: dict, override: str | None = None) -> Profile:
         raise UsageError(f"run.json's profile is incomplete ({exc}); pass --profile") from None
 
 
-def load_trained(folder, run: dict, dataset: RecDataset, history: pd.DataFrame, profile: Profile, device: str | None = None):
-    """``(scorer, model, tokenizer)`` of the model a train run saved in ``folder`` (``model`` and ``tokenizer`` are None
-    for baselines, which score from what they were fitted on), scoring with ``history``."""
-    folder = Path(folder)
-    spec = model_spec(run["model"])
-    if spec.kind == "sequential":
-        from .models.sequential import SequentialRecommender, SequentialScorer
+def load_trained(folder, run: dict):
+    """The model a train run saved in ``folder`` (:meth:`Recommender.from_pretrained`), checked against its ``run.json``."""
+    from .models.base import Recommender
 
-        model, _ = SequentialRecommender.load(folder)
-        return SequentialScorer(model, dataset.item_ids, history), model, None
-    if spec.kind == "bert":
-        from .models.backbone import load_tokenizer
-
-        model = spec.load_class().load(folder)
-        tokenizer = load_tokenizer(folder / "encoder")
-        return bert_scorer(model, tokenizer, dataset, history, profile, device or detect_device()), model, tokenizer
-    from .models.baselines import load_baseline
-
-    return load_baseline(folder).score, None, None
+    model = Recommender.from_pretrained(folder)
+    if model.model_type != run.get("model"):
+        raise UsageError(f"{folder} holds a {model.model_type!r} model but its run.json says {run.get('model')!r}")
+    return model
 
 
-def evaluate_split(fitted_scorer, dataset, split, profile: Profile, bert: bool, seed: int, protocols, eval_users=None, eval_set=None) -> dict:
+def evaluate_split(fitted_scorer, dataset, split, profile: Profile, seed: int, protocols, eval_users=None, eval_set=None) -> dict:
     """The metrics every command reports: test users of ``split`` (or a given ``eval_set``) under ``protocols``.
 
     Sampled-protocol metrics at the top level, full ranking under ``"full_ranking"``; each carries ``"ci95"``:
@@ -344,8 +258,7 @@ def evaluate_split(fitted_scorer, dataset, split, profile: Profile, bert: bool, 
     from .stats import mean_ci
 
     if eval_set is None:
-        n_users = eval_users if eval_users is not None else (profile.bert_eval_users if bert else None)
-        eval_set = make_eval_set(dataset, split, "test", profile.eval_negatives, n_users=n_users, seed=seed)
+        eval_set = make_eval_set(dataset, split, "test", profile.eval_negatives, n_users=eval_users, seed=seed)
     results = {}
     for p in protocols:
         res = evaluate(fitted_scorer, eval_set, p, per_user=True)
@@ -359,31 +272,20 @@ def evaluate_split(fitted_scorer, dataset, split, profile: Profile, bert: bool, 
     return main
 
 
-def scorer_for_history(fitted_model, name: str, tokenizer, dataset, history, profile: Profile, fallback):
-    """A test-time scorer of a trained model that reads ``history`` (e.g. the cold split's past-only histories)."""
-    kind = model_spec(name).kind
-    if kind == "sequential":
-        from .models.sequential import SequentialScorer
-
-        return SequentialScorer(fitted_model, dataset.item_ids, history)
-    if kind == "bert":
-        return bert_scorer(fitted_model, tokenizer, dataset, history, profile, detect_device())
-    return fallback  # baselines score from what they were fitted on: cold items are unknown to them either way
-
-
-def split_metrics(scorer, model_for_history, name: str, tokenizer, dataset, split, profile: Profile, seed: int, eval_users=None) -> dict:
-    """Warm (or leave-last-out) metrics of model ``name``, under the protocols its registry entry names, and for a
-    cold-start split the cold-item metrics under ``"cold"``."""
+def split_metrics(model, dataset, split, profile: Profile, seed: int, eval_users=None) -> dict:
+    """Warm (or leave-last-out) metrics of a fitted recommender, under the protocols it affords (full ranking when
+    :attr:`~recbook.models.base.Recommender.full_ranking`), and for a cold-start split the cold-item metrics under ``"cold"``
+    (scored with each user's past-only history)."""
     from .data.splits import ColdStartSplit
     from .evaluate import make_cold_eval_set
 
-    spec = model_spec(name)
-    bert, protocols = spec.kind == "bert", spec.protocols()
+    protocols = ("sampled", "full") if model.full_ranking else ("sampled",)
+    subset = eval_users if eval_users is not None else (None if model.full_ranking else profile.bert_eval_users)
     if not isinstance(split, ColdStartSplit):
-        return evaluate_split(scorer, dataset, split, profile, bert, seed, protocols, eval_users)
-    metrics = {"warm": evaluate_split(scorer, dataset, split.warm(), profile, bert, seed, protocols, eval_users)}
-    cold_scorer = scorer_for_history(model_for_history, name, tokenizer, dataset, split.cold_history, profile, scorer)
+        return evaluate_split(model.scorer(history_for_test(split)), dataset, split, profile, seed, protocols, subset)
+    warm = split.warm()
+    metrics = {"warm": evaluate_split(model.scorer(history_for_test(warm)), dataset, warm, profile, seed, protocols, subset)}
     cold_set = make_cold_eval_set(dataset, split, profile.eval_negatives, seed=seed)
-    metrics["cold"] = evaluate_split(cold_scorer, dataset, None, profile, bert, seed, protocols, eval_set=cold_set)
+    metrics["cold"] = evaluate_split(model.scorer(split.cold_history), dataset, None, profile, seed, protocols, eval_set=cold_set)
     metrics["cold"]["cold_items"] = int(len(split.cold_items))
     return metrics

@@ -48,6 +48,10 @@ class Profile:
     mf_epochs: int = 30
     # sequential recommenders (notebook 04s): seconds of training per model (early stopping may end sooner)
     seq_time_budget: float | None = 120.0
+    # SASRec / BERT4Rec sizes: width, transformer blocks, items of history read
+    seq_dim: int = 64
+    seq_layers: int = 2
+    seq_max_len: int = 50
 
 
 PROFILES: dict[str, Profile] = {
@@ -86,6 +90,9 @@ PROFILES: dict[str, Profile] = {
         bert_eval_users=None,
         mf_epochs=50,
         seq_time_budget=None,
+        seq_dim=128,
+        seq_layers=2,
+        seq_max_len=100,
     ),
 }
 
@@ -121,10 +128,10 @@ def get_profile(name: str | None = None, **overrides) -> Profile:
 
 def _accelerator_present() -> bool:
     try:
+        import importlib.util
+
         import torch
 
-        from .device import _has_torch_xla
-
-        return torch.cuda.is_available() or _has_torch_xla()
+        return torch.cuda.is_available() or importlib.util.find_spec("torch_xla") is not None
     except ImportError:  # pragma: no cover
         return False

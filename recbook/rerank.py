@@ -35,15 +35,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
 
 from .data import LengthBucketBatchSampler, PairCollator, RecDataset, Split, build_text_pairs, sample_negatives, to_hf_dataset, tokenize_pairs
+from .data.text import HISTORY_FIELD, history_token_budget
 from .device import Profile, detect_device
 from .evaluate import history_for_test
-from .pipeline import HISTORY_FIELD, Fitted, bert_config, bert_scorer
+from .pipeline import bert_config, bert_scorer
 
 HistoryScorer = Callable[[list[np.ndarray]], np.ndarray]  # histories (item ids, oldest first) → (n, n_items) scores
 PAIR_COLUMNS = ["user_id", "item_id", "label", "timestamp", "retriever_rank"]
@@ -173,7 +175,7 @@ def reranker_loader(pairs: pd.DataFrame, dataset: RecDataset, train: pd.DataFram
     for col in ("user_id", "item_id", "label", "timestamp"):
         if col not in pairs.columns:
             raise ValueError(f"pairs lack column {col!r}; build them with hard_negative_pairs or uniform_negative_pairs")
-    text = build_text_pairs(pairs, train, dataset, tokenizer, profile.max_history_items, profile.max_length - 32, HISTORY_FIELD)
+    text = build_text_pairs(pairs, train, dataset, tokenizer, profile.max_history_items, history_token_budget(profile.max_length), HISTORY_FIELD)
     encoded = tokenize_pairs(to_hf_dataset(text, ["label", "history_text", "item_text"]), tokenizer, profile.max_length)
     sampler = LengthBucketBatchSampler(encoded["length"], profile.batch_size, seed=seed)
     return torch.utils.data.DataLoader(encoded, batch_sampler=sampler, collate_fn=PairCollator(tokenizer))
@@ -200,6 +202,19 @@ def fit_reranker(pairs: pd.DataFrame, dataset: RecDataset, split: Split, profile
     result = train_model(model, loader, config)
     scorer = bert_scorer(model, tokenizer, dataset, history_for_test(split), profile, device, config.amp)
     return Fitted(name, model, scorer, time.perf_counter() - start, result.history, result, tokenizer)
+
+
+@dataclass
+class Fitted:
+    """A fine-tuned re-ranker network, its test-time scorer (history = train + valid) and its training record."""
+
+    name: str
+    model: object  # recbook.models.cross_encoder.CrossEncoder
+    scorer: object
+    train_seconds: float
+    history: list = field(default_factory=list)
+    train_result: object = None
+    tokenizer: object = None
 
 
 def users_within_reach(retriever_per_user: pd.DataFrame, top_n: int) -> np.ndarray:

@@ -4,7 +4,13 @@ import pytest
 
 from recbook import metrics
 from recbook.data import leave_last_out
-from recbook.models.baselines import BASELINES, ItemKNN, MatrixFactorization, Popularity
+from recbook.errors import ConfigError
+from recbook.models import create
+from recbook.models.base import Histories
+from recbook.models.ease import EASE
+from recbook.models.itemknn import ItemKNN
+from recbook.models.mf import MatrixFactorization
+from recbook.models.popularity import Popularity
 
 
 @pytest.fixture(scope="module")
@@ -14,30 +20,50 @@ def fitted(synthetic):
     return synthetic, sp, hist
 
 
+def _binary(hist, item_ids):
+    return pd.crosstab(hist.user_id, hist.item_id).reindex(columns=item_ids, fill_value=0).clip(upper=1).to_numpy(float)
+
+
 def test_popularity_counts(fitted):
     ds, sp, hist = fitted
-    pop = Popularity().fit(hist, ds.item_ids)
+    pop = Popularity().fit_interactions(hist, ds.item_ids)
     items = ds.item_ids[:5][None, :].repeat(2, axis=0)
     expected = hist["item_id"].value_counts().reindex(ds.item_ids[:5], fill_value=0).to_numpy()
-    np.testing.assert_array_equal(pop.score(np.array([1, 2]), items), np.stack([expected, expected]))
-    assert pop.score(np.array([1]), np.array([[10_000]]))[0, 0] == 0.0  # unknown item
+    scorer = pop.scorer(hist)
+    np.testing.assert_array_equal(scorer(np.array([1, 2]), items), np.stack([expected, expected]))
+    assert scorer(np.array([1]), np.array([[10_000]]))[0, 0] < pop.counts.min()  # an unknown item: below every known one
 
 
 def test_itemknn_matches_cosine_by_hand(fitted):
     ds, sp, hist = fitted
-    knn = ItemKNN(neighbours=len(ds.item_ids), shrink=0.0).fit(hist, ds.item_ids)
-    X = pd.crosstab(hist.user_id, hist.item_id).reindex(columns=ds.item_ids, fill_value=0).clip(upper=1).to_numpy(float)
+    knn = ItemKNN(neighbours=len(ds.item_ids), shrink=0.0).fit_interactions(hist, ds.item_ids)
+    X = _binary(hist, ds.item_ids)
     co = X.T @ X
     n = np.sqrt(np.diag(co))
     sim = co / (np.outer(n, n) + 1e-12)
     np.fill_diagonal(sim, 0)
     np.testing.assert_allclose(knn.similarity, sim, atol=1e-10)
     users = np.array(sorted(hist.user_id.unique())[:3])
-    full = X[:3] @ sim
-    np.testing.assert_allclose(knn.score(users, np.broadcast_to(ds.item_ids, (3, len(ds.item_ids)))), full, atol=1e-10)
+    np.testing.assert_allclose(knn.score_all(Histories.from_interactions(hist, users)), X[:3] @ sim, atol=1e-10)
     # top-k neighbours keep at most k non-zeros per column
-    sparse = ItemKNN(neighbours=5, shrink=0.0).fit(hist, ds.item_ids)
+    sparse = ItemKNN(neighbours=5, shrink=0.0).fit_interactions(hist, ds.item_ids)
     assert ((sparse.similarity > 0).sum(axis=0) <= 6).all()
+
+
+def test_ease_matches_per_item_ridge_regression(fitted):
+    """EASE's closed form equals, column by column, a ridge regression (scikit-learn) of item j on every other item."""
+    from sklearn.linear_model import Ridge
+
+    ds, sp, hist = fitted
+    ease = EASE(l2=50.0).fit_interactions(hist, ds.item_ids)
+    X = _binary(hist, ds.item_ids)
+    assert np.allclose(np.diag(ease.weights), 0)
+    for j in (0, 7, len(ds.item_ids) - 1):
+        others = np.delete(np.arange(X.shape[1]), j)
+        ridge = Ridge(alpha=50.0, fit_intercept=False).fit(X[:, others], X[:, j])
+        np.testing.assert_allclose(np.delete(ease.weights[:, j], j), ridge.coef_, atol=1e-4)
+    with pytest.raises(ConfigError, match="l2"):
+        EASE(l2=0)
 
 
 def test_baselines_beat_random_and_rank_sensibly(fitted):
@@ -47,33 +73,39 @@ def test_baselines_beat_random_and_rank_sensibly(fitted):
     neg = sample_negatives(sp.test.user_id, ds.interactions, ds.item_ids, 30, seed=0)
     random = metrics.evaluate_sampled(lambda u, i: np.zeros(i.shape), sp.test, neg)
     results = {}
-    for name, cls in BASELINES.items():
-        model = cls(epochs=15) if name == "mf" else cls()
-        results[name] = metrics.evaluate_sampled(model.fit(hist, ds.item_ids).score, sp.test, neg)
+    for name in ("pop", "itemknn", "mf", "ease"):
+        model = create(name, epochs=15) if name == "mf" else create(name)
+        results[name] = metrics.evaluate_sampled(model.fit(ds, sp).scorer(hist), sp.test, neg)
         assert results[name]["AUC"] > random["AUC"] + 0.1, name
     assert results["itemknn"]["NDCG@10"] > results["pop"]["NDCG@10"]
+    assert results["ease"]["NDCG@10"] > results["pop"]["NDCG@10"]
 
 
-def test_mf_bpr_loss_decreases_and_scores_shape(fitted):
+def test_mf_bpr_loss_decreases_and_scores_unknown_users_by_bias(fitted):
     ds, sp, hist = fitted
-    mf = MatrixFactorization(dim=16, epochs=5, seed=1).fit(hist, ds.item_ids)
+    mf = MatrixFactorization(dim=16, epochs=5, seed=1).fit_interactions(hist, ds.item_ids)
     losses = [h["loss"] for h in mf.history_ if "loss" in h]
     assert losses[-1] < losses[0]
-    s = mf.score(np.array([1, 99_999]), np.array([[1, 2, 3], [1, 2, 3]]))
+    s = mf.score(Histories(np.array([1, 99_999]), [[], []]), np.array([[1, 2, 3], [1, 2, 3]]))
     assert s.shape == (2, 3) and np.isfinite(s).all()
-    again = MatrixFactorization(dim=16, epochs=5, seed=1).fit(hist, ds.item_ids)
-    np.testing.assert_allclose(again.score(np.array([1]), np.array([[1, 2, 3]])), mf.score(np.array([1]), np.array([[1, 2, 3]])), rtol=1e-5)
+    np.testing.assert_allclose(s[1], mf.network.item_bias.detach().numpy()[mf.item_columns([1, 2, 3])])
+    again = MatrixFactorization(dim=16, epochs=5, seed=1).fit_interactions(hist, ds.item_ids)
+    h = Histories(np.array([1]), [[]])
+    np.testing.assert_allclose(again.score(h, np.array([[1, 2, 3]])), mf.score(h, np.array([[1, 2, 3]])), rtol=1e-5)
 
 
 def test_baseline_errors(fitted):
     ds, sp, hist = fitted
     with pytest.raises(RuntimeError, match="not fitted"):
-        Popularity().score(np.array([1]), np.array([[1]]))
+        Popularity().score(Histories(np.array([1]), [[]]), np.array([[1]]))
     with pytest.raises(ValueError, match="item_id"):
-        Popularity().fit(hist.rename(columns={"item_id": "movie"}), ds.item_ids)
+        Popularity().fit_interactions(hist.rename(columns={"item_id": "movie"}), ds.item_ids)
     with pytest.raises(ValueError, match="empty"):
-        ItemKNN().fit(hist.iloc[:0], ds.item_ids)
+        ItemKNN().fit_interactions(hist.iloc[:0], ds.item_ids)
     with pytest.raises(ValueError, match="not in item_ids"):
-        Popularity().fit(hist, ds.item_ids[:3])
-    with pytest.raises(ValueError):
+        Popularity().fit_interactions(hist, ds.item_ids[:3])
+    with pytest.raises(ConfigError, match="neighbours") as info:
         ItemKNN(neighbours=0)
+    assert info.value.field == "neighbours"
+    with pytest.raises(ConfigError, match="no field 'dimension'"):
+        MatrixFactorization(dimension=8)

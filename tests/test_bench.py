@@ -306,7 +306,7 @@ def test_weights_bytes(model, tmp_path):
 
 def test_teacher_is_trained_once_and_cached(tmp_path, tiny_profile, tiny_backbone):
     first, folder, trained = load_or_train_teacher("synthetic", tiny_profile, backbone=str(tiny_backbone), cache_dir=tmp_path, progress=False)
-    assert trained and (folder / "run.json").is_file() and (folder / "head.safetensors").is_file()
+    assert trained and (folder / "run.json").is_file() and (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
     second, folder2, trained2 = load_or_train_teacher("synthetic", tiny_profile, backbone=str(tiny_backbone), cache_dir=tmp_path, progress=False)
     assert not trained2 and folder2 == folder
     for (k, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):

@@ -34,32 +34,29 @@ def test_help_loads_neither_torch_nor_the_compression_code():
 
 def test_one_model_registry():
     from recbook import models, pipeline
-    from recbook.models import baselines
 
-    assert pipeline.MODEL_NAMES is models.MODEL_NAMES and pipeline.BERT_MODELS is models.BERT_MODELS
-    assert pipeline.SEQUENTIAL_MODELS is models.SEQUENTIAL_MODELS == {"sasrec": "causal", "bert4rec": "cloze"}
-    assert set(models.MODEL_NAMES) == set(models.BASELINE_MODELS) | set(models.BERT_MODELS) | set(models.SEQUENTIAL_MODELS)
-    assert list(baselines.BASELINES) == list(models.BASELINE_MODELS)
+    assert pipeline.MODEL_NAMES is models.MODEL_NAMES
     for name, spec in models.MODELS.items():
-        assert isinstance(spec.load_class(), type), name
-        assert spec.protocols() == (("sampled",) if name == "cross-encoder" else ("sampled", "full"))
+        cls = spec.load_class()
+        assert isinstance(cls, type) and cls.model_type == name, name
+    assert not models.model_class("cross-encoder").full_ranking and models.model_class("sasrec").full_ranking
     train = cli.build_parser()._subparsers._group_actions[0].choices["train"]
     assert next(a for a in train._actions if a.dest == "model").choices == models.MODEL_NAMES
     with pytest.raises(ValueError, match="unknown model 'gpt'"):
         models.model_spec("gpt")
 
 
-def test_moved_names_stay_importable_from_their_old_modules():
-    from recbook import device, pipeline, profile, usage
+def test_no_model_kind_branches_in_the_commands():
+    """Evaluation picks its path by protocol, never by the model's kind: no branch on a model's family in the pipeline
+    or the command line (the registry and each model's config fields decide)."""
+    import inspect
+    import re
 
-    for name in ("prepare_data", "evaluate_split", "catalogue_fingerprint", "scorer_for_history"):
-        assert getattr(cli, name) is getattr(pipeline, name), name
-    assert cli.UsageError is pipeline.UsageError is usage.UsageError and issubclass(usage.UsageError, ValueError)
-    assert cli.DATA_HELP == usage.DATA_HELP and cli.SPLITS == usage.SPLITS
-    for name in ("Profile", "PROFILES", "get_profile", "PROFILE_ENV"):
-        assert getattr(device, name) is getattr(profile, name), name
-    with pytest.raises(AttributeError):
-        cli.no_such_name  # noqa: B018
+    from recbook import pipeline
+
+    for module in (pipeline, cli):
+        source = inspect.getsource(module)
+        assert not re.search(r"\.kind\b|BERT_MODELS|BASELINE_MODELS|SEQUENTIAL_MODELS", source), module.__name__
 
 
 def test_check_out_folder(tmp_path):

@@ -4,7 +4,8 @@ import pytest
 
 from recbook import evaluate
 from recbook.data import leave_last_out
-from recbook.models.baselines import ItemKNN, Popularity
+from recbook.models.itemknn import ItemKNN
+from recbook.models.popularity import Popularity
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +38,17 @@ def test_eval_user_subsets_nest_with_the_same_negatives(synthetic, es):
 
 
 def test_evaluate_protocols(synthetic, es):
-    pop = Popularity().fit(es.history, es.all_items)
-    sampled = evaluate.evaluate(pop.score, es, "sampled")
-    full = evaluate.evaluate(pop.score, es, "full")
+    pop = Popularity().fit_interactions(es.history, es.all_items).scorer(es.history)
+    sampled = evaluate.evaluate(pop, es, "sampled")
+    full = evaluate.evaluate(pop, es, "full")
     assert "sampled" in sampled["protocol"] and "leave-last-out" in sampled["protocol"]
     assert sampled["HR@10"] > full["HR@10"]
     with pytest.raises(ValueError, match="protocol"):
-        evaluate.evaluate(pop.score, es, "approximate")
+        evaluate.evaluate(pop, es, "approximate")
 
 
 def test_cascade_with_perfect_reranker_and_counts_calls(synthetic, es):
-    knn = ItemKNN().fit(es.history, es.all_items)
+    knn = ItemKNN().fit_interactions(es.history, es.all_items).scorer(es.history)
     target = dict(zip(es.heldout.user_id, es.heldout.item_id))
     calls = []
 
@@ -55,11 +56,11 @@ def test_cascade_with_perfect_reranker_and_counts_calls(synthetic, es):
         calls.append(items.shape)
         return (items == np.array([target[u] for u in users])[:, None]).astype(float)
 
-    retriever_only = evaluate.evaluate(knn.score, es, "full")
-    both = evaluate.evaluate(evaluate.cascade(knn.score, oracle, top_n=20, exclude=es.history), es, "full")
+    retriever_only = evaluate.evaluate(knn, es, "full")
+    both = evaluate.evaluate(evaluate.cascade(knn, oracle, top_n=20, exclude=es.history), es, "full")
     assert all(shape[1] == 20 for shape in calls)  # the reranker only sees the top-20
     # a perfect reranker turns "in the retriever's top-20" into "rank 1"
-    assert both["HR@10"] == pytest.approx(evaluate.evaluate(knn.score, es, "full", k=20)["HR@20"])
+    assert both["HR@10"] == pytest.approx(evaluate.evaluate(knn, es, "full", k=20)["HR@20"])
     assert both["NDCG@10"] > retriever_only["NDCG@10"]
 
 

@@ -217,13 +217,14 @@ def _cascade_answers():
 
     from recbook.data import leave_last_out
     from recbook.evaluate import cascade, evaluate, make_eval_set
-    from recbook.models.baselines import ItemKNN, Popularity
+    from recbook.models.itemknn import ItemKNN
+    from recbook.models.popularity import Popularity
     from recbook.stats import paired_comparison
 
     ds = make_synthetic(seed=2, n_users=60, n_items=40)
     es = make_eval_set(ds, leave_last_out(ds.interactions, drop_short_users=True), "test", 9)
-    knn = ItemKNN(neighbours=10).fit(es.history, ds.item_ids).score
-    pop = Popularity().fit(es.history, ds.item_ids).score
+    knn = ItemKNN(neighbours=10).fit_interactions(es.history, ds.item_ids).scorer(es.history)
+    pop = Popularity().fit_interactions(es.history, ds.item_ids).scorer(es.history)
     fused = cascade(knn, lambda u, i: rankdata(knn(u, i), axis=1) + rankdata(pop(u, i), axis=1), 5, exclude=es.history)
     ref = evaluate(knn, es, "full", per_user=True)["per_user"]["NDCG@10"]
     res = evaluate(fused, es, "full", per_user=True)

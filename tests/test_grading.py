@@ -35,7 +35,7 @@ import numpy as np
 from scipy.stats import rankdata
 from recbook.data import leave_last_out, make_synthetic
 from recbook.evaluate import cascade, evaluate, make_eval_set
-from recbook.models.baselines import Popularity
+from recbook.models.popularity import Popularity
 from recbook.models.sequential import SequentialConfig, default_train_config, fit_sequential
 from recbook.rerank import CachedScorer, only_with_heldout
 from recbook.stats import paired_comparison
@@ -44,7 +44,7 @@ ds = make_synthetic(seed=SEED, n_users=80, n_items=60, mean_interactions=10)
 split = leave_last_out(ds.interactions, drop_short_users=True)
 test_set = make_eval_set(ds, split, "test", 20, seed=SEED)
 sasrec = fit_sequential(ds, split, SequentialConfig(dim=16, layers=1), default_train_config(seed=SEED, epochs=2, progress=False), progress=False)
-cached = {"hard": CachedScorer(Popularity().fit(test_set.history, ds.item_ids).score)}
+cached = {"hard": CachedScorer(Popularity().fit_interactions(test_set.history, ds.item_ids).scorer(test_set.history))}
 names = {"hard": f"SASRec top-{TOP_N} → popularity (the cross-encoder's stand-in)"}
 per_user = {"full": {"SASRec": evaluate(sasrec.scorer, test_set, "full", per_user=True)["per_user"]}}
 two_stage = cascade(sasrec.scorer, only_with_heldout(cached["hard"], test_set.heldout), TOP_N, exclude=test_set.history)

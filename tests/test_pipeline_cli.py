@@ -6,7 +6,6 @@ import pytest
 from recbook import cli
 from recbook.data import leave_last_out, make_synthetic
 from recbook.evaluate import evaluate, make_eval_set
-from recbook.models.baselines import load_baseline, save_baseline
 from recbook.pipeline import MODEL_NAMES, fit_recommender
 
 
@@ -31,26 +30,13 @@ def test_fit_recommender_every_model(name, data, tiny_profile, tiny_backbone):
 def test_unknown_model_and_peft_on_a_baseline(data, tiny_profile):
     with pytest.raises(ValueError, match="unknown model"):
         fit_recommender("gpt", *data, tiny_profile)
-    with pytest.raises(ValueError, match="applies to BERT models"):
+    with pytest.raises(ValueError, match="applies to cross-encoder or two-tower, not pop"):
         fit_recommender("pop", *data, tiny_profile, peft="lora")
 
 
 def test_fit_with_lora_merges(data, tiny_profile, tiny_backbone):
     fitted = fit_recommender("two-tower", *data, tiny_profile, model_name_or_path=str(tiny_backbone), progress=False, device="cpu", peft="lora")
-    assert not any("lora" in n for n, _ in fitted.model.named_parameters())
-
-
-@pytest.mark.parametrize("name", ["pop", "itemknn", "mf"])
-def test_baseline_save_load_round_trip(name, data, tiny_profile, tmp_path):
-    ds, sp = data
-    model = fit_recommender(name, ds, sp, tiny_profile).model
-    save_baseline(model, tmp_path)
-    again = load_baseline(tmp_path)
-    items = np.broadcast_to(ds.item_ids[:10], (3, 10))
-    users = np.array([1, 2, 3])
-    np.testing.assert_allclose(again.score(users, items), model.score(users, items), rtol=1e-6)
-    with pytest.raises(FileNotFoundError):
-        load_baseline(tmp_path / "none")
+    assert not any("lora" in n for n, _ in fitted.model.network.named_parameters())
 
 
 def test_cli_train_and_evaluate(tmp_path, monkeypatch, tiny_backbone, capsys):
@@ -60,7 +46,7 @@ def test_cli_train_and_evaluate(tmp_path, monkeypatch, tiny_backbone, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("protocol", "HR@10", "NDCG@10", "MRR", "AUC", "train_seconds", "full_ranking", "environment"):
         assert key in metrics
-    assert (out / "checkpoint" / "baseline.safetensors").is_file()
+    assert (out / "checkpoint" / "model.safetensors").is_file() and (out / "checkpoint" / "config.json").is_file()
     capsys.readouterr()
     assert cli.main(["evaluate", "--checkpoint", str(out)]) == 0
     again = json.loads(capsys.readouterr().out)
@@ -151,9 +137,9 @@ def test_cli_bert_model_on_a_folder(tmp_path, tiny_backbone, capsys, monkeypatch
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["users"] == 4 and "full_ranking" not in metrics and metrics["peft"] == "lora"
     assert metrics["steps"] == 3  # --max-steps overrides the profile's budget of 2
-    from recbook.models.cross_encoder import CrossEncoder
+    from recbook.models.base import Recommender
 
-    assert not any("lora" in n for n, _ in CrossEncoder.load(out / "checkpoint").named_parameters())  # LoRA was merged
+    assert not any("lora" in n for n, _ in Recommender.from_pretrained(out / "checkpoint").network.named_parameters())  # LoRA was merged
     capsys.readouterr()
     assert cli.main(["evaluate", "--checkpoint", str(out)]) == 0
     assert json.loads(capsys.readouterr().out)["NDCG@10"] == pytest.approx(metrics["NDCG@10"], abs=1e-6)

@@ -191,13 +191,14 @@ def test_fit_reranker_trains_on_hard_pairs_and_reranks_in_a_cascade(small, tiny_
 def test_the_reranker_run_only_on_lists_with_the_heldout_item_leaves_every_users_metrics_unchanged(small):
     """Outside the candidates a re-ranker changes nothing: running it only on candidate lists that hold the user's
     held-out item scores every user exactly like running it for everyone — and for the others like the retriever."""
-    from recbook.models.baselines import ItemKNN, Popularity
+    from recbook.models.itemknn import ItemKNN
+    from recbook.models.popularity import Popularity
 
     ds, split = small
     eval_set = make_eval_set(ds, split, "test", n_negatives=19, seed=0)
-    knn = ItemKNN(neighbours=10).fit(eval_set.history, ds.item_ids).score
+    knn = ItemKNN(neighbours=10).fit_interactions(eval_set.history, ds.item_ids).scorer(eval_set.history)
     retriever = lambda u, i: knn(u, i) + 1e-6 * np.argsort(ds.item_ids)[np.searchsorted(ds.item_ids, i)] / ds.n_items  # noqa: E731 (no ties)
-    reranker = Popularity().fit(eval_set.history, ds.item_ids).score
+    reranker = Popularity().fit_interactions(eval_set.history, ds.item_ids).scorer(eval_set.history)
     for protocol, top_n in (("full", 5), ("sampled", 4)):
         base = evaluate(retriever, eval_set, protocol, per_user=True)["per_user"]
         everyone = evaluate(cascade(retriever, reranker, top_n, exclude=eval_set.history), eval_set, protocol, per_user=True)["per_user"]

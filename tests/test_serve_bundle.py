@@ -178,9 +178,14 @@ def test_export_from_training_runs_through_the_cli(tmp_path, tiny_profile, tiny_
 
     ds = load_data_source("synthetic", tiny_profile, seed=0)
     model = tiny_retriever(ds.n_items, 0)
-    save_fitted(Fitted("sasrec", model, None, 0.0), tmp_path / "seq" / "checkpoint", ds, run_record("synthetic", "sasrec", tiny_profile, 0, ds))
-    ce = Fitted("cross-encoder", tiny_cross_encoder_from(tiny_backbone), None, 0.0, tokenizer=load_tokenizer(tiny_backbone))
-    save_fitted(ce, tmp_path / "ce" / "checkpoint", ds, run_record("synthetic", "cross-encoder", tiny_profile, 0, ds))
+    from recbook.models.cross_encoder import CrossEncoderConfig, CrossEncoderRecommender
+    from recbook.models.sasrec import SASRec
+
+    seq = SASRec.from_network(model, ds.item_ids)
+    save_fitted(Fitted("sasrec", seq, None, 0.0), tmp_path / "seq" / "checkpoint", run_record("synthetic", "sasrec", tiny_profile, 0, ds))
+    ce = CrossEncoderRecommender.from_network(tiny_cross_encoder_from(tiny_backbone), load_tokenizer(tiny_backbone), ds,
+                                              CrossEncoderConfig.from_profile(tiny_profile))
+    save_fitted(Fitted("cross-encoder", ce, None, 0.0), tmp_path / "ce" / "checkpoint", run_record("synthetic", "cross-encoder", tiny_profile, 0, ds))
     capsys.readouterr()
     assert cli.main(["export", "--retriever", str(tmp_path / "seq"), "--reranker", str(tmp_path / "ce"), "--out", str(tmp_path / "b"),
                      "--version", "2026-11-30", "--parent", "2026-11-01"]) == 0

@@ -89,10 +89,10 @@ def main(argv=None) -> int:
         to_hf_dataset,
         tokenize_pairs,
     )
+    from recbook.data.text import HISTORY_FIELD
     from recbook.device import detect_device, environment_report, format_report, get_profile, seed_everything
     from recbook.models.backbone import load_tokenizer, resolve_model_path
     from recbook.models.cross_encoder import CrossEncoder
-    from recbook.pipeline import HISTORY_FIELD
     from recbook.train import autocast_dtype, parameter_groups
 
     torch.set_num_threads(args.threads)

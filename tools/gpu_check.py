@@ -55,8 +55,7 @@ def main() -> int:
     from recbook.data import PairCollator, leave_last_out, make_synthetic
     from recbook.device import environment_report, get_profile
     from recbook.models.backbone import load_tokenizer, resolve_model_path
-    from recbook.models.cross_encoder import CrossEncoder
-    from recbook.pipeline import cross_encoder_examples
+    from recbook.models.cross_encoder import CrossEncoder, cross_encoder_examples
 
     report: dict = {"environment": environment_report("cuda")}
     started = time.perf_counter()

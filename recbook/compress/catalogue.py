@@ -155,11 +155,11 @@ class CatalogueBench:
     def popularity_per_user(self) -> dict[str, pd.DataFrame]:
         """The popularity baseline on the same users (warm: full ranking; cold: sampled) — what the teacher must beat."""
         from ..evaluate import evaluate
-        from ..models.baselines import Popularity
+        from ..models.popularity import Popularity
 
-        pop = Popularity().fit(self.warm_set.history, self.dataset.item_ids)
-        return {"warm": evaluate(pop.score, self.warm_set, "full", per_user=True)["per_user"],
-                "cold": evaluate(pop.score, self.cold_set, "sampled", per_user=True)["per_user"]}
+        pop = Popularity().fit_interactions(self.warm_set.history, self.dataset.item_ids)
+        return {"warm": evaluate(pop.scorer(self.warm_set.history), self.warm_set, "full", per_user=True)["per_user"],
+                "cold": evaluate(pop.scorer(self.warm_set.history), self.cold_set, "sampled", per_user=True)["per_user"]}
 
     def latency_batches(self, batch_sizes=(64,), seed: int = 0) -> dict[int, dict]:
         """One fixed batch of catalogue texts per size (realistic lengths), for :func:`recbook.bench.time_variants`."""

@@ -28,7 +28,7 @@ from pathlib import Path
 
 # bump when the saved model layout or the training recipe changes (2: BERT's unused pooler no longer saved;
 # 3: training negatives exclude only the user's training items, drawn per user — issue 9)
-TEACHER_FORMAT = 3
+TEACHER_FORMAT = 4
 VARIANT_KINDS = ("fp32", "bf16", "fp16", "int8", "torchao-int8", "onnx-fp32", "onnx-int8", "prune50-int8", "trim-int8")
 # optional packages a variant kind needs beyond torch (pyproject's 'compress' extra)
 VARIANT_REQUIRES = {"torchao-int8": ("torchao",), "onnx-fp32": ("onnx", "onnxruntime"), "onnx-int8": ("onnx", "onnxruntime")}
@@ -84,18 +84,18 @@ def load_or_train_teacher(data_source: str, profile, seed: int = 0, backbone: st
 
     ``data``: the ``(dataset, split)`` of ``data_source`` if the caller already built them.
     """
-    from ..models.cross_encoder import CrossEncoder
+    from ..models.cross_encoder import CrossEncoderRecommender
     from ..pipeline import fit_recommender, prepare_data, run_record
 
     folder = teacher_folder(data_source, profile, seed, backbone, cache_dir)
-    if (folder / "recbook_model.json").is_file():
-        return CrossEncoder.load(folder).eval(), folder, False
+    if (folder / "config.json").is_file():
+        return CrossEncoderRecommender.from_pretrained(folder).network.eval(), folder, False
     dataset, split = data or prepare_data(data_source, profile, seed)
     fitted = fit_recommender("cross-encoder", dataset, split, profile, backbone, seed=seed, progress=progress)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
     try:
-        fitted.model.save(tmp, fitted.tokenizer)
+        fitted.model.save_pretrained(tmp)
         run = run_record(data_source, "cross-encoder", profile, seed, dataset, backbone=backbone, train_seconds=round(fitted.train_seconds, 1))
         (tmp / "run.json").write_text(json.dumps(run, indent=1))
         if folder.exists():  # another process finished first: keep theirs
@@ -105,7 +105,7 @@ def load_or_train_teacher(data_source: str, profile, seed: int = 0, backbone: st
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return fitted.model.float().cpu().eval(), folder, True
+    return fitted.model.network.float().cpu().eval(), folder, True
 
 
 def compression_setup(data_source: str | None = None, profile=None, seed: int = 0, eval_users: int | None = None,

@@ -34,6 +34,17 @@ class Split:
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "valid": len(self.valid), "test": len(self.test)}
 
+    def for_tuning(self) -> "Split":
+        """The same protocol one step earlier, for choosing hyperparameters without touching the test items: the
+        visible interactions (train + valid) split again by leave-last-out, so its *test* items are this split's
+        validation items (users left with fewer than three visible interactions are dropped)."""
+        return leave_last_out(history_for_test(self), drop_short_users=True)
+
+
+def history_for_test(split: Split) -> pd.DataFrame:
+    """What a model may see when scoring test items: training + validation interactions."""
+    return pd.concat([split.train, split.valid], ignore_index=True)
+
 
 def _sorted_by_time(interactions: pd.DataFrame) -> pd.DataFrame:
     missing = {"user_id", "item_id", "timestamp"} - set(interactions.columns)

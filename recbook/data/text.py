@@ -27,6 +27,13 @@ import torch
 from .schema import DataError, RecDataset
 
 HISTORY_SEPARATOR = " ; "
+HISTORY_FIELD = "title+genres"  # how the course's BERT models write each history item: "Title (Genre, Genre)"
+CANDIDATE_RESERVE = 32  # tokens of a (history, candidate) pair kept for the candidate's text and the special tokens
+
+
+def history_token_budget(max_length: int) -> int:
+    """Tokens a history may use in a (history, candidate) pair of ``max_length`` tokens: the rest is the candidate's."""
+    return max(1, int(max_length) - CANDIDATE_RESERVE)
 
 
 def _token_counts(texts: list[str], tokenizer) -> np.ndarray:

@@ -85,9 +85,11 @@ def _save_model(wrapped, model, tokenizer, args, profile, info, dataset) -> None
         if not info.is_main:
             return
         plain = wrapped.inner
-    folder = Path(args.out) / "checkpoint"
-    plain.save(folder, tokenizer)
+    from ..models.cross_encoder import CrossEncoderConfig, CrossEncoderRecommender
     from ..pipeline import run_record
+
+    config = CrossEncoderConfig.from_profile(profile, backbone=args.backbone, seed=args.seed)
+    folder = CrossEncoderRecommender.from_network(plain, tokenizer, dataset, config).save_pretrained(Path(args.out) / "checkpoint")
 
     run = run_record(args.data, args.model, profile, args.seed, dataset, backbone=args.backbone,
                      distributed={"mode": args.mode, "world_size": info.world_size})
@@ -99,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     from ..device import environment_report, get_profile, seed_everything
     from ..evaluate import history_for_test
     from ..models.backbone import load_backbone
-    from ..models.cross_encoder import CrossEncoder
-    from ..pipeline import bert_config, bert_scorer, check_backbone, cross_encoder_examples, evaluate_split, prepare_data
+    from ..models.cross_encoder import CrossEncoder, cross_encoder_examples
+    from ..pipeline import bert_config, bert_scorer, check_backbone, evaluate_split, prepare_data
 
     info = init()
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world_size) if info.device == "cpu" else torch.get_num_threads())
@@ -145,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             plain = wrapped.inner if args.mode == "ddp" else model
             scorer = bert_scorer(plain, tokenizer, ds, history_for_test(split), profile, info.device)
             if args.mode == "fsdp" or info.is_main:  # FSDP's forward needs every rank (all-gathers)
-                metrics.update(evaluate_split(scorer, ds, split, profile, True, args.seed, ("sampled",), args.eval_users))
+                metrics.update(evaluate_split(scorer, ds, split, profile, args.seed, ("sampled",), args.eval_users or profile.bert_eval_users))
         if args.out:
             _save_model(wrapped, model, tokenizer, args, profile, info, ds)
         if info.is_main:

@@ -1,72 +1,72 @@
-"""Models of the course, and the one registry of the recommenders that can be fitted by name.
+"""The course's recommenders, one file each, and the one registry that names them.
 
-:data:`MODELS` maps each name that :func:`recbook.pipeline.fit_recommender` and ``python -m recbook train --model``
-accept to a :class:`ModelSpec`: its kind (``baseline``, ``sequential`` or ``bert``), its class, the training
-objective of a sequential model, and whether it is also evaluated under full ranking. Every other list of
-names (:data:`MODEL_NAMES`, :data:`BERT_MODELS`, :data:`SEQUENTIAL_MODELS`, ``recbook.models.baselines.BASELINES``)
-is derived from it.
-
-Importing this package is light (standard library only): a spec names its class by import path, and the
-class — with torch — is imported only when it is asked for (:meth:`ModelSpec.load_class`).
+Every model answers the contract of :mod:`recbook.models.base` (``fit`` / ``score`` / ``score_all`` /
+``save_pretrained`` / ``from_pretrained`` / ``get_config``). :data:`MODELS` maps each name that
+``python -m recbook train --model`` and :func:`create` accept to the class that implements it (by import path: importing
+this package is light, standard library only; the class — with torch — is imported when asked for). Adding a model
+is one file plus one line here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
-
-KINDS = ("baseline", "sequential", "bert")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One recommender the course fits by name."""
+    """One recommender the course fits by name: its class (``"module:Class"`` inside recbook.models) and a summary."""
 
     name: str
-    kind: str  # one of KINDS
-    cls: str  # "module:Class" inside recbook.models
-    objective: str | None = None  # sequential models: "causal" (SASRec) or "cloze" (BERT4Rec)
-    full_ranking: bool = True  # False: scoring every catalogue item is too slow (one BERT pass per item)
-    options: Callable | None = None  # (profile, seed) -> constructor keyword arguments (baselines)
+    cls: str
+    summary: str
 
-    def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"model {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
-
-    def load_class(self):
+    def load_class(self) -> type:
         """The model's class (imports its module, and torch, on first use)."""
         module, _, attr = self.cls.partition(":")
         return getattr(import_module(f"{__name__}.{module}"), attr)
 
-    def protocols(self) -> tuple[str, ...]:
-        """The evaluation protocols the model is reported under."""
-        return ("sampled", "full") if self.full_ranking else ("sampled",)
-
-
-def _mf_options(profile, seed: int) -> dict:
-    return {"dim": 32, "epochs": profile.mf_epochs, "weight_decay": 1e-4, "seed": seed}
-
 
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
-    ModelSpec("pop", "baseline", "baselines:Popularity"),
-    ModelSpec("itemknn", "baseline", "baselines:ItemKNN"),
-    ModelSpec("mf", "baseline", "baselines:MatrixFactorization", options=_mf_options),
-    ModelSpec("sasrec", "sequential", "sequential:SequentialRecommender", objective="causal"),
-    ModelSpec("bert4rec", "sequential", "sequential:SequentialRecommender", objective="cloze"),
-    ModelSpec("cross-encoder", "bert", "cross_encoder:CrossEncoder", full_ranking=False),
-    ModelSpec("two-tower", "bert", "two_tower:TwoTower"),
+    ModelSpec("pop", "popularity:Popularity", "most-interacted items first, the same list for everyone"),
+    ModelSpec("itemknn", "itemknn:ItemKNN", "item-to-item cosine similarity over co-occurrence"),
+    ModelSpec("mf", "mf:MatrixFactorization", "matrix factorisation trained with BPR"),
+    ModelSpec("ease", "ease:EASE", "closed-form linear item-to-item model (Steck 2019)"),
+    ModelSpec("sasrec", "sasrec:SASRec", "causal transformer over the item sequence (next item)"),
+    ModelSpec("bert4rec", "sasrec:BERT4Rec", "bidirectional transformer over the item sequence (cloze)"),
+    ModelSpec("cross-encoder", "cross_encoder:CrossEncoderRecommender", "fine-tuned BERT reading (history, candidate) text pairs"),
+    ModelSpec("two-tower", "two_tower:TwoTowerRecommender", "fine-tuned BERT embedding history text and item text apart"),
 )}
 
 MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
-BASELINE_MODELS: tuple[str, ...] = tuple(n for n, s in MODELS.items() if s.kind == "baseline")
-BERT_MODELS: tuple[str, ...] = tuple(n for n, s in MODELS.items() if s.kind == "bert")
-SEQUENTIAL_MODELS: dict[str, str] = {n: s.objective for n, s in MODELS.items() if s.kind == "sequential"}  # name → objective
+SEQUENTIAL_MODELS: tuple[str, ...] = ("sasrec", "bert4rec")  # the retrievers a serving bundle and a continual update accept
 
 
 def model_spec(name: str) -> ModelSpec:
-    """The :class:`ModelSpec` of ``name``; ``ValueError`` naming the choices for an unknown one."""
+    """The :class:`ModelSpec` of ``name``; a :class:`recbook.errors.ConfigError` (field ``model``) naming the choices."""
     try:
         return MODELS[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}") from None
+        from ..errors import ConfigError
+
+        raise ConfigError("model", f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}") from None
+
+
+def model_class(name: str) -> type:
+    """The :class:`recbook.models.base.Recommender` subclass registered as ``name``."""
+    return model_spec(name).load_class()
+
+
+def config_fields(name: str) -> set[str]:
+    """The hyperparameters model ``name`` accepts (the fields of its config dataclass)."""
+    from dataclasses import fields
+
+    return {f.name for f in fields(model_class(name).config_class)}
+
+
+def create(name: str, profile=None, **overrides):
+    """An unfitted model ``name``: its config as the profile implies (:meth:`ModelConfig.from_profile`), then ``overrides``."""
+    from .base import build_config
+
+    cls = model_class(name)
+    return cls(cls.config_class.from_profile(profile, **overrides) if profile is not None else build_config(cls.config_class, overrides))

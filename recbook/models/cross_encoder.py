@@ -15,6 +15,7 @@ one label per *sequence*. (The seed article trained a sequence classifier with o
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,8 @@ import pandas as pd
 import torch
 
 from ..losses import bce_with_logits
+from .base import Histories
+from .text_base import TextRecConfig, TextRecommender
 
 
 def save_encoder_model(folder: str | Path, encoder, tokenizer, meta: dict) -> Path:
@@ -200,3 +203,122 @@ class CrossEncoderScorer:
         scores = predict_pairs(self.model, encoded, PairCollator(self.tokenizer), self.batch_size, self.device, self.amp_dtype)
         self.pairs_scored += int(np.prod(shape))
         return scores.reshape(shape).astype(float)
+
+
+# ------------------------------------------------------------------ training data
+def cross_encoder_examples(dataset, split, tokenizer, profile, seed: int = 0, examples: int | None = -1):
+    """Tokenized training pairs (1 positive + ``profile.n_negatives`` sampled negatives per interaction).
+
+    ``examples``: how many to prepare (``-1`` = what the profile's step budget trains on, ``None`` = all);
+    a seeded random subset, positives kept with their negatives.
+    """
+    from ..data import build_text_pairs, make_training_pairs, to_hf_dataset, tokenize_pairs
+    from ..data.text import HISTORY_FIELD, history_token_budget
+
+    pairs = make_training_pairs(split.train, dataset.item_ids, profile.n_negatives, seed=seed)  # negatives ∉ the user's training items
+    pairs = subsample(pairs, examples_needed(profile) if examples == -1 else examples, seed, group_size=1 + profile.n_negatives)
+    text = build_text_pairs(pairs, split.train, dataset, tokenizer, profile.max_history_items, history_token_budget(profile.max_length),
+                            HISTORY_FIELD)
+    return tokenize_pairs(to_hf_dataset(text, ["label", "history_text", "item_text"]), tokenizer, profile.max_length)
+
+
+def cross_encoder_loader(dataset, split, tokenizer, profile, seed: int = 0) -> torch.utils.data.DataLoader:
+    """Training pairs (1 positive + ``profile.n_negatives`` sampled) → text → tokens → length-bucketed batches.
+
+    With a step budget (``profile.bert_max_steps``) only as many pairs as the budget trains on are
+    written and tokenized — a random subset, positives kept with their negatives.
+    """
+    from ..data import LengthBucketBatchSampler, PairCollator
+
+    encoded = cross_encoder_examples(dataset, split, tokenizer, profile, seed)
+    sampler = LengthBucketBatchSampler(encoded["length"], profile.batch_size, seed=seed)
+    return torch.utils.data.DataLoader(encoded, batch_sampler=sampler, collate_fn=PairCollator(tokenizer))
+
+
+def examples_needed(profile) -> int | None:
+    """With a step budget, only ``steps × batch`` examples are ever trained on: prepare just those."""
+    return None if profile.bert_max_steps is None else profile.bert_max_steps * profile.batch_size
+
+
+def subsample(frame: pd.DataFrame, n: int | None, seed: int, group_size: int = 1) -> pd.DataFrame:
+    """A seeded random subset of ``n`` rows, keeping groups of ``group_size`` consecutive rows together."""
+    if n is None or len(frame) <= n:
+        return frame
+    groups = len(frame) // group_size
+    keep = np.sort(np.random.default_rng(seed).choice(groups, max(1, n // group_size), replace=False))
+    rows = (keep[:, None] * group_size + np.arange(group_size)).ravel()
+    return frame.iloc[rows].reset_index(drop=True)
+
+
+# ------------------------------------------------------------------ the recommender
+@dataclass
+class CrossEncoderConfig(TextRecConfig):
+    dropout: float = 0.1
+    pooling: str = "mean"  # "mean" | "cls"
+
+
+class CrossEncoderRecommender(TextRecommender):
+    """A fine-tuned cross-encoder as a recommender: one BERT pass per (history, candidate) pair, so it scores given
+    candidates (re-ranking); :meth:`score_all` works but costs one pass per catalogue item."""
+
+    model_type = "cross-encoder"
+    name = "cross-encoder"
+    config_class = CrossEncoderConfig
+    full_ranking = False
+
+    def fit(self, dataset, split, progress: bool = False, evaluate_fn=None) -> "CrossEncoderRecommender":
+        encoder, tokenizer = self.load_encoder()
+        self.set_catalogue(dataset, tokenizer)
+        device = self.device()
+        loader = cross_encoder_loader(dataset, split, tokenizer, self.config.as_profile(), self.config.seed)
+        network = CrossEncoder(encoder, dropout=self.config.dropout, pooling=self.config.pooling)
+        self.network = self.fine_tune(network, loader, progress, device, evaluate_fn)
+        return self
+
+    @classmethod
+    def from_network(cls, network: CrossEncoder, tokenizer, dataset, config=None) -> "CrossEncoderRecommender":
+        """A network trained elsewhere (a re-ranker, distributed training) as a recommender over ``dataset``'s catalogue."""
+        model = cls(config)
+        model.set_catalogue(dataset, tokenizer)
+        model.network = network
+        return model
+
+    def training_loss(self, batch) -> torch.Tensor:
+        return self.network.training_loss(batch)
+
+    def score(self, histories: Histories, items) -> np.ndarray:
+        from ..data import PairCollator, encode_pairs
+        from ..train import autocast_dtype
+
+        self.check_fitted()
+        items = np.asarray(items)
+        if items.ndim != 2 or items.shape[0] != len(histories):
+            raise ValueError(f"items must have shape (users, candidates) = ({len(histories)}, m), got {items.shape}")
+        cols = self.item_columns(items)
+        if (cols < 0).any():
+            raise ValueError(f"item id {items[cols < 0][0]!r} is not in the catalogue the cross-encoder was trained with")
+        texts = np.asarray(self.history_texts(histories), dtype=object)
+        hist = np.repeat(texts, items.shape[1]).reshape(items.shape)
+        for r, h in enumerate(histories.items):  # a candidate inside the history is left out of that pair's history
+            inside = np.isin(items[r], h)
+            for j in np.flatnonzero(inside):
+                hist[r, j] = self.history_texts(histories.subset([r]), leave_out=[cols[r, j]])[0]
+        candidates = np.asarray(self.item_texts, dtype=object)[cols.ravel()]
+        device = self.device()
+        encoded = encode_pairs(hist.ravel(), candidates, self.tokenizer, self.config.max_length)
+        scores = predict_pairs(self.network, encoded, PairCollator(self.tokenizer), 128, device, autocast_dtype("auto", device))
+        return scores.reshape(items.shape).astype(float)
+
+    def score_all(self, histories: Histories) -> np.ndarray:
+        return self.score(histories, np.tile(self.item_ids, (len(histories), 1)))
+
+    def state(self) -> dict:
+        return {f"head.{k}": v for k, v in self.network.head.state_dict().items()}
+
+    def save_extra(self, folder) -> None:
+        self.save_encoder_files(folder, self.network.encoder)
+
+    def load_state(self, arrays, folder) -> None:
+        encoder = self.load_encoder_files(folder)
+        self.network = CrossEncoder(encoder, dropout=self.config.dropout, pooling=self.config.pooling).eval()
+        self.network.head.load_state_dict({k.removeprefix("head."): torch.from_numpy(v) for k, v in arrays.items()})

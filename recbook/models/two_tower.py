@@ -15,6 +15,7 @@ free). The same item appearing twice in a batch is masked, so it is never its ow
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .cross_encoder import load_encoder_model, mean_pool, save_encoder_model
+from .base import Histories
+from .cross_encoder import load_encoder_model, mean_pool, save_encoder_model, subsample
+from .text_base import TextRecConfig, TextRecommender
 
 
 class TwoTower(torch.nn.Module):
@@ -155,3 +158,72 @@ class TwoTowerScorer:
             raise ValueError("TwoTowerScorer got item ids that are not in the dataset's catalogue")
         iv = self.item_vectors[cols.astype(int)].reshape(*items.shape, -1)
         return np.einsum("nd,nmd->nm", u, iv).astype(float)
+
+
+def two_tower_loader(dataset, split, tokenizer, profile, seed: int = 0) -> torch.utils.data.DataLoader:
+    """Positive (history, item) pairs → tokens per tower → length-bucketed batches (in-batch negatives)."""
+    from ..data import LengthBucketBatchSampler, build_text_pairs
+    from ..data.text import HISTORY_FIELD
+    from .cross_encoder import examples_needed
+
+    pairs = subsample(split.train[["user_id", "item_id", "timestamp"]], examples_needed(profile), seed)
+    text = build_text_pairs(pairs, split.train, dataset, tokenizer, profile.max_history_items, profile.max_length - 2, HISTORY_FIELD)
+    examples = tokenize_two_tower(text, tokenizer, profile.max_length, 64)
+    sampler = LengthBucketBatchSampler([e["length"] for e in examples], profile.batch_size, seed=seed)
+    return torch.utils.data.DataLoader(examples, batch_sampler=sampler, collate_fn=TwoTowerCollator(tokenizer))
+
+
+@dataclass
+class TwoTowerConfig(TextRecConfig):
+    temperature: float = 0.05
+
+
+class TwoTowerRecommender(TextRecommender):
+    """A fine-tuned two-tower model as a recommender: the catalogue is embedded once (cached), each history once,
+    and every item is scored by one matrix product — full ranking is affordable."""
+
+    model_type = "two-tower"
+    name = "two-tower"
+    config_class = TwoTowerConfig
+
+    def fit(self, dataset, split, progress: bool = False, evaluate_fn=None) -> "TwoTowerRecommender":
+        encoder, tokenizer = self.load_encoder()
+        self.set_catalogue(dataset, tokenizer)
+        loader = two_tower_loader(dataset, split, tokenizer, self.config.as_profile(), self.config.seed)
+        network = TwoTower(encoder, temperature=self.config.temperature)
+        self.network = self.fine_tune(network, loader, progress, self.device(), evaluate_fn)
+        self._item_vectors = None
+        return self
+
+    def training_loss(self, batch) -> torch.Tensor:
+        return self.network.training_loss(batch)
+
+    def forget_cache(self) -> None:
+        self._item_vectors = None
+
+    def item_vectors(self) -> np.ndarray:
+        if getattr(self, "_item_vectors", None) is None:
+            self._item_vectors = self._embed(self.item_texts)
+        return self._item_vectors
+
+    def _embed(self, texts) -> np.ndarray:
+        from ..train import autocast_dtype
+
+        device = self.device()
+        return embed_texts(self.network, list(texts), self.tokenizer, self.config.max_length, device=device, amp_dtype=autocast_dtype("auto", device))
+
+    def score_all(self, histories: Histories) -> np.ndarray:
+        self.check_fitted()
+        # the whole visible history, with no candidate: the user's vector is the same for every item
+        users = self._embed(self.history_texts(histories, budget=self.config.max_length - 2))
+        return (users @ self.item_vectors().T).astype(np.float64)
+
+    def state(self) -> dict:
+        return {"temperature": np.asarray([self.config.temperature], dtype=np.float32)}
+
+    def save_extra(self, folder) -> None:
+        self.save_encoder_files(folder, self.network.encoder)
+
+    def load_state(self, arrays, folder) -> None:
+        self.network = TwoTower(self.load_encoder_files(folder), temperature=self.config.temperature).eval()
+        self._item_vectors = None

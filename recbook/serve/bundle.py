@@ -42,12 +42,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.text import HISTORY_FIELD, history_token_budget
+
 FORMAT_NAME = "recbook-serving-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 ALLOWED_SUFFIXES = (".json", ".safetensors", ".onnx", ".txt")  # data-only formats: nothing here runs code when read
 EXECUTABLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt", ".joblib", ".npy", ".npz", ".py", ".so", ".h5")
-HISTORY_FIELD = "title+genres"
 
 
 class BundleError(ValueError):
@@ -257,7 +258,7 @@ def _write_reranker(folder: Path, model, tokenizer, config: dict) -> dict:
             path.unlink()
     max_length = int(config.get("max_length", 128))
     info = {"format": "onnx-int8-dynamic", "max_length": max_length, "max_history_items": int(config.get("max_history_items", 10)),
-            "max_history_tokens": int(config.get("max_history_tokens", max_length - 32)), "history_field": HISTORY_FIELD}
+            "max_history_tokens": int(config.get("max_history_tokens", history_token_budget(max_length))), "history_field": HISTORY_FIELD}
     (folder / "reranker.json").write_text(json.dumps(info, indent=1))
     return info
 
@@ -273,7 +274,6 @@ def export_bundle(retriever_run: str | os.PathLike, out: str | os.PathLike, rera
     """
     from ..evaluate import history_for_test
     from ..models import SEQUENTIAL_MODELS
-    from ..models.sequential import SequentialRecommender
     from ..pipeline import check_catalogue, checkpoint_folder, prepare_data, run_profile
     from ..usage import UsageError
 
@@ -295,16 +295,15 @@ def export_bundle(retriever_run: str | os.PathLike, out: str | os.PathLike, rera
                              run.get("all_users", False))
     check_catalogue(run, ds, run["data"])
     split = split.warm() if run.get("split") == "cold-items" else split
-    model, _ = SequentialRecommender.load(folder)
+    from ..models.base import Recommender
+
+    model = Recommender.from_pretrained(folder).network
     reranker = tokenizer = config = None
     if rr_folder is not None:
-        from ..models.backbone import load_tokenizer
-        from ..models.cross_encoder import CrossEncoder
-
-        rr_profile = run_profile(rr_run)
-        reranker, tokenizer = CrossEncoder.load(rr_folder).eval(), load_tokenizer(rr_folder / "encoder")
-        config = {"max_length": rr_profile.max_length, "max_history_items": rr_profile.max_history_items,
-                  "max_history_tokens": rr_profile.max_length - 32}
+        rr = Recommender.from_pretrained(rr_folder)
+        reranker, tokenizer = rr.network.eval(), rr.tokenizer
+        config = {"max_length": rr.config.max_length, "max_history_items": rr.config.max_history_items,
+                  "max_history_tokens": history_token_budget(rr.config.max_length)}
     source = {"retriever_run": str(Path(retriever_run).resolve()), "retriever_model": run["model"], "data": run["data"], "seed": run["seed"],
               "reranker_run": str(Path(reranker_run).resolve()) if reranker_run is not None else None}
     return write_bundle(out, model, ds, history_for_test(split), reranker, tokenizer, config, version, parent, source)

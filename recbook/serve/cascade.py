@@ -213,9 +213,9 @@ def real_cascade_scorers(dataset, split, profile, workdir, model_name_or_path=No
     import torch
 
     from ..compress.onnx import OrtCrossEncoder, export_onnx, quantize_onnx_dynamic
+    from ..data.text import HISTORY_FIELD
     from ..models.cross_encoder import CrossEncoderScorer
     from ..models.sequential import SequentialConfig, default_train_config, fit_sequential
-    from ..pipeline import HISTORY_FIELD
     from ..rerank import fit_reranker, hard_negative_pairs, sequential_history_scorer
 
     workdir = Path(workdir)

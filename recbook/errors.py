@@ -1,0 +1,19 @@
+"""The errors the library raises for a bad setting — named by the setting, never by a command-line flag.
+
+A :class:`ConfigError` carries the ``field`` it is about (``"neighbours"``, ``"data"``, ``"cold_fraction"`` …) and a
+one-line message that says what to pass instead. The command line (:mod:`recbook.cli`) maps fields to its flags
+(``data`` → ``--data``) when it prints the message; a notebook shows it as it is. Bad *data* (a file, a column) raises
+:class:`recbook.data.DataError` instead. Both are ``ValueError`` subclasses, so callers may catch them as one.
+Importing this module is light (standard library only).
+"""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A bad value for the setting ``field``; the message says what to pass instead."""
+
+    def __init__(self, field: str, message: str, value=None):
+        super().__init__(message)
+        self.field = field
+        self.value = value  # the value refused, when the message starts with "field=value"
