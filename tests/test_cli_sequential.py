@@ -44,7 +44,7 @@ def test_leave_last_out_metrics_carry_cis(tmp_path, quick):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--model", "pop", "--item-features", "text"], "--item-features text applies to"),
+    (["--model", "pop", "--item-features", "text"], "--item-features 'text' applies to"),
     (["--model", "sasrec", "--time-budget", "0"], "--time-budget must be positive"),
     (["--model", "pop", "--split", "cold-items", "--cold-fraction", "1.5"], "--cold-fraction must be between 0 and 1"),
 ])

@@ -18,7 +18,6 @@ from recbook.continual import (
     fisher_diagonal,
     fit_base,
     next_item_metrics,
-    parse_time,
     per_user,
     run_strategies,
     start_state,
@@ -254,6 +253,8 @@ def test_run_strategies_table(stream_setup):
 
 # ------------------------------------------------------------------ the command
 def test_parse_time():
+    from recbook.cli.update import parse_time
+
     assert parse_time("1998-03-01", "--until") == 888710400
     assert parse_time("888710400", "--until") == 888710400 and parse_time(5, "--since") == 5
     with pytest.raises(UsageError, match="--until 'soon'"):

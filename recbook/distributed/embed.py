@@ -150,7 +150,8 @@ def catalogue_texts(source: str, profile_name: str | None = None, seed: int = 0,
 
 def main(argv: list[str] | None = None) -> int:
     from ..compress.catalogue import load_sentence_encoder
-    from ..usage import UsageError
+    from ..errors import ConfigError
+    from ..usage import UsageError, flag_error
 
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     for name in ("max_length", "batch_size", "limit", "threads"):
@@ -160,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         texts = catalogue_texts(args.data, args.profile, args.seed, args.limit)
-    except UsageError as exc:
+    except (UsageError, ConfigError) as exc:
+        exc = flag_error(exc) if isinstance(exc, ConfigError) else exc
         print(exc, file=sys.stderr)
         return 2
     info = init("gloo")

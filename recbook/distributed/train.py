@@ -32,8 +32,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from ..errors import ConfigError
 from ..profile import PROFILES
-from ..usage import DATA_HELP, UsageError, check_out_folder
+from ..usage import DATA_HELP, UsageError, check_out_folder, flag_error
 from . import CommCounter, cleanup, exit_rank, init, local_state_bytes, wrap_ddp, wrap_fsdp
 
 
@@ -158,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({k: v for k, v in metrics.items() if k != "environment"}, indent=1, default=str))
         dist.barrier()
         return 0
-    except UsageError as exc:
+    except (UsageError, ConfigError) as exc:
+        exc = flag_error(exc) if isinstance(exc, ConfigError) else exc
         if info.is_main:
             print(f"recbook.distributed.train: error: {exc}", file=sys.stderr)
         return 2

@@ -272,24 +272,24 @@ def export_bundle(retriever_run: str | os.PathLike, out: str | os.PathLike, rera
     stays unseen, so the service can be evaluated on it). The re-ranker run (optional) must hold a ``cross-encoder``
     trained on the same catalogue.
     """
+    from ..errors import ConfigError
     from ..evaluate import history_for_test
     from ..models import SEQUENTIAL_MODELS
     from ..pipeline import check_catalogue, checkpoint_folder, prepare_data, run_profile
-    from ..usage import UsageError
 
     folder, run = checkpoint_folder(retriever_run)
     if run.get("model") not in SEQUENTIAL_MODELS:
-        raise UsageError(f"--retriever {str(retriever_run)!r} holds a {run.get('model')} model; the retriever must be "
-                         f"{' or '.join(SEQUENTIAL_MODELS)} (python -m recbook train --model sasrec)")
+        raise ConfigError("retriever", f"retriever={str(retriever_run)!r} holds a {run.get('model')} model; the retriever must be "
+                          f"{' or '.join(SEQUENTIAL_MODELS)} (python -m recbook train --model sasrec)", str(retriever_run))
     rr_folder = rr_run = None
     if reranker_run is not None:
         rr_folder, rr_run = checkpoint_folder(reranker_run)
         if rr_run.get("model") != "cross-encoder":
-            raise UsageError(f"--reranker {str(reranker_run)!r} holds a {rr_run.get('model')} model; the re-ranker must be a cross-encoder "
-                             "(python -m recbook train --model cross-encoder)")
+            raise ConfigError("reranker", f"reranker={str(reranker_run)!r} holds a {rr_run.get('model')} model; the re-ranker must be a "
+                              "cross-encoder (python -m recbook train --model cross-encoder)", str(reranker_run))
         if rr_run.get("catalogue") != run.get("catalogue"):
-            raise UsageError(f"--reranker {str(reranker_run)!r} was trained on another catalogue than --retriever {str(retriever_run)!r}; "
-                             "train both on the same --data")
+            raise ConfigError("reranker", f"reranker={str(reranker_run)!r} was trained on another catalogue than the retriever "
+                              f"{str(retriever_run)!r}; train both on the same data", str(reranker_run))
     profile = run_profile(run)
     ds, split = prepare_data(run["data"], profile, run["seed"], run.get("split", "leave-last-out"), run.get("cold_fraction", 0.1),
                              run.get("all_users", False))

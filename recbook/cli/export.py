@@ -1,0 +1,20 @@
+"""``python -m recbook export``: a serving bundle from a retriever run and an optional re-ranker run."""
+
+from __future__ import annotations
+
+from ..usage import UsageError, check_out_folder
+
+
+def cmd_export(args) -> dict:
+    out = check_out_folder(args.out)  # a file, or a folder under a file: exit 2 before anything is loaded
+    from ..serve.bundle import BundleError, export_bundle, read_manifest
+
+    try:
+        folder = export_bundle(args.retriever, out, reranker_run=args.reranker, version=args.version, parent=args.parent)
+    except BundleError as exc:
+        raise UsageError(str(exc)) from None
+    manifest = read_manifest(folder)
+    return {"bundle": str(folder), "version": manifest["version"], "parent": manifest["parent"], "files": len(manifest["files"]),
+            "reranker": manifest["reranker"] is not None, "data": manifest["data"]}
+
+

@@ -1,0 +1,77 @@
+"""``python -m recbook train`` and ``evaluate``: fit any registered model on a data source, write metrics.json and
+the checkpoint; re-score a saved checkpoint under the protocol and profile it was trained with."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from ..usage import UsageError, check_out_folder
+
+
+def cmd_train(args) -> dict:
+    if args.max_steps is not None and args.max_steps < 1:
+        raise UsageError(f"--max-steps must be at least 1, got {args.max_steps}")
+    if args.time_budget is not None and args.time_budget <= 0:
+        raise UsageError(f"--time-budget must be positive seconds, got {args.time_budget}")
+    from ..models import config_fields
+    from ..pipeline import model_overrides
+
+    model_overrides(args.model, args.seed, model_name_or_path=args.backbone, peft=args.peft, item_features=args.item_features)
+    out = check_out_folder(args.out)
+
+    from ..device import environment_report, get_profile, seed_everything
+    from ..pipeline import check_backbone, fit_recommender, prepare_data, run_record, save_fitted, split_metrics
+
+    fields = config_fields(args.model)
+    if "backbone" in fields or ("text_encoder" in fields and args.item_features != "id"):  # the models that read --backbone
+        check_backbone(args.backbone)
+    overrides = {} if args.max_steps is None else {"bert_max_steps": args.max_steps}
+    if args.time_budget is not None:
+        overrides["seq_time_budget"] = args.time_budget
+    profile = get_profile(args.profile, **overrides)
+    seed_everything(args.seed)
+    ds, split = prepare_data(args.data, profile, args.seed, args.split, args.cold_fraction, args.all_users)
+    train_split = split.warm() if args.split == "cold-items" else split
+    fitted = fit_recommender(args.model, ds, train_split, profile, args.backbone, seed=args.seed, progress=not args.quiet, peft=args.peft,
+                             item_features=args.item_features)
+    out.mkdir(parents=True, exist_ok=True)
+    run = run_record(args.data, args.model, profile, args.seed, ds, backbone=args.backbone, peft=args.peft, max_steps=args.max_steps,
+                     item_features=args.item_features, split=args.split, cold_fraction=args.cold_fraction, all_users=args.all_users)
+    save_fitted(fitted, out / "checkpoint", run)
+    metrics = split_metrics(fitted.model, ds, split, profile, args.seed, args.eval_users)
+    result = fitted.train_result
+    metrics.update(data=args.data, model=args.model, item_features=args.item_features, split=args.split, peft=args.peft,
+                   profile=profile.name, dataset_users=int(ds.n_users), train_seconds=round(fitted.train_seconds, 2),
+                   steps=getattr(result, "steps", None), stop_reason=getattr(result, "stop_reason", None),
+                   config=fitted.model.get_config(), environment=environment_report())
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
+    return metrics
+
+
+def _run_profile(run: dict, override: str | None):
+    """The profile stored in ``run.json``, unless ``--profile`` overrides it (with a one-line notice)."""
+    from ..pipeline import run_profile, stored_profile_name
+
+    if override is not None and run.get("profile") is not None:
+        print(f"note: --profile {override} overrides the profile the checkpoint was trained with ({stored_profile_name(run)}, "
+              "stored in run.json)", file=sys.stderr)
+    return run_profile(run, override)
+
+
+def cmd_evaluate(args) -> dict:
+    from ..pipeline import check_catalogue, checkpoint_folder, load_trained, prepare_data, split_metrics
+
+    folder, run = checkpoint_folder(args.checkpoint)
+    profile = _run_profile(run, args.profile)
+    data = args.data or run["data"]
+    ds, split = prepare_data(data, profile, run["seed"], run.get("split", "leave-last-out"), run.get("cold_fraction", 0.1),
+                             run.get("all_users", False))
+    check_catalogue(run, ds, data)
+    model = load_trained(folder, run)
+    metrics = split_metrics(model, ds, split, profile, run["seed"], args.eval_users)
+    metrics.update(data=data, model=run["model"], item_features=run.get("item_features", "id"),
+                   split=run.get("split", "leave-last-out"), profile=profile.name)
+    return metrics
+
+
