@@ -33,6 +33,12 @@ MISTAKES: dict[str, str] = {
     "04.no_decay": "Excluding only biases from weight decay and forgetting the LayerNorm weights.",
     "04.in_batch_loss": "A distance between each pair (u − v)² instead of a softmax over the batch: the other items of the batch "
                         "never act as negatives, and the temperature is ignored.",
+    # 04d_lm_recommender
+    "04d.untrained_floor": "Flooring at the minimum over the whole matrix instead of per row, or changing the caller's scores in place.",
+    "04d.content_scores": "Averaging the whole history instead of the n most recent items, or forgetting to normalise the mean "
+                          "(the scores are then not cosines).",
+    "04d.freezing_variant": "Calling a difference significant when its paired interval contains zero, or comparing with another "
+                            "set of users than lmrec's.",
     # 04b_movielens_cli
     "04b.best_model": "Returning the first model of the dict instead of the arg-max of the metric.",
     "04b.command": "Leaving out the `train` subcommand or `--out`, so the argument list does not parse.",

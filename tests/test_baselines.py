@@ -109,3 +109,20 @@ def test_baseline_errors(fitted):
     assert info.value.field == "neighbours"
     with pytest.raises(ConfigError, match="no field 'dimension'"):
         MatrixFactorization(dimension=8)
+
+
+def test_tune_chooses_on_validation_never_on_test(fitted):
+    """tune() judges settings on the validation items (Split.for_tuning), so changing the test items changes nothing."""
+    from recbook.data.splits import Split
+    from recbook.models.tuning import tune
+
+    ds, sp, hist = fitted
+    tuned = tune("ease", ds, sp, {"l2": [1.0, 50.0, 5000.0]})
+    assert len(tuned.table) == 3 and tuned.best["l2"] in (1.0, 50.0, 5000.0)
+    assert tuned.score == tuned.table["NDCG@10"].max()
+    scrambled = Split(sp.train, sp.valid, sp.test.assign(item_id=sp.test["item_id"].sample(frac=1, random_state=0).to_numpy()))
+    assert tune("ease", ds, scrambled, {"l2": [1.0, 50.0, 5000.0]}).table.equals(tuned.table)
+    tuning = sp.for_tuning()
+    assert set(map(tuple, tuning.test[["user_id", "item_id"]].to_numpy())) <= set(map(tuple, sp.valid[["user_id", "item_id"]].to_numpy()))
+    with pytest.raises(ValueError, match="grid"):
+        tune("ease", ds, sp, {"l2": []})

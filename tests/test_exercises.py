@@ -253,6 +253,29 @@ WRONG.update({
 })
 
 
+def _floor_untrained(scores, trained):
+    out = np.array(scores, dtype=float)
+    out[:, ~np.asarray(trained, bool)] = out[:, np.asarray(trained, bool)].min(axis=1, keepdims=True) - 1.0
+    return out
+
+
+def _content_scores(vectors, history, n):
+    mean = np.asarray(vectors)[list(history)[-n:]].mean(axis=0)
+    return np.asarray(vectors) @ (mean / np.linalg.norm(mean))
+
+
+RIGHT.update({
+    "04d.untrained_floor": _floor_untrained,
+    "04d.content_scores": _content_scores,
+    "04d.freezing_variant": _FUSION_RIGHT,  # the checker re-scores whatever experiment is handed in, as for 04c.rank_fusion
+})
+WRONG.update({
+    "04d.untrained_floor": lambda scores, trained: np.where(np.asarray(trained, bool), scores, 0.0),  # the bug itself: 0
+    "04d.content_scores": lambda v, h, n: np.asarray(v) @ np.asarray(v)[list(h)].mean(axis=0),  # whole history, not normalised
+    "04d.freezing_variant": _FUSION_WRONG,
+})
+
+
 def test_every_exercise_has_a_right_and_a_wrong_answer_here():
     assert set(exercises.list_exercises()) == set(RIGHT) == set(WRONG)
     assert len(exercises.list_exercises("01_cross_entropy")) == 3

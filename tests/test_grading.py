@@ -30,6 +30,25 @@ classroom = load("classroom")
 # (a small synthetic catalogue, briefly trained models, a popularity stand-in for 04c's cross-encoder), built from the
 # names the notebook defines before the exercise.
 MINIATURES = {
+    "04d.freezing_variant": """
+import numpy as np
+from types import SimpleNamespace
+from recbook.data import leave_last_out, make_synthetic
+from recbook.device import get_profile
+from recbook.evaluate import evaluate, make_eval_set
+from recbook.models import create
+from recbook.stats import paired_comparison
+SEED, N_BOOT = 0, 200
+profile = get_profile("quick", seq_dim=16, seq_layers=1)
+ds = make_synthetic(seed=SEED, n_users=80, n_items=60, mean_interactions=10)
+split = leave_last_out(ds.interactions, drop_short_users=True)
+test_set = make_eval_set(ds, split, "test", 20, seed=SEED)
+sasrec = create("sasrec", profile, seed=SEED, epochs=3, patience=None).fit(ds, split)
+vectors = np.random.default_rng(SEED).normal(size=(ds.n_items, 16))
+fit = SimpleNamespace(frozen_vectors=vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+lmrec = sasrec  # the miniature's stand-in for the notebook's lmrec
+per_user = {"lmrec": evaluate(lmrec.scorer(test_set.history), test_set, "full", per_user=True)["per_user"]}
+""",
     "04c.rank_fusion": """
 import numpy as np
 from scipy.stats import rankdata
@@ -119,6 +138,11 @@ MUTANTS = {
     "04b.best_model": "def best_model(results, metric):\n    return max(('pop', 'itemknn', 'mf', 'two-tower'), key=lambda n: results[n][metric])",  # *
     "04b.command": "def command(data, model, out):\n    return f'train --data {data} --model {model} --out {out}'.split()",  # *
     "04b.protocol_ratio": "def protocol_ratio(metrics):\n    return 6.4",  # * the example's number
+    "04d.untrained_floor": ("def floor_untrained(scores, trained):\n    out = np.array(scores, dtype=float)\n"
+                            "    out[:, ~np.asarray(trained, dtype=bool)] = out[:, np.asarray(trained, dtype=bool)].min() - 1.0\n"
+                            "    return out"),  # * one floor for the whole matrix
+    "04d.content_scores": ("def content_scores(vectors, history, n_recent):\n    mean = np.asarray(vectors)[list(history)].mean(axis=0)\n"
+                           "    return np.asarray(vectors) @ (mean / np.linalg.norm(mean))"),  # the whole history
     "04c.hard_negatives": ("def hard_negatives(scores, seen, positive, k):\n    s = np.asarray(scores, dtype=float).copy()\n"
                            "    s[np.asarray(seen, dtype=int)] = 0\n    s[positive] = 0\n    return np.argsort(-s, kind='stable')[:k]"),  # * 0, not -inf
     "04c.oracle_ndcg": "def oracle_cascade_ndcg(ranks, top_n, k=10):\n    return float((np.asarray(ranks, dtype=float) <= top_n).mean())",
@@ -176,6 +200,8 @@ MUTANTS = {
 
 # * all three pass the self-check, which re-scores whatever is handed in.
 MUTANTS |= {
+    "04d.freezing_variant": """same = evaluate(lmrec.scorer(test_set.history), test_set, "full", per_user=True)  # lmrec itself, not the variant
+answer = {"scorer": lmrec.scorer(test_set.history), "ndcg_full": same["NDCG@10"], "significant": False}""",
     "04c.rank_fusion": """alone = evaluate(sasrec.scorer, test_set, "full", per_user=True)  # the retriever alone
 same = paired_comparison(alone["per_user"]["NDCG@10"], per_user["full"]["SASRec"]["NDCG@10"], ("retriever", "SASRec"))
 answer = {"scorer": sasrec.scorer, "ndcg_full": alone["NDCG@10"], "significant": same.significant}""",

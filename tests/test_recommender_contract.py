@@ -23,6 +23,9 @@ def data():
 def _small(name, tiny_backbone) -> dict:
     if name in ("sasrec", "bert4rec"):
         return {"epochs": 2, "dim": 16, "layers": 1, "heads": 1, "patience": None}
+    if name == "lmrec":
+        return {"epochs": 2, "dim": 16, "layers": 1, "heads": 1, "patience": None, "backbone": str(tiny_backbone), "lm_steps": 2,
+                "lm_batch_size": 8, "refit": False}
     if name == "mf":
         return {"epochs": 2, "dim": 8}
     if name in ("cross-encoder", "two-tower"):

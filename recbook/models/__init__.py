@@ -34,6 +34,7 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec("ease", "ease:EASE", "closed-form linear item-to-item model (Steck 2019)"),
     ModelSpec("sasrec", "sasrec:SASRec", "causal transformer over the item sequence (next item)"),
     ModelSpec("bert4rec", "sasrec:BERT4Rec", "bidirectional transformer over the item sequence (cloze)"),
+    ModelSpec("lmrec", "lmrec:LMRec", "SASRec over items represented by a fine-tuned language model (text) and an ID"),
     ModelSpec("cross-encoder", "cross_encoder:CrossEncoderRecommender", "fine-tuned BERT reading (history, candidate) text pairs"),
     ModelSpec("two-tower", "two_tower:TwoTowerRecommender", "fine-tuned BERT embedding history text and item text apart"),
 )}

@@ -12,7 +12,7 @@ seen in training have no trained ID vector: with ``item_features="id"`` they sco
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ class SASRecConfig(ModelConfig):
     epochs: int = 200  # at most; early stopping usually ends sooner
     patience: int | None = 6
     time_budget: float | None = None  # seconds: a guard, reported when it fires
+    refit: bool = False  # after early stopping, train afresh on train + valid for the best number of epochs
     text_encoder: str | None = None  # the frozen encoder of item texts (text/hybrid); None = the offline MiniLM
 
     def __post_init__(self):
@@ -79,10 +80,23 @@ class SASRec(Recommender):
         train = default_train_config(seed=c.seed, progress=progress, lr=c.lr, weight_decay=c.weight_decay, epochs=c.epochs,
                                      patience=c.patience)
         fit = fit_sequential(dataset, split, c.network_config(self.objective), train, batch_size=c.batch_size,
-                             model_name_or_path=c.text_encoder, max_seconds=c.time_budget, progress=progress)
+                             model_name_or_path=c.text_encoder, text_features=self.text_features(dataset, split, progress),
+                             max_seconds=c.time_budget, progress=progress)
         self.network, self.item_ids = fit.model, np.asarray(dataset.item_ids)
         self.train_result, self.train_seconds = fit.result, fit.train_seconds
+        if c.refit:
+            self.best_epochs = best_epochs(fit.result)
+            again = fit_sequential(dataset, visible_split(split), c.network_config(self.objective),
+                                   replace(train, epochs=self.best_epochs, patience=None, keep_best=False), batch_size=c.batch_size,
+                                   text_features=None if c.item_features == "id" else fit.model.text_features[1:-1].cpu().numpy(),
+                                   progress=progress, validate=False)
+            self.network = again.model
+            self.train_seconds += again.train_seconds
         return self
+
+    def text_features(self, dataset, split, progress: bool = False):
+        """The item text vectors of a text/hybrid model (None: :func:`fit_sequential` computes frozen ones)."""
+        return None
 
     @classmethod
     def from_network(cls, network: SequentialRecommender, item_ids, **overrides) -> "SASRec":
@@ -123,6 +137,19 @@ class SASRec(Recommender):
                                              known_items=state["known_items"][1:-1].numpy())
         self.network.load_state_dict(state)
         self.network.eval()
+
+
+def best_epochs(result) -> int:
+    """How many whole epochs the early-stopped run had trained when its best validation was measured (at least 1)."""
+    rows = [h for h in result.history if h.get("step") == result.best_step and "epoch" in h]
+    return max(1, int(rows[-1]["epoch"])) if rows else max(1, int(max((h.get("epoch", 1) for h in result.history), default=1)))
+
+
+def visible_split(split):
+    """The split a refit trains on: training + validation interactions as its training part."""
+    from ..data.splits import Split, history_for_test
+
+    return Split(history_for_test(split), split.valid, split.test)
 
 
 class BERT4Rec(SASRec):

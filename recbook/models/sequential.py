@@ -518,13 +518,14 @@ def default_train_config(**overrides):
 
 def fit_sequential(dataset, split, config: SequentialConfig | None = None, train_config=None, batch_size: int = 64,
                    text_features=None, model_name_or_path=None, valid_users: int | None = None, max_seconds: float | None = None,
-                   progress: bool = True) -> SequentialFit:
+                   progress: bool = True, validate: bool = True) -> SequentialFit:
     """Train a sequential recommender on ``split.train`` with the course's loop; stop early on validation.
 
     Validation = each user's validation item ranked against the *whole* catalogue (full ranking, the
     user's training items excluded), NDCG@10, after every epoch; the best epoch's weights are kept.
     ``max_seconds`` also stops training at the first evaluation after that many seconds.
-    The returned scorer scores test items with training + validation as the visible history.
+    The returned scorer scores test items with training + validation as the visible history. ``validate=False`` trains
+    for ``train_config.epochs`` without validating (a refit on training + validation after early stopping chose them).
     """
     from ..evaluate import evaluate, history_for_test, make_eval_set
     from ..train import train_model
@@ -545,15 +546,17 @@ def fit_sequential(dataset, split, config: SequentialConfig | None = None, train
     generator = torch.Generator().manual_seed(train_config.seed)
     loader = torch.utils.data.DataLoader(WindowDataset(windows), batch_size=batch_size, shuffle=True, generator=generator)
 
-    valid_set = make_eval_set(dataset, split, "valid", n_negatives=1, n_users=valid_users, seed=train_config.seed)
+    valid_set = make_eval_set(dataset, split, "valid", n_negatives=1, n_users=valid_users, seed=train_config.seed) if validate else None
     if max_seconds is not None:
         train_config = replace(train_config, time_budget=max_seconds)
+
+    validate_each_epoch = validate
 
     def validate(m):
         res = evaluate(SequentialScorer(m, dataset.item_ids, split.train), valid_set, "full", per_user=True)  # the vectorised path
         return {"NDCG@10": res["NDCG@10"], "HR@10": res["HR@10"]}
 
-    result = train_model(model, loader, train_config, validate)
+    result = train_model(model, loader, train_config, validate if validate_each_epoch else None)
     model.eval()
     scorer = SequentialScorer(model, dataset.item_ids, history_for_test(split))
     curve = [h for h in result.history if "NDCG@10" in h]

@@ -1,0 +1,121 @@
+"""``lmrec``: the course's fine-tuned language-model recommender.
+
+Taught in notebook ``04d_lm_recommender``.
+
+A pretrained sentence encoder (all-MiniLM-L6-v2 by default) is **fine-tuned on what people watch next** and then gives
+every catalogue item its vector; a SASRec over the user's history scores items through a table that adds that text
+vector (projected) to a learned ID vector (the ``hybrid`` items of :mod:`recbook.models.sequential`, with ID dropout so
+the text path carries weight of its own). The fine-tuning is the cheap kind a CPU affords: the lower layers of the
+encoder are frozen and their outputs cached once per catalogue; only the top ``trainable_layers`` are trained
+(:mod:`recbook.models.text_encoder`), with next-item contrastive learning on the training sequences.
+
+Why this shape (measured in notebook 04d): on MovieLens a text model alone is far below SASRec, and a cross-encoder that
+reads (history, candidate) text pairs costs one BERT pass per candidate per request. Putting the fine-tuned LM into the
+*item representation* keeps the per-request cost of a SASRec (one small transformer pass and a matrix product), lets
+a brand-new item be recommended from its text alone (cold start), and lets the LM's knowledge of what co-occurs help
+items with few interactions (long-tail catalogues). The LM runs when an item enters the catalogue
+(:meth:`LMRec.embed_items`), not on every request.
+
+After early stopping on validation, ``refit`` trains afresh on training + validation for the chosen number of epochs, as
+the baselines are fitted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from .base import build_config, positive_int
+from .sasrec import SASRec, SASRecConfig
+
+
+@dataclass
+class LMRecConfig(SASRecConfig):
+    item_features: str = "hybrid"
+    backbone: str | None = None  # the sentence encoder: a folder, a Hub id, or None = the offline all-MiniLM-L6-v2
+    trainable_layers: int = 1  # top blocks fine-tuned (0 = the frozen encoder; 6 = every block of MiniLM)
+    lm_steps: int = 120  # optimizer steps of the encoder's fine-tuning
+    lm_batch_size: int = 128
+    lm_lr: float = 1e-4
+    lm_temperature: float = 0.05
+    lm_context: int = 3  # recent items whose mean vector predicts the next one
+    text_max_length: int = 32
+    refit: bool = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.item_features == "id":
+            raise ConfigError("item_features", "lmrec represents items by text: item_features must be 'text' or 'hybrid' "
+                              "(use sasrec for ID-only items)", self.item_features)
+        positive_int(self.trainable_layers, "trainable_layers", 0)
+        positive_int(self.lm_steps, "lm_steps")
+        positive_int(self.lm_batch_size, "lm_batch_size", 2)
+        positive_int(self.lm_context, "lm_context")
+        positive_int(self.text_max_length, "text_max_length", 4)
+        if not self.lm_lr > 0 or not self.lm_temperature > 0:
+            raise ConfigError("lm_lr", f"lm_lr and lm_temperature must be > 0, got {self.lm_lr}, {self.lm_temperature}")
+
+    @classmethod
+    def from_profile(cls, profile, **overrides) -> "LMRecConfig":
+        sizes = {"time_budget": profile.seq_time_budget, "dim": profile.seq_dim, "layers": profile.seq_layers,
+                 "max_len": profile.seq_max_len}
+        return build_config(cls, {**sizes, **overrides})
+
+
+class LMRec(SASRec):
+    """SASRec over items represented by a fine-tuned language model (text) plus an ID vector."""
+
+    model_type = "lmrec"
+    name = "LM-rec"
+    config_class = LMRecConfig
+
+    def text_features(self, dataset, split, progress: bool = False) -> np.ndarray:
+        """Fine-tune the encoder's top layers on ``split.train`` and return every catalogue item's vector."""
+        from .backbone import load_backbone
+        from .text_encoder import finetune_item_encoder
+
+        c = self.config
+        encoder, self.tokenizer = load_backbone(c.backbone)
+        texts = dataset.items.set_index("item_id").loc[dataset.item_ids, "text"].astype(str).tolist()
+        self.encoder_fit = finetune_item_encoder(encoder, self.tokenizer, texts, split.train, dataset.item_ids,
+                                                 trainable_layers=c.trainable_layers, steps=c.lm_steps, batch_size=c.lm_batch_size,
+                                                 lr=c.lm_lr, temperature=c.lm_temperature, context=c.lm_context,
+                                                 max_length=c.text_max_length, seed=c.seed, progress=progress)
+        self.top = self.encoder_fit.top
+        self.lm_seconds = self.encoder_fit.seconds
+        return self.encoder_fit.vectors
+
+    def fit(self, dataset, split, progress: bool = False) -> "LMRec":
+        super().fit(dataset, split, progress)
+        self.train_seconds += self.lm_seconds
+        return self
+
+    def embed_items(self, texts) -> np.ndarray:
+        """Vectors of new item texts from the fine-tuned encoder (the frozen lower layers are the backbone's): what a
+        catalogue refresh runs for items that arrive after training. They enter the model's item table through its
+        learned projection, exactly as the trained items' vectors do."""
+        from .backbone import load_backbone
+        from .text_encoder import cache_lower_layers
+
+        encoder, tokenizer = load_backbone(self.config.backbone)
+        states, mask = cache_lower_layers(encoder, tokenizer, texts, self.top.frozen_layers, self.config.text_max_length)
+        return self.top.embed(states, mask)
+
+    def state(self) -> dict:
+        out = super().state()
+        out.update({f"lm_top.{k}": v for k, v in self.top.state_dict().items()})
+        return out
+
+    def load_state(self, arrays, folder) -> None:
+        from .backbone import load_backbone
+        from .text_encoder import TopLayers
+
+        top = {k.removeprefix("lm_top."): torch.from_numpy(v) for k, v in arrays.items() if k.startswith("lm_top.")}
+        super().load_state({k: v for k, v in arrays.items() if not k.startswith("lm_top.")}, folder)
+        encoder, _ = load_backbone(self.config.backbone)
+        self.top = TopLayers(encoder, self.config.trainable_layers)
+        self.top.load_state_dict(top)
+        self.top.eval()

@@ -1,0 +1,51 @@
+"""Choose a model's hyperparameters on validation, never on the test users — the rule every model of the course follows.
+
+Taught in notebook ``04d_lm_recommender`` (the baselines there are tuned with it).
+
+:func:`tune` fits each setting of a small grid on :meth:`recbook.data.Split.for_tuning` — the visible interactions
+(training + validation) split again one step earlier, so the items it is judged on are the original split's
+*validation* items and the test items are never looked at — scores each by full-ranking NDCG@10, and returns the
+best setting and the whole table. Refit the winner with ``create(name, profile, **best).fit(dataset, split)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import pandas as pd
+
+
+@dataclass
+class Tuned:
+    """What :func:`tune` found: the best setting, its validation score, and every setting's score."""
+
+    name: str
+    best: dict
+    score: float
+    table: pd.DataFrame  # one row per setting: its parameters and the metric
+
+
+def tune(name: str, dataset, split, grid: dict, profile=None, metric: str = "NDCG@10", n_users: int | None = None,
+         seed: int = 0, **fixed) -> Tuned:
+    """Every combination of ``grid`` (``{field: [values]}``) for model ``name``, with ``fixed`` fields, fitted on
+    ``split.for_tuning()`` and scored by full-ranking ``metric`` on its held-out (= validation) items."""
+    from ..evaluate import evaluate, make_eval_set
+    from . import create
+
+    if not grid or not all(isinstance(v, (list, tuple)) and v for v in grid.values()):
+        raise ValueError("grid must map each field to a non-empty list of values, e.g. {'l2': [100, 500]}")
+    tuning = split.for_tuning()
+    eval_set = make_eval_set(dataset, tuning, "test", 1, n_users=n_users, seed=seed)
+    rows = []
+    for values in itertools.product(*grid.values()):
+        params = dict(zip(grid, values))
+        model = create(name, profile, **fixed, **params).fit(dataset, tuning)
+        rows.append({**params, metric: evaluate(model.scorer(eval_set.history), eval_set, "full")[metric]})
+    table = pd.DataFrame(rows)
+    best = table.loc[table[metric].idxmax()]
+    return Tuned(name, {k: _plain(best[k]) for k in grid}, float(best[metric]), table)
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value

@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+
+from recbook.data import leave_last_out, make_synthetic
+from recbook.data.splits import cold_item_split, history_for_test
+from recbook.errors import ConfigError
+from recbook.models import create
+from recbook.models.base import Histories
+from recbook.models.sasrec import best_epochs
+
+
+@pytest.fixture(scope="module")
+def data():
+    ds = make_synthetic(seed=1, n_users=70, n_items=45)
+    return ds, leave_last_out(ds.interactions, drop_short_users=True)
+
+
+def _lmrec(tiny_backbone, **over):
+    return create("lmrec", epochs=3, dim=16, layers=1, heads=1, patience=None, backbone=str(tiny_backbone), lm_steps=3,
+                  lm_batch_size=16, **over)
+
+
+def test_refit_trains_again_on_train_and_valid_for_the_best_epochs(data, tiny_backbone):
+    ds, split = data
+    model = _lmrec(tiny_backbone, refit=True).fit(ds, split)
+    assert model.best_epochs == best_epochs(model.train_result) and 1 <= model.best_epochs <= 3
+    # the refit network has seen the validation items: each one counts as trained (known), as in training + valid
+    known = model.network.known_items[1:-1].numpy()
+    assert known[model.item_columns(split.valid["item_id"].unique())].all()
+
+
+def test_cold_items_are_scored_from_their_text_and_new_items_can_be_embedded(data, tiny_backbone):
+    ds, _ = data
+    cold = cold_item_split(ds.interactions, 0.2)
+    model = _lmrec(tiny_backbone, refit=False).fit(ds, cold.warm())
+    cols = model.item_columns(np.asarray(cold.cold_items))
+    h = Histories.from_interactions(history_for_test(cold.warm())).subset([0, 1, 2])
+    scores = model.score_all(h)
+    assert np.isfinite(scores).all() and np.unique(scores[:, cols].round(6)).size > 1  # not one floor value: text decides
+    texts = ds.items.set_index("item_id").loc[np.asarray(cold.cold_items), "text"].tolist()
+    np.testing.assert_allclose(model.embed_items(texts), model.encoder_fit.vectors[cols], atol=1e-5)
+
+
+def test_lmrec_config_errors(tiny_backbone):
+    with pytest.raises(ConfigError, match="item_features"):
+        create("lmrec", item_features="id")
+    with pytest.raises(ConfigError, match="trainable_layers"):
+        create("lmrec", trainable_layers=-1)
+
+
+def test_untrained_items_score_below_every_trained_item_in_sasrec_id(data):
+    """A SASRec with ID items gives an item it never trained on a zero vector, i.e. score 0 — above every trained item
+    whose score is negative (most of them, after a softmax training). The contract floors them below the trained ones."""
+    ds, split = data
+    unseen = ds.item_ids[-3:]  # make three items never appear in training
+    train = split.train[~split.train["item_id"].isin(unseen)]
+    from recbook.data.splits import Split
+
+    model = create("sasrec", epochs=2, dim=16, layers=1, heads=1, patience=None).fit(ds, Split(train, split.valid, split.test))
+    h = Histories.from_interactions(train).subset([0, 1, 2, 3])
+    raw = model.network.score_all(model.indices(h))
+    cols = model.item_columns(unseen)
+    assert np.allclose(raw[:, cols], 0.0)  # the network itself: exactly 0 for an item without a vector
+    scores = model.score_all(h)
+    trained = np.setdiff1d(np.arange(ds.n_items), cols)
+    assert (scores[:, cols].max(axis=1) < scores[:, trained].min(axis=1)).all()

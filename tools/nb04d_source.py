@@ -1,0 +1,457 @@
+"""The source of notebooks/04d_lm_recommender.ipynb (cells as Python strings): ``python tools/nb04d_source.py`` writes the
+notebook without outputs; ``python tools/run_course.py 04d`` then executes it and stores the outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "04d_lm_recommender"
+
+TITLE = f"""# 04d · A fine-tuned language model that earns its place: `lmrec`
+
+Notebooks `04a`–`04c` fine-tuned BERT to read (history, candidate) text pairs; on MovieLens none of those models
+beat a plain SASRec, and the cross-encoder costs one BERT pass per candidate on every request. Here the language model
+goes where it is cheap and where text carries information IDs do not: into the **item representation**. The top layer
+of all-MiniLM-L6-v2 is fine-tuned on what people watch next (the lower layers are frozen and run once per catalogue),
+every film gets a vector from it, and a SASRec reads the user's history through a table that adds that text vector to
+a learned ID vector. We measure it on **all** MovieLens users, full ranking, against SASRec with IDs only trained by
+the same recipe and against tuned baselines — every comparison paired, every verdict read off its own interval.
+
+[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/recbook/recbook/blob/v0.1.0/student/{NAME}.ipynb)
+
+**Time:** about 8 minutes in the `quick` profile on a 2-core CPU the notebook has to itself (two SASRecs, each
+trained with early stopping and then refitted on training + validation, and the encoder's fine-tuning; every duration is
+printed); `full` not yet timed on a GPU. Place in the course: after `04s_sequential`, `04t_sequential_cold_start`
+(frozen text features) and `04c_cascade`.
+"""
+
+SETUP = """# NBVAL_IGNORE_OUTPUT
+# Colab set-up: installs recbook (pinned to the course release v0.1.0) on Colab; does nothing elsewhere.
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
+                           "recbook[model] @ git+https://github.com/recbook/recbook@v0.1.0"])
+else:
+    print("Not on Colab: using the recbook installed by `make setup`.")
+"""
+
+PARAMETERS = """PROFILE = None  # "quick" | "full" | None (= $RECBOOK_PROFILE, else by device)
+SEED = 0
+MOVIELENS_DIR = None  # a folder with u.data/u.item/u.user; None = $RECBOOK_MOVIELENS_DIR, the cache, else download (not if RECBOOK_OFFLINE=1)
+BACKBONE = None  # the sentence encoder; None = offline all-MiniLM-L6-v2
+TRAINABLE_LAYERS = 1  # top blocks of the encoder fine-tuned (0 = frozen)
+LM_STEPS = None  # the encoder's fine-tuning steps; None = lmrec's default
+COST_STEPS = 3  # timed steps per freezing choice in section 2
+N_BOOT = 2000  # bootstrap resamples per confidence interval
+"""
+
+OBJECTIVES = """## Learning objectives
+
+- Put a language model where its cost is paid once per item, not once per request, and say what that buys (cold
+  start, long-tail items) and what it costs.
+- Compare the seed article's freezing choices by what a CPU pays per step: frozen, top layers over cached lower
+  layers, every layer.
+- Judge a model the way users meet it: full-ranking NDCG@10 on every user, against tuned baselines and the ID-only
+  SASRec trained by the same recipe, each comparison paired.
+- Find a ranking bug by its symptom: items never trained on must not outrank trained ones.
+"""
+
+IMPORTS = """# NBVAL_IGNORE_OUTPUT
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from IPython.display import Markdown, display
+
+from recbook.course import figure_path, record
+from recbook.data import leave_last_out, load_movielens_100k, make_synthetic, obtain_movielens_100k
+from recbook.data.splits import history_for_test
+from recbook.device import get_profile, seed_everything
+from recbook.evaluate import evaluate, make_eval_set
+from recbook.models import create
+from recbook.models.backbone import load_backbone
+from recbook.models.text_encoder import TopLayers, cache_lower_layers
+from recbook.models.tuning import tune
+from recbook.stats import ci_text_table, mean_ci, paired_comparison
+
+notebook_start = time.perf_counter()
+profile = get_profile(PROFILE)
+seed_everything(SEED)
+ml_folder = obtain_movielens_100k(MOVIELENS_DIR)
+if ml_folder is not None:
+    ds = load_movielens_100k(ml_folder)  # all 943 users
+else:
+    print("Using the synthetic catalogue instead of MovieLens-100k.")
+    ds = make_synthetic(seed=SEED, n_users=profile.n_users, n_items=profile.n_items)
+split = leave_last_out(ds.interactions, drop_short_users=True)
+test_set = make_eval_set(ds, split, "test", profile.eval_negatives, seed=SEED)
+print(f"{ds.name}: {ds.n_users} users, {ds.n_items} items; profile {profile.name}; "
+      f"test: each user's last item, ranked against every item they have not seen (full ranking)")
+"""
+
+WHERE_MD = """## 1. Where the language model goes
+
+Three places a language model can sit in a recommender, and what each costs per request:
+
+| where | per request | a new item |
+|---|---|---|
+| a **cross-encoder** reads (history, candidate) text | one BERT pass per candidate | scored from its text |
+| a **text user tower** reads the history's item texts | one BERT pass per request | scored from its text |
+| the **item representation** (here) | none: item vectors are computed when an item enters the catalogue | gets a vector from its text |
+
+`lmrec` takes the third. The encoder is fine-tuned by **next-item contrastive learning**: the mean vector of a user's
+three most recent films should be closest to the film they watched next, among the other films of a batch. That
+teaches the text encoder what co-occurs in people's histories; a film known only by its title, year and genres then
+lands near the films it will be watched with. SASRec's item table is `ID vector + W · text vector`, with ID dropout
+in training so the text path carries weight of its own (notebook `04t`).
+
+Only the encoder's **top** layer is trained. The lower five never change, so their output for every film is computed
+once and cached; each training step then runs one transformer block instead of six.
+"""
+
+COST_MD = """## 2. The freezing choices: what one training step costs
+
+Every step of the fine-tuning runs the trainable blocks forward and backward over the films of a batch. The cell
+times `COST_STEPS` steps for each choice on the same batch size (the frozen layers' cache is built once per choice
+and not counted), and counts the parameters each one trains.
+"""
+
+COST = """# NBVAL_IGNORE_OUTPUT
+from recbook.models.text_encoder import _ContrastiveTop, _PairBatches, next_item_pairs
+
+encoder, tokenizer = load_backbone(BACKBONE)
+texts = ds.items.set_index("item_id").loc[ds.item_ids, "text"].astype(str).tolist()
+n_blocks = len(encoder.encoder.layer)
+column = pd.Series(np.arange(ds.n_items), index=ds.item_ids)
+ordered = split.train.sort_values(["user_id", "timestamp"], kind="stable")
+contexts, targets = next_item_pairs({u: column.reindex(g).to_numpy() for u, g in ordered.groupby("user_id")["item_id"]}, 3)
+cost_rows = {}
+for k in sorted({1, 2, n_blocks}):
+    states, mask = cache_lower_layers(encoder, tokenizer, texts, n_blocks - k, max_length=32)
+    top = TopLayers(encoder, k)
+    net = _ContrastiveTop(top, states, mask, 0.05)
+    opt = torch.optim.AdamW(top.parameters(), lr=1e-4)
+    batches = iter(_PairBatches(contexts, targets, 128, COST_STEPS + 1, SEED))
+    seconds = []
+    for step, batch in enumerate(batches):
+        start = time.perf_counter()
+        loss = net.training_loss(batch)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        if step:  # the first step warms up the allocator
+            seconds.append(time.perf_counter() - start)
+    label = "all layers" if k == n_blocks else f"top {k} of {n_blocks} (cached lower layers)"
+    cost_rows[label] = {"trainable parameters": sum(p.numel() for p in top.parameters()),
+                        "seconds per step": float(np.median(seconds)), "cache MB": states.numel() * 4 / 2**20}
+cost = pd.DataFrame(cost_rows).T
+cost["× top-1 cost"] = cost["seconds per step"] / cost["seconds per step"].iloc[0]
+print(cost.round(3).to_string())
+"""
+
+COST_RENDER = """top1, every = cost.iloc[0], cost.iloc[-1]
+display(Markdown(
+    f"One step that trains every layer took **{every['× top-1 cost']:.1f}×** as long as one that trains the top block over "
+    f"cached lower layers ({every['seconds per step']:.2f} s against {top1['seconds per step']:.2f} s, median of "
+    f"{COST_STEPS} steps), and trains {every['trainable parameters'] / top1['trainable parameters']:.0f}× the parameters. "
+    f"At the same wall-clock budget the top-layer choice takes that many more steps; the cache it needs is "
+    f"{top1['cache MB']:.0f} MB for this catalogue. The time per step is a median of a few steps on a shared CPU: "
+    "its ratio, not its value, is what carries over to another machine."))
+"""
+
+FIT_MD = """## 3. Training `lmrec` and the ID-only SASRec by the same recipe
+
+Both models follow one rule: train on the training part, stop when validation NDCG@10 (full ranking) has not
+improved for 6 epochs, then **refit** a fresh model on training + validation for the best number of epochs — the
+way the baselines below are fitted, on everything visible before the test item. The only difference is the item
+table: IDs only, or IDs plus the fine-tuned text vectors.
+"""
+
+FIT = """# NBVAL_IGNORE_OUTPUT
+lm_overrides = {"lm_steps": LM_STEPS} if LM_STEPS else {}
+start = time.perf_counter()
+lmrec = create("lmrec", profile, seed=SEED, backbone=BACKBONE, trainable_layers=TRAINABLE_LAYERS, **lm_overrides).fit(ds, split)
+lmrec_seconds = time.perf_counter() - start
+start = time.perf_counter()
+sasrec = create("sasrec", profile, seed=SEED, refit=True).fit(ds, split)
+sasrec_seconds = time.perf_counter() - start
+for name, model, seconds in (("lmrec", lmrec, lmrec_seconds), ("SASRec (IDs)", sasrec, sasrec_seconds)):
+    r = model.train_result
+    print(f"{name}: best validation NDCG@10 {r.best_metric:.4f} after {model.best_epochs} epochs (stopped by "
+          f"{r.stop_reason or 'the epoch cap'}), refitted on train + valid; {seconds:.0f} s in all")
+fit = lmrec.encoder_fit
+print(f"lmrec's encoder: {fit.trainable_parameters:,} trainable parameters, {len(fit.losses)} logged losses "
+      f"{fit.losses[0]:.3f} → {fit.losses[-1]:.3f}, {fit.seconds:.0f} s (cache of the frozen layers {fit.cache_seconds:.0f} s)")
+"""
+
+FIT_RENDER = """guard = [n for n, m in (("lmrec", lmrec), ("SASRec", sasrec)) if m.train_result.stop_reason == "time budget"]
+display(Markdown(
+    f"The encoder's contrastive loss went from {fit.losses[0]:.2f} to {fit.losses[-1]:.2f} "
+    f"(chance for a batch of 128 films is about ln 128 = {np.log(128):.2f}). "
+    + ("Both models stopped by patience, not by the clock, so a slower machine trains the same models, later."
+       if not guard else f"**{' and '.join(guard)} stopped at the time-budget guard**, not by patience: on this machine the "
+       "result depends on its speed — rerun with a larger `time_budget` to take the clock out.")))
+"""
+
+BASELINES_MD = """## 4. Tuned baselines
+
+Popularity, item-kNN, EASE (a closed-form linear item-to-item model, strong on MovieLens) and MF-BPR. Item-kNN's
+neighbours and EASE's ridge penalty are chosen on **validation** with `recbook.models.tuning.tune` — each setting
+fitted on the visible interactions one step earlier and judged on the validation items — then refitted on
+training + validation. The test items decide nothing.
+"""
+
+BASELINES = """# NBVAL_IGNORE_OUTPUT
+start = time.perf_counter()
+tuned = {"itemknn": tune("itemknn", ds, split, {"neighbours": [20, 100, 400], "shrink": [0.0, 10.0]}),
+         "ease": tune("ease", ds, split, {"l2": [50.0, 200.0, 500.0, 2000.0]})}
+for name, t in tuned.items():
+    print(f"{name}: validation NDCG@10 by setting\\n{t.table.round(4).to_string(index=False)}\\n→ chosen {t.best}")
+models = {"popularity": create("pop").fit(ds, split),
+          "item-kNN (tuned)": create("itemknn", **tuned["itemknn"].best).fit(ds, split),
+          "EASE (tuned)": create("ease", **tuned["ease"].best).fit(ds, split),
+          "MF-BPR": create("mf", profile, seed=SEED).fit(ds, split),
+          "SASRec (IDs)": sasrec, "lmrec": lmrec}
+print(f"baselines tuned and fitted in {time.perf_counter() - start:.0f} s")
+"""
+
+RESULTS_MD = """## 5. Every model on every user
+
+Full ranking over the films each user has not seen, the test item being their last one; NDCG@10 and HR@10 with
+95% bootstrap intervals over users. Then `lmrec` against each model, paired on the same users.
+"""
+
+RESULTS = """# NBVAL_IGNORE_OUTPUT
+per_user = {name: evaluate(m.scorer(test_set.history), test_set, "full", per_user=True)["per_user"] for name, m in models.items()}
+print(ci_text_table(per_user, metrics=("NDCG@10", "HR@10"), n_boot=N_BOOT, seed=SEED).to_string())
+paired = {name: paired_comparison(per_user["lmrec"]["NDCG@10"], per_user[name]["NDCG@10"], ("lmrec", name), n_boot=N_BOOT, seed=SEED)
+          for name in models if name != "lmrec"}
+for c in paired.values():
+    print(c)
+"""
+
+RESULTS_RENDER = """def sentence(c):
+    return f"{c.b}: {c.diff.mean:+.4f} [{c.diff.low:+.4f}, {c.diff.high:+.4f}] — " + (
+        "lmrec is better" if c.diff.low > 0 else f"{c.b} is better" if c.diff.high < 0 else "inconclusive (the interval contains 0)")
+
+
+vs_sasrec = paired["SASRec (IDs)"]
+beaten = [n for n, c in paired.items() if c.diff.low > 0]
+display(Markdown(
+    f"**lmrec reaches full-ranking NDCG@10 {per_user['lmrec']['NDCG@10'].mean():.4f}** on {len(test_set.heldout)} users. "
+    "Paired differences (lmrec − model, 95% CI): " + "; ".join(sentence(c) for c in paired.values()) + ". "
+    + (f"Against the ID-only SASRec trained by the same recipe the interval excludes zero: here the fine-tuned text vectors "
+       "add something the IDs did not have." if vs_sasrec.diff.low > 0 else
+       f"Against the ID-only SASRec trained by the same recipe the interval contains zero: this run does **not** show that the "
+       f"text vectors add to what SASRec learns from IDs on MovieLens — a dense catalogue where nearly every film has "
+       f"hundreds of interactions, so an ID vector already knows what text could tell. Two SASRecs that differ only in "
+       f"their seed differ by about as much (exercise 3 of notebook `04s` measures that noise floor)."
+       if vs_sasrec.diff.high > 0 else "The ID-only SASRec is better here: the text path costs more than it brings on this catalogue.")
+    + f" Models whose paired interval lmrec clears: {', '.join(beaten) if beaten else 'none'}."))
+record("04d lmrec full NDCG@10", f"{per_user['lmrec']['NDCG@10'].mean():.4f}")
+record("04d lmrec − SASRec (IDs), full NDCG@10", f"{vs_sasrec.diff.mean:+.4f} [{vs_sasrec.diff.low:+.4f}, {vs_sasrec.diff.high:+.4f}]: "
+       f"{vs_sasrec.verdict}")
+for name in ("EASE (tuned)", "item-kNN (tuned)", "MF-BPR", "popularity"):
+    c = paired[name]
+    record(f"04d lmrec − {name}, full NDCG@10", f"{c.diff.mean:+.4f} [{c.diff.low:+.4f}, {c.diff.high:+.4f}]")
+"""
+
+FOREST = """# NBVAL_IGNORE_OUTPUT
+fig, ax = plt.subplots(figsize=(6.5, 2.8))
+names = list(paired)
+for y, name in enumerate(names):
+    c = paired[name]
+    color = "tab:green" if c.diff.low > 0 else "tab:red" if c.diff.high < 0 else "tab:gray"
+    ax.errorbar(c.diff.mean, y, xerr=[[c.diff.mean - c.diff.low], [c.diff.high - c.diff.mean]], fmt="o", color=color, capsize=4)
+ax.axvline(0, color="black", lw=0.8)
+ax.set(yticks=range(len(names)), yticklabels=names, xlabel="lmrec − model, full NDCG@10 (paired 95% CI)",
+       title="lmrec against every model, on the same users")
+fig.tight_layout()
+fig.savefig(figure_path("04d_paired_differences.png"), dpi=100)
+plt.show()
+"""
+
+TEXT_MD = """## 6. What the text alone knows
+
+The fine-tuned encoder is also a recommender by itself: score each film by its cosine to the mean vector of the
+user's five latest films (the *content-only* baseline — no IDs, no SASRec). Frozen against fine-tuned vectors shows
+what the fine-tuning taught the encoder, on its own.
+"""
+
+TEXT = """# NBVAL_IGNORE_OUTPUT
+col = pd.Series(np.arange(ds.n_items), index=ds.item_ids)
+
+
+def content_scorer(vectors, history, n_recent=5):
+    rows = {u: col.reindex(g).to_numpy() for u, g in history.sort_values(["user_id", "timestamp"], kind="stable").groupby("user_id")["item_id"]}
+
+    def score(users, items):
+        out = np.zeros(np.shape(items))
+        for r, u in enumerate(users):
+            h = rows.get(u, np.zeros(0, dtype=int))[-n_recent:]
+            if len(h):
+                mean = vectors[h].mean(axis=0)
+                out[r] = vectors[col.reindex(items[r]).to_numpy()] @ (mean / np.linalg.norm(mean))
+        return out
+    return score
+
+
+text_only = {"text, frozen encoder": fit.frozen_vectors, "text, fine-tuned encoder": fit.vectors}
+for name, vectors in text_only.items():
+    per_user[name] = evaluate(content_scorer(vectors, test_set.history), test_set, "full", per_user=True)["per_user"]
+print(ci_text_table({n: per_user[n] for n in (*text_only, "popularity", "lmrec")}, metrics=("NDCG@10", "HR@10"), n_boot=N_BOOT, seed=SEED).to_string())
+tuned_text = paired_comparison(per_user["text, fine-tuned encoder"]["NDCG@10"], per_user["text, frozen encoder"]["NDCG@10"],
+                               ("fine-tuned", "frozen"), n_boot=N_BOOT, seed=SEED)
+print(tuned_text)
+"""
+
+TEXT_RENDER = """t_pop = paired_comparison(per_user["text, fine-tuned encoder"]["NDCG@10"], per_user["popularity"]["NDCG@10"], ("text", "popularity"),
+                          n_boot=N_BOOT, seed=SEED)
+display(Markdown(
+    f"Text alone, fine-tuned − frozen encoder: {tuned_text.diff.mean:+.4f} [{tuned_text.diff.low:+.4f}, {tuned_text.diff.high:+.4f}] "
+    f"full NDCG@10 — {tuned_text.verdict}. Against popularity the fine-tuned text model is "
+    f"{t_pop.diff.mean:+.4f} [{t_pop.diff.low:+.4f}, {t_pop.diff.high:+.4f}] ({t_pop.verdict}). "
+    f"Either way the text-only model stays far below lmrec ({per_user['lmrec']['NDCG@10'].mean():.4f}): on MovieLens the "
+    "text carries a film's genres and era, not who watches it next — which is why it feeds SASRec's item table instead of "
+    "replacing it."))
+record("04d text-only fine-tuned − frozen, full NDCG@10", f"{tuned_text.diff.mean:+.4f} [{tuned_text.diff.low:+.4f}, {tuned_text.diff.high:+.4f}]")
+"""
+
+COST_REQ_MD = """## 7. What a request costs
+
+A request to `lmrec` is what a request to SASRec is: one pass of the small transformer over the history and one
+product with the item table — the language model ran when the items entered the catalogue. The cell times one
+request (a single user's history, every film scored) for both, interleaved, in CPU milliseconds of this process.
+"""
+
+COST_REQ = """# NBVAL_IGNORE_OUTPUT
+from recbook.models.base import Histories
+
+histories = Histories.from_interactions(test_set.history)
+rng = np.random.default_rng(SEED)
+cpu_ms = {"SASRec (IDs)": [], "lmrec": []}
+torch.set_num_threads(1)
+for r in rng.choice(len(histories), 200):
+    one = histories.subset([r])
+    for name in cpu_ms:
+        start = time.process_time()
+        models[name].score_all(one)
+        cpu_ms[name].append((time.process_time() - start) * 1000)
+torch.set_num_threads(max(1, torch.get_num_threads()))
+ms = {n: mean_ci(np.asarray(v), n_boot=N_BOOT, seed=SEED) for n, v in cpu_ms.items()}
+for n, e in ms.items():
+    print(f"{n}: {e.mean:.2f} ms CPU per request [{e.low:.2f}, {e.high:.2f}] (one thread, 200 requests)")
+display(Markdown(
+    f"One request costs {ms['lmrec'].mean:.2f} ms of CPU with lmrec and {ms['SASRec (IDs)'].mean:.2f} ms with the ID-only SASRec "
+    "(one thread): the text vectors are folded into the item table once, so the language model adds nothing per request. "
+    "Notebook `12_serving` measures requests through the real service."))
+"""
+
+EXERCISES_MD = """## Exercises
+
+**Exercise 1.** The symptom: an ID-only SASRec gives a film it never trained on a zero vector, so its score is
+exactly 0 — above every trained film whose score is negative, which after a softmax training is most of them.
+Write `floor_untrained(scores, trained)`: given a `users × items` score matrix and a boolean mask of the items that
+were trained on, return a copy where every untrained item scores 1 below the lowest trained item of its row (what
+`recbook.models.sasrec.SASRec.score_all` does).
+"""
+
+EX1 = """from recbook.exercises import check
+
+
+def floor_untrained(scores, trained):
+    ### BEGIN SOLUTION
+    out = np.array(scores, dtype=float, copy=True)
+    trained = np.asarray(trained, dtype=bool)
+    out[:, ~trained] = out[:, trained].min(axis=1, keepdims=True) - 1.0
+    return out
+    ### END SOLUTION
+
+
+assert check("04d.untrained_floor", floor_untrained)
+"""
+
+EX2_MD = """**Exercise 2.** Write `content_scores(vectors, history, n_recent)`: the content-only baseline of section 6 for
+one user — `vectors` holds one L2-normalised row per catalogue item, `history` the user's catalogue rows oldest first;
+return every item's cosine to the normalised mean of the `n_recent` latest history rows.
+"""
+
+EX2 = """def content_scores(vectors, history, n_recent):
+    ### BEGIN SOLUTION
+    mean = np.asarray(vectors)[list(history)[-n_recent:]].mean(axis=0)
+    return np.asarray(vectors) @ (mean / np.linalg.norm(mean))
+    ### END SOLUTION
+
+
+assert check("04d.content_scores", content_scores)
+"""
+
+EX3_MD = """**Exercise 3 (an experiment).** Does the fine-tuning matter *inside* lmrec, or would the frozen encoder's vectors
+do as well? Build the frozen variant cheaply: a SASRec with hybrid items whose text vectors are the **frozen**
+encoder's (`fit.frozen_vectors`), trained by the same recipe (`create("sasrec", profile, seed=SEED, refit=True,
+item_features="hybrid")` fitted with those vectors — the solution shows how). Score it under full ranking and pass the
+check a dict with its scorer, its NDCG@10 and whether its paired interval against lmrec excludes zero. Before you run
+it: which direction do you expect, and would an interval that contains zero mean "the fine-tuning does nothing"?
+"""
+
+EX3 = """# NBVAL_IGNORE_OUTPUT
+### BEGIN SOLUTION
+class FrozenText(type(sasrec)):
+    def text_features(self, dataset, split, progress=False):
+        return fit.frozen_vectors  # the untouched encoder's vectors instead of the fine-tuned ones
+
+
+frozen_variant = FrozenText(create("sasrec", profile, seed=SEED, refit=True, item_features="hybrid").config).fit(ds, split)
+variant_scorer = frozen_variant.scorer(test_set.history)
+variant = evaluate(variant_scorer, test_set, "full", per_user=True)
+frozen_vs_tuned = paired_comparison(variant["per_user"]["NDCG@10"], per_user["lmrec"]["NDCG@10"], ("frozen text", "lmrec"),
+                                    n_boot=N_BOOT, seed=SEED)
+print(frozen_vs_tuned)
+answer = {"scorer": variant_scorer, "ndcg_full": variant["NDCG@10"], "significant": frozen_vs_tuned.significant}
+### END SOLUTION
+assert check("04d.freezing_variant", {**answer, "eval_set": test_set, "reference": per_user["lmrec"]["NDCG@10"]})
+"""
+
+SUMMARY = """## Summary
+
+- A language model can sit in a recommender in three places; in the item representation its cost is paid once per
+  item, and a request costs what a SASRec request costs (section 7).
+- Fine-tuning only the top layer over cached lower layers makes each step several times cheaper than training every
+  layer (section 2) — the choice a CPU affords.
+- Whether lmrec beats the ID-only SASRec, and which tuned baselines it clears, was decided by the paired intervals of
+  section 5 on every user; the sentences there are this run's result, including when the interval contains zero.
+- An item the model never trained on must not outrank trained ones by accident (exercise 1): the contract's
+  `score_all` floors them.
+
+**Next:** `05_peft` trains the same kind of encoder with LoRA, prefix tuning and IA3 — parameter-efficient
+alternatives to choosing which layers to train.
+"""
+
+
+def cells():
+    v4 = nbformat.v4
+    md, code = v4.new_markdown_cell, v4.new_code_cell
+    params = code(PARAMETERS)
+    params.metadata["tags"] = ["parameters"]
+    return [md(TITLE), code(SETUP), params, md(OBJECTIVES), code(IMPORTS), md(WHERE_MD), md(COST_MD), code(COST), code(COST_RENDER),
+            md(FIT_MD), code(FIT), code(FIT_RENDER), md(BASELINES_MD), code(BASELINES), md(RESULTS_MD), code(RESULTS),
+            code(RESULTS_RENDER), code(FOREST), md(TEXT_MD), code(TEXT), code(TEXT_RENDER), md(COST_REQ_MD), code(COST_REQ),
+            md(EXERCISES_MD), code(EX1), md(EX2_MD), code(EX2), md(EX3_MD), code(EX3), md(SUMMARY)]
+
+
+def main() -> None:
+    nb = nbformat.v4.new_notebook(cells=cells())
+    nb.metadata.update({"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                        "language_info": {"name": "python"}})
+    nbformat.write(nb, ROOT / "notebooks" / f"{NAME}.ipynb")
+
+
+if __name__ == "__main__":
+    main()
