@@ -128,15 +128,6 @@ def cascade(retriever: ScoreFn, reranker: ScoreFn, top_n: int = 100, exclude: pd
     return score
 
 
-def results_table(results: dict[str, dict]) -> pd.DataFrame:
-    """Rows = models, columns = metrics, plus the protocol each row was measured under."""
-    rows = {}
-    for name, res in results.items():
-        rows[name] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.items() if k != "protocol"}
-        rows[name]["protocol"] = res.get("protocol", "")
-    return pd.DataFrame(rows).T
-
-
 class ColdEvalSet(EvalSet):
     """The cold-item side of a :class:`recbook.data.splits.ColdStartSplit`: each user's first pick of a
     cold item, scored with the warm items they had before it as history."""

@@ -68,18 +68,21 @@ def bert_scorer(model, tokenizer, dataset: RecDataset, history: pd.DataFrame, pr
 
 # what each shared argument of fit_recommender sets, in the configs that have the field
 _ARGUMENT_FIELDS = {"model_name_or_path": ("backbone", "text_encoder"), "peft": ("peft",), "item_features": ("item_features",)}
-_DEFAULTS = {"peft": None, "item_features": "id"}  # model_name_or_path is ignored by models that read no text
+_DEFAULTS = {"model_name_or_path": None, "peft": None, "item_features": "id"}
 
 
 def model_overrides(name: str, seed: int = 0, **arguments) -> dict:
     """The config fields of model ``name`` that ``arguments`` (``model_name_or_path``, ``peft``, ``item_features``) set;
-    a :class:`ConfigError` for a non-default value that model has no field for (e.g. ``peft`` on ``sasrec``)."""
+    an argument left at its default leaves the model's own default alone (lmrec's items are ``hybrid``). A
+    :class:`ConfigError` for a non-default value that model has no field for (e.g. ``peft`` on ``sasrec``)."""
     fields_ = config_fields(name)
     out = {"seed": seed}
     for arg, value in arguments.items():
+        if value == _DEFAULTS.get(arg):
+            continue
         targets = [f for f in _ARGUMENT_FIELDS[arg] if f in fields_]
         if not targets:
-            if arg in _DEFAULTS and value != _DEFAULTS[arg]:
+            if arg != "model_name_or_path":  # a backbone is ignored by models that read no text
                 takers = [m for m in MODEL_NAMES if set(_ARGUMENT_FIELDS[arg]) & config_fields(m)]
                 raise ConfigError(_ARGUMENT_FIELDS[arg][0], f"{_ARGUMENT_FIELDS[arg][0]}={value!r} applies to {' or '.join(takers)}, "
                                   f"not {name}", value)

@@ -96,3 +96,37 @@ def test_two_tower_scorer_uses_cached_item_vectors(tiny_backbone, tokenizer, sma
     with pytest.raises(ValueError, match="not a two-tower model"):
         (tmp_path / "tt" / "recbook_model.json").write_text('{"model": "cross-encoder"}')
         TwoTower.load(tmp_path / "tt")
+
+
+def test_two_tower_loss_corrects_for_popularity_sampled_negatives():
+    """Regression (04a's two-tower recommended the least popular films): in-batch negatives are drawn by popularity,
+    so the loss must subtract each column's log sampling probability (logQ). A popular column's logit is lowered in
+    training; with the correction, a model that scores items by popularity alone is no longer rewarded for ranking
+    popular items last."""
+    import torch
+    import torch.nn.functional as F
+
+    from recbook.models.two_tower import TwoTower, item_log_frequency
+
+    class Fixed(TwoTower):
+        def __init__(self, vectors):
+            torch.nn.Module.__init__(self)
+            self.vectors, self.temperature = vectors, 1.0
+
+        def embed(self, input_ids, attention_mask):
+            return self.vectors[input_ids[:, 0]]
+
+    torch.manual_seed(0)
+    vectors = F.normalize(torch.randn(6, 4), dim=-1)
+    model = Fixed(vectors)
+    batch = {"history_input_ids": torch.tensor([[0], [1], [2]]), "history_attention_mask": torch.ones(3, 1, dtype=torch.long),
+             "item_input_ids": torch.tensor([[3], [4], [5]]), "item_attention_mask": torch.ones(3, 1, dtype=torch.long),
+             "item_id": torch.tensor([10, 11, 12])}
+    plain = model.training_loss(batch)
+    logq = torch.log(torch.tensor([0.7, 0.2, 0.1]))
+    corrected = model.training_loss({**batch, "item_logq": logq})
+    logits = vectors[[0, 1, 2]] @ vectors[[3, 4, 5]].T - logq[None, :]
+    assert torch.isclose(corrected, F.cross_entropy(logits, torch.arange(3)))
+    assert not torch.isclose(corrected, plain)
+    freq = item_log_frequency([1, 1, 1, 2])
+    assert np.isclose(freq[1], np.log(0.75)) and np.isclose(freq[2], np.log(0.25))

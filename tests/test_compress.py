@@ -4,7 +4,7 @@ import torch
 from transformers import AutoModel
 
 from helpers import tiny_cross_encoder_from, token_inputs as inputs
-from recbook.compress.distill import Distiller, make_student, teacher_agreement
+from recbook.compress.distill import Distiller, make_student
 from recbook.compress.onnx import OrtCrossEncoder, export_onnx, quantize_onnx_dynamic, quantize_onnx_static
 from recbook.compress.prune import (
     count_nonzero,
@@ -182,11 +182,6 @@ def test_distiller_hidden_state_term(model):
         # the student *is* teacher layer 1 applied to the embeddings: layer outputs differ (input to layer differs)
         extra = hidden.training_loss(batch) - plain.training_loss(batch)
     assert extra > 0
-
-
-def test_teacher_agreement():
-    assert teacher_agreement([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
-    assert teacher_agreement([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
 
 
 # ----------------------------------------------------------------------------- ONNX

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recbook.serve.scaling import desired_replicas, explain_replicas, stabilized_replicas
+from recbook.serve.scaling import desired_replicas, explain_replicas
 
 ROOT = Path(__file__).resolve().parents[1]
 PROM = ROOT / "deploy" / "prometheus"
@@ -57,16 +57,6 @@ def test_desired_replicas_bounds_tolerance_and_errors():
 def test_explain_replicas_shows_the_arithmetic():
     assert explain_replicas(2, 90, 60, max_replicas=10) == "ceil(2 × 90 / 60) = ceil(3.000) = 3 → 3 within [1, 10]"
     assert "within 1 ± 0.1" in explain_replicas(4, 65, 60)
-
-
-def test_scale_down_stabilisation_uses_the_window_maximum():
-    recs = [(0, 6), (60, 2), (120, 2), (400, 2)]
-    assert stabilized_replicas(recs, now=120, window_s=300) == 6  # the burst at t=0 is still in the window
-    assert stabilized_replicas(recs, now=400, window_s=300) == 2  # ... and has left it
-    assert stabilized_replicas(recs, now=120, window_s=0) == 2
-    assert stabilized_replicas([(0, 2), (15, 8)], now=15, window_s=300) == 8  # scaling up is immediate
-    with pytest.raises(ValueError):
-        stabilized_replicas(recs, now=-1)
 
 
 def test_hpa_manifest_numbers_with_the_rule():

@@ -72,11 +72,6 @@ def test_cascade_with_constant_reranker_keeps_no_position_bonus(es):
         evaluate.cascade(flat, flat, top_n=0)
 
 
-def test_results_table():
-    table = evaluate.results_table({"a": {"protocol": "p", "HR@10": 0.123456, "users": 3}})
-    assert table.loc["a", "HR@10"] == 0.1235 and table.loc["a", "protocol"] == "p"
-
-
 def test_user_subset_is_seeded_nested_and_keeps_order():
     import pandas as pd
 

@@ -20,7 +20,6 @@ from recbook.serve.loadtest import (  # noqa: E402
     check_loopback,
     format_report,
     load_timeline,
-    plot_latencies,
     poisson_schedule,
     run_loadtest,
     run_steps,
@@ -217,15 +216,3 @@ def test_load_steps_run_in_turn(server):
     print(format_report(results))
 
 
-def test_plot_latencies_writes_a_figure(tmp_path):
-    def fake(rate, p50):
-        return {"offered_rps": rate, "achieved_rps": rate * 0.98, "p50_ms": p50, "p95_ms": 2 * p50, "p99_ms": 3 * p50, "errors": int(rate > 40)}
-
-    path = tmp_path / "latency.png"
-    fig = plot_latencies({10: fake(10, 5.0), 50: fake(50, 40.0), 25: fake(25, 9.0)}, path)
-    assert path.stat().st_size > 5_000
-    ax = fig.axes[0]
-    assert [line.get_label() for line in ax.get_lines()] == ["p50", "p95", "p99"]
-    assert list(ax.get_lines()[0].get_xdata()) == [10, 25, 50]
-    with pytest.raises(ValueError):
-        plot_latencies([])

@@ -75,8 +75,3 @@ class Distiller(torch.nn.Module):
         return loss
 
 
-def teacher_agreement(student_scores, teacher_scores) -> float:
-    """Spearman rank correlation between student and teacher scores of the same pairs (1.0 = same order)."""
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(torch.as_tensor(student_scores).flatten(), torch.as_tensor(teacher_scores).flatten()).statistic)

@@ -11,6 +11,12 @@ cross-encoder would need one BERT pass per item.
 Training uses **in-batch softmax**: in a batch of B (history, positive item) pairs, each history's
 positive is the right answer among the B items of the batch (the other B−1 are negatives for
 free). The same item appearing twice in a batch is masked, so it is never its own negative.
+
+In-batch negatives are drawn by popularity: a film watched a thousand times is a negative in many more batches than
+one watched twice, so an uncorrected model learns to push popular films *down* — on MovieLens the uncorrected
+two-tower of notebook 04a recommended the least popular films (average popularity 24 against popularity's 139) and
+hit nothing. The fix is the **logQ correction** (Yi et al., RecSys 2019): subtract each column's log-probability of
+being sampled (its log share of the training positives, :func:`item_log_frequency`) from its logit in training.
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ class TwoTower(torch.nn.Module):
         users = self.embed(batch["history_input_ids"], batch["history_attention_mask"])
         items = self.embed(batch["item_input_ids"], batch["item_attention_mask"])
         logits = users @ items.T / self.temperature
+        if "item_logq" in batch:  # sampling-bias correction: a popular item is a negative in many batches
+            logits = logits - batch["item_logq"].to(logits.dtype)[None, :]
         ids = batch["item_id"]
         duplicate = (ids[None, :] == ids[:, None]) & ~torch.eye(len(ids), dtype=torch.bool, device=ids.device)
         logits = logits.masked_fill(duplicate, float("-inf"))
@@ -81,6 +89,8 @@ class TwoTowerCollator:
             batch[f"{side}_input_ids"] = self._pad([f[f"{side}_input_ids"] for f in features], self.pad_id)
             batch[f"{side}_attention_mask"] = self._pad([f[f"{side}_attention_mask"] for f in features], 0)
         batch["item_id"] = torch.tensor([int(f["item_id"]) for f in features], dtype=torch.long)
+        if all("item_logq" in f for f in features):
+            batch["item_logq"] = torch.tensor([float(f["item_logq"]) for f in features], dtype=torch.float32)
         return batch
 
 
@@ -169,8 +179,18 @@ def two_tower_loader(dataset, split, tokenizer, profile, seed: int = 0) -> torch
     pairs = subsample(split.train[["user_id", "item_id", "timestamp"]], examples_needed(profile), seed)
     text = build_text_pairs(pairs, split.train, dataset, tokenizer, profile.max_history_items, profile.max_length - 2, HISTORY_FIELD)
     examples = tokenize_two_tower(text, tokenizer, profile.max_length, 64)
+    logq = item_log_frequency(split.train["item_id"])
+    for e in examples:
+        e["item_logq"] = logq[e["item_id"]]
     sampler = LengthBucketBatchSampler([e["length"] for e in examples], profile.batch_size, seed=seed)
     return torch.utils.data.DataLoader(examples, batch_sampler=sampler, collate_fn=TwoTowerCollator(tokenizer))
+
+
+def item_log_frequency(item_ids) -> pd.Series:
+    """``log`` of each item's share of the training positives: the log-probability that it is a column of an in-batch
+    softmax, which the loss subtracts (logQ correction, Yi et al., RecSys 2019)."""
+    counts = pd.Series(np.asarray(item_ids)).value_counts()
+    return np.log(counts / counts.sum())
 
 
 @dataclass

@@ -300,35 +300,6 @@ def format_report(result: dict | list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_latencies(results_by_rate, path=None):
-    """Latency percentiles (p50, p95, p99, log scale) against the offered rate, and the achieved rate on a second
-    axis; ``results_by_rate`` is ``{rate: result}`` or a list of results. Saved to ``path`` when given; the figure
-    is returned (a notebook shows it)."""
-    from matplotlib.figure import Figure
-
-    results = list(results_by_rate.values()) if isinstance(results_by_rate, dict) else list(results_by_rate)
-    if not results:
-        raise ValueError("no load-test results to plot")
-    results = sorted(results, key=lambda r: r["offered_rps"])
-    rates = [r["offered_rps"] for r in results]
-    fig = Figure(figsize=(6.5, 4))
-    ax = fig.add_subplot()
-    for key, style in (("p50_ms", "o-"), ("p95_ms", "s--"), ("p99_ms", "^-")):
-        ax.plot(rates, [r[key] for r in results], style, label=key.replace("_ms", ""))
-    ax.set_yscale("log")
-    ax.set_xlabel("offered rate (requests/s, Poisson arrivals)")
-    ax.set_ylabel("latency from scheduled start (ms)")
-    ax.grid(True, which="both", alpha=0.3)
-    twin = ax.twinx()
-    twin.plot(rates, [r["achieved_rps"] for r in results], "k:", alpha=0.6, label="achieved rps")
-    twin.set_ylabel("achieved rate (responses/s)")
-    errors = [r["errors"] for r in results]
-    for rate, r, err in zip(rates, results, errors):
-        if err:
-            ax.annotate(f"{err} err", (rate, r["p99_ms"]), textcoords="offset points", xytext=(4, 4), fontsize=8, color="red")
-    return finish_figure(fig, ax, "Open-loop load test: latency vs offered rate", path, twin)
-
-
 def finish_figure(fig, ax, title: str, path=None, twin=None):
     """One legend for ``ax`` and its ``twin`` axis (if any), the title, a tight layout, saved to ``path`` when given."""
     handles, labels = ax.get_legend_handles_labels()

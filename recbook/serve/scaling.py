@@ -75,17 +75,3 @@ def explain_replicas(current: int, metric: float, target: float, tolerance: floa
     return f"ceil({current} × {metric:g} / {target:g}) = ceil({current * ratio:.3f}) = {raw} → {desired} within {bounds}"
 
 
-def stabilized_replicas(recommendations: list[tuple[float, int]], now: float, window_s: float = 300.0) -> int:
-    """The scale-down stabilisation of the HPA: the highest recommendation made in ``(now − window_s, now]``.
-
-    ``recommendations`` are ``(time_s, desired)`` pairs, e.g. one per 15 s sync; with ``window_s = 0`` the latest
-    one is used as is. A scale *up* takes effect at once, because the latest (highest) recommendation is in the
-    window; a scale *down* only once every recommendation in the window is that low."""
-    if window_s < 0:
-        raise ValueError(f"window_s must be >= 0, got {window_s!r}")
-    past = [(t, r) for t, r in recommendations if t <= now]
-    if not past:
-        raise ValueError(f"no recommendation at or before t = {now}")
-    latest = max(past, key=lambda tr: tr[0])
-    in_window = [r for t, r in past if t > now - window_s]
-    return max(in_window + [latest[1]])
