@@ -882,8 +882,8 @@ def _content_scores(fn):
 
 
 @_exercise("04d.freezing_variant", "04d_lm_recommender",
-           "Run the frozen-encoder variant; give its full-ranking NDCG@10 and whether its paired interval against the "
-           "fine-tuned encoder excludes zero.")
+           "Run the content-only model with the frozen encoder's vectors; give its full-ranking NDCG@10 and whether its "
+           "paired interval against the fine-tuned text model excludes zero.")
 def _freezing_variant(answer):
     hint, c = _rescored_comparison(answer, "variant", ("variant", "fine-tuned"))
     if hint:

@@ -37,8 +37,8 @@ MISTAKES: dict[str, str] = {
     "04d.untrained_floor": "Flooring at the minimum over the whole matrix instead of per row, or changing the caller's scores in place.",
     "04d.content_scores": "Averaging the whole history instead of the n most recent items, or forgetting to normalise the mean "
                           "(the scores are then not cosines).",
-    "04d.freezing_variant": "Calling a difference significant when its paired interval contains zero, or comparing with another "
-                            "set of users than lmrec's.",
+    "04d.freezing_variant": "Calling a difference significant when its paired interval contains zero, or handing in the "
+                            "fine-tuned text model itself instead of the frozen variant.",
     # 04b_movielens_cli
     "04b.best_model": "Returning the first model of the dict instead of the arg-max of the metric.",
     "04b.command": "Leaving out the `train` subcommand or `--out`, so the argument list does not parse.",

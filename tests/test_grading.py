@@ -32,22 +32,34 @@ classroom = load("classroom")
 MINIATURES = {
     "04d.freezing_variant": """
 import numpy as np
+import pandas as pd
 from types import SimpleNamespace
 from recbook.data import leave_last_out, make_synthetic
-from recbook.device import get_profile
 from recbook.evaluate import evaluate, make_eval_set
-from recbook.models import create
 from recbook.stats import paired_comparison
 SEED, N_BOOT = 0, 200
-profile = get_profile("quick", seq_dim=16, seq_layers=1)
 ds = make_synthetic(seed=SEED, n_users=80, n_items=60, mean_interactions=10)
 split = leave_last_out(ds.interactions, drop_short_users=True)
 test_set = make_eval_set(ds, split, "test", 20, seed=SEED)
-sasrec = create("sasrec", profile, seed=SEED, epochs=3, patience=None).fit(ds, split)
-vectors = np.random.default_rng(SEED).normal(size=(ds.n_items, 16))
-fit = SimpleNamespace(frozen_vectors=vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
-lmrec = sasrec  # the miniature's stand-in for the notebook's lmrec
-per_user = {"lmrec": evaluate(lmrec.scorer(test_set.history), test_set, "full", per_user=True)["per_user"]}
+col = pd.Series(np.arange(ds.n_items), index=ds.item_ids)
+rng = np.random.default_rng(SEED)
+fit = SimpleNamespace(frozen_vectors=rng.normal(size=(ds.n_items, 16)), vectors=rng.normal(size=(ds.n_items, 16)))
+
+
+def content_scorer(vectors, history, n_recent=5):
+    rows = {u: col.reindex(g).to_numpy() for u, g in history.groupby("user_id")["item_id"]}
+
+    def score(users, items):
+        out = np.zeros(np.shape(items))
+        for r, u in enumerate(users):
+            h = rows.get(u, np.zeros(0, dtype=int))[-n_recent:]
+            if len(h):
+                out[r] = vectors[col.reindex(items[r]).to_numpy()] @ vectors[h].mean(axis=0)
+        return out
+    return score
+
+
+per_user = {"text, fine-tuned encoder": evaluate(content_scorer(fit.vectors, test_set.history), test_set, "full", per_user=True)["per_user"]}
 """,
     "04c.rank_fusion": """
 import numpy as np
@@ -200,8 +212,9 @@ MUTANTS = {
 
 # * all three pass the self-check, which re-scores whatever is handed in.
 MUTANTS |= {
-    "04d.freezing_variant": """same = evaluate(lmrec.scorer(test_set.history), test_set, "full", per_user=True)  # lmrec itself, not the variant
-answer = {"scorer": lmrec.scorer(test_set.history), "ndcg_full": same["NDCG@10"], "significant": False}""",
+    "04d.freezing_variant": """same = content_scorer(fit.vectors, test_set.history)  # the fine-tuned model itself, not the variant
+res = evaluate(same, test_set, "full", per_user=True)
+answer = {"scorer": same, "ndcg_full": res["NDCG@10"], "significant": False}""",
     "04c.rank_fusion": """alone = evaluate(sasrec.scorer, test_set, "full", per_user=True)  # the retriever alone
 same = paired_comparison(alone["per_user"]["NDCG@10"], per_user["full"]["SASRec"]["NDCG@10"], ("retriever", "SASRec"))
 answer = {"scorer": sasrec.scorer, "ndcg_full": alone["NDCG@10"], "significant": same.significant}""",

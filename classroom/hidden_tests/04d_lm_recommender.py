@@ -35,7 +35,7 @@ for history, n in (([2, 9, 4, 11, 29, 0], 3), ([5, 6], 10), ([7], 1)):
     assert np.allclose(got, want, atol=1e-6), f"history {history}, n_recent={n}: cosines to the mean of the latest n items"
 
 # %% 04d.freezing_variant | 2 points
-# Catches: lmrec itself handed in as the variant; a verdict that does not follow from the learner's own paired interval;
+# Catches: the fine-tuned text model itself handed in as the variant; a verdict that does not follow from the learner's own paired interval;
 # an NDCG@10 that is not the variant's.
 import numpy as np
 
@@ -43,8 +43,8 @@ from recbook.evaluate import evaluate
 from recbook.stats import paired_comparison
 
 res = evaluate(answer["scorer"], test_set, "full", per_user=True)
-assert not np.allclose(res["per_user"]["NDCG@10"].to_numpy(), per_user["lmrec"]["NDCG@10"].to_numpy()), \
-    "hand in the frozen-encoder variant, not lmrec itself"
+assert not np.allclose(res["per_user"]["NDCG@10"].to_numpy(), per_user["text, fine-tuned encoder"]["NDCG@10"].to_numpy()), \
+    "hand in the frozen-encoder variant, not the fine-tuned text model itself"
 assert np.isclose(res["NDCG@10"], answer["ndcg_full"], atol=1e-6), "report the variant's own full-ranking NDCG@10"
-c = paired_comparison(res["per_user"]["NDCG@10"], per_user["lmrec"]["NDCG@10"])
+c = paired_comparison(res["per_user"]["NDCG@10"], per_user["text, fine-tuned encoder"]["NDCG@10"])
 assert bool(answer["significant"]) == c.significant, "significant means: the paired 95% interval excludes zero"
