@@ -119,6 +119,9 @@ def test_tune_chooses_on_validation_never_on_test(fitted):
     ds, sp, hist = fitted
     tuned = tune("ease", ds, sp, {"l2": [1.0, 50.0, 5000.0]})
     assert len(tuned.table) == 3 and tuned.best["l2"] in (1.0, 50.0, 5000.0)
+    knn = tune("itemknn", ds, sp, {"neighbours": [5, 20], "shrink": [0.0]})
+    assert isinstance(knn.best["neighbours"], int)  # the grid's own values, not a table row's floats
+    create("itemknn", **knn.best)
     assert tuned.score == tuned.table["NDCG@10"].max()
     scrambled = Split(sp.train, sp.valid, sp.test.assign(item_id=sp.test["item_id"].sample(frac=1, random_state=0).to_numpy()))
     assert tune("ease", ds, scrambled, {"l2": [1.0, 50.0, 5000.0]}).table.equals(tuned.table)

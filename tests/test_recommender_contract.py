@@ -131,3 +131,19 @@ def test_a_new_model_is_one_class_and_one_registry_line(data, tmp_path, monkeypa
     again = Recommender.from_pretrained(model.save_pretrained(tmp_path / "recent"))
     h = Histories.from_interactions(es.history).subset([0, 1])
     np.testing.assert_allclose(again.score_all(h), model.score_all(h))
+
+
+def test_validation_during_fine_tuning_gets_the_recommender(data, tiny_backbone):
+    """evaluate_fn is called with the recommender holding the network being trained (so it can use .scorer), and the
+    two-tower's cached item vectors are recomputed for every validation."""
+    ds, split = data
+    seen = []
+
+    def evaluate_fn(model):
+        seen.append((type(model).__name__, model.item_vectors().copy()))
+        return {"NDCG@10": float(len(seen))}
+
+    model = create("two-tower", backbone=str(tiny_backbone), max_steps=3, batch_size=8, max_length=48, eval_every=1, lr=1e-2)
+    model.fit(ds, split, evaluate_fn=evaluate_fn)
+    assert [name for name, _ in seen] == ["TwoTowerRecommender"] * 3
+    assert not np.allclose(seen[0][1], seen[-1][1])  # not a stale cache from the first validation

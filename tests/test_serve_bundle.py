@@ -198,7 +198,7 @@ def test_export_from_training_runs_through_the_cli(tmp_path, tiny_profile, tiny_
     assert manifest["source"]["retriever_model"] == "sasrec" and manifest["data"]["n_items"] == ds.n_items
 
     # wrong kinds of runs and an existing --out are one-line errors (exit 2)
-    for argv, text in ((["--retriever", str(tmp_path / "ce")], "must be sasrec or bert4rec"),
+    for argv, text in ((["--retriever", str(tmp_path / "ce")], "must be sasrec or bert4rec or lmrec"),
                        (["--retriever", str(tmp_path / "seq"), "--reranker", str(tmp_path / "seq")], "must be a cross-encoder"),
                        (["--retriever", str(tmp_path / "seq")], "already exists")):
         out = str(tmp_path / "b") if text == "already exists" else str(tmp_path / "other")
@@ -206,3 +206,26 @@ def test_export_from_training_runs_through_the_cli(tmp_path, tiny_profile, tiny_
         assert cli.main(["export", *argv, "--out", out]) == 2
         err = capsys.readouterr().err
         assert text in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_an_lmrec_run_exports_as_the_retriever_and_the_bundle_scores_like_the_model(tmp_path, tiny_profile, tiny_backbone, capsys):
+    """lmrec is on the request path: its run exports as a bundle's retriever (a SASRec network whose item table holds the
+    fine-tuned text vectors), and the bundle's precomputed item matrix scores a history as the model does."""
+    from recbook import cli
+    from recbook.models import create
+    from recbook.models.base import Histories
+    from recbook.pipeline import Fitted, prepare_data, run_record, save_fitted
+    from recbook.serve.bundle import load_bundle
+
+    ds, split = prepare_data("synthetic", tiny_profile, 0)
+    model = create("lmrec", tiny_profile, backbone=str(tiny_backbone), epochs=2, dim=16, layers=1, heads=1, patience=None,
+                   lm_steps=2, lm_batch_size=8, refit=False).fit(ds, split)
+    save_fitted(Fitted("lmrec", model, None, 0.0), tmp_path / "lm" / "checkpoint", run_record("synthetic", "lmrec", tiny_profile, 0, ds))
+    capsys.readouterr()
+    assert cli.main(["export", "--retriever", str(tmp_path / "lm"), "--out", str(tmp_path / "b")]) == 0
+    b = load_bundle(tmp_path / "b")
+    assert b.manifest["source"]["retriever_model"] == "lmrec"
+    history = split.train[split.train["user_id"] == split.train["user_id"].iloc[0]]["item_id"].to_numpy()
+    want = model.network.score_all(model.indices(Histories.from_items([history])))[0]
+    got = b.retriever.score_all([model.indices(Histories.from_items([history]))[0]])[0]
+    np.testing.assert_allclose(got, want, atol=1e-5)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import nbformat
 
+from recbook import release
+
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "04d_lm_recommender"
 
@@ -28,17 +30,7 @@ duration is printed. That is over the course's 3-minute budget per notebook; `fu
 (frozen text features) and `04c_cascade`.
 """
 
-SETUP = """# NBVAL_IGNORE_OUTPUT
-# Colab set-up: installs recbook (pinned to the course release v0.1.0) on Colab; does nothing elsewhere.
-import subprocess
-import sys
-
-if "google.colab" in sys.modules:
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "recbook[model] @ git+https://github.com/recbook/recbook@v0.1.0"])
-else:
-    print("Not on Colab: using the recbook installed by `make setup`.")
-"""
+SETUP = release.install_cell_source(release.extras_for(NAME))
 
 PARAMETERS = """PROFILE = None  # "quick" | "full" | None (= $RECBOOK_PROFILE, else by device)
 SEED = 0
@@ -195,7 +187,8 @@ print(f"lmrec's encoder: {fit.trainable_parameters:,} trainable parameters, {len
 FIT_RENDER = """guard = [n for n, m in (("lmrec", lmrec), ("SASRec", sasrec)) if m.train_result.stop_reason == "time budget"]
 display(Markdown(
     f"The encoder's contrastive loss went from {fit.losses[0]:.2f} to {fit.losses[-1]:.2f} "
-    f"(chance for a batch of 128 films is about ln 128 = {np.log(128):.2f}). "
+    f"(a model that knows nothing scores about {fit.chance_loss:.2f} here: the log of the number of films each context is ranked "
+    f"against in a batch, about {np.exp(fit.chance_loss):.0f}). "
     + ("Both models stopped by patience, not by the clock, so a slower machine trains the same models, later."
        if not guard else f"**{' and '.join(guard)} stopped at the time-budget guard**, not by patience: on this machine the "
        "result depends on its speed — rerun with a larger `time_budget` to take the clock out.")))

@@ -84,8 +84,8 @@ def update_run(model_dir, data: str, until, strategy: str, out, since=None, conf
 
     model = SASRec.from_pretrained(folder).network if run.get("model") == "sasrec" else None
     if model is None:
-        raise UsageError(f"--model {str(model_dir)!r} is a {run.get('model')} (objective cloze); updates "
-                         "are implemented for sasrec (causal)")
+        raise UsageError(f"--model {str(model_dir)!r} holds a {run.get('model')} model; updates are implemented for sasrec "
+                         "(python -m recbook train --model sasrec)")
     profile = run_profile(run)
     ds = load_data_source(data, profile, run.get("seed", 0), all_users=True)
     check_catalogue(run, ds, data)

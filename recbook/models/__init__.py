@@ -40,7 +40,7 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
 )}
 
 MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
-SEQUENTIAL_MODELS: tuple[str, ...] = ("sasrec", "bert4rec")  # the retrievers a serving bundle and a continual update accept
+SEQUENTIAL_MODELS: tuple[str, ...] = ("sasrec", "bert4rec", "lmrec")  # the retrievers a serving bundle accepts (a SASRec network)
 
 
 def model_spec(name: str) -> ModelSpec:

@@ -124,14 +124,22 @@ class TextRecommender(Recommender):
 
     def fine_tune(self, network, loader, progress: bool, device: str, evaluate_fn=None):
         """Train ``network`` on ``loader`` with the config's budget (through a PEFT adapter when ``peft`` is set; LoRA
-        is merged back afterwards). Returns the trained network."""
+        is merged back afterwards). Returns the trained network. ``evaluate_fn(recommender)`` (validation metrics) is
+        called with this recommender holding the network being trained."""
         from ..train import train_model
 
         if self.config.peft is not None:
             from ..peft import apply_peft
 
             network = apply_peft(network, self.config.peft)
-        self.train_result = train_model(network, loader, self.config.train_config(progress, device), evaluate_fn)
+
+        def validate(net):
+            self.network = net
+            self.forget_cache()
+            return evaluate_fn(self)
+
+        self.train_result = train_model(network, loader, self.config.train_config(progress, device), validate if evaluate_fn else None)
+        self.forget_cache()
         self.train_seconds = self.train_result.seconds
         if self.config.peft == "lora":
             from ..peft import merge_lora

@@ -117,6 +117,7 @@ class EncoderFit:
     frozen_vectors: np.ndarray  # the same texts through the untouched encoder (the starting point)
     losses: list  # training loss per logged step
     seconds: float  # training time (the one-off cache of the frozen layers included)
+    chance_loss: float  # the loss of uniform scores over each batch's candidates: what the losses start near
     cache_seconds: float
     trainable_parameters: int
     peak_mb: float | None = None
@@ -164,7 +165,8 @@ def finetune_item_encoder(encoder, tokenizer, texts, train: pd.DataFrame, item_i
         losses = [h["loss"] for h in result.history if "loss" in h]
     vectors = top.embed(states, mask)
     n_params = sum(p.numel() for p in top.parameters())
-    return EncoderFit(top, vectors, frozen_vectors, losses, time.perf_counter() - start, cache_seconds, n_params)
+    chance = float(np.mean(model.chance)) if model.chance else float("nan")
+    return EncoderFit(top, vectors, frozen_vectors, losses, time.perf_counter() - start, chance, cache_seconds, n_params)
 
 
 class _ContrastiveTop(nn.Module):
@@ -173,6 +175,7 @@ class _ContrastiveTop(nn.Module):
     def __init__(self, top: TopLayers, states: torch.Tensor, mask: torch.Tensor, temperature: float):
         super().__init__()
         self.top, self.states, self.mask, self.temperature = top, states, mask, temperature
+        self.chance: list[float] = []
 
     def training_loss(self, batch: dict) -> torch.Tensor:
         ctx, tgt = batch["context"], batch["target"]
@@ -190,6 +193,7 @@ class _ContrastiveTop(nn.Module):
         block[rows[valid], cols[valid]] = True
         block[torch.arange(len(tgt)), where[tgt]] = False
         logits = logits.masked_fill(block, float("-inf"))
+        self.chance.append(float(torch.log((~block).sum(1).float()).mean()))  # the loss of a model that knows nothing
         return F.cross_entropy(logits, where[tgt])
 
 

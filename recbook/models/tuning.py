@@ -37,15 +37,12 @@ def tune(name: str, dataset, split, grid: dict, profile=None, metric: str = "NDC
         raise ValueError("grid must map each field to a non-empty list of values, e.g. {'l2': [100, 500]}")
     tuning = split.for_tuning()
     eval_set = make_eval_set(dataset, tuning, "test", 1, n_users=n_users, seed=seed)
-    rows = []
+    settings, rows = [], []
     for values in itertools.product(*grid.values()):
         params = dict(zip(grid, values))
         model = create(name, profile, **fixed, **params).fit(dataset, tuning)
+        settings.append(params)
         rows.append({**params, metric: evaluate(model.scorer(eval_set.history), eval_set, "full")[metric]})
     table = pd.DataFrame(rows)
-    best = table.loc[table[metric].idxmax()]
-    return Tuned(name, {k: _plain(best[k]) for k in grid}, float(best[metric]), table)
-
-
-def _plain(value):
-    return value.item() if hasattr(value, "item") else value
+    best = int(table[metric].to_numpy().argmax())  # the first of equal bests, in grid order
+    return Tuned(name, settings[best], float(table[metric].iloc[best]), table)
