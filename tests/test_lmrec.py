@@ -29,6 +29,35 @@ def test_refit_trains_again_on_train_and_valid_for_the_best_epochs(data, tiny_ba
     assert known[model.item_columns(split.valid["item_id"].unique())].all()
 
 
+def test_refit_keeps_the_learning_rate_schedule_of_the_early_stopped_run(data):
+    """Regression: a refit whose schedule decays to 0 over the few best epochs trains a weaker model (SASRec on
+    MovieLens fell from 0.094 to 0.081 full NDCG@10). The refit runs the original schedule and leaves after the best
+    number of epochs, so its last learning rate is where the first run's was at that point."""
+    from recbook.models.sasrec import refit_steps_per_epoch, visible_split
+
+    ds, split = data
+    model = create("sasrec", epochs=30, dim=16, layers=1, heads=1, patience=1, refit=True, lr=1e-3).fit(ds, split)
+    per_epoch = refit_steps_per_epoch(ds, visible_split(split), model.config, "causal")
+    assert model.refit_result.steps == model.best_epochs * per_epoch
+    assert model.refit_config.epochs == 30 and model.refit_config.stop_after == model.best_epochs * per_epoch  # the 30-epoch schedule
+
+
+def test_the_inference_item_table_is_cached_and_follows_the_weights(data):
+    import torch
+
+    ds, split = data
+    model = create("sasrec", epochs=1, dim=16, layers=1, heads=1, patience=None).fit(ds, split)
+    net = model.network.eval()
+    with torch.no_grad():
+        first = net.item_table()
+        assert net.item_table() is first  # reused
+        net.item_emb.weight.add_(1.0)  # an in-place change of the weights
+        second = net.item_table()
+    assert second is not first and not torch.allclose(second, first)
+    net.train()
+    assert net.item_table().requires_grad  # training never sees a cached table
+
+
 def test_cold_items_are_scored_from_their_text_and_new_items_can_be_embedded(data, tiny_backbone):
     ds, _ = data
     cold = cold_item_split(ds.interactions, 0.2)

@@ -147,3 +147,12 @@ def test_validation_during_fine_tuning_gets_the_recommender(data, tiny_backbone)
     model.fit(ds, split, evaluate_fn=evaluate_fn)
     assert [name for name, _ in seen] == ["TwoTowerRecommender"] * 3
     assert not np.allclose(seen[0][1], seen[-1][1])  # not a stale cache from the first validation
+
+
+def test_history_scorer_counts_the_pairs_a_reranking_model_scores(data, tiny_backbone):
+    ds, split = data
+    model = create("cross-encoder", backbone=str(tiny_backbone), max_steps=1, batch_size=8, max_length=48).fit(ds, split)
+    scorer = model.scorer(history_for_test(split))
+    users = split.test["user_id"].to_numpy()[:3]
+    scorer(users, np.tile(ds.item_ids[:5], (3, 1)))
+    assert scorer.pairs_scored == 15

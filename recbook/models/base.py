@@ -301,6 +301,7 @@ class HistoryScorer:
         self._histories = Histories.from_interactions(history)
         self._row = dict(zip(self._histories.user_ids.tolist(), range(len(self._histories))))
         self._cache: dict = {}
+        self.pairs_scored = 0  # (user, candidate) pairs sent to Recommender.score (models without affordable full ranking)
 
     def histories(self, users) -> Histories:
         """The :class:`Histories` of ``users`` (an empty history for a user without interactions)."""
@@ -323,6 +324,7 @@ class HistoryScorer:
         users, items = np.asarray(users), np.asarray(items)
         if self.model.full_ranking:
             return gather_scores(self.full(users), self.model.item_columns(items))
+        self.pairs_scored += int(items.size)
         return np.asarray(self.model.score(self.histories(users), items), dtype=float)
 
 

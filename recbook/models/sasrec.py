@@ -85,12 +85,16 @@ class SASRec(Recommender):
         self.network, self.item_ids = fit.model, np.asarray(dataset.item_ids)
         self.train_result, self.train_seconds = fit.result, fit.train_seconds
         if c.refit:
+            # the same learning-rate schedule as the early-stopped run (its epoch count), left after the best number of epochs:
+            # a schedule that decays to 0 over those few epochs would train a weaker model than the one it replaces
             self.best_epochs = best_epochs(fit.result)
-            again = fit_sequential(dataset, visible_split(split), c.network_config(self.objective),
-                                   replace(train, epochs=self.best_epochs, patience=None, keep_best=False), batch_size=c.batch_size,
+            visible = visible_split(split)
+            steps = self.best_epochs * refit_steps_per_epoch(dataset, visible, c, self.objective)
+            self.refit_config = replace(train, patience=None, keep_best=False, stop_after=steps)
+            again = fit_sequential(dataset, visible, c.network_config(self.objective), self.refit_config, batch_size=c.batch_size,
                                    text_features=None if c.item_features == "id" else fit.model.text_features[1:-1].cpu().numpy(),
                                    progress=progress, validate=False)
-            self.network = again.model
+            self.network, self.refit_result = again.model, again.result
             self.train_seconds += again.train_seconds
         return self
 
@@ -143,6 +147,19 @@ def best_epochs(result) -> int:
     """How many whole epochs the early-stopped run had trained when its best validation was measured (at least 1)."""
     rows = [h for h in result.history if h.get("step") == result.best_step and "epoch" in h]
     return max(1, int(rows[-1]["epoch"])) if rows else max(1, int(max((h.get("epoch", 1) for h in result.history), default=1)))
+
+
+def refit_steps_per_epoch(dataset, split, config, objective: str) -> int:
+    """Optimizer steps in one epoch over ``split.train``'s training windows (what :func:`fit_sequential` builds)."""
+    import math
+
+    import pandas as pd
+
+    from .sequential import training_windows, user_sequences
+
+    item_col = pd.Series(np.arange(len(dataset.item_ids)), index=dataset.item_ids)
+    windows = training_windows(user_sequences(split.train, item_col), config.max_len, objective)
+    return math.ceil(len(windows["input"]) / config.batch_size)
 
 
 def visible_split(split):

@@ -333,7 +333,26 @@ class SequentialRecommender(nn.Module):
 
     # -- item representations ---------------------------------------------------
     def item_table(self) -> torch.Tensor:
-        """``(n_items + 2, dim)``: row i represents catalogue item i (row 0 = padding, last = [MASK])."""
+        """``(n_items + 2, dim)``: row i represents catalogue item i (row 0 = padding, last = [MASK]).
+
+        At inference (eval mode, no gradient) the table is computed once and reused while the tensors it is made of are
+        unchanged (same objects, same in-place version): a request then costs no projection of the text features."""
+        if not self.training and not torch.is_grad_enabled():
+            key = tuple((id(t), t._version) for t in self._table_inputs())
+            cached = getattr(self, "_table_cache", None)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            table = self._item_table()
+            self._table_cache = (key, table)
+            return table
+        return self._item_table()
+
+    def _table_inputs(self) -> list:
+        return [t for t in (getattr(self, "text_features", None), getattr(getattr(self, "text_proj", None), "weight", None),
+                            getattr(getattr(self, "text_proj", None), "bias", None), getattr(getattr(self, "item_emb", None), "weight", None),
+                            self.known_items) if t is not None]
+
+    def _item_table(self) -> torch.Tensor:
         kind = self.config.item_features
         table = 0
         if kind in ("text", "hybrid"):
