@@ -103,7 +103,10 @@ def test_torchrun_fsdp_trains_and_gathers(tmp_path, tiny_backbone, tiny_env):
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["mode"] == "fsdp" and "NDCG@10" in metrics
-    assert (out / "checkpoint" / "head.safetensors").is_file()
+    assert (out / "checkpoint" / "model.safetensors").is_file() and (out / "checkpoint" / "config.json").is_file()
+    from recbook.models.base import Recommender
+
+    assert Recommender.from_pretrained(out / "checkpoint").model_type == "cross-encoder"  # the format `recbook train` writes
 
 
 @pytest.mark.slow
