@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .base import build_config, positive_int
+from .base import positive_int
 from .sasrec import SASRec, SASRecConfig
 
 
@@ -57,12 +57,6 @@ class LMRecConfig(SASRecConfig):
         positive_int(self.text_max_length, "text_max_length", 4)
         if not self.lm_lr > 0 or not self.lm_temperature > 0:
             raise ConfigError("lm_lr", f"lm_lr and lm_temperature must be > 0, got {self.lm_lr}, {self.lm_temperature}")
-
-    @classmethod
-    def from_profile(cls, profile, **overrides) -> "LMRecConfig":
-        sizes = {"time_budget": profile.seq_time_budget, "dim": profile.seq_dim, "layers": profile.seq_layers,
-                 "max_len": profile.seq_max_len}
-        return build_config(cls, {**sizes, **overrides})
 
 
 class LMRec(SASRec):
