@@ -14,7 +14,12 @@ export RECBOOK_MOVIELENS_DIR ?= $(ML100K)
 
 .PHONY: setup course test unit lint notebooks student release-check site clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(VENV)/.system-deps
+
+# redis-server (shared rate limits) and promtool (alert rules) from Debian's packages, best effort: tools/system_deps.sh
+$(VENV)/.system-deps: tools/system_deps.sh | $(VENV)/.installed
+	bash tools/system_deps.sh $(VENV)
+	touch $@
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,11 +31,11 @@ course: setup
 	$(BIN)/python tools/run_course.py
 
 test: setup
-	$(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=1200 tests notebooks
+	PATH="$(abspath $(VENV))/tools:$$PATH" $(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=1200 tests notebooks
 
 # Everything in tests/ except @pytest.mark.slow (multi-process, torch.compile, training runs): `make test` runs those too.
 unit: setup
-	$(BIN)/python -m pytest -m "not slow" tests
+	PATH="$(abspath $(VENV))/tools:$$PATH" $(BIN)/python -m pytest -m "not slow" tests
 
 lint: setup
 	$(BIN)/python -m ruff check recbook tests tools site

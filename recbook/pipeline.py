@@ -250,11 +250,13 @@ def load_trained(folder, run: dict):
     return model
 
 
-def evaluate_split(fitted_scorer, dataset, split, profile: Profile, seed: int, protocols, eval_users=None, eval_set=None) -> dict:
+def evaluate_split(fitted_scorer, dataset, split, profile: Profile, seed: int, protocols, eval_users=None, eval_set=None,
+                   per_user_out: dict | None = None) -> dict:
     """The metrics every command reports: test users of ``split`` (or a given ``eval_set``) under ``protocols``.
 
     Sampled-protocol metrics at the top level, full ranking under ``"full_ranking"``; each carries ``"ci95"``:
-    ``{metric: [low, high]}``, a 95% bootstrap interval over users (:mod:`recbook.stats`).
+    ``{metric: [low, high]}``, a 95% bootstrap interval over users (:mod:`recbook.stats`). ``per_user_out`` (a dict)
+    receives each protocol's per-user frame (``"sampled"``, ``"full"``), for paired comparisons.
     """
     from .evaluate import evaluate, make_eval_set
     from .stats import mean_ci
@@ -265,6 +267,8 @@ def evaluate_split(fitted_scorer, dataset, split, profile: Profile, seed: int, p
     for p in protocols:
         res = evaluate(fitted_scorer, eval_set, p, per_user=True)
         per_user = res.pop("per_user")
+        if per_user_out is not None:
+            per_user_out[p] = per_user
         res["ci95"] = {m: [round(e.low, 6), round(e.high, 6)] for m in ("HR@10", "NDCG@10", "MRR", "AUC")
                        for e in [mean_ci(per_user[m].dropna(), seed=seed)]}
         results[p] = res
@@ -274,20 +278,55 @@ def evaluate_split(fitted_scorer, dataset, split, profile: Profile, seed: int, p
     return main
 
 
-def split_metrics(model, dataset, split, profile: Profile, seed: int, eval_users=None) -> dict:
+def split_metrics(model, dataset, split, profile: Profile, seed: int, eval_users=None, per_user_out: dict | None = None,
+                  protocols=None) -> dict:
     """Warm (or leave-last-out) metrics of a fitted recommender, under the protocols it affords (full ranking when
     :attr:`~recbook.models.base.Recommender.full_ranking`), and for a cold-start split the cold-item metrics under ``"cold"``
-    (scored with each user's past-only history)."""
+    (scored with each user's past-only history). ``per_user_out`` (a dict) receives the per-user frames as
+    ``{(scope, protocol): frame}`` with scope ``"test"``, ``"warm"`` or ``"cold"``."""
     from .data.splits import ColdStartSplit
     from .evaluate import make_cold_eval_set
 
-    protocols = ("sampled", "full") if model.full_ranking else ("sampled",)
+    protocols = protocols or (("sampled", "full") if model.full_ranking else ("sampled",))
     subset = eval_users if eval_users is not None else (None if model.full_ranking else profile.bert_eval_users)
+
+    def run(scope, scorer, part, **kwargs):
+        frames = {}
+        result = evaluate_split(scorer, dataset, part, profile, seed, protocols, per_user_out=frames, **kwargs)
+        if per_user_out is not None:
+            per_user_out.update({(scope, p): frame for p, frame in frames.items()})
+        return result
+
     if not isinstance(split, ColdStartSplit):
-        return evaluate_split(model.scorer(history_for_test(split)), dataset, split, profile, seed, protocols, subset)
+        return run("test", model.scorer(history_for_test(split)), split, eval_users=subset)
     warm = split.warm()
-    metrics = {"warm": evaluate_split(model.scorer(history_for_test(warm)), dataset, warm, profile, seed, protocols, subset)}
+    metrics = {"warm": run("warm", model.scorer(history_for_test(warm)), warm, eval_users=subset)}
     cold_set = make_cold_eval_set(dataset, split, profile.eval_negatives, seed=seed)
-    metrics["cold"] = evaluate_split(model.scorer(split.cold_history), dataset, None, profile, seed, protocols, eval_set=cold_set)
+    metrics["cold"] = run("cold", model.scorer(split.cold_history), None, eval_set=cold_set)
     metrics["cold"]["cold_items"] = int(len(split.cold_items))
     return metrics
+
+
+def paired_metrics(per_user: dict, reference: dict, names: tuple[str, str], seed: int = 0,
+                   metrics=("NDCG@10", "HR@10")) -> dict:
+    """Model − reference on the same users, from two :func:`split_metrics` ``per_user_out`` dicts:
+    ``{scope: {protocol: {metric: {"diff", "ci95", "p_value", names[0], names[1]}}}}``. A difference is only called a
+    win or a loss (``"verdict"``) when its 95% interval excludes 0."""
+    from .stats import paired_comparison
+
+    out: dict = {}
+    for key in sorted(set(per_user) & set(reference)):
+        scope, protocol = key
+        a, b = per_user[key], reference[key]
+        if "user_id" in a.columns:
+            a, b = a.set_index("user_id"), b.set_index("user_id")
+        for metric in metrics:
+            if metric not in a.columns or metric not in b.columns:
+                continue
+            c = paired_comparison(a[metric].dropna(), b[metric].dropna(), names, seed=seed)
+            low, high = c.diff.low, c.diff.high
+            verdict = "better" if low > 0 else "worse" if high < 0 else "inconclusive"
+            out.setdefault(scope, {}).setdefault(protocol, {})[metric] = {
+                "diff": round(c.diff.mean, 6), "ci95": [round(low, 6), round(high, 6)], "p_value": round(c.p_value, 6),
+                names[0]: round(c.mean_a, 6), names[1]: round(c.mean_b, 6), "verdict": verdict}
+    return out

@@ -27,6 +27,10 @@ def bundles(tmp_path_factory, tiny_backbone):
     return serve_bundles(tmp_path_factory.mktemp("bundles"), tiny_backbone)
 
 
+def _metric_value(text: str, sample: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(sample + " "))
+
+
 def settings(**overrides):
     from recbook.serve.app import ServeSettings
 
@@ -276,7 +280,7 @@ def test_rate_limit_per_key_is_429_with_retry_after(bundles, catalogue):
         codes = [client.post("/recommend", json=body, headers=HEADERS).status_code for _ in range(2)]
         r = client.post("/recommend", json=body, headers=HEADERS)
         assert codes == [200, 200] and r.status_code == 429
-        assert int(r.headers["retry-after"]) >= 1 and "0.5 requests/second" in r.json()["detail"]
+        assert int(r.headers["retry-after"]) >= 1 and "0.5 units/second" in r.json()["detail"]
         assert client.get("/readyz").status_code == 200  # probes are never limited
         r = client.post("/recommend", json={"history": catalogue[:2], "k": 2, "rerank": True}, headers={"X-API-Key": OTHER_KEY})
         assert r.status_code == 200 and r.json()["reranked"] is False  # another key has its own bucket; no re-ranker here
@@ -327,15 +331,17 @@ def test_a_bundle_that_fails_to_load_makes_livez_fail(bundles, monkeypatch):
 
     monkeypatch.setattr(app_mod.Service, "load", broken)
     app = app_mod.create_app(bundles["v1"], settings())
-    with running(app, wait_ready=False) as client:
+    with captured_logs() as lines, running(app, wait_ready=False) as client:
         deadline = time.monotonic() + 20
         while client.get("/livez").status_code == 200:
             assert time.monotonic() < deadline
             time.sleep(0.02)
-        assert "out of memory while loading" in client.get("/livez").json()["detail"]
-        assert "out of memory" in client.get("/readyz").json()["detail"]
+        # the probes say that it failed, the log says why: the error text is not shown to whoever calls a probe
+        assert "failed to load" in client.get("/livez").json()["detail"] and "memory" not in client.get("/livez").text
+        assert "failed to load" in client.get("/readyz").json()["detail"] and "memory" not in client.get("/readyz").text
         r = client.post("/recommend", json={"history": [1]}, headers=HEADERS)
-        assert r.status_code == 503 and "not loaded" in r.json()["detail"]
+        assert r.status_code == 503 and "not loaded" in r.json()["detail"] and "memory" not in r.text
+    assert any("out of memory while loading" in line and "bundle load failed" in line for line in lines)
 
 
 def test_shutdown_finishes_requests_in_flight(bundles, catalogue, monkeypatch):
@@ -387,7 +393,7 @@ def test_refuses_to_start_without_keys_or_with_a_tampered_bundle(bundles, tmp_pa
 def test_hot_swap_under_load_fails_no_request(bundles, catalogue, tmp_path):
     from recbook.serve.app import create_app
 
-    app = create_app(bundles["v1"], settings())
+    app = create_app(bundles["v1"], settings(models_root=str(tmp_path.parent)))  # the bundles and tmp_path lie under it
     with running(app) as client:
         admin = {"X-API-Key": ADMIN_KEY}
         tampered = copy_of(bundles["v2"], tmp_path, "v2-tampered")
@@ -395,7 +401,7 @@ def test_hot_swap_under_load_fails_no_request(bundles, catalogue, tmp_path):
         r = client.post("/admin/reload", json={"bundle_dir": str(tampered)}, headers=admin)
         assert r.status_code == 422 and "items.json has" in r.json()["detail"][0]["msg"] and r.json()["fields"] == ["bundle_dir"]
 
-        stop, results = threading.Event(), []
+        stop, results, headers_seen = threading.Event(), [], []
 
         def hammer():
             with httpx.Client(base_url=str(client.base_url), timeout=20) as c:
@@ -407,6 +413,7 @@ def test_hot_swap_under_load_fails_no_request(bundles, catalogue, tmp_path):
                     try:
                         r = c.post(path, json=body, headers=HEADERS)
                         results.append((r.status_code, r.json().get("model_version")))
+                        headers_seen.append((r.headers.get("x-model-version"), r.json().get("model_version")))
                     except httpx.HTTPError as exc:
                         results.append((type(exc).__name__, None))
                     i += 1
@@ -436,5 +443,9 @@ def test_hot_swap_under_load_fails_no_request(bundles, catalogue, tmp_path):
         assert versions.index("v2") > max(i for i, v in enumerate(versions) if v == "v1") - 3 * len(threads)  # no flapping back
         assert client.get("/readyz").json()["model_version"] == "v2"
         text = client.get("/metrics").text
-        assert 'recbook_model_info{version="v2"} 1.0' in text and 'version="v1"' not in text
+        assert 'recbook_model_info{version="v2"} 1.0' in text and 'recbook_model_info{version="v1"}' not in text
+        # every response names the version that answered it, in the header as in the body, and is counted by it
+        assert headers_seen and all(h == b for h, b in headers_seen), [x for x in headers_seen if x[0] != x[1]][:3]
+        served = {v: _metric_value(text, f'recbook_responses_by_version_total{{version="{v}"}}') for v in ("v1", "v2")}
+        assert served["v1"] > 0 and served["v2"] > 0
         assert 'recbook_reloads_total{outcome="ok"} 1.0' in text and 'recbook_reloads_total{outcome="refused"} 1.0' in text

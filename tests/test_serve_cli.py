@@ -101,3 +101,21 @@ def test_real_service_process_logs_json_masks_users_and_stops_gracefully(bundles
     assert str(user) not in text and API_KEY not in text
     events = [rec["event"] for rec in lines]
     assert "ready" in events and events[-1] != "ready" and "stopped" in events
+
+
+@pytest.mark.slow
+def test_the_server_refuses_huge_headers_and_a_multi_worker_reload(bundles, tmp_path):
+    """F2: a 1 MiB header is refused by the server (h11's 16 KiB limit) before the app sees it; F4: with two workers a
+    reload would reach one of them, so it is refused (409) instead of making a mixed fleet."""
+    admin = "admin-key-0123456789abcdef"
+    env = service_env(RECBOOK_ADMIN_KEYS=admin)
+    with ServiceProcess(bundles["v1"], "--workers", "2", log_path=tmp_path / "log.txt", env=env) as service:
+        service.wait_ready(timeout=120)
+        try:
+            r = httpx.get(service.url + "/livez", headers={"X-Padding": "x" * (1 << 20)}, timeout=10)
+            assert r.status_code in (400, 413, 431), r.status_code
+        except httpx.HTTPError:
+            pass  # the server closed the connection: refused as well
+        assert httpx.get(service.url + "/livez", headers={"X-Padding": "x" * 1000}).status_code == 200
+        r = httpx.post(service.url + "/admin/reload", json={"bundle_dir": str(bundles["v2"])}, headers={"X-API-Key": admin}, timeout=30)
+        assert r.status_code == 409 and "2 worker processes" in r.json()["detail"], r.text

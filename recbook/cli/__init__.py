@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--cold-fraction", type=float, default=0.1, help="share of items made cold by --split cold-items (default 0.1)")
     tr.add_argument("--all-users", action="store_true", help="MovieLens: every user, not the profile's subset")
     tr.add_argument("--time-budget", type=float, default=None, help="sasrec/bert4rec: seconds of training (default: the profile's)")
+    tr.add_argument("--compare", default=None, choices=(*MODEL_NAMES, "none"),
+                    help="also fit this model on the same split and write the paired difference (model - it) into metrics.json "
+                         "(default: the model's reference, e.g. sasrec for lmrec; none: skip)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     ev = sub.add_parser("evaluate", help="re-evaluate a saved model")
     ev.add_argument("--checkpoint", required=True, help="the --out folder of a train run (or its checkpoint/ folder)")

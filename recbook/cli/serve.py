@@ -8,6 +8,7 @@ from pathlib import Path
 from ..usage import UsageError
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+MAX_HEADER_BYTES = 16 * 1024  # request line + headers
 
 
 def cmd_serve(args) -> None:
@@ -28,7 +29,7 @@ def cmd_serve(args) -> None:
     from ..serve.security import SecurityConfigError
 
     options = {"batching": not args.no_batching, "max_batch_size": args.max_batch_size, "max_wait_ms": args.max_wait_ms,
-               "retrieve_n": args.retrieve_n, "rerank_k": args.rerank_k}
+               "retrieve_n": args.retrieve_n, "rerank_k": args.rerank_k, "workers": args.workers}
     if args.threads is not None:
         options.update(ort_threads=args.threads, torch_threads=args.threads)
     try:
@@ -44,8 +45,11 @@ def cmd_serve(args) -> None:
 
     from ..serve.logs import uvicorn_log_config
 
+    # h11 rather than httptools: h11 refuses a request line plus headers over 16 KiB (httptools read a 32 MB header);
+    # an idle or stalled connection is closed after 5 s. A proxy in front (deploy/) adds header-read timeouts.
     uvicorn.run("recbook.serve.app:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
-                access_log=False, timeout_graceful_shutdown=30, log_config=uvicorn_log_config())
+                access_log=False, timeout_graceful_shutdown=30, log_config=uvicorn_log_config(), http="h11",
+                h11_max_incomplete_event_size=MAX_HEADER_BYTES, timeout_keep_alive=5)
     return None
 
 

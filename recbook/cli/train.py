@@ -39,7 +39,11 @@ def cmd_train(args) -> dict:
     run = run_record(args.data, args.model, profile, args.seed, ds, backbone=args.backbone, peft=args.peft, max_steps=args.max_steps,
                      item_features=args.item_features, split=args.split, cold_fraction=args.cold_fraction, all_users=args.all_users)
     save_fitted(fitted, out / "checkpoint", run)
-    metrics = split_metrics(fitted.model, ds, split, profile, args.seed, args.eval_users)
+    per_user: dict = {}
+    metrics = split_metrics(fitted.model, ds, split, profile, args.seed, args.eval_users, per_user_out=per_user)
+    reference = fitted.model.reference_model if args.compare is None else (None if args.compare == "none" else args.compare)
+    if reference is not None:
+        metrics["compared_to"] = _compare(reference, args, fitted.model, ds, split, train_split, profile, per_user)
     result = fitted.train_result
     metrics.update(data=args.data, model=args.model, item_features=args.item_features, split=args.split, peft=args.peft,
                    profile=profile.name, dataset_users=int(ds.n_users), train_seconds=round(fitted.train_seconds, 2),
@@ -47,6 +51,25 @@ def cmd_train(args) -> dict:
                    config=fitted.model.get_config(), environment=environment_report())
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
     return metrics
+
+
+def _compare(reference: str, args, model, ds, split, train_split, profile, per_user: dict) -> dict:
+    """Fit ``reference`` on the same data, split, profile and seed (IDs only) and pair it with the trained model per user:
+    its metrics and ``model - reference`` for NDCG@10 and HR@10 under every protocol both were scored with."""
+    from ..device import seed_everything
+    from ..models import config_fields
+    from ..pipeline import fit_recommender, paired_metrics, split_metrics
+
+    seed_everything(args.seed)
+    backbone = args.backbone if "backbone" in config_fields(reference) else None
+    ref = fit_recommender(reference, ds, train_split, profile, backbone, seed=args.seed, progress=not args.quiet)
+    ref_per_user: dict = {}
+    protocols = sorted({p for _, p in per_user}, key=("sampled", "full").index)
+    ref_metrics = split_metrics(ref.model, ds, split, profile, args.seed, args.eval_users, per_user_out=ref_per_user,
+                                protocols=tuple(protocols))
+    return {"model": reference, "train_seconds": round(ref.train_seconds, 2),
+            "stop_reason": getattr(ref.train_result, "stop_reason", None), "metrics": ref_metrics,
+            "paired": paired_metrics(per_user, ref_per_user, (args.model, reference), seed=args.seed)}
 
 
 def _run_profile(run: dict, override: str | None):

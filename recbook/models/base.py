@@ -134,6 +134,9 @@ class Recommender:
     name: ClassVar[str] = ""  # how tables and plots label the model
     config_class: ClassVar[type] = ModelConfig
     full_ranking: ClassVar[bool] = True  # False: score_all costs one heavy pass per item (evaluate sampled only)
+    # the registered model this one must beat to earn its cost (python -m recbook train fits it too and writes the
+    # paired difference into metrics.json); None: nothing to compare with by default
+    reference_model: ClassVar[str | None] = None
 
     def __init__(self, config=None, **overrides):
         self.config = build_config(self.config_class, config, **overrides)

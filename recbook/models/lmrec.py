@@ -65,6 +65,7 @@ class LMRec(SASRec):
     model_type = "lmrec"
     name = "LM-rec"
     config_class = LMRecConfig
+    reference_model = "sasrec"  # the same recipe over IDs alone: what the language model has to add to
 
     def text_features(self, dataset, split, progress: bool = False) -> np.ndarray:
         """Fine-tune the encoder's top layers on ``split.train`` and return every catalogue item's vector."""

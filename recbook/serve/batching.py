@@ -29,6 +29,11 @@ class BatcherClosed(RuntimeError):
     """``submit`` was called after ``close``: the service is shutting down."""
 
 
+class QueueFull(RuntimeError):
+    """``submit`` found ``max_queue`` items already waiting: shed this one (the service answers 503) rather than let
+    the queue — and every caller's wait — grow without bound."""
+
+
 class MicroBatcher:
     """Merge concurrent ``await submit(item)`` calls into one ``fn(items)`` call per batch.
 
@@ -37,12 +42,15 @@ class MicroBatcher:
     """
 
     def __init__(self, fn: Callable[[list], list], max_batch_size: int = 32, max_wait_ms: float = 5.0,
-                 on_batch: Callable[[int], Any] | None = None):
+                 on_batch: Callable[[int], Any] | None = None, max_queue: int | None = None):
         if not isinstance(max_batch_size, int) or max_batch_size < 1:
             raise ValueError(f"max_batch_size must be a positive integer, got {max_batch_size!r}")
         if max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms!r}")
+        if max_queue is not None and (not isinstance(max_queue, int) or max_queue < 1):
+            raise ValueError(f"max_queue must be a positive integer (or None: unbounded), got {max_queue!r}")
         self.fn, self.max_batch_size, self.max_wait = fn, max_batch_size, max_wait_ms / 1000.0
+        self.max_queue = max_queue
         self.on_batch = on_batch
         self._pending: deque = deque()
         self._wake: asyncio.Event | None = None
@@ -59,6 +67,8 @@ class MicroBatcher:
         """Queue ``item``, wait for its batch to run, return its result (or raise the batch's exception)."""
         if self._closed:
             raise BatcherClosed("the micro-batcher is closed (the service is shutting down)")
+        if self.max_queue is not None and len(self._pending) >= self.max_queue:
+            raise QueueFull(f"{len(self._pending)} items are already waiting (max_queue={self.max_queue})")
         loop = asyncio.get_running_loop()
         if self._worker is None:
             self._wake = asyncio.Event()

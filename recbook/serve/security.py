@@ -7,8 +7,14 @@ Taught in notebook ``12_serving``. Each piece answers one line of a deployment c
   :func:`hmac.compare_digest`, whose time does not depend on where two strings first differ, so an attacker
   cannot guess a key character by character from response times. The admin endpoint (model reload) takes
   separate keys (``RECBOOK_ADMIN_KEYS``), so a client key cannot swap the model.
-- **Abuse**: a token bucket per key (:class:`TokenBucket`) allows ``RECBOOK_RATE_LIMIT`` requests per second
-  on average with bursts up to ``burst``; beyond it the service answers 429 with ``Retry-After``.
+- **Abuse**: a token bucket per key (:class:`TokenBucket`) allows ``RECBOOK_RATE_LIMIT`` *cost units* per second
+  on average with bursts up to ``burst``; beyond it the service answers 429 with ``Retry-After``. A request is charged
+  what it costs (one unit per model pass or (history, candidate) pair scored), so a key cannot buy 200 re-ranker
+  pairs for the price of one retrieval; failed authentication is charged to the client's address. The buckets
+  written here live in one process: behind several replicas "50 per key" would mean 50 per key *per replica*, so
+  with ``RECBOOK_RATE_LIMIT_STORAGE=redis://127.0.0.1:6379/0`` the same limits are kept in Redis through the
+  maintained ``limits`` library (a moving window of ``burst`` units over ``burst / rate`` seconds), shared by every
+  process that points at it.
 - **Data masking**: user ids are written to logs only as a salted hash (:class:`IdMasker`) — the same user gets
   the same token within a process (logs can still be joined), but the token cannot be turned back into the
   id without the salt (``RECBOOK_LOG_SALT``, or random per process).
@@ -26,6 +32,7 @@ import time
 API_KEYS_ENV = "RECBOOK_API_KEYS"
 ADMIN_KEYS_ENV = "RECBOOK_ADMIN_KEYS"
 RATE_LIMIT_ENV = "RECBOOK_RATE_LIMIT"
+RATE_LIMIT_STORAGE_ENV = "RECBOOK_RATE_LIMIT_STORAGE"
 LOG_SALT_ENV = "RECBOOK_LOG_SALT"
 API_KEY_HEADER = "x-api-key"
 MIN_KEY_LENGTH = 16
@@ -42,6 +49,10 @@ def parse_keys(value: str | None, variable: str = API_KEYS_ENV) -> tuple[str, ..
     ``python -c "import secrets; print(secrets.token_urlsafe(32))"``.
     """
     keys = tuple(k.strip() for k in (value or "").split(",") if k.strip())
+    odd = [i for i, k in enumerate(keys) if not (k.isascii() and k.isprintable())]
+    if odd:  # an HTTP header carries latin-1 bytes: a non-ASCII key could never be sent, so it could never authenticate
+        raise SecurityConfigError(f"{variable}: key number {odd[0] + 1} has characters other than printable ASCII; an HTTP header "
+                                  "cannot carry them, so the key could never authenticate — use secrets.token_urlsafe(32)")
     short = [i for i, k in enumerate(keys) if len(k) < MIN_KEY_LENGTH]
     if short:
         raise SecurityConfigError(f"{variable}: key number {short[0] + 1} is shorter than {MIN_KEY_LENGTH} characters; generate keys with "
@@ -100,30 +111,71 @@ class TokenBucket:
         self.tokens = self.burst
         self.stamp = clock()
 
-    def take(self) -> float:
+    def take(self, cost: float = 1.0) -> float:
+        """Take ``cost`` tokens: 0.0 when they are there, else the seconds until they will be (``inf`` when ``cost``
+        is more than the bucket can ever hold)."""
         now = self.clock()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
+        if self.tokens >= cost:
+            self.tokens -= cost
             return 0.0
-        return (1 - self.tokens) / self.rate
+        return math.inf if cost > self.burst else (cost - self.tokens) / self.rate
 
 
 class RateLimiter:
-    """One :class:`TokenBucket` per key id (created on first use). ``check(key_id)`` → seconds to wait, 0.0 = pass."""
+    """Rate limits by name (a key id, or ``addr:<ip>``): ``check(who, cost)`` → seconds to wait, 0.0 = pass (charged).
 
-    def __init__(self, rate: float | None, burst: float | None = None, clock=time.monotonic):
-        self.rate, self.burst, self.clock = rate, burst, clock
+    ``storage=None`` (or ``"memory"``): one :class:`TokenBucket` per name in this process — the single-process default,
+    and what the course writes by hand. ``storage="redis://host:port/db"`` (or any URI the ``limits`` library accepts):
+    the limit lives in that store, shared by every replica, as a moving window of ``burst`` units over
+    ``burst / rate`` seconds (the same long-run rate and largest burst as the bucket).
+    """
+
+    def __init__(self, rate: float | None, burst: float | None = None, clock=time.monotonic, storage: str | None = None,
+                 namespace: str = "recbook"):
+        self.rate, self.clock, self.namespace = rate, clock, namespace
+        self.burst = float(burst if burst is not None else max(1.0, rate or 1.0))
         self.buckets: dict[str, TokenBucket] = {}
+        self.storage_uri = None if storage in (None, "", "memory", "memory://") else storage
+        self._limiter = self._item = None
+        if self.rate is not None and self.storage_uri is not None:
+            self._connect()
 
-    def check(self, who: str) -> float:
+    def _connect(self) -> None:
+        try:
+            from limits import RateLimitItemPerSecond
+            from limits.storage import storage_from_string
+            from limits.strategies import MovingWindowRateLimiter
+        except ImportError:
+            raise SecurityConfigError(f"{RATE_LIMIT_STORAGE_ENV}={self.storage_uri!r} needs the limits library: pip install "
+                                      "'limits[redis]' (or 'recbook[serve]')") from None
+        try:
+            store = storage_from_string(self.storage_uri)
+        except Exception as exc:  # noqa: BLE001 — a bad URI or a missing driver: say which variable to fix
+            raise SecurityConfigError(f"{RATE_LIMIT_STORAGE_ENV}={self.storage_uri!r}: {exc}; use e.g. redis://127.0.0.1:6379/0") from None
+        if not store.check():
+            raise SecurityConfigError(f"{RATE_LIMIT_STORAGE_ENV}={self.storage_uri!r}: the store does not answer; start it (redis-server "
+                                      "--bind 127.0.0.1) or unset the variable for per-process limits")
+        amount = max(1, math.ceil(self.burst))
+        self._item = RateLimitItemPerSecond(amount, max(1, math.ceil(amount / self.rate)), namespace=self.namespace)
+        self._limiter = MovingWindowRateLimiter(store)
+
+    def check(self, who: str, cost: float = 1.0) -> float:
         if self.rate is None:
             return 0.0
-        bucket = self.buckets.get(who)
-        if bucket is None:
-            bucket = self.buckets[who] = TokenBucket(self.rate, self.burst, self.clock)
-        return bucket.take()
+        if self._limiter is None:
+            bucket = self.buckets.get(who)
+            if bucket is None:
+                bucket = self.buckets[who] = TokenBucket(self.rate, self.burst, self.clock)
+            return bucket.take(cost)
+        cost = max(1, math.ceil(cost))
+        if cost > self._item.amount:
+            return math.inf
+        if self._limiter.hit(self._item, who, cost=cost):
+            return 0.0
+        reset = self._limiter.get_window_stats(self._item, who).reset_time
+        return max(0.001, reset - time.time())
 
 
 class IdMasker:

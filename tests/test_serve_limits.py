@@ -1,0 +1,230 @@
+"""The service past one request at a time: cost-weighted and shared rate limits, back-pressure, closed admin
+endpoints, serialised reloads, the version and the model's CPU time on every answer. Each test fails on the service
+as it was before these limits (issue 22: F1–F7)."""
+
+import asyncio
+import json
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+from test_serve_app import ADMIN_KEY, API_KEY, HEADERS, OTHER_KEY, bundles, catalogue, running, settings  # noqa: F401
+
+from recbook.serve.batching import MicroBatcher, QueueFull
+from recbook.serve.process import free_port
+from recbook.serve.security import RateLimiter, SecurityConfigError, parse_keys
+
+
+# ------------------------------------------------------------------ keys and limits, unit level
+def test_keys_must_be_printable_ascii():
+    with pytest.raises(SecurityConfigError, match="key number 2 has characters other than printable ASCII"):
+        parse_keys("a" * 20 + ",ключ-0123456789abcdef")
+    with pytest.raises(SecurityConfigError, match="printable ASCII"):
+        parse_keys("tab\tinside-0123456789abcdef")
+
+
+def test_the_in_memory_limiter_charges_by_cost():
+    now = [0.0]
+    limiter = RateLimiter(rate=10, burst=10, clock=lambda: now[0])
+    assert limiter.check("k", 8) == 0.0
+    wait = limiter.check("k", 8)  # 2 left: 6 more units take 0.6 s at 10 units/s
+    assert wait == pytest.approx(0.6)
+    assert limiter.check("k", 11) == float("inf")  # more than the bucket ever holds
+    now[0] += 0.6
+    assert limiter.check("k", 8) == 0.0
+
+
+def test_limiter_storage_errors_name_the_variable():
+    with pytest.raises(SecurityConfigError, match="RECBOOK_RATE_LIMIT_STORAGE='nonsense://x'"):
+        RateLimiter(rate=5, storage="nonsense://x")
+    with pytest.raises(SecurityConfigError, match="does not answer"):
+        RateLimiter(rate=5, storage=f"redis://127.0.0.1:{free_port()}/0")
+
+
+def test_the_batcher_queue_is_bounded():
+    async def main():
+        batcher = MicroBatcher(lambda items: [i * 2 for i in items], max_batch_size=1, max_wait_ms=50, max_queue=2)
+        first = asyncio.ensure_future(batcher.submit(1))
+        second = asyncio.ensure_future(batcher.submit(2))
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFull, match="max_queue=2"):
+            await batcher.submit(3)
+        assert await first == 2 and await second == 4
+        await batcher.close()
+
+    asyncio.run(main())
+    with pytest.raises(ValueError, match="max_queue"):
+        MicroBatcher(lambda x: x, max_queue=0)
+
+
+# ------------------------------------------------------------------ the app
+def test_every_model_answer_names_its_version_and_cpu_time(bundles, catalogue):
+    from recbook.serve.app import create_app
+
+    with running(create_app(bundles["v1"], settings())) as client:
+        r = client.post("/recommend", json={"history": catalogue[:3], "k": 5}, headers=HEADERS)
+        assert r.status_code == 200 and r.headers["x-model-version"] == r.json()["model_version"] == "v1"
+        assert float(r.headers["x-model-cpu-ms"]) > 0
+        r = client.post("/rerank", json={"history": catalogue[:3], "candidates": catalogue[5:9]}, headers=HEADERS)
+        assert r.status_code == 200 and r.headers["x-model-version"] == "v1" and float(r.headers["x-model-cpu-ms"]) > 0
+        text = client.get("/metrics").text
+        assert 'recbook_model_cpu_seconds_count{route="/recommend"} 1.0' in text
+        assert 'recbook_model_cpu_seconds_count{route="/rerank"} 1.0' in text
+        assert 'recbook_responses_by_version_total{version="v1"} 2.0' in text and "recbook_inflight_requests 0.0" in text
+
+
+def test_admin_is_closed_without_admin_keys_even_in_insecure_dev(bundles):
+    from recbook.serve.app import ServeSettings, create_app
+
+    app = create_app(bundles["v1"], ServeSettings(insecure_dev=True, torch_threads=None, log_salt="s"))
+    with running(app) as client:
+        r = client.post("/admin/reload", json={"bundle_dir": "/etc"})
+        assert r.status_code == 403 and "RECBOOK_ADMIN_KEYS" in r.json()["detail"]
+        assert client.get("/admin/reload").status_code == 403
+        assert client.post("/recommend", json={"history": [], "k": 1}).status_code in (200, 422)  # the rest stays open
+
+
+def test_reload_is_confined_to_the_models_root_and_serialised(bundles, tmp_path):
+    from recbook.serve.app import create_app
+
+    admin = {"X-API-Key": ADMIN_KEY}
+    with running(create_app(bundles["v1"], settings())) as client:  # models root: the bundles' parent folder
+        for outside in ("/etc", str(tmp_path), str(bundles["v1"]) + "/../../.."):
+            r = client.post("/admin/reload", json={"bundle_dir": outside}, headers=admin)
+            assert r.status_code == 422 and r.json()["fields"] == ["bundle_dir"], r.text
+            assert "models root" in r.text and "manifest" not in r.text  # says nothing about what lies there
+        # two reloads at once: the first is accepted, the second refused while the first loads
+        first = client.post("/admin/reload", json={"bundle_dir": str(bundles["v2"])}, headers=admin)
+        second = client.post("/admin/reload", json={"bundle_dir": str(bundles["v1"])}, headers=admin)
+        assert first.status_code == 202 and second.status_code == 409, (first.text, second.text)
+        deadline = time.monotonic() + 30
+        while client.get("/admin/reload", headers=admin).json()["state"] == "loading":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert client.get("/readyz").json()["model_version"] == "v2"
+        assert client.post("/admin/reload", json={"bundle_dir": str(bundles["v1"])}, headers=admin).status_code == 202
+
+
+def test_requests_are_charged_by_cost(bundles, catalogue):
+    from recbook.serve.app import create_app
+
+    app = create_app(bundles["v1"], settings(rate_limit=0.5, rate_burst=12))
+    with running(app) as client:
+        body = {"history": catalogue[:3], "candidates": catalogue[5:15]}  # 10 pairs: 10 units
+        assert client.post("/rerank", json=body, headers=HEADERS).status_code == 200
+        r = client.post("/rerank", json=body, headers=HEADERS)  # 2 units left: refused by cost, not by count
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1 and "cost" in r.json()["detail"]
+        r = client.post("/rerank", json={"history": [], "candidates": catalogue[:20]}, headers={"X-API-Key": OTHER_KEY})
+        assert r.status_code == 429 and "more than the burst" in r.json()["detail"]  # 20 units never fit in 12
+        assert client.post("/recommend", json={"history": catalogue[:2], "k": 3, "rerank": False},
+                           headers={"X-API-Key": OTHER_KEY}).status_code == 200  # another key is not charged for it
+        assert 'recbook_rate_limited_total{reason="cost"} 2.0' in client.get("/metrics").text
+
+
+def test_failed_authentication_is_throttled_per_address(bundles):
+    from recbook.serve.app import create_app
+
+    with running(create_app(bundles["v1"], settings(auth_fail_rate=0.1, auth_fail_burst=3))) as client:
+        codes = [client.post("/recommend", json={"history": [1]}, headers={"X-API-Key": f"guess-{i:020d}"}).status_code for i in range(6)]
+        assert codes[:3] == [401] * 3 and set(codes[3:]) == {429}
+        assert client.post("/recommend", json={"history": [], "k": 1}, headers=HEADERS).status_code in (200, 422)  # a valid key still passes
+
+
+def test_in_flight_cap_sheds_with_503_and_flips_readiness(bundles, catalogue, monkeypatch):
+    from recbook.serve import app as app_mod
+    from recbook.serve.bundle import Bundle
+
+    real, entered = Bundle.rerank_many, threading.Event()
+
+    def slow(self, requests):
+        entered.set()
+        time.sleep(1.0)
+        return real(self, requests)
+
+    monkeypatch.setattr(Bundle, "rerank_many", slow)
+    with running(app_mod.create_app(bundles["v1"], settings(max_inflight=1))) as client:
+        answers = []
+        caller = threading.Thread(target=lambda: answers.append(client.post(
+            "/rerank", json={"history": [], "candidates": catalogue[:3]}, headers=HEADERS)))
+        caller.start()
+        assert entered.wait(10)
+        r = client.post("/recommend", json={"history": catalogue[:2], "k": 2}, headers=HEADERS)
+        assert r.status_code == 503 and r.headers["retry-after"] == "1" and "RECBOOK_MAX_INFLIGHT=1" in r.json()["detail"]
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["status"] == "overloaded"
+        assert client.get("/livez").status_code == 200  # alive: only out of the balancer
+        caller.join(30)
+        assert answers[0].status_code == 200
+        assert client.get("/readyz").status_code == 200
+        assert 'recbook_shed_total{reason="inflight"} 1.0' in client.get("/metrics").text
+
+
+def test_settings_from_env_read_the_new_variables():
+    from recbook.serve.app import ServeSettings
+
+    s = ServeSettings.from_env({"RECBOOK_API_KEYS": API_KEY, "RECBOOK_MAX_INFLIGHT": "7", "RECBOOK_MODELS_ROOT": "/srv/models",
+                                "RECBOOK_RATE_LIMIT_STORAGE": "redis://127.0.0.1:6379/0"})
+    assert (s.max_inflight, s.models_root, s.rate_limit_storage) == (7, "/srv/models", "redis://127.0.0.1:6379/0")
+    with pytest.raises(SecurityConfigError, match="RECBOOK_MAX_INFLIGHT='many'"):
+        ServeSettings.from_env({"RECBOOK_MAX_INFLIGHT": "many"})
+
+
+# ------------------------------------------------------------------ shared limits in a real Redis
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    """A Redis server of our own (Debian's redis-server), on a free loopback port, stopped after the module."""
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server is not installed (Debian/Ubuntu: apt-get install redis-server; make setup does it as root)")
+    port = free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen([server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+                             "--dir", str(folder), "--protected-mode", "yes"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=port)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert proc.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_two_service_processes_share_one_limit_through_redis(bundles, catalogue, redis_url):
+    """Two apps (as two replicas) pointed at one Redis: a key's accepted requests over both stay within its limit."""
+    from recbook.serve.app import create_app
+
+    limit = dict(rate_limit=2.0, rate_burst=10, rate_limit_storage=redis_url)
+    body = {"history": catalogue[:2], "k": 3, "rerank": False}  # 1 unit each
+    with running(create_app(bundles["v1"], settings(**limit))) as a, running(create_app(bundles["v1"], settings(**limit))) as b:
+        start, codes = time.monotonic(), []
+        while time.monotonic() - start < 3.0:
+            for client in (a, b):
+                codes.append(client.post("/recommend", json=body, headers=HEADERS).status_code)
+        elapsed = time.monotonic() - start
+        accepted = codes.count(200)
+        # burst 10 over a moving window of 10 / 2 = 5 s: within 3 s at most 10 pass, whichever replica they hit
+        assert accepted == 10 and set(codes) == {200, 429}, (accepted, elapsed)
+        per_process = [a.get("/metrics").text, b.get("/metrics").text]
+        assert all('recbook_requests_total{route="/recommend",status="200"}' in t for t in per_process)  # both served some
+        # the other key has its own allowance in the shared store
+        assert b.post("/recommend", json=body, headers={"X-API-Key": OTHER_KEY}).status_code == 200
+
+
+def test_redis_limits_survive_a_new_process_reading_the_environment(redis_url):
+    limiter = RateLimiter(rate=1, burst=3, storage=redis_url, namespace="recbook-test-env")
+    assert [limiter.check("k") for _ in range(3)] == [0.0, 0.0, 0.0]
+    other = RateLimiter(rate=1, burst=3, storage=redis_url, namespace="recbook-test-env")  # a second replica
+    assert other.check("k") > 0  # it sees the first one's spending
+    assert json.dumps({"uri": limiter.storage_uri}).startswith('{"uri": "redis://')
+

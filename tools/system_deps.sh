@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# System programs that some tests need, from Debian's packages — run by `make setup` (so by both README commands).
+# Best effort: without apt-get, root or a package mirror, it says so and the tests that need a program skip with a message.
+#   redis-server  the shared rate-limit store of the service (tests/test_serve_limits.py starts its own server on a free
+#                 127.0.0.1 port and stops it; installing the package starts no service where there is no init system)
+#   promtool      Prometheus's rule checker (tests/test_deploy.py): unpacked from Debian's prometheus package into
+#                 VENV/tools rather than installed, so no Prometheus server is installed or started
+set -uo pipefail
+venv=${1:-.venv}
+root=$PWD
+have() { command -v "$1" >/dev/null 2>&1; }
+if ! have apt-get; then
+  have redis-server || echo "note: no apt-get here; install redis-server yourself for the shared rate-limit tests"
+  exit 0
+fi
+updated=0
+update() { if [ "$updated" = 0 ] && [ "$(id -u)" = 0 ]; then timeout 120 apt-get update -qq >/dev/null 2>&1; updated=1; fi; }
+if ! have redis-server; then
+  if [ "$(id -u)" = 0 ]; then
+    update
+    DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq --no-install-recommends redis-server >/dev/null 2>&1 \
+      || echo "note: apt-get install redis-server failed; the shared rate-limit tests will be skipped"
+  else
+    echo "note: redis-server is missing and this is not root: sudo apt-get install redis-server (or the tests that need it skip)"
+  fi
+fi
+if ! have promtool && [ ! -x "$venv/tools/promtool" ]; then
+  update
+  tmp=$(mktemp -d)
+  ( cd "$tmp" && timeout 180 apt-get download prometheus >/dev/null 2>&1 && dpkg-deb -x prometheus_*.deb x \
+      && mkdir -p "$root/$venv/tools" && install -m 755 x/usr/bin/promtool "$root/$venv/tools/promtool" ) \
+    || echo "note: could not fetch promtool with apt-get; the Prometheus rule tests will be skipped"
+  rm -rf "$tmp"
+fi
+exit 0
