@@ -10,11 +10,22 @@ import threading
 import time
 
 import pytest
-from test_serve_app import ADMIN_KEY, API_KEY, HEADERS, OTHER_KEY, bundles, catalogue, running, settings  # noqa: F401
+from test_serve_app import ADMIN_KEY, API_KEY, HEADERS, OTHER_KEY, running, settings
+from test_serve_bundle import serve_bundles
 
 from recbook.serve.batching import MicroBatcher, QueueFull
 from recbook.serve.process import free_port
 from recbook.serve.security import RateLimiter, SecurityConfigError, parse_keys
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory, tiny_backbone):
+    return serve_bundles(tmp_path_factory.mktemp("bundles"), tiny_backbone)
+
+
+@pytest.fixture(scope="module")
+def catalogue(bundles):
+    return json.loads((bundles["v1"] / "items.json").read_text())["item_ids"]
 
 
 # ------------------------------------------------------------------ keys and limits, unit level
