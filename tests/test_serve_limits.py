@@ -156,6 +156,7 @@ def test_in_flight_cap_sheds_with_503_and_flips_readiness(bundles, catalogue, mo
 
     monkeypatch.setattr(Bundle, "rerank_many", slow)
     with running(app_mod.create_app(bundles["v1"], settings(max_inflight=1))) as client:
+        entered.clear()  # the warm-up at load called it too
         answers = []
         caller = threading.Thread(target=lambda: answers.append(client.post(
             "/rerank", json={"history": [], "candidates": catalogue[:3]}, headers=HEADERS)))
