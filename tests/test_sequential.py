@@ -250,3 +250,20 @@ def test_model_identity_changes_with_the_weights(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"b" * 100)  # same size, new weights (fine-tuned in place)
     assert _model_identity(str(tmp_path)) != first and first.startswith(tmp_path.name)
     assert _model_identity("org/some-hub-model") == "org/some-hub-model"
+
+
+@pytest.mark.parametrize("features", ["text", "hybrid"])
+def test_items_unknown_at_training_are_not_negatives_of_the_training_softmax(features):
+    """A cold item (not in training) with a text vector was a negative at every step: its text was pushed down before
+    anyone could like it. Its vector must not move the training loss (and gets no gradient)."""
+    known = np.ones(20, dtype=bool)
+    known[[4, 11, 17]] = False
+    windows = training_windows({u: np.random.default_rng(u).choice([i for i in range(1, 21) if known[i - 1]], 8) for u in range(6)}, 6, "causal")
+    model = _tiny("causal", features, known=known).eval()  # eval: no random ID or history dropout between the two losses
+    before = model.training_loss(windows).item()
+    with torch.no_grad():
+        model.text_features[[5, 12, 18]] *= 50.0  # rows of the unknown items (row = index + 1)
+    assert model.training_loss(windows).item() == pytest.approx(before, rel=1e-6)
+    with torch.no_grad():
+        model.text_features[[2]] *= 50.0  # a known item's text does move it
+    assert model.training_loss(windows).item() != pytest.approx(before, rel=1e-6)

@@ -413,6 +413,9 @@ class SequentialRecommender(nn.Module):
         hidden = self.encode(inputs, table)
         valid = targets > 0
         logits = self.logits(hidden[valid], table)
+        unknown = ~self.known_items[1 : self.n_items + 1]
+        if unknown.any():  # items never seen in training are no one's negatives: a cold item's text is not pushed down
+            logits = logits.masked_fill(unknown, float("-inf"))
         ce = F.cross_entropy(logits.float(), targets[valid] - 1, reduction="none")
         per_seq = torch.zeros(seq.shape[0], device=seq.device).index_add_(0, valid.nonzero()[:, 0], ce)
         counts = valid.sum(dim=1)
