@@ -34,6 +34,7 @@ import argparse
 import json
 import sys
 
+from ..compress.request import VARIANTS as REQUEST_VARIANTS
 from ..compress.variants import VARIANT_KINDS
 from ..errors import ConfigError
 from ..models import MODEL_NAMES
@@ -81,16 +82,23 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--eval-users", type=int, default=None, help="as for train")
     be = sub.add_parser("bench", help="measure compressed variants (quality, latency, size) of a cross-encoder checkpoint "
                                       "or of the BERT that embeds the catalogue")
-    be.add_argument("--target", choices=("checkpoint", "catalogue"), default="checkpoint",
+    be.add_argument("--target", choices=("checkpoint", "catalogue", "request"), default="checkpoint",
                     help="checkpoint: a cross-encoder from 'recbook train' (sampled protocol on --eval-users); catalogue: the "
-                         "sentence encoder of a text SASRec, judged on every user with paired CIs (notebooks 06-09)")
+                         "sentence encoder of a text SASRec, judged on every user with paired CIs (notebooks 06-09); request: "
+                         "what runs per request (the user encoder and item table of a sasrec/bert4rec/lmrec run, --model), full "
+                         "ranking on every test user and CPU ms per request -> OUT/request_bench.json")
+    be.add_argument("--model", default=None, help="--target request: the --out folder of 'recbook train --model lmrec' (or sasrec, bert4rec)")
+    be.add_argument("--margin", type=float, default=0.005,
+                    help="--target request: non-inferiority margin on NDCG@10, fixed before measuring (default 0.005)")
+    be.add_argument("--requests", type=int, default=200, help="--target request: timed requests per round (default 200)")
     be.add_argument("--checkpoint", default=None, help="--target checkpoint: the --out folder of 'recbook train --model cross-encoder'")
     be.add_argument("--data", default=None, help="--target catalogue: " + DATA_HELP + " (default movielens-100k)")
     be.add_argument("--seed", type=int, default=0, help="--target catalogue: seed of the split and the recommender")
     be.add_argument("--backbone", default=None, help="--target catalogue: the sentence encoder (default: offline all-MiniLM-L6-v2)")
     be.add_argument("--epochs", type=int, default=40, help="--target catalogue: most epochs for the recommender (early stopping)")
-    be.add_argument("--variants", default="fp32,int8,onnx-int8,prune50-int8", help="comma-separated, from: " + ", ".join(
-        VARIANT_KINDS))
+    be.add_argument("--variants", default=None, help="comma-separated; checkpoint/catalogue (default fp32,int8,onnx-int8,prune50-int8): "
+                    + ", ".join(VARIANT_KINDS) + "; request (default all of " + ", ".join(REQUEST_VARIANTS)
+                    + "): ENCODER[-lastN][+table-int8|+table-int4]")
     be.add_argument("--out", required=True, help="output folder for bench.csv, bench.md, bench_pareto.png")
     be.add_argument("--profile", choices=PROFILE_NAMES, default=None, help="default: the profile stored in run.json")
     be.add_argument("--eval-users", type=int, default=None, help="test users whose 100 candidates are scored (default: the profile's)")

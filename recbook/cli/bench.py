@@ -11,9 +11,11 @@ from .train import _run_profile
 
 
 def cmd_bench(args) -> dict:
+    if args.target == "request":
+        return _bench_request(args)
     if args.target == "checkpoint" and not args.checkpoint:
         raise UsageError("bench --target checkpoint needs --checkpoint (the --out folder of 'recbook train --model cross-encoder')")
-    kinds = _bench_kinds(args.variants)
+    kinds = _bench_kinds(args.variants or "fp32,int8,onnx-int8,prune50-int8")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
     if args.target == "catalogue" and args.epochs < 1:
@@ -99,6 +101,35 @@ def _set_threads(threads: int | None) -> None:
     import torch
 
     torch.set_num_threads(threads or torch.get_num_threads())
+
+
+def _bench_request(args) -> dict:
+    """``bench --target request``: the request path of a sequential run, judged by full-ranking NDCG@10 on every test user,
+    top-10 overlap with fp32 and CPU ms per request (:func:`recbook.compress.request.run_request_bench`)."""
+    if not args.model:
+        raise UsageError("bench --target request needs --model (the --out folder of 'recbook train --model lmrec', or sasrec)")
+    from ..compress.request import VARIANTS, parse_variant, request_bench_markdown, run_request_bench
+
+    names = list(VARIANTS) if args.variants is None else [v.strip() for v in args.variants.split(",") if v.strip()]
+    if not names:
+        raise UsageError("--variants is empty; name at least one request variant, e.g. onnx-int8+table-int8")
+    for name in names:
+        try:
+            parse_variant(name)
+        except ValueError as exc:
+            raise UsageError(f"--variants: {exc}") from None
+    if "fp32" not in names:
+        names = ["fp32", *names]  # the reference every difference and overlap is measured against
+    if args.requests < 1 or (args.threads is not None and args.threads < 1) or args.repeats < 1:
+        raise UsageError("--requests and --repeats must be at least 1, --threads at least 1")
+    if not 0 <= args.margin < 1:
+        raise UsageError(f"--margin must be in [0, 1), got {args.margin}")
+    out = check_out_folder(args.out)
+    records = run_request_bench(args.model, out, names, margin=args.margin, rounds=args.repeats, n_requests=args.requests,
+                                threads=args.threads or 1, seed=args.seed, eval_users=args.eval_users, progress=not args.quiet)
+    print(request_bench_markdown(records))
+    return {"request_bench": str(out / "request_bench.json"), "variants": [r["variant"] for r in records],
+            "verdicts": {r["variant"]: r["verdict"] for r in records}}
 
 
 def _bench_kinds(spec: str) -> list[str]:

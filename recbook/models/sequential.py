@@ -370,15 +370,20 @@ class SequentialRecommender(nn.Module):
     def encode(self, seq: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden states ``(batch, max_len, dim)`` of left-padded item sequences (0 = padding)."""
         table = self.item_table() if table is None else table
+        return self.encode_vectors(seq, table[seq])
+
+    def encode_vectors(self, seq: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`encode` given the sequences' item vectors ``x = table[seq]`` — the part a request runs once the item
+        table is looked up (what :mod:`recbook.compress.request` exports)."""
         length = seq.shape[1]
-        x = table[seq]
         x = torch.where((seq == self.mask_token)[..., None], self.mask_emb.to(x.dtype), x)
         x = self.drop(x + self.pos_emb.weight[-length:])
         real = seq != 0
         allowed = real[:, None, :].expand(-1, length, -1)
+        pos = torch.arange(length, device=seq.device)  # masks from comparisons: they export to ONNX (a bool eye/tril does not run there)
         if self.config.objective == "causal":
-            allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=seq.device).tril()
-        allowed = allowed | torch.eye(length, dtype=torch.bool, device=seq.device)  # never an empty row (NaN trap)
+            allowed = allowed & (pos[:, None] >= pos[None, :])  # query i sees keys 0…i
+        allowed = allowed | (pos[:, None] == pos[None, :])  # never an empty row (NaN trap)
         for block in self.blocks:
             x = block(x, allowed)
         return self.ln_f(x)

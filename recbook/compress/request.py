@@ -1,0 +1,434 @@
+"""Compress what runs on every request — the sequential recommender's user encoder and its item table — and judge each
+variant by what users see (full-ranking NDCG@10, top-10 overlap with fp32) and by CPU milliseconds per request.
+
+Run by ``python -m recbook bench --target request --model RUN --out DIR`` (:func:`run_request_bench`).
+
+A request to the service costs one pass of the sequential model (SASRec, or lmrec: SASRec over fine-tuned text vectors)
+over the user's last ``max_len`` items, then a product of the resulting user vector with the item table and a top-k.
+The language model itself ran once per item, offline: its output is the item table. So the variants here are:
+
+- ``fp32`` — eager PyTorch, the reference for quality;
+- ``onnx-fp32`` — the same graph in ONNX Runtime with every graph optimisation (operator fusion, constant folding):
+  usually the *best fp32 baseline* on a CPU, and every speed-up is measured against the best fp32 variant, not the
+  slowest one;
+- ``onnx-int8`` — ONNX Runtime dynamic int8 (weights per channel, activations quantized per call), after
+  ``quant_pre_process`` (shape inference and graph clean-up, as ONNX Runtime's docs ask);
+- ``onnx-int4w`` — weight-only int4 (``MatMulNBits``, blocks of 32 values with their own scale), activations fp32;
+- ``…-lastN`` — the encoder reads only the user's last ``N`` items (fewer positions per request: attention is
+  quadratic, the rest linear in them) — a quality trade the table shows;
+- ``table-int8`` / ``table-int4`` — the item table stored with one int8 / int4 code per value and one fp32 scale per
+  row (symmetric, per-row absmax), dequantized for scoring: the size that grows with the catalogue;
+- ``onnx-int8+table-int8`` — both.
+
+Quality: every variant scores every test user's full catalogue; NDCG@10 with its bootstrap CI, the paired difference to
+``fp32`` with its CI, and the mean top-10 overlap with ``fp32`` (label-free and low-variance). A variant is
+*non-inferior* when the lower end of its paired difference's interval is above ``-margin`` (fixed before measuring:
+0.005 by default) and its overlap is at least 0.8.
+
+Cost: each variant answers the same requests — batch 1, one history each, encoder + scores + top-10 — in rounds whose
+order is shuffled (a variant is not always timed after the same neighbour), with the threads fixed. CPU time of the
+calling thread per request (``time.thread_time``; ONNX Runtime runs in the calling thread with one intra-op thread)
+gives ``cpu_ms_p50``; wall time gives ``p50_ms``/``p99_ms``. This is the retrieval function the service runs, timed in
+process: what the HTTP layer adds is the same for every variant (measure it with ``recbook loadtest``).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+VARIANTS = ("fp32", "onnx-fp32", "onnx-int8", "onnx-int4w", "table-int8", "table-int4", "onnx-int8+table-int8",
+            "onnx-int4w+table-int4", "onnx-int8-last20+table-int8")
+ENCODERS = ("fp32", "onnx-fp32", "onnx-int8", "onnx-int4w")
+FP32_VARIANTS = ("fp32", "onnx-fp32")
+DEFAULT_MARGIN = 0.005
+MIN_OVERLAP = 0.8
+
+
+# ------------------------------------------------------------------ the item table, quantized per row
+def quantize_table(table: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-row quantization: ``(codes, scales)`` with ``codes`` in ``[-(2^(bits-1) - 1), 2^(bits-1) - 1]``
+    (int8 storage; int4 codes are packed two per byte on disk, see :func:`table_bytes`) and ``table ≈ codes * scales``."""
+    if bits not in (4, 8):
+        raise ValueError(f"bits must be 4 or 8, got {bits!r}")
+    table = np.asarray(table, dtype=np.float32)
+    if table.ndim != 2:
+        raise ValueError(f"table must be 2-D (items x dim), got shape {table.shape}")
+    levels = 2 ** (bits - 1) - 1
+    scales = np.abs(table).max(axis=1, keepdims=True) / levels
+    scales[scales == 0] = 1.0  # an all-zero row (an item without a vector) stays exactly zero
+    codes = np.clip(np.rint(table / scales), -levels, levels).astype(np.int8)
+    return codes, scales.astype(np.float32)
+
+
+def table_bytes(n_items: int, dim: int, bits: int) -> int:
+    """Bytes of a stored item table: the codes (packed for int4) plus one fp32 scale per row (none for fp32)."""
+    if bits == 32:
+        return n_items * dim * 4
+    return (n_items * dim * bits + 7) // 8 + n_items * 4
+
+
+# ------------------------------------------------------------------ the user encoder, three ways
+def _user_encoder(network):
+    """``(seq (batch, max_len) int64, x = table[seq]) → user vector (batch, dim)``: the transformer a request runs, without
+    the item table (looked up outside, so one stored table serves both the history and the scores)."""
+    import torch
+
+    class UserEncoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.network = network
+
+        def forward(self, seq, x):
+            return self.network.encode_vectors(seq, x)[:, -1]
+
+    return UserEncoder().eval()
+
+
+def export_user_encoder(network, path: str | Path, opset: int = 18) -> Path:
+    """Export the network's user encoder (eval mode; inputs ``seq`` and its item vectors ``x``) to ONNX, batch dynamic."""
+    import warnings
+
+    import torch
+
+    path = Path(path)
+    network = network.eval().float().cpu()
+    with torch.no_grad():
+        table = network.item_table().detach().clone()
+    module = _user_encoder(network)
+    example = torch.zeros(2, network.config.max_len, dtype=torch.long)
+    example[:, -3:] = torch.tensor([1, 2, 3])
+    tmp = path.with_name(path.name + ".tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (example, table[example]), str(tmp), input_names=["seq", "x"], output_names=["user"],
+                          opset_version=opset, dynamo=False,
+                          dynamic_axes={"seq": {0: "batch", 1: "length"}, "x": {0: "batch", 1: "length"}, "user": {0: "batch"}})
+    tmp.replace(path)
+    return path
+
+
+def quantize_user_encoder(source: str | Path, target: str | Path) -> Path:
+    """ONNX Runtime dynamic int8 of an exported encoder, after ``quant_pre_process`` (shape inference, clean-up)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from .onnx import _quiet_root_logger
+
+    prepared = Path(target).with_name(Path(target).name + ".pre.onnx")
+    try:
+        with _quiet_root_logger():
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+            quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8, per_channel=True)
+    finally:
+        prepared.unlink(missing_ok=True)
+    return Path(target)
+
+
+class OrtUserEncoder:
+    """An exported user encoder in ONNX Runtime (all graph optimisations, ``threads`` intra-op threads, no spinning)."""
+
+    def __init__(self, path: str | Path, threads: int = 1):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, seq: np.ndarray, x: np.ndarray) -> np.ndarray:
+        return self.session.run(["user"], {"seq": np.asarray(seq, dtype=np.int64), "x": np.asarray(x, dtype=np.float32)})[0]
+
+
+@dataclass
+class RequestVariant:
+    """One way to answer a request: the item table (looked up for the history, multiplied for the scores) and the
+    encoder ``encode(seq, x) → user vectors``."""
+
+    name: str
+    encode: object
+    full_table: np.ndarray  # (n_items + 2, dim) float32: row 0 padding, 1…n the items, n+1 [MASK] (dequantized if stored quantized)
+    size_bytes: int
+    window: int | None = None  # read only the last ``window`` positions of each (left-padded) history
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def table(self) -> np.ndarray:
+        return self.full_table[1:-1]
+
+    def scores(self, seq: np.ndarray) -> np.ndarray:
+        seq = np.asarray(seq, dtype=np.int64)
+        if self.window is not None:
+            seq = seq[:, -self.window:]
+        return np.asarray(self.encode(seq, self.full_table[seq]), dtype=np.float32) @ self.table.T
+
+
+def parse_variant(name: str) -> tuple[str, int | None, int]:
+    """``"onnx-int8-last20+table-int8"`` → ``("onnx-int8", 20, 8)``: encoder, history window (None: the model's), table
+    bits (32: fp32). A lone ``table-intB`` is the fp32 encoder with that table. ``ValueError`` names what is wrong."""
+    parts = name.split("+")
+    if len(parts) == 1 and parts[0].startswith("table-"):
+        parts = ["fp32", parts[0]]
+    if len(parts) > 2 or not parts[0]:
+        raise ValueError(f"request variant {name!r}: write ENCODER[-lastN][+table-int8|+table-int4], e.g. onnx-int8-last20+table-int8")
+    encoder, window = parts[0], None
+    if "-last" in encoder:
+        encoder, _, tail = encoder.rpartition("-last")
+        if not tail.isdigit() or int(tail) < 1:
+            raise ValueError(f"request variant {name!r}: -lastN needs a positive whole number of items, got {tail!r}")
+        window = int(tail)
+    if encoder not in ENCODERS:
+        raise ValueError(f"request variant {name!r}: unknown encoder {encoder!r}; choose from {', '.join(ENCODERS)}")
+    bits = 32
+    if len(parts) == 2:
+        if parts[1] not in ("table-int8", "table-int4"):
+            raise ValueError(f"request variant {name!r}: unknown table {parts[1]!r}; choose table-int8 or table-int4")
+        bits = int(parts[1].removeprefix("table-int"))
+    return encoder, window, bits
+
+
+def weight_only_int4(source: str | Path, target: str | Path, block_size: int = 32) -> Path:
+    """ONNX Runtime weight-only int4 of every MatMul (``MatMulNBits``: ``block_size`` values share a scale)."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    from .onnx import _quiet_root_logger
+
+    with _quiet_root_logger():
+        quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), algo_config=DefaultWeightOnlyQuantConfig(block_size=block_size,
+                                                                                                      is_symmetric=True))
+        quantizer.process()
+        quantizer.model.save_model_to_file(str(target), use_external_data_format=False)
+    return Path(target)
+
+
+def build_variants(network, names=VARIANTS, workdir: str | Path | None = None, threads: int = 1) -> list[RequestVariant]:
+    """The request-path variants of a trained :class:`~recbook.models.sequential.SequentialRecommender`."""
+    import torch
+
+    parsed = {name: parse_variant(name) for name in names}
+    network = network.eval().float().cpu()
+    with torch.no_grad():
+        full_table = network.item_table().detach().clone().numpy().astype(np.float32)
+    n, dim = full_table.shape[0] - 2, full_table.shape[1]
+    # the encoder's own weights: the item table's ingredients (ID embeddings, text vectors and their projection) are not
+    # shipped, the table they make is
+    weights = sum(p.numel() * 4 for name, p in network.state_dict().items()
+                  if not name.startswith(("text_features", "text_proj", "item_emb", "known_items")) and p.is_floating_point())
+
+    def eager(seq, x):
+        with torch.inference_mode():
+            return network.encode_vectors(torch.from_numpy(seq), torch.from_numpy(x))[:, -1].numpy()
+
+    folder = Path(workdir or tempfile.mkdtemp(prefix="recbook-request-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    encoders = {e for e, _, _ in parsed.values()}
+    paths = {}
+    if encoders - {"fp32"}:
+        paths["onnx-fp32"] = export_user_encoder(network, folder / "user_encoder.fp32.onnx")
+    if "onnx-int8" in encoders:
+        paths["onnx-int8"] = quantize_user_encoder(paths["onnx-fp32"], folder / "user_encoder.int8.onnx")
+    if "onnx-int4w" in encoders:
+        paths["onnx-int4w"] = weight_only_int4(paths["onnx-fp32"], folder / "user_encoder.int4w.onnx")
+    sessions = {e: OrtUserEncoder(path, threads) for e, path in paths.items() if e in encoders}
+
+    variants = []
+    for name, (encoder, window, bits) in parsed.items():
+        if encoder == "fp32":
+            encode, enc_bytes = eager, weights
+        else:
+            encode, enc_bytes = sessions[encoder], paths[encoder].stat().st_size
+        if bits < 32:
+            codes, scales = quantize_table(full_table, bits)
+            used = codes.astype(np.float32) * scales
+        else:
+            used = full_table
+        t_bytes = table_bytes(n + 2, dim, bits)
+        variants.append(RequestVariant(name, encode, used, enc_bytes + t_bytes, window=window,
+                                       extra={"encoder_bytes": enc_bytes, "table_bytes": t_bytes}))
+    return variants
+
+
+# ------------------------------------------------------------------ quality and cost
+def padded(histories: list[np.ndarray], max_len: int) -> np.ndarray:
+    """Left-padded ``(len(histories), max_len)`` int64 rows of 1-based item indices (what the encoder reads)."""
+    out = np.zeros((len(histories), max_len), dtype=np.int64)
+    for i, h in enumerate(histories):
+        h = np.asarray(h, dtype=np.int64)[-max_len:] if max_len else np.zeros(0, dtype=np.int64)
+        if len(h):
+            out[i, -len(h):] = h
+    return out
+
+
+def top_k_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per row, the share of ``a``'s top-k ids that are also in ``b``'s (both ``(users, k)``)."""
+    return np.array([len(set(x.tolist()) & set(y.tolist())) / a.shape[1] for x, y in zip(a, b)])
+
+
+def time_requests(variants: list[RequestVariant], requests: np.ndarray, k: int = 10, rounds: int = 5, seed: int = 0) -> dict[str, dict]:
+    """Per variant: CPU and wall milliseconds of ``requests`` (one padded history each, batch 1) answered end to end —
+    encoder, scores over the catalogue, top-``k`` — over ``rounds`` rounds in a shuffled order, after one warm-up pass."""
+    rng = np.random.default_rng(seed)
+    cpu = {v.name: [] for v in variants}
+    wall = {v.name: [] for v in variants}
+
+    def answer(v, seq):
+        scores = v.scores(seq[None])[0]
+        return np.argpartition(-scores, k)[:k]
+
+    for v in variants:  # warm-up: first calls allocate and pick kernels
+        for seq in requests[: min(5, len(requests))]:
+            answer(v, seq)
+    for _ in range(rounds):
+        for i in rng.permutation(len(variants)):
+            v = variants[i]
+            for seq in requests:
+                c0, w0 = time.thread_time(), time.perf_counter()
+                answer(v, seq)
+                cpu[v.name].append(time.thread_time() - c0)
+                wall[v.name].append(time.perf_counter() - w0)
+    return {name: {"cpu_ms": np.asarray(cpu[name]) * 1e3, "wall_ms": np.asarray(wall[name]) * 1e3} for name in cpu}
+
+
+def verdict(diff_low: float, overlap: float, margin: float = DEFAULT_MARGIN, min_overlap: float = MIN_OVERLAP) -> str:
+    """``non-inferior`` when the paired NDCG difference's lower bound is above ``-margin`` and the top-10 overlap
+    with fp32 is at least ``min_overlap``; ``inferior`` otherwise."""
+    return "non-inferior" if diff_low > -margin and overlap >= min_overlap else "inferior"
+
+
+def _write_json_atomic(path: Path, payload) -> None:
+    import json
+    import os
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    os.replace(tmp, path)
+
+
+def run_request_bench(run: str | Path, out: str | Path, names=VARIANTS, margin: float = DEFAULT_MARGIN, rounds: int = 5,
+                      n_requests: int = 200, threads: int = 1, seed: int = 0, eval_users: int | None = None,
+                      progress: bool = True) -> list[dict]:
+    """Benchmark the request-path variants of a trained sequential run (``recbook train --model sasrec|bert4rec|lmrec``)
+    on its own data and split: writes ``OUT/request_bench.json`` (one record per variant) and ``OUT/request_bench.md``,
+    and returns the records."""
+    import pandas as pd
+    import torch
+
+    from ..errors import ConfigError
+    from ..evaluate import history_for_test, make_eval_set
+    from ..metrics import evaluate_full, top_k_lists
+    from ..models import SEQUENTIAL_MODELS
+    from ..models.base import Histories
+    from ..pipeline import check_catalogue, checkpoint_folder, load_trained, prepare_data, run_profile
+    from ..stats import mean_ci, paired_comparison
+
+    if not 0 <= margin < 1:
+        raise ConfigError("margin", f"margin={margin!r} must be in [0, 1): the largest NDCG@10 loss called non-inferior", margin)
+    for name, value in (("rounds", rounds), ("n_requests", n_requests), ("threads", threads)):
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(name, f"{name}={value!r} must be a positive integer", value)
+    folder, record = checkpoint_folder(run)
+    if record.get("model") not in SEQUENTIAL_MODELS:
+        raise ConfigError("model", f"model={str(run)!r} holds a {record.get('model')} model; the request benchmark needs a run of "
+                          f"{', '.join(SEQUENTIAL_MODELS)} (the models the service runs per request)", str(run))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    profile = run_profile(record)
+    ds, split = prepare_data(record["data"], profile, record["seed"], record.get("split", "leave-last-out"),
+                             record.get("cold_fraction", 0.1), record.get("all_users", False))
+    check_catalogue(record, ds, record["data"])
+    split = split.warm() if record.get("split") == "cold-items" else split
+    model = load_trained(folder, record)
+    network = model.network.eval().float().cpu()
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        variants = build_variants(network, names, out / "models", threads)
+        eval_set = make_eval_set(ds, split, "test", profile.eval_negatives, n_users=eval_users, seed=seed)
+        users = eval_set.heldout["user_id"].to_numpy()
+        seqs = padded(model.indices(Histories.from_interactions(history_for_test(split), users=users)), network.config.max_len)
+        user_row = pd.Series(np.arange(len(users)), index=users)
+        untrained = ~network.known_items[1 : network.n_items + 1].cpu().numpy()
+        floor = network.config.item_features == "id" and untrained.any() and not untrained.all()
+
+        per_user, lists = {}, {}
+        for v in variants:
+            matrix = np.concatenate([v.scores(seqs[i : i + 256]) for i in range(0, len(seqs), 256)]).astype(np.float64)
+            if floor:  # the recommender's rule: an item it never trained on ranks below every trained one
+                matrix[:, untrained] = matrix[:, ~untrained].min(axis=1, keepdims=True) - 1.0
+            col = pd.Series(np.arange(len(model.item_ids)), index=model.item_ids)
+
+            def score_fn(u, items, matrix=matrix, col=col):
+                return matrix[user_row.loc[u].to_numpy()[:, None], col.loc[np.ravel(items)].to_numpy().reshape(np.shape(items))]
+
+            result = evaluate_full(score_fn, eval_set.heldout, eval_set.history, eval_set.all_items, per_user=True)
+            per_user[v.name] = result["per_user"]
+            lists[v.name] = top_k_lists(score_fn, users, eval_set.history, eval_set.all_items, 10)
+        rng = np.random.default_rng(seed)
+        sample = seqs[rng.choice(len(seqs), size=min(n_requests, len(seqs)), replace=False)]
+        timing = time_requests(variants, sample, rounds=rounds, seed=seed)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+    base = "fp32"
+    fp32_names = [n for n in FP32_VARIANTS if n in timing]
+    best_fp32 = min(fp32_names, key=lambda n: np.median(timing[n]["cpu_ms"]))
+    best_cpu = float(np.median(timing[best_fp32]["cpu_ms"]))
+    records = []
+    for v in variants:
+        ndcg = per_user[v.name]["NDCG@10"]
+        estimate = mean_ci(ndcg, seed=seed)
+        if v.name == base or base not in per_user:
+            diff, low, high, overlap = 0.0, 0.0, 0.0, 1.0
+        else:
+            c = paired_comparison(ndcg, per_user[base]["NDCG@10"], (v.name, base), seed=seed)
+            diff, low, high = c.diff.mean, c.diff.low, c.diff.high
+            overlap = float(top_k_overlap(lists[v.name], lists[base]).mean())
+        cpu_p50 = float(np.median(timing[v.name]["cpu_ms"]))
+        records.append({
+            "variant": v.name, "size_mb": round(v.size_bytes / 2**20, 4), "encoder_mb": round(v.extra["encoder_bytes"] / 2**20, 4),
+            "table_mb": round(v.extra["table_bytes"] / 2**20, 4),
+            "ndcg10": round(estimate.mean, 6), "ci95": [round(estimate.low, 6), round(estimate.high, 6)],
+            "hr10": round(float(per_user[v.name]["HR@10"].mean()), 6),
+            "ndcg10_diff": round(diff, 6), "ndcg10_diff_ci95": [round(low, 6), round(high, 6)], "top10_overlap": round(overlap, 4),
+            "cpu_ms_p50": round(cpu_p50, 4), "p50_ms": round(float(np.median(timing[v.name]["wall_ms"])), 4),
+            "p99_ms": round(float(np.percentile(timing[v.name]["wall_ms"], 99)), 4),
+            "requests_per_s_per_core": round(1000.0 / cpu_p50, 1) if cpu_p50 > 0 else None,
+            "speedup": round(best_cpu / cpu_p50, 3) if cpu_p50 > 0 else None, "baseline": best_fp32,
+            "smaller": round(variants[0].size_bytes / v.size_bytes, 3) if v.size_bytes else None,
+            "verdict": "reference" if v.name == base else verdict(low, overlap, margin),
+            "users": int(len(users)), "margin": margin, "threads": threads, "rounds": rounds, "requests": int(len(sample)),
+            "model": record["model"], "data": record["data"]})
+    _write_json_atomic(out / "request_bench.json", records)
+    (out / "request_bench.md").write_text(request_bench_markdown(records))
+    return records
+
+
+def request_bench_markdown(records: list[dict]) -> str:
+    """The benchmark as a Markdown table, with the protocol in a sentence above it."""
+    if not records:
+        return "(no variants)\n"
+    r0 = records[0]
+    head = (f"Request benchmark of a {r0['model']} run on {r0['data']}: full-ranking NDCG@10 on {r0['users']} test users "
+            f"(95% bootstrap CIs; difference paired with fp32), top-10 overlap with fp32, CPU ms per request at batch 1 with "
+            f"{r0['threads']} thread(s) over {r0['rounds']} shuffled rounds of {r0['requests']} requests; speed-up against the "
+            f"fastest fp32 variant ({r0['baseline']}); non-inferior = difference CI above -{r0['margin']} and overlap >= {MIN_OVERLAP}.\n\n")
+    cols = ["variant", "size_mb", "ndcg10", "ci95", "ndcg10_diff", "ndcg10_diff_ci95", "top10_overlap", "cpu_ms_p50", "p99_ms",
+            "speedup", "smaller", "verdict"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in records:
+        cells = [f"[{r[c][0]:.4f}, {r[c][1]:.4f}]" if isinstance(r[c], list) else (f"{r[c]:g}" if isinstance(r[c], float) else str(r[c]))
+                 for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    return head + "\n".join(lines) + "\n"
+
+
+__all__ = ["run_request_bench", "request_bench_markdown", "parse_variant", "weight_only_int4", "ENCODERS", "VARIANTS", "FP32_VARIANTS", "DEFAULT_MARGIN", "quantize_table", "table_bytes", "export_user_encoder", "quantize_user_encoder",
+           "OrtUserEncoder", "RequestVariant", "build_variants", "padded", "top_k_overlap", "time_requests", "verdict"]

@@ -1,0 +1,125 @@
+"""What runs per request, compressed (recbook.compress.request, ``recbook bench --target request``): the exported user
+encoder computes what the network computes, the quantized tables keep their error bounds, and the benchmark writes
+one record per variant with the fields the issue names."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import exit_2_one_line
+from recbook.compress.request import (
+    build_variants,
+    padded,
+    parse_variant,
+    quantize_table,
+    table_bytes,
+    top_k_overlap,
+    verdict,
+)
+from recbook.models.sequential import SequentialConfig, SequentialRecommender
+
+
+def _network(objective="causal", features="id", n_items=30, max_len=8):
+    torch.manual_seed(0)
+    text = np.random.default_rng(0).normal(size=(n_items, 12)).astype(np.float32)
+    config = SequentialConfig(objective=objective, item_features=features, max_len=max_len, dim=16, layers=2, heads=2, dropout=0.0)
+    return SequentialRecommender(n_items, config, text if features != "id" else None).eval()
+
+
+def test_quantized_tables_keep_their_error_bound_and_zero_rows():
+    table = np.random.default_rng(0).normal(size=(50, 16)).astype(np.float32)
+    table[3] = 0.0
+    for bits, levels in ((8, 127), (4, 7)):
+        codes, scales = quantize_table(table, bits)
+        assert codes.dtype == np.int8 and np.abs(codes).max() <= levels
+        err = np.abs(codes * scales - table)
+        assert (err <= scales / 2 + 1e-7).all()  # rounding: at most half a step per value
+        assert (codes[3] == 0).all() and (codes * scales)[3].sum() == 0
+    assert table_bytes(50, 16, 32) == 3200 and table_bytes(50, 16, 8) == 800 + 200 and table_bytes(50, 16, 4) == 400 + 200
+    with pytest.raises(ValueError, match="bits must be 4 or 8"):
+        quantize_table(table, 2)
+    with pytest.raises(ValueError, match="2-D"):
+        quantize_table(table[0], 8)
+
+
+def test_variant_names_parse_and_errors_name_the_part():
+    assert parse_variant("fp32") == ("fp32", None, 32)
+    assert parse_variant("table-int4") == ("fp32", None, 4)
+    assert parse_variant("onnx-int8-last20+table-int8") == ("onnx-int8", 20, 8)
+    for bad, part in (("onnx-int3", "unknown encoder 'onnx-int3'"), ("fp32+table-int2", "unknown table"),
+                      ("fp32-last0", "positive whole number"), ("a+b+c", "ENCODER")):
+        with pytest.raises(ValueError, match=part):
+            parse_variant(bad)
+
+
+@pytest.mark.parametrize("objective,features", [("causal", "id"), ("causal", "hybrid"), ("cloze", "id")])
+def test_the_exported_encoder_computes_what_the_network_computes(tmp_path, objective, features):
+    network = _network(objective, features)
+    histories = [np.array([1, 2, 3]), np.arange(1, 20), np.array([5]), np.array([], dtype=np.int64)]
+    if objective == "cloze":  # what the network appends at inference: the [MASK] to predict
+        histories = [np.r_[h[-(network.config.max_len - 1):], network.mask_token] for h in histories]
+    seqs = padded(histories, network.config.max_len)
+    want = network.encode(torch.from_numpy(seqs))[:, -1].detach().numpy()
+    variants = {v.name: v for v in build_variants(network, ["fp32", "onnx-fp32", "onnx-int8", "onnx-int4w"], tmp_path)}
+    for name in ("fp32", "onnx-fp32"):
+        got = variants[name].encode(seqs, variants[name].full_table[seqs])
+        np.testing.assert_allclose(got, want, atol=1e-4, err_msg=name)
+    for name in ("onnx-int8", "onnx-int4w"):  # close, not equal: the point of the benchmark is to measure how close
+        got = variants[name].encode(seqs, variants[name].full_table[seqs])
+        assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.9, name
+    # a window at least as long as the model's reads the same positions; a shorter one reads fewer
+    long = build_variants(network, [f"onnx-fp32-last{network.config.max_len}"], tmp_path / "w")[0]
+    np.testing.assert_allclose(long.scores(seqs), variants["onnx-fp32"].scores(seqs), atol=1e-4)
+    short = build_variants(network, ["onnx-fp32-last2"], tmp_path / "w2")[0]
+    assert short.window == 2 and not np.allclose(short.scores(seqs[1:2]), variants["onnx-fp32"].scores(seqs[1:2]), atol=1e-4)
+
+
+def test_padding_overlap_and_verdict():
+    assert padded([np.array([1, 2, 3, 4]), np.array([7])], 3).tolist() == [[2, 3, 4], [0, 0, 7]]
+    assert top_k_overlap(np.array([[1, 2, 3, 4]]), np.array([[4, 3, 9, 8]])).tolist() == [0.5]
+    assert verdict(-0.004, 0.9) == "non-inferior" and verdict(-0.006, 0.9) == "inferior" and verdict(0.0, 0.7) == "inferior"
+
+
+@pytest.fixture(scope="module")
+def sasrec_run(tmp_path_factory, tiny_profile):
+    from recbook.models import create
+    from recbook.pipeline import Fitted, prepare_data, run_record, save_fitted
+
+    folder = tmp_path_factory.mktemp("request-run")
+    ds, split = prepare_data("synthetic", tiny_profile, 0)
+    model = create("sasrec", tiny_profile, epochs=2, dim=16, layers=1, heads=1, patience=None, refit=False).fit(ds, split)
+    save_fitted(Fitted("sasrec", model, None, 0.0), folder / "checkpoint", run_record("synthetic", "sasrec", tiny_profile, 0, ds))
+    return folder
+
+
+def test_bench_request_writes_one_record_per_variant(sasrec_run, tmp_path, capsys):
+    from recbook import cli
+
+    out = tmp_path / "bench"
+    assert cli.main(["bench", "--target", "request", "--model", str(sasrec_run), "--out", str(out), "--repeats", "1",
+                     "--requests", "10", "--variants", "onnx-fp32,onnx-int8+table-int8,table-int4"]) == 0
+    records = json.loads((out / "request_bench.json").read_text())
+    assert [r["variant"] for r in records] == ["fp32", "onnx-fp32", "onnx-int8+table-int8", "table-int4"]  # fp32 added: the reference
+    for r in records:
+        for key in ("variant", "size_mb", "ndcg10", "ci95", "ndcg10_diff", "ndcg10_diff_ci95", "top10_overlap", "cpu_ms_p50",
+                    "p99_ms", "speedup", "verdict"):
+            assert key in r, key
+        assert r["ci95"][0] <= r["ndcg10"] <= r["ci95"][1] and r["ndcg10_diff_ci95"][0] <= r["ndcg10_diff"] <= r["ndcg10_diff_ci95"][1]
+        assert r["cpu_ms_p50"] > 0 and 0 <= r["top10_overlap"] <= 1 and r["baseline"] in ("fp32", "onnx-fp32")
+    fp32, onnx = records[0], records[1]
+    assert fp32["verdict"] == "reference" and onnx["ndcg10"] == pytest.approx(fp32["ndcg10"], abs=1e-6) and onnx["top10_overlap"] == 1.0
+    # dim 16 per row: int8 16 + 4 bytes (its scale), int4 8 + 4, fp32 64. (A tiny ONNX encoder is mostly graph, not
+    # weights: its file can outweigh the fp32 weights, which is why size_mb counts the file.)
+    assert records[2]["table_mb"] < fp32["table_mb"] / 3 and records[3]["table_mb"] < fp32["table_mb"] / 5
+    assert "| onnx-int8+table-int8 |" in (out / "request_bench.md").read_text()
+    assert "onnx-int8+table-int8" in capsys.readouterr().out
+
+
+def test_bench_request_errors(sasrec_run, tmp_path, capsys):
+    out = str(tmp_path / "o")
+    exit_2_one_line(["bench", "--target", "request", "--out", out], capsys, "needs --model")
+    exit_2_one_line(["bench", "--target", "request", "--model", str(sasrec_run), "--out", out, "--variants", "onnx-int3"], capsys,
+                    "--variants", "unknown encoder")
+    exit_2_one_line(["bench", "--target", "request", "--model", str(sasrec_run), "--out", out, "--margin", "2"], capsys, "--margin")
