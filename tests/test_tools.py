@@ -88,6 +88,8 @@ def test_course_runner_reports_a_timeout_and_goes_on(tmp_path, monkeypatch, caps
 
     monkeypatch.setattr(NotebookClient, "execute", fake_execute)
     monkeypatch.setattr(runner, "NOTEBOOKS", tmp_path)
+    monkeypatch.setattr(runner, "STUDENT", tmp_path / "student")
+    (tmp_path / "student").mkdir()
     monkeypatch.setattr(device, "environment_report", lambda *a, **k: {})
     monkeypatch.setattr(device, "format_report", lambda report: "(environment)")
     code = runner.main(["--timeout", "7"])
@@ -112,6 +114,11 @@ def test_course_runner_reports_a_timeout_and_goes_on(tmp_path, monkeypatch, caps
     assert good["run"]["other_cpu"] is None or 0 <= good["run"]["other_cpu"]
     assert slow.metadata["recbook"]["run"]["status"] == "TIMEOUT" and "cell 2" in slow.metadata["recbook"]["run"]["error"]
     assert runner.main(["01", "05"]) == 0
+    # make course, then make test: the student versions follow the notebooks just run (their time lines changed)
+    student = load("make_student_versions")
+    for name in ("01_good", "05_good"):
+        want, _ = student.student_version(nbformat.read(tmp_path / f"{name}.ipynb", as_version=4))
+        assert nbformat.read(tmp_path / "student" / f"{name}.ipynb", as_version=4) == want
 
 
 def test_clean_text_removes_paths_and_noise():

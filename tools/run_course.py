@@ -30,6 +30,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
+STUDENT = ROOT / "student"  # the student versions (tools/make_student_versions.py), rewritten for every notebook run
 
 
 # Stored outputs are read on GitHub and in the website: no local paths a reader cannot use, no library noise.
@@ -234,6 +235,20 @@ def run_notebook(path: Path, timeout: int, environment: dict | None = None) -> t
     return seconds, records, status, error
 
 
+def refresh_student(paths) -> None:
+    """Rewrite the student version of every notebook just run (the run rewrote its time line and outputs), so that
+    ``make course`` followed by ``make test`` finds ``student/`` in step with ``notebooks/``."""
+    if not STUDENT.is_dir():
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from make_student_versions import student_version
+
+    for path in paths:
+        nb, _ = student_version(nbformat.read(path, as_version=4))
+        nbformat.write(nb, STUDENT / path.name)
+    print(f"student/: {len(paths)} student version(s) rewritten from the notebooks just run")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("prefixes", nargs="*", help="run only notebooks whose file name starts with one of these")
@@ -275,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         if error:
             measured = f"{status}: {error}" + (f"; before that: {measured}" if records else "")
         print(f"| {name} | {seconds:.1f} | {status} | {measured.replace('|', '/')} |")
+    refresh_student(paths)
     total = sum(s for _, s, *_ in summary)
     failed = [name for name, _, _, status, _ in summary if status != "ok"]
     print(f"\nTotal: {total:.1f} s for {len(summary)} notebooks; executed notebooks are in notebooks/, figures in figures/.")
