@@ -367,7 +367,7 @@ def chapter_appendix(c: Chapter) -> str:
     return "\n".join(lines)
 
 
-# ---- the checkers' hints, read from recbook/exercises.py
+# ---- the checkers' hints, read from recbook/exercises/ (one module per chapter)
 def _render_all(node: ast.AST, env: dict[str, list[str]]) -> list[str]:
     """The texts a message expression can produce: literal parts kept, other f-string fields shown as "…", a field
     naming a variable the checker sets to text (``hint = "..."``) expanded into each of those texts."""
@@ -412,9 +412,9 @@ def checker_hints(source: Path | None = None) -> dict[str, list[str]]:
     if source is None:
         import recbook.exercises
 
-        source = Path(recbook.exercises.__file__)
-    tree = ast.parse(source.read_text(encoding="utf-8"))
-    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+        source = Path(recbook.exercises.__file__).parent  # the package: one module per chapter, shared helpers
+    files = sorted(source.glob("*.py")) if source.is_dir() else [source]
+    functions = {n.name: n for f in files for n in ast.parse(f.read_text(encoding="utf-8")).body if isinstance(n, ast.FunctionDef)}
 
     def helper_messages(name: str, seen: set[str]) -> list[str]:
         if name in seen or name not in functions:
@@ -514,7 +514,7 @@ def instructor_page(c: Chapter, chapters: list[Chapter], hints: dict[str, list[s
     lines += ["", "## Common mistakes", ""]
     if c.exercises:
         lines += ["A typical wrong answer per exercise, then what the self-check prints for wrong answers (read from its "
-                  "checker in `recbook/exercises.py`; “…” stands for values filled in at run time).", ""]
+                  "checker in `recbook/exercises/`; “…” stands for values filled in at run time).", ""]
     for key in c.exercises:
         lines.append(f"- **`{key}`**: {MISTAKES.get(key, '(no common mistake recorded yet)')}")
         lines += [f"  - ❌ “{_md_cell(hint)}”" for hint in hints.get(key, [])]

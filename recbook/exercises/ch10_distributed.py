@@ -1,0 +1,39 @@
+"""Checkers of notebook 10_distributed."""
+
+from __future__ import annotations
+
+from .core import _close, _exercise
+
+
+@_exercise("10.per_rank_batch", "10_distributed", "Write per_rank_batch(global_batch, world_size), raising ValueError when it does not split evenly.")
+def _per_rank_batch(fn):
+    for g, w in ((16, 2), (64, 8), (12, 1)):
+        if fn(g, w) != g // w:
+            return False, f"per_rank_batch({g}, {w}) should be {g // w}."
+    try:
+        fn(10, 4)
+    except ValueError:
+        return True, "the global batch (what the optimizer sees per step) stays the same for any number of ranks."
+    return False, "per_rank_batch(10, 4) must raise ValueError: 10 examples do not split over 4 ranks."
+
+
+@_exercise("10.adamw_bytes", "10_distributed", "Write adamw_bytes_per_rank(n_params, world_size, sharded): fp32 params + grads + 2 AdamW moments per rank.")
+def _adamw_bytes(fn):
+    for n, w in ((1000, 2), (22_565_760, 8), (7, 1)):
+        if not _close(fn(n, w, False), 16 * n) or not _close(fn(n, w, True), 16 * n / w):
+            return False, f"for {n} parameters on {w} ranks: DDP {16 * n} bytes (4 copies × 4 bytes), FSDP {16 * n / w}."
+    return True, "16 bytes per parameter before activations: why FSDP exists."
+
+
+@_exercise("10.sharded_lookup", "10_distributed", "Write sharded_lookup(ids, shards): the rows of the concatenated shards for ids.")
+def _sharded_lookup(fn):
+    import torch
+
+    g = torch.Generator().manual_seed(11)
+    for sizes in ((5, 5), (3, 4, 6), (10,)):
+        shards = [torch.randn(n, 3, generator=g) for n in sizes]
+        full = torch.cat(shards)
+        ids = torch.randint(0, len(full), (4, 2), generator=g)
+        if not _close(torch.as_tensor(fn(ids, shards)), full[ids]):
+            return False, f"for shard sizes {sizes} the result differs from torch.cat(shards)[ids]."
+    return True, "each rank contributes its rows and zeros elsewhere; one all-reduce sums them."
