@@ -24,7 +24,7 @@ def cmd_serve(args) -> None:
             raise UsageError(f"--{name.replace('_', '-')} {value} is out of range")
     if args.rerank_k < 0 or args.max_wait_ms < 0 or (args.threads is not None and args.threads < 1):
         raise UsageError("--rerank-k and --max-wait-ms must be >= 0, --threads >= 1")
-    from ..serve.app import BUNDLE_ENV, INSECURE_ENV, OPTIONS_ENV, ServeSettings
+    from ..serve.settings import BUNDLE_ENV, INSECURE_ENV, OPTIONS_ENV, ServeSettings
     from ..serve.bundle import BundleError, verify_bundle
     from ..serve.security import SecurityConfigError
 

@@ -7,9 +7,13 @@ Taught in notebook ``12_serving``. Modules:
 - :mod:`recbook.serve.bundle`: the serving bundle — a versioned folder (retriever, item matrix, histories, int8 ONNX
   re-ranker) whose manifest lists every file's sha256, verified before anything is loaded; no pickle.
 - :mod:`recbook.serve.app`: the FastAPI service (``create_app``): ``/recommend`` (retrieval → re-ranking),
-  ``/rerank``, ``/explain``, ``/livez``, ``/readyz``, ``/metrics``, ``/admin/reload`` (hot swap).
-- :mod:`recbook.serve.security`: API keys (constant-time compare), per-key token-bucket rate limits, salted hashes of
-  user ids for the logs.
+  ``/rerank``, ``/explain``, ``/livez``, ``/readyz``, ``/metrics``, ``/admin/reload`` (hot swap); its parts:
+  :mod:`~recbook.serve.settings` (``ServeSettings`` and the environment variables), :mod:`~recbook.serve.schemas`
+  (request bodies with limits, 422 naming the field), :mod:`~recbook.serve.service` (the state: current bundle,
+  limiters, metrics, CPU time per request), :mod:`~recbook.serve.middleware` (keys, limits, in-flight cap, body size,
+  version header, logs — before FastAPI sees a request).
+- :mod:`recbook.serve.security`: API keys (constant-time compare), cost-weighted token-bucket rate limits (per process,
+  or shared through Redis with the ``limits`` library), salted hashes of user ids for the logs.
 - :mod:`recbook.serve.batching`: ``MicroBatcher`` — concurrent re-ranker calls merged up to a batch size or a wait.
 - :mod:`recbook.serve.logs`: one JSON object per log line, with the request id.
 - :mod:`recbook.serve.process`: ``ServiceProcess`` — ``python -m recbook serve`` as a real process on 127.0.0.1, waited

@@ -61,7 +61,7 @@ def log(logger: logging.Logger, level: int, event: str, **fields) -> None:
 
 def uvicorn_log_config() -> dict:
     """uvicorn's own lines (start, shutdown, errors) as JSON too, so every line of the service's stderr parses;
-    its access log stays off — :class:`recbook.serve.app.ServiceMiddleware` writes one richer line per request."""
+    its access log stays off — :class:`recbook.serve.middleware.ServiceMiddleware` writes one richer line per request."""
     return {"version": 1, "disable_existing_loggers": False,
             "formatters": {"json": {"()": "recbook.serve.logs.JsonFormatter"}},
             "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},

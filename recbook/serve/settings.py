@@ -1,0 +1,107 @@
+"""The service's settings: :class:`ServeSettings` (every knob) and the environment variables it reads."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, fields
+
+from .security import (
+    ADMIN_KEYS_ENV,
+    API_KEYS_ENV,
+    LOG_SALT_ENV,
+    RATE_LIMIT_ENV,
+    RATE_LIMIT_STORAGE_ENV,
+    SecurityConfigError,
+    parse_keys,
+    parse_rate_limit,
+)
+
+MAX_K = 100
+MAX_HISTORY = 200
+MAX_CANDIDATES = 200
+PUBLIC_PATHS = ("/livez", "/readyz", "/metrics")
+MODEL_ROUTES = ("/recommend", "/rerank", "/explain")  # what the in-flight cap, cost and version counts are about
+ROUTES = ("/recommend", "/rerank", "/explain", "/livez", "/readyz", "/metrics", "/admin/reload")
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+BUNDLE_ENV = "RECBOOK_SERVE_BUNDLE"
+INSECURE_ENV = "RECBOOK_INSECURE_DEV"
+OPTIONS_ENV = "RECBOOK_SERVE_OPTIONS"  # JSON of ServeSettings overrides, set by ``recbook serve`` for its workers
+MAX_INFLIGHT_ENV = "RECBOOK_MAX_INFLIGHT"
+MODELS_ROOT_ENV = "RECBOOK_MODELS_ROOT"
+VERSION_HEADER = "x-model-version"
+CPU_HEADER = "x-model-cpu-ms"
+
+
+# ------------------------------------------------------------------ settings
+@dataclass(frozen=True)
+class ServeSettings:
+    """Everything the service can be tuned with. :meth:`from_env` reads the secrets from the environment."""
+
+    api_keys: tuple[str, ...] = ()
+    admin_keys: tuple[str, ...] = ()
+    insecure_dev: bool = False  # serve without keys (local experiments only; logged as a warning)
+    rate_limit: float | None = None  # cost units (model passes / pairs scored) per second per key; None = no limit
+    rate_burst: float | None = None  # bucket size; default max(1, rate_limit)
+    rate_limit_storage: str | None = None  # None: per-process buckets; redis://127.0.0.1:6379/0: shared by every replica
+    auth_fail_rate: float = 2.0  # failed authentications per second allowed per client address (then 429)
+    auth_fail_burst: float = 20.0
+    max_inflight: int = 64  # requests being answered at once (model routes); beyond: 503 + Retry-After, /readyz 503; 0 = no cap
+    max_queue: int = 256  # re-ranker requests waiting for a batch; beyond: 503 + Retry-After
+    models_root: str | None = None  # /admin/reload only loads bundles under this folder (default: the first bundle's parent)
+    workers: int = 1  # uvicorn worker processes: with more than one, /admin/reload would reach one of them, so it is refused
+    max_body_bytes: int = 64 * 1024
+    retrieve_n: int = 100  # candidates the retriever hands to the re-ranker stage
+    rerank_k: int = 20  # how many of them the cross-encoder re-scores
+    batching: bool = True  # merge concurrent re-ranker calls (MicroBatcher)
+    max_batch_size: int = 32  # requests per re-ranker batch
+    max_wait_ms: float = 5.0
+    cache_size: int = 10_000  # user vectors cached for user_id requests (0 = no cache)
+    ort_threads: int | None = None  # ONNX Runtime intra-op threads (None: its default)
+    # torch threads of the whole process (None: unchanged). 1 by default: a server's parallelism comes from concurrent
+    # requests, and a small transformer split over threads pays their synchronisation on every call (measured on the
+    # 2-core machine: 9.9 ms per retrieval with 2 threads, 0.38 ms with 1)
+    torch_threads: int | None = 1
+    log_salt: str | None = None  # salt of the user-id hash in logs (None: $RECBOOK_LOG_SALT, else random per process)
+    load_in_background: bool = True  # listen at once (livez) and load the bundle in a thread (readyz waits for it)
+
+    def __post_init__(self):
+        zero_ok = ("rerank_k", "cache_size", "max_inflight")
+        for name in ("retrieve_n", "rerank_k", "max_batch_size", "max_body_bytes", "cache_size", "max_inflight", "max_queue", "workers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name in zero_ok else 1):
+                raise ValueError(f"ServeSettings.{name} must be a {'non-negative' if name in zero_ok else 'positive'} "
+                                 f"integer, got {value!r}")
+        if self.max_wait_ms < 0:
+            raise ValueError(f"ServeSettings.max_wait_ms must be >= 0, got {self.max_wait_ms}")
+
+    @classmethod
+    def from_env(cls, environ=None, **overrides) -> "ServeSettings":
+        """Settings from ``RECBOOK_API_KEYS``, ``RECBOOK_ADMIN_KEYS``, ``RECBOOK_RATE_LIMIT``, ``RECBOOK_RATE_LIMIT_STORAGE``,
+        ``RECBOOK_MAX_INFLIGHT``, ``RECBOOK_MODELS_ROOT``, ``RECBOOK_LOG_SALT`` (and ``RECBOOK_INSECURE_DEV=1``), then
+        ``overrides`` (any field)."""
+        env = os.environ if environ is None else environ
+        unknown = set(overrides) - {f.name for f in fields(cls)}
+        if unknown:
+            raise TypeError(f"unknown ServeSettings field(s): {sorted(unknown)}")
+        values = dict(api_keys=parse_keys(env.get(API_KEYS_ENV), API_KEYS_ENV), admin_keys=parse_keys(env.get(ADMIN_KEYS_ENV), ADMIN_KEYS_ENV),
+                      rate_limit=parse_rate_limit(env.get(RATE_LIMIT_ENV)), log_salt=env.get(LOG_SALT_ENV) or None,
+                      insecure_dev=env.get(INSECURE_ENV, "") in ("1", "true", "yes"),
+                      rate_limit_storage=env.get(RATE_LIMIT_STORAGE_ENV) or None, models_root=env.get(MODELS_ROOT_ENV) or None)
+        if env.get(MAX_INFLIGHT_ENV, "").strip():
+            try:
+                values["max_inflight"] = int(env[MAX_INFLIGHT_ENV])
+            except ValueError:
+                raise SecurityConfigError(f"{MAX_INFLIGHT_ENV}={env[MAX_INFLIGHT_ENV]!r} is not an integer; give the most requests "
+                                          "answered at once, e.g. 64 (0: no cap)") from None
+        values.update(overrides)
+        return cls(**values)
+
+    def check(self) -> None:
+        """Refuse to serve without API keys unless ``insecure_dev`` (:class:`SecurityConfigError`, naming the variable)."""
+        if not self.api_keys and not self.insecure_dev:
+            raise SecurityConfigError(f"no API keys: set {API_KEYS_ENV} (comma-separated keys of at least 16 characters, e.g. "
+                                      "python -c \"import secrets; print(secrets.token_urlsafe(32))\"), or pass --insecure-dev for a "
+                                      "local experiment without keys")
+
+
