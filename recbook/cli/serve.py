@@ -24,9 +24,9 @@ def cmd_serve(args) -> None:
             raise UsageError(f"--{name.replace('_', '-')} {value} is out of range")
     if args.rerank_k < 0 or args.max_wait_ms < 0 or (args.threads is not None and args.threads < 1):
         raise UsageError("--rerank-k and --max-wait-ms must be >= 0, --threads >= 1")
-    from ..serve.settings import BUNDLE_ENV, INSECURE_ENV, OPTIONS_ENV, ServeSettings
     from ..serve.bundle import BundleError, verify_bundle
     from ..serve.security import SecurityConfigError
+    from ..serve.settings import BUNDLE_ENV, INSECURE_ENV, OPTIONS_ENV, ServeSettings
 
     options = {"batching": not args.no_batching, "max_batch_size": args.max_batch_size, "max_wait_ms": args.max_wait_ms,
                "retrieve_n": args.retrieve_n, "rerank_k": args.rerank_k, "workers": args.workers}
