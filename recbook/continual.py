@@ -35,7 +35,8 @@ import pandas as pd
 import torch
 
 from .data.splits import TemporalWindows
-from .models.sequential import SequentialConfig, SequentialRecommender, WindowDataset, _left_pad, training_windows, user_sequences
+from .models.sequential import SequentialConfig, SequentialRecommender
+from .models.windows import WindowDataset, _left_pad, training_windows, user_sequences
 
 STRATEGIES = ("frozen", "finetune", "replay", "ewc", "lora", "retrain")
 

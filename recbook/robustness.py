@@ -337,7 +337,7 @@ def eval_histories(split, n_users: int | None, seed: int, item_col: pd.Series):
     of the seeded subset :func:`recbook.evaluate.make_eval_set` uses (``None`` = all), each user's training + validation
     items as a 1-based history, and the test item as a 1-based catalogue index (``item_col``: item id → column)."""
     from .evaluate import history_for_test, user_subset
-    from .models.sequential import user_sequences
+    from .models.windows import user_sequences
 
     heldout = split.test[["user_id", "item_id"]].reset_index(drop=True)
     if heldout["user_id"].duplicated().any():
@@ -370,7 +370,7 @@ def robustness_table(models: dict, dataset: RecDataset, split, *, n_users: int |
     - ``"typos"``: :func:`typo_titles` at ``typo_rate``; text/hybrid models get the typo'd catalogue's frozen text
       features via :func:`with_text_features`, ID-only models are unchanged by construction. ``typo_features``:
       those features as an ``(n_items, d)`` array, or a function of the typo'd :class:`RecDataset`; default
-      :func:`recbook.models.sequential.item_text_embeddings` (the course's sentence encoder, cached in ``cache_dir``).
+      :func:`recbook.models.item_text.item_text_embeddings` (the course's sentence encoder, cached in ``cache_dir``).
     """
     if not isinstance(models, dict) or not models:
         raise ValueError("models must be a non-empty dict {name: trained SequentialRecommender}")
@@ -399,7 +399,7 @@ def robustness_table(models: dict, dataset: RecDataset, split, *, n_users: int |
         typo_items = typo_titles(dataset.items, typo_rate, np.random.default_rng([seed, 2]))
         typo_ds = dataclasses.replace(dataset, name=f"{dataset.name} (title typos {typo_rate:g})", items=typo_items)
         if typo_features is None:
-            from .models.sequential import item_text_embeddings
+            from .models.item_text import item_text_embeddings
 
             typo_text = item_text_embeddings(typo_ds, cache_dir=cache_dir, progress=False)
         elif callable(typo_features):

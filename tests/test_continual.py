@@ -27,7 +27,8 @@ from recbook.continual import (
 )
 from recbook.data import leave_last_out, make_drift_stream, temporal_windows
 from recbook.evaluate import evaluate, history_for_test, make_eval_set
-from recbook.models.sequential import SequentialConfig, SequentialScorer, user_sequences
+from recbook.models.sequential import SequentialConfig, SequentialScorer
+from recbook.models.windows import user_sequences
 from recbook.usage import UsageError
 
 TINY = SequentialConfig(dim=16, layers=1, heads=1, max_len=8, dropout=0.0)

@@ -71,7 +71,7 @@ def torchrun(*args, nproc=2, timeout=300):
 def test_two_ranks_embed_the_catalogue_like_one_process(tmp_path, tiny_backbone):
     from recbook.compress.catalogue import load_sentence_encoder
     from recbook.distributed.embed import catalogue_texts
-    from recbook.models.sequential import embed_texts
+    from recbook.models.item_text import embed_texts
 
     out = tmp_path / "vectors.npy"
     done = torchrun("--data", "synthetic", "--backbone", str(tiny_backbone), "--limit", "25", "--batch-size", "4",

@@ -178,7 +178,7 @@ def test_unperturbed_history_is_perfectly_stable_and_matches_full_evaluation(dat
     ds, split = data
     model = _model()
     item_col = pd.Series(np.arange(ds.n_items), index=ds.item_ids)
-    from recbook.models.sequential import user_sequences
+    from recbook.models.windows import user_sequences
 
     seqs = user_sequences(history_for_test(split), item_col)
     users = split.test["user_id"].to_numpy()

@@ -6,15 +6,14 @@ import pytest
 import torch
 
 from recbook.data.splits import cold_item_split, leave_last_out
+from recbook.models.item_text import item_text_embeddings
 from recbook.models.sequential import (
     SequentialConfig,
     SequentialRecommender,
     default_train_config,
     fit_sequential,
-    item_text_embeddings,
-    training_windows,
-    user_sequences,
 )
+from recbook.models.windows import training_windows, user_sequences
 from recbook.train import TrainConfig, train_model
 
 
@@ -242,7 +241,7 @@ def test_the_loop_says_why_it_stopped(synthetic):
 
 
 def test_model_identity_changes_with_the_weights(tmp_path):
-    from recbook.models.sequential import _model_identity
+    from recbook.models.item_text import _model_identity
 
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "model.safetensors").write_bytes(b"a" * 100)

@@ -4,7 +4,7 @@ import torch
 
 from recbook.data import leave_last_out, make_synthetic
 from recbook.models.backbone import load_backbone
-from recbook.models.sequential import encode_texts
+from recbook.models.item_text import encode_texts
 from recbook.models.text_encoder import TopLayers, cache_lower_layers, finetune_item_encoder, next_item_pairs
 
 TEXTS = ["Toy Story (1995). Genres: Animation.", "Heat (1995). Genres: Action, Crime, Thriller.", "Babe", "A much longer title here"]

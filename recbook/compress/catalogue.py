@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 # (test set, metric) pairs every variant is reported on ...
-from ..models.sequential import embed_texts, tokenize_texts  # noqa: F401  (re-exported: the notebooks import them from here)
+from ..models.item_text import embed_texts, tokenize_texts  # noqa: F401  (re-exported: the notebooks import them from here)
 
 CHECKS = (("warm", "NDCG@10"), ("warm", "AUC"), ("cold", "AUC"))
 # ... and those a "keeps ≥ x%" claim is judged on: per-user AUC is continuous, so its paired CI is narrow enough for a
@@ -191,7 +191,8 @@ def catalogue_bench(dataset, cold_fraction: float = 0.1, seed: int = 0, epochs: 
     from ..data.splits import cold_item_split
     from ..evaluate import make_cold_eval_set, make_eval_set
     from ..models.backbone import resolve_model_path
-    from ..models.sequential import SequentialConfig, SequentialRecommender, _model_identity, default_train_config, fit_sequential
+    from ..models.item_text import _model_identity
+    from ..models.sequential import SequentialConfig, SequentialRecommender, default_train_config, fit_sequential
 
     if not 0 < cold_fraction < 1:
         raise ValueError(f"cold_fraction must be in (0, 1), got {cold_fraction}")

@@ -5,7 +5,7 @@ Taught in notebooks ``10_distributed`` and ``12_serving``.
 Serving needs every item's vector, computed offline: a sentence encoder over each item's text. With millions of
 items that is the one big inference job, and it is embarrassingly parallel. Each of N ranks (``torchrun``, gloo on
 CPU) takes a **contiguous shard** of the items — rank r gets rows ``[r·n/N, (r+1)·n/N)`` (:func:`shard_bounds`) —
-embeds it with the same encoder (:func:`recbook.models.sequential.embed_texts` over a
+embeds it with the same encoder (:func:`recbook.models.item_text.embed_texts` over a
 :class:`recbook.compress.catalogue.SentenceEncoder`), and rank 0 **gathers** the shards. ``gather`` needs tensors
 of one shape, so each shard is padded to the largest shard's rows and rank 0 cuts the padding off again; shards
 follow each other in item order, so concatenating them gives the catalogue in order (:func:`gather_in_order`).
@@ -72,7 +72,7 @@ def gather_in_order(local: np.ndarray, n: int, rank: int, world_size: int) -> np
 def embed_shard(model, tokenizer, texts: list[str], rank: int, world_size: int, max_length: int = 64,
                 batch_size: int = 128) -> np.ndarray:
     """This rank's rows of the catalogue: its contiguous shard of ``texts``, embedded."""
-    from ..models.sequential import embed_texts
+    from ..models.item_text import embed_texts
 
     start, stop = shard_bounds(len(texts), world_size)[rank]
     if stop == start:
@@ -97,7 +97,7 @@ def check_against_one_process(model, tokenizer, texts: list[str], rank: int, wor
     times, and the gathered matrix; ``(None, None)`` elsewhere.
     ``threads_single``: threads for the one-process run (default: this rank's threads × the world size, the cores
     the N ranks used together)."""
-    from ..models.sequential import embed_texts
+    from ..models.item_text import embed_texts
 
     dist.barrier()
     start = time.perf_counter()

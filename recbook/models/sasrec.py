@@ -155,7 +155,7 @@ def refit_steps_per_epoch(dataset, split, config, objective: str) -> int:
 
     import pandas as pd
 
-    from .sequential import training_windows, user_sequences
+    from .windows import training_windows, user_sequences
 
     item_col = pd.Series(np.arange(len(dataset.item_ids)), index=dataset.item_ids)
     windows = training_windows(user_sequences(split.train, item_col), config.max_len, objective)

@@ -22,7 +22,7 @@ Three ways to represent an item (``item_features``):
 - ``id``: a learned embedding per item id — strong for items with many interactions, and *nothing*
   for an item never seen in training (its vector is zero here, so it cannot be recommended on merit);
 - ``text``: a learned projection of a **frozen** sentence embedding of the item's text (title,
-  year, genres) from the course's BERT, computed once per catalogue (:func:`item_text_embeddings`)
+  year, genres) from the course's BERT, computed once per catalogue (:func:`~recbook.models.item_text.item_text_embeddings`)
   — every item with text has a representation, including brand-new ones (cold start);
 - ``hybrid``: both, summed, with **ID dropout** (each step, a random share of items lose their ID
   vector) so the model learns to rank from the text path too.
@@ -37,7 +37,6 @@ NaN. (2) MovieLens has many equal timestamps: sequences keep the file order with
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -49,6 +48,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .item_text import item_text_embeddings
+from .windows import WindowDataset, _left_pad, training_windows, user_sequences
 
 OBJECTIVES = ("causal", "cloze")
 ITEM_FEATURES = ("id", "text", "hybrid")
@@ -86,188 +88,8 @@ class SequentialConfig:
 
 
 # --------------------------------------------------------------- frozen text features
-def _text_cache_key(model_id: str, max_length: int, texts: list[str]) -> str:
-    h = hashlib.sha256(f"{model_id}|{max_length}|".encode())
-    for t in texts:
-        h.update(t.encode("utf-8") + b"\x00")
-    return h.hexdigest()[:24]
 
 
-def _model_identity(path: str) -> str:
-    """A name for the model that changes when its weights do: the folder name + a hash of its config and weight files
-    (their contents: a model fine-tuned in place gets a new cache key)."""
-    folder = Path(path)
-    if not folder.is_dir():
-        return path  # a Hub id
-    h = hashlib.sha256((folder / "config.json").read_bytes() if (folder / "config.json").is_file() else b"")
-    for f in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
-        h.update(f.name.encode())
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                h.update(chunk)
-    return f"{folder.name}-{h.hexdigest()[:12]}"
-
-
-def encode_texts(texts: list[str], encoder, tokenizer, max_length: int = 64, batch_size: int = 128, progress: bool = False) -> np.ndarray:
-    """Sentence embeddings: the encoder's token vectors, mean-pooled over real tokens, L2-normalised
-    (the all-MiniLM-L6-v2 recipe). ``encoder`` may be any module returning ``last_hidden_state``."""
-    from .cross_encoder import mean_pool
-
-    encoder.eval()
-    if not texts:
-        raise ValueError("encode_texts got no texts")
-
-    def sentence(input_ids, attention_mask, token_type_ids=None):
-        hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return F.normalize(mean_pool(hidden.float(), attention_mask), dim=-1)
-
-    return embed_texts(sentence, tokenizer, texts, max_length, batch_size, progress)
-
-
-def tokenize_texts(texts, tokenizer, max_length: int = 64) -> dict[str, torch.Tensor]:
-    """One padded batch of ``texts`` (``input_ids``, ``attention_mask``, ``token_type_ids``)."""
-    enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    if "token_type_ids" not in enc:
-        enc["token_type_ids"] = torch.zeros_like(enc["input_ids"])
-    return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
-
-
-@torch.inference_mode()
-def embed_texts(model, tokenizer, texts, max_length: int = 64, batch_size: int = 128, progress: bool = False) -> np.ndarray:
-    """``(len(texts), dim)`` float32 embeddings from ``model(input_ids, attention_mask, token_type_ids)`` — e.g. a
-    :class:`recbook.compress.catalogue.SentenceEncoder`, a compressed copy of one, or an ONNX Runtime session with the
-    same call (:class:`recbook.compress.onnx.OrtCrossEncoder`). Texts are sorted by length first (less padding);
-    rows come back in the order given."""
-    texts = [str(t) for t in texts]
-    if not texts:
-        raise ValueError("embed_texts got no texts")
-    if hasattr(model, "eval"):
-        model.eval()
-    order = np.argsort([len(t) for t in texts], kind="stable")
-    out = None
-    chunks = range(0, len(texts), batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        chunks = tqdm(chunks, desc="embed item texts")
-    for start in chunks:
-        idx = order[start : start + batch_size]
-        batch = tokenize_texts([texts[i] for i in idx], tokenizer, max_length)
-        vectors = torch.as_tensor(model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])).float()
-        if vectors.ndim != 2:
-            raise ValueError(f"the encoder must return (batch, dim) embeddings, got shape {tuple(vectors.shape)}")
-        if out is None:
-            out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
-        out[idx] = vectors.numpy()
-    return out
-
-
-def item_text_embeddings(dataset, model_name_or_path=None, cache_dir: str | os.PathLike | None = None, max_length: int = 64,
-                         batch_size: int = 128, progress: bool = True) -> np.ndarray:
-    """Frozen sentence embeddings of every catalogue item's text, rows in ``dataset.item_ids`` order.
-
-    Computed once per (model, texts) and cached as safetensors under ``cache_dir`` (default:
-    ``recbook.data.default_cache_dir() / "item_embeddings"``), keyed by the model's identity and a
-    hash of the texts, and written atomically (a temporary file renamed into place) so an interrupted
-    run never leaves a half-written cache.
-    """
-    from safetensors.numpy import load_file, save_file
-
-    from ..data import default_cache_dir
-    from .backbone import load_backbone, resolve_model_path
-
-    texts = dataset.items.set_index("item_id").loc[dataset.item_ids, "text"].astype(str).tolist()
-    target = resolve_model_path(model_name_or_path)
-    key = _text_cache_key(_model_identity(target), max_length, texts)
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "item_embeddings"
-    path = folder / f"{key}.safetensors"
-    if path.is_file():
-        try:
-            cached = load_file(str(path))["embeddings"]
-            if cached.shape[0] == len(texts):
-                return cached
-        except Exception:  # a corrupt cache file is recomputed, never trusted
-            pass
-    encoder, tokenizer = load_backbone(target)
-    vectors = encode_texts(texts, encoder, tokenizer, max_length, batch_size, progress)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
-    save_file({"embeddings": vectors}, str(tmp), metadata={"model": _model_identity(target), "items": str(len(texts))})
-    os.replace(tmp, path)
-    return vectors
-
-
-# --------------------------------------------------------------------- sequences
-def user_sequences(interactions: pd.DataFrame, item_index: pd.Series, with_times: bool = False) -> dict:
-    """Each user's items, oldest first, as 1-based catalogue indices (0 is padding).
-
-    Equal timestamps keep the order of the table (a stable sort) — never an order by item id.
-    ``with_times=True`` returns ``(sequences, times)``: the same dict and each user's timestamps beside it.
-    """
-    df = interactions.sort_values(["user_id", "timestamp"], kind="stable")
-    idx = item_index.reindex(df["item_id"]).to_numpy()
-    if np.isnan(idx).any():
-        bad = df["item_id"].to_numpy()[np.isnan(idx)][0]
-        raise ValueError(f"interactions refer to item_id {bad}, which is not in the catalogue")
-    users = df["user_id"].to_numpy()
-    idx = idx.astype(np.int64) + 1
-    bounds = np.flatnonzero(np.r_[True, users[1:] != users[:-1], True])
-    sequences = {users[a]: idx[a:b] for a, b in zip(bounds[:-1], bounds[1:])}
-    if not with_times:
-        return sequences
-    t = df["timestamp"].to_numpy()
-    return sequences, {users[a]: t[a:b] for a, b in zip(bounds[:-1], bounds[1:])}
-
-
-def _left_pad(seq: np.ndarray, length: int) -> np.ndarray:
-    out = np.zeros(length, dtype=np.int64)
-    seq = seq[-length:]
-    if len(seq):
-        out[-len(seq):] = seq
-    return out
-
-
-def training_windows(sequences: dict, max_len: int, objective: str) -> dict[str, torch.Tensor]:
-    """Cut every sequence into windows the model trains on, newest first, so each item is a target once.
-
-    causal: ``input`` = items t−L…t−1, ``target`` = items t−L+1…t (the next item at every position);
-    cloze: ``input`` = items t−L+1…t (the model masks them itself, differently at each step).
-    Windows are left-padded with 0 to ``max_len``.
-    """
-    span = max_len + 1 if objective == "causal" else max_len
-    inputs, targets = [], []
-    for seq in sequences.values():
-        for end in range(len(seq), 1, -max_len):
-            chunk = seq[max(0, end - span) : end]
-            if len(chunk) < 2:
-                continue
-            if objective == "causal":
-                inputs.append(_left_pad(chunk[:-1], max_len))
-                targets.append(_left_pad(chunk[1:], max_len))
-            else:
-                inputs.append(_left_pad(chunk, max_len))
-    if not inputs:
-        raise ValueError("no user has two or more training interactions: nothing to learn a sequence from")
-    out = {"input": torch.from_numpy(np.stack(inputs))}
-    if targets:
-        out["target"] = torch.from_numpy(np.stack(targets))
-    return out
-
-
-class WindowDataset(torch.utils.data.Dataset):
-    """The windows of :func:`training_windows` as a map-style dataset of dicts (default collate stacks them)."""
-
-    def __init__(self, windows: dict[str, torch.Tensor]):
-        self.windows = windows
-
-    def __len__(self) -> int:
-        return len(self.windows["input"])
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {k: v[i] for k, v in self.windows.items()}
-
-
-# ------------------------------------------------------------------------- model
 class Block(nn.Module):
     """Pre-norm transformer block: x + attention(LN(x)), then x + MLP(LN(x))."""
 
