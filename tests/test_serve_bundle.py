@@ -37,7 +37,7 @@ def serve_bundles(root, tiny_backbone) -> dict:
         return BUNDLE_CACHE
     from helpers import tiny_cross_encoder_from
     from recbook.models.backbone import load_tokenizer
-    from recbook.serve.bundle import write_bundle
+    from recbook.serve.export import write_bundle
 
     ds, history = tiny_data()
     tokenizer = load_tokenizer(tiny_backbone)
@@ -153,7 +153,7 @@ def test_verification_runs_before_anything_is_loaded(bundles, tmp_path, monkeypa
 
 
 def test_writes_are_atomic_and_versions_never_overwritten(bundles, tmp_path, monkeypatch):
-    from recbook.serve import bundle as bundle_mod
+    from recbook.serve import export as bundle_mod
 
     ds, history = tiny_data()
     with pytest.raises(bundle_mod.BundleError, match="already exists"):

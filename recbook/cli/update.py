@@ -52,7 +52,7 @@ def update_run(model_dir, data: str, until, strategy: str, out, since=None, conf
     - ``out/checkpoint/`` — the model (safetensors) and ``run.json`` in the format of ``recbook train`` (so
       ``recbook evaluate --checkpoint out`` and ``recbook export`` read it), with ``version``, ``parent`` (the
       input's folder and version), ``strategy``, ``data_window`` and ``data_until`` (the next update's ``since``);
-    - ``out/bundle/`` — a serving bundle (:func:`recbook.serve.bundle.write_bundle`; manifest with the parent
+    - ``out/bundle/`` — a serving bundle (:func:`recbook.serve.export.write_bundle`; manifest with the parent
       version and the data window; ``drift.json`` with the new data's drift, :func:`update_drift`) that a running
       service hot-swaps to with ``POST /admin/reload``;
     - ``out/update.json`` — what was done and what it cost.
@@ -69,7 +69,8 @@ def update_run(model_dir, data: str, until, strategy: str, out, since=None, conf
     from ..continual import STRATEGIES, Stream, UpdateConfig, start_state, update, update_drift
     from ..models import SEQUENTIAL_MODELS
     from ..pipeline import catalogue_fingerprint, check_catalogue, checkpoint_folder, load_data_source, run_profile
-    from ..serve.bundle import sha256_of, write_bundle
+    from ..serve.bundle import sha256_of
+    from ..serve.export import write_bundle
 
     if strategy not in STRATEGIES:
         raise UsageError(f"--strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")

@@ -24,25 +24,21 @@ Two rules make it safe to load on a server:
    (``.pt``, ``.bin``, ``.pkl``) can run arbitrary code when loaded, so a bundle holding one is refused even
    before hashing.
 
-Writes are atomic: the bundle is written to a temporary folder beside the target and renamed into place, so a
+Writes (:mod:`recbook.serve.export`, kept apart: it needs the training stack, loading must not) are atomic: the bundle is written to a temporary folder beside the target and renamed into place, so a
 crash never leaves a half-written version that looks complete.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 import os
-import shutil
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from ..data.text import HISTORY_FIELD, history_token_budget
 
 FORMAT_NAME = "recbook-serving-bundle"
 FORMAT_VERSION = 1
@@ -146,167 +142,6 @@ def verify_bundle(folder: str | os.PathLike) -> dict:
 
 
 # ------------------------------------------------------------------ writing
-def _histories_arrays(history, item_row: dict) -> dict[str, np.ndarray]:
-    """Users' catalogue rows, oldest first (stable on equal timestamps), as three flat arrays."""
-    frame = history.sort_values(["user_id", "timestamp"], kind="stable") if "timestamp" in history.columns else history.sort_values(
-        "user_id", kind="stable")
-    users = frame["user_id"].to_numpy()
-    rows = np.array([item_row.get(i, -1) for i in frame["item_id"].tolist()], dtype=np.int64)
-    if (rows < 0).any():
-        bad = frame["item_id"].to_numpy()[rows < 0][0]
-        raise BundleError(f"the history refers to item_id {bad}, which is not in the catalogue being exported")
-    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.zeros(0, dtype=np.int64)
-    offsets = np.r_[starts, len(users)].astype(np.int64)
-    return {"user_ids": users[starts].astype(np.int64), "offsets": offsets, "items": rows}
-
-
-def _atomic_folder(out: Path) -> Path:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise BundleError(f"--out {out}: already exists; a bundle version is written once — choose a new folder (e.g. bundles/v2)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    return tmp
-
-
-def write_bundle(out: str | os.PathLike, retriever, dataset, history, reranker=None, tokenizer=None, reranker_config: dict | None = None,
-                 version: str | None = None, parent: str | None = None, source: dict | None = None,
-                 drift: dict | None = None) -> Path:
-    """Write a bundle to ``out`` (a new folder) from models in memory; return its path.
-
-    ``retriever``: a :class:`recbook.models.sequential.SequentialRecommender` over ``dataset``'s catalogue (same order);
-    ``history``: the interactions whose users the service knows by ``user_id`` (columns ``user_id``, ``item_id``,
-    ``timestamp``); ``reranker`` (optional): a :class:`recbook.models.cross_encoder.CrossEncoder` with its
-    ``tokenizer``, exported to ONNX and quantized to int8 here; ``reranker_config``: ``max_length``,
-    ``max_history_items``, ``max_history_tokens``. ``version`` defaults to a UTC time stamp plus a content hash.
-    ``drift`` (optional): drift measurements of the data this version learned from (:func:`recbook.drift.drift_summary`),
-    written as ``drift.json`` — listed in the manifest like every file — which the service exports as gauges.
-    """
-    import torch
-
-    from ..data.text import history_entries
-    from ..pipeline import catalogue_fingerprint
-    from .retrieval import _as_matrix
-
-    out = Path(out)
-    if (reranker is None) != (tokenizer is None):
-        raise BundleError("a re-ranker needs its tokenizer (and a tokenizer needs a re-ranker)")
-    item_ids = [int(i) for i in dataset.item_ids]
-    if retriever.n_items != len(item_ids):
-        raise BundleError(f"the retriever scores {retriever.n_items} items, the catalogue has {len(item_ids)}; export the retriever "
-                          "trained on this data")
-    tmp = _atomic_folder(out)
-    try:
-        from safetensors.numpy import save_file
-
-        item_row = {i: r for r, i in enumerate(item_ids)}
-        items = {"item_ids": item_ids, "titles": dataset.items["title"].astype(str).tolist(),
-                 "texts": dataset.items["text"].astype(str).tolist(), "history_entries": history_entries(dataset, HISTORY_FIELD)}
-        (tmp / "items.json").write_text(json.dumps(items, ensure_ascii=False))
-        save_file(_histories_arrays(history, item_row), str(tmp / "histories.safetensors"))
-        retriever.save(tmp / "retriever", item_ids)
-        with torch.no_grad():
-            vectors = retriever.eval().item_table()[1 : retriever.n_items + 1].float().cpu().numpy()
-        save_file({"item_vectors": _as_matrix(vectors, "item vectors")}, str(tmp / "item_vectors.safetensors"))
-        if drift is not None:
-            from ..drift import write_drift_json
-
-            write_drift_json(tmp, drift)
-        reranker_info = None
-        if reranker is not None:
-            reranker_info = _write_reranker(tmp / "reranker", reranker, tokenizer, reranker_config or {})
-        files = {}
-        for rel in _files_under(tmp):
-            _check_format(rel, tmp)
-            files[rel] = {"sha256": sha256_of(tmp / rel), "bytes": (tmp / rel).stat().st_size}
-        content = hashlib.sha256("".join(f"{k}{v['sha256']}" for k, v in sorted(files.items())).encode()).hexdigest()
-        now = _dt.datetime.now(_dt.timezone.utc)
-        fingerprint = {**catalogue_fingerprint(dataset), "users": int(history["user_id"].nunique()), "interactions": int(len(history)),
-                       "histories_sha256": files["histories.safetensors"]["sha256"]}
-        manifest = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
-                    "version": version or f"{now:%Y%m%d-%H%M%S}-{content[:8]}", "parent": parent,
-                    "created": now.isoformat(timespec="seconds"), "data": {"name": dataset.name, **fingerprint},
-                    "retriever": {"model": "sasrec" if retriever.config.objective == "causal" else "bert4rec",
-                                  "item_features": retriever.config.item_features, "dim": retriever.config.dim},
-                    "reranker": reranker_info, "source": source or {}, "files": files}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        if out.exists():  # an empty folder (checked above)
-            out.rmdir()
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
-
-
-def _write_reranker(folder: Path, model, tokenizer, config: dict) -> dict:
-    from ..compress.onnx import export_onnx, quantize_onnx_dynamic
-
-    folder.mkdir(parents=True)
-    fp32 = folder.parent / ".reranker.fp32.onnx.tmp"
-    try:
-        export_onnx(model, fp32)
-        quantize_onnx_dynamic(fp32, folder / "model.int8.onnx")
-    finally:
-        for leftover in fp32.parent.glob(".reranker.fp32*"):
-            leftover.unlink()
-    tokenizer.save_pretrained(folder / "tokenizer")
-    for path in (folder / "tokenizer").iterdir():  # e.g. a chat template: not read by the service, not shipped
-        if path.suffix not in (".json", ".txt"):
-            path.unlink()
-    max_length = int(config.get("max_length", 128))
-    info = {"format": "onnx-int8-dynamic", "max_length": max_length, "max_history_items": int(config.get("max_history_items", 10)),
-            "max_history_tokens": int(config.get("max_history_tokens", history_token_budget(max_length))), "history_field": HISTORY_FIELD}
-    (folder / "reranker.json").write_text(json.dumps(info, indent=1))
-    return info
-
-
-def export_bundle(retriever_run: str | os.PathLike, out: str | os.PathLike, reranker_run: str | os.PathLike | None = None,
-                  version: str | None = None, parent: str | None = None) -> Path:
-    """Build a bundle from training runs (``python -m recbook train`` output folders) — what ``recbook export`` calls.
-
-    The retriever run must hold a ``sasrec`` or ``bert4rec`` model; its data is rebuilt from ``run.json`` (same source,
-    profile and seed) and the users' training + validation interactions become the stored histories (the test item
-    stays unseen, so the service can be evaluated on it). The re-ranker run (optional) must hold a ``cross-encoder``
-    trained on the same catalogue.
-    """
-    from ..errors import ConfigError
-    from ..evaluate import history_for_test
-    from ..models import SEQUENTIAL_MODELS
-    from ..pipeline import check_catalogue, checkpoint_folder, prepare_data, run_profile
-
-    folder, run = checkpoint_folder(retriever_run)
-    if run.get("model") not in SEQUENTIAL_MODELS:
-        raise ConfigError("retriever", f"retriever={str(retriever_run)!r} holds a {run.get('model')} model; the retriever must be "
-                          f"{' or '.join(SEQUENTIAL_MODELS)} (python -m recbook train --model sasrec)", str(retriever_run))
-    rr_folder = rr_run = None
-    if reranker_run is not None:
-        rr_folder, rr_run = checkpoint_folder(reranker_run)
-        if rr_run.get("model") != "cross-encoder":
-            raise ConfigError("reranker", f"reranker={str(reranker_run)!r} holds a {rr_run.get('model')} model; the re-ranker must be a "
-                              "cross-encoder (python -m recbook train --model cross-encoder)", str(reranker_run))
-        if rr_run.get("catalogue") != run.get("catalogue"):
-            raise ConfigError("reranker", f"reranker={str(reranker_run)!r} was trained on another catalogue than the retriever "
-                              f"{str(retriever_run)!r}; train both on the same data", str(reranker_run))
-    profile = run_profile(run)
-    ds, split = prepare_data(run["data"], profile, run["seed"], run.get("split", "leave-last-out"), run.get("cold_fraction", 0.1),
-                             run.get("all_users", False))
-    check_catalogue(run, ds, run["data"])
-    split = split.warm() if run.get("split") == "cold-items" else split
-    from ..models.base import Recommender
-
-    model = Recommender.from_pretrained(folder).network
-    reranker = tokenizer = config = None
-    if rr_folder is not None:
-        rr = Recommender.from_pretrained(rr_folder)
-        reranker, tokenizer = rr.network.eval(), rr.tokenizer
-        config = {"max_length": rr.config.max_length, "max_history_items": rr.config.max_history_items,
-                  "max_history_tokens": history_token_budget(rr.config.max_length)}
-    source = {"retriever_run": str(Path(retriever_run).resolve()), "retriever_model": run["model"], "data": run["data"], "seed": run["seed"],
-              "reranker_run": str(Path(reranker_run).resolve()) if reranker_run is not None else None}
-    return write_bundle(out, model, ds, history_for_test(split), reranker, tokenizer, config, version, parent, source)
 
 
 # ------------------------------------------------------------------ loading and serving
