@@ -485,7 +485,8 @@ def update_drift(dataset, since: int, until: int) -> dict:
     summarised by :func:`recbook.drift.drift_summary` with the default detector): what ``update`` stores as the
     bundle's ``drift.json`` and the service exports as ``recbook_drift_psi`` / ``recbook_update_due``."""
     from .data.splits import temporal_windows
-    from .drift import drift_report, drift_summary
+    from .drift import drift_report
+    from .drift_export import drift_summary
 
     before = dataset.interactions[dataset.interactions["timestamp"] < until]
     windows = temporal_windows(before, bounds=[since, until])

@@ -284,7 +284,7 @@ def test_update_command_writes_a_version_that_evaluate_and_the_service_load(tmp_
 
     manifest = read_manifest(v2 / "bundle")
     assert manifest["version"] == run["version"] and manifest["source"]["data_window"]["until"] == bounds[4]
-    from recbook.drift import read_drift_json
+    from recbook.drift_export import read_drift_json
 
     drift = read_drift_json(v2 / "bundle")  # the new data's drift, exported by the service as gauges
     assert drift == summary["drift"] and drift["update_due"] in (0, 1) and drift["item_popularity"] >= 0

@@ -16,23 +16,18 @@ from recbook.data import make_drift_stream, temporal_windows
 from recbook.drift import (
     DEFAULT_THRESHOLDS,
     DriftDetector,
-    DriftGauges,
     calibrate_thresholds,
-    check_drift_values,
-    drift_gauges,
     drift_report,
-    drift_summary,
     embedding_drift,
     evaluate_detector,
     genre_mix,
     item_popularity,
     kl_divergence,
     psi,
-    read_drift_json,
     score_drift,
     stream_report,
-    write_drift_json,
 )
+from recbook.drift_export import DriftGauges, check_drift_values, drift_gauges, drift_summary, read_drift_json, write_drift_json
 
 SMALL_STREAM = dict(n_users=80, n_items=60, events_per_window=300)  # for detectors whose answer does not depend on the data
 

@@ -296,7 +296,7 @@ def load_bundle(folder: str | os.PathLike, threads: int | None = None) -> Bundle
         bundle.reranker = OrtCrossEncoder(folder / "reranker" / "model.int8.onnx", threads=threads)
         sep_cost = len(bundle.tokenizer(HISTORY_SEPARATOR.strip(), add_special_tokens=False)["input_ids"])
         bundle.entry_costs = np.array([len(ids) for ids in bundle.tokenizer(bundle.entries, add_special_tokens=False)["input_ids"]]) + sep_cost
-    from ..drift import read_drift_json
+    from ..drift_export import read_drift_json
 
     bundle.drift = read_drift_json(folder)  # checked here: a malformed drift.json fails the load, before any swap
     return bundle

@@ -85,7 +85,7 @@ def write_bundle(out: str | os.PathLike, retriever, dataset, history, reranker=N
             vectors = retriever.eval().item_table()[1 : retriever.n_items + 1].float().cpu().numpy()
         save_file({"item_vectors": _as_matrix(vectors, "item vectors")}, str(tmp / "item_vectors.safetensors"))
         if drift is not None:
-            from ..drift import write_drift_json
+            from ..drift_export import write_drift_json
 
             write_drift_json(tmp, drift)
         reranker_info = None

@@ -12,7 +12,7 @@ import numpy as np
 from fastapi import HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
-from ..drift import DriftGauges
+from ..drift_export import DriftGauges
 from .batching import MicroBatcher, QueueFull
 from .bundle import Bundle, load_bundle
 from .logs import get_logger
