@@ -37,6 +37,7 @@ import torch
 from .data.splits import TemporalWindows
 from .models.sequential import SequentialConfig, SequentialRecommender
 from .models.windows import WindowDataset, _left_pad, training_windows, user_sequences
+from .retention import ReservoirBuffer, ewc_penalty, fisher_diagonal
 
 STRATEGIES = ("frozen", "finetune", "replay", "ewc", "lora", "retrain")
 
@@ -69,40 +70,6 @@ class UpdateConfig:
             value = getattr(self, name)
             if not value >= 0 or (positive and value == 0):
                 raise ValueError(f"UpdateConfig.{name} must be {'positive' if positive else 'non-negative'}, got {value}")
-
-
-# ------------------------------------------------------------------ the replay buffer
-class ReservoirBuffer:
-    """A uniform sample of at most ``capacity`` items of a stream of unknown length (Vitter's Algorithm R).
-
-    After ``n`` items were offered, each is in the buffer with probability ``min(1, capacity / n)``, whatever its
-    position in the stream — old windows are not crowded out by the newest one.
-    """
-
-    def __init__(self, capacity: int, seed: int = 0):
-        if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 0:
-            raise ValueError(f"capacity must be a non-negative integer, got {capacity!r}")
-        self.capacity, self.items, self.seen = int(capacity), [], 0
-        self.rng = np.random.default_rng(seed)
-
-    def add(self, items) -> None:
-        for item in items:
-            self.seen += 1
-            if len(self.items) < self.capacity:
-                self.items.append(item)
-            else:
-                j = int(self.rng.integers(self.seen))
-                if j < self.capacity:
-                    self.items[j] = item
-
-    def sample(self, n: int) -> list:
-        """``n`` items drawn without replacement from the buffer (all of them when it holds fewer)."""
-        if n >= len(self.items):
-            return list(self.items)
-        return [self.items[i] for i in self.rng.choice(len(self.items), size=n, replace=False)]
-
-    def __len__(self) -> int:
-        return len(self.items)
 
 
 # ------------------------------------------------------------------ sequences and targets
@@ -216,46 +183,6 @@ def fit_base(stream: Stream, end: int, n_items: int, model_config: SequentialCon
     model = SequentialRecommender(n_items, model_config, text_features, flags)
     cost = train_on(model, training_windows(known, model_config.max_len, "causal"), config.retrain_epochs, config)
     return model, cost
-
-
-def fisher_diagonal(model: SequentialRecommender, windows: dict, batches: int, batch_size: int, seed: int = 0) -> dict:
-    """Diagonal (empirical) Fisher information of ``model``'s loss on up to ``batches`` batches of ``windows``:
-    the mean squared gradient per parameter, scaled so that its mean over all parameters is 1."""
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(windows["input"]), generator=generator)
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    fisher = {n: torch.zeros_like(p) for n, p in params.items()}
-    model.train()
-    used = 0
-    for b in range(batches):
-        idx = order[b * batch_size : (b + 1) * batch_size]
-        if len(idx) == 0:
-            break
-        model.zero_grad()
-        model.training_loss({k: v[idx] for k, v in windows.items()}).backward()
-        for n, p in params.items():
-            if p.grad is not None:
-                fisher[n] += p.grad.detach() ** 2
-        used += 1
-    model.zero_grad()
-    model.eval()
-    total = sum(f.sum() for f in fisher.values())
-    count = sum(f.numel() for f in fisher.values())
-    scale = (total / count).clamp_min(1e-30) if used else torch.tensor(1.0)
-    return {n: f / scale for n, f in fisher.items()}
-
-
-def ewc_penalty(anchor: dict, fisher: dict, strength: float):
-    """``λ/2 · Σ F_i (θ_i − θ*_i)²`` as a function of the model (``anchor`` = θ*, the weights after the last update)."""
-
-    def penalty(model):
-        total = 0.0
-        for n, p in model.named_parameters():
-            if n in fisher:
-                total = total + (fisher[n] * (p - anchor[n]) ** 2).sum()
-        return 0.5 * strength * total
-
-    return penalty
 
 
 def _lora_update(base: SequentialRecommender, windows: dict, config: UpdateConfig) -> tuple[SequentialRecommender, dict]:
@@ -477,17 +404,3 @@ def run_strategies(stream: Stream, windows: TemporalWindows, base: SequentialRec
         retention[name] = kept
     bar.close()
     return ContinualResult(next_window, retention, pd.DataFrame(costs), windows.n_windows)
-
-
-# ------------------------------------------------------------------ `python -m recbook update`
-def update_drift(dataset, since: int, until: int) -> dict:
-    """Drift of the new data ``[since, until)`` against everything before it (:func:`recbook.drift.drift_report`,
-    summarised by :func:`recbook.drift.drift_summary` with the default detector): what ``update`` stores as the
-    bundle's ``drift.json`` and the service exports as ``recbook_drift_psi`` / ``recbook_update_due``."""
-    from .data.splits import temporal_windows
-    from .drift import drift_report
-    from .drift_export import drift_summary
-
-    before = dataset.interactions[dataset.interactions["timestamp"] < until]
-    windows = temporal_windows(before, bounds=[since, until])
-    return drift_summary(drift_report(windows, dataset.items).loc[1])

@@ -10,21 +10,17 @@ from transformers import AutoModel
 from recbook import cli
 from recbook.bench import (
     Variant,
-    best_under,
     compare_speed,
     latency_batches,
     make_pair_set,
-    markdown_table,
     pair_scores,
-    pareto_front,
-    plot_pareto,
     quality,
     run_benchmark,
     slow_path_reason,
     time_variants,
     weights_bytes,
-    write_results,
 )
+from recbook.bench_report import best_under, markdown_table, pareto_front, plot_pareto, write_results
 from recbook.compress.storage import load_compact
 from recbook.compress.variants import VARIANT_KINDS, catalogue_token_ids, compression_setup, load_or_train_teacher, make_variant
 from recbook.data import leave_last_out

@@ -11,11 +11,8 @@ import torch
 from recbook import cli
 from recbook.continual import (
     STRATEGIES,
-    ReservoirBuffer,
     Stream,
     UpdateConfig,
-    ewc_penalty,
-    fisher_diagonal,
     fit_base,
     next_item_metrics,
     per_user,
@@ -29,6 +26,7 @@ from recbook.data import leave_last_out, make_drift_stream, temporal_windows
 from recbook.evaluate import evaluate, history_for_test, make_eval_set
 from recbook.models.sequential import SequentialConfig, SequentialScorer
 from recbook.models.windows import user_sequences
+from recbook.retention import ReservoirBuffer, ewc_penalty, fisher_diagonal
 from recbook.usage import UsageError
 
 TINY = SequentialConfig(dim=16, layers=1, heads=1, max_len=8, dropout=0.0)

@@ -24,7 +24,8 @@ def cmd_bench(args) -> dict:
     if args.target == "catalogue":
         return _bench_catalogue(args, kinds, out)
 
-    from ..bench import make_pair_set, plot_pareto, run_benchmark, write_results
+    from ..bench import make_pair_set, run_benchmark
+    from ..bench_report import plot_pareto, write_results
     from ..compress.variants import make_variant
     from ..evaluate import make_eval_set
     from ..models.cross_encoder import CrossEncoderRecommender
@@ -52,7 +53,7 @@ def cmd_bench(args) -> dict:
 
 def _bench_catalogue(args, kinds: list[str], out: Path) -> dict:
     """``bench --target catalogue``: variants of the BERT that embeds the catalogue, judged by the text SASRec on every user."""
-    from ..bench import pareto_front, plot_pareto, write_results
+    from ..bench_report import pareto_front, plot_pareto, write_results
     from ..compress.catalogue import catalogue_bench, measure_variants, min_kept_low
     from ..compress.variants import make_variant
     from ..data import DataError, load_dataset

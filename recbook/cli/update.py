@@ -66,7 +66,7 @@ def update_run(model_dir, data: str, until, strategy: str, out, since=None, conf
 
     import pandas as pd
 
-    from ..continual import STRATEGIES, Stream, UpdateConfig, start_state, update, update_drift
+    from ..continual import STRATEGIES, Stream, UpdateConfig, start_state, update
     from ..models import SEQUENTIAL_MODELS
     from ..pipeline import catalogue_fingerprint, check_catalogue, checkpoint_folder, load_data_source, run_profile
     from ..serve.bundle import sha256_of
@@ -130,3 +130,16 @@ def update_run(model_dir, data: str, until, strategy: str, out, since=None, conf
                "bundle": str(out / "bundle")}
     (out / "update.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def update_drift(dataset, since: int, until: int) -> dict:
+    """Drift of the new data ``[since, until)`` against everything before it (:func:`recbook.drift.drift_report`,
+    summarised by :func:`recbook.drift.drift_summary` with the default detector): what ``update`` stores as the
+    bundle's ``drift.json`` and the service exports as ``recbook_drift_psi`` / ``recbook_update_due``."""
+    from ..data.splits import temporal_windows
+    from ..drift import drift_report
+    from ..drift_export import drift_summary
+
+    before = dataset.interactions[dataset.interactions["timestamp"] < until]
+    windows = temporal_windows(before, bounds=[since, until])
+    return drift_summary(drift_report(windows, dataset.items).loc[1])

@@ -21,7 +21,7 @@ def _dominates(fn):
 @_exercise("09.front", "09_compression_pareto", "Write front(points): the names no other point dominates.")
 def _front(fn):
 
-    from ..bench import pareto_front
+    from ..bench_report import pareto_front
 
     rng = np.random.default_rng(10)
     for _ in range(5):
@@ -30,7 +30,7 @@ def _front(fn):
         expected = set(table.index[pareto_front(table, "NDCG@10", "cost")])
         if set(fn(points)) != expected:
             return False, f"for {points} the front is {sorted(expected)}."
-    return True, "recbook.bench.pareto_front does the same on the benchmark table."
+    return True, "recbook.bench_report.pareto_front does the same on the benchmark table."
 
 
 @_exercise("09.combined_ratio", "09_compression_pareto", "Write combined_ratio(ratios): the product of independent size ratios.")
