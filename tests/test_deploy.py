@@ -132,6 +132,11 @@ def _exposed_series():
     metrics.latency.labels(route="/recommend").observe(0.3)
     metrics.ready.set(0)
     metrics.drift.set({"item_popularity": 2.2, "new_item_share": 0.4, "update_due": 1})  # as from a bundle's drift.json
+    import numpy as np
+
+    from recbook.serve.live_drift import LiveDrift
+
+    metrics.live_drift.drift = LiveDrift(np.arange(50) % 10, np.full(5, 10), n_items=10, window=20)  # a live window
     series = {}
     for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
         for sample in family.samples:
@@ -150,8 +155,8 @@ def test_alert_rules_use_the_services_metric_names_and_labels():
     tests = yaml.safe_load((PROM / "alerts_test.yml").read_text())["tests"]
     used = [sel for r in rules for sel in _selectors(r["expr"])]
     used += [sel for case in tests for s in case["input_series"] for sel in _selectors(s["series"])]
-    assert {name for name, _ in used} == {"recbook_requests_total", "recbook_request_seconds_bucket", "recbook_ready", "recbook_update_due",
-                                          "recbook_drift_psi"}
+    assert {name for name, _ in used} == {"recbook_requests_total", "recbook_request_seconds_bucket", "recbook_ready",
+                                          "recbook_live_update_due", "recbook_live_drift_psi"}
     for name, labels in used:
         assert name in series, f"{name} is not exposed by the service (it exposes {sorted(series)})"
         extra = labels - series[name] - {"job", "instance"}  # Prometheus adds job and instance when it scrapes

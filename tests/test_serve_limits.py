@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 
+import numpy as np
 import pytest
 from test_serve_app import ADMIN_KEY, API_KEY, HEADERS, OTHER_KEY, running, settings
 from test_serve_bundle import serve_bundles
@@ -240,3 +241,74 @@ def test_redis_limits_survive_a_new_process_reading_the_environment(redis_url):
     assert other.check("k") > 0  # it sees the first one's spending
     assert json.dumps({"uri": limiter.storage_uri}).startswith('{"uri": "redis://')
 
+
+
+# ------------------------------------------------------------------ live drift: what requests send vs what the bundle learned
+def _reference(seed=0, n_items=200, users=300):
+    rng = np.random.default_rng(seed)
+    popularity = rng.zipf(1.6, n_items).astype(float)
+    popularity /= popularity.sum()
+    histories = [rng.choice(n_items, size=rng.integers(3, 60), p=popularity) for _ in range(users)]
+    return histories, popularity
+
+
+def test_live_drift_stays_quiet_on_reference_traffic_and_fires_on_drifted_traffic():
+    from recbook.serve.live_drift import LiveDrift
+
+    histories, popularity = _reference()
+    rows = np.concatenate(histories)
+    false_alarms, detections = 0, 0
+    for seed in range(20):  # 20 seeded streams of each kind
+        rng = np.random.default_rng(100 + seed)
+        quiet = LiveDrift(rows, [len(h) for h in histories], n_items=200, window=1000, seed=seed)
+        assert quiet.measure()["update_due"] == 0  # an empty window never alarms
+        for i in rng.integers(0, len(histories), size=200):
+            quiet.observe(histories[i])  # the traffic it was trained on, replayed
+        false_alarms += quiet.measure()["update_due"]
+        drifted = LiveDrift(rows, [len(h) for h in histories], n_items=200, window=1000, seed=seed)
+        shifted = np.roll(popularity, 100)  # the popular items are now others
+        for _ in range(200):
+            drifted.observe(rng.choice(200, size=rng.integers(3, 60), p=shifted))
+        detections += drifted.measure()["update_due"]
+    assert false_alarms == 0 and detections == 20, (false_alarms, detections)
+
+
+def test_live_drift_windows_roll_and_need_to_be_full():
+    from recbook.serve.live_drift import LiveDrift, length_bin
+
+    live = LiveDrift(np.arange(100) % 20, np.full(10, 10), n_items=20, window=50, request_window=5)
+    for _ in range(3):
+        live.observe(np.array([1, 2, 3]))
+    m = live.measure()
+    assert (m["window_items"], m["window_requests"], m["update_due"]) == (9, 3, 0)  # not full: no alarm however far off
+    for _ in range(40):
+        live.observe(np.array([1, 2, 3]))
+    m = live.measure()
+    assert 50 <= m["window_items"] < 53 and m["window_requests"] == 5 and m["update_due"] == 1
+    assert [length_bin(x) for x in (0, 1, 3, 7, 300)] == [0, 1, 2, 3, 8]
+    with pytest.raises(ValueError, match="window"):
+        LiveDrift(np.arange(5), [5], n_items=5, window=3)
+
+
+def test_the_service_exports_live_drift_of_request_histories(bundles):
+    from recbook.serve.app import create_app
+    from recbook.serve.bundle import load_bundle
+
+    stored = load_bundle(bundles["plain"])
+    ids, histories = stored.item_ids, [h for h in stored.histories.values() if len(h)]
+    rng = np.random.default_rng(0)
+    with running(create_app(bundles["plain"], settings(drift_window=300))) as client:
+        def due():
+            text = client.get("/metrics").text
+            return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith("recbook_live_update_due "))
+
+        for i in rng.integers(0, len(histories), size=120):  # the histories it learned from, sent as requests
+            body = {"history": ids[histories[i]][-50:].tolist(), "k": 3, "rerank": False}
+            assert client.post("/recommend", json=body, headers=HEADERS).status_code == 200
+        assert due() == 0.0
+        rare = np.argsort(np.bincount(np.concatenate(histories), minlength=len(ids)))[:5]  # the five least seen items
+        for _ in range(120):
+            body = {"history": ids[rng.choice(rare, size=10)].tolist(), "k": 3, "rerank": False}
+            assert client.post("/recommend", json=body, headers=HEADERS).status_code == 200
+        assert due() == 1.0
+        assert 'recbook_live_drift_threshold{signal="item_popularity"}' in client.get("/metrics").text

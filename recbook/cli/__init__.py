@@ -34,7 +34,7 @@ import argparse
 import json
 import sys
 
-from ..compress.request import VARIANTS as REQUEST_VARIANTS
+from ..compress.request_variants import VARIANTS as REQUEST_VARIANTS
 from ..compress.variants import VARIANT_KINDS
 from ..errors import ConfigError
 from ..models import MODEL_NAMES

@@ -109,7 +109,8 @@ def _bench_request(args) -> dict:
     top-10 overlap with fp32 and CPU ms per request (:func:`recbook.compress.request.run_request_bench`)."""
     if not args.model:
         raise UsageError("bench --target request needs --model (the --out folder of 'recbook train --model lmrec', or sasrec)")
-    from ..compress.request import VARIANTS, parse_variant, request_bench_markdown, run_request_bench
+    from ..compress.request import request_bench_markdown, run_request_bench
+    from ..compress.request_variants import VARIANTS, parse_variant
 
     names = list(VARIANTS) if args.variants is None else [v.strip() for v in args.variants.split(",") if v.strip()]
     if not names:

@@ -146,6 +146,10 @@ def create_app(bundle_dir: str | os.PathLike, settings: ServeSettings | None = N
         request.state.model_version = bundle.version
         return bundle
 
+    def observe(bundle: Bundle, history: np.ndarray) -> None:  # live drift: only histories a request sends count
+        if bundle.live_drift is not None:
+            bundle.live_drift.observe(history)
+
     @app.post("/recommend")
     async def recommend(body: RecommendRequest, request: Request):
         bundle = current(request)
@@ -156,6 +160,7 @@ def create_app(bundle_dir: str | os.PathLike, settings: ServeSettings | None = N
                 raise HTTPException(status_code=404, detail="user_id is not among the model's known users; send 'history' (item ids) instead")
         else:
             history = _rows(bundle, body.history, "history")
+            observe(bundle, history)
         n = max(settings.retrieve_n, body.k)
         will_rerank = bool(body.rerank and bundle.reranker is not None and settings.rerank_k > 0)
         service.charge(request, settings.rerank_k if will_rerank else 0)  # one unit was charged at the door
@@ -189,6 +194,7 @@ def create_app(bundle_dir: str | os.PathLike, settings: ServeSettings | None = N
         if bundle.reranker is None:
             raise HTTPException(status_code=409, detail="this model version has no re-ranker; export the bundle with --reranker")
         history, candidates = _rows(bundle, body.history, "history"), _rows(bundle, body.candidates, "candidates")
+        observe(bundle, history)
         service.charge(request, len(candidates) - 1)  # one unit per pair scored
         logits, cpu = await service.rerank(bundle, history, candidates)
         service.record_cpu(request, "/rerank", cpu)
@@ -199,6 +205,7 @@ def create_app(bundle_dir: str | os.PathLike, settings: ServeSettings | None = N
     async def explain(body: ExplainRequest, request: Request):
         bundle = current(request)
         history = _rows(bundle, body.history, "history")
+        observe(bundle, history)
         row = int(_rows(bundle, [body.item_id], "item_id")[0])
         service.charge(request, len(history))  # len(history) + 1 retriever passes
 

@@ -171,6 +171,7 @@ class Bundle:
     vector_cache: OrderedDict = field(default_factory=OrderedDict)  # user id → query vector (filled by the service)
     cache_lock: threading.Lock = field(default_factory=threading.Lock)
     drift: dict | None = None  # drift.json (recbook update's measurement of the data this version learned), if present
+    live_drift: object = None  # a recbook.serve.live_drift.LiveDrift against this version's histories (set by the service)
 
     @property
     def version(self) -> str:

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from ..drift_export import DriftGauges
 from .batching import MicroBatcher, QueueFull
 from .bundle import Bundle, load_bundle
+from .live_drift import LiveDrift, LiveDriftGauges
 from .logs import get_logger
 from .security import (
     IdMasker,
@@ -48,7 +49,8 @@ class Metrics:
                                    registry=r, buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
         self.served = Counter("recbook_responses_by_version", "Model-route responses by the model version that answered them",
                               ["version"], registry=r)
-        self.drift = DriftGauges(r)  # recbook_drift_psi{signal}, recbook_update_due: only while the bundle has a drift.json
+        self.drift = DriftGauges(r)
+        self.live_drift = LiveDriftGauges(r)  # recbook_live_drift_psi{signal}, recbook_live_update_due: what requests send  # recbook_drift_psi{signal}, recbook_update_due: only while the bundle has a drift.json
 
     def set_version(self, version: str) -> None:
         self.model.clear()
@@ -109,6 +111,8 @@ class Service:
         """Verify, load and warm up a bundle (runs in a worker thread)."""
         bundle = load_bundle(folder, threads=self.settings.ort_threads)  # also reads and checks drift.json
         bundle.warm_up()
+        if self.settings.drift_window:
+            bundle.live_drift = LiveDrift.from_bundle(bundle, window=self.settings.drift_window)
         return bundle
 
     def swap(self, bundle: Bundle) -> None:
@@ -116,6 +120,7 @@ class Service:
         self.bundle, self.ready, self.load_error = bundle, True, None
         self.metrics.set_version(bundle.version)
         self.metrics.drift.set(bundle.drift)  # None (no drift.json): no drift gauges
+        self.metrics.live_drift.drift = bundle.live_drift  # a new version starts a new live window
         self.metrics.ready.set(1)
 
     # -- user vectors with a small LRU cache per bundle (user_id requests only: a stored history never changes within a

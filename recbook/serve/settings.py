@@ -49,6 +49,7 @@ class ServeSettings:
     max_inflight: int = 64  # requests being answered at once (model routes); beyond: 503 + Retry-After, /readyz 503; 0 = no cap
     max_queue: int = 256  # re-ranker requests waiting for a batch; beyond: 503 + Retry-After
     models_root: str | None = None  # /admin/reload only loads bundles under this folder (default: the first bundle's parent)
+    drift_window: int = 5000  # items of live request histories compared with the bundle's (0: no live drift gauges)
     workers: int = 1  # uvicorn worker processes: with more than one, /admin/reload would reach one of them, so it is refused
     max_body_bytes: int = 64 * 1024
     retrieve_n: int = 100  # candidates the retriever hands to the re-ranker stage
