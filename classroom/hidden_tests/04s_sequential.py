@@ -48,7 +48,7 @@ assert np.isclose(mean, ref.mean) and abs(low - ref.low) < 0.006 and abs(high - 
 import numpy as np
 
 from recbook.evaluate import history_for_test
-from recbook.models.sequential import user_sequences
+from recbook.models.windows import user_sequences
 
 scorer = answer["scorer"]
 assert scorer.model is sasrec.model, "re-score the trained SASRec (sasrec.model): only the order of the history changes"
