@@ -14,12 +14,10 @@ export RECBOOK_MOVIELENS_DIR ?= $(ML100K)
 
 .PHONY: setup course test unit lint notebooks student release-check site clean
 
-setup: $(VENV)/.installed $(VENV)/.system-deps
-
-# redis-server (shared rate limits) and promtool (alert rules) from Debian's packages, best effort: tools/system_deps.sh
-$(VENV)/.system-deps: tools/system_deps.sh | $(VENV)/.installed
-	bash tools/system_deps.sh $(VENV)
-	touch $@
+# redis-server (shared rate limits) and promtool (alert rules) from Debian's packages, best effort and quick when they
+# are there already (tools/system_deps.sh): checked on every setup, so a later `sudo make setup` can still add them
+setup: $(VENV)/.installed
+	@bash tools/system_deps.sh $(VENV)
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)

@@ -320,6 +320,8 @@ def paired_metrics(per_user: dict, reference: dict, names: tuple[str, str], seed
         a, b = per_user[key], reference[key]
         if "user_id" in a.columns:
             a, b = a.set_index("user_id"), b.set_index("user_id")
+        common = a.index.intersection(b.index)  # one model may have been scored on a subset (a sampled-only model)
+        a, b = a.loc[common], b.loc[common]
         for metric in metrics:
             if metric not in a.columns or metric not in b.columns:
                 continue
@@ -327,6 +329,6 @@ def paired_metrics(per_user: dict, reference: dict, names: tuple[str, str], seed
             low, high = c.diff.low, c.diff.high
             verdict = "better" if low > 0 else "worse" if high < 0 else "inconclusive"
             out.setdefault(scope, {}).setdefault(protocol, {})[metric] = {
-                "diff": round(c.diff.mean, 6), "ci95": [round(low, 6), round(high, 6)], "p_value": round(c.p_value, 6),
+                "diff": round(c.diff.mean, 6), "ci95": [round(low, 6), round(high, 6)], "p_value": round(c.p_value, 6), "users": int(len(common)),
                 names[0]: round(c.mean_a, 6), names[1]: round(c.mean_b, 6), "verdict": verdict}
     return out

@@ -184,3 +184,18 @@ def test_bert_scorer_picks_the_scorer_for_the_model(data, tiny_profile, tiny_bac
         scorer = bert_scorer(cls(AutoModel.from_pretrained(tiny_backbone)), tok, ds, history_for_test(sp), tiny_profile, "cpu", "off")
         assert isinstance(scorer, scorer_cls) and scorer.max_length == tiny_profile.max_length
         assert scorer(np.array([1]), np.array([[1, 2]])).shape == (1, 2)
+
+
+def test_paired_metrics_pair_the_users_both_models_were_scored_on():
+    import pandas as pd
+
+    from recbook.pipeline import paired_metrics
+
+    users = pd.Index([1, 2, 3, 4, 5, 6], name="user_id")
+    a = {("test", "sampled"): pd.DataFrame({"NDCG@10": [1.0, 1, 1, 1, 1, 1], "HR@10": [1.0] * 6}, index=users)}
+    b = {("test", "sampled"): pd.DataFrame({"NDCG@10": [0.0, 0, 0], "HR@10": [0.0] * 3}, index=users[:3]),  # a subset
+         ("test", "full"): pd.DataFrame({"NDCG@10": [0.0] * 6}, index=users)}  # a protocol the model was not scored with
+    out = paired_metrics(a, b, ("m", "ref"))
+    assert list(out["test"]) == ["sampled"]
+    cell = out["test"]["sampled"]["NDCG@10"]
+    assert cell["users"] == 3 and cell["diff"] == 1.0 and cell["verdict"] == "better"

@@ -82,16 +82,30 @@ def test_padding_overlap_and_verdict():
     assert verdict(-0.004, 0.9) == "non-inferior" and verdict(-0.006, 0.9) == "inferior" and verdict(0.0, 0.7) == "inferior"
 
 
+def _run(tmp_path_factory, tiny_profile, name):
+    from recbook.models import create
+    from recbook.pipeline import Fitted, prepare_data, run_record, save_fitted, split_metrics
+
+    folder = tmp_path_factory.mktemp(f"request-run-{name}")
+    ds, split = prepare_data("synthetic", tiny_profile, 0)
+    model = create(name, tiny_profile, epochs=2, dim=16, layers=1, heads=1, patience=None, refit=False).fit(ds, split)
+    save_fitted(Fitted(name, model, None, 0.0), folder / "checkpoint", run_record("synthetic", name, tiny_profile, 0, ds))
+    return folder, split_metrics(model, ds, split, tiny_profile, 0)["full_ranking"]["NDCG@10"]
+
+
 @pytest.fixture(scope="module")
 def sasrec_run(tmp_path_factory, tiny_profile):
-    from recbook.models import create
-    from recbook.pipeline import Fitted, prepare_data, run_record, save_fitted
+    return _run(tmp_path_factory, tiny_profile, "sasrec")[0]
 
-    folder = tmp_path_factory.mktemp("request-run")
-    ds, split = prepare_data("synthetic", tiny_profile, 0)
-    model = create("sasrec", tiny_profile, epochs=2, dim=16, layers=1, heads=1, patience=None, refit=False).fit(ds, split)
-    save_fitted(Fitted("sasrec", model, None, 0.0), folder / "checkpoint", run_record("synthetic", "sasrec", tiny_profile, 0, ds))
-    return folder
+
+@pytest.mark.parametrize("name", ["sasrec", "bert4rec"])
+def test_the_fp32_variant_scores_what_the_recommender_scores(tmp_path_factory, tiny_profile, tmp_path, name):
+    """The benchmark's reference is the model as it is served and evaluated (BERT4Rec reads the [MASK] it appends)."""
+    from recbook.compress.request import run_request_bench
+
+    folder, ndcg = _run(tmp_path_factory, tiny_profile, name)
+    records = run_request_bench(folder, tmp_path, ["fp32", "onnx-fp32"], rounds=1, n_requests=5)
+    assert records[0]["ndcg10"] == pytest.approx(ndcg, abs=1e-6) and records[1]["ndcg10"] == pytest.approx(ndcg, abs=1e-6)
 
 
 def test_bench_request_writes_one_record_per_variant(sasrec_run, tmp_path, capsys):

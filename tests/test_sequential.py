@@ -266,3 +266,16 @@ def test_items_unknown_at_training_are_not_negatives_of_the_training_softmax(fea
     with torch.no_grad():
         model.text_features[[2]] *= 50.0  # a known item's text does move it
     assert model.training_loss(windows).item() != pytest.approx(before, rel=1e-6)
+
+
+def test_a_target_the_model_does_not_know_is_skipped_not_infinite():
+    """An update whose item table is frozen (LoRA) meets targets that are new items: masked out of the softmax, they
+    must not make the loss infinite; they are skipped."""
+    known = np.ones(20, dtype=bool)
+    known[[4, 11]] = False
+    model = _tiny("causal", known=known).eval()
+    windows = training_windows({0: np.array([1, 2, 5, 3, 12]), 1: np.array([2, 3, 4])}, 6, "causal")  # items 5, 12 unknown
+    loss = model.training_loss(windows)
+    assert torch.isfinite(loss)
+    only_unknown = training_windows({0: np.array([5, 12])}, 6, "causal")
+    assert model.training_loss(only_unknown).item() == 0.0

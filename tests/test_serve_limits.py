@@ -48,6 +48,13 @@ def test_the_in_memory_limiter_charges_by_cost():
     assert limiter.check("k", 8) == 0.0
 
 
+def test_the_in_memory_limiter_keeps_a_bounded_number_of_names():
+    limiter = RateLimiter(rate=1, burst=1, max_names=3)
+    for i in range(5):
+        limiter.check(f"addr:10.0.0.{i}")
+    assert list(limiter.buckets) == ["addr:10.0.0.2", "addr:10.0.0.3", "addr:10.0.0.4"]  # least recently used dropped
+
+
 def test_limiter_storage_errors_name_the_variable():
     with pytest.raises(SecurityConfigError, match="RECBOOK_RATE_LIMIT_STORAGE='nonsense://x'"):
         RateLimiter(rate=5, storage="nonsense://x")
@@ -103,7 +110,7 @@ def test_reload_is_confined_to_the_models_root_and_serialised(bundles, tmp_path)
 
     admin = {"X-API-Key": ADMIN_KEY}
     with running(create_app(bundles["v1"], settings())) as client:  # models root: the bundles' parent folder
-        for outside in ("/etc", str(tmp_path), str(bundles["v1"]) + "/../../.."):
+        for outside in ("/etc", str(tmp_path), str(bundles["v1"]) + "/../../..", "bad\x00name", "../" * 10 + "etc"):
             r = client.post("/admin/reload", json={"bundle_dir": outside}, headers=admin)
             assert r.status_code == 422 and r.json()["fields"] == ["bundle_dir"], r.text
             assert "models root" in r.text and "manifest" not in r.text  # says nothing about what lies there
@@ -116,7 +123,8 @@ def test_reload_is_confined_to_the_models_root_and_serialised(bundles, tmp_path)
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert client.get("/readyz").json()["model_version"] == "v2"
-        assert client.post("/admin/reload", json={"bundle_dir": str(bundles["v1"])}, headers=admin).status_code == 202
+        # a relative bundle_dir is a folder of the models root, wherever the server was started
+        assert client.post("/admin/reload", json={"bundle_dir": "v1"}, headers=admin).status_code == 202
 
 
 def test_requests_are_charged_by_cost(bundles, catalogue):
@@ -130,9 +138,12 @@ def test_requests_are_charged_by_cost(bundles, catalogue):
         assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1 and "cost" in r.json()["detail"]
         r = client.post("/rerank", json={"history": [], "candidates": catalogue[:20]}, headers={"X-API-Key": OTHER_KEY})
         assert r.status_code == 429 and "more than the burst" in r.json()["detail"]  # 20 units never fit in 12
+        # 13 pairs: 1 unit at the door + 12 = 13 > 12, refused at once and for good (no Retry-After to loop on)
+        r = client.post("/rerank", json={"history": [], "candidates": catalogue[:13]}, headers={"X-API-Key": OTHER_KEY})
+        assert r.status_code == 429 and "more than the burst" in r.json()["detail"] and "retry-after" not in r.headers
         assert client.post("/recommend", json={"history": catalogue[:2], "k": 3, "rerank": False},
                            headers={"X-API-Key": OTHER_KEY}).status_code == 200  # another key is not charged for it
-        assert 'recbook_rate_limited_total{reason="cost"} 2.0' in client.get("/metrics").text
+        assert 'recbook_rate_limited_total{reason="cost"} 3.0' in client.get("/metrics").text
 
 
 def test_failed_authentication_is_throttled_per_address(bundles):
@@ -232,6 +243,20 @@ def test_two_service_processes_share_one_limit_through_redis(bundles, catalogue,
         assert all('recbook_requests_total{route="/recommend",status="200"}' in t for t in per_process)  # both served some
         # the other key has its own allowance in the shared store
         assert b.post("/recommend", json=body, headers={"X-API-Key": OTHER_KEY}).status_code == 200
+
+
+def test_the_redis_window_keeps_the_rate_and_fails_open(redis_url, monkeypatch):
+    item = RateLimiter(rate=7.5, storage=redis_url)._item  # burst 7.5: one second of 8 units (not 8 over 2 s = 4/s)
+    assert (item.amount, item.multiples) == (8, 1)
+    item = RateLimiter(rate=100, burst=150, storage=redis_url)._item
+    assert item.amount / item.multiples == 100  # the long-run rate is kept; the burst rounds up to whole seconds
+    limiter = RateLimiter(rate=1, burst=2, storage=redis_url, namespace="recbook-test-open")
+
+    def down(*args, **kwargs):
+        raise ConnectionError("redis went away")
+
+    monkeypatch.setattr(limiter._limiter, "hit", down)
+    assert limiter.check("k") == 0.0 and limiter.store_errors == 1  # a store outage is not a service outage
 
 
 def test_redis_limits_survive_a_new_process_reading_the_environment(redis_url):

@@ -2,15 +2,18 @@
 # System programs that some tests need, from Debian's packages — run by `make setup` (so by both README commands).
 # Best effort: without apt-get, root or a package mirror, it says so and the tests that need a program skip with a message.
 #   redis-server  the shared rate-limit store of the service (tests/test_serve_limits.py starts its own server on a free
-#                 127.0.0.1 port and stops it; installing the package starts no service where there is no init system)
+#                 127.0.0.1 port and stops it). Installed with a temporary policy-rc.d that forbids starting services,
+#                 so no Redis daemon is left running on the machine, with or without an init system.
 #   promtool      Prometheus's rule checker (tests/test_deploy.py): unpacked from Debian's prometheus package into
 #                 VENV/tools rather than installed, so no Prometheus server is installed or started
 set -uo pipefail
 venv=${1:-.venv}
 root=$PWD
+case "$venv" in /*) tools="$venv/tools" ;; *) tools="$root/$venv/tools" ;; esac
 have() { command -v "$1" >/dev/null 2>&1; }
 if ! have apt-get; then
   have redis-server || echo "note: no apt-get here; install redis-server yourself for the shared rate-limit tests"
+  have promtool || echo "note: no apt-get here; put promtool (Prometheus) on PATH for the alert-rule tests"
   exit 0
 fi
 updated=0
@@ -18,17 +21,20 @@ update() { if [ "$updated" = 0 ] && [ "$(id -u)" = 0 ]; then timeout 120 apt-get
 if ! have redis-server; then
   if [ "$(id -u)" = 0 ]; then
     update
+    policy=/usr/sbin/policy-rc.d; made_policy=0
+    if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && made_policy=1; fi
     DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq --no-install-recommends redis-server >/dev/null 2>&1 \
       || echo "note: apt-get install redis-server failed; the shared rate-limit tests will be skipped"
+    [ "$made_policy" = 1 ] && rm -f "$policy"
   else
     echo "note: redis-server is missing and this is not root: sudo apt-get install redis-server (or the tests that need it skip)"
   fi
 fi
-if ! have promtool && [ ! -x "$venv/tools/promtool" ]; then
+if ! have promtool && [ ! -x "$tools/promtool" ]; then
   update
   tmp=$(mktemp -d)
   ( cd "$tmp" && timeout 180 apt-get download prometheus >/dev/null 2>&1 && dpkg-deb -x prometheus_*.deb x \
-      && mkdir -p "$root/$venv/tools" && install -m 755 x/usr/bin/promtool "$root/$venv/tools/promtool" ) \
+      && mkdir -p "$tools" && install -m 755 x/usr/bin/promtool "$tools/promtool" ) \
     || echo "note: could not fetch promtool with apt-get; the Prometheus rule tests will be skipped"
   rm -rf "$tmp"
 fi

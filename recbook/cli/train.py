@@ -64,9 +64,10 @@ def _compare(reference: str, args, model, ds, split, train_split, profile, per_u
     backbone = args.backbone if "backbone" in config_fields(reference) else None
     ref = fit_recommender(reference, ds, train_split, profile, backbone, seed=args.seed, progress=not args.quiet)
     ref_per_user: dict = {}
-    protocols = sorted({p for _, p in per_user}, key=("sampled", "full").index)
-    ref_metrics = split_metrics(ref.model, ds, split, profile, args.seed, args.eval_users, per_user_out=ref_per_user,
-                                protocols=tuple(protocols))
+    protocols = [p for p in ("sampled", "full") if any(q == p for _, q in per_user) and (p == "sampled" or ref.model.full_ranking)]
+    # the same users as the trained model (its subset when it is scored on one), so the two are paired user by user
+    subset = args.eval_users if args.eval_users is not None else (None if model.full_ranking else profile.bert_eval_users)
+    ref_metrics = split_metrics(ref.model, ds, split, profile, args.seed, subset, per_user_out=ref_per_user, protocols=tuple(protocols))
     return {"model": reference, "train_seconds": round(ref.train_seconds, 2),
             "stop_reason": getattr(ref.train_result, "stop_reason", None), "metrics": ref_metrics,
             "paired": paired_metrics(per_user, ref_per_user, (args.model, reference), seed=args.seed)}

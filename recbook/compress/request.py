@@ -327,7 +327,11 @@ def run_request_bench(run: str | Path, out: str | Path, names=VARIANTS, margin: 
         variants = build_variants(network, names, out / "models", threads)
         eval_set = make_eval_set(ds, split, "test", profile.eval_negatives, n_users=eval_users, seed=seed)
         users = eval_set.heldout["user_id"].to_numpy()
-        seqs = padded(model.indices(Histories.from_interactions(history_for_test(split), users=users)), network.config.max_len)
+        rows = model.indices(Histories.from_interactions(history_for_test(split), users=users))
+        if network.config.objective == "cloze":  # BERT4Rec reads the [MASK] appended after the history, as it does at inference
+            keep = network.config.max_len - 1
+            rows = [np.r_[r[-keep:] if keep else r[:0], network.mask_token] for r in rows]
+        seqs = padded(rows, network.config.max_len)
         user_row = pd.Series(np.arange(len(users)), index=users)
         untrained = ~network.known_items[1 : network.n_items + 1].cpu().numpy()
         floor = network.config.item_features == "id" and untrained.any() and not untrained.all()

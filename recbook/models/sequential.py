@@ -238,7 +238,11 @@ class SequentialRecommender(nn.Module):
             inputs = torch.where(masked, torch.full_like(seq, self.mask_token), seq)
             targets = torch.where(masked, seq, torch.zeros_like(seq))
         hidden = self.encode(inputs, table)
-        valid = targets > 0
+        # a target the model does not know (an update whose item table is frozen, e.g. LoRA) cannot be learned: skipped,
+        # as its column is masked out of every softmax below
+        valid = (targets > 0) & self.known_items[targets]
+        if not valid.any():
+            return hidden.sum() * 0.0  # nothing to learn from this batch (a zero loss that keeps the graph)
         logits = self.logits(hidden[valid], table)
         unknown = ~self.known_items[1 : self.n_items + 1]
         if unknown.any():  # items never seen in training are no one's negatives: a cold item's text is not pushed down

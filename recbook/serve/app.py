@@ -255,8 +255,11 @@ def create_app(bundle_dir: str | os.PathLike, settings: ServeSettings | None = N
                                 "only one of them (a mixed fleet); roll out the new bundle by restarting with it instead")
         if service.reload_lock.locked():
             raise HTTPException(status_code=409, detail="a reload is already in progress; GET /admin/reload for its state")
-        folder = Path(body.bundle_dir).expanduser().resolve()
-        if not folder.is_relative_to(service.models_root):  # never a probe of the server's file system
+        try:  # a relative bundle_dir is a folder of the models root
+            folder = (service.models_root / Path(body.bundle_dir).expanduser()).resolve()
+        except (ValueError, RuntimeError, OSError):  # a NUL byte, ~unknown-user, a symlink loop
+            folder = None
+        if folder is None or not folder.is_relative_to(service.models_root):  # never a probe of the server's file system
             service.metrics.reloads.labels(outcome="refused").inc()
             raise _field_error("bundle_dir", f"bundle_dir must be a folder under the models root ({MODELS_ROOT_ENV}); "
                                              "this one is not")
@@ -285,7 +288,13 @@ def create_app(bundle_dir: str | os.PathLike, settings: ServeSettings | None = N
                     service.metrics.reloads.labels(outcome="failed").inc()
                     log(service.logger, logging.ERROR, "reload failed", error=service.reload_state["error"], bundle_dir=str(folder))
                     return
-                service.swap(bundle)
+                try:
+                    service.swap(bundle)
+                except Exception as exc:  # noqa: BLE001 — e.g. a drift.json the gauges refuse: the old version keeps serving
+                    service.reload_state.update(state="failed", error=f"{type(exc).__name__}: {exc}")
+                    service.metrics.reloads.labels(outcome="failed").inc()
+                    log(service.logger, logging.ERROR, "reload failed", error=service.reload_state["error"], bundle_dir=str(folder))
+                    return
                 service.bundle_dir = folder
                 service.reload_state.update(state="done", seconds=round(time.perf_counter() - started, 3))
                 service.metrics.reloads.labels(outcome="ok").inc()

@@ -8,8 +8,9 @@ the update was due. This module watches live requests instead:
   histories' lengths (the last ``request_window`` requests);
 - each compared with the bundle's own histories — the training reference — by the population stability index
   (:func:`recbook.drift.psi`): item popularity over the catalogue, and history length over a few bins;
-- each PSI against a threshold **calibrated on the reference itself**: windows of the same size drawn from the
-  reference distribution give the PSI that sampling noise alone produces (hundreds of categories and a few thousand
+- each PSI against a threshold **calibrated on the reference itself**: windows of the same size filled with whole
+  histories drawn from the reference (as live windows fill, request by request) give the PSI that sampling noise alone
+  produces (hundreds of categories and a few thousand
   items make that far above the textbook 0.25); the threshold is a high quantile of it times a margin, so a service
   receiving the traffic it was trained on stays quiet, and a shifted stream trips it.
 
@@ -65,7 +66,7 @@ class LiveDrift:
         ref_lengths = np.bincount([length_bin(x) for x in np.asarray(reference_lengths, dtype=np.int64)], minlength=len(LENGTH_BINS) - 1)
         self.ref_items, self.ref_lengths = _shares(ref_items, eps), _shares(ref_lengths, eps)
         rng = np.random.default_rng(seed)
-        null_items = [_psi(self.ref_items, _shares(rng.multinomial(window, self.ref_items), eps)) for _ in range(draws)]
+        null_items = [_psi(self.ref_items, _shares(counts, eps)) for counts in self._null_windows(reference_rows, reference_lengths, draws, rng)]
         null_lengths = [_psi(self.ref_lengths, _shares(rng.multinomial(self.request_window, self.ref_lengths), eps)) for _ in range(draws)]
         self.thresholds = {"item_popularity": float(np.quantile(null_items, quantile) * margin),
                            "history_length": float(np.quantile(null_lengths, quantile) * margin)}
@@ -75,6 +76,23 @@ class LiveDrift:
         self._lengths: deque = deque(maxlen=self.request_window)
         self._length_counts = np.zeros(len(LENGTH_BINS) - 1, dtype=np.int64)
         self._lock = threading.Lock()
+
+    def _null_windows(self, rows, lengths, draws: int, rng):
+        """Item counts of ``draws`` windows of the reference itself, filled as the live window is: whole histories drawn
+        at random (a user's items are not independent draws: tastes cluster), each cut to its last ``window`` items."""
+        rows, lengths = np.asarray(rows, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
+        if lengths.sum() != len(rows) or not (lengths > 0).any():  # no history structure given: independent items
+            for _ in range(draws):
+                yield rng.multinomial(self.window, self.ref_items)
+            return
+        histories = [h[-self.window:] for h in np.split(rows, np.cumsum(lengths)[:-1]) if len(h)]
+        for _ in range(draws):
+            counts, filled = np.zeros(self.n_items, dtype=np.int64), 0
+            while filled < self.window:
+                h = histories[rng.integers(len(histories))]
+                np.add.at(counts, h, 1)
+                filled += len(h)
+            yield counts
 
     @classmethod
     def from_bundle(cls, bundle, **kwargs) -> "LiveDrift":

@@ -62,6 +62,10 @@ class ServiceMiddleware:
         counted = False
         try:
             refusal = self._gate(path, headers, state, scope)
+            body = b""
+            if refusal is None and scope.get("method") in ("POST", "PUT", "PATCH"):
+                body, refusal = await self._read_body(headers, receive)
+            # the in-flight cap counts requests the model works on, from a complete body on: slow uploads hold no slot
             if refusal is None and route in MODEL_ROUTES:
                 if service.overloaded:
                     service.metrics.shed.labels(reason="inflight").inc()
@@ -72,9 +76,6 @@ class ServiceMiddleware:
                     service.inflight += 1
                     service.metrics.inflight.set(service.inflight)
                     counted = True
-            body = b""
-            if refusal is None and scope.get("method") in ("POST", "PUT", "PATCH"):
-                body, refusal = await self._read_body(headers, receive)
             if refusal is not None:
                 code, payload, extra = refusal
                 payload["request_id"] = request_id

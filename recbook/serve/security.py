@@ -128,15 +128,26 @@ class RateLimiter:
 
     ``storage=None`` (or ``"memory"``): one :class:`TokenBucket` per name in this process — the single-process default,
     and what the course writes by hand. ``storage="redis://host:port/db"`` (or any URI the ``limits`` library accepts):
-    the limit lives in that store, shared by every replica, as a moving window of ``burst`` units over
-    ``burst / rate`` seconds (the same long-run rate and largest burst as the bucket).
+    the limit lives in that store, shared by every replica, as a moving window of ``rate × W`` units over ``W`` whole
+    seconds, ``W = ceil(burst / rate)`` (the bucket's long-run rate; the largest burst rounded up to a whole window).
+    A store that does not answer within ``STORE_TIMEOUT_S`` lets the request through (counted in ``store_errors``):
+    a rate limit that fails closed would turn a Redis outage into a full outage.
+
+    In memory, at most ``max_names`` buckets are kept (least recently used dropped: a flood from many addresses cannot
+    grow the process without bound).
     """
 
+    STORE_TIMEOUT_S = 0.25
+
+
     def __init__(self, rate: float | None, burst: float | None = None, clock=time.monotonic, storage: str | None = None,
-                 namespace: str = "recbook"):
-        self.rate, self.clock, self.namespace = rate, clock, namespace
+                 namespace: str = "recbook", max_names: int = 100_000):
+        from collections import OrderedDict
+
+        self.rate, self.clock, self.namespace, self.max_names = rate, clock, namespace, max_names
         self.burst = float(burst if burst is not None else max(1.0, rate or 1.0))
-        self.buckets: dict[str, TokenBucket] = {}
+        self.buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self.store_errors = 0
         self.storage_uri = None if storage in (None, "", "memory", "memory://") else storage
         self._limiter = self._item = None
         if self.rate is not None and self.storage_uri is not None:
@@ -151,15 +162,22 @@ class RateLimiter:
             raise SecurityConfigError(f"{RATE_LIMIT_STORAGE_ENV}={self.storage_uri!r} needs the limits library: pip install "
                                       "'limits[redis]' (or 'recbook[serve]')") from None
         try:
-            store = storage_from_string(self.storage_uri)
+            options = {"socket_timeout": self.STORE_TIMEOUT_S, "socket_connect_timeout": self.STORE_TIMEOUT_S} \
+                if self.storage_uri.startswith(("redis://", "rediss://")) else {}
+            store = storage_from_string(self.storage_uri, **options)
         except Exception as exc:  # noqa: BLE001 — a bad URI or a missing driver: say which variable to fix
             raise SecurityConfigError(f"{RATE_LIMIT_STORAGE_ENV}={self.storage_uri!r}: {exc}; use e.g. redis://127.0.0.1:6379/0") from None
         if not store.check():
             raise SecurityConfigError(f"{RATE_LIMIT_STORAGE_ENV}={self.storage_uri!r}: the store does not answer; start it (redis-server "
                                       "--bind 127.0.0.1) or unset the variable for per-process limits")
-        amount = max(1, math.ceil(self.burst))
-        self._item = RateLimitItemPerSecond(amount, max(1, math.ceil(amount / self.rate)), namespace=self.namespace)
+        seconds = max(1, math.ceil(self.burst / self.rate))
+        self._item = RateLimitItemPerSecond(max(1, round(self.rate * seconds)), seconds, namespace=self.namespace)
         self._limiter = MovingWindowRateLimiter(store)
+
+    @property
+    def capacity(self) -> float:
+        """The most units one name can spend at once (a request costing more can never pass)."""
+        return float(self._item.amount) if self._item is not None else self.burst
 
     def check(self, who: str, cost: float = 1.0) -> float:
         if self.rate is None:
@@ -168,14 +186,23 @@ class RateLimiter:
             bucket = self.buckets.get(who)
             if bucket is None:
                 bucket = self.buckets[who] = TokenBucket(self.rate, self.burst, self.clock)
+                while len(self.buckets) > self.max_names:
+                    self.buckets.popitem(last=False)
+            else:
+                self.buckets.move_to_end(who)
             return bucket.take(cost)
         cost = max(1, math.ceil(cost))
         if cost > self._item.amount:
             return math.inf
-        if self._limiter.hit(self._item, who, cost=cost):
+        try:
+            if self._limiter.hit(self._item, who, cost=cost):
+                return 0.0
+            reset = self._limiter.get_window_stats(self._item, who).reset_time
+        except Exception:  # noqa: BLE001 — the store is down or slow: fail open, counted
+            self.store_errors += 1
             return 0.0
-        reset = self._limiter.get_window_stats(self._item, who).reset_time
-        return max(0.001, reset - time.time())
+        # the oldest entry's expiry frees only its own units; a request of ``cost`` needs about cost / rate seconds of them
+        return max(0.001, reset - time.time(), cost / self.rate)
 
 
 class IdMasker:

@@ -91,13 +91,14 @@ class Service:
         who = getattr(request.state, "key_id", None)
         if who is None or cost <= 0 or self.settings.rate_limit is None:
             return
+        if 1 + cost > self.limiter.capacity:  # the unit paid at the door counts: it could never pass, whenever retried
+            self.metrics.rate_limited.labels(reason="cost").inc()
+            raise HTTPException(status_code=429, detail=f"this request costs {1 + cost:g} units, more than the burst of "
+                                f"{self.limiter.capacity:g} a key may spend at once; send fewer candidates or history items")
         wait = self.limiter.check(who, cost)
         if wait > 0:
             self.metrics.rate_limited.labels(reason="cost").inc()
-            if math.isinf(wait):
-                raise HTTPException(status_code=429, detail=f"this request costs {1 + cost:g} units, more than the burst of "
-                                    f"{self.limiter.burst:g} a key may spend at once; send fewer candidates or history items")
-            retry = max(1, math.ceil(wait))
+            retry = max(1, math.ceil(wait + 1.0 / self.settings.rate_limit))  # a retry pays the door's unit again
             raise HTTPException(status_code=429, headers={"Retry-After": str(retry)},
                                 detail=f"rate limit of {self.settings.rate_limit:g} units/second per key exceeded by this request's "
                                        f"cost ({1 + cost:g} units); retry after {retry} s")
