@@ -104,7 +104,9 @@ class Service:
                                        f"cost ({1 + cost:g} units); retry after {retry} s")
 
     def record_cpu(self, request: Request, route: str, seconds: float) -> None:
-        """The model's CPU time for this request: a histogram, an ``X-Model-CPU-Ms`` header and the log line."""
+        """The model's CPU time for this request (the calling thread's, ``time.thread_time``; a re-ranker batch's time
+        shared by pairs): a histogram, an ``X-Model-CPU-Ms`` header and the log line. ONNX Runtime's own intra-op
+        threads (``ort_threads`` > 1) are not included."""
         self.metrics.model_cpu.labels(route=route).observe(seconds)
         request.state.model_cpu_ms = round(seconds * 1000, 3)
 
