@@ -199,3 +199,22 @@ def test_paired_metrics_pair_the_users_both_models_were_scored_on():
     assert list(out["test"]) == ["sampled"]
     cell = out["test"]["sampled"]["NDCG@10"]
     assert cell["users"] == 3 and cell["diff"] == 1.0 and cell["verdict"] == "better"
+
+
+@pytest.mark.slow
+def test_train_lmrec_writes_its_paired_difference_to_sasrec(tmp_path, tiny_backbone):
+    """issue 20: metrics.json of an lmrec run carries SASRec (IDs, same recipe, same split and seed) and the per-user
+    paired difference, under every protocol both were scored with."""
+    out = tmp_path / "lm"
+    assert cli.main(["train", "--data", "synthetic", "--model", "lmrec", "--backbone", str(tiny_backbone), "--out", str(out),
+                     "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    ref = metrics["compared_to"]
+    assert ref["model"] == "sasrec" and ref["stop_reason"] is not None
+    cell = ref["paired"]["test"]["full"]["NDCG@10"]
+    assert cell["lmrec"] == pytest.approx(metrics["full_ranking"]["NDCG@10"], abs=1e-6)
+    assert cell["sasrec"] == pytest.approx(ref["metrics"]["full_ranking"]["NDCG@10"], abs=1e-6)
+    assert cell["ci95"][0] <= cell["diff"] <= cell["ci95"][1] and cell["users"] == metrics["full_ranking"]["users"]
+    assert cell["verdict"] in ("better", "worse", "inconclusive")
+    assert cli.main(["train", "--data", "synthetic", "--model", "pop", "--out", str(tmp_path / "pop"), "--quiet"]) == 0
+    assert "compared_to" not in json.loads((tmp_path / "pop" / "metrics.json").read_text())  # no reference, no comparison
