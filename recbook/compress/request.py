@@ -359,6 +359,7 @@ def run_request_bench(run: str | Path, out: str | Path, names=VARIANTS, margin: 
     fp32_names = [n for n in FP32_VARIANTS if n in timing]
     best_fp32 = min(fp32_names, key=lambda n: np.median(timing[n]["cpu_ms"]))
     best_cpu = float(np.median(timing[best_fp32]["cpu_ms"]))
+    reference_size = next((v.size_bytes for v in variants if v.name == base), variants[0].size_bytes)  # "smaller" than fp32
     records = []
     for v in variants:
         ndcg = per_user[v.name]["NDCG@10"]
@@ -380,7 +381,7 @@ def run_request_bench(run: str | Path, out: str | Path, names=VARIANTS, margin: 
             "p99_ms": round(float(np.percentile(timing[v.name]["wall_ms"], 99)), 4),
             "requests_per_s_per_core": round(1000.0 / cpu_p50, 1) if cpu_p50 > 0 else None,
             "speedup": round(best_cpu / cpu_p50, 3) if cpu_p50 > 0 else None, "baseline": best_fp32,
-            "smaller": round(variants[0].size_bytes / v.size_bytes, 3) if v.size_bytes else None,
+            "smaller": round(reference_size / v.size_bytes, 3) if v.size_bytes else None,
             "verdict": "reference" if v.name == base else verdict(low, overlap, margin),
             "users": int(len(users)), "margin": margin, "threads": threads, "rounds": rounds, "requests": int(len(sample)),
             "model": record["model"], "data": record["data"]})

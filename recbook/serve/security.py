@@ -61,13 +61,13 @@ def parse_keys(value: str | None, variable: str = API_KEYS_ENV) -> tuple[str, ..
 
 
 def parse_rate_limit(value: str | None, variable: str = RATE_LIMIT_ENV) -> float | None:
-    """Requests per second per key from the environment; ``None`` (unset, empty or 0) means no limit."""
+    """Cost units per second per key from the environment; ``None`` (unset, empty or 0) means no limit."""
     if value is None or not str(value).strip():
         return None
     try:
         rate = float(value)
     except ValueError:
-        raise SecurityConfigError(f"{variable}={value!r} is not a number; give requests per second per key, e.g. 50") from None
+        raise SecurityConfigError(f"{variable}={value!r} is not a number; give cost units per second per key (1 per request plus 1 per pair or model pass it scores), e.g. 50") from None
     if not math.isfinite(rate) or rate < 0:
         raise SecurityConfigError(f"{variable}={value!r} must be a finite number >= 0 (0 turns the limit off)")
     return rate or None
