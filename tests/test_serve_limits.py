@@ -193,6 +193,10 @@ def test_settings_from_env_read_the_new_variables():
     assert (s.max_inflight, s.models_root, s.rate_limit_storage) == (7, "/srv/models", "redis://127.0.0.1:6379/0")
     with pytest.raises(SecurityConfigError, match="RECBOOK_MAX_INFLIGHT='many'"):
         ServeSettings.from_env({"RECBOOK_MAX_INFLIGHT": "many"})
+    with pytest.raises(ValueError, match="drift_window"):
+        ServeSettings(api_keys=(API_KEY,), drift_window=5)
+    with pytest.raises(ValueError, match="max_inflight"):
+        ServeSettings(api_keys=(API_KEY,), max_inflight=-1)
 
 
 # ------------------------------------------------------------------ shared limits in a real Redis

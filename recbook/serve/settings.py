@@ -77,6 +77,8 @@ class ServeSettings:
             if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name in zero_ok else 1):
                 raise ValueError(f"ServeSettings.{name} must be a {'non-negative' if name in zero_ok else 'positive'} "
                                  f"integer, got {value!r}")
+        if not isinstance(self.drift_window, int) or isinstance(self.drift_window, bool) or not (self.drift_window == 0 or self.drift_window >= 10):
+            raise ValueError(f"ServeSettings.drift_window must be 0 (no live drift) or at least 10 items, got {self.drift_window!r}")
         if self.max_wait_ms < 0:
             raise ValueError(f"ServeSettings.max_wait_ms must be >= 0, got {self.max_wait_ms}")
 
