@@ -46,6 +46,7 @@ def test_cli_train_and_evaluate(tmp_path, monkeypatch, tiny_backbone, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("protocol", "HR@10", "NDCG@10", "MRR", "AUC", "train_seconds", "full_ranking", "environment"):
         assert key in metrics
+    assert metrics["train_loss"] is None  # popularity has no training loop
     assert (out / "checkpoint" / "model.safetensors").is_file() and (out / "checkpoint" / "config.json").is_file()
     capsys.readouterr()
     assert cli.main(["evaluate", "--checkpoint", str(out)]) == 0
@@ -137,6 +138,7 @@ def test_cli_bert_model_on_a_folder(tmp_path, tiny_backbone, capsys, monkeypatch
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["users"] == 4 and "full_ranking" not in metrics and metrics["peft"] == "lora"
     assert metrics["steps"] == 3  # --max-steps overrides the profile's budget of 2
+    assert metrics["train_loss"]["first"] > 0 and metrics["train_loss"]["last"] > 0  # the loop's logged losses
     from recbook.models.base import Recommender
 
     assert not any("lora" in n for n, _ in Recommender.from_pretrained(out / "checkpoint").network.named_parameters())  # LoRA was merged

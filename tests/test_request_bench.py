@@ -12,12 +12,12 @@ from helpers import exit_2_one_line
 from recbook.compress.request import (
     build_variants,
     padded,
-    parse_variant,
     quantize_table,
     table_bytes,
     top_k_overlap,
     verdict,
 )
+from recbook.compress.request_variants import parse_variant
 from recbook.models.sequential import SequentialConfig, SequentialRecommender
 
 

@@ -128,7 +128,7 @@ def _bench_request(args) -> dict:
         raise UsageError(f"--margin must be in [0, 1), got {args.margin}")
     out = check_out_folder(args.out)
     records = run_request_bench(args.model, out, names, margin=args.margin, rounds=args.repeats, n_requests=args.requests,
-                                threads=args.threads or 1, seed=args.seed, eval_users=args.eval_users, progress=not args.quiet)
+                                threads=args.threads or 1, seed=args.seed, eval_users=args.eval_users)
     print(request_bench_markdown(records))
     return {"request_bench": str(out / "request_bench.json"), "variants": [r["variant"] for r in records],
             "verdicts": {r["variant"]: r["verdict"] for r in records}}

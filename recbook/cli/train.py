@@ -45,6 +45,9 @@ def cmd_train(args) -> dict:
     if reference is not None:
         metrics["compared_to"] = _compare(reference, args, fitted.model, ds, split, train_split, profile, per_user)
     result = fitted.train_result
+    losses = [row["loss"] for row in (getattr(result, "history", None) or []) if row.get("loss") is not None]
+    tail = losses[-3:]  # the last logged losses, averaged: one logged step is noisy
+    metrics.update(train_loss={"first": round(losses[0], 6), "last": round(sum(tail) / len(tail), 6)} if losses else None)
     metrics.update(data=args.data, model=args.model, item_features=args.item_features, split=args.split, peft=args.peft,
                    profile=profile.name, dataset_users=int(ds.n_users), train_seconds=round(fitted.train_seconds, 2),
                    steps=getattr(result, "steps", None), stop_reason=getattr(result, "stop_reason", None),

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .request_variants import ENCODERS, FP32_VARIANTS, VARIANTS, parse_variant  # noqa: F401 (part of this module's API)
+from .request_variants import FP32_VARIANTS, VARIANTS, parse_variant
 
 DEFAULT_MARGIN = 0.005
 MIN_OVERLAP = 0.8
@@ -287,8 +287,7 @@ def _write_json_atomic(path: Path, payload) -> None:
 
 
 def run_request_bench(run: str | Path, out: str | Path, names=VARIANTS, margin: float = DEFAULT_MARGIN, rounds: int = 5,
-                      n_requests: int = 200, threads: int = 1, seed: int = 0, eval_users: int | None = None,
-                      progress: bool = True) -> list[dict]:
+                      n_requests: int = 200, threads: int = 1, seed: int = 0, eval_users: int | None = None) -> list[dict]:
     """Benchmark the request-path variants of a trained sequential run (``recbook train --model sasrec|bert4rec|lmrec``)
     on its own data and split: writes ``OUT/request_bench.json`` (one record per variant) and ``OUT/request_bench.md``,
     and returns the records."""
@@ -409,5 +408,5 @@ def request_bench_markdown(records: list[dict]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-__all__ = ["run_request_bench", "request_bench_markdown", "parse_variant", "weight_only_int4", "ENCODERS", "VARIANTS", "FP32_VARIANTS", "DEFAULT_MARGIN", "quantize_table", "table_bytes", "export_user_encoder", "quantize_user_encoder",
+__all__ = ["run_request_bench", "request_bench_markdown", "weight_only_int4", "DEFAULT_MARGIN", "quantize_table", "table_bytes", "export_user_encoder", "quantize_user_encoder",
            "OrtUserEncoder", "RequestVariant", "build_variants", "padded", "top_k_overlap", "time_requests", "verdict"]

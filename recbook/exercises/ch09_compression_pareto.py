@@ -20,7 +20,6 @@ def _dominates(fn):
 
 @_exercise("09.front", "09_compression_pareto", "Write front(points): the names no other point dominates.")
 def _front(fn):
-
     from ..bench_report import pareto_front
 
     rng = np.random.default_rng(10)

@@ -29,7 +29,7 @@ LENGTH_BINS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 10**9)  # history length bins: 
 
 
 def _shares(counts: np.ndarray, eps: float) -> np.ndarray:
-    p = counts.astype(np.float64) + 0.0
+    p = counts.astype(np.float64)
     total = p.sum()
     p = p / total if total > 0 else np.full(len(p), 1.0 / len(p))
     p = np.maximum(p, eps)

@@ -28,6 +28,7 @@ import math
 import os
 import secrets
 import time
+from collections import OrderedDict
 
 API_KEYS_ENV = "RECBOOK_API_KEYS"
 ADMIN_KEYS_ENV = "RECBOOK_ADMIN_KEYS"
@@ -142,8 +143,6 @@ class RateLimiter:
 
     def __init__(self, rate: float | None, burst: float | None = None, clock=time.monotonic, storage: str | None = None,
                  namespace: str = "recbook", max_names: int = 100_000):
-        from collections import OrderedDict
-
         self.rate, self.clock, self.namespace, self.max_names = rate, clock, namespace, max_names
         self.burst = float(burst if burst is not None else max(1.0, rate or 1.0))
         self.buckets: OrderedDict[str, TokenBucket] = OrderedDict()
