@@ -89,7 +89,7 @@ def _run(*args):
 
 def test_alert_rules_pass_promtool_check():
     out = _run(_promtool(), "check", "rules", "alerts.yml")
-    assert "SUCCESS: 5 rules found" in out
+    assert "SUCCESS: 12 rules found" in out  # 5 recording rules + 7 alerts
 
 
 def test_alert_rules_pass_their_promtool_unit_tests():
@@ -101,11 +101,19 @@ def test_prometheus_config_is_valid():
 
 
 def test_alert_rules_cover_latency_errors_and_readiness():
-    rules = {r["alert"]: r for g in yaml.safe_load((PROM / "alerts.yml").read_text())["groups"] for r in g["rules"]}
-    assert set(rules) == {"RecbookHighP99Latency", "RecbookHighErrorRatio", "RecbookNotReady", "RecbookDown", "RecbookDriftUpdateDue"}
-    assert "histogram_quantile(0.99" in rules["RecbookHighP99Latency"]["expr"]
-    assert "_bucket" in rules["RecbookHighP99Latency"]["expr"]
-    assert 'status=~"5.."' in rules["RecbookHighErrorRatio"]["expr"]
+    every = [r for g in yaml.safe_load((PROM / "alerts.yml").read_text())["groups"] for r in g["rules"]]
+    rules = {r["alert"]: r for r in every if "alert" in r}
+    recorded = {r["record"]: r["expr"] for r in every if "record" in r}
+    assert set(rules) == {"RecbookHighP99Latency", "RecbookErrorBudgetBurnFast", "RecbookErrorBudgetBurnSlow", "RecbookReloadFailed",
+                          "RecbookNotReady", "RecbookDown", "RecbookDriftUpdateDue"}
+    p99 = rules["RecbookHighP99Latency"]["expr"]
+    assert "histogram_quantile(0.99" in p99 and "_bucket" in p99 and 'status_class="2xx"' in p99 and ">= 100" in p99  # 2xx only, guarded
+    for name, expr in recorded.items():  # user-facing routes only; 4xx neither errors nor requests
+        assert 'route=~"/recommend|/rerank|/explain"' in expr and "livez" not in expr and "readyz" not in expr, name
+        assert 'status!~"4.."' in expr, name
+    for alert in ("RecbookErrorBudgetBurnFast", "RecbookErrorBudgetBurnSlow"):  # two windows and a traffic guard each
+        expr = rules[alert]["expr"]
+        assert expr.count("recbook:model_errors:ratio_rate") == 2 and ">= 20" in expr, alert
     for rule in rules.values():
         assert rule["for"] and rule["labels"]["severity"] and rule["annotations"]["summary"]
     tested = {t["alertname"] for case in yaml.safe_load((PROM / "alerts_test.yml").read_text())["tests"] for t in case["alert_rule_test"]}
@@ -129,7 +137,8 @@ def _exposed_series():
 
     metrics = _service_metrics()
     metrics.requests.labels(route="/recommend", status="500").inc()
-    metrics.latency.labels(route="/recommend").observe(0.3)
+    metrics.latency.labels(route="/recommend", status_class="2xx").observe(0.3)
+    metrics.reloads.labels(outcome="failed").inc()
     metrics.ready.set(0)
     metrics.drift.set({"item_popularity": 2.2, "new_item_share": 0.4, "update_due": 1})  # as from a bundle's drift.json
     import numpy as np
@@ -155,8 +164,8 @@ def test_alert_rules_use_the_services_metric_names_and_labels():
     tests = yaml.safe_load((PROM / "alerts_test.yml").read_text())["tests"]
     used = [sel for r in rules for sel in _selectors(r["expr"])]
     used += [sel for case in tests for s in case["input_series"] for sel in _selectors(s["series"])]
-    assert {name for name, _ in used} == {"recbook_requests_total", "recbook_request_seconds_bucket", "recbook_ready",
-                                          "recbook_live_update_due", "recbook_live_drift_psi"}
+    assert {name for name, _ in used} == {"recbook_requests_total", "recbook_request_seconds_bucket", "recbook_request_seconds_count",
+                                          "recbook_ready", "recbook_reloads_total", "recbook_live_update_due", "recbook_live_drift_psi"}
     for name, labels in used:
         assert name in series, f"{name} is not exposed by the service (it exposes {sorted(series)})"
         extra = labels - series[name] - {"job", "instance"}  # Prometheus adds job and instance when it scrapes
@@ -170,7 +179,7 @@ def test_service_metrics_pass_promtool_lint():
 
     metrics = _service_metrics()
     metrics.requests.labels(route="/recommend", status="200").inc()
-    metrics.latency.labels(route="/recommend").observe(0.01)
+    metrics.latency.labels(route="/recommend", status_class="2xx").observe(0.01)
     metrics.batch.observe(3)
     metrics.set_version("v1")
     metrics.ready.set(1)
@@ -178,13 +187,22 @@ def test_service_metrics_pass_promtool_lint():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_service_registry_keeps_the_process_metrics():
+    """A custom registry has no process_* series unless a ProcessCollector is registered in it (issue 22: dashboards
+    read CPU and memory from them)."""
+    from prometheus_client import generate_latest
+
+    text = generate_latest(_service_metrics().registry).decode()
+    assert "process_cpu_seconds_total" in text and "process_resident_memory_bytes" in text and "python_info" in text
+
+
 def test_latency_histogram_has_a_bucket_at_the_alert_threshold():
     from prometheus_client import generate_latest
 
     metrics = _service_metrics()
-    metrics.latency.labels(route="/recommend").observe(0.3)
+    metrics.latency.labels(route="/recommend", status_class="2xx").observe(0.3)
     text = generate_latest(metrics.registry).decode()
-    assert 'recbook_request_seconds_bucket{le="0.25",route="/recommend"}' in text  # p99 > 250 ms is decided at a bucket edge
+    assert 'recbook_request_seconds_bucket{le="0.25",route="/recommend",status_class="2xx"}' in text  # p99 > 250 ms is decided at a bucket edge
 
 
 # --- Kubernetes manifests -----------------------------------------------------------------------------------------
@@ -209,7 +227,8 @@ def test_every_manifest_is_valid_for_kubernetes_strictly():
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
     docs = _manifests()
     kinds = sorted(doc["kind"] for _, doc in docs)
-    assert kinds == ["Deployment", "HorizontalPodAutoscaler", "PersistentVolumeClaim", "PodDisruptionBudget", "Secret", "Service"]
+    assert kinds == ["Deployment", "HorizontalPodAutoscaler", "NetworkPolicy", "PersistentVolumeClaim", "PodDisruptionBudget", "Secret",
+                     "Service"]
     for name, doc in docs:
         try:
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
@@ -254,7 +273,9 @@ def test_deployment_probes_security_and_resources():
     # the container runs the service from the mounted model folder
     cmd = container["command"]
     assert cmd[:4] == ["python", "-m", "recbook", "serve"]
-    assert cmd[cmd.index("--model") + 1] == "/models/current" and "--allow-remote" in cmd
+    # a versioned bundle folder named in the pod spec: a model rollout is a rolling update, `rollout undo` rolls back
+    assert re.fullmatch(r"/models/bundles/[\w.-]+", cmd[cmd.index("--model") + 1]) and "--allow-remote" in cmd
+    assert "current" not in cmd[cmd.index("--model") + 1]  # never a folder rewritten in place behind the pods' backs
     assert cmd[cmd.index("--host") + 1] == "0.0.0.0" and int(cmd[cmd.index("--port") + 1]) == ports["http"]
     # resources: requests (the HPA's utilisation is relative to them) and limits
     for key in ("requests", "limits"):
@@ -276,6 +297,30 @@ def test_deployment_probes_security_and_resources():
     assert "optional" not in env["RECBOOK_API_KEYS"]["valueFrom"]["secretKeyRef"]  # no Secret, no pod
     # uvicorn's graceful shutdown (30 s) fits in the grace period after the preStop pause
     assert pod["terminationGracePeriodSeconds"] >= container["lifecycle"]["preStop"]["sleep"]["seconds"] + 30
+
+
+def test_deployment_pins_its_image_and_spreads_its_pods():
+    pod = _one("Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert re.fullmatch(r"[\w./-]+@sha256:[0-9a-f]{64}", container["image"]), "the image is named by digest, not by a movable tag"
+    keys = {c["topologyKey"]: c for c in pod["topologySpreadConstraints"]}
+    assert keys["kubernetes.io/hostname"]["whenUnsatisfiable"] == "DoNotSchedule"  # two replicas never share a node
+    assert "topology.kubernetes.io/zone" in keys
+    labels = _one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert all(c["labelSelector"]["matchLabels"].items() <= labels.items() for c in keys.values())
+
+
+def test_network_policy_admits_only_clients_and_monitoring():
+    policy, deployment = _one("NetworkPolicy"), _one("Deployment")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}  # both directions closed by default
+    (rule,) = policy["spec"]["ingress"]
+    port_names = {p["name"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    assert [p["port"] for p in rule["ports"]] == ["http"] and "http" in port_names
+    assert all(peer.keys() & {"podSelector", "namespaceSelector"} for peer in rule["from"])  # no ipBlock 0.0.0.0/0
+    egress_ports = {p["port"] for r in policy["spec"]["egress"] for p in r["ports"]}
+    assert egress_ports == {53, 6379}  # DNS and the shared rate-limit store, nothing else
 
 
 def test_deployment_command_parses_with_the_cli():

@@ -203,6 +203,20 @@ def test_paired_metrics_pair_the_users_both_models_were_scored_on():
     assert cell["users"] == 3 and cell["diff"] == 1.0 and cell["verdict"] == "better"
 
 
+def test_the_reference_is_fitted_by_the_same_recipe_but_its_item_features():
+    """issue 20: lmrec refits on train + valid by default and SASRec does not; a paired difference between the two
+    defaults would credit the text with the refit. same_recipe passes every shared field but the item representation."""
+    from recbook.cli.train import same_recipe
+    from recbook.models import create
+
+    lm = create("lmrec", dim=32, max_len=20, patience=3, refit=True)
+    shared = same_recipe(lm, "sasrec")
+    assert shared["refit"] is True and shared["dim"] == 32 and shared["max_len"] == 20 and shared["patience"] == 3
+    assert "item_features" not in shared and "seed" not in shared and "text_encoder" not in shared
+    assert create("sasrec", **shared).config.refit is True  # what _compare fits
+    assert same_recipe(lm, "ease") == {} and same_recipe(create("sasrec"), "lmrec") == {}  # unrelated recipes pass nothing
+
+
 @pytest.mark.slow
 def test_train_lmrec_writes_its_paired_difference_to_sasrec(tmp_path, tiny_backbone):
     """issue 20: metrics.json of an lmrec run carries SASRec (IDs, same recipe, same split and seed) and the per-user
@@ -213,6 +227,8 @@ def test_train_lmrec_writes_its_paired_difference_to_sasrec(tmp_path, tiny_backb
     metrics = json.loads((out / "metrics.json").read_text())
     ref = metrics["compared_to"]
     assert ref["model"] == "sasrec" and ref["stop_reason"] is not None
+    assert metrics["item_features"] == "hybrid" and ref["config"]["item_features"] == "id"  # what each model really used
+    assert ref["config"]["refit"] is metrics["config"]["refit"] is True  # the same recipe: both refitted on train + valid
     cell = ref["paired"]["test"]["full"]["NDCG@10"]
     assert cell["lmrec"] == pytest.approx(metrics["full_ranking"]["NDCG@10"], abs=1e-6)
     assert cell["sasrec"] == pytest.approx(ref["metrics"]["full_ranking"]["NDCG@10"], abs=1e-6)

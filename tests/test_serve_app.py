@@ -243,7 +243,7 @@ def test_metrics_in_prometheus_format(service, catalogue):
     assert r.headers["content-type"].startswith("text/plain")
     text = r.text
     for line in ('recbook_requests_total{route="/recommend",status="200"}', 'recbook_requests_total{route="/recommend",status="422"}',
-                 'recbook_request_seconds_bucket{le="0.1",route="/recommend"}', "recbook_rerank_batch_requests_count",
+                 'recbook_request_seconds_bucket{le="0.1",route="/recommend",status_class="2xx"}', "recbook_rerank_batch_requests_count",
                  'recbook_model_info{version="v1"} 1.0', "recbook_ready 1.0", 'recbook_user_vector_cache_total{result="hit"}',
                  "recbook_rerank_pairs_total"):
         assert line in text, line

@@ -36,8 +36,9 @@ def cmd_train(args) -> dict:
     fitted = fit_recommender(args.model, ds, train_split, profile, args.backbone, seed=args.seed, progress=not args.quiet, peft=args.peft,
                              item_features=args.item_features)
     out.mkdir(parents=True, exist_ok=True)
+    item_features = getattr(fitted.model.config, "item_features", args.item_features)  # lmrec's default is hybrid
     run = run_record(args.data, args.model, profile, args.seed, ds, backbone=args.backbone, peft=args.peft, max_steps=args.max_steps,
-                     item_features=args.item_features, split=args.split, cold_fraction=args.cold_fraction, all_users=args.all_users)
+                     item_features=item_features, split=args.split, cold_fraction=args.cold_fraction, all_users=args.all_users)
     save_fitted(fitted, out / "checkpoint", run)
     per_user: dict = {}
     metrics = split_metrics(fitted.model, ds, split, profile, args.seed, args.eval_users, per_user_out=per_user)
@@ -48,7 +49,7 @@ def cmd_train(args) -> dict:
     losses = [row["loss"] for row in (getattr(result, "history", None) or []) if row.get("loss") is not None]
     tail = losses[-3:]  # the last logged losses, averaged: one logged step is noisy
     metrics.update(train_loss={"first": round(losses[0], 6), "last": round(sum(tail) / len(tail), 6)} if losses else None)
-    metrics.update(data=args.data, model=args.model, item_features=args.item_features, split=args.split, peft=args.peft,
+    metrics.update(data=args.data, model=args.model, item_features=item_features, split=args.split, peft=args.peft,
                    profile=profile.name, dataset_users=int(ds.n_users), train_seconds=round(fitted.train_seconds, 2),
                    steps=getattr(result, "steps", None), stop_reason=getattr(result, "stop_reason", None),
                    config=fitted.model.get_config(), environment=environment_report())
@@ -58,22 +59,38 @@ def cmd_train(args) -> dict:
 
 def _compare(reference: str, args, model, ds, split, train_split, profile, per_user: dict) -> dict:
     """Fit ``reference`` on the same data, split, profile and seed (IDs only) and pair it with the trained model per user:
-    its metrics and ``model - reference`` for NDCG@10 and HR@10 under every protocol both were scored with."""
+    its metrics and ``model - reference`` for NDCG@10 and HR@10 under every protocol both were scored with.
+
+    When the trained model's config extends the reference's (lmrec's extends SASRec's), the reference is fitted by the
+    same recipe: every field they share (sizes, epochs, patience, refit on train + valid …) but its item features."""
     from ..device import seed_everything
     from ..models import config_fields
     from ..pipeline import fit_recommender, paired_metrics, split_metrics
 
     seed_everything(args.seed)
     backbone = args.backbone if "backbone" in config_fields(reference) else None
-    ref = fit_recommender(reference, ds, train_split, profile, backbone, seed=args.seed, progress=not args.quiet)
+    ref = fit_recommender(reference, ds, train_split, profile, backbone, seed=args.seed, progress=not args.quiet,
+                          **same_recipe(model, reference))
     ref_per_user: dict = {}
     protocols = [p for p in ("sampled", "full") if any(q == p for _, q in per_user) and (p == "sampled" or ref.model.full_ranking)]
     # the same users as the trained model (its subset when it is scored on one), so the two are paired user by user
     subset = args.eval_users if args.eval_users is not None else (None if model.full_ranking else profile.bert_eval_users)
     ref_metrics = split_metrics(ref.model, ds, split, profile, args.seed, subset, per_user_out=ref_per_user, protocols=tuple(protocols))
-    return {"model": reference, "train_seconds": round(ref.train_seconds, 2),
+    return {"model": reference, "config": ref.model.get_config(), "train_seconds": round(ref.train_seconds, 2),
             "stop_reason": getattr(ref.train_result, "stop_reason", None), "metrics": ref_metrics,
             "paired": paired_metrics(per_user, ref_per_user, (args.model, reference), seed=args.seed)}
+
+
+def same_recipe(model, reference: str) -> dict:
+    """The config fields ``model`` passes on to a ``reference`` whose config class its own extends (everything but the
+    item representation), so a paired difference measures what the model adds, not a different training recipe; ``{}``
+    for an unrelated reference (e.g. EASE)."""
+    from ..models import config_fields, model_class
+
+    if not isinstance(model.config, model_class(reference).config_class):
+        return {}
+    names = config_fields(reference) - {"seed", "item_features", "text_encoder", "backbone"}
+    return {name: getattr(model.config, name) for name in sorted(names)}
 
 
 def _run_profile(run: dict, override: str | None):

@@ -98,7 +98,7 @@ class ServiceMiddleware:
                 service.metrics.inflight.set(service.inflight)
             elapsed = time.perf_counter() - start
             service.metrics.requests.labels(route=route, status=str(status["code"])).inc()
-            service.metrics.latency.labels(route=route).observe(elapsed)
+            service.metrics.latency.labels(route=route, status_class=f"{status['code'] // 100}xx").observe(elapsed)
             if route not in ("/metrics", "/livez", "/readyz") or status["code"] >= 400:
                 fields_ = {"request_id": request_id, "method": scope.get("method"), "route": route, "status": status["code"],
                            "ms": round(elapsed * 1000, 2), "key": state.get("key_id")}

@@ -29,11 +29,14 @@ class Metrics:
     """The service's Prometheus metrics, in a registry of its own (two apps in one process do not collide)."""
 
     def __init__(self):
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
 
         self.registry = r = CollectorRegistry()
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes … (a custom registry lacks them)
+        PlatformCollector(registry=r)  # python_info
         self.requests = Counter("recbook_requests", "HTTP requests by route and status code", ["route", "status"], registry=r)
-        self.latency = Histogram("recbook_request_seconds", "Request latency by route", ["route"], registry=r,
+        # status_class (2xx, 4xx, 5xx): a fast 429 or 503 must not hide a slow model in the p99 alert
+        self.latency = Histogram("recbook_request_seconds", "Request latency by route and status class", ["route", "status_class"], registry=r,
                                  buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
         self.batch = Histogram("recbook_rerank_batch_requests", "Requests merged into one re-ranker call", registry=r,
                                buckets=(1, 2, 4, 8, 16, 32, 64, 128))
