@@ -12,7 +12,7 @@ BIN    := $(VENV)/bin
 ML100K := $(firstword $(wildcard ../shared/data/movielens/ml-100k))
 export RECBOOK_MOVIELENS_DIR ?= $(ML100K)
 
-.PHONY: setup course test unit lint notebooks student release-check site clean
+.PHONY: setup course test unit lint notebooks student release-check site site-check clean
 
 # redis-server (shared rate limits) and promtool (alert rules) from Debian's packages, best effort and quick when they
 # are there already (tools/system_deps.sh): checked on every setup, so a later `sudo make setup` can still add them
@@ -64,6 +64,13 @@ release-check: setup
 # executed notebooks, warnings as errors, then every internal link checked (site/build.py, site/README.md).
 site: setup
 	$(BIN)/python site/build.py
+
+# Every page of the built site opened in headless Chromium (Debian's package, installed here if missing, as root):
+# fails on a page that does not render, a local image that does not load, a chapter without its Colab button, or a
+# console error; screenshots of the course map and a chapter, and report.json, in build/site-check (tools/site_check.py).
+site-check: site
+	@bash tools/system_deps.sh $(VENV) chromium
+	$(BIN)/python tools/site_check.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

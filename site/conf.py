@@ -31,6 +31,9 @@ html_static_path: list[str] = []
 html_last_updated_fmt = None
 html_copy_source = False
 html_show_sourcelink = False
+# The light/dark mode a first visit starts in (the theme's switcher remembers a reader's choice). Without it the
+# theme's script reads an empty mode on a reader's first page and logs a console error (found by make site-check).
+html_context = {"default_mode": "auto"}
 html_theme_options = {
     "show_toc_level": 2,
     "home_page_in_toc": True,

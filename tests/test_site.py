@@ -228,3 +228,57 @@ def test_index_results_table_matches_the_notebooks_metadata(site):
             assert " ".join(shown.replace("|", "/").split()) in cells[3], (name, record)
     course_map = [t for t in _soup(html / "index.html").find_all("table") if "what it teaches" in _text(t)]
     assert len(course_map) == 1 and len(course_map[0].select("tbody tr")) == len(NOTEBOOK_NAMES)
+
+
+# --- make site-check: every page in a real browser (tools/site_check.py) ------------------------------------------
+
+
+def _site_check():
+    spec = importlib.util.spec_from_file_location("site_check", ROOT / "tools" / "site_check.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["site_check"] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_site_check_judges_what_the_browser_saw():
+    sc = _site_check()
+    good = sc.judge(sc.PageReport("chapters/x.html", title="x", text_chars=500, images=1, colab_links=1), is_chapter=True)
+    assert good.problems == []
+    bad = sc.judge(sc.PageReport("chapters/y.html", title="", text_chars=10, broken_images=["../_images/a.png"],
+                                 console_errors=["TypeError: x is undefined"]), is_chapter=True)
+    text = " | ".join(bad.problems)
+    for expected in ("no <title>", "only 10 characters", "image did not load: ../_images/a.png", "no Open-in-Colab link",
+                     "console error: TypeError"):
+        assert expected in text
+    assert sc.judge(sc.PageReport("search.html", title="Search", text_chars=40), is_chapter=False).problems == []
+    assert sc.judge(sc.PageReport("glossary.html", title="g", text_chars=900), is_chapter=False).problems == []  # no Colab needed
+
+
+@pytest.mark.slow
+def test_site_check_finds_a_broken_page_in_headless_chromium(tmp_path):
+    """The checker in a real browser, on a tiny hand-made site: a good chapter passes; a missing image, a script error
+    and a chapter without its Colab link each fail; an external request is blocked, not failed (offline)."""
+    pytest.importorskip("playwright")
+    sc = _site_check()
+    chromium = sc.find_chromium()
+    if chromium is None:
+        pytest.skip("no Chromium on PATH (Debian: apt-get install chromium; make site-check installs it)")
+    (tmp_path / "html" / "chapters").mkdir(parents=True)
+    (tmp_path / "html" / "ok.png").write_bytes((ROOT / "figures" / "01_logreg_training.png").read_bytes())
+    words = "A paragraph a learner reads. " * 20
+    colab = '<a href="https://colab.research.google.com/github/x/y/blob/v1/student/a.ipynb"><img src="https://colab.research.google.com/assets/colab-badge.svg"></a>'
+    pages = {"chapters/good.html": f"<title>good</title><main>{colab}<p>{words}</p><img src='../ok.png'></main>",
+             "chapters/no_colab.html": f"<title>no colab</title><main><p>{words}</p></main>",
+             "chapters/broken.html": f"<title>broken</title><main>{colab}<p>{words}</p><img src='../missing.png'>"
+                                     "<script>undefinedFunction()</script></main>"}
+    for name, body in pages.items():
+        (tmp_path / "html" / name).write_text(f"<!doctype html><html><head>{body.split('</title>')[0]}</title></head>"
+                                              f"<body>{body.split('</title>')[1]}</body></html>")
+    reports = {r.page: r for r in sc.check_site(tmp_path / "html", tmp_path / "out", chromium, screenshots={"chapters/good.html": "good.png"})}
+    assert reports["chapters/good.html"].problems == [] and reports["chapters/good.html"].images == 1
+    assert reports["chapters/good.html"].blocked_external >= 1  # the Colab badge image: blocked, not a failure
+    assert reports["chapters/no_colab.html"].problems == ["no Open-in-Colab link"]
+    broken = " | ".join(reports["chapters/broken.html"].problems)
+    assert "image did not load: ../missing.png" in broken and "undefinedFunction" in broken
+    assert (tmp_path / "out" / "good.png").stat().st_size > 1000

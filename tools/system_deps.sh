@@ -4,6 +4,8 @@
 #   redis-server  the shared rate-limit store of the service (tests/test_serve_limits.py starts its own server on a free
 #                 127.0.0.1 port and stops it). Installed with a temporary policy-rc.d that forbids starting services,
 #                 so no Redis daemon is left running on the machine, with or without an init system.
+#   chromium      only with a second argument `chromium` (make site-check): the headless browser that opens every page of
+#                 the built site (tools/site_check.py); large, so not part of every setup
 #   promtool      Prometheus's rule checker (tests/test_deploy.py): unpacked from Debian's prometheus package into
 #                 VENV/tools rather than installed, so no Prometheus server is installed or started
 set -uo pipefail
@@ -18,6 +20,18 @@ if ! have apt-get; then
 fi
 updated=0
 update() { if [ "$updated" = 0 ] && [ "$(id -u)" = 0 ]; then timeout 120 apt-get update -qq >/dev/null 2>&1; updated=1; fi; }
+if [ "${2:-}" = chromium ]; then
+  if ! have chromium; then
+    if [ "$(id -u)" = 0 ]; then
+      update
+      DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
+        || echo "note: apt-get install chromium failed; make site-check needs a Chromium (or --chromium PATH)"
+    else
+      echo "note: chromium is missing and this is not root: sudo apt-get install chromium"
+    fi
+  fi
+  exit 0
+fi
 if ! have redis-server; then
   if [ "$(id -u)" = 0 ]; then
     update
