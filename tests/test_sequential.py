@@ -279,3 +279,27 @@ def test_a_target_the_model_does_not_know_is_skipped_not_infinite():
     assert torch.isfinite(loss)
     only_unknown = training_windows({0: np.array([5, 12])}, 6, "causal")
     assert model.training_loss(only_unknown).item() == 0.0
+
+
+def test_the_text_loss_adds_a_softmax_over_the_text_only_table():
+    """text_loss (hybrid): loss = softmax over ID + text vectors, plus w × the same softmax over the text vectors alone
+    — what scores an item never seen in training. Checked against the two softmaxes computed by hand; id/text models
+    have no second table, and a negative weight is refused."""
+    windows = training_windows({u: np.random.default_rng(u).choice(np.arange(1, 21), 8) for u in range(6)}, 6, "causal")
+    base = _tiny("causal", "hybrid").eval()
+    weighted = _tiny("causal", "hybrid").eval()
+    weighted.config.text_loss = 0.7
+    with torch.no_grad():
+        hidden = base.encode(windows["input"], base.item_table())
+        valid = windows["target"] > 0
+        text_table = base.text_proj(base.text_features)
+        aux = torch.nn.functional.cross_entropy(hidden[valid] @ text_table[1:21].T, windows["target"][valid] - 1, reduction="none")
+        per_seq = torch.zeros(len(hidden)).index_add_(0, valid.nonzero()[:, 0], aux) / valid.sum(1)
+        expected = base.training_loss(windows) + 0.7 * per_seq.mean()
+        assert weighted.training_loss(windows).item() == pytest.approx(expected.item(), rel=1e-5)
+    id_model = _tiny("causal", "id").eval()
+    before = id_model.training_loss(windows).item()
+    id_model.config.text_loss = 1.0
+    assert id_model.training_loss(windows).item() == before  # no text table: no second softmax
+    with pytest.raises(ValueError, match="text_loss"):
+        SequentialConfig(item_features="hybrid", text_loss=-1.0)

@@ -119,3 +119,33 @@ def test_the_server_refuses_huge_headers_and_a_multi_worker_reload(bundles, tmp_
         assert httpx.get(service.url + "/livez", headers={"X-Padding": "x" * 1000}).status_code == 200
         r = httpx.post(service.url + "/admin/reload", json={"bundle_dir": str(bundles["v2"])}, headers={"X-API-Key": admin}, timeout=30)
         assert r.status_code == 409 and "2 worker processes" in r.json()["detail"], r.text
+
+
+@pytest.mark.slow
+def test_a_burst_at_four_times_capacity_is_shed_cleanly(bundles, tmp_path):
+    """Issue 22's burst target, on a real service process (loopback, bounded): capacity measured first (one request
+    at a time), then an open-loop burst at 4× that rate with a small in-flight cap. Every answer is 200, 429 or 503,
+    every refusal says when to retry, some of the burst is shed, and the service still answers after it."""
+    from recbook.serve.loadtest import run_loadtest
+
+    payloads = [{"user_id": USER_OFFSET + i, "k": 10} for i in range(1, 6)]  # users the bundle knows; retrieval + re-ranking: the model is the cost
+    env = service_env(RECBOOK_MAX_INFLIGHT="4")
+    with ServiceProcess(bundles["v1"], log_path=tmp_path / "log.txt", env=env) as service:
+        service.wait_ready(timeout=120)
+        closed = run_loadtest(service.url, rps=1000, duration=3, concurrency=1, payloads=payloads, api_key=API_KEY)
+        capacity = closed["achieved_rps"]  # one at a time: the rate the service sustains without queueing
+        quiet = run_loadtest(service.url, rps=capacity / 4, duration=5, concurrency=8, payloads=payloads, api_key=API_KEY, seed=1)
+        burst = run_loadtest(service.url, rps=4 * capacity, duration=5, concurrency=64, payloads=payloads, api_key=API_KEY, seed=2)
+        assert httpx.get(service.url + "/livez").status_code == 200
+        after = httpx.post(service.url + "/recommend", json=payloads[0], headers={"X-API-Key": API_KEY})
+        assert after.status_code == 200  # alive and serving once the burst is over
+    print(f"capacity {capacity:.0f} req/s; quiet p99 {quiet['accepted_p99_ms']:.1f} ms; burst at {4 * capacity:.0f} req/s: "
+          f"{burst['status_counts']}, accepted p99 {burst['accepted_p99_ms']:.1f} ms, service p99 {burst['service_p99_ms']:.1f} ms, "
+          f"generator lag p99 {burst['lag_p99_ms']:.1f} ms, max in flight {burst['max_in_flight']}")
+    assert quiet["status_counts"].get("200", 0) >= 0.95 * quiet["scheduled"], quiet["status_counts"]  # a quarter of capacity: served
+    assert set(burst["status_counts"]) <= {"200", "429", "503"}, burst["status_counts"]
+    assert burst["status_counts"].get("503", 0) > 0  # the burst was over capacity: some of it was shed
+    assert burst["refused_without_retry_after"] == 0
+    # Not asserted: the issue's "accepted p99 within 2x of the quiet p99". Measured here it is far above (quiet 63 ms,
+    # burst 4.9 s): the load generator and the server share two cores, and requests queue before the app's in-flight
+    # gate (connections waiting on a saturated event loop), which the cap cannot see. The printed line reports it.

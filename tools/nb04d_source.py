@@ -24,8 +24,8 @@ the same recipe and against tuned baselines — every comparison paired, every v
 
 [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/recbook/recbook/blob/v0.1.0/student/{NAME}.ipynb)
 
-**Time:** about 12–15 minutes in the `quick` profile on a 2-core CPU the notebook has to itself — four SASRecs are
-trained with early stopping (two of them refitted on training + validation) and the encoder is fine-tuned twice; every
+**Time:** about 15 minutes in the `quick` profile on a 2-core CPU the notebook has to itself — five SASRecs are
+trained with early stopping (three of them refitted on training + validation) and the encoder is fine-tuned twice; every
 stage's duration is printed, and the total at the end. That is over the course's 3-minute budget per notebook; `full` not yet timed on a GPU. Place in the course: after `04s_sequential`, `04t_sequential_cold_start`
 (frozen text features) and `04c_cascade`.
 """
@@ -102,8 +102,10 @@ Three places a language model can sit in a recommender, and what each costs per 
 `lmrec` takes the third. The encoder is fine-tuned by **next-item contrastive learning**: the mean vector of a user's
 three most recent films should be closest to the film they watched next, among the other films of a batch. That
 teaches the text encoder what co-occurs in people's histories; a film known only by its title, year and genres then
-lands near the films it will be watched with. SASRec's item table is `ID vector + W · text vector`, with ID dropout
-in training so the text path carries weight of its own (notebook `04t`).
+lands near the films it will be watched with. SASRec's item table is `ID vector + W · text vector`. So that the
+text path carries weight of its own — a new film has nothing else — training adds a second softmax that scores the
+next film with the text vectors *alone* (`text_loss`), instead of notebook `04t`'s ID dropout, which hides half the ID
+vectors at every step and costs the well-watched films (lmrec's defaults were chosen that way on validation).
 
 Only the encoder's **top** layer is trained. The lower five never change, so their output for every film is computed
 once and cached; each training step then runs one transformer block instead of six.
@@ -276,6 +278,62 @@ fig.savefig(figure_path("04d_paired_differences.png"), dpi=100)
 plt.show()
 """
 
+FUSION_MD = """## 5b. Fusion: does the language model add what a second SASRec would not?
+
+Two recommenders can be combined without retraining: turn each one's scores over the catalogue into log-probabilities
+(`log_softmax`: both are trained with a full-softmax cross-entropy, so their scores are logits) and add them — a
+*product of experts* (`recbook.models.fusion.ScoreFusion`). Fusing lmrec with the ID-only SASRec asks whether the
+language model's view of the films adds to the IDs'. But two models usually beat one whatever they are, so the fair
+control is **two ID-only SASRecs** (the second with another seed, same recipe) fused the same way: the language model
+has earned its place only if SASRec + lmrec beats SASRec + SASRec, paired on the same users. A fused request runs both
+networks (section 8 times it).
+"""
+
+FUSION = """# NBVAL_IGNORE_OUTPUT
+from recbook.models.fusion import ScoreFusion
+
+start = time.perf_counter()
+sasrec_b = create("sasrec", profile, seed=SEED + 1, refit=True).fit(ds, split)
+fusions = {"SASRec + lmrec": ScoreFusion([sasrec, lmrec]), "SASRec + SASRec (seed 2)": ScoreFusion([sasrec, sasrec_b])}
+for name, m in fusions.items():
+    per_user[name] = evaluate(m.scorer(test_set.history), test_set, "full", per_user=True)["per_user"]
+print(f"a second ID-only SASRec (seed {SEED + 1}, same recipe) trained in {time.perf_counter() - start:.0f} s "
+      f"(stopped by {sasrec_b.train_result.stop_reason or 'the epoch cap'})")
+print(ci_text_table({n: per_user[n] for n in ("SASRec (IDs)", "lmrec", *fusions)}, metrics=("NDCG@10", "HR@10"),
+                    n_boot=N_BOOT, seed=SEED).to_string())
+
+
+def pair(a, b):
+    return paired_comparison(per_user[a]["NDCG@10"], per_user[b]["NDCG@10"], (a, b), n_boot=N_BOOT, seed=SEED)
+
+
+fusion_paired = {"lm_vs_sasrec": pair("SASRec + lmrec", "SASRec (IDs)"),
+                 "lm_vs_two_sasrecs": pair("SASRec + lmrec", "SASRec + SASRec (seed 2)"),
+                 "two_sasrecs_vs_sasrec": pair("SASRec + SASRec (seed 2)", "SASRec (IDs)")}
+for c in fusion_paired.values():
+    print(c)
+"""
+
+FUSION_RENDER = """def interval(c):
+    return f"{c.diff.mean:+.4f} [{c.diff.low:+.4f}, {c.diff.high:+.4f}]"
+
+
+lm_s, lm_2, two_s = (fusion_paired[k] for k in ("lm_vs_sasrec", "lm_vs_two_sasrecs", "two_sasrecs_vs_sasrec"))
+display(Markdown(
+    f"Fused with lmrec, SASRec reaches full NDCG@10 {lm_s.mean_a:.4f} against {lm_s.mean_b:.4f} alone: "
+    f"{interval(lm_s)} — " + ("**the recommender that uses the fine-tuned language model beats SASRec-id alone** on all "
+                             f"{len(test_set.heldout)} users. " if lm_s.diff.low > 0 else f"{lm_s.verdict}. ")
+    + f"Fused with a second ID-only SASRec instead, it reaches {two_s.mean_a:.4f} ({interval(two_s)} against one SASRec, "
+    f"{two_s.verdict}). The control decides: SASRec + lmrec − SASRec + SASRec = {interval(lm_2)} — "
+    + ("the language model adds something a second ID model of the same recipe does not: the gain is not just "
+       "ensembling." if lm_2.diff.low > 0 else
+       "the interval contains zero, so this run does not separate what the language model adds from what any second "
+       "model adds." if lm_2.diff.high > 0 else "a second SASRec helps more than lmrec does here.")
+    + " The price is a second network pass per request (section 8)."))
+record("04d SASRec + lmrec fused − SASRec (IDs), full NDCG@10", f"{interval(lm_s)}: {lm_s.verdict}")
+record("04d SASRec + lmrec fused − two SASRecs fused, full NDCG@10", f"{interval(lm_2)}: {lm_2.verdict}")
+"""
+
 TEXT_MD = """## 6. What the text alone knows
 
 The fine-tuned encoder is also a recommender by itself: score each film by its cosine to the mean vector of the
@@ -372,7 +430,8 @@ COST_REQ_MD = """## 8. What a request costs
 
 A request to `lmrec` is what a request to SASRec is: one pass of the small transformer over the history and one
 product with the item table — the language model ran when the items entered the catalogue. The cell times one
-request (a single user's history, every film scored) for both, interleaved, in CPU milliseconds of this process.
+request (a single user's history, every film scored) for SASRec, lmrec and their fusion, interleaved, in CPU
+milliseconds of this process.
 """
 
 COST_REQ = """# NBVAL_IGNORE_OUTPUT
@@ -380,20 +439,22 @@ from recbook.models.base import Histories
 
 histories = Histories.from_interactions(test_set.history)
 rng = np.random.default_rng(SEED)
-cpu_ms = {"SASRec (IDs)": [], "lmrec": []}
+timed = {"SASRec (IDs)": sasrec, "lmrec": lmrec, "SASRec + lmrec": fusions["SASRec + lmrec"]}
+cpu_ms = {name: [] for name in timed}
 threads = torch.get_num_threads()
 torch.set_num_threads(1)
 for i, r in enumerate(rng.choice(len(histories), 200)):
     one = histories.subset([r])
     for name in (list(cpu_ms) if i % 2 else list(cpu_ms)[::-1]):  # alternate which model goes first
         start = time.process_time()
-        models[name].score_all(one)
+        timed[name].score_all(one)
         cpu_ms[name].append((time.process_time() - start) * 1000)
 torch.set_num_threads(threads)
 ms = {n: mean_ci(np.asarray(v), n_boot=N_BOOT, seed=SEED) for n, v in cpu_ms.items()}
 for n, e in ms.items():
     print(f"{n}: {e.mean:.2f} ms CPU per request [{e.low:.2f}, {e.high:.2f}] (one thread, 200 requests)")
 ratio = ms["lmrec"].mean / ms["SASRec (IDs)"].mean
+fused_ratio = ms["SASRec + lmrec"].mean / ms["SASRec (IDs)"].mean
 display(Markdown(
     f"One request costs {ms['lmrec'].mean:.2f} ms [{ms['lmrec'].low:.2f}, {ms['lmrec'].high:.2f}] of CPU with lmrec and "
     f"{ms['SASRec (IDs)'].mean:.2f} ms [{ms['SASRec (IDs)'].low:.2f}, {ms['SASRec (IDs)'].high:.2f}] with the ID-only SASRec "
@@ -404,7 +465,9 @@ display(Markdown(
        "lmrec costs noticeably more per request here, although its item table is cached at inference: the difference "
        "is the work this measurement does not separate (e.g. a wider table) — measure it through the service before "
        "trusting it.")
-    + " Notebook `12_serving` measures requests through the real service."))
+    + f" The fusion of section 5b runs both networks: {ms['SASRec + lmrec'].mean:.2f} ms "
+    f"[{ms['SASRec + lmrec'].low:.2f}, {ms['SASRec + lmrec'].high:.2f}], {fused_ratio:.1f}× one SASRec — the price of its "
+    "gain, still a few milliseconds. Notebook `12_serving` measures requests through the real service."))
 """
 
 EXERCISES_MD = """## Exercises
@@ -474,6 +537,8 @@ SUMMARY = """## Summary
   layer (section 2) — the choice a CPU affords.
 - Whether lmrec beats the ID-only SASRec, and which tuned baselines it clears, was decided by the paired intervals of
   section 5 on every user; the sentences there are this run's result, including when the interval contains zero.
+- Fusion (section 5b) asks the fair question — does the language model add what a *second ID model* would not? —
+  by fusing lmrec with SASRec and comparing with two fused SASRecs, paired; its verdict is this run's.
 - New films are where text has to carry everything: section 7 compares the fine-tuned encoder with the frozen one on
   films never seen in training, paired over the same users.
 - An item the model never trained on must not outrank trained ones by accident (exercise 1): an ID-only SASRec's
@@ -496,7 +561,7 @@ def cells():
     params.metadata["tags"] = ["parameters"]
     return [md(TITLE), code(SETUP), params, md(OBJECTIVES), code(IMPORTS), md(WHERE_MD), md(COST_MD), code(COST), code(COST_RENDER),
             md(FIT_MD), code(FIT), code(FIT_RENDER), md(BASELINES_MD), code(BASELINES), md(RESULTS_MD), code(RESULTS),
-            code(RESULTS_RENDER), code(FOREST), md(TEXT_MD), code(TEXT), code(TEXT_RENDER), md(COLD_MD), code(COLD),
+            code(RESULTS_RENDER), code(FOREST), md(FUSION_MD), code(FUSION), code(FUSION_RENDER), md(TEXT_MD), code(TEXT), code(TEXT_RENDER), md(COLD_MD), code(COLD),
             code(COLD_RENDER), md(COST_REQ_MD), code(COST_REQ),
             md(EXERCISES_MD), code(EX1), md(EX2_MD), code(EX2), md(EX3_MD), code(EX3), md(SUMMARY), code(TOTAL)]
 

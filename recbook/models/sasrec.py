@@ -35,6 +35,7 @@ class SASRecConfig(ModelConfig):
     id_dropout: float = 0.5
     mask_prob: float = 0.2
     history_dropout: float = 0.0
+    text_loss: float = 0.0  # hybrid only: weight of the auxiliary text-only softmax (recbook.models.sequential)
     lr: float = 1e-3
     weight_decay: float = 0.01
     batch_size: int = 64

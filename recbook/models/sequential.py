@@ -70,6 +70,10 @@ class SequentialConfig:
     id_dropout: float = 0.5  # hybrid only: share of items whose ID vector is dropped at each step
     mask_prob: float = 0.2  # cloze only: share of positions hidden behind [MASK]
     history_dropout: float = 0.0  # training only: share of real input items blanked to padding (robustness to noisy histories)
+    # hybrid only: weight of a second softmax over the *text-only* item table (no ID vectors), added to the loss. It
+    # trains the text path to rank items on its own — what an item never seen in training has — without dropping ID
+    # vectors from the main softmax (ID dropout does that at a cost to warm items)
+    text_loss: float = 0.0
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -85,6 +89,8 @@ class SequentialConfig:
         for name in ("dropout", "id_dropout", "mask_prob", "history_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not self.text_loss >= 0:
+            raise ValueError(f"text_loss must be >= 0 (0: off), got {self.text_loss}")
 
 
 # --------------------------------------------------------------- frozen text features
@@ -243,15 +249,27 @@ class SequentialRecommender(nn.Module):
         valid = (targets > 0) & self.known_items[targets]
         if not valid.any():
             return hidden.sum() * 0.0  # nothing to learn from this batch (a zero loss that keeps the graph)
-        logits = self.logits(hidden[valid], table)
         unknown = ~self.known_items[1 : self.n_items + 1]
-        if unknown.any():  # items never seen in training are no one's negatives: a cold item's text is not pushed down
-            logits = logits.masked_fill(unknown, float("-inf"))
-        ce = F.cross_entropy(logits.float(), targets[valid] - 1, reduction="none")
+        ce = self._softmax_loss(hidden[valid], table, targets[valid], unknown)
+        if self.config.item_features == "hybrid" and self.config.text_loss > 0:  # the text path alone must rank the target too
+            ce = ce + self.config.text_loss * self._softmax_loss(hidden[valid], self._text_table(), targets[valid], unknown)
         per_seq = torch.zeros(seq.shape[0], device=seq.device).index_add_(0, valid.nonzero()[:, 0], ce)
         counts = valid.sum(dim=1)
         has = counts > 0
         return (per_seq[has] / counts[has]).mean()
+
+    def _softmax_loss(self, hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, unknown: torch.Tensor) -> torch.Tensor:
+        """Per-target full-softmax cross-entropy over ``table``; items never seen in training are no one's negatives (a
+        cold item's text is not pushed down)."""
+        logits = self.logits(hidden, table)
+        if unknown.any():
+            logits = logits.masked_fill(unknown, float("-inf"))
+        return F.cross_entropy(logits.float(), targets - 1, reduction="none")
+
+    def _text_table(self) -> torch.Tensor:
+        """The item table of a hybrid model without its ID vectors: what an item never seen in training is scored by."""
+        table = self.text_proj(self.text_features)
+        return table * (torch.arange(table.shape[0], device=table.device) != 0)[:, None]
 
     # -- inference ----------------------------------------------------------------
     @torch.no_grad()

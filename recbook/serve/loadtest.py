@@ -104,6 +104,8 @@ async def _run(
                     else:
                         response = await client.request(method, url, json=payload)
                     record["status"] = response.status_code
+                    if response.status_code in (429, 503):  # a refusal should say when to come back
+                        record["retry_after"] = response.headers.get("retry-after")
                 except Exception as exc:  # noqa: BLE001 — every failure is a counted error, never a crash of the run
                     record["error"] = type(exc).__name__
                 finally:
@@ -174,7 +176,9 @@ def run_loadtest(
     ``completed`` (responses of any status), ``errors`` (non-2xx responses plus exceptions), ``status_counts``
     (status code or exception name → count), ``queued``, ``max_in_flight``, ``p50_ms``/``p95_ms``/``p99_ms``/
     ``max_ms``/``mean_ms`` of the latency from schedule (over responses of any status; a request that got no
-    response has no latency and counts only in ``errors``), ``service_p50_ms``/``service_p99_ms`` from the actual send,
+    response has no latency and counts only in ``errors``), ``accepted_p50_ms``/``accepted_p99_ms`` over the 2xx
+    responses only (what a shed request's fast 503 would otherwise flatter), ``refused_without_retry_after`` (429 and
+    503 answers that do not say when to retry), ``service_p50_ms``/``service_p99_ms`` from the actual send,
     ``lag_p50_ms``/``lag_p99_ms`` from the schedule to the actual send (waiting for a slot, or a late event loop:
     a large lag with ``queued == 0`` means the generator itself cannot keep up — it costs about 1-2 ms of CPU per
     request — so offer less, or give it a core of its own), and the raw per-response lists ``latencies_ms``,
@@ -209,6 +213,8 @@ def run_loadtest(
     last_end = max((r["end"] for r in responded), default=raw["t_end"])
     elapsed = max(last_end - raw["t0"], 1e-9)
     lat, svc, lag = _percentiles(latencies), _percentiles(service), _percentiles(lags)
+    accepted = _percentiles([(r["end"] - r["scheduled"]) * 1e3 for r in responded if 200 <= r["status"] < 300])
+    refused = [r for r in responded if r["status"] in (429, 503)]
     return {
         "url": target,
         "offered_rps": float(rps),
@@ -224,6 +230,9 @@ def run_loadtest(
         "queued": sum(1 for r in records if r["queued"]),
         "max_in_flight": raw["max_in_flight"],
         **{f"{name}_ms": value for name, value in lat.items()},
+        "accepted_p50_ms": accepted["p50"],
+        "accepted_p99_ms": accepted["p99"],
+        "refused_without_retry_after": sum(1 for r in refused if not r.get("retry_after")),
         "service_p50_ms": svc["p50"],
         "service_p99_ms": svc["p99"],
         "lag_p50_ms": lag["p50"],
