@@ -304,7 +304,9 @@ def test_deployment_pins_its_image_and_spreads_its_pods():
     (container,) = pod["containers"]
     assert re.fullmatch(r"[\w./-]+@sha256:[0-9a-f]{64}", container["image"]), "the image is named by digest, not by a movable tag"
     keys = {c["topologyKey"]: c for c in pod["topologySpreadConstraints"]}
-    assert keys["kubernetes.io/hostname"]["whenUnsatisfiable"] == "DoNotSchedule"  # two replicas never share a node
+    host = keys["kubernetes.io/hostname"]
+    assert host["whenUnsatisfiable"] == "DoNotSchedule" and host["maxSkew"] == 1  # even over nodes: no node two pods ahead
+    assert host["nodeTaintsPolicy"] == "Honor"  # tainted nodes (control plane) do not count: extra replicas can schedule
     assert "topology.kubernetes.io/zone" in keys
     labels = _one("Deployment")["spec"]["template"]["metadata"]["labels"]
     assert all(c["labelSelector"]["matchLabels"].items() <= labels.items() for c in keys.values())

@@ -22,8 +22,13 @@ def test_fused_scores_are_the_weighted_sum_of_log_softmaxes(fitted):
     fused = ScoreFusion([pop, ease], weights=[0.5, 2.0])
     want = 0.5 * log_softmax(pop.score_all(histories), axis=1) + 2.0 * log_softmax(ease.score_all(histories), axis=1)
     np.testing.assert_allclose(fused.score_all(histories), want, rtol=1e-10, atol=1e-10)
-    # a member's shift by a per-user constant does not matter (log_softmax removes it): no calibration needed
     assert np.array_equal(fused.item_ids, ease.item_ids)
+    # a member's shift by a per-user constant does not matter (log_softmax removes it): no calibration needed
+    import copy
+
+    shifted = copy.copy(pop)
+    shifted.score_all = lambda h: pop.score_all(h) + 1000.0 * np.arange(len(h))[:, None]
+    np.testing.assert_allclose(ScoreFusion([shifted, ease], weights=[0.5, 2.0]).score_all(histories), want, atol=1e-8)
     only_ease = ScoreFusion([pop, ease], weights=[0.0, 1.0]).score_all(histories)
     np.testing.assert_allclose(only_ease, log_softmax(ease.score_all(histories), axis=1), atol=1e-10)
 

@@ -45,6 +45,8 @@ class Metrics:
         self.ready = Gauge("recbook_ready", "1 when a bundle is loaded and warmed up", registry=r)
         self.cache = Counter("recbook_user_vector_cache", "User-vector cache lookups", ["result"], registry=r)
         self.reloads = Counter("recbook_reloads", "Model reloads by outcome", ["outcome"], registry=r)
+        for outcome in ("ok", "failed", "refused"):  # exported at 0 from the start: increase() sees the first failure
+            self.reloads.labels(outcome=outcome)
         self.rate_limited = Counter("recbook_rate_limited", "Requests refused by the rate limit", ["reason"], registry=r)
         self.inflight = Gauge("recbook_inflight_requests", "Model-route requests being answered now", registry=r)
         self.shed = Counter("recbook_shed", "Requests refused with 503 because the service was at capacity", ["reason"], registry=r)
