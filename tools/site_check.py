@@ -108,9 +108,14 @@ def check_site(html: Path, out: Path, chromium: str, screenshots: dict[str, str]
             page.on("console", lambda m, errors=errors: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda exc, errors=errors: errors.append(f"uncaught exception: {exc}"))
             blocked.clear()
-            page.goto((html / name).as_uri(), wait_until="load")
-            page.wait_for_timeout(200)  # late console messages (scripts run on DOMContentLoaded/load)
-            facts = page.evaluate(PAGE_FACTS)
+            try:
+                page.goto((html / name).as_uri(), wait_until="load", timeout=60_000)
+                page.wait_for_timeout(200)  # late console messages (scripts run on DOMContentLoaded/load)
+                facts = page.evaluate(PAGE_FACTS)
+            except Exception as exc:  # noqa: BLE001 — a page that does not load is a failed page, not a failed run
+                reports.append(PageReport(name, problems=[f"did not load: {type(exc).__name__}: {str(exc).splitlines()[0]}"]))
+                page.close()
+                continue
             # a request we blocked shows up as a console error of its own: not the page's fault
             own = [e for e in errors if "ERR_BLOCKED_BY_CLIENT" not in e]
             report = PageReport(name, facts["title"], facts["text_chars"], facts["images"], facts["broken_images"],
