@@ -14,8 +14,9 @@ NAME = "04d_lm_recommender"
 
 TITLE = f"""# 04d · A fine-tuned language model that earns its place: `lmrec`
 
-Notebooks `04a`–`04c` fine-tuned BERT to read (history, candidate) text pairs; on MovieLens none of those models
-beat a plain SASRec, and the cross-encoder costs one BERT pass per candidate on every request. Here the language model
+Notebooks `04a`–`04c` fine-tuned BERT to read (history, candidate) text pairs and measured those models against a
+plain SASRec (their own results say how they fared); a cross-encoder costs one BERT pass per candidate on every
+request. Here the language model
 goes where it is cheap and where text carries information IDs do not: into the **item representation**. The top layer
 of all-MiniLM-L6-v2 is fine-tuned on what people watch next (the lower layers are frozen and run once per catalogue),
 every film gets a vector from it, and a SASRec reads the user's history through a table that adds that text vector to
@@ -24,7 +25,7 @@ the same recipe and against tuned baselines — every comparison paired, every v
 
 [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/recbook/recbook/blob/v0.1.0/student/{NAME}.ipynb)
 
-**Time:** about 15 minutes in the `quick` profile on a 2-core CPU the notebook has to itself — five SASRecs are
+**Time:** about 20 minutes in the `quick` profile on a 2-core CPU the notebook has to itself — five SASRecs are
 trained with early stopping (three of them refitted on training + validation) and the encoder is fine-tuned twice; every
 stage's duration is printed, and the total at the end. That is over the course's 3-minute budget per notebook; `full` not yet timed on a GPU. Place in the course: after `04s_sequential`, `04t_sequential_cold_start`
 (frozen text features) and `04c_cascade`.
@@ -46,9 +47,9 @@ N_BOOT = 2000  # bootstrap resamples per confidence interval
 OBJECTIVES = """## Learning objectives
 
 - Put a language model where its cost is paid once per item, not once per request, and say what that buys (cold
-  start, long-tail items) and what it costs.
-- Compare the seed article's freezing choices by what a CPU pays per step: frozen, top layers over cached lower
-  layers, every layer.
+  start) and what it costs.
+- Compare the freezing choices of the seed article (which layers of the pretrained model are trained: none, only the
+  top ones, or all) by what a CPU pays per step: frozen, top layers over cached lower layers, every layer.
 - Judge a model the way users meet it: full-ranking NDCG@10 on every user, against tuned baselines and the ID-only
   SASRec trained by the same recipe, each comparison paired.
 - Find a ranking bug by its symptom: items never trained on must not outrank trained ones.
@@ -105,7 +106,7 @@ teaches the text encoder what co-occurs in people's histories; a film known only
 lands near the films it will be watched with. SASRec's item table is `ID vector + W · text vector`. So that the
 text path carries weight of its own — a new film has nothing else — training adds a second softmax that scores the
 next film with the text vectors *alone* (`text_loss`), instead of notebook `04t`'s ID dropout, which hides half the ID
-vectors at every step and costs the well-watched films (lmrec's defaults were chosen that way on validation).
+vectors at every step (the docstring of `recbook.models.lmrec` lists the validation runs behind this choice).
 
 Only the encoder's **top** layer is trained. The lower five never change, so their output for every film is computed
 once and cached; each training step then runs one transformer block instead of six.
@@ -157,7 +158,7 @@ display(Markdown(
     f"cached lower layers ({every['seconds per step']:.2f} s against {top1['seconds per step']:.2f} s, median of "
     f"{COST_STEPS} steps), and trains {every['trainable parameters'] / top1['trainable parameters']:.0f}× the parameters. "
     f"At the same wall-clock budget the top-layer choice takes that many more steps; the cache it needs is "
-    f"{top1['cache MB']:.0f} MB for this catalogue. The time per step is a median of a few steps on a shared CPU: "
+    f"{top1['cache MB']:.0f} MB for this catalogue. The time per step is a median of a few steps: "
     "its ratio, not its value, is what carries over to another machine."))
 """
 
@@ -206,8 +207,8 @@ training + validation. The test items decide nothing.
 
 BASELINES = """# NBVAL_IGNORE_OUTPUT
 start = time.perf_counter()
-tuned = {"itemknn": tune("itemknn", ds, split, {"neighbours": [20, 100, 400], "shrink": [0.0, 10.0]}),
-         "ease": tune("ease", ds, split, {"l2": [50.0, 200.0, 500.0, 2000.0]})}
+GRIDS = {"itemknn": {"neighbours": [20, 100, 400], "shrink": [0.0, 10.0]}, "ease": {"l2": [50.0, 200.0, 500.0, 2000.0]}}
+tuned = {name: tune(name, ds, split, grid) for name, grid in GRIDS.items()}
 for name, t in tuned.items():
     print(f"{name}: validation NDCG@10 by setting\\n{t.table.round(4).to_string(index=False)}\\n→ chosen {t.best}")
 models = {"popularity": create("pop").fit(ds, split),
@@ -216,6 +217,16 @@ models = {"popularity": create("pop").fit(ds, split),
           "MF-BPR": create("mf", profile, seed=SEED).fit(ds, split),
           "SASRec (IDs)": sasrec, "lmrec": lmrec}
 print(f"baselines tuned and fitted in {time.perf_counter() - start:.0f} s")
+"""
+
+BASELINES_RENDER = """def tuned_sentence(name, t, grid):
+    edges = [f"{k} = {v}" for k, v in t.best.items() if v in (min(grid[k]), max(grid[k])) and len(grid[k]) > 1]
+    return (f"{name} chose {', '.join(f'{k} = {v}' for k, v in t.best.items())} (validation NDCG@10 {t.score:.4f})"
+            + (f"; {' and '.join(edges)} is at the edge of the grid, so a wider grid might tune it further" if edges else ""))
+
+
+display(Markdown("On the validation items: " + "; ".join(tuned_sentence(n, tuned[n], GRIDS[n]) for n in tuned)
+                 + ". The test users played no part in either choice."))
 """
 
 RESULTS_MD = """## 5. Every model on every user
@@ -283,7 +294,7 @@ FUSION_MD = """## 5b. Fusion: does the language model add what a second SASRec w
 Two recommenders can be combined without retraining: turn each one's scores over the catalogue into log-probabilities
 (`log_softmax`: both are trained with a full-softmax cross-entropy, so their scores are logits) and add them — a
 *product of experts* (`recbook.models.fusion.ScoreFusion`). Fusing lmrec with the ID-only SASRec asks whether the
-language model's view of the films adds to the IDs'. But two models usually beat one whatever they are, so the fair
+language model's view of the films adds to the IDs'. But two models often beat one whatever they are, so the fair
 control is **two ID-only SASRecs** (the second with another seed, same recipe) fused the same way: the language model
 has earned its place only if SASRec + lmrec beats SASRec + SASRec, paired on the same users. A fused request runs both
 networks (section 8 times it).
@@ -309,7 +320,8 @@ def pair(a, b):
 
 fusion_paired = {"lm_vs_sasrec": pair("SASRec + lmrec", "SASRec (IDs)"),
                  "lm_vs_two_sasrecs": pair("SASRec + lmrec", "SASRec + 2nd SASRec"),
-                 "two_sasrecs_vs_sasrec": pair("SASRec + 2nd SASRec", "SASRec (IDs)")}
+                 "two_sasrecs_vs_sasrec": pair("SASRec + 2nd SASRec", "SASRec (IDs)"),
+                 "lm_vs_lmrec": pair("SASRec + lmrec", "lmrec")}
 for c in fusion_paired.values():
     print(c)
 """
@@ -329,7 +341,9 @@ display(Markdown(
        "ensembling." if lm_2.diff.low > 0 else
        "the interval contains zero, so this run does not separate what the language model adds from what any second "
        "model adds." if lm_2.diff.high > 0 else "a second SASRec helps more than lmrec does here.")
-    + " The price is a second network pass per request (section 8)."))
+    + f" Against lmrec alone the fusion is {interval(fusion_paired['lm_vs_lmrec'])} ({fusion_paired['lm_vs_lmrec'].verdict}): "
+    + ("it earns its second network pass per request (section 8)." if fusion_paired["lm_vs_lmrec"].diff.low > 0 else
+       "this run does not show that the fusion beats lmrec on its own, which costs one pass (section 8).")))
 record("04d SASRec + lmrec fused − SASRec (IDs), full NDCG@10", f"{interval(lm_s)}: {lm_s.verdict}")
 record("04d SASRec + lmrec fused − two SASRecs fused, full NDCG@10", f"{interval(lm_2)}: {lm_2.verdict}")
 """
@@ -363,13 +377,15 @@ print(ci_text_table({n: per_user[n] for n in ("text, fine-tuned encoder", "popul
                     n_boot=N_BOOT, seed=SEED).to_string())
 """
 
-TEXT_RENDER = """t_pop = paired_comparison(per_user["text, fine-tuned encoder"]["NDCG@10"], per_user["popularity"]["NDCG@10"], ("text", "popularity"),
+TEXT_RENDER = """t_lm = paired_comparison(per_user["text, fine-tuned encoder"]["NDCG@10"], per_user["lmrec"]["NDCG@10"], ("text", "lmrec"),
+                         n_boot=N_BOOT, seed=SEED)
+t_pop = paired_comparison(per_user["text, fine-tuned encoder"]["NDCG@10"], per_user["popularity"]["NDCG@10"], ("text", "popularity"),
                           n_boot=N_BOOT, seed=SEED)
 display(Markdown(
     f"The fine-tuned text model alone reaches full NDCG@10 {per_user['text, fine-tuned encoder']['NDCG@10'].mean():.4f}; against "
-    f"popularity it is {t_pop.diff.mean:+.4f} [{t_pop.diff.low:+.4f}, {t_pop.diff.high:+.4f}] ({t_pop.verdict}). It stays far below "
-    f"lmrec ({per_user['lmrec']['NDCG@10'].mean():.4f}; the two intervals of the table above do not overlap): a film's text "
-    "alone does not say who watches it next as well as the films watched before do — which is why the text vectors feed "
+    f"popularity it is {t_pop.diff.mean:+.4f} [{t_pop.diff.low:+.4f}, {t_pop.diff.high:+.4f}] ({t_pop.verdict}). It stays below "
+    f"lmrec ({per_user['lmrec']['NDCG@10'].mean():.4f}; paired, text − lmrec = {t_lm.diff.mean:+.4f} [{t_lm.diff.low:+.4f}, "
+    f"{t_lm.diff.high:+.4f}], {t_lm.verdict}): a film's text alone does not say who watches it next as well as the films watched before do — which is why the text vectors feed "
     "SASRec's item table instead of replacing it. Exercise 3 runs the same model with the frozen encoder's vectors."))
 """
 
@@ -381,7 +397,8 @@ notebook `04t` holds the newest `COLD_FRACTION` of films out of training entirel
 them is a test item, scored from that user's earlier (warm) history. We train two models on the warm part — `lmrec`,
 and the same hybrid SASRec with the **frozen** encoder's vectors (notebook `04t`'s model, trained here by lmrec's
 recipe, text-only softmax included, so that the encoder's fine-tuning is the one difference) — and rank each cold pick
-against 99 films the user never touched, drawn from the whole catalogue and, harder, from the other new films only.
+against films the user never touched (how many: printed below), drawn from the whole catalogue and, harder, from the
+other new films only.
 (No refit here: both models are compared as early stopping left them.)
 """
 
@@ -395,8 +412,8 @@ same_recipe = {"id_dropout": lmrec.config.id_dropout, "text_loss": lmrec.config.
 cold_models = {"hybrid, frozen text": create("sasrec", profile, seed=SEED, item_features="hybrid", **same_recipe).fit(ds, cold.warm()),
                "lmrec": create("lmrec", profile, seed=SEED, backbone=BACKBONE, trainable_layers=TRAINABLE_LAYERS, refit=False,
                                **lm_overrides).fit(ds, cold.warm())}
-print(f"{len(cold.cold_items)} cold films, {len(cold.test_cold)} users with a cold pick; both models trained in "
-      f"{time.perf_counter() - start:.0f} s")
+print(f"{len(cold.cold_items)} cold films, {len(cold.test_cold)} users with a cold pick, each ranked against "
+      f"{profile.eval_negatives} sampled negatives; both models trained in {time.perf_counter() - start:.0f} s")
 cold_users = {}
 for among in ("catalogue", "cold"):
     es = make_cold_eval_set(ds, cold, profile.eval_negatives, seed=SEED, negatives_from=among)
@@ -461,16 +478,18 @@ display(Markdown(
     f"One request costs {ms['lmrec'].mean:.2f} ms [{ms['lmrec'].low:.2f}, {ms['lmrec'].high:.2f}] of CPU with lmrec and "
     f"{ms['SASRec (IDs)'].mean:.2f} ms [{ms['SASRec (IDs)'].low:.2f}, {ms['SASRec (IDs)'].high:.2f}] with the ID-only SASRec "
     f"(one thread, {len(cpu_ms['lmrec'])} requests each, interleaved in alternating order): a ratio of {ratio:.2f}. "
-    + ("The same architecture reads both tables, so a gap of a few percent is timing noise: the text vectors enter the "
-       "item table once (cached at inference), and the language model adds nothing measurable per request."
+    + (("The two intervals overlap: no measurable difference. " if ms["lmrec"].low <= ms["SASRec (IDs)"].high and
+        ms["SASRec (IDs)"].low <= ms["lmrec"].high else f"The intervals are apart: lmrec is {abs(1 - ratio):.0%} "
+        f"{'cheaper' if ratio < 1 else 'dearer'} here, a small gap for the same architecture. ")
+       + "The text vectors enter the item table once (cached at inference): the language model adds no pass per request."
        if ratio < 1.25 else
        "lmrec costs noticeably more per request here, although its item table is cached at inference: the difference "
        "is the work this measurement does not separate (e.g. a wider table) — measure it through the service before "
        "trusting it.")
     + f" The fusion of section 5b runs both networks: {ms['SASRec + lmrec'].mean:.2f} ms "
     f"[{ms['SASRec + lmrec'].low:.2f}, {ms['SASRec + lmrec'].high:.2f}], {fused_ratio:.1f}× one SASRec"
-    + (" — the price of its measured gain." if fusion_paired["lm_vs_sasrec"].diff.low > 0 else
-       ", for a gain section 5b did not establish in this run.")
+    + (" — a price section 5b shows paid off against lmrec alone." if fusion_paired["lm_vs_lmrec"].diff.low > 0 else
+       ", while section 5b did not show it ahead of lmrec alone, which costs one pass.")
     + " Notebook `12_serving` measures requests through the real service."))
 """
 
@@ -517,7 +536,7 @@ EX3_MD = """**Exercise 3 (an experiment).** What did the fine-tuning teach the e
 of section 6 with the **frozen** encoder's vectors (`fit.frozen_vectors`) instead of the fine-tuned ones, score it
 under full ranking on the same test users, and pass the check the dict
 `{"scorer": <your scorer>, "ndcg_full": <its full-ranking NDCG@10>, "significant": <does its paired interval against the
-fine-tuned text model exclude zero?>}` (the check adds the evaluation set and the reference itself). Before you run it: which direction do you expect — and
+fine-tuned text model exclude zero?>}` (the cell adds the evaluation set and the reference when it calls the check). Before you run it: which direction do you expect — and
 does an interval that contains zero mean "the fine-tuning taught nothing"?
 """
 
@@ -531,6 +550,11 @@ print(frozen_vs_tuned)
 answer = {"scorer": variant_scorer, "ndcg_full": variant["NDCG@10"], "significant": frozen_vs_tuned.significant}
 ### END SOLUTION
 assert check("04d.freezing_variant", {**answer, "eval_set": test_set, "reference": per_user["text, fine-tuned encoder"]["NDCG@10"]})
+tuned_ndcg = per_user["text, fine-tuned encoder"]["NDCG@10"].mean()
+display(Markdown(f"With the frozen encoder's vectors the content-only model reaches full NDCG@10 {answer['ndcg_full']:.4f} against "
+                 f"{tuned_ndcg:.4f} fine-tuned; " + ("the paired interval excludes zero: the fine-tuning changed what the text "
+                 "vectors know about who watches what." if answer["significant"] else "the paired interval contains zero: this "
+                 "run cannot tell the two apart — which is not the same as the fine-tuning teaching nothing.")))
 """
 
 SUMMARY = """## Summary
@@ -553,6 +577,19 @@ parameter-efficient alternatives to choosing which layers to train.
 """
 
 
+SUMMARY_RENDER = """def verdict(c, a, b):
+    return f"{a} − {b} = {c.diff.mean:+.4f} [{c.diff.low:+.4f}, {c.diff.high:+.4f}] ({'better' if c.diff.low > 0 else 'worse' if c.diff.high < 0 else 'inconclusive'})"
+
+
+display(Markdown(
+    "**This run, in one paragraph.** Full NDCG@10 on all users: " + verdict(paired["SASRec (IDs)"], "lmrec", "SASRec (IDs)") + "; "
+    + verdict(paired["EASE (tuned)"], "lmrec", "EASE (tuned)") + "; fused with SASRec, "
+    + verdict(fusion_paired["lm_vs_two_sasrecs"], "SASRec + lmrec", "two SASRecs") + ". On new films, cold AUC against the "
+    "frozen-text hybrid: " + "; ".join(f"among {a} negatives {c.diff.mean:+.3f} [{c.diff.low:+.3f}, {c.diff.high:+.3f}]"
+                                       for a, c in cold_paired.items())
+    + f". A request costs {ms['lmrec'].mean:.2f} ms of CPU with lmrec, {ms['SASRec (IDs)'].mean:.2f} ms with SASRec."))
+"""
+
 TOTAL = """# NBVAL_IGNORE_OUTPUT
 print(f"notebook time: {time.perf_counter() - notebook_start:.0f} s")
 """
@@ -564,10 +601,10 @@ def cells():
     params = code(PARAMETERS)
     params.metadata["tags"] = ["parameters"]
     return [md(TITLE), code(SETUP), params, md(OBJECTIVES), code(IMPORTS), md(WHERE_MD), md(COST_MD), code(COST), code(COST_RENDER),
-            md(FIT_MD), code(FIT), code(FIT_RENDER), md(BASELINES_MD), code(BASELINES), md(RESULTS_MD), code(RESULTS),
+            md(FIT_MD), code(FIT), code(FIT_RENDER), md(BASELINES_MD), code(BASELINES), code(BASELINES_RENDER), md(RESULTS_MD), code(RESULTS),
             code(RESULTS_RENDER), code(FOREST), md(FUSION_MD), code(FUSION), code(FUSION_RENDER), md(TEXT_MD), code(TEXT), code(TEXT_RENDER), md(COLD_MD), code(COLD),
             code(COLD_RENDER), md(COST_REQ_MD), code(COST_REQ),
-            md(EXERCISES_MD), code(EX1), md(EX2_MD), code(EX2), md(EX3_MD), code(EX3), md(SUMMARY), code(TOTAL)]
+            md(EXERCISES_MD), code(EX1), md(EX2_MD), code(EX2), md(EX3_MD), code(EX3), md(SUMMARY), code(SUMMARY_RENDER), code(TOTAL)]
 
 
 def main() -> None:
