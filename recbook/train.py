@@ -341,3 +341,36 @@ def train_model(
         model.load_state_dict(run.best_weights)
     result.seconds = time.perf_counter() - started
     return result
+
+
+# ------------------------------------------------------------------ did it learn?
+def base_rate_loss(positive_share: float) -> float:
+    """Binary cross-entropy (nats) of a model that knows nothing about a pair and predicts only the share of positives —
+    the floor a pointwise classifier must get below before its scores mean anything."""
+    if not 0 < positive_share < 1:
+        raise ValueError(f"positive_share must be in (0, 1), got {positive_share}")
+    p = positive_share
+    return float(-(p * math.log(p) + (1 - p) * math.log(1 - p)))
+
+
+@dataclass(frozen=True)
+class LossProgress:
+    """How far a training loss moved, and whether that counts as having learned (see :func:`loss_progress`)."""
+
+    learned: bool
+    text: str
+
+
+def loss_progress(first: float, last: float, steps: int, floor: float | None = None,
+                  floor_label: str = "knowing nothing") -> LossProgress:
+    """Judge a training loss by where it ended: with a ``floor`` (e.g. :func:`base_rate_loss`), it learned when it ended
+    at least 10 % below that floor; without one (a softmax with a sampling correction has no single such level), when it
+    fell at least 20 % from its first logged value. A model that has not learned ranks by its initial weights: the usual
+    cause of a fine-tuned model losing to popularity on a small step budget (notebook 04b)."""
+    if floor is not None:
+        learned = last < 0.9 * floor
+        text = f"training loss {first:.3f} → {last:.3f} after {steps} steps, against {floor:.3f} for {floor_label}"
+    else:
+        learned = last < 0.8 * first
+        text = f"training loss {first:.3f} → {last:.3f} after {steps} steps ({1 - last / first:.0%} lower)"
+    return LossProgress(learned, text + (": it learned something" if learned else ": it has barely learned"))

@@ -1,5 +1,7 @@
 """recbook.models.fusion.ScoreFusion: a product of the members' next-item distributions (notebook 04d)."""
 
+import copy
+
 import numpy as np
 import pytest
 from scipy.special import log_softmax
@@ -24,8 +26,6 @@ def test_fused_scores_are_the_weighted_sum_of_log_softmaxes(fitted):
     np.testing.assert_allclose(fused.score_all(histories), want, rtol=1e-10, atol=1e-10)
     assert np.array_equal(fused.item_ids, ease.item_ids)
     # a member's shift by a per-user constant does not matter (log_softmax removes it): no calibration needed
-    import copy
-
     shifted = copy.copy(pop)
     shifted.score_all = lambda h: pop.score_all(h) + 1000.0 * np.arange(len(h))[:, None]
     np.testing.assert_allclose(ScoreFusion([shifted, ease], weights=[0.5, 2.0]).score_all(histories), want, atol=1e-8)
@@ -50,8 +50,6 @@ def test_fusion_errors(fitted):
         ScoreFusion([pop, ease], weights=[1.0, -1.0])
     with pytest.raises(ValueError, match="not all 0"):
         ScoreFusion([pop, ease], weights=[0, 0])
-    import copy
-
     reordered = copy.copy(pop)
     reordered.item_ids = pop.item_ids[::-1]  # the same items in another column order: columns would not line up
     with pytest.raises(ValueError, match="another catalogue"):

@@ -397,3 +397,26 @@ def test_resume_restores_the_grad_scaler(tmp_path, monkeypatch):
     assert scalers[-1].state_dict() == scalers[0].state_dict()  # scale and growth tracker as in the straight run
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_base_rate_loss_is_the_log_loss_of_predicting_the_share_of_positives():
+    from sklearn.metrics import log_loss
+
+    from recbook.train import base_rate_loss
+
+    y = [1] + [0] * 2  # one positive per two negatives, as 04b's quick profile trains the cross-encoder
+    assert base_rate_loss(1 / 3) == pytest.approx(log_loss(y, [1 / 3] * 3), rel=1e-9)
+    with pytest.raises(ValueError, match="positive_share"):
+        base_rate_loss(0.0)
+
+
+def test_loss_progress_separates_a_model_that_learned_from_one_that_did_not():
+    """04b's cause line: the cross-encoder's 0.688 → 0.636 against a floor of 0.637 has not learned; the two-tower's
+    3.455 → 3.165 (8 % lower, no floor) has not either; a loss that halves has."""
+    from recbook.train import base_rate_loss, loss_progress
+
+    cross = loss_progress(0.688, 0.636, 60, floor=base_rate_loss(1 / 3))
+    assert not cross.learned and "0.637 for knowing nothing" in cross.text and cross.text.endswith("it has barely learned")
+    tower = loss_progress(3.455, 3.165, 60)
+    assert not tower.learned and "(8% lower)" in tower.text
+    assert loss_progress(3.4, 1.7, 600).learned and loss_progress(0.69, 0.40, 600, floor=0.637).learned
