@@ -155,17 +155,35 @@ def read_memory_status(field: str = "VmHWM") -> int | None:
     return None
 
 
+def trim_freed_memory() -> bool:
+    """Give memory that Python and the C allocator have freed back to the operating system (``gc.collect`` and glibc's
+    ``malloc_trim``); True where ``malloc_trim`` exists. Without it, a block that runs after a bigger one reuses the
+    pages that one freed and its peak resident memory looks smaller than it is: measurements depend on their order."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0) >= 0)
+    except (OSError, AttributeError):
+        return False
+
+
 @contextmanager
 def peak_memory(device: str = "cpu"):
     """Measure peak memory inside the ``with`` block: CUDA allocator peak on GPU; on Linux CPUs the
-    process's peak resident set (reset through ``/proc/self/clear_refs``). Yields a dict filled on exit
-    with ``peak_bytes`` (``None`` where it cannot be measured) and ``how``."""
+    process's peak resident set (reset through ``/proc/self/clear_refs``), after freed memory has been returned to
+    the system (:func:`trim_freed_memory`). Yields a dict filled on exit with ``peak_bytes`` (``None`` where it cannot
+    be measured) and ``how``; on CPUs also ``start_bytes``, the resident memory when the block began (``peak_bytes -
+    start_bytes`` is what the block added)."""
     out: dict = {"peak_bytes": None, "how": "not measurable here"}
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
         yield out
         out.update(peak_bytes=torch.cuda.max_memory_allocated(), how="torch.cuda.max_memory_allocated")
         return
+    trim_freed_memory()
+    out["start_bytes"] = read_memory_status("VmRSS")
     try:
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")  # resets the peak RSS (VmHWM) of this process

@@ -27,6 +27,8 @@ MISTAKES: dict[str, str] = {
     "03.popularity_scores": "Scores that ignore the training counts (all ones), or a vector per user instead of one score per candidate.",
     "03.item_cosine": "Returning the raw co-occurrence matrix XᵀX: no normalisation by √(nᵢ·nⱼ), the diagonal kept, and "
                       "NaN for an item nobody has.",
+    "03.knn_neighbours": "Fitting the 10-neighbour item-kNN on all interactions (the test items leak into the similarities) "
+                         "or changing the shrinkage too, so the difference has two causes.",
     # 04a_finetune_bert
     "04.warmup_lr": "A constant learning rate (no warm-up, no decay), or a warm-up that starts at step 0 with rate 0 "
                     "instead of (step + 1)/warmup.",

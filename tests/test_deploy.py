@@ -89,7 +89,7 @@ def _run(*args):
 
 def test_alert_rules_pass_promtool_check():
     out = _run(_promtool(), "check", "rules", "alerts.yml")
-    assert "SUCCESS: 12 rules found" in out  # 5 recording rules + 7 alerts
+    assert "SUCCESS: 13 rules found" in out  # 5 recording rules + 7 alerts
 
 
 def test_alert_rules_pass_their_promtool_unit_tests():
@@ -105,7 +105,7 @@ def test_alert_rules_cover_latency_errors_and_readiness():
     rules = {r["alert"]: r for r in every if "alert" in r}
     recorded = {r["record"]: r["expr"] for r in every if "record" in r}
     assert set(rules) == {"RecbookHighP99Latency", "RecbookErrorBudgetBurnFast", "RecbookErrorBudgetBurnSlow", "RecbookReloadFailed",
-                          "RecbookNotReady", "RecbookDown", "RecbookDriftUpdateDue"}
+                          "RecbookNotReady", "RecbookDown", "RecbookDriftUpdateDue", "RecbookRateLimitStoreFailing"}
     p99 = rules["RecbookHighP99Latency"]["expr"]
     assert "histogram_quantile(0.99" in p99 and "_bucket" in p99 and 'status_class="2xx"' in p99 and ">= 100" in p99  # 2xx only, guarded
     for name, expr in recorded.items():  # user-facing routes only; 4xx neither errors nor requests
@@ -165,7 +165,8 @@ def test_alert_rules_use_the_services_metric_names_and_labels():
     used = [sel for r in rules for sel in _selectors(r["expr"])]
     used += [sel for case in tests for s in case["input_series"] for sel in _selectors(s["series"])]
     assert {name for name, _ in used} == {"recbook_requests_total", "recbook_request_seconds_bucket", "recbook_request_seconds_count",
-                                          "recbook_ready", "recbook_reloads_total", "recbook_live_update_due", "recbook_live_drift_psi"}
+                                          "recbook_ready", "recbook_reloads_total", "recbook_live_update_due", "recbook_live_drift_psi",
+                                          "recbook_rate_limit_store_errors_total"}
     for name, labels in used:
         assert name in series, f"{name} is not exposed by the service (it exposes {sorted(series)})"
         extra = labels - series[name] - {"job", "instance"}  # Prometheus adds job and instance when it scrapes

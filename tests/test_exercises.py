@@ -276,6 +276,34 @@ WRONG.update({
 })
 
 
+def _knn_answers():
+    """03.knn_neighbours on a small synthetic catalogue: item-kNN with 10 neighbours against 100, re-scored by the check."""
+    from recbook.evaluate import evaluate, make_eval_set
+    from recbook.models.itemknn import ItemKNN
+    from recbook.stats import paired_comparison
+
+    ds = make_synthetic(seed=3, n_users=80, n_items=150)
+    es = make_eval_set(ds, stage="test", n_negatives=9)
+    reference = evaluate(ItemKNN(neighbours=100, shrink=10.0).fit_interactions(es.history, ds.item_ids).scorer(es.history), es, "full",
+                         per_user=True)["per_user"]["NDCG@10"]
+    scorer = ItemKNN(neighbours=10, shrink=10.0).fit_interactions(es.history, ds.item_ids).scorer(es.history)
+    res = evaluate(scorer, es, "full", per_user=True)
+    sig = paired_comparison(res["per_user"]["NDCG@10"], reference).significant
+    right = {"scorer": scorer, "ndcg_full": res["NDCG@10"], "significant": sig, "eval_set": es, "reference": reference}
+    two_knobs = ItemKNN(neighbours=10, shrink=0.0).fit_interactions(es.history, ds.item_ids).scorer(es.history)
+    return right, {**right, "significant": not sig}, {**right, "scorer": two_knobs}
+
+
+_KNN_RIGHT, _KNN_WRONG_VERDICT, _KNN_TWO_KNOBS = _knn_answers()
+RIGHT["03.knn_neighbours"] = _KNN_RIGHT
+WRONG["03.knn_neighbours"] = _KNN_WRONG_VERDICT
+
+
+def test_the_knn_experiment_changes_one_knob_at_a_time(capsys):
+    assert exercises.check("03.knn_neighbours", _KNN_TWO_KNOBS) is False
+    assert "one knob at a time" in capsys.readouterr().out
+
+
 def test_every_exercise_has_a_right_and_a_wrong_answer_here():
     assert set(exercises.list_exercises()) == set(RIGHT) == set(WRONG)
     assert len(exercises.list_exercises("01_cross_entropy")) == 3

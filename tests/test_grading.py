@@ -30,6 +30,17 @@ classroom = load("classroom")
 # (a small synthetic catalogue, briefly trained models, a popularity stand-in for 04c's cross-encoder), built from the
 # names the notebook defines before the exercise.
 MINIATURES = {
+    "03.knn_neighbours": """
+from recbook.evaluate import evaluate, make_eval_set
+from recbook.models.itemknn import ItemKNN
+from recbook.stats import paired_comparison
+SEED, N_BOOT = 0, 200
+datasets = {"synthetic": make_synthetic(seed=SEED, n_users=80, n_items=150)}
+eval_sets = {"synthetic": make_eval_set(datasets["synthetic"], stage="test", n_negatives=9, seed=SEED)}
+knn = ItemKNN(neighbours=100, shrink=10.0).fit_interactions(eval_sets["synthetic"].history, datasets["synthetic"].item_ids)
+per_user = {("synthetic", "full"): {"item-kNN": evaluate(knn.scorer(eval_sets["synthetic"].history), eval_sets["synthetic"], "full",
+                                                          per_user=True)["per_user"]}}
+""",
     "04d.freezing_variant": """
 import numpy as np
 import pandas as pd
@@ -212,6 +223,12 @@ MUTANTS = {
 
 # * all three pass the self-check, which re-scores whatever is handed in.
 MUTANTS |= {
+    "03.knn_neighbours": """name = "synthetic"
+leaky = ItemKNN(neighbours=10, shrink=10.0).fit_interactions(datasets[name].interactions, datasets[name].item_ids)  # * test items in
+knn10_scorer = leaky.scorer(es.history)
+res10 = evaluate(knn10_scorer, es, "full", per_user=True)
+answer = {"scorer": knn10_scorer, "ndcg_full": res10["NDCG@10"],
+          "significant": paired_comparison(res10["per_user"]["NDCG@10"], reference).significant}""",
     "04d.freezing_variant": """same = content_scorer(fit.vectors, test_set.history)  # the fine-tuned model itself, not the variant
 res = evaluate(same, test_set, "full", per_user=True)
 answer = {"scorer": same, "ndcg_full": res["NDCG@10"], "significant": False}""",

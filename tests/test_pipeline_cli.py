@@ -215,6 +215,8 @@ def test_the_reference_is_fitted_by_the_same_recipe_but_its_item_features():
     assert "item_features" not in shared and "seed" not in shared and "text_encoder" not in shared
     assert create("sasrec", **shared).config.refit is True  # what _compare fits
     assert same_recipe(lm, "ease") == {} and same_recipe(create("sasrec"), "lmrec") == {}  # unrelated recipes pass nothing
+    assert "text_loss" not in shared  # "auto" before fitting: lmrec chooses it on validation; a fitted lmrec passes its choice
+    assert same_recipe(create("lmrec", text_loss=0.0), "sasrec")["text_loss"] == 0.0
 
 
 @pytest.mark.slow
@@ -228,6 +230,9 @@ def test_train_lmrec_writes_its_paired_difference_to_sasrec(tmp_path, tiny_backb
     ref = metrics["compared_to"]
     assert ref["model"] == "sasrec" and ref["stop_reason"] is not None
     assert metrics["item_features"] == "hybrid" and ref["config"]["item_features"] == "id"  # what each model really used
+    tried = metrics["text_loss_validation"]  # text_loss="auto": both weights fitted, the better on validation kept
+    assert set(tried) == {"1", "0"} and metrics["config"]["text_loss"] == float(max(tried, key=tried.get))
+    assert ref["config"]["text_loss"] == metrics["config"]["text_loss"]  # the reference follows the chosen recipe
     assert ref["config"]["refit"] is metrics["config"]["refit"] is True  # the same recipe: both refitted on train + valid
     cell = ref["paired"]["test"]["full"]["NDCG@10"]
     assert cell["lmrec"] == pytest.approx(metrics["full_ranking"]["NDCG@10"], abs=1e-6)

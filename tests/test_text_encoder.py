@@ -21,6 +21,25 @@ def test_untrained_top_layers_reproduce_the_frozen_sentence_vectors(tiny_backbon
     assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
 
 
+def test_length_buckets_give_the_same_vectors_and_gradients_as_one_padded_batch(tiny_backbone):
+    """TopLayers runs texts in groups sorted by length, each cut to its own longest text: the vectors, their order and
+    the gradients are those of the whole batch padded to its longest text."""
+    encoder, tokenizer = load_backbone(tiny_backbone)
+    texts = [" ".join(["word"] * n) for n in (1, 9, 3, 14, 2, 7, 5, 11, 4, 6)]
+    states, mask = cache_lower_layers(encoder, tokenizer, texts, 1, max_length=16)
+    top = TopLayers(encoder, 1)
+    whole, grouped = top(states, mask, buckets=1), top(states, mask, buckets=3)
+    torch.testing.assert_close(grouped, whole, atol=1e-5, rtol=1e-5)
+    weights = torch.randn_like(whole)
+    grads = []
+    for buckets in (1, 3):
+        top.zero_grad()
+        (top(states, mask, buckets=buckets) * weights).sum().backward()
+        grads.append([p.grad.clone() for p in top.parameters()])
+    for one, three in zip(*grads):
+        torch.testing.assert_close(three, one, atol=1e-5, rtol=1e-4)
+
+
 def test_layer_counts_are_checked(tiny_backbone):
     encoder, tokenizer = load_backbone(tiny_backbone)
     with pytest.raises(ValueError, match="between 0 and 2"):

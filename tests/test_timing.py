@@ -32,6 +32,38 @@ def test_peak_memory_sees_an_allocation_on_linux():
     assert timing.read_memory_status("VmRSS") > 0 and timing.read_memory_status("NoSuchField") is None
 
 
+def _has_malloc_trim() -> bool:
+    import ctypes
+
+    try:
+        return sys.platform.startswith("linux") and hasattr(ctypes.CDLL("libc.so.6"), "malloc_trim")
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_malloc_trim(), reason="VmHWM and glibc's malloc_trim are Linux/glibc's")
+def test_a_block_after_a_bigger_one_is_not_measured_smaller():
+    """Regression: 04d measured the freezing choices one after another; the allocator kept the pages a bigger step had
+    freed, the next block reused them, and its added peak read 29 MB where it was 1,296 MB alone. peak_memory returns
+    freed memory to the system first (trim_freed_memory), so a block's added peak does not depend on what ran before."""
+    import torch
+
+    def added():
+        with timing.peak_memory() as mem:
+            pieces = [torch.ones(2**18) for _ in range(150)]  # 150 MiB in 1 MiB pieces
+            del pieces
+        return mem["peak_bytes"] - mem["start_bytes"]
+
+    alone, kept = added(), []
+    for _ in range(3):
+        big = [torch.ones(2**18) for _ in range(400)]
+        kept.append(big[1::2])  # every other piece stays: the freed ones are holes the allocator keeps for reuse
+        del big
+        after = added()
+        assert alone >= 120 * 2**20 and after >= 0.8 * alone, (alone / 2**20, after / 2**20)
+    assert timing.trim_freed_memory() is True
+
+
 def test_weights_bytes_counts_parameters_and_buffers_once():
     lin = torch.nn.Linear(4, 3)
     lin.register_buffer("scale", torch.ones(2))

@@ -104,9 +104,12 @@ Three places a language model can sit in a recommender, and what each costs per 
 three most recent films should be closest to the film they watched next, among the other films of a batch. That
 teaches the text encoder what co-occurs in people's histories; a film known only by its title, year and genres then
 lands near the films it will be watched with. SASRec's item table is `ID vector + W · text vector`. So that the
-text path carries weight of its own — a new film has nothing else — training adds a second softmax that scores the
-next film with the text vectors *alone* (`text_loss`), instead of notebook `04t`'s ID dropout, which hides half the ID
-vectors at every step (the docstring of `recbook.models.lmrec` lists the validation runs behind this choice).
+text path carries weight of its own — a new film has nothing else — training can add a second softmax that scores
+the next film with the text vectors *alone* (`text_loss`), instead of notebook `04t`'s ID dropout, which hides half the
+ID vectors at every step (the docstring of `recbook.models.lmrec` lists the validation runs behind this choice).
+Whether that second softmax also helps the films people already watch depends on how much the texts say, so `lmrec`
+does not assume it: it trains the SASRec stage with and without it, on the same fine-tuned text vectors, and keeps
+the one with the better validation NDCG@10 (`text_loss="auto"`, one extra fit).
 
 Only the encoder's **top** layer is trained. The lower five never change, so their output for every film is computed
 once and cached; each training step then runs one transformer block instead of six.
@@ -116,11 +119,15 @@ COST_MD = """## 2. The freezing choices: what one training step costs
 
 Every step of the fine-tuning runs the trainable blocks forward and backward over the films of a batch. The cell
 times `COST_STEPS` steps for each choice on the same batch size (the frozen layers' cache is built once per choice
-and not counted), and counts the parameters each one trains.
+and not counted), counts the parameters each one trains, and measures how much the steps raise the process's peak
+resident memory. The seed article's choices are all here: the top layers only, a parameter-efficient adapter (LoRA,
+through the `peft` library) and every layer.
 """
 
 COST = """# NBVAL_IGNORE_OUTPUT
 from recbook.models.text_encoder import _ContrastiveTop, _PairBatches, next_item_pairs
+from peft import LoraConfig, inject_adapter_in_model
+from recbook.timing import peak_memory
 
 encoder, tokenizer = load_backbone(BACKBONE)
 texts = ds.items.set_index("item_id").loc[ds.item_ids, "text"].astype(str).tolist()
@@ -128,36 +135,51 @@ n_blocks = len(encoder.encoder.layer)
 column = pd.Series(np.arange(ds.n_items), index=ds.item_ids)
 ordered = split.train.sort_values(["user_id", "timestamp"], kind="stable")
 contexts, targets = next_item_pairs({u: column.reindex(g).to_numpy() for u, g in ordered.groupby("user_id")["item_id"]}, 3)
+choices = {f"top {k} of {n_blocks} (cached lower layers)": (k, False) for k in sorted({1, 2} - {n_blocks})}
+choices.update({"all layers": (n_blocks, False), "LoRA r=8 on every block (peft)": (n_blocks, True)})
 cost_rows = {}
-for k in sorted({1, 2, n_blocks}):
+for label, (k, lora) in choices.items():
     states, mask = cache_lower_layers(encoder, tokenizer, texts, n_blocks - k, max_length=32)
     top = TopLayers(encoder, k)
+    if lora:  # the weights stay frozen; peft adds a trainable low-rank update to each block's query and value
+        top.requires_grad_(False)
+        top = inject_adapter_in_model(LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"]), top)
     net = _ContrastiveTop(top, states, mask, 0.05)
-    opt = torch.optim.AdamW(top.parameters(), lr=1e-4)
+    opt = torch.optim.AdamW([p for p in top.parameters() if p.requires_grad], lr=1e-4)
     batches = iter(_PairBatches(contexts, targets, 128, COST_STEPS + 1, SEED))
     seconds = []
-    for step, batch in enumerate(batches):
-        start = time.perf_counter()
-        loss = net.training_loss(batch)
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        if step:  # the first step warms up the allocator
-            seconds.append(time.perf_counter() - start)
-    label = "all layers" if k == n_blocks else f"top {k} of {n_blocks} (cached lower layers)"
-    cost_rows[label] = {"trainable parameters": sum(p.numel() for p in top.parameters()),
-                        "seconds per step": float(np.median(seconds)), "cache MB": states.numel() * 4 / 2**20}
+    with peak_memory() as memory:  # freed memory is returned to the system first: the choices do not share pages
+        for step, batch in enumerate(batches):
+            start = time.perf_counter()
+            loss = net.training_loss(batch)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            if step:  # the first step warms up the allocator
+                seconds.append(time.perf_counter() - start)
+    peak, before = memory["peak_bytes"], memory.get("start_bytes")
+    cost_rows[label] = {"trainable parameters": sum(p.numel() for p in top.parameters() if p.requires_grad),
+                        "seconds per step": float(np.median(seconds)), "cache MB": states.numel() * 4 / 2**20,
+                        "training peak MB": np.nan if peak is None or before is None else (peak - before) / 2**20}
+    del net, opt, top, states
 cost = pd.DataFrame(cost_rows).T
 cost["× top-1 cost"] = cost["seconds per step"] / cost["seconds per step"].iloc[0]
 print(cost.round(3).to_string())
 """
 
-COST_RENDER = """top1, every = cost.iloc[0], cost.iloc[-1]
+COST_RENDER = """top1, every, lora = cost.iloc[0], cost.loc["all layers"], cost.iloc[-1]
 display(Markdown(
     f"One step that trains every layer took **{every['× top-1 cost']:.1f}×** as long as one that trains the top block over "
     f"cached lower layers ({every['seconds per step']:.2f} s against {top1['seconds per step']:.2f} s, median of "
     f"{COST_STEPS} steps), and trains {every['trainable parameters'] / top1['trainable parameters']:.0f}× the parameters. "
-    f"At the same wall-clock budget the top-layer choice takes that many more steps; the cache it needs is "
+    + (f"Its steps raised the process's peak memory by {every['training peak MB']:.0f} MB, the top block's by "
+       f"{top1['training peak MB']:.0f} MB (activations kept for the backward pass, gradients and AdamW's two moments per "
+       "trained weight). " if np.isfinite(every["training peak MB"]) and np.isfinite(top1["training peak MB"]) else "")
+    + (f"LoRA trains only {lora['trainable parameters']:,.0f} parameters, yet its step took {lora['× top-1 cost']:.1f}× the "
+       "top block's: its blocks' weights never change, but every block still runs forward over every text and carries "
+       "the gradient back down to the lowest adapter, so no layer's output can be cached. " if lora["× top-1 cost"] > 1 else
+       f"LoRA trains {lora['trainable parameters']:,.0f} parameters at {lora['× top-1 cost']:.1f}× the top block's step. ")
+    + f"At the same wall-clock budget the top-layer choice takes that many more steps; the cache it needs is "
     f"{top1['cache MB']:.0f} MB for this catalogue. The time per step is a median of a few steps: "
     "its ratio, not its value, is what carries over to another machine."))
 """
@@ -167,7 +189,9 @@ FIT_MD = """## 3. Training `lmrec` and the ID-only SASRec by the same recipe
 Both models follow one rule: train on the training part, stop when validation NDCG@10 (full ranking) has not
 improved for 6 epochs, then **refit** a fresh model on training + validation for the best number of epochs — the
 way the baselines below are fitted, on everything visible before the test item. What differs is the item table —
-IDs only, or IDs plus the fine-tuned text vectors — and lmrec's second softmax over its text vectors alone (section 1).
+IDs only, or IDs plus the fine-tuned text vectors — and lmrec's one extra setting, chosen on validation: whether to
+keep the second softmax over its text vectors alone (section 1). Its best validation score is the better of two runs,
+so it reads a little optimistic; the test scores below are not, since the test users chose nothing.
 """
 
 FIT = """# NBVAL_IGNORE_OUTPUT
@@ -182,14 +206,24 @@ for name, model, seconds in (("lmrec", lmrec, lmrec_seconds), ("SASRec (IDs)", s
     r = model.train_result
     print(f"{name}: best validation NDCG@10 {r.best_metric:.4f} after {model.best_epochs} epochs (stopped by "
           f"{r.stop_reason or 'the epoch cap'}), refitted on train + valid; {seconds:.0f} s in all")
+print("lmrec's text_loss chosen on validation: " + ", ".join(f"weight {w:g} → NDCG@10 {v:.5f}" for w, v in lmrec.text_loss_validation.items())
+      + f" → kept {lmrec.config.text_loss:g}")
 fit = lmrec.encoder_fit
 print(f"lmrec's encoder: {fit.trainable_parameters:,} trainable parameters, {len(fit.losses)} logged losses "
       f"{fit.losses[0]:.3f} → {fit.losses[-1]:.3f}, {fit.seconds:.0f} s (cache of the frozen layers {fit.cache_seconds:.0f} s)")
 """
 
 FIT_RENDER = """guard = [n for n, m in (("lmrec", lmrec), ("SASRec", sasrec)) if m.train_result.stop_reason == "time budget"]
+with_text, without_text = lmrec.text_loss_validation[1.0], lmrec.text_loss_validation[0.0]
 display(Markdown(
-    f"The encoder's contrastive loss went from {fit.losses[0]:.2f} to {fit.losses[-1]:.2f} "
+    f"On validation, the SASRec stage reached NDCG@10 {with_text:.5f} with the text-only softmax and {without_text:.5f} "
+    f"without it, so lmrec kept **{'the text-only softmax' if lmrec.config.text_loss else 'no text-only softmax'}**"
+    + (" — the two are level to within 0.0005, far less than a second seed moves a score (section 5b): on the films "
+       "people have watched, this choice made no difference worth the name here; what the text-only softmax is for, "
+       "new films, section 7 measures. " if abs(with_text - without_text) < 5e-4 else
+       " (one validation run each, without a confidence interval: the gap decides a setting, it is not evidence that "
+       "one setting is better in general). ")
+    + f"The encoder's contrastive loss went from {fit.losses[0]:.2f} to {fit.losses[-1]:.2f} "
     f"(a model that knows nothing scores about {fit.chance_loss:.2f} here: the log of the number of films each context is ranked "
     f"against in a batch, about {np.exp(fit.chance_loss):.0f}). "
     + ("Both models stopped by patience, not by the clock, so a slower machine trains the same models, later."
@@ -308,6 +342,7 @@ sasrec_b = create("sasrec", profile, seed=SEED + 1, refit=True).fit(ds, split)
 fusions = {"SASRec + lmrec": ScoreFusion([sasrec, lmrec]), "SASRec + 2nd SASRec": ScoreFusion([sasrec, sasrec_b])}
 for name, m in fusions.items():
     per_user[name] = evaluate(m.scorer(test_set.history), test_set, "full", per_user=True)["per_user"]
+per_user["2nd SASRec (seed 1)"] = evaluate(sasrec_b.scorer(test_set.history), test_set, "full", per_user=True)["per_user"]
 print(f"a second ID-only SASRec (seed {SEED + 1}, same recipe) trained in {time.perf_counter() - start:.0f} s "
       f"(stopped by {sasrec_b.train_result.stop_reason or 'the epoch cap'})")
 print(ci_text_table({n: per_user[n] for n in ("SASRec (IDs)", "lmrec", *fusions)}, metrics=("NDCG@10", "HR@10"),
@@ -321,7 +356,8 @@ def pair(a, b):
 fusion_paired = {"lm_vs_sasrec": pair("SASRec + lmrec", "SASRec (IDs)"),
                  "lm_vs_two_sasrecs": pair("SASRec + lmrec", "SASRec + 2nd SASRec"),
                  "two_sasrecs_vs_sasrec": pair("SASRec + 2nd SASRec", "SASRec (IDs)"),
-                 "lm_vs_lmrec": pair("SASRec + lmrec", "lmrec")}
+                 "lm_vs_lmrec": pair("SASRec + lmrec", "lmrec"),
+                 "seed_1_vs_seed_0": pair("2nd SASRec (seed 1)", "SASRec (IDs)")}
 for c in fusion_paired.values():
     print(c)
 """
@@ -344,6 +380,20 @@ display(Markdown(
     + f" Against lmrec alone the fusion is {interval(fusion_paired['lm_vs_lmrec'])} ({fusion_paired['lm_vs_lmrec'].verdict}): "
     + ("it earns its second network pass per request (section 8)." if fusion_paired["lm_vs_lmrec"].diff.low > 0 else
        "this run does not show that the fusion beats lmrec on its own, which costs one pass (section 8).")))
+seeds = fusion_paired["seed_1_vs_seed_0"]
+one = mean_ci(per_user["SASRec (IDs)"]["NDCG@10"], n_boot=N_BOOT, seed=SEED)
+half_width = (one.high - one.low) / 2
+display(Markdown(
+    f"**Seeds against users.** The same SASRec recipe with another seed reaches full NDCG@10 {seeds.mean_a:.4f} against "
+    f"{seeds.mean_b:.4f}: the seed moves the score by {abs(seeds.diff.mean):.4f}, while the user-bootstrap interval of one "
+    f"model is ±{half_width:.4f} wide. "
+    + ("Here the seed moved the score by less than the interval's half-width: the users drawn weigh more than the seed "
+       "in the uncertainty of one model's score; " if abs(seeds.diff.mean) < half_width else
+       "Here the seed moved the score by as much as the interval's half-width or more: the seed's share of the "
+       "uncertainty is of the same order as the users'; ")
+    + "a paired difference between two models cancels the users' share, not the seeds' — which is why the fusion "
+    "above is judged against a second seed of SASRec, not against SASRec alone. (Two seeds show that a spread exists; "
+    "they do not measure how large it is.)"))
 record("04d SASRec + lmrec fused − SASRec (IDs), full NDCG@10", f"{interval(lm_s)}: {lm_s.verdict}")
 record("04d SASRec + lmrec fused − two SASRecs fused, full NDCG@10", f"{interval(lm_2)}: {lm_2.verdict}")
 """
@@ -396,7 +446,7 @@ lot about them. The case the language model is for is a film nobody has watched 
 notebook `04t` holds the newest `COLD_FRACTION` of films out of training entirely; each user's first pick of one of
 them is a test item, scored from that user's earlier (warm) history. We train two models on the warm part — `lmrec`,
 and the same hybrid SASRec with the **frozen** encoder's vectors (notebook `04t`'s model, trained here by lmrec's
-recipe, text-only softmax included, so that the encoder's fine-tuning is the one difference) — and rank each cold pick
+recipe, with the `text_loss` that section 3 chose on validation, so that the encoder's fine-tuning is the one difference) — and rank each cold pick
 against films the user never touched (how many: printed below), drawn from the whole catalogue and, harder, from the
 other new films only.
 (No refit here: both models are compared as early stopping left them.)
@@ -411,7 +461,7 @@ start = time.perf_counter()
 same_recipe = {"id_dropout": lmrec.config.id_dropout, "text_loss": lmrec.config.text_loss}  # lmrec's way of training the text path
 cold_models = {"hybrid, frozen text": create("sasrec", profile, seed=SEED, item_features="hybrid", **same_recipe).fit(ds, cold.warm()),
                "lmrec": create("lmrec", profile, seed=SEED, backbone=BACKBONE, trainable_layers=TRAINABLE_LAYERS, refit=False,
-                               **lm_overrides).fit(ds, cold.warm())}
+                               text_loss=lmrec.config.text_loss, **lm_overrides).fit(ds, cold.warm())}
 print(f"{len(cold.cold_items)} cold films, {len(cold.test_cold)} users with a cold pick, each ranked against "
       f"{profile.eval_negatives} sampled negatives; both models trained in {time.perf_counter() - start:.0f} s")
 cold_users = {}

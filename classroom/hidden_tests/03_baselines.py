@@ -54,3 +54,23 @@ assert np.allclose(np.diag(got), 0), "zero the diagonal: an item is not its own 
 assert np.isclose(got[2, 7], 1.0), "two items with exactly the same users have similarity 1"
 assert np.allclose(got, want)
 assert np.allclose(np.asarray(cosine_item_similarity(np.zeros((4, 3))), dtype=float), 0), "with no interactions at all every similarity is 0"
+
+# %% 03.knn_neighbours | 2 points
+# Catches: item-kNN fitted on all interactions (the test items leak into the similarities) or on the other data set,
+# scored on another history than the test users' visible one, or a significance verdict from another comparison.
+import numpy as np
+
+from recbook.models.itemknn import ItemKNN
+from recbook.stats import paired_comparison
+
+scorer = answer["scorer"]
+name = next(key for key in ("movielens-100k", "synthetic") if key in datasets)  # the data set the exercise names
+es = eval_sets[name]
+assert scorer.history.equals(es.history), "score with the history the test users have (eval_sets[name].history), as section 2 does"
+fresh = ItemKNN(neighbours=10, shrink=10.0).fit_interactions(es.history, datasets[name].item_ids)
+assert np.array_equal(scorer.model.item_ids, fresh.item_ids) and np.allclose(scorer.model.similarity, fresh.similarity), (
+    "fit item-kNN on the visible history only (eval_sets[name].history): fitting on all interactions lets the test items in")
+mine = evaluate(scorer, es, "full", per_user=True)
+assert np.isclose(mine["NDCG@10"], answer["ndcg_full"]), "ndcg_full is the full-ranking NDCG@10 of your scorer on eval_sets[name]"
+verdict = paired_comparison(mine["per_user"]["NDCG@10"], per_user[(name, "full")]["item-kNN"]["NDCG@10"]).significant
+assert bool(answer["significant"]) == verdict, "significant: does the paired interval of 10 − 100 neighbours exclude zero?"

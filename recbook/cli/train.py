@@ -53,6 +53,8 @@ def cmd_train(args) -> dict:
                    profile=profile.name, dataset_users=int(ds.n_users), train_seconds=round(fitted.train_seconds, 2),
                    steps=getattr(result, "steps", None), stop_reason=getattr(result, "stop_reason", None),
                    config=fitted.model.get_config(), environment=environment_report())
+    if getattr(fitted.model, "text_loss_validation", None):  # lmrec: the text_loss weights tried and their validation NDCG@10
+        metrics["text_loss_validation"] = {f"{w:g}": v for w, v in fitted.model.text_loss_validation.items()}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
     return metrics
 
@@ -90,7 +92,8 @@ def same_recipe(model, reference: str) -> dict:
     if not isinstance(model.config, model_class(reference).config_class):
         return {}
     names = config_fields(reference) - {"seed", "item_features", "text_encoder", "backbone"}
-    return {name: getattr(model.config, name) for name in sorted(names)}
+    # "auto" is a choice the model makes while fitting (lmrec's text_loss): a fitted model passes what it chose
+    return {name: getattr(model.config, name) for name in sorted(names) if getattr(model.config, name) != "auto"}
 
 
 def _run_profile(run: dict, override: str | None):

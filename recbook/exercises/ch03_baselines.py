@@ -53,3 +53,25 @@ def _item_cosine(fn):
     if not _close(got, expected):
         return False, "c_ij = (X.T @ X)[i, j]; divide by sqrt(n_i · n_j) and zero the diagonal."
     return True, "this is ItemKNN's similarity with shrink=0 and all neighbours kept."
+
+
+@_exercise("03.knn_neighbours", "03_baselines", "Refit item-kNN with 10 neighbours instead of 100; report its full NDCG@10 and "
+           "whether the paired interval against 100 neighbours excludes zero.")
+def _knn_neighbours(answer):
+    from ..models.itemknn import ItemKNN
+    from .common import _rescored_comparison
+
+    if not isinstance(answer, dict):
+        return False, "pass a dict with your scorer, its full-ranking NDCG@10 and whether the difference is significant."
+    model = getattr(answer.get("scorer"), "model", None)
+    if not isinstance(model, ItemKNN):
+        return False, "pass an item-kNN's scorer: ItemKNN(neighbours=10, shrink=10.0).fit_interactions(history, item_ids).scorer(history)."
+    if model.config.neighbours != 10 or model.config.shrink != 10.0:
+        return False, (f"your item-kNN has neighbours={model.config.neighbours}, shrink={model.config.shrink}: change one knob at a "
+                       "time — neighbours=10, shrink as in the notebook (10.0) — or the difference has two causes.")
+    hint, c = _rescored_comparison(answer, "item-kNN", ("10 neighbours", "100 neighbours"))
+    if hint:
+        return False, hint
+    return True, (f"10 − 100 neighbours: {c.diff} — {c.verdict}. A candidate's score sums its similarity to the history's items, "
+                  "but each item keeps only its nearest neighbours: fewer neighbours drop the weak co-occurrences (much of "
+                  "them noise) and also the only links a rarely watched item has.")

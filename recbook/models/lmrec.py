@@ -4,9 +4,11 @@ Taught in notebook ``04d_lm_recommender``.
 
 A pretrained sentence encoder (all-MiniLM-L6-v2 by default) is **fine-tuned on what people watch next** and then gives
 every catalogue item its vector; a SASRec over the user's history scores items through a table that adds that text
-vector (projected) to a learned ID vector (the ``hybrid`` items of :mod:`recbook.models.sequential`; a second softmax over the text vectors
-alone, ``text_loss``, makes the text path carry weight of its own — what scores a film nobody has watched yet). The fine-tuning is the cheap kind a CPU affords: the lower layers of the
-encoder are frozen and their outputs cached once per catalogue; only the top ``trainable_layers`` are trained
+vector (projected) to a learned ID vector (the ``hybrid`` items of :mod:`recbook.models.sequential`). A second softmax
+over the text vectors alone, ``text_loss``, makes the text path carry weight of its own — what scores a film nobody has
+watched yet; whether it also helps the warm items depends on how much the texts say, so by default (``"auto"``) the fit
+tries it on and off on the same fine-tuned vectors and keeps the better on validation. The fine-tuning is the cheap kind
+a CPU affords: the lower layers of the encoder are frozen and their outputs cached once per catalogue; only the top ``trainable_layers`` are trained
 (:mod:`recbook.models.text_encoder`), with next-item contrastive learning on the training sequences.
 
 Why this shape (measured in notebook 04d): on MovieLens a text model alone is far below SASRec, and a cross-encoder that
@@ -26,7 +28,7 @@ what the language model adds is not confused with what any second model adds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -35,17 +37,21 @@ from ..errors import ConfigError
 from .base import positive_int
 from .sasrec import SASRec, SASRecConfig
 
+TEXT_LOSS_CHOICES = (1.0, 0.0)  # what text_loss="auto" tries, in this order (a tie keeps the first)
+
 
 @dataclass
 class LMRecConfig(SASRecConfig):
     item_features: str = "hybrid"
     # How the text path learns to stand alone (what an item never seen in training has): an auxiliary softmax over the
     # text-only item table (text_loss), rather than dropping half the ID vectors at every step (id_dropout, SASRec's
-    # hybrid default). Chosen on validation NDCG@10 (MovieLens-100k, all users, seed 0): id_dropout 0.5 → 0.1072,
-    # 0.25 → 0.1101, 0 → 0.1120, 0 with text_loss 1 → 0.1146; on the cold-item split text_loss also kept cold AUC above
-    # the frozen-text hybrid on both negative pools (notebook 04d, section 7, measures it every run)
+    # hybrid default). On MovieLens-100k (all users, seed 0, validation NDCG@10): id_dropout 0.5 → 0.1072, 0.25 → 0.1101,
+    # 0 → 0.1120, 0 with text_loss 1 → 0.1146. Whether the text loss helps depends on how much the texts say: on the
+    # synthetic catalogue it cost validation NDCG@10 (0.2653 against 0.2800 without). So "auto" (the default) fits both
+    # (TEXT_LOSS_CHOICES) and keeps the better on validation, at every fit; a number fixes it. Each fit has its own
+    # time_budget guard, so "auto" may take up to twice the budget before the refit.
     id_dropout: float = 0.0
-    text_loss: float = 1.0
+    text_loss: float | str = "auto"
     backbone: str | None = None  # the sentence encoder: a folder, a Hub id, or None = the offline all-MiniLM-L6-v2
     trainable_layers: int = 1  # top blocks fine-tuned (0 = the frozen encoder; 6 = every block of MiniLM)
     lm_steps: int = 120  # optimizer steps of the encoder's fine-tuning
@@ -57,6 +63,10 @@ class LMRecConfig(SASRecConfig):
     refit: bool = True
 
     def __post_init__(self):
+        if not (self.text_loss == "auto" or (isinstance(self.text_loss, (int, float)) and not isinstance(self.text_loss, bool)
+                                             and self.text_loss >= 0)):
+            raise ConfigError("text_loss", f"text_loss must be 'auto' (chosen on validation among {TEXT_LOSS_CHOICES}) or a "
+                              f"weight >= 0, got {self.text_loss!r}")
         super().__post_init__()
         if self.item_features == "id":
             raise ConfigError("item_features", "lmrec represents items by text: item_features must be 'text' or 'hybrid' "
@@ -68,6 +78,12 @@ class LMRecConfig(SASRecConfig):
         positive_int(self.text_max_length, "text_max_length", 4)
         if not self.lm_lr > 0 or not self.lm_temperature > 0:
             raise ConfigError("lm_lr", f"lm_lr and lm_temperature must be > 0, got {self.lm_lr}, {self.lm_temperature}")
+
+
+    def network_config(self, objective: str):
+        if self.text_loss == "auto":  # the network of the first choice (fit tries each and keeps the best)
+            return replace(self, text_loss=TEXT_LOSS_CHOICES[0]).network_config(objective)
+        return super().network_config(objective)
 
 
 class LMRec(SASRec):
@@ -95,9 +111,33 @@ class LMRec(SASRec):
         return self.encoder_fit.vectors
 
     def fit(self, dataset, split, progress: bool = False) -> "LMRec":
+        # what was asked for, not what an earlier fit chose: "auto" chooses again on every fit (another data set, another split)
+        self.requested_text_loss = getattr(self, "requested_text_loss", self.config.text_loss)
+        self.config = replace(self.config, text_loss=self.requested_text_loss)
         super().fit(dataset, split, progress)
         self.train_seconds += self.lm_seconds
         return self
+
+    def select_fit(self, dataset, split, text_features, progress: bool = False):
+        """With ``text_loss="auto"`` (hybrid items): fit once per weight of :data:`TEXT_LOSS_CHOICES` on the same
+        fine-tuned text vectors, keep the one with the best validation NDCG@10 and set ``config.text_loss`` to its weight
+        (what is saved, and what the refit uses). ``text_loss_validation`` maps each weight fitted to its best validation
+        NDCG@10. The validation items are the split's (warm items on a cold-item split): the choice is made for the items
+        people have watched, and a cold-start deployment may prefer to fix ``text_loss=1``."""
+        c = self.config
+        if c.text_loss == "auto" and c.item_features != "hybrid":  # text items have no ID path: the weight changes nothing
+            self.config = c = replace(c, text_loss=0.0)
+        if c.text_loss != "auto":
+            fit = self.early_stopped_fit(dataset, split, text_features, progress)
+            self.text_loss_validation = {float(c.text_loss): fit.result.best_metric}
+            return fit
+        fits = {w: self.early_stopped_fit(dataset, split, text_features, progress, replace(c, text_loss=w))
+                for w in TEXT_LOSS_CHOICES}
+        self.text_loss_validation = {w: f.result.best_metric for w, f in fits.items()}
+        chosen = max(fits, key=lambda w: -np.inf if fits[w].result.best_metric is None else fits[w].result.best_metric)  # ties: the first
+        self.config = replace(self.config, text_loss=chosen)
+        self.train_seconds += sum(f.train_seconds for w, f in fits.items() if w != chosen)
+        return fits[chosen]
 
     def embed_items(self, texts) -> np.ndarray:
         """Vectors of new item texts from the fine-tuned encoder (the frozen lower layers are the backbone's): what a

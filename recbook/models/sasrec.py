@@ -75,16 +75,13 @@ class SASRec(Recommender):
     objective = "causal"
 
     def fit(self, dataset, split, progress: bool = False) -> "SASRec":
-        from .sequential import default_train_config, fit_sequential
+        from .sequential import fit_sequential
 
-        c = self.config
-        train = default_train_config(seed=c.seed, progress=progress, lr=c.lr, weight_decay=c.weight_decay, epochs=c.epochs,
-                                     patience=c.patience)
-        fit = fit_sequential(dataset, split, c.network_config(self.objective), train, batch_size=c.batch_size,
-                             model_name_or_path=c.text_encoder, text_features=self.text_features(dataset, split, progress),
-                             max_seconds=c.time_budget, progress=progress)
+        self.train_seconds = 0.0
+        fit = self.select_fit(dataset, split, self.text_features(dataset, split, progress), progress)
+        c, train = self.config, self.train_config(progress)
         self.network, self.item_ids = fit.model, np.asarray(dataset.item_ids)
-        self.train_result, self.train_seconds = fit.result, fit.train_seconds
+        self.train_result, self.train_seconds = fit.result, self.train_seconds + fit.train_seconds
         if c.refit:
             # the same learning-rate schedule as the early-stopped run (its epoch count), left after the best number of epochs:
             # a schedule that decays to 0 over those few epochs would train a weaker model than the one it replaces
@@ -98,6 +95,28 @@ class SASRec(Recommender):
             self.network, self.refit_result = again.model, again.result
             self.train_seconds += again.train_seconds
         return self
+
+    def train_config(self, progress: bool = False, config=None):
+        """The training loop's settings from ``config`` (default: the model's; early stopping on validation NDCG@10)."""
+        from .sequential import default_train_config
+
+        c = config or self.config
+        return default_train_config(seed=c.seed, progress=progress, lr=c.lr, weight_decay=c.weight_decay, epochs=c.epochs,
+                                    patience=c.patience)
+
+    def early_stopped_fit(self, dataset, split, text_features, progress: bool = False, config=None):
+        """Train on ``split.train`` and stop early on validation (``config`` defaults to the model's own)."""
+        from .sequential import fit_sequential
+
+        c = config or self.config
+        return fit_sequential(dataset, split, c.network_config(self.objective), self.train_config(progress, c), batch_size=c.batch_size,
+                              model_name_or_path=c.text_encoder, text_features=text_features, max_seconds=c.time_budget,
+                              progress=progress)
+
+    def select_fit(self, dataset, split, text_features, progress: bool = False):
+        """The early-stopped fit that :meth:`fit` keeps (and refits by). SASRec has one; a subclass may try several
+        settings and keep the best on validation, adding the others' seconds to ``train_seconds``."""
+        return self.early_stopped_fit(dataset, split, text_features, progress)
 
     def text_features(self, dataset, split, progress: bool = False):
         """The item text vectors of a text/hybrid model (None: :func:`fit_sequential` computes frozen ones)."""

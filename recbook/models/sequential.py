@@ -89,8 +89,8 @@ class SequentialConfig:
         for name in ("dropout", "id_dropout", "mask_prob", "history_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if not self.text_loss >= 0:
-            raise ValueError(f"text_loss must be >= 0 (0: off), got {self.text_loss}")
+        if isinstance(self.text_loss, bool) or not isinstance(self.text_loss, (int, float)) or not self.text_loss >= 0:
+            raise ValueError(f"text_loss must be a number >= 0 (0: off; 'auto' is lmrec's), got {self.text_loss!r}")
 
 
 # --------------------------------------------------------------- frozen text features

@@ -54,12 +54,28 @@ class Metrics:
                                    registry=r, buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
         self.served = Counter("recbook_responses_by_version", "Model-route responses by the model version that answered them",
                               ["version"], registry=r)
+        self.store_errors = _StoreErrors()  # recbook_rate_limit_store_errors_total, read from the service's limiters
+        r.register(self.store_errors)
         self.drift = DriftGauges(r)
         self.live_drift = LiveDriftGauges(r)  # recbook_live_drift_psi{signal}, recbook_live_update_due: what requests send  # recbook_drift_psi{signal}, recbook_update_due: only while the bundle has a drift.json
 
     def set_version(self, version: str) -> None:
         self.model.clear()
         self.model.labels(version=version).set(1)
+
+
+class _StoreErrors:
+    """``recbook_rate_limit_store_errors_total``: checks the shared store did not answer in time (the request was let
+    through: the limit fails open). Read from the limiters at every scrape."""
+
+    def __init__(self, limiters=()):
+        self.limiters = tuple(limiters)
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily
+
+        yield CounterMetricFamily("recbook_rate_limit_store_errors", "Rate-limit checks the shared store did not answer "
+                                  "(the request was let through)", value=sum(lim.store_errors for lim in self.limiters))
 
 
 # ------------------------------------------------------------------ the service's state
@@ -83,6 +99,7 @@ class Service:
         self.limiter = RateLimiter(self.settings.rate_limit, self.settings.rate_burst, storage=self.settings.rate_limit_storage)
         self.auth_limiter = RateLimiter(self.settings.auth_fail_rate, self.settings.auth_fail_burst,
                                         storage=self.settings.rate_limit_storage, namespace="recbook-auth")
+        self.metrics.store_errors.limiters = (self.limiter, self.auth_limiter)
         self.inflight = 0
         self.reload_lock = asyncio.Lock()
         self.models_root = Path(self.settings.models_root or self.bundle_dir.resolve().parent).resolve()
