@@ -73,5 +73,5 @@ def _knn_neighbours(answer):
     if hint:
         return False, hint
     return True, (f"10 − 100 neighbours: {c.diff} — {c.verdict}. A candidate's score sums its similarity to the history's items, "
-                  "but each item keeps only its nearest neighbours: fewer neighbours drop the weak co-occurrences (much of "
-                  "them noise) and also the only links a rarely watched item has.")
+                  "but each item keeps only its nearest neighbours: fewer neighbours drop the weak co-occurrences (possibly "
+                  "noise) and also the only links a rarely watched item may have.")
