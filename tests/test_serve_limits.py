@@ -366,7 +366,8 @@ def test_two_service_processes_hold_one_keys_rate_within_5_percent_over_10_secon
     body = {"history": catalogue[:2], "k": 3, "rerank": False}  # 1 unit each
     with ServiceProcess(bundles["v1"], log_path=tmp_path / "a.log", env=env, name="a") as a, \
             ServiceProcess(bundles["v1"], log_path=tmp_path / "b.log", env=env, name="b") as b:
-        a.wait_ready(), b.wait_ready()
+        a.wait_ready()
+        b.wait_ready()
 
         def hammer(url):
             codes = []

@@ -32,16 +32,8 @@ def test_peak_memory_sees_an_allocation_on_linux():
     assert timing.read_memory_status("VmRSS") > 0 and timing.read_memory_status("NoSuchField") is None
 
 
-def _has_malloc_trim() -> bool:
-    import ctypes
-
-    try:
-        return sys.platform.startswith("linux") and hasattr(ctypes.CDLL("libc.so.6"), "malloc_trim")
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _has_malloc_trim(), reason="VmHWM and glibc's malloc_trim are Linux/glibc's")
+@pytest.mark.skipif(not (sys.platform.startswith("linux") and timing.trim_freed_memory()),
+                    reason="VmHWM and glibc's malloc_trim are Linux/glibc's")
 def test_a_block_after_a_bigger_one_is_not_measured_smaller():
     """Regression: 04d measured the freezing choices one after another; the allocator kept the pages a bigger step had
     freed, the next block reused them, and its added peak read 29 MB where it was 1,296 MB alone. peak_memory returns
