@@ -232,3 +232,117 @@ def pairs_table(per_user: dict[str, pd.DataFrame], pairs, metric: str = "NDCG@10
         rows[f"{a} − {b}"] = {f"{metric} difference": round(c.diff.mean, 4), "low": round(c.diff.low, 4), "high": round(c.diff.high, 4),
                              "p": round(c.p_value, 4), "verdict": c.verdict}
     return pd.DataFrame(rows).T
+
+
+@dataclass(frozen=True)
+class SeedStudy:
+    """Model A against model B trained at several seeds, each seed's pair scored on the same users.
+
+    Two sources of uncertainty of the difference A − B, on one scale (standard deviations): :attr:`diff_sd`, how far
+    the difference moves when only the training seeds change, and :attr:`diff_se`, how far it moves when only the
+    users change (the paired bootstrap's standard error within one seed). A paired interval cancels what the users
+    share between A and B; it does not average over seeds, which is why ``per_seed`` keeps one comparison per seed and
+    :attr:`every_seed` asks whether all of them agree.
+    """
+
+    a: str
+    b: str
+    seeds: tuple
+    mean_a: dict  # seed -> mean over users
+    mean_b: dict
+    per_seed: dict  # seed -> Comparison (A at that seed − B at that seed)
+    pooled: Comparison  # A's per-user value averaged over seeds − B's, bootstrapped over users (seeds held fixed)
+
+    @staticmethod
+    def _sd(values) -> float:
+        v = np.asarray(list(values), dtype=float)
+        return float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+
+    @property
+    def seed_sd(self) -> dict:
+        """The standard deviation of each model's mean over its seeds (NaN for a single seed)."""
+        return {self.a: self._sd(self.mean_a.values()), self.b: self._sd(self.mean_b.values())}
+
+    @property
+    def diff_sd(self) -> float:
+        """The standard deviation over seeds of the difference A − B (NaN for a single seed)."""
+        return self._sd(c.diff.mean for c in self.per_seed.values())
+
+    @property
+    def diff_se(self) -> float:
+        """The users' standard error of the difference within one seed: the median over seeds of each paired
+        interval's half-width divided by its normal quantile (1.96 for 95%), on the same scale as :attr:`diff_sd`."""
+        from statistics import NormalDist
+
+        c = next(iter(self.per_seed.values()))
+        z = NormalDist().inv_cdf(0.5 + c.diff.level / 2)
+        return float(np.median([c.diff.half_width for c in self.per_seed.values()]) / z)
+
+    @property
+    def every_seed(self) -> str:
+        """``"a"``: A beats B at every seed; ``"b"``: B beats A at every seed; ``"none"``: no seed's interval excludes
+        zero; ``"mixed"``: some seeds decide and others do not, or they point opposite ways."""
+        comparisons = self.per_seed.values()
+        if all(c.diff.low > 0 for c in comparisons):
+            return "a"
+        if all(c.diff.high < 0 for c in comparisons):
+            return "b"
+        if not any(c.significant for c in comparisons):
+            return "none"
+        return "mixed"
+
+    @property
+    def every_seed_text(self) -> str:
+        """:attr:`every_seed` as a sentence: ``"lmrec beats SASRec at every one of the 3 seeds"``."""
+        n = len(self.seeds)
+        return {"a": f"{self.a} beats {self.b} at every one of the {n} seeds",
+                "b": f"{self.b} beats {self.a} at every one of the {n} seeds",
+                "none": f"no seed's interval excludes zero: {self.a} and {self.b} are not told apart at any of the {n} seeds",
+                "mixed": f"the seeds disagree: some of the {n} intervals exclude zero and others do not (or point the "
+                         "other way), so the verdict is not the recipe's alone"}[self.every_seed]
+
+    def table(self) -> pd.DataFrame:
+        """One row per seed: both means and the paired difference with its interval."""
+        rows = {s: {self.a: round(self.mean_a[s], 4), self.b: round(self.mean_b[s], 4),
+                    f"{self.a} − {self.b}": round(c.diff.mean, 4), "low": round(c.diff.low, 4),
+                    "high": round(c.diff.high, 4)} for s, c in self.per_seed.items()}
+        return pd.DataFrame(rows).T.rename_axis("seed")
+
+
+def seed_study(a_by_seed: dict, b_by_seed: dict, names: tuple[str, str] = ("A", "B"), level: float = 0.95,
+               n_boot: int = 2000, seed: int = 0) -> SeedStudy:
+    """Compare two models trained at the same seeds: ``{seed: per-user values}`` for each, paired seed by seed.
+
+    ``pooled`` averages each user's value over the seeds before the paired bootstrap over users, so it estimates the
+    difference between the two *recipes* (not two particular trained models) for these users; its interval holds the
+    seeds fixed. Give every value as a pandas Series indexed by user (matched by index) or every one as an array
+    (matched by position), not a mix.
+    """
+    if not a_by_seed or set(a_by_seed) != set(b_by_seed):
+        raise ValueError(f"{names[0]} and {names[1]} must cover the same, non-empty seeds; got "
+                         f"{sorted(a_by_seed)} and {sorted(b_by_seed)}")
+    seeds = tuple(sorted(a_by_seed))
+    entries = [(names[i], s, by_seed[s]) for i, by_seed in enumerate((a_by_seed, b_by_seed)) for s in seeds]
+    n_series = sum(isinstance(v, pd.Series) for _, _, v in entries)
+    if 0 < n_series < len(entries):
+        raise ValueError("give every seed's per-user values as a pandas Series indexed by user, or every one as an "
+                         "array in the same user order — not a mix (a mix could pair different users)")
+    first_name, first_seed, reference = entries[0]
+    for name, s, values in entries[1:]:
+        if n_series:
+            extra, missing = len(values.index.difference(reference.index)), len(reference.index.difference(values.index))
+            if extra or missing:
+                raise ValueError(f"{name} at seed {s} was scored on other users than {first_name} at seed {first_seed} "
+                                 f"({extra} users only in the first, {missing} only in the second): every seed must be "
+                                 "scored on the same users")
+        elif np.asarray(values).size != np.asarray(reference).size:
+            raise ValueError(f"{name} at seed {s} has {np.asarray(values).size} users' values, {first_name} at seed "
+                             f"{first_seed} {np.asarray(reference).size}: every seed must be scored on the same users")
+    per_seed = {s: paired_comparison(a_by_seed[s], b_by_seed[s], names, level, n_boot, seed=seed) for s in seeds}
+    if n_series:  # average user by user, whatever the order each seed's Series came in
+        mean_over = lambda by_seed: pd.concat([by_seed[s].reindex(reference.index) for s in seeds], axis=1).mean(axis=1)  # noqa: E731
+    else:
+        mean_over = lambda by_seed: np.mean([np.asarray(by_seed[s], dtype=float).ravel() for s in seeds], axis=0)  # noqa: E731
+    pooled = paired_comparison(mean_over(a_by_seed), mean_over(b_by_seed), names, level, n_boot, seed=seed)
+    return SeedStudy(names[0], names[1], seeds, {s: c.mean_a for s, c in per_seed.items()},
+                     {s: c.mean_b for s, c in per_seed.items()}, per_seed, pooled)

@@ -129,3 +129,18 @@ def test_tune_chooses_on_validation_never_on_test(fitted):
     assert set(map(tuple, tuning.test[["user_id", "item_id"]].to_numpy())) <= set(map(tuple, sp.valid[["user_id", "item_id"]].to_numpy()))
     with pytest.raises(ValueError, match="grid"):
         tune("ease", ds, sp, {"l2": []})
+
+
+def test_tune_fits_every_setting_at_the_model_seed_it_is_given(fitted, tiny_profile):
+    """A seeded model is tuned at ``model_seed``: its table is then the validation score of that seed's fits."""
+    from recbook.evaluate import evaluate, make_eval_set
+    from recbook.models.tuning import tune
+
+    ds, sp, _ = fitted
+    grid = {"dim": [4], "epochs": [2]}
+    seeded = [tune("mf", ds, sp, grid, profile=tiny_profile, model_seed=s).score for s in (0, 1, 1)]
+    assert seeded[1] == seeded[2] and seeded[0] != seeded[1]  # the seed reaches the fits, and is the only change
+    tuning = sp.for_tuning()
+    direct = create("mf", tiny_profile, seed=1, dim=4, epochs=2).fit(ds, tuning)
+    eval_set = make_eval_set(ds, tuning, "test", 1)
+    assert evaluate(direct.scorer(eval_set.history), eval_set, "full")["NDCG@10"] == pytest.approx(seeded[1])

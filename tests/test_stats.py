@@ -101,3 +101,69 @@ def test_ratio_ci_pairs_users():
     assert r.mean == pytest.approx(a.mean() / b.mean()) and r.low < 1.5 < r.high + 0.01 and r.high - r.low < 0.05
     with pytest.raises(ValueError, match="positive denominator"):
         ratio_ci(a, np.zeros(500))
+
+
+def test_seed_study_pairs_seed_by_seed_and_pools_users_over_seeds():
+    from statistics import NormalDist
+
+    from recbook.stats import seed_study
+
+    rng = np.random.default_rng(3)
+    users = pd.Index(np.arange(300), name="user_id")
+    base = rng.uniform(0, 1, 300)
+    a = {s: pd.Series(base + 0.05 + rng.normal(0, 0.02, 300), index=users).sample(frac=1, random_state=10 + s) for s in (0, 1, 2)}
+    b = {s: pd.Series(base + rng.normal(0, 0.02, 300), index=users).sample(frac=1, random_state=s) for s in (0, 1, 2)}
+    study = seed_study(a, b, ("A", "B"), n_boot=500)
+    assert study.seeds == (0, 1, 2)
+    for s in study.seeds:  # each seed is the plain paired comparison of that seed's two models, matched by user
+        ref = paired_comparison(a[s], b[s], ("A", "B"), n_boot=500)
+        assert study.per_seed[s].diff == ref.diff
+        assert study.mean_a[s] == pytest.approx(a[s].mean()) and study.mean_b[s] == pytest.approx(b[s].mean())
+    order = a[0].index  # user by user (in the first Series' order), not by position
+    pooled_a = np.mean([a[s].reindex(order).to_numpy() for s in (0, 1, 2)], axis=0)
+    pooled_b = np.mean([b[s].reindex(order).to_numpy() for s in (0, 1, 2)], axis=0)
+    assert study.pooled.diff == paired_comparison(pooled_a, pooled_b, n_boot=500).diff
+    assert study.every_seed == "a" and study.every_seed_text == "A beats B at every one of the 3 seeds"
+    assert study.seed_sd["A"] == pytest.approx(np.std([a[s].mean() for s in (0, 1, 2)], ddof=1))
+    assert study.seed_sd["B"] == pytest.approx(np.std([b[s].mean() for s in (0, 1, 2)], ddof=1))
+    assert study.diff_sd == pytest.approx(np.std([a[s].mean() - b[s].mean() for s in (0, 1, 2)], ddof=1))
+    # the users' standard error of the difference, on the SD's scale: about std(differences) / sqrt(n) within a seed
+    direct = np.median([(a[s].reindex(users) - b[s].reindex(users)).std(ddof=1) / np.sqrt(300) for s in (0, 1, 2)])
+    assert study.diff_se == pytest.approx(direct, rel=0.15)
+    half = np.median([study.per_seed[s].diff.half_width for s in (0, 1, 2)])
+    assert study.diff_se == pytest.approx(half / NormalDist().inv_cdf(0.975))
+    table = study.table()
+    assert list(table.index) == [0, 1, 2] and table.loc[1, "A − B"] == round(study.per_seed[1].diff.mean, 4)
+    flipped = seed_study(b, a, ("B", "A"), n_boot=500)
+    assert flipped.every_seed == "b" and flipped.every_seed_text.startswith("A beats B")
+    # one seed where A clearly loses, and the others win: mixed
+    a_mixed = dict(a)
+    a_mixed[2] = pd.Series(base - 0.05, index=users)
+    assert seed_study(a_mixed, b, n_boot=500).every_seed == "mixed"
+    # no difference at any seed: inconclusive everywhere, which is not a disagreement between seeds
+    same = {s: pd.Series(base + rng.normal(0, 0.02, 300), index=users) for s in (0, 1, 2)}
+    level = seed_study(same, {s: pd.Series(base + rng.normal(0, 0.02, 300), index=users) for s in (0, 1, 2)}, n_boot=500)
+    assert level.every_seed == "none" and "not told apart" in level.every_seed_text
+    single = seed_study({0: a[0]}, {0: b[0]}, n_boot=500)
+    assert np.isnan(single.diff_sd) and np.isnan(single.seed_sd["A"])
+    arrays = seed_study({s: a[s].reindex(order).to_numpy() for s in (0, 1)}, {s: b[s].reindex(order).to_numpy() for s in (0, 1)},
+                        n_boot=500)
+    assert arrays.pooled.diff == seed_study({s: a[s] for s in (0, 1)}, {s: b[s] for s in (0, 1)}, n_boot=500).pooled.diff
+
+
+def test_seed_study_refuses_mismatched_seeds_users_or_types():
+    from recbook.stats import seed_study
+
+    users = pd.Index(range(10))
+    x = pd.Series(np.linspace(0, 1, 10), index=users)
+    with pytest.raises(ValueError, match="same, non-empty seeds"):
+        seed_study({0: x, 1: x}, {0: x})
+    with pytest.raises(ValueError, match="same, non-empty seeds"):
+        seed_study({}, {})
+    other = pd.Series(np.linspace(0, 1, 10), index=pd.Index(range(5, 15)))
+    with pytest.raises(ValueError, match="A at seed 1 was scored on other users than A at seed 0 .5 users only"):
+        seed_study({0: x, 1: other}, {0: x, 1: other})
+    with pytest.raises(ValueError, match="B at seed 1 has 9 users' values, A at seed 0 10"):
+        seed_study({0: np.zeros(10), 1: np.zeros(10)}, {0: np.zeros(10), 1: np.zeros(9)})
+    with pytest.raises(ValueError, match="not a mix"):
+        seed_study({0: x, 1: x.to_numpy()}, {0: x, 1: x})

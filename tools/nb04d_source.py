@@ -25,10 +25,10 @@ the same recipe and against baselines (item-kNN and EASE tuned on validation) �
 
 [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/recbook/recbook/blob/v0.1.0/student/{NAME}.ipynb)
 
-**Time:** about 16 minutes in the `quick` profile on a 2-core CPU the notebook has to itself — six SASRec fits with
-early stopping (lmrec's two `text_loss` candidates included; three models refitted on training + validation) and the
-encoder is fine-tuned twice; every
-stage's duration is printed, and the total at the end. That is over the course's 3-minute budget per notebook; `full` not yet timed on a GPU. Place in the course: after `04s_sequential`, `04t_sequential_cold_start`
+**Time:** about 25 minutes in the `quick` profile on a 2-core CPU the notebook has to itself — about a dozen SASRec-style
+fits with early stopping (lmrec's two `text_loss` candidates included, most of them refitted on training + validation),
+the encoder fine-tuned four times, and a tuning grid per baseline; section 5c's extra seeds take about 9 of those minutes
+(`N_SEEDS = 1` skips them). Every stage's duration is printed, and the total at the end. That is over the course's 3-minute budget per notebook; `full` not yet timed on a GPU. Place in the course: after `04s_sequential`, `04t_sequential_cold_start`
 (frozen text features) and `04c_cascade`.
 """
 
@@ -42,6 +42,7 @@ TRAINABLE_LAYERS = 1  # top blocks of the encoder fine-tuned (0 = frozen)
 LM_STEPS = None  # the encoder's fine-tuning steps; None = lmrec's default
 FREEZE_STEPS = 20  # section 2: optimizer steps per freezing choice (timed, then its vectors judged on validation)
 COLD_FRACTION = 0.1  # section 7: the newest share of films held out of training entirely (cold start)
+N_SEEDS = 3  # section 5c: seeds per trained model (1 skips the extra fits, the longest part of the notebook)
 N_BOOT = 2000  # bootstrap resamples per confidence interval
 """
 
@@ -271,9 +272,9 @@ with_text, without_text = lmrec.text_loss_validation[1.0], lmrec.text_loss_valid
 display(Markdown(
     f"On validation, the SASRec stage reached NDCG@10 {with_text:.6f} with the text-only softmax and {without_text:.6f} "
     f"without it, so lmrec kept **{'the text-only softmax' if lmrec.config.text_loss else 'no text-only softmax'}**"
-    + (" — the two are level to within 0.0005, far less than a second seed moves a score (section 5b): on the films "
-       "people have watched, this choice made no difference worth the name here, so the rule's order decided (weight 1 "
-       "first). What the text-only softmax is for — new films — this notebook does not test (section 7 keeps the "
+    + (" — the two are level to within 0.0005 (compare with how far a change of seed alone moves a score, section 5c): "
+       "on the films people have watched, this choice made no difference worth the name here, so the rule's order "
+       "decided (weight 1 first). What the text-only softmax is for — new films — this notebook does not test (section 7 keeps the "
        "weight chosen here). " if abs(with_text - without_text) < 5e-4 else
        " (one validation run each, without a confidence interval: the gap decides a setting, it is not evidence that "
        "one setting is better in general). ")
@@ -286,24 +287,32 @@ display(Markdown(
        "result depends on its speed — rerun with a larger `time_budget` to take the clock out.")))
 """
 
-BASELINES_MD = """## 4. Baselines, two of them tuned
+BASELINES_MD = """## 4. Baselines, tuned by the same rule
 
-Popularity, item-kNN, EASE (a closed-form linear item-to-item model, strong on MovieLens) and MF-BPR (its default
-settings, not tuned here). Item-kNN's neighbours and shrinkage and EASE's ridge penalty are chosen on **validation** with `recbook.models.tuning.tune` — each setting
-fitted on the visible interactions one step earlier and judged on the validation items — then refitted on
-training + validation. The test items decide nothing.
+Popularity, item-kNN, EASE (a closed-form linear item-to-item model, strong on MovieLens) and MF-BPR. Item-kNN's
+neighbours and shrinkage, EASE's ridge penalty and MF's dimension and weight decay are chosen on
+**validation** with `recbook.models.tuning.tune` — each setting fitted on the visible interactions one step earlier
+and judged on the validation items — then refitted on training + validation. The test items decide nothing. MF's grid is small because its fits are the
+slowest of the baselines (the cell prints the time): its epochs and learning rate are fixed at 100 and 0.02, the best
+of a wider search by the same rule on validation that `tools/mf_search.py` runs and prints (two rounds, 32 fits: a
+24-setting grid over dimension, epochs, weight decay and learning rate, then 8 settings around its best) — a search
+too slow to repeat in this notebook, so run it yourself to check the choice. (SASRec
+and lmrec are tuned by the same data: their epochs are chosen by early stopping on the validation items.)
 """
 
 BASELINES = """# NBVAL_IGNORE_OUTPUT
 start = time.perf_counter()
-GRIDS = {"itemknn": {"neighbours": [20, 100, 400, 1600], "shrink": [0.0, 10.0]}, "ease": {"l2": [10.0, 25.0, 50.0, 200.0, 500.0, 2000.0]}}
-tuned = {name: tune(name, ds, split, grid) for name, grid in GRIDS.items()}
+MF_GRID = {"dim": [16, 32, 64], "weight_decay": [0.03, 0.1, 0.3], "epochs": [100], "lr": [0.02]}  # the neighbourhood a wider search picked (markdown above)
+GRIDS = {"itemknn": {"neighbours": [20, 100, 400, 1600], "shrink": [0.0, 10.0]}, "ease": {"l2": [10.0, 25.0, 50.0, 200.0, 500.0, 2000.0]},
+         "mf": MF_GRID}
+tuned = {name: tune(name, ds, split, grid, profile=profile, seed=SEED, model_seed=SEED if name == "mf" else None)
+         for name, grid in GRIDS.items()}
 for name, t in tuned.items():
     print(f"{name}: validation NDCG@10 by setting\\n{t.table.round(4).to_string(index=False)}\\n→ chosen {t.best}")
 models = {"popularity": create("pop").fit(ds, split),
           "item-kNN (tuned)": create("itemknn", **tuned["itemknn"].best).fit(ds, split),
           "EASE (tuned)": create("ease", **tuned["ease"].best).fit(ds, split),
-          "MF-BPR": create("mf", profile, seed=SEED).fit(ds, split),
+          "MF-BPR (tuned)": create("mf", profile, seed=SEED, **tuned["mf"].best).fit(ds, split),
           "SASRec (IDs)": sasrec, "lmrec": lmrec}
 print(f"baselines tuned and fitted in {time.perf_counter() - start:.0f} s")
 """
@@ -316,7 +325,7 @@ BASELINES_RENDER = """def tuned_sentence(name, t, grid):
 
 
 display(Markdown("On the validation items: " + "; ".join(tuned_sentence(n, tuned[n], GRIDS[n]) for n in tuned)
-                 + ". The test users played no part in either choice."))
+                 + ". The test users played no part in any of these choices."))
 """
 
 RESULTS_MD = """## 5. Every model on every user
@@ -348,7 +357,7 @@ display(Markdown(
     f"**lmrec reaches full-ranking NDCG@10 {per_user['lmrec']['NDCG@10'].mean():.4f}** on {len(test_set.heldout)} users. "
     "Paired differences (lmrec − model, 95% CI): " + "; ".join(sentence(c) for c in paired.values()) + ". "
     + (f"Against the ID-only SASRec trained by the same recipe the interval excludes zero over users (one seed per "
-       "model; section 5b compares two seeds of SASRec): here the text vectors add something the IDs did not have "
+       "model; section 5c repeats the comparison seed by seed): here the text vectors add something the IDs did not have "
        "(whether their fine-tuning matters for these well-watched films is not what this comparison isolates; "
        "section 7 isolates it for new films)." if vs_sasrec.diff.low > 0 else
        f"Against the ID-only SASRec trained by the same recipe the interval contains zero: this run does **not** show that the "
@@ -361,7 +370,7 @@ display(Markdown(
 record("04d lmrec full NDCG@10", f"{per_user['lmrec']['NDCG@10'].mean():.4f}")
 record("04d lmrec − SASRec (IDs), full NDCG@10", f"{vs_sasrec.diff.mean:+.4f} [{vs_sasrec.diff.low:+.4f}, {vs_sasrec.diff.high:+.4f}]: "
        f"{vs_sasrec.verdict}")
-for name in ("EASE (tuned)", "item-kNN (tuned)", "MF-BPR", "popularity"):
+for name in ("EASE (tuned)", "item-kNN (tuned)", "MF-BPR (tuned)", "popularity"):
     c = paired[name]
     record(f"04d lmrec − {name}, full NDCG@10", f"{c.diff.mean:+.4f} [{c.diff.low:+.4f}, {c.diff.high:+.4f}]")
 """
@@ -445,20 +454,110 @@ display(Markdown(
     + ("it earns its second network pass per request (section 8)." if fusion_paired["lm_vs_lmrec"].diff.low > 0 else
        "this run does not show that the fusion beats lmrec on its own, which costs one pass (section 8).")))
 seeds = fusion_paired["seed_1_vs_seed_0"]
-one = mean_ci(per_user["SASRec (IDs)"]["NDCG@10"], n_boot=N_BOOT, seed=SEED)
-half_width = (one.high - one.low) / 2
 display(Markdown(
-    f"**Seeds against users.** The same SASRec recipe with another seed reaches full NDCG@10 {seeds.mean_a:.4f} against "
-    f"{seeds.mean_b:.4f}: the seed moves the score by {abs(seeds.diff.mean):.4f}, while the user-bootstrap interval of one "
-    f"model is ±{half_width:.4f} wide. "
-    + ("Here the seed moved the score by less than the interval's half-width, though two seeds cannot say how large "
-       "the seeds' spread is; " if abs(seeds.diff.mean) < half_width else
-       "Here the seed moved the score by as much as the interval's half-width or more; ")
-    + "a paired difference between two models cancels the users' share of the uncertainty, not the seeds' — which is "
-    "why the fusion above is judged against a second seed of SASRec. The lmrec − SASRec verdict of section 5 rests on "
-    "one seed of each."))
+    f"**Two seeds of one recipe.** The same SASRec recipe with another seed reaches full NDCG@10 {seeds.mean_a:.4f} against "
+    f"{seeds.mean_b:.4f}: seed 1 − seed 0 = {interval(seeds)} ({seeds.verdict}). Two models that differ only by their "
+    "seed are two draws of one recipe; a paired difference between two models cancels the users' share of the uncertainty, not the seeds' — which is "
+    "why the fusion above is judged against a second seed of SASRec, and why section 5c fits every trained model at "
+    "several seeds."))
 record("04d SASRec + lmrec fused − SASRec (IDs), full NDCG@10", f"{interval(lm_s)}: {lm_s.verdict}")
 record("04d SASRec + lmrec fused − two SASRecs fused, full NDCG@10", f"{interval(lm_2)}: {lm_2.verdict}")
+"""
+
+SEEDS_MD = """## 5c. Seeds: a property of the recipe, or of seed 0?
+
+Every verdict so far rests on one trained model per recipe. Training is random — the initial weights, the order of
+the batches, dropout — so another seed gives another model, and a gap between two models can come from their seeds
+rather than their recipes. Here each trained model (lmrec, SASRec and MF-BPR) is fitted at `N_SEEDS` seeds by the same recipe (lmrec keeps
+the `text_loss` its first seed chose, so the extra seeds vary training's randomness, not its one choice) and lmrec is
+compared with each, **seed by seed**, on the same users (`recbook.stats.seed_study`). Two uncertainties sit side by
+side: how far a model's score moves between seeds (the standard deviation over seeds) and how far it moves between
+sets of users (the user-bootstrap half-width). A verdict belongs to the recipe only if it holds at every seed. The
+pooled row averages each user's score over the seeds before pairing; its interval still counts only the users'
+uncertainty (a handful of seeds is too few to put an interval on the seeds' own), so read it beside the seeds' spread.
+"""
+
+SEEDS = """# NBVAL_IGNORE_OUTPUT
+from recbook.stats import seed_study
+
+start = time.perf_counter()
+seed_list = [SEED + k for k in range(N_SEEDS)]
+trained = {"lmrec": {SEED: lmrec}, "SASRec (IDs)": {SEED: sasrec, SEED + 1: sasrec_b}, "MF-BPR (tuned)": {SEED: models["MF-BPR (tuned)"]}}
+recipes = {"lmrec": lambda s: create("lmrec", profile, seed=s, backbone=BACKBONE, trainable_layers=TRAINABLE_LAYERS,
+                                     text_loss=lmrec.config.text_loss, **lm_overrides),
+           "SASRec (IDs)": lambda s: create("sasrec", profile, seed=s, refit=True),
+           "MF-BPR (tuned)": lambda s: create("mf", profile, seed=s, **tuned["mf"].best)}
+extra_fits = 0
+for name, make in recipes.items():
+    for s in seed_list:
+        if s not in trained[name]:
+            trained[name][s] = make(s).fit(ds, split)
+            extra_fits += 1
+            print(f"{name}, seed {s}: trained in {trained[name][s].train_seconds:.0f} s")
+seed_users = {name: {s: evaluate(by_seed[s].scorer(test_set.history), test_set, "full", per_user=True)["per_user"]["NDCG@10"]
+                     for s in seed_list} for name, by_seed in trained.items()}
+studies = {other: seed_study(seed_users["lmrec"], seed_users[other], ("lmrec", other), n_boot=N_BOOT, seed=SEED)
+           for other in ("SASRec (IDs)", "MF-BPR (tuned)")}
+user_half = {name: mean_ci(by_seed[SEED], n_boot=N_BOOT, seed=SEED).half_width for name, by_seed in seed_users.items()}
+spread = pd.DataFrame({name: {**{f"seed {s}": round(v.mean(), 4) for s, v in by_seed.items()},
+                              "SD over seeds": round(float(np.std([v.mean() for v in by_seed.values()], ddof=1)), 4) if N_SEEDS > 1 else np.nan,
+                              f"user half-width (seed {SEED})": round(user_half[name], 4)} for name, by_seed in seed_users.items()}).T
+print(spread.to_string())
+for other, st in studies.items():
+    print(f"\\nlmrec − {other}, seed by seed:\\n{st.table().to_string()}\\npooled over the seeds: {st.pooled}")
+print(f"\\n{extra_fits} extra fits in {time.perf_counter() - start:.0f} s")
+"""
+
+SEEDS_RENDER = """def span(c):
+    return f"{c.diff.mean:+.4f} [{c.diff.low:+.4f}, {c.diff.high:+.4f}]"
+
+
+def seed_sentence(other, st):
+    per_seed = "; ".join(f"seed {s} {span(c)}" for s, c in st.per_seed.items())
+    ratio = st.diff_sd / st.diff_se
+    return (f"lmrec − {other} at each seed: {per_seed}: {st.every_seed_text}. Between seeds the difference moves by a "
+            f"standard deviation of {st.diff_sd:.4f}; within one seed, the users' standard error of the paired "
+            f"difference is {st.diff_se:.4f}"
+            + (" — the seeds move it at least twice as much as the users do, so one seed per model would not have been "
+               "enough to compare these recipes" if ratio > 2 else
+               " — the users move it at least twice as much as the seeds do here" if ratio < 0.5 else
+               f" — the two are of the same order here (a ratio of {ratio:.1f}, which {len(st.seeds)} seeds cannot pin down)")
+            + f". Pooled over the seeds (each user's score averaged first): {span(st.pooled)}, {st.pooled.verdict} "
+            "(an interval over users only, the seeds held fixed).")
+
+
+if N_SEEDS > 1:
+    sd = {name: float(np.std([v.mean() for v in by_seed.values()], ddof=1)) for name, by_seed in seed_users.items()}
+    display(Markdown(
+        f"**Over {N_SEEDS} seeds**, each model's full NDCG@10 moves with the seed by a standard deviation of "
+        + ", ".join(f"{sd[n]:.4f} ({n})" for n in seed_users)
+        + f" — standard deviations from {N_SEEDS} values each, so rough: the true one could be about half or several "
+        "times as large. What decides a comparison is how the *difference* between two models moves, set against the "
+        "paired interval's own noise. " + " ".join(seed_sentence(o, st) for o, st in studies.items())))
+    sas = studies["SASRec (IDs)"]
+    record("04d lmrec − SASRec (IDs), full NDCG@10, seed by seed",
+           "; ".join(f"seed {s} {span(c)}" for s, c in sas.per_seed.items()) + f"; pooled {span(sas.pooled)}: {sas.every_seed_text}")
+    record("04d seed SD of full NDCG@10 (lmrec / SASRec / MF)", " / ".join(f"{sd[n]:.4f}" for n in seed_users))
+else:
+    display(Markdown("`N_SEEDS = 1`: one seed per model, so this section measures nothing about the seeds; set it to 3 "
+                     "to train the extra models."))
+"""
+
+SEEDS_FIG = """# NBVAL_IGNORE_OUTPUT
+fig, ax = plt.subplots(figsize=(6.5, 2.4))
+for y, (name, by_seed) in enumerate(seed_users.items()):
+    first = mean_ci(by_seed[SEED], n_boot=N_BOOT, seed=SEED)
+    ax.errorbar(first.mean, y, xerr=[[first.mean - first.low], [first.high - first.mean]], fmt="none", color="lightgray",
+                capsize=4, lw=6, label="95% interval over users (first seed)" if y == 0 else None)
+    ax.scatter([v.mean() for v in by_seed.values()], [y] * len(by_seed), color="tab:blue", zorder=3,
+               label="one trained model per seed" if y == 0 else None)
+ax.set_yticks(range(len(seed_users)), list(seed_users))
+ax.set_xlabel("full-ranking NDCG@10, all users")
+ax.set_title("What a seed moves, against what the users move")
+ax.legend(loc="lower right", fontsize=8)
+fig.tight_layout()
+fig.savefig(figure_path("04d_seeds.png"), dpi=120)
+plt.show()
 """
 
 TEXT_MD = """## 6. What the text alone knows
@@ -667,6 +766,8 @@ SUMMARY = """## Summary
   layer (section 2) — the choice a CPU affords.
 - Whether lmrec beats the ID-only SASRec, and which tuned baselines it clears, was decided by the paired intervals of
   section 5 on every user; the sentences there are this run's result, including when the interval contains zero.
+- Section 5c fits each trained model at `N_SEEDS` seeds and pairs them seed by seed: a verdict is the recipe's only
+  if it holds at every seed, and how far the seeds move a difference is set beside the users' noise.
 - Fusion (section 5b) asks the fair question — does the language model add what a *second ID model* would not? —
   by fusing lmrec with SASRec and comparing with two fused SASRecs, paired; its verdict is this run's.
 - New films are where text has to carry everything: section 7 compares the fine-tuned encoder with the frozen one on
@@ -685,7 +786,8 @@ SUMMARY_RENDER = """def verdict(c, a, b):
 
 display(Markdown(
     "**This run, in one paragraph.** Full NDCG@10 on all users: " + verdict(paired["SASRec (IDs)"], "lmrec", "SASRec (IDs)") + "; "
-    + verdict(paired["EASE (tuned)"], "lmrec", "EASE (tuned)") + "; fused with SASRec, "
+    + verdict(paired["EASE (tuned)"], "lmrec", "EASE (tuned)")
+    + (f"; over {N_SEEDS} seeds, {studies['SASRec (IDs)'].every_seed_text}" if N_SEEDS > 1 else "") + "; fused with SASRec, "
     + verdict(fusion_paired["lm_vs_two_sasrecs"], "SASRec + lmrec", "two SASRecs") + ". On new films, cold AUC against the "
     "frozen-text hybrid: " + "; ".join(f"among {a} negatives {c.diff.mean:+.3f} [{c.diff.low:+.3f}, {c.diff.high:+.3f}]"
                                        for a, c in cold_paired.items())
@@ -704,7 +806,7 @@ def cells():
     params.metadata["tags"] = ["parameters"]
     return [md(TITLE), code(SETUP), params, md(OBJECTIVES), code(IMPORTS), md(WHERE_MD), md(COST_MD), code(COST), code(COST_RENDER),
             md(FIT_MD), code(FIT), code(FIT_RENDER), md(BASELINES_MD), code(BASELINES), code(BASELINES_RENDER), md(RESULTS_MD), code(RESULTS),
-            code(RESULTS_RENDER), md(FOREST_MD), code(FOREST), md(FUSION_MD), code(FUSION), code(FUSION_RENDER), md(TEXT_MD), code(TEXT), code(TEXT_RENDER), md(COLD_MD), code(COLD),
+            code(RESULTS_RENDER), md(FOREST_MD), code(FOREST), md(FUSION_MD), code(FUSION), code(FUSION_RENDER), md(SEEDS_MD), code(SEEDS), code(SEEDS_RENDER), code(SEEDS_FIG), md(TEXT_MD), code(TEXT), code(TEXT_RENDER), md(COLD_MD), code(COLD),
             code(COLD_RENDER), md(COST_REQ_MD), code(COST_REQ),
             md(EXERCISES_MD), code(EX1), md(EX2_MD), code(EX2), md(EX3_MD), code(EX3), md(SUMMARY), code(SUMMARY_RENDER), code(TOTAL)]
 

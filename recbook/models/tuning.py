@@ -27,9 +27,12 @@ class Tuned:
 
 
 def tune(name: str, dataset, split, grid: dict, profile=None, metric: str = "NDCG@10", n_users: int | None = None,
-         seed: int = 0, **fixed) -> Tuned:
+         seed: int = 0, model_seed: int | None = None, **fixed) -> Tuned:
     """Every combination of ``grid`` (``{field: [values]}``) for model ``name``, with ``fixed`` fields, fitted on
-    ``split.for_tuning()`` and scored by full-ranking ``metric`` on its held-out (= validation) items."""
+    ``split.for_tuning()`` and scored by full-ranking ``metric`` on its held-out (= validation) items.
+
+    ``seed`` draws the evaluation users (when ``n_users`` is set); ``model_seed`` is every fitted model's seed (None:
+    the model's default), so a model tuned here can be refitted at the seed it was tuned with."""
     from ..evaluate import evaluate, make_eval_set
     from . import create
 
@@ -40,7 +43,8 @@ def tune(name: str, dataset, split, grid: dict, profile=None, metric: str = "NDC
     settings, rows = [], []
     for values in itertools.product(*grid.values()):
         params = dict(zip(grid, values))
-        model = create(name, profile, **fixed, **params).fit(dataset, tuning)
+        seeded = {} if model_seed is None else {"seed": model_seed}
+        model = create(name, profile, **seeded, **fixed, **params).fit(dataset, tuning)
         settings.append(params)
         rows.append({**params, metric: evaluate(model.scorer(eval_set.history), eval_set, "full")[metric]})
     table = pd.DataFrame(rows)
