@@ -63,11 +63,12 @@ class PairSet:
 def make_pair_set(eval_set, dataset, tokenizer, max_length: int, max_history_items: int, history_field: str = "title+genres") -> PairSet:
     """Write and tokenize every (user history, candidate) pair of a sampled :class:`recbook.evaluate.EvalSet` once."""
     from .data import build_text_pairs, encode_pairs
+    from .data.text import history_token_budget
 
     users = eval_set.heldout["user_id"].to_numpy()
     candidates = np.concatenate([eval_set.heldout["item_id"].to_numpy()[:, None], eval_set.negatives], axis=1)
     flat = pd.DataFrame({"user_id": np.repeat(users, candidates.shape[1]), "item_id": candidates.ravel()})
-    pairs = build_text_pairs(flat, eval_set.history, dataset, tokenizer, max_history_items, max_length - 32, history_field)
+    pairs = build_text_pairs(flat, eval_set.history, dataset, tokenizer, max_history_items, history_token_budget(max_length), history_field)
     encoded = encode_pairs(pairs["history_text"], pairs["item_text"], tokenizer, max_length)
     protocol = f"sampled: 1 held-out item vs {candidates.shape[1] - 1} sampled negatives, {len(users)} users ({eval_set.description})"
     return PairSet(encoded, len(users), candidates.shape[1], protocol)

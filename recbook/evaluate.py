@@ -18,7 +18,6 @@ result carries its ``protocol`` string; print it next to the numbers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,9 +25,7 @@ import pandas as pd
 
 from .data import RecDataset, Split, leave_last_out, sample_negatives
 from .data.splits import history_for_test
-from .metrics import evaluate_full, evaluate_sampled
-
-ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+from .metrics import ScoreFn, evaluate_full, evaluate_sampled
 
 
 @dataclass

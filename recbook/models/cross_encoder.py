@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..data.text import history_token_budget
 from ..losses import bce_with_logits
 from .base import Histories
 from .text_base import TextRecConfig, TextRecommender
@@ -169,7 +170,7 @@ class CrossEncoderScorer:
             from ..data.text import history_texts
 
             users = self.history["user_id"].unique()
-            written = history_texts(users, self.history, self.dataset, self.tokenizer, self.max_history_items, self.max_length - 32,
+            written = history_texts(users, self.history, self.dataset, self.tokenizer, self.max_history_items, history_token_budget(self.max_length),
                                     self.history_field)
             seen = self.history.groupby("user_id")["item_id"].agg(frozenset)
             item_text = pd.Series(self.dataset.items["text"].to_numpy(), index=self.dataset.items["item_id"].to_numpy())
@@ -194,7 +195,7 @@ class CrossEncoderScorer:
 
         items = np.asarray(items)
         flat = pd.DataFrame({"user_id": np.repeat(np.asarray(users), items.shape[1]), "item_id": items.ravel()})
-        pairs = build_text_pairs(flat, self.history, self.dataset, self.tokenizer, self.max_history_items, self.max_length - 32, self.history_field)
+        pairs = build_text_pairs(flat, self.history, self.dataset, self.tokenizer, self.max_history_items, history_token_budget(self.max_length), self.history_field)
         return self._predict(encode_pairs(pairs["history_text"], pairs["item_text"], self.tokenizer, self.max_length), items.shape)
 
     def _predict(self, encoded, shape) -> np.ndarray:
@@ -213,7 +214,7 @@ def cross_encoder_examples(dataset, split, tokenizer, profile, seed: int = 0, ex
     a seeded random subset, positives kept with their negatives.
     """
     from ..data import build_text_pairs, make_training_pairs, to_hf_dataset, tokenize_pairs
-    from ..data.text import HISTORY_FIELD, history_token_budget
+    from ..data.text import HISTORY_FIELD
 
     pairs = make_training_pairs(split.train, dataset.item_ids, profile.n_negatives, seed=seed)  # negatives ∉ the user's training items
     pairs = subsample(pairs, examples_needed(profile) if examples == -1 else examples, seed, group_size=1 + profile.n_negatives)
