@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 course: setup
-	$(BIN)/python tools/run_course.py
+	PATH="$(abspath $(VENV))/tools:$$PATH" $(BIN)/python tools/run_course.py
 
 test: setup
 	PATH="$(abspath $(VENV))/tools:$$PATH" $(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=1200 tests notebooks
