@@ -223,7 +223,7 @@ def run_notebook(path: Path, timeout: int, environment: dict | None = None) -> t
         other_cpu = round(others / (seconds * (os.cpu_count() or 1)), 3)
     clean_outputs(nb)
     if status == "ok":
-        sync_time_line(nb, seconds)
+        sync_time_line(nb, round(seconds, 1))  # the value the metadata stores, so the two never round apart (138.53 s → 139 s, but 138.5 → 138)
     nb.metadata["recbook"] = {
         "run": {"seconds": round(seconds, 1), "status": status, "error": error,
                 "date": time.strftime("%Y-%m-%d", time.gmtime()),
