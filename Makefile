@@ -6,6 +6,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# the venv's python with the venv's tools (redis-server, promtool from tools/system_deps.sh) on PATH, for every target
+# that runs notebooks or tests
+RUN    := PATH="$(abspath $(VENV))/tools:$$PATH" $(BIN)/python
 
 # MovieLens-100k may not be redistributed; use a local copy when one sits next to the repo
 # (../shared/data/movielens/ml-100k), or whatever RECBOOK_MOVIELENS_DIR already points to.
@@ -26,20 +29,20 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 course: setup
-	PATH="$(abspath $(VENV))/tools:$$PATH" $(BIN)/python tools/run_course.py
+	$(RUN) tools/run_course.py
 
 test: setup
-	PATH="$(abspath $(VENV))/tools:$$PATH" $(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=1200 tests notebooks
+	$(RUN) -m pytest --nbval-lax --nbval-cell-timeout=1200 tests notebooks
 
 # Everything in tests/ except @pytest.mark.slow (multi-process, torch.compile, training runs): `make test` runs those too.
 unit: setup
-	PATH="$(abspath $(VENV))/tools:$$PATH" $(BIN)/python -m pytest -m "not slow" tests
+	$(RUN) -m pytest -m "not slow" tests
 
 lint: setup
 	$(BIN)/python -m ruff check recbook tests tools site
 
 notebooks: setup
-	$(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=1200 notebooks
+	$(RUN) -m pytest --nbval-lax --nbval-cell-timeout=1200 notebooks
 
 student: setup
 	$(BIN)/python tools/make_student_versions.py
@@ -49,11 +52,11 @@ student: setup
 # (ASSIGNMENT: only those notebooks; TIMEOUT: seconds per cell, default 900).
 .PHONY: classroom grade
 classroom: setup
-	$(BIN)/python tools/classroom.py release $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)")
+	$(RUN) tools/classroom.py release $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)")
 
 grade: setup
 	$(if $(SUBMISSIONS),,$(error make grade needs SUBMISSIONS=DIR, a folder with one sub-folder of notebooks per learner))
-	$(BIN)/python tools/classroom.py grade "$(SUBMISSIONS)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(if $(TIMEOUT),--timeout $(TIMEOUT))
+	$(RUN) tools/classroom.py grade "$(SUBMISSIONS)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(if $(TIMEOUT),--timeout $(TIMEOUT))
 
 # Build the sdist and wheel, install the wheel into a clean venv as the Colab cell does (torch first, lower bounds only,
 # no constraints.txt) and execute notebooks 00 and 01 there (tools/release_check.py; about 1-2 minutes).

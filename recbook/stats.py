@@ -295,11 +295,17 @@ class SeedStudy:
     def every_seed_text(self) -> str:
         """:attr:`every_seed` as a sentence: ``"lmrec beats SASRec at every one of the 3 seeds"``."""
         n = len(self.seeds)
-        return {"a": f"{self.a} beats {self.b} at every one of the {n} seeds",
-                "b": f"{self.b} beats {self.a} at every one of the {n} seeds",
-                "none": f"no seed's interval excludes zero: {self.a} and {self.b} are not told apart at any of the {n} seeds",
-                "mixed": f"the seeds disagree: some of the {n} intervals exclude zero and others do not (or point the "
-                         "other way), so the verdict is not the recipe's alone"}[self.every_seed]
+        at = "at its one seed" if n == 1 else f"at every one of the {n} seeds"
+        if self.every_seed == "a":
+            return f"{self.a} beats {self.b} {at}"
+        if self.every_seed == "b":
+            return f"{self.b} beats {self.a} {at}"
+        if self.every_seed == "none":
+            return f"no seed's interval excludes zero: {self.a} and {self.b} are not told apart {at.replace('every one', 'any')}"
+        ahead_a = sum(c.diff.low > 0 for c in self.per_seed.values())
+        ahead_b = sum(c.diff.high < 0 for c in self.per_seed.values())
+        return (f"the seeds disagree: {self.a} ahead at {ahead_a}, {self.b} ahead at {ahead_b}, inconclusive at "
+                f"{n - ahead_a - ahead_b} of the {n} seeds, so the verdict is not the recipe's alone")
 
     def table(self) -> pd.DataFrame:
         """One row per seed: both means and the paired difference with its interval."""
@@ -330,11 +336,11 @@ def seed_study(a_by_seed: dict, b_by_seed: dict, names: tuple[str, str] = ("A", 
     first_name, first_seed, reference = entries[0]
     for name, s, values in entries[1:]:
         if n_series:
-            extra, missing = len(values.index.difference(reference.index)), len(reference.index.difference(values.index))
-            if extra or missing:
+            only_here, only_first = len(values.index.difference(reference.index)), len(reference.index.difference(values.index))
+            if only_here or only_first:
                 raise ValueError(f"{name} at seed {s} was scored on other users than {first_name} at seed {first_seed} "
-                                 f"({extra} users only in the first, {missing} only in the second): every seed must be "
-                                 "scored on the same users")
+                                 f"({only_here} users only at seed {s}, {only_first} only at seed {first_seed}): every seed "
+                                 "must be scored on the same users")
         elif np.asarray(values).size != np.asarray(reference).size:
             raise ValueError(f"{name} at seed {s} has {np.asarray(values).size} users' values, {first_name} at seed "
                              f"{first_seed} {np.asarray(reference).size}: every seed must be scored on the same users")

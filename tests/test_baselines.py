@@ -144,3 +144,8 @@ def test_tune_fits_every_setting_at_the_model_seed_it_is_given(fitted, tiny_prof
     direct = create("mf", tiny_profile, seed=1, dim=4, epochs=2).fit(ds, tuning)
     eval_set = make_eval_set(ds, tuning, "test", 1)
     assert evaluate(direct.scorer(eval_set.history), eval_set, "full")["NDCG@10"] == pytest.approx(seeded[1])
+    assert tune("mf", ds, sp, grid, profile=tiny_profile, model_seed=1).model_seed == 1
+    default = tune("mf", ds, sp, grid, profile=tiny_profile)  # no model_seed: the model's default seed (0), as before
+    assert default.model_seed is None and default.score == seeded[0]
+    with pytest.raises(ValueError, match="either as model_seed or in the grid"):
+        tune("mf", ds, sp, {"seed": [0, 1]}, profile=tiny_profile, model_seed=1)

@@ -139,13 +139,19 @@ def test_seed_study_pairs_seed_by_seed_and_pools_users_over_seeds():
     # one seed where A clearly loses, and the others win: mixed
     a_mixed = dict(a)
     a_mixed[2] = pd.Series(base - 0.05, index=users)
-    assert seed_study(a_mixed, b, n_boot=500).every_seed == "mixed"
+    mixed = seed_study(a_mixed, b, n_boot=500)
+    assert mixed.every_seed == "mixed" and "A ahead at 2, B ahead at 1, inconclusive at 0 of the 3 seeds" in mixed.every_seed_text
+    a_level = dict(a)
+    a_level[1] = b[1]  # the same values as B at seed 1: inconclusive there, A ahead at the other two
+    partly = seed_study(a_level, b, n_boot=500)
+    assert partly.every_seed == "mixed" and "A ahead at 2, B ahead at 0, inconclusive at 1 of the 3 seeds" in partly.every_seed_text
     # no difference at any seed: inconclusive everywhere, which is not a disagreement between seeds
     same = {s: pd.Series(base + rng.normal(0, 0.02, 300), index=users) for s in (0, 1, 2)}
     level = seed_study(same, {s: pd.Series(base + rng.normal(0, 0.02, 300), index=users) for s in (0, 1, 2)}, n_boot=500)
     assert level.every_seed == "none" and "not told apart" in level.every_seed_text
     single = seed_study({0: a[0]}, {0: b[0]}, n_boot=500)
     assert np.isnan(single.diff_sd) and np.isnan(single.seed_sd["A"])
+    assert single.every_seed_text == "A beats B at its one seed"
     arrays = seed_study({s: a[s].reindex(order).to_numpy() for s in (0, 1)}, {s: b[s].reindex(order).to_numpy() for s in (0, 1)},
                         n_boot=500)
     assert arrays.pooled.diff == seed_study({s: a[s] for s in (0, 1)}, {s: b[s] for s in (0, 1)}, n_boot=500).pooled.diff
@@ -161,8 +167,13 @@ def test_seed_study_refuses_mismatched_seeds_users_or_types():
     with pytest.raises(ValueError, match="same, non-empty seeds"):
         seed_study({}, {})
     other = pd.Series(np.linspace(0, 1, 10), index=pd.Index(range(5, 15)))
-    with pytest.raises(ValueError, match="A at seed 1 was scored on other users than A at seed 0 .5 users only"):
+    with pytest.raises(ValueError, match="A at seed 1 was scored on other users than A at seed 0 .5 users only at seed 1, 5 only at seed 0"):
         seed_study({0: x, 1: other}, {0: x, 1: other})
+    wider = pd.Series(np.linspace(0, 1, 12), index=pd.Index(range(12)))
+    with pytest.raises(ValueError, match=r"A at seed 1 was scored on other users than A at seed 0 \(2 users only at seed 1, 0 only at seed 0\)"):
+        seed_study({0: x, 1: wider}, {0: x, 1: wider})
+    with pytest.raises(ValueError, match="A at seed 1 has 9 users' values, A at seed 0 10"):
+        seed_study({0: np.zeros(10), 1: np.zeros(9)}, {0: np.zeros(10), 1: np.zeros(9)})
     with pytest.raises(ValueError, match="B at seed 1 has 9 users' values, A at seed 0 10"):
         seed_study({0: np.zeros(10), 1: np.zeros(10)}, {0: np.zeros(10), 1: np.zeros(9)})
     with pytest.raises(ValueError, match="not a mix"):

@@ -222,10 +222,11 @@ def run_notebook(path: Path, timeout: int, environment: dict | None = None) -> t
         others = max(0.0, (busy_after - busy_before) - (own_after - own_before))
         other_cpu = round(others / (seconds * (os.cpu_count() or 1)), 3)
     clean_outputs(nb)
+    stored = round(seconds, 1)  # the line and the metadata from one value, so they never round apart (138.53 → 139, 138.5 → 138)
     if status == "ok":
-        sync_time_line(nb, round(seconds, 1))  # the value the metadata stores, so the two never round apart (138.53 s → 139 s, but 138.5 → 138)
+        sync_time_line(nb, stored)
     nb.metadata["recbook"] = {
-        "run": {"seconds": round(seconds, 1), "status": status, "error": error,
+        "run": {"seconds": stored, "status": status, "error": error,
                 "date": time.strftime("%Y-%m-%d", time.gmtime()),
                 "other_cpu": other_cpu,
                 "environment": {k: str(v) for k, v in (environment or {}).items()}},

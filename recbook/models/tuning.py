@@ -5,7 +5,8 @@ Taught in notebook ``04d_lm_recommender`` (the baselines there are tuned with it
 :func:`tune` fits each setting of a small grid on :meth:`recbook.data.Split.for_tuning` — the visible interactions
 (training + validation) split again one step earlier, so the items it is judged on are the original split's
 *validation* items and the test items are never looked at — scores each by full-ranking NDCG@10, and returns the
-best setting and the whole table. Refit the winner with ``create(name, profile, **best).fit(dataset, split)``.
+best setting and the whole table. Refit the winner with ``create(name, profile, **best).fit(dataset, split)`` (add
+``seed=tuned.model_seed`` when it was tuned with one).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Tuned:
     best: dict
     score: float
     table: pd.DataFrame  # one row per setting: its parameters and the metric
+    model_seed: int | None = None  # the seed every setting was fitted with (None: the model's default)
 
 
 def tune(name: str, dataset, split, grid: dict, profile=None, metric: str = "NDCG@10", n_users: int | None = None,
@@ -36,17 +38,19 @@ def tune(name: str, dataset, split, grid: dict, profile=None, metric: str = "NDC
     from ..evaluate import evaluate, make_eval_set
     from . import create
 
+    if model_seed is not None and ("seed" in grid or "seed" in fixed):
+        raise ValueError("pass the seed either as model_seed or in the grid/fixed settings, not both")
     if not grid or not all(isinstance(v, (list, tuple)) and v for v in grid.values()):
         raise ValueError("grid must map each field to a non-empty list of values, e.g. {'l2': [100, 500]}")
     tuning = split.for_tuning()
     eval_set = make_eval_set(dataset, tuning, "test", 1, n_users=n_users, seed=seed)
     settings, rows = [], []
+    seeded = {} if model_seed is None else {"seed": model_seed}
     for values in itertools.product(*grid.values()):
         params = dict(zip(grid, values))
-        seeded = {} if model_seed is None else {"seed": model_seed}
         model = create(name, profile, **seeded, **fixed, **params).fit(dataset, tuning)
         settings.append(params)
         rows.append({**params, metric: evaluate(model.scorer(eval_set.history), eval_set, "full")[metric]})
     table = pd.DataFrame(rows)
     best = int(table[metric].to_numpy().argmax())  # the first of equal bests, in grid order
-    return Tuned(name, settings[best], float(table[metric].iloc[best]), table)
+    return Tuned(name, settings[best], float(table[metric].iloc[best]), table, model_seed)
