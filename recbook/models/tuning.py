@@ -38,8 +38,8 @@ def tune(name: str, dataset, split, grid: dict, profile=None, metric: str = "NDC
     from ..evaluate import evaluate, make_eval_set
     from . import create
 
-    if model_seed is not None and ("seed" in grid or "seed" in fixed):
-        raise ValueError("pass the seed either as model_seed or in the grid/fixed settings, not both")
+    if model_seed is not None and "seed" in grid:  # (``seed`` is this function's own argument, so never in ``fixed``)
+        raise ValueError("pass the seed either as model_seed or in the grid, not both")
     if not grid or not all(isinstance(v, (list, tuple)) and v for v in grid.values()):
         raise ValueError("grid must map each field to a non-empty list of values, e.g. {'l2': [100, 500]}")
     tuning = split.for_tuning()
