@@ -19,6 +19,8 @@ exclude_patterns = ["_generated/**", "README.md", "**.ipynb_checkpoints", "build
 
 # The site shows the outputs stored in the executed notebooks (written by `make course`); it never runs them.
 nb_execution_mode = "off"
+# Measured values and verdicts appear exactly as the notebooks recorded them (no curly quotes or dashes swapped in).
+smartquotes = False
 nb_merge_streams = True
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist", "html_image", "substitution"]
 myst_heading_anchors = 3
