@@ -137,3 +137,114 @@ def test_bench_request_errors(sasrec_run, tmp_path, capsys):
     exit_2_one_line(["bench", "--target", "request", "--model", str(sasrec_run), "--out", out, "--variants", "onnx-int3"], capsys,
                     "--variants", "unknown encoder")
     exit_2_one_line(["bench", "--target", "request", "--model", str(sasrec_run), "--out", out, "--margin", "2"], capsys, "--margin")
+
+
+# ------------------------------------------------------------------ what runs per request, computed for the last position only
+@pytest.mark.parametrize("objective", ["causal", "cloze"])
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_encode_last_is_the_last_row_of_the_full_encoder(objective, layers):
+    torch.manual_seed(layers)
+    config = SequentialConfig(objective=objective, max_len=12, dim=16, layers=layers, heads=2, dropout=0.0)
+    network = SequentialRecommender(30, config).eval()
+    seq = torch.randint(0, 31, (6, 12))
+    seq[0, :9] = 0
+    seq[1] = 0  # an empty history (its only allowed key is its own position)
+    seq[1, -1] = 3
+    table = network.item_table()
+    with torch.no_grad():
+        want = network.encode_vectors(seq, table[seq])[:, -1]
+        got = network.encode_last(seq, table[seq])
+    assert got.shape == (6, 16)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------------------ students distilled from the recommender
+def test_prefixes_are_every_proper_prefix_left_padded():
+    from recbook.compress.student import prefixes
+
+    inputs, targets = prefixes({"a": np.array([4, 5, 6]), "b": np.array([7]), "c": np.array([1, 2])}, 2)
+    assert inputs.tolist() == [[0, 4], [4, 5], [0, 1]] and targets.tolist() == [5, 6, 2]
+    with pytest.raises(ValueError, match="two or more items"):
+        prefixes({"a": np.array([1])}, 3)
+
+
+def test_a_full_size_transformer_student_starts_as_the_teacher():
+    """Copied from the teacher (every block, every position), the student computes exactly the teacher's user vectors —
+    so its distillation loss at alpha 0 is zero; a shallower student differs."""
+    from recbook.compress.student import StudentConfig, StudentEncoder, _Distillation
+
+    teacher = _network(features="hybrid")
+    seqs = torch.from_numpy(padded([np.array([1, 2, 3]), np.arange(1, 20), np.array([5])], teacher.config.max_len))
+    with torch.no_grad():
+        table = teacher.item_table()
+        want = teacher.encode_last(seqs, table[seqs])
+        full = StudentEncoder(teacher, StudentConfig(layers=2, window=teacher.config.max_len)).eval()
+        torch.testing.assert_close(full.encode_last(seqs, full.item_table()[seqs]), want)
+        batch = {"input": seqs, "target": torch.tensor([4, 20, 6]), "teacher": want}
+        loss = _Distillation(full, StudentConfig(layers=2, window=teacher.config.max_len, alpha=0.0)).training_loss(batch)
+        assert abs(float(loss)) < 1e-5
+        shallow = StudentEncoder(teacher, StudentConfig(layers=1, window=4)).eval()
+        assert not torch.allclose(shallow.encode_last(seqs[:, -4:], table[seqs[:, -4:]]), want, atol=1e-3)
+    assert [n for n, p in full.named_parameters() if p.requires_grad and "text_proj" in n] == []  # the table stays the teacher's
+
+
+def test_student_config_errors_name_the_field():
+    from recbook.compress.student import StudentConfig, StudentEncoder
+    from recbook.errors import ConfigError
+
+    for bad, field in (({"kind": "gru"}, "kind"), ({"window": 0}, "window"), ({"alpha": 1.5}, "alpha"), ({"temperature": 0}, "temperature")):
+        with pytest.raises(ConfigError, match=field):
+            StudentConfig(**bad)
+    with pytest.raises(ConfigError, match="at most the teacher's 8 items"):
+        StudentEncoder(_network(), StudentConfig(window=9))
+    with pytest.raises(ConfigError, match="cannot start from a teacher of 2"):
+        StudentEncoder(_network(), StudentConfig(layers=3, window=4))
+
+
+def test_student_variants_parse_and_need_their_student(tmp_path):
+    assert parse_variant("student") == ("student", 20, 32)
+    assert parse_variant("mlp-student-int8-last10+table-int4") == ("mlp-student-int8", 10, 4)
+    with pytest.raises(ValueError, match="needs a mlp student distilled for window 4"):
+        build_variants(_network(), ["mlp-student-last4"], tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["transformer", "mlp"])
+def test_students_export_and_run_in_onnx_runtime(tmp_path, kind):
+    from recbook.compress.student import StudentConfig, StudentEncoder
+
+    teacher = _network()
+    student = StudentEncoder(teacher, StudentConfig(kind=kind, window=4)).eval()
+    prefix = "student" if kind == "transformer" else "mlp-student"
+    variants = {v.name: v for v in build_variants(teacher, [f"{prefix}-last4", f"{prefix}-int8-last4+table-int8"], tmp_path,
+                                                   students={(kind, 4): student})}
+    seqs = padded([np.array([1, 2, 3]), np.arange(1, 20), np.array([5])], teacher.config.max_len)
+    with torch.no_grad():
+        want = (student.user_vectors([np.array([1, 2, 3]), np.arange(1, 20), np.array([5])]) @ student.table[1:-1].T).numpy()
+    np.testing.assert_allclose(variants[f"{prefix}-last4"].scores(seqs), want, atol=1e-4)
+    quantized = variants[f"{prefix}-int8-last4+table-int8"]
+    assert quantized.window == 4 and np.corrcoef(quantized.scores(seqs).ravel(), want.ravel())[0, 1] > 0.9
+    assert quantized.extra["encoder_bytes"] < variants[f"{prefix}-last4"].extra["encoder_bytes"] or kind == "transformer"
+
+
+def test_distillation_learns_the_teacher_on_data(tiny_profile):
+    """On the synthetic data, a 1-block student distilled from a trained SASRec ends closer to its teacher (more of the
+    teacher's top-10) than the same student before training, and its fit stops by patience or the epoch cap."""
+    from recbook.compress.student import StudentConfig, StudentEncoder, distill_user_encoder
+    from recbook.models import create
+    from recbook.pipeline import prepare_data
+
+    ds, split = prepare_data("synthetic", tiny_profile, 0)
+    teacher = create("sasrec", tiny_profile, epochs=4, dim=16, layers=2, heads=1, patience=None, refit=False).fit(ds, split).network
+    config = StudentConfig(window=5, epochs=6, patience=2)
+    histories = [np.arange(1, 9), np.array([3, 7, 11]), np.array([2, 4, 6, 8, 10, 12])]
+
+    def overlap(student):
+        with torch.no_grad():
+            s = (student.user_vectors(histories) @ student.table[1:-1].T).numpy()
+            t = teacher.score_all(histories)
+        return top_k_overlap(np.argsort(-s, axis=1)[:, :10], np.argsort(-t, axis=1)[:, :10]).mean()
+
+    before = overlap(StudentEncoder(teacher, config).eval())
+    fit = distill_user_encoder(teacher, ds, split, config)
+    assert fit.prefixes > 0 and fit.stop_reason in ("patience", "epoch limit") and fit.result.best_metric is not None
+    assert overlap(fit.student) >= before

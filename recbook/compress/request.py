@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .request_variants import FP32_VARIANTS, VARIANTS, parse_variant
+from .request_variants import FP32_VARIANTS, STUDENT_ENCODERS, VARIANTS, parse_variant
 
 DEFAULT_MARGIN = 0.005
 MIN_OVERLAP = 0.8
@@ -82,7 +82,7 @@ def _user_encoder(network):
             self.network = network
 
         def forward(self, seq, x):
-            return self.network.encode_vectors(seq, x)[:, -1]
+            return self.network.encode_last(seq, x)
 
     return UserEncoder().eval()
 
@@ -139,9 +139,13 @@ class OrtUserEncoder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = Path(path)
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.inputs = {i.name for i in self.session.get_inputs()}  # an encoder that ignores seq (an MLP) has no seq input
 
     def __call__(self, seq: np.ndarray, x: np.ndarray) -> np.ndarray:
-        return self.session.run(["user"], {"seq": np.asarray(seq, dtype=np.int64), "x": np.asarray(x, dtype=np.float32)})[0]
+        feed = {"x": np.asarray(x, dtype=np.float32)}
+        if "seq" in self.inputs:
+            feed["seq"] = np.asarray(seq, dtype=np.int64)
+        return self.session.run(["user"], feed)[0]
 
 
 @dataclass
@@ -183,8 +187,11 @@ def weight_only_int4(source: str | Path, target: str | Path, block_size: int = 3
     return Path(target)
 
 
-def build_variants(network, names=VARIANTS, workdir: str | Path | None = None, threads: int = 1) -> list[RequestVariant]:
-    """The request-path variants of a trained :class:`~recbook.models.sequential.SequentialRecommender`."""
+def build_variants(network, names=VARIANTS, workdir: str | Path | None = None, threads: int = 1,
+                   students: dict | None = None) -> list[RequestVariant]:
+    """The request-path variants of a trained :class:`~recbook.models.sequential.SequentialRecommender`. A student
+    encoder (:data:`~recbook.compress.request_variants.STUDENT_ENCODERS`) comes from ``students[(kind, window)]``, a
+    :class:`~recbook.compress.student.StudentEncoder` distilled from ``network`` (:func:`distill_students`)."""
     import torch
 
     parsed = {name: parse_variant(name) for name in names}
@@ -199,26 +206,39 @@ def build_variants(network, names=VARIANTS, workdir: str | Path | None = None, t
 
     def eager(seq, x):
         with torch.inference_mode():
-            return network.encode_vectors(torch.from_numpy(seq), torch.from_numpy(x))[:, -1].numpy()
+            return network.encode_last(torch.from_numpy(seq), torch.from_numpy(x)).numpy()
 
     folder = Path(workdir or tempfile.mkdtemp(prefix="recbook-request-"))
     folder.mkdir(parents=True, exist_ok=True)
     encoders = {e for e, _, _ in parsed.values()}
     paths = {}
-    if encoders - {"fp32"}:
+    if encoders & {"onnx-fp32", "onnx-int8", "onnx-int4w"}:
         paths["onnx-fp32"] = export_user_encoder(network, folder / "user_encoder.fp32.onnx")
     if "onnx-int8" in encoders:
         paths["onnx-int8"] = quantize_user_encoder(paths["onnx-fp32"], folder / "user_encoder.int8.onnx")
     if "onnx-int4w" in encoders:
         paths["onnx-int4w"] = weight_only_int4(paths["onnx-fp32"], folder / "user_encoder.int4w.onnx")
-    sessions = {e: OrtUserEncoder(path, threads) for e, path in paths.items() if e in encoders}
+    for name, (encoder, window, _) in parsed.items():  # students: one ONNX file per (kind, window, precision)
+        if encoder not in STUDENT_ENCODERS or (encoder, window) in paths:
+            continue
+        kind, precision = STUDENT_ENCODERS[encoder]
+        student = (students or {}).get((kind, window))
+        if student is None:
+            raise ValueError(f"request variant {name!r} needs a {kind} student distilled for window {window}: pass "
+                             f"students={{({kind!r}, {window}): ...}} (see distill_students)")
+        stem = folder / f"{kind}_student_last{window}"
+        fp32 = paths.get((kind, window, 32)) or export_user_encoder(student, stem.with_suffix(".fp32.onnx"))
+        paths[(kind, window, 32)] = fp32
+        paths[(encoder, window)] = fp32 if precision == 32 else quantize_user_encoder(fp32, stem.with_suffix(".int8.onnx"))
+    sessions = {e: OrtUserEncoder(path, threads) for e, path in paths.items() if e in encoders or (isinstance(e, tuple) and len(e) == 2)}
 
     variants = []
     for name, (encoder, window, bits) in parsed.items():
         if encoder == "fp32":
             encode, enc_bytes = eager, weights
         else:
-            encode, enc_bytes = sessions[encoder], paths[encoder].stat().st_size
+            key = (encoder, window) if encoder in STUDENT_ENCODERS else encoder
+            encode, enc_bytes = sessions[key], paths[key].stat().st_size
         if bits < 32:
             codes, scales = quantize_table(full_table, bits)
             used = codes.astype(np.float32) * scales
@@ -228,6 +248,27 @@ def build_variants(network, names=VARIANTS, workdir: str | Path | None = None, t
         variants.append(RequestVariant(name, encode, used, enc_bytes + t_bytes, window=window,
                                        extra={"encoder_bytes": enc_bytes, "table_bytes": t_bytes}))
     return variants
+
+
+def _student_key(name: str):
+    encoder, window, _ = parse_variant(name)
+    return (STUDENT_ENCODERS[encoder][0], window) if encoder in STUDENT_ENCODERS else None
+
+
+def distill_students(network, dataset, split, names, seed: int = 0, progress: bool = False) -> tuple[dict, dict]:
+    """Distil the students the variant ``names`` ask for (one per kind and window), on ``split.train`` with early stopping
+    on ``split.valid``: ``(students, notes)``, ``notes[(kind, window)]`` saying how each fit went."""
+    from .student import StudentConfig, distill_user_encoder
+
+    wanted = dict.fromkeys((STUDENT_ENCODERS[e][0], w) for e, w, _ in map(parse_variant, names) if e in STUDENT_ENCODERS)
+    students, notes = {}, {}
+    for kind, window in wanted:
+        fit = distill_user_encoder(network, dataset, split, StudentConfig(kind=kind, window=window, seed=seed), progress=progress)
+        students[(kind, window)] = fit.student
+        notes[(kind, window)] = (f"{kind} student, last {window} items: distilled on {fit.prefixes} training prefixes in "
+                                 f"{fit.train_seconds:.0f} s, stopped by {fit.stop_reason}, best validation NDCG@10 "
+                                 f"{fit.result.best_metric:.4f}")
+    return students, notes
 
 
 # ------------------------------------------------------------------ quality and cost
@@ -323,7 +364,8 @@ def run_request_bench(run: str | Path, out: str | Path, names=VARIANTS, margin: 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        variants = build_variants(network, names, out / "models", threads)
+        students, student_notes = distill_students(network, ds, split, names, seed=seed)
+        variants = build_variants(network, names, out / "models", threads, students)
         eval_set = make_eval_set(ds, split, "test", profile.eval_negatives, n_users=eval_users, seed=seed)
         users = eval_set.heldout["user_id"].to_numpy()
         rows = model.indices(Histories.from_interactions(history_for_test(split), users=users))
@@ -383,7 +425,7 @@ def run_request_bench(run: str | Path, out: str | Path, names=VARIANTS, margin: 
             "smaller": round(reference_size / v.size_bytes, 3) if v.size_bytes else None,
             "verdict": "reference" if v.name == base else verdict(low, overlap, margin),
             "users": int(len(users)), "margin": margin, "threads": threads, "rounds": rounds, "requests": int(len(sample)),
-            "model": record["model"], "data": record["data"]})
+            "model": record["model"], "data": record["data"], "notes": student_notes.get(_student_key(v.name), "")})
     _write_json_atomic(out / "request_bench.json", records)
     (out / "request_bench.md").write_text(request_bench_markdown(records))
     return records

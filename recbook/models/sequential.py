@@ -116,6 +116,21 @@ class Block(nn.Module):
         x = x + self.drop(self.proj(att.transpose(1, 2).reshape(b, length, dim)))
         return x + self.mlp(self.ln2(x))
 
+    def forward_last(self, x: torch.Tensor, allowed_last: torch.Tensor) -> torch.Tensor:
+        """The block's output at the last position only, ``(batch, 1, dim)``, given every position's input ``x`` and the
+        last query's mask ``allowed_last`` ``(batch, 1, length)``. Exactly :meth:`forward`'s last row: keys and values
+        still come from every position, but the query, the attention output, the projection and the MLP — most of a
+        block's arithmetic — run for one position instead of ``length``."""
+        b, length, dim = x.shape
+        h = self.ln1(x)
+        q = F.linear(h[:, -1:], self.qkv.weight[:dim], self.qkv.bias[:dim])
+        k, v = F.linear(h, self.qkv.weight[dim:], self.qkv.bias[dim:]).split(dim, dim=-1)
+        q = q.view(b, 1, self.heads, dim // self.heads).transpose(1, 2)
+        k, v = (t.view(b, length, self.heads, dim // self.heads).transpose(1, 2) for t in (k, v))
+        att = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed_last[:, None], dropout_p=self.dropout if self.training else 0.0)
+        last = x[:, -1:] + self.drop(self.proj(att.transpose(1, 2).reshape(b, 1, dim)))
+        return last + self.mlp(self.ln2(last))
+
 
 class SequentialRecommender(nn.Module):
     """SASRec / BERT4Rec over ``n_items`` catalogue items (indices 1…n; 0 = padding, n+1 = [MASK]).
@@ -200,9 +215,8 @@ class SequentialRecommender(nn.Module):
         table = self.item_table() if table is None else table
         return self.encode_vectors(seq, table[seq])
 
-    def encode_vectors(self, seq: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """:meth:`encode` given the sequences' item vectors ``x = table[seq]`` — the part a request runs once the item
-        table is looked up (what :mod:`recbook.compress.request` exports)."""
+    def _inputs(self, seq: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first block's input (item vectors, [MASK] vectors, positions) and which keys each query may attend to."""
         length = seq.shape[1]
         x = torch.where((seq == self.mask_token)[..., None], self.mask_emb.to(x.dtype), x)
         x = self.drop(x + self.pos_emb.weight[-length:])
@@ -212,9 +226,24 @@ class SequentialRecommender(nn.Module):
         if self.config.objective == "causal":
             allowed = allowed & (pos[:, None] >= pos[None, :])  # query i sees keys 0…i
         allowed = allowed | (pos[:, None] == pos[None, :])  # never an empty row (NaN trap)
+        return x, allowed
+
+    def encode_vectors(self, seq: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`encode` given the sequences' item vectors ``x = table[seq]`` — the part a request runs once the item
+        table is looked up (what :mod:`recbook.compress.request` exports)."""
+        x, allowed = self._inputs(seq, x)
         for block in self.blocks:
             x = block(x, allowed)
         return self.ln_f(x)
+
+    def encode_last(self, seq: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``encode_vectors(seq, x)[:, -1]`` — the user vector a request reads — computed without the last block's work at
+        the other positions (:meth:`Block.forward_last`): the same numbers up to rounding, with less arithmetic. Every
+        block but the last still runs at every position, because the last one's keys and values need them."""
+        x, allowed = self._inputs(seq, x)
+        for block in self.blocks[:-1]:
+            x = block(x, allowed)
+        return self.ln_f(self.blocks[-1].forward_last(x, allowed[:, -1:]))[:, 0]
 
     def logits(self, hidden: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """Scores of every catalogue item (columns 0…n−1 = items 1…n) for each hidden state."""
