@@ -18,7 +18,15 @@ The language model itself ran once per item, offline: its output is the item tab
   quadratic, the rest linear in them) — a quality trade the table shows;
 - ``table-int8`` / ``table-int4`` — the item table stored with one int8 / int4 code per value and one fp32 scale per
   row (symmetric, per-row absmax), dequantized for scoring: the size that grows with the catalogue;
-- ``onnx-int8+table-int8`` — both.
+- ``onnx-int8+table-int8`` — both;
+- ``student…`` / ``mlp-student…`` — encoders *distilled* from the trained one (:mod:`recbook.compress.student`): a 1-block
+  transformer started from its last block, or an MLP over the last ``N`` item vectors; both score with the teacher's
+  item table, run in ONNX Runtime in fp32 or (``-int8``) dynamic int8, and are distilled here, on the run's own training
+  prefixes, with early stopping on its validation items.
+
+Every encoder computes its last transformer block for the last position only
+(:meth:`~recbook.models.sequential.SequentialRecommender.encode_last`): a request reads that position alone, so this is
+exact, and the fp32 baselines run it too — a speed-up is never credited to skipping work the baseline also could skip.
 
 Quality: every variant scores every test user's full catalogue; NDCG@10 with its bootstrap CI, the paired difference to
 ``fp32`` with its CI, and the mean top-10 overlap with ``fp32`` (label-free and low-variance). A variant is
@@ -450,5 +458,57 @@ def request_bench_markdown(records: list[dict]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-__all__ = ["run_request_bench", "request_bench_markdown", "weight_only_int4", "DEFAULT_MARGIN", "quantize_table", "table_bytes", "export_user_encoder", "quantize_user_encoder",
+# ------------------------------------------------------------------ reading the benchmark
+def request_targets(records: list[dict], speedup: float = 4.0, smaller: float = 8.0, stretch: float = 10.0) -> dict:
+    """Which targets the benchmark meets: among the *non-inferior* variants, the fastest (CPU per request against the best
+    fp32 baseline) and the smallest, each with whether it clears ``speedup`` / ``smaller`` (and ``stretch`` for speed);
+    ``fastest_any`` is the fastest variant of all, whatever its verdict — what the speed would be if quality were free."""
+    ok = [r for r in records if r["verdict"] == "non-inferior"]
+    fastest = max(ok, key=lambda r: r["speedup"] or 0.0, default=None)
+    smallest = max(ok, key=lambda r: r["smaller"] or 0.0, default=None)
+    return {"fastest": fastest, "smallest": smallest, "fastest_any": max(records, key=lambda r: r["speedup"] or 0.0),
+            "speed_met": bool(fastest and fastest["speedup"] >= speedup), "size_met": bool(smallest and smallest["smaller"] >= smaller),
+            "stretch_met": bool(fastest and fastest["speedup"] >= stretch), "speedup": speedup, "smaller": smaller, "stretch": stretch}
+
+
+def cheapest_non_inferior(records: list[dict], margin: float, min_overlap: float = MIN_OVERLAP, cost: str = "cpu_ms_p50"):
+    """The variant with the lowest ``cost`` whose paired NDCG@10 difference has its lower end above ``-margin`` and whose
+    top-10 overlap with fp32 is at least ``min_overlap`` (the verdict re-read at another margin); None if none is."""
+    ok = [r for r in records if r["ndcg10_diff_ci95"][0] > -margin and r["top10_overlap"] >= min_overlap]
+    return min(ok, key=lambda r: r[cost], default=None)
+
+
+def plot_request_bench(records: list[dict], path=None):
+    """Two panels: the paired NDCG@10 difference to fp32 (95% CI bars) against CPU ms per request, and against size;
+    the non-inferiority margin dashed, non-inferior variants in colour, the others grey, each labelled with its overlap."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
+    margin = records[0]["margin"]
+    for ax, cost, label in ((axes[0], "cpu_ms_p50", "CPU ms per request (p50, batch 1, 1 thread; log)"),
+                            (axes[1], "size_mb", "size on disk: encoder + item table (MB; log)")):
+        for r in records:
+            good = r["verdict"] in ("non-inferior", "reference")
+            low, high = r["ndcg10_diff_ci95"]
+            ax.errorbar(r[cost], r["ndcg10_diff"], yerr=[[r["ndcg10_diff"] - low], [high - r["ndcg10_diff"]]], fmt="o",
+                        color="C2" if good else "0.55", capsize=3)
+            ax.annotate(f"{r['variant']} ({r['top10_overlap']:.2f})", (r[cost], r["ndcg10_diff"]), fontsize=7, xytext=(4, 3),
+                        textcoords="offset points", color="black" if good else "0.4")
+        ax.axhline(-margin, color="C3", ls="--", lw=1)
+        ax.axhline(0, color="0.3", lw=0.6)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("NDCG@10 − fp32 (paired 95% CI)")
+    axes[0].text(0.01, 0.02, f"dashed: −{margin} (the margin fixed before measuring); in brackets: top-10 overlap with fp32",
+                 transform=axes[0].transAxes, fontsize=7, color="C3")
+    fig.suptitle(f"Request path of a {records[0]['model']} run on {records[0]['data']}: {records[0]['users']} users; "
+                 f"green = non-inferior (CI above −{margin}, overlap ≥ {MIN_OVERLAP})", fontsize=9)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+__all__ = ["run_request_bench", "request_targets", "cheapest_non_inferior", "plot_request_bench", "distill_students", "request_bench_markdown", "weight_only_int4", "DEFAULT_MARGIN", "quantize_table", "table_bytes", "export_user_encoder", "quantize_user_encoder",
            "OrtUserEncoder", "RequestVariant", "build_variants", "padded", "top_k_overlap", "time_requests", "verdict"]
