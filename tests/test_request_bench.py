@@ -248,3 +248,31 @@ def test_distillation_learns_the_teacher_on_data(tiny_profile):
     fit = distill_user_encoder(teacher, ds, split, config)
     assert fit.prefixes > 0 and fit.stop_reason in ("patience", "epoch limit") and fit.result.best_metric is not None
     assert overlap(fit.student) >= before
+
+
+def _record(name, diff, low, overlap, speedup, smaller, verdict_=None):
+    from recbook.compress.request import DEFAULT_MARGIN
+
+    v = verdict_ or ("reference" if name == "fp32" else verdict(low, overlap))
+    return {"variant": name, "ndcg10_diff": diff, "ndcg10_diff_ci95": [low, diff + 0.01], "top10_overlap": overlap, "speedup": speedup,
+            "smaller": smaller, "cpu_ms_p50": 1.0 / speedup, "size_mb": 1.0 / smaller, "verdict": v, "margin": DEFAULT_MARGIN,
+            "model": "lmrec", "data": "d", "users": 10, "baseline": "onnx-fp32"}
+
+
+def test_targets_and_the_cheapest_variant_follow_the_rule(tmp_path):
+    from recbook.compress.request import cheapest_non_inferior, plot_request_bench, request_targets
+
+    records = [_record("fp32", 0, 0, 1.0, 0.5, 1.0), _record("onnx-fp32", 0, 0, 1.0, 1.0, 0.97),
+               _record("a", -0.001, -0.003, 0.95, 1.2, 9.0), _record("b", 0.003, -0.007, 0.64, 4.9, 2.8),
+               _record("c", 0.0, -0.004, 0.85, 4.2, 3.0)]
+    goals = request_targets(records)
+    assert goals["fastest"]["variant"] == "c" and goals["speed_met"] and not goals["stretch_met"]
+    assert goals["smallest"]["variant"] == "a" and goals["size_met"] and goals["fastest_any"]["variant"] == "b"
+    assert request_targets(records, speedup=5.0)["speed_met"] is False
+    assert cheapest_non_inferior(records, 0.005)["variant"] == "c"
+    assert cheapest_non_inferior(records, 0.008, min_overlap=0.6)["variant"] == "b"  # a looser rule lets b through
+    assert cheapest_non_inferior(records, 0.001)["variant"] == "onnx-fp32"  # a stricter one: only the exact fp32 graphs
+    assert cheapest_non_inferior(records, 0.005, min_overlap=1.01) is None
+    assert request_targets([records[0], records[3]])["fastest"] is None
+    fig = plot_request_bench(records, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 0 and len(fig.axes) == 2

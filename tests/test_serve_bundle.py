@@ -229,3 +229,70 @@ def test_an_lmrec_run_exports_as_the_retriever_and_the_bundle_scores_like_the_mo
     want = model.network.score_all(model.indices(Histories.from_items([history])))[0]
     got = b.retriever.score_all([model.indices(Histories.from_items([history]))[0]])[0]
     np.testing.assert_allclose(got, want, atol=1e-5)
+    # the same run, served through a student distilled at export (an MLP over the last 4 items, int8, int8 table)
+    capsys.readouterr()
+    assert cli.main(["export", "--retriever", str(tmp_path / "lm"), "--out", str(tmp_path / "s"),
+                     "--request-variant", "mlp-student-int8-last4+table-int8"]) == 0
+    assert json.loads(capsys.readouterr().out)["request_path"]["variant"] == "mlp-student-int8-last4+table-int8"
+    s = load_bundle(tmp_path / "s")
+    assert s.encoder_info == {"variant": "mlp-student-int8-last4+table-int8", "window": 4, "table_bits": 8}
+    assert s.manifest["source"]["request_variant"] == "mlp-student-int8-last4+table-int8"
+    vectors = s.user_vectors([b.histories[next(iter(b.histories))]])
+    assert vectors.shape == (1, 16) and np.isfinite(vectors).all()
+    for bad, text in (("onnx-int3", "unknown encoder"), ("fp32", "runs the encoder in PyTorch")):
+        capsys.readouterr()
+        assert cli.main(["export", "--retriever", str(tmp_path / "lm"), "--out", str(tmp_path / f"x{bad}"), "--request-variant", bad]) == 2
+        err = capsys.readouterr().err
+        assert "--request-variant" in err and text in err, err
+
+
+# ------------------------------------------------------------------ a compressed request path shipped in the bundle
+@pytest.mark.parametrize("variant,bits", [("onnx-fp32", 32), ("onnx-int8-last5+table-int8", 8)])
+def test_a_bundle_serves_the_request_variant_it_ships(tmp_path, variant, bits):
+    """The service answers with the bundle's ONNX user encoder: its fp32 export gives the PyTorch retriever's vectors,
+    a compressed one reads its window and its quantized table, and the manifest says which variant is served."""
+    from recbook.compress.request import build_variants, quantize_table
+    from recbook.compress.request_variants import parse_variant
+    from recbook.serve.bundle import load_bundle
+    from recbook.serve.export import write_bundle
+
+    ds, history = tiny_data()
+    retriever = tiny_retriever(ds.n_items, 0)
+    v = build_variants(retriever, [variant], tmp_path / "work")[0]
+    _, window, _ = parse_variant(variant)
+    spec = {"variant": variant, "onnx": v.encode.path, "window": window, "table_bits": bits}
+    plain = load_bundle(write_bundle(tmp_path / "plain", retriever, ds, history, version="plain"))
+    shipped = load_bundle(write_bundle(tmp_path / "b", retriever, ds, history, version="b", user_encoder=spec))
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["retriever"]["request_path"] == {"variant": variant, "window": window or 16, "table_bits": bits}
+    assert "retriever/user_encoder.onnx" in manifest["files"] and shipped.user_encoder is not None and plain.user_encoder is None
+    histories = [np.array([0, 3, 5, 7, 9, 11, 2]), np.array([4]), np.arange(20) % 40]
+    if bits == 32:
+        np.testing.assert_allclose(shipped.user_vectors(histories), plain.user_vectors(histories), atol=1e-4)
+        np.testing.assert_array_equal(shipped.item_vectors, plain.item_vectors)
+    else:
+        codes, scales = quantize_table(plain.item_vectors, 8)
+        np.testing.assert_allclose(shipped.item_vectors, codes * scales, atol=1e-6)
+        want = v.encode(*(lambda s: (s, v.full_table[s]))(np.stack([np.r_[np.zeros(5), h + 1][-5:] for h in histories]).astype(np.int64)))
+        np.testing.assert_allclose(shipped.user_vectors(histories), want, atol=1e-4)
+        assert (tmp_path / "b" / "item_vectors.safetensors").stat().st_size < (tmp_path / "plain" / "item_vectors.safetensors").stat().st_size / 2.5  # 1 byte + a scale per row vs 4 bytes
+    scores, rows = shipped.retrieve(histories[0], 5)
+    assert len(rows) == 5 and not set(rows.tolist()) & set(histories[0].tolist())
+
+
+def test_a_request_variant_the_bundle_cannot_serve_is_refused(tmp_path):
+    from recbook.models.sequential import SequentialConfig, SequentialRecommender
+    from recbook.serve.bundle import BundleError
+    from recbook.serve.export import write_bundle
+
+    ds, history = tiny_data()
+    cloze = SequentialRecommender(ds.n_items, SequentialConfig(objective="cloze", max_len=16, dim=16, layers=1, heads=2)).eval()
+    fake = tmp_path / "e.onnx"
+    fake.write_bytes(b"x")
+    with pytest.raises(BundleError, match="causal retrievers"):
+        write_bundle(tmp_path / "c", cloze, ds, history, user_encoder={"variant": "onnx-fp32", "onnx": fake, "table_bits": 32})
+    for bad, match in (({"variant": "x", "onnx": fake}, "table_bits"), ({"variant": "x", "onnx": fake, "table_bits": 2}, "32, 8 or 4"),
+                       ({"variant": "x", "onnx": fake, "table_bits": 8, "window": 99}, "window must be")):
+        with pytest.raises(BundleError, match=match):
+            write_bundle(tmp_path / "d", tiny_retriever(ds.n_items, 0), ds, history, user_encoder=bad)
+    assert not (tmp_path / "d").exists() or not any((tmp_path / "d").iterdir())  # nothing half-written

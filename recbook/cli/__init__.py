@@ -106,11 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--threads", type=int, default=None, help="torch/ONNX Runtime threads (default: torch's)")
     be.add_argument("--quiet", action="store_true")
     ex = sub.add_parser("export", help="write a serving bundle (versioned, sha256-verified folder) from a sasrec run and an optional cross-encoder run")
-    ex.add_argument("--retriever", required=True, help="the --out folder of 'recbook train --model sasrec' (or bert4rec)")
+    ex.add_argument("--retriever", required=True, help="the --out folder of 'recbook train --model sasrec' (or lmrec, bert4rec)")
     ex.add_argument("--reranker", default=None, help="the --out folder of 'recbook train --model cross-encoder' (exported as int8 ONNX)")
     ex.add_argument("--out", required=True, help="the bundle folder to create (must not exist or be empty: a version is written once)")
     ex.add_argument("--version", default=None, help="version name (default: UTC time stamp + content hash)")
     ex.add_argument("--parent", default=None, help="the version this one replaces (recorded in manifest.json)")
+    ex.add_argument("--request-variant", default=None, help="serve a compressed request path (a 'bench --target request' variant, "
+                    "e.g. onnx-int8+table-int8 or mlp-student-int8-last10); default: the retriever in PyTorch fp32")
     up = sub.add_parser("update", help="update a saved sasrec with newer interactions (frozen|finetune|replay|ewc|lora|retrain); "
                                        "writes a new versioned checkpoint and serving bundle")
     up.add_argument("--model", required=True, help="the --out folder of 'recbook train --model sasrec' or of an earlier update")

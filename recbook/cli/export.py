@@ -11,11 +11,13 @@ def cmd_export(args) -> dict:
     from ..serve.export import export_bundle
 
     try:
-        folder = export_bundle(args.retriever, out, reranker_run=args.reranker, version=args.version, parent=args.parent)
+        folder = export_bundle(args.retriever, out, reranker_run=args.reranker, version=args.version, parent=args.parent,
+                               request_variant=args.request_variant)
     except BundleError as exc:
         raise UsageError(str(exc)) from None
     manifest = read_manifest(folder)
     return {"bundle": str(folder), "version": manifest["version"], "parent": manifest["parent"], "files": len(manifest["files"]),
-            "reranker": manifest["reranker"] is not None, "data": manifest["data"]}
+            "reranker": manifest["reranker"] is not None, "data": manifest["data"],
+            "request_path": manifest["retriever"].get("request_path")}
 
 

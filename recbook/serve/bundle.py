@@ -12,6 +12,8 @@ stricter — a **bundle**, written once, never edited, named by a version:
     item_vectors.safetensors      the retriever's item matrix, computed once (retrieval = one matrix product)
     retriever/model.safetensors   the sequential model (SASRec/BERT4Rec) that turns a history into a vector
     retriever/sequential.json     its configuration
+    retriever/user_encoder.onnx   (optional) a compressed request path (recbook.compress.request): the ONNX encoder the
+    retriever/user_encoder.json   service runs instead of the PyTorch one, the items it reads, the item table's bits
     reranker/model.int8.onnx      (optional) the cross-encoder, ONNX Runtime dynamic int8
     reranker/reranker.json        how it writes its input (max length, history budget)
     reranker/tokenizer/…          its tokenizer (JSON and vocabulary text)
@@ -172,6 +174,9 @@ class Bundle:
     cache_lock: threading.Lock = field(default_factory=threading.Lock)
     drift: dict | None = None  # drift.json (recbook update's measurement of the data this version learned), if present
     live_drift: object = None  # a recbook.serve.live_drift.LiveDrift against this version's histories (set by the service)
+    user_encoder: object = None  # a recbook.compress.request.OrtUserEncoder when the bundle ships a compressed request path
+    encoder_info: dict = field(default_factory=dict)  # its user_encoder.json: variant, window, table_bits
+    lookup: np.ndarray | None = None  # the item vectors with a zero padding row first (and one after): what it looks up
 
     @property
     def version(self) -> str:
@@ -190,7 +195,13 @@ class Bundle:
         return np.asarray(rows, dtype=np.int64)
 
     def user_vectors(self, histories: list[np.ndarray]) -> np.ndarray:
-        """The retriever's query vector for each history (catalogue rows, oldest first)."""
+        """The retriever's query vector for each history (catalogue rows, oldest first): the bundle's ONNX user encoder
+        over the last ``window`` items when it ships one, else the PyTorch retriever."""
+        if self.user_encoder is not None:
+            from ..compress.request import padded
+
+            seq = padded([np.asarray(h, dtype=np.int64) + 1 for h in histories], self.encoder_info["window"])
+            return np.asarray(self.user_encoder(seq, self.lookup[seq]), dtype=np.float32)
         import torch
 
         with torch.inference_mode():
@@ -277,7 +288,11 @@ def load_bundle(folder: str | os.PathLike, threads: int | None = None) -> Bundle
         offsets, rows = arrays["offsets"], arrays["items"]
         histories = {int(u): rows[offsets[i]:offsets[i + 1]] for i, u in enumerate(arrays["user_ids"].tolist())}
         retriever, retriever_items = SequentialRecommender.load(folder / "retriever")
-        vectors = load_file(str(folder / "item_vectors.safetensors"))["item_vectors"]
+        stored = load_file(str(folder / "item_vectors.safetensors"))
+        if "item_codes" in stored:  # a quantized table (per-row scales): what a compressed request path scores with
+            vectors = (stored["item_codes"].astype(np.float32) * stored["item_scales"]).astype(np.float32)
+        else:
+            vectors = stored["item_vectors"]
     except (KeyError, OSError, ValueError) as exc:
         raise BundleError(f"bundle {folder}: its files verify but do not load ({type(exc).__name__}: {exc}); re-export it") from None
     if len(retriever_items) != len(item_ids) or (np.asarray(retriever_items, dtype=np.int64) != item_ids).any():
@@ -286,6 +301,13 @@ def load_bundle(folder: str | os.PathLike, threads: int | None = None) -> Bundle
         raise BundleError(f"bundle {folder}: item_vectors.safetensors has {vectors.shape[0]} rows for {len(item_ids)} items; re-export it")
     bundle = Bundle(folder, manifest, item_ids, items["titles"], items["texts"], items["history_entries"], retriever.eval(), vectors,
                     ExactIndex(vectors), histories, item_row={int(i): r for r, i in enumerate(item_ids.tolist())})
+    if (folder / "retriever" / "user_encoder.onnx").is_file():
+        from ..compress.request import OrtUserEncoder
+
+        bundle.encoder_info = json.loads((folder / "retriever" / "user_encoder.json").read_text())
+        bundle.user_encoder = OrtUserEncoder(folder / "retriever" / "user_encoder.onnx", threads=threads or 1)
+        dim = vectors.shape[1]
+        bundle.lookup = np.vstack([np.zeros((1, dim), np.float32), vectors, np.zeros((1, dim), np.float32)])  # row 0: padding
     if (folder / "reranker").is_dir():
         from transformers import AutoTokenizer
 

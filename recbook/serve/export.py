@@ -47,7 +47,7 @@ def _atomic_folder(out: Path) -> Path:
 
 def write_bundle(out: str | os.PathLike, retriever, dataset, history, reranker=None, tokenizer=None, reranker_config: dict | None = None,
                  version: str | None = None, parent: str | None = None, source: dict | None = None,
-                 drift: dict | None = None) -> Path:
+                 drift: dict | None = None, user_encoder: dict | None = None) -> Path:
     """Write a bundle to ``out`` (a new folder) from models in memory; return its path.
 
     ``retriever``: a :class:`recbook.models.sequential.SequentialRecommender` over ``dataset``'s catalogue (same order);
@@ -57,6 +57,10 @@ def write_bundle(out: str | os.PathLike, retriever, dataset, history, reranker=N
     ``max_history_items``, ``max_history_tokens``. ``version`` defaults to a UTC time stamp plus a content hash.
     ``drift`` (optional): drift measurements of the data this version learned from (:func:`recbook.drift.drift_summary`),
     written as ``drift.json`` — listed in the manifest like every file — which the service exports as gauges.
+    ``user_encoder`` (optional): the request path of a variant of :mod:`recbook.compress.request` — ``{"variant": name,
+    "onnx": path of its ONNX user encoder, "window": items it reads, "table_bits": 32, 8 or 4}`` — stored as
+    ``retriever/user_encoder.onnx`` (+ ``.json``) and, with fewer table bits, the item vectors as per-row codes and
+    scales: the service then answers with that variant (:meth:`recbook.serve.bundle.Bundle.user_vectors`).
     """
     import torch
 
@@ -83,7 +87,15 @@ def write_bundle(out: str | os.PathLike, retriever, dataset, history, reranker=N
         retriever.save(tmp / "retriever", item_ids)
         with torch.no_grad():
             vectors = retriever.eval().item_table()[1 : retriever.n_items + 1].float().cpu().numpy()
-        save_file({"item_vectors": _as_matrix(vectors, "item vectors")}, str(tmp / "item_vectors.safetensors"))
+        encoder_info = _write_user_encoder(tmp / "retriever", retriever, user_encoder) if user_encoder is not None else None
+        bits = encoder_info["table_bits"] if encoder_info else 32
+        if bits < 32:
+            from ..compress.request import quantize_table
+
+            codes, scales = quantize_table(vectors, bits)
+            save_file({"item_codes": codes, "item_scales": scales}, str(tmp / "item_vectors.safetensors"))
+        else:
+            save_file({"item_vectors": _as_matrix(vectors, "item vectors")}, str(tmp / "item_vectors.safetensors"))
         if drift is not None:
             from ..drift_export import write_drift_json
 
@@ -103,7 +115,8 @@ def write_bundle(out: str | os.PathLike, retriever, dataset, history, reranker=N
                     "version": version or f"{now:%Y%m%d-%H%M%S}-{content[:8]}", "parent": parent,
                     "created": now.isoformat(timespec="seconds"), "data": {"name": dataset.name, **fingerprint},
                     "retriever": {"model": "sasrec" if retriever.config.objective == "causal" else "bert4rec",
-                                  "item_features": retriever.config.item_features, "dim": retriever.config.dim},
+                                  "item_features": retriever.config.item_features, "dim": retriever.config.dim,
+                                  "trained_as": (source or {}).get("retriever_model"), "request_path": encoder_info},
                     "reranker": reranker_info, "source": source or {}, "files": files}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
         if out.exists():  # an empty folder (checked above)
@@ -113,6 +126,24 @@ def write_bundle(out: str | os.PathLike, retriever, dataset, history, reranker=N
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _write_user_encoder(folder: Path, retriever, spec: dict) -> dict:
+    """Copy a request variant's ONNX user encoder into the bundle's retriever folder, with what the service needs to run it."""
+    missing = {"variant", "onnx", "table_bits"} - set(spec)
+    if missing:
+        raise BundleError(f"user_encoder needs {sorted(missing)}: pass {{'variant', 'onnx', 'window', 'table_bits'}}")
+    if retriever.config.objective != "causal":
+        raise BundleError("an ONNX user encoder is served for causal retrievers (sasrec, lmrec); a bert4rec retriever runs in PyTorch")
+    if spec["table_bits"] not in (32, 8, 4):
+        raise BundleError(f"user_encoder table_bits must be 32, 8 or 4, got {spec['table_bits']!r}")
+    window = spec.get("window") or retriever.config.max_len
+    if not isinstance(window, int) or not 1 <= window <= retriever.config.max_len:
+        raise BundleError(f"user_encoder window must be 1…{retriever.config.max_len} (the retriever's max_len), got {window!r}")
+    shutil.copyfile(spec["onnx"], folder / "user_encoder.onnx")
+    info = {"variant": str(spec["variant"]), "window": window, "table_bits": int(spec["table_bits"])}
+    (folder / "user_encoder.json").write_text(json.dumps(info, indent=1))
+    return info
 
 
 def _write_reranker(folder: Path, model, tokenizer, config: dict) -> dict:
@@ -138,13 +169,15 @@ def _write_reranker(folder: Path, model, tokenizer, config: dict) -> dict:
 
 
 def export_bundle(retriever_run: str | os.PathLike, out: str | os.PathLike, reranker_run: str | os.PathLike | None = None,
-                  version: str | None = None, parent: str | None = None) -> Path:
+                  version: str | None = None, parent: str | None = None, request_variant: str | None = None) -> Path:
     """Build a bundle from training runs (``python -m recbook train`` output folders) — what ``recbook export`` calls.
 
     The retriever run must hold a ``sasrec`` or ``bert4rec`` model; its data is rebuilt from ``run.json`` (same source,
     profile and seed) and the users' training + validation interactions become the stored histories (the test item
     stays unseen, so the service can be evaluated on it). The re-ranker run (optional) must hold a ``cross-encoder``
-    trained on the same catalogue.
+    trained on the same catalogue. ``request_variant`` (e.g. ``onnx-int8+table-int8``, ``mlp-student-int8-last10``;
+    :mod:`recbook.compress.request`) makes the service answer with that compressed request path, built here (a student
+    is distilled on the run's own training data first).
     """
     from ..errors import ConfigError
     from ..evaluate import history_for_test
@@ -180,4 +213,24 @@ def export_bundle(retriever_run: str | os.PathLike, out: str | os.PathLike, rera
                   "max_history_tokens": history_token_budget(rr.config.max_length)}
     source = {"retriever_run": str(Path(retriever_run).resolve()), "retriever_model": run["model"], "data": run["data"], "seed": run["seed"],
               "reranker_run": str(Path(reranker_run).resolve()) if reranker_run is not None else None}
-    return write_bundle(out, model, ds, history_for_test(split), reranker, tokenizer, config, version, parent, source)
+    if request_variant is None:
+        return write_bundle(out, model, ds, history_for_test(split), reranker, tokenizer, config, version, parent, source)
+    import tempfile
+
+    from ..compress.request import build_variants, distill_students
+    from ..compress.request_variants import parse_variant
+
+    try:
+        encoder, window, bits = parse_variant(request_variant)
+    except ValueError as exc:
+        raise ConfigError("request_variant", str(exc), request_variant) from None
+    if encoder == "fp32":
+        raise ConfigError("request_variant", f"request_variant={request_variant!r} runs the encoder in PyTorch, as a bundle does "
+                          "without one; name an ONNX or student encoder (e.g. onnx-int8+table-int8)", request_variant)
+    with tempfile.TemporaryDirectory(prefix="recbook-export-") as work:
+        students, _ = distill_students(model, ds, split, [request_variant], seed=run["seed"])
+        variant = build_variants(model, [request_variant], work, 1, students)[0]
+        spec = {"variant": request_variant, "onnx": variant.encode.path, "window": window, "table_bits": bits}
+        source["request_variant"] = request_variant
+        return write_bundle(out, model, ds, history_for_test(split), reranker, tokenizer, config, version, parent, source,
+                            user_encoder=spec)
