@@ -269,6 +269,18 @@ RIGHT.update({
     "04d.content_scores": _content_scores,
     "04d.freezing_variant": _FUSION_RIGHT,  # the checker re-scores whatever experiment is handed in, as for 04c.rank_fusion
 })
+def _window_records():
+    def rec(name, cpu, low, overlap):
+        return {"variant": name, "cpu_ms_p50": cpu, "ndcg10_diff": low + 0.006, "ndcg10_diff_ci95": [low, low + 0.012],
+                "top10_overlap": overlap, "margin": 0.005, "rounds": 10, "requests": 200, "users": 943, "speedup": 0.25 / cpu,
+                "baseline": "onnx-fp32", "verdict": "reference" if name == "fp32" else "?"}
+
+    return [rec("fp32", 0.5, 0.0, 1.0), rec("onnx-fp32", 0.25, 0.0, 1.0), rec("mlp-student-last10", 0.056, -0.0066, 0.64),
+            rec("mlp-student-last5", 0.049, -0.003, 0.66)]  # CI clears the margin, overlap does not: inferior by the rule
+
+
+RIGHT["09.student_window"] = {"records": _window_records(), "cheaper": True, "ndcg10_diff_low": -0.003, "verdict": "inferior"}
+WRONG["09.student_window"] = {"records": _window_records(), "cheaper": True, "ndcg10_diff_low": -0.003, "verdict": "non-inferior"}
 WRONG.update({
     "04d.untrained_floor": lambda scores, trained: np.where(np.asarray(trained, bool), scores, 0.0),  # the bug itself: 0
     "04d.content_scores": lambda v, h, n: np.asarray(v) @ np.asarray(v)[list(h)].mean(axis=0),  # whole history, not normalised

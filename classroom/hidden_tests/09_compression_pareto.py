@@ -48,3 +48,16 @@ import numpy as np
 
 for ratios, want in (((0.5, 2.0), 1.0), (np.array([1.5, 2.0]), 3.0), ((4,), 4.0), ((2, 2, 2, 2), 16.0)):
     assert np.isclose(float(combined_ratio(ratios)), want), f"combined_ratio({ratios!r}) should be {want}"
+
+# %% 09.student_window | 2 points
+# Catches: a verdict read from the interval alone (the rule also asks for a top-10 overlap of 0.8), a comparison of costs
+# across two separate benchmark runs, and an answer that does not come from the records passed.
+from recbook.compress.request import verdict
+
+records = {r["variant"]: r for r in answer["records"]}
+five, ten = records["mlp-student-last5"], records["mlp-student-last10"]
+assert five["rounds"] == ten["rounds"] and five["requests"] == ten["requests"], "both students timed in one run"
+assert answer["verdict"] == verdict(five["ndcg10_diff_ci95"][0], five["top10_overlap"], five["margin"])
+assert bool(answer["cheaper"]) == (five["cpu_ms_p50"] < ten["cpu_ms_p50"])
+assert abs(answer["ndcg10_diff_low"] - five["ndcg10_diff_ci95"][0]) < 1e-6
+assert records["fp32"]["verdict"] == "reference" and five["users"] == records["fp32"]["users"]

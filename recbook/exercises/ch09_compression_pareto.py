@@ -39,3 +39,35 @@ def _combined_ratio(fn):
         if not _close(fn(ratios), expected):
             return False, f"for {ratios} expected {expected}: ratios applied one after another multiply."
     return True, "which is why distill + trim + int8 can reach ratios no single method gives."
+
+
+@_exercise("09.student_window", "09_compression_pareto",
+           "Benchmark an MLP student that reads the last 5 items next to the one that reads 10 (same run, same rounds); "
+           "say whether it is cheaper per request, give the lower end of its paired NDCG@10 interval against fp32, and its "
+           "verdict by the rule of section 4.")
+def _student_window(answer):
+    from ..compress.request import verdict
+
+    if not isinstance(answer, dict) or not {"records", "cheaper", "ndcg10_diff_low", "verdict"} <= set(answer):
+        return False, "pass a dict with keys records, cheaper, ndcg10_diff_low and verdict."
+    by_name = {r.get("variant"): r for r in answer["records"] if isinstance(r, dict)}
+    missing = [n for n in ("fp32", "mlp-student-last10", "mlp-student-last5") if n not in by_name]
+    if missing:
+        return False, f"benchmark fp32, mlp-student-last10 and mlp-student-last5 in one run: {missing} missing from your records."
+    five, ten = by_name["mlp-student-last5"], by_name["mlp-student-last10"]
+    if five.get("rounds") != ten.get("rounds") or five.get("requests") != ten.get("requests"):
+        return False, "time both students in the same benchmark run (the same interleaved rounds), or their costs do not compare."
+    if bool(answer["cheaper"]) != (five["cpu_ms_p50"] < ten["cpu_ms_p50"]):
+        return False, (f"compare cpu_ms_p50: {five['cpu_ms_p50']:.4f} ms (last 5) against {ten['cpu_ms_p50']:.4f} ms (last 10) in "
+                       "your records.")
+    low = five["ndcg10_diff_ci95"][0]
+    if not _close(answer["ndcg10_diff_low"], low, tol=1e-6):
+        return False, "the lower end of the paired interval is ndcg10_diff_ci95[0] of the last-5 record (a difference to fp32)."
+    want = verdict(low, five["top10_overlap"], five["margin"])
+    if answer["verdict"] != want:
+        return False, (f"by the rule, the lower end must be above −{five['margin']} AND the top-10 overlap at least 0.8: here "
+                       f"{low:+.4f} and {five['top10_overlap']:.2f}, so {want!r}.")
+    ci = five["ndcg10_diff_ci95"]
+    meaning = ("its interval also reaches above 0, so 'inferior' here means 'not shown to be within the margin', not 'worse'"
+               if want == "inferior" and ci[1] > 0 else "the interval itself says how much worse (or better) it may be")
+    return True, f"last 5: {five['speedup']:.2f}× vs {five['baseline']}, NDCG@10 − fp32 [{ci[0]:+.4f}, {ci[1]:+.4f}] → {want}; {meaning}."
