@@ -51,9 +51,11 @@ def model_key(name: str, config, dataset, split) -> str:
     return f"{name}-{h.hexdigest()[:20]}"
 
 
-def cached_fit(name: str, dataset, split, profile=None, cache_dir=None, progress: bool = False, **overrides):
+def cached_fit(name: str, dataset, split, profile=None, cache_dir=None, progress: bool = False, reuse: bool = True, **overrides):
     """``(model, info)``: model ``name`` (:func:`recbook.models.create` with ``profile`` and ``overrides``) fitted on
     ``split`` — loaded from the cache when the same model was fitted on the same data before, else fitted now and saved.
+    ``reuse=False`` always fits (a chapter that teaches the fit and reads its details) and stores the result for the
+    notebooks after it.
 
     ``info`` says which (``"cache": "hit"`` or ``"trained now"``), the folder, and the training seconds the fit took
     when it was made (on a hit, the seconds it *saved*)."""
@@ -65,7 +67,7 @@ def cached_fit(name: str, dataset, split, profile=None, cache_dir=None, progress
     key = model_key(name, model.config, dataset, split)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "models"
     folder = root / key
-    if (folder / "cache.json").is_file():
+    if reuse and (folder / "cache.json").is_file():
         try:
             loaded = Recommender.from_pretrained(folder)
             meta = json.loads((folder / "cache.json").read_text())
@@ -77,6 +79,7 @@ def cached_fit(name: str, dataset, split, profile=None, cache_dir=None, progress
     meta = {"model": name, "train_seconds": round(float(model.train_seconds), 1), "wall_seconds": round(time.perf_counter() - start, 1),
             "created": time.strftime("%Y-%m-%d %H:%M:%S")}
     root.mkdir(parents=True, exist_ok=True)
+    (folder / "cache.json").unlink(missing_ok=True)  # the entry is incomplete until the new one is written
     model.save_pretrained(folder)  # atomic: a temporary folder renamed into place
     tmp = folder / ".cache.json.tmp"
     tmp.write_text(json.dumps(meta))

@@ -45,6 +45,10 @@ def test_the_second_call_loads_what_the_first_fitted(data, tiny_profile, tmp_pat
     cached_fit("mf", ds, split, tiny_profile, cache_dir=tmp_path, seed=1)
     cached_fit("mf", ds, split, tiny_profile, cache_dir=tmp_path, seed=0, weight_decay=0.5)
     assert len(calls) == 3
+    # reuse=False fits again (a chapter that teaches the fit) and leaves its model for the next caller
+    _, again = cached_fit("mf", ds, split, tiny_profile, cache_dir=tmp_path, seed=0, reuse=False)
+    _, after = cached_fit("mf", ds, split, tiny_profile, cache_dir=tmp_path, seed=0)
+    assert len(calls) == 4 and again["cache"] == "trained now" and after["cache"] == "hit" and after["created"] == again["created"]
 
 
 def test_the_key_follows_the_data_and_the_split(data, tiny_profile):

@@ -69,6 +69,7 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
+from recbook.cache import cached_fit
 from recbook.course import figure_path, record
 from recbook.data import leave_last_out, load_movielens_100k, make_synthetic, obtain_movielens_100k
 from recbook.data.splits import history_for_test
@@ -220,7 +221,10 @@ display(Markdown(
        "what the steps hold while they run — activations kept for the backward pass and the framework's working memory "
        "(not separated here). "
        + (f"LoRA, training a fraction of the weights but back-propagating through every block, saves "
-          f"{every['training peak MB'] - lora['training peak MB']:.0f} MB against every layer here. " if np.isfinite(lora["training peak MB"]) else "")
+          f"{every['training peak MB'] - lora['training peak MB']:.0f} MB against every layer here. "
+          if np.isfinite(lora["training peak MB"]) and every["training peak MB"] - lora["training peak MB"] >= 1 else
+          "LoRA, training a fraction of the weights but back-propagating through every block, saved no peak memory against "
+          "every layer here. " if np.isfinite(lora["training peak MB"]) else "")
        if np.isfinite(every["training peak MB"]) and np.isfinite(top1["training peak MB"]) else "")
     + (f"LoRA trains only {lora['trainable parameters']:,.0f} parameters, yet its step took {lora['× top-1 cost']:.1f}× the "
        "top block's: its blocks' weights never change, but every block still runs forward over every text and carries "
@@ -254,12 +258,18 @@ way the baselines below are fitted, on everything visible before the test item. 
 IDs only, or IDs plus the fine-tuned text vectors — and lmrec's one extra setting, chosen on validation: whether to
 keep the second softmax over its text vectors alone (section 1). Its best validation score is the better of two runs,
 so it reads a little optimistic; the test scores below are not, since the test users chose nothing.
+
+The fitted lmrec is also saved in the **content-keyed cache** (`recbook.cache.cached_fit`: the key hashes the model's
+resolved settings, every interaction and item text, and the split), so notebook 09, which compresses what lmrec runs
+per request, loads this very model instead of training it again.
 """
 
 FIT = """# NBVAL_IGNORE_OUTPUT
 lm_overrides = {"lm_steps": LM_STEPS} if LM_STEPS else {}
 start = time.perf_counter()
-lmrec = create("lmrec", profile, seed=SEED, backbone=BACKBONE, trainable_layers=TRAINABLE_LAYERS, **lm_overrides).fit(ds, split)
+# fitted here (reuse=False: this chapter reads the fit's details) and left in the content-keyed cache for notebook 09
+lmrec, lmrec_cache = cached_fit("lmrec", ds, split, profile, reuse=False, seed=SEED, backbone=BACKBONE,
+                                trainable_layers=TRAINABLE_LAYERS, **lm_overrides)
 lmrec_seconds = time.perf_counter() - start
 start = time.perf_counter()
 sasrec = create("sasrec", profile, seed=SEED, refit=True).fit(ds, split)
@@ -268,6 +278,7 @@ for name, model, seconds in (("lmrec", lmrec, lmrec_seconds), ("SASRec (IDs)", s
     r = model.train_result
     print(f"{name}: best validation NDCG@10 {r.best_metric:.4f} after {model.best_epochs} epochs (stopped by "
           f"{r.stop_reason or 'the epoch cap'}), refitted on train + valid; {seconds:.0f} s in all")
+print(f"lmrec saved in the content-keyed cache: {lmrec_cache['folder']}")
 print("lmrec's text_loss chosen on validation: " + ", ".join(f"weight {w:g} → NDCG@10 {v:.6f}" for w, v in lmrec.text_loss_validation.items())
       + f" → kept {lmrec.config.text_loss:g}")
 fit = lmrec.encoder_fit
@@ -280,7 +291,8 @@ with_text, without_text = lmrec.text_loss_validation[1.0], lmrec.text_loss_valid
 display(Markdown(
     f"On validation, the SASRec stage reached NDCG@10 {with_text:.6f} with the text-only softmax and {without_text:.6f} "
     f"without it, so lmrec kept **{'the text-only softmax' if lmrec.config.text_loss else 'no text-only softmax'}**"
-    + (f" — the two are level to within 0.0005 (compare with how far a change of seed alone moves a score, section 5c): "
+    + (" — the two are level to within 0.0005" + (" (compare with how far a change of seed alone moves a score, section 5c)"
+                                                   if N_SEEDS > 1 else "") + ": "
        + (f"the kept weight scored higher by {abs(with_text - without_text):.6f}, far too little to mean anything, so on "
           "the films people have watched the choice is effectively arbitrary." if with_text != without_text else
           "an exact tie, which the rule breaks by keeping weight 1.")
@@ -371,8 +383,9 @@ beaten = [n for n, c in paired.items() if c.diff.low > 0]
 display(Markdown(
     f"**lmrec reaches full-ranking NDCG@10 {per_user['lmrec']['NDCG@10'].mean():.4f}** on {len(test_set.heldout)} users. "
     "Paired differences (lmrec − model, 95% CI): " + "; ".join(sentence(c) for c in paired.values()) + ". "
-    + (f"Against the ID-only SASRec trained by the same recipe the interval excludes zero over users (one seed per "
-       "model; section 5c repeats the comparison seed by seed): here the text vectors add something the IDs did not have "
+    + ("Against the ID-only SASRec trained by the same recipe the interval excludes zero over users (one seed per "
+       "model" + ("; section 5c repeats the comparison seed by seed" if N_SEEDS > 1 else "") + "): here the text vectors "
+       "add something the IDs did not have "
        "(whether their fine-tuning matters for these well-watched films is not what this comparison isolates; "
        "section 7 isolates it for new films)." if vs_sasrec.diff.low > 0 else
        f"Against the ID-only SASRec trained by the same recipe the interval contains zero: this run does **not** show that the "
