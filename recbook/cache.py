@@ -17,8 +17,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import time
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -77,11 +79,11 @@ def cached_fit(name: str, dataset, split, profile=None, cache_dir=None, progress
     start = time.perf_counter()
     model.fit(dataset, split, progress=progress)
     meta = {"model": name, "train_seconds": round(float(model.train_seconds), 1), "wall_seconds": round(time.perf_counter() - start, 1),
-            "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "created": time.strftime("%Y-%m-%d %H:%M:%S"), "fit_id": uuid.uuid4().hex}  # fit_id: which fit this entry holds
     root.mkdir(parents=True, exist_ok=True)
     (folder / "cache.json").unlink(missing_ok=True)  # the entry is incomplete until the new one is written
     model.save_pretrained(folder)  # atomic: a temporary folder renamed into place
-    tmp = folder / ".cache.json.tmp"
+    tmp = folder / f".cache.json.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(meta))
     tmp.replace(folder / "cache.json")  # written last: an entry without it is incomplete and refitted
     return model, {"cache": "trained now", "folder": str(folder), **meta}
@@ -99,9 +101,12 @@ def cached_run(data: str, name: str, profile, seed: int = 0, all_users: bool = F
     model, info = cached_fit(name, ds, split, profile, cache_dir=cache_dir, progress=progress, seed=seed, **overrides)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "models"
     run = root / "runs" / Path(info["folder"]).name
-    if not (run / "checkpoint" / "run.json").is_file():
-        record = run_record(data, name, profile, seed, ds, split="leave-last-out", cold_fraction=0.1, all_users=all_users)
-        tmp = run.with_name(run.name + ".tmp")
+    stored = run / "checkpoint" / "run.json"
+    # the run holds the cached fit it was made from (its fit_id); a refit (reuse=False, a damaged entry) rebuilds it
+    if not stored.is_file() or json.loads(stored.read_text()).get("cache_fit_id") != info.get("fit_id"):
+        record = run_record(data, name, profile, seed, ds, split="leave-last-out", cold_fraction=0.1, all_users=all_users,
+                            cache_fit_id=info.get("fit_id"))
+        tmp = run.with_name(f"{run.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         save_fitted(Fitted(name, model, None, model.train_seconds), tmp / "checkpoint", record)
         shutil.rmtree(run, ignore_errors=True)

@@ -240,6 +240,17 @@ def run_profile(run: dict, override: str | None = None) -> Profile:
         raise ConfigError("profile", f"profile: run.json's profile is incomplete ({exc}); name a profile to use instead") from None
 
 
+def run_data(run: dict):
+    """``(profile, dataset, split)`` of a saved run, rebuilt as it was trained: the stored profile, the same data source
+    and seed, the catalogue checked against the one trained on, and the warm part of a cold-items split (what a
+    sequential model was trained and is served on)."""
+    profile = run_profile(run)
+    ds, split = prepare_data(run["data"], profile, run["seed"], run.get("split", "leave-last-out"), run.get("cold_fraction", 0.1),
+                             run.get("all_users", False))
+    check_catalogue(run, ds, run["data"])
+    return profile, ds, (split.warm() if run.get("split") == "cold-items" else split)
+
+
 def load_trained(folder, run: dict):
     """The model a train run saved in ``folder`` (:meth:`Recommender.from_pretrained`), checked against its ``run.json``."""
     from .models.base import Recommender

@@ -48,7 +48,8 @@ def test_the_second_call_loads_what_the_first_fitted(data, tiny_profile, tmp_pat
     # reuse=False fits again (a chapter that teaches the fit) and leaves its model for the next caller
     _, again = cached_fit("mf", ds, split, tiny_profile, cache_dir=tmp_path, seed=0, reuse=False)
     _, after = cached_fit("mf", ds, split, tiny_profile, cache_dir=tmp_path, seed=0)
-    assert len(calls) == 4 and again["cache"] == "trained now" and after["cache"] == "hit" and after["created"] == again["created"]
+    assert len(calls) == 4 and again["cache"] == "trained now" and after["cache"] == "hit" and after["fit_id"] == again["fit_id"]
+    assert again["fit_id"] != info1["fit_id"]  # the entry now holds the new fit, not the first one
 
 
 def test_the_key_follows_the_data_and_the_split(data, tiny_profile):
@@ -81,13 +82,18 @@ def test_a_damaged_entry_is_refitted(data, tiny_profile, tmp_path, monkeypatch):
 
 
 def test_a_cached_run_is_a_run_the_commands_read(tiny_profile, tmp_path, monkeypatch):
-    from recbook.pipeline import checkpoint_folder, load_trained
+    from recbook.pipeline import checkpoint_folder, load_trained, prepare_data
 
     calls = _count_fits(monkeypatch)
     run, info = cached_run("synthetic", "mf", tiny_profile, seed=0, cache_dir=tmp_path)
     again, info2 = cached_run("synthetic", "mf", tiny_profile, seed=0, cache_dir=tmp_path)
     assert run == again and len(calls) == 1 and info2["cache"] == "hit"
+    # a refit of the same model (e.g. the chapter that teaches it, reuse=False) rebuilds the run from the new fit
+    cached_fit("mf", *prepare_data("synthetic", tiny_profile, 0), tiny_profile, cache_dir=tmp_path, seed=0, reuse=False)
+    rebuilt, info3 = cached_run("synthetic", "mf", tiny_profile, seed=0, cache_dir=tmp_path)
+    assert rebuilt == run and info3["fit_id"] != info["fit_id"] and len(calls) == 2
     folder, record = checkpoint_folder(run)
+    assert record["cache_fit_id"] == info3["fit_id"]
     assert record["model"] == "mf" and record["data"] == "synthetic" and record["split"] == "leave-last-out"
     assert load_trained(folder, record).model_type == "mf"
     assert json.loads((folder / "run.json").read_text())["seed"] == 0

@@ -281,6 +281,15 @@ def _window_records():
 
 RIGHT["09.student_window"] = {"records": _window_records(), "cheaper": True, "ndcg10_diff_low": -0.003, "verdict": "inferior"}
 WRONG["09.student_window"] = {"records": _window_records(), "cheaper": True, "ndcg10_diff_low": -0.003, "verdict": "non-inferior"}
+
+
+@pytest.mark.parametrize("change,hint", [({"cheaper": False}, "compare cpu_ms_p50"), ({"ndcg10_diff_low": 0.009}, "lower end"),
+                                         ({"records": _window_records()[:3]}, "missing"), ({"verdict": "non-inferior"}, "top-10 overlap")])
+def test_the_student_window_check_names_what_is_wrong(change, hint, capsys):
+    answer = {**RIGHT["09.student_window"], **change}
+    assert not exercises.check("09.student_window", answer)
+    assert hint in capsys.readouterr().out
+    assert exercises.check("09.student_window", RIGHT["09.student_window"]) and "only 66%" in capsys.readouterr().out
 WRONG.update({
     "04d.untrained_floor": lambda scores, trained: np.where(np.asarray(trained, bool), scores, 0.0),  # the bug itself: 0
     "04d.content_scores": lambda v, h, n: np.asarray(v) @ np.asarray(v)[list(h)].mean(axis=0),  # whole history, not normalised

@@ -35,10 +35,13 @@ def test_service_bench_serves_each_bundle_and_reports_its_cost(tmp_path):
                         user_encoder={"variant": "onnx-int8", "onnx": v.encode.path, "table_bits": 32})
     payloads = history_payloads(load_bundle(plain), 5, max_items=3)
     assert len(payloads) == 5 and all(1 <= len(p["history"]) <= 3 and p["k"] == 10 for p in payloads)
-    records = service_bench({"pytorch": plain, "onnx-int8": onnx}, tmp_path / "svc", rps=8, duration=1.5, rounds=1)
-    assert [r["bundle"] for r in records] == ["pytorch", "onnx-int8"]
+    records = service_bench({"pytorch": plain, "onnx-int8": onnx}, tmp_path / "svc", rps=8, duration=1.5, rounds=1,
+                            baselines=["pytorch"])
+    assert [r["bundle"] for r in records] == ["pytorch", "onnx-int8"] and {r["baseline"] for r in records} == {"pytorch"}
     for r in records:
         assert r["errors"] == 0 and r["requests"] >= 3 and r["model_cpu_ms_p50"] > 0 and r["p99_ms"] >= r["p50_ms"] > 0
     assert records[0]["speedup"] == 1.0 and np.isfinite(records[1]["speedup"])
     with pytest.raises(ValueError, match="bundles is empty"):
         service_bench({}, tmp_path)
+    with pytest.raises(ValueError, match="must name bundles"):
+        service_bench({"pytorch": plain}, tmp_path, baselines=["onnx-fp32"])

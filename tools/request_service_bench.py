@@ -49,20 +49,33 @@ def main(argv=None) -> int:
         print(f"lmrec run: {info['cache']} ({run})", file=sys.stderr)
     else:
         run = Path(args.run)
+    import shutil
+
+    from recbook.serve.bundle import read_manifest
+
     bundles = {}
     for name in ["pytorch-fp32", *variants]:
         folder = out / "bundles" / name.replace("+", "_")
+        variant = None if name == "pytorch-fp32" else name
+        if (folder / "manifest.json").is_file():  # reuse a bundle only if it was exported from this run, as this variant
+            source = read_manifest(folder).get("source", {})
+            if source.get("retriever_run") != str(Path(run).resolve()) or source.get("request_variant") != variant:
+                shutil.rmtree(folder)
         if not (folder / "manifest.json").is_file():
-            export_bundle(run, folder, version=name.replace("+", "_"), request_variant=None if name == "pytorch-fp32" else name)
+            export_bundle(run, folder, version=name.replace("+", "_"), request_variant=variant)
         bundles[name] = folder
-    records = service_bench(bundles, out / "logs", rps=args.rps, duration=args.duration, rounds=args.rounds, threads=args.threads)
-    (out / "service_bench.json").write_text(json.dumps(records, indent=1))
+    fp32 = [n for n in ("pytorch-fp32", "onnx-fp32") if n in bundles]
+    records = service_bench(bundles, out / "logs", rps=args.rps, duration=args.duration, rounds=args.rounds, threads=args.threads,
+                            baselines=fp32)
+    tmp = out / ".service_bench.json.tmp"
+    tmp.write_text(json.dumps(records, indent=1))
+    tmp.replace(out / "service_bench.json")
     cols = ["bundle", "requests", "errors", "p50_ms", "p99_ms", "model_cpu_ms_p50", "model_cpu_ms_p99", "speedup"]
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in records:
         print("| " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
     print(f"\n{args.rps:g} requests/s offered (open loop, Poisson), {args.rounds} rounds x {args.duration:g} s per bundle, "
-          f"{args.threads} thread(s); speedup = median model CPU ms of pytorch-fp32 / this bundle's. JSON: {out / 'service_bench.json'}")
+          f"{args.threads} thread(s); speedup = median model CPU ms of the faster fp32 bundle ({records[0]['baseline']}) / this bundle's. JSON: {out / 'service_bench.json'}")
     return 0
 
 

@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--epochs", type=int, default=40, help="--target catalogue: most epochs for the recommender (early stopping)")
     be.add_argument("--variants", default=None, help="comma-separated; checkpoint/catalogue (default fp32,int8,onnx-int8,prune50-int8): "
                     + ", ".join(VARIANT_KINDS) + "; request (default all of " + ", ".join(REQUEST_VARIANTS)
-                    + "): ENCODER[-lastN][+table-int8|+table-int4]")
+                    + "): ENCODER[-lastN][+table-int8|+table-int4]; a student/mlp-student encoder is distilled from the run "
+                    "first (about a minute each on a 2-core CPU for MovieLens)")
     be.add_argument("--out", required=True, help="output folder for bench.csv, bench.md, bench_pareto.png")
     be.add_argument("--profile", choices=PROFILE_NAMES, default=None, help="default: the profile stored in run.json")
     be.add_argument("--eval-users", type=int, default=None, help="test users whose 100 candidates are scored (default: the profile's)")

@@ -326,13 +326,18 @@ def verdict(diff_low: float, overlap: float, margin: float = DEFAULT_MARGIN, min
     return "non-inferior" if diff_low > -margin and overlap >= min_overlap else "inferior"
 
 
-def _write_json_atomic(path: Path, payload) -> None:
-    import json
+def _write_text_atomic(path: Path, text: str) -> None:
     import os
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _write_json_atomic(path: Path, payload) -> None:
+    import json
+
+    _write_text_atomic(path, json.dumps(payload, indent=1))
 
 
 def run_request_bench(run: str | Path, out: str | Path, names=VARIANTS, margin: float = DEFAULT_MARGIN, rounds: int = 5,
@@ -348,7 +353,7 @@ def run_request_bench(run: str | Path, out: str | Path, names=VARIANTS, margin: 
     from ..metrics import evaluate_full, top_k_lists
     from ..models import SEQUENTIAL_MODELS
     from ..models.base import Histories
-    from ..pipeline import check_catalogue, checkpoint_folder, load_trained, prepare_data, run_profile
+    from ..pipeline import checkpoint_folder, load_trained, run_data
     from ..stats import mean_ci, paired_comparison
 
     if not 0 <= margin < 1:
@@ -362,17 +367,13 @@ def run_request_bench(run: str | Path, out: str | Path, names=VARIANTS, margin: 
                           f"{', '.join(SEQUENTIAL_MODELS)} (the models the service runs per request)", str(run))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    profile = run_profile(record)
-    ds, split = prepare_data(record["data"], profile, record["seed"], record.get("split", "leave-last-out"),
-                             record.get("cold_fraction", 0.1), record.get("all_users", False))
-    check_catalogue(record, ds, record["data"])
-    split = split.warm() if record.get("split") == "cold-items" else split
+    profile, ds, split = run_data(record)
     model = load_trained(folder, record)
     network = model.network.eval().float().cpu()
+    students, student_notes = distill_students(network, ds, split, names, seed=seed)  # training: every thread it has
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        students, student_notes = distill_students(network, ds, split, names, seed=seed)
         variants = build_variants(network, names, out / "models", threads, students)
         eval_set = make_eval_set(ds, split, "test", profile.eval_negatives, n_users=eval_users, seed=seed)
         users = eval_set.heldout["user_id"].to_numpy()
@@ -435,7 +436,7 @@ def run_request_bench(run: str | Path, out: str | Path, names=VARIANTS, margin: 
             "users": int(len(users)), "margin": margin, "threads": threads, "rounds": rounds, "requests": int(len(sample)),
             "model": record["model"], "data": record["data"], "notes": student_notes.get(_student_key(v.name), "")})
     _write_json_atomic(out / "request_bench.json", records)
-    (out / "request_bench.md").write_text(request_bench_markdown(records))
+    _write_text_atomic(out / "request_bench.md", request_bench_markdown(records))
     return records
 
 
@@ -474,7 +475,7 @@ def request_targets(records: list[dict], speedup: float = 4.0, smaller: float = 
 def cheapest_non_inferior(records: list[dict], margin: float, min_overlap: float = MIN_OVERLAP, cost: str = "cpu_ms_p50"):
     """The variant with the lowest ``cost`` whose paired NDCG@10 difference has its lower end above ``-margin`` and whose
     top-10 overlap with fp32 is at least ``min_overlap`` (the verdict re-read at another margin); None if none is."""
-    ok = [r for r in records if r["ndcg10_diff_ci95"][0] > -margin and r["top10_overlap"] >= min_overlap]
+    ok = [r for r in records if verdict(r["ndcg10_diff_ci95"][0], r["top10_overlap"], margin, min_overlap) == "non-inferior"]
     return min(ok, key=lambda r: r[cost], default=None)
 
 
@@ -497,6 +498,9 @@ def plot_request_bench(records: list[dict], path=None):
         ax.axhline(-margin, color="C3", ls="--", lw=1)
         ax.axhline(0, color="0.3", lw=0.6)
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(plt.LogLocator(subs=(1.0, 2.0, 5.0)))  # 0.05, 0.1, 0.2, 0.5 …: readable, not crowded
+        ax.xaxis.set_major_formatter(plt.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())  # log minor labels collide at this width
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("NDCG@10 − fp32 (paired 95% CI)")

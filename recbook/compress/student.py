@@ -11,6 +11,11 @@ trained to match the teacher's next-item distribution over the catalogue (a soft
 et al. 2015) mixed with the true next item (weight ``alpha``), on every prefix of every training sequence. Training stops
 on validation NDCG@10 (patience), never on time: a time budget only guards, and the fit says when it fired.
 
+What the student sees: the prefixes of ``split.train`` — not each user's last transition (training → validation item),
+which a teacher refitted on training + validation (lmrec's default) has seen. Its validation score is therefore
+optimistic (the teacher's soft targets know the validation items) and is used only to stop; the test users, whose
+histories the student then reads in full, decide the verdicts.
+
 The production libraries for the same idea on a transformer are TextBrewer and Hugging Face's distillation examples; here
 the student is small enough that the loop is the course's own (:func:`recbook.train.train_model`).
 """
@@ -51,8 +56,11 @@ class StudentConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(name, f"student {name} must be a positive integer, got {value!r}", value)
-        if not self.temperature > 0 or not self.lr > 0:
-            raise ConfigError("temperature", f"student temperature and lr must be > 0, got {self.temperature}, {self.lr}")
+        for name in ("temperature", "lr"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(name, f"student {name} must be > 0, got {getattr(self, name)!r}", getattr(self, name))
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise ConfigError("time_budget", f"student time_budget must be > 0 seconds or None, got {self.time_budget!r}", self.time_budget)
         if not 0 <= self.alpha <= 1:
             raise ConfigError("alpha", f"student alpha must be in [0, 1] (the weight of the true next item), got {self.alpha}", self.alpha)
 
@@ -149,16 +157,12 @@ class StudentEncoder(torch.nn.Module):
             return self.net.encode_last(seq, x)
         return self.net(x.reshape(x.shape[0], -1))
 
-    def state_dict_to_save(self) -> dict:
-        """The encoder's own weights (not the teacher's table, which the bundle stores once)."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith(("table", "known_items", "net.text_features",
-                                                                                   "net.text_proj", "net.known_items"))}
-
     @torch.no_grad()
     def user_vectors(self, histories: list[np.ndarray]) -> torch.Tensor:
         from ..models.windows import _left_pad
 
         seq = torch.from_numpy(np.stack([_left_pad(np.asarray(h, dtype=np.int64), self.window) for h in histories]))
+        seq = seq.to(self.table.device)
         return self.encode_last(seq, self.table[seq])
 
 
@@ -198,7 +202,7 @@ def student_scorer(student: StudentEncoder, item_ids, history: pd.DataFrame):
     def score(users, items):
         users, items = np.asarray(users), np.asarray(items)
         vectors = student.user_vectors([sequences.get(u, empty) for u in users.tolist()])
-        full = (vectors @ student.table[1 : student.n_items + 1].T).numpy()
+        full = (vectors @ student.table[1 : student.n_items + 1].T).cpu().numpy()
         cols = item_col.reindex(items.ravel()).to_numpy().astype(int).reshape(items.shape)
         return np.take_along_axis(full, cols, axis=1)
 
@@ -228,6 +232,9 @@ def distill_user_encoder(teacher, dataset, split, config: StudentConfig | None =
     from ..train import train_model
 
     config = config or StudentConfig()
+    if teacher.config.objective != "causal":
+        raise ConfigError("teacher", "students are distilled from causal teachers (sasrec, lmrec): a bert4rec teacher predicts at "
+                          "the [MASK] it appends, which these prefixes do not carry", teacher.config.objective)
     if teacher.n_items != dataset.n_items:
         raise ValueError(f"the teacher scores {teacher.n_items} items but the data set has {dataset.n_items}: distil on the "
                          "data the teacher was trained on")
@@ -255,8 +262,9 @@ def distill_user_encoder(teacher, dataset, split, config: StudentConfig | None =
         module.student.train()
         return {"NDCG@10": res["NDCG@10"], "HR@10": res["HR@10"]}
 
+    # on the CPU whatever the machine has: the student is small, and it is served on a CPU
     train = default_train_config(seed=config.seed, progress=progress, lr=config.lr, epochs=config.epochs, patience=config.patience,
-                                 time_budget=config.time_budget)
+                                 time_budget=config.time_budget, device="cpu")
     result = train_model(_Distillation(student, config), loader, train, validate)
     student.eval()
     return StudentFit(student, config, result, result.seconds, len(rows), teacher_seconds)

@@ -314,7 +314,7 @@ class SequentialRecommender(nn.Module):
                     h = np.r_[np.asarray(h, dtype=np.int64)[-(self.config.max_len - 1):] if self.config.max_len > 1 else [], self.mask_token]
                 rows.append(_left_pad(np.asarray(h, dtype=np.int64), self.config.max_len))
             seq = torch.from_numpy(np.stack(rows)).to(table.device)
-            out.append(self.encode(seq, table)[:, -1])
+            out.append(self.encode_last(seq, table[seq]))  # only the position that scores the next item
         return torch.cat(out)
 
     @torch.no_grad()

@@ -304,8 +304,16 @@ def load_bundle(folder: str | os.PathLike, threads: int | None = None) -> Bundle
     if (folder / "retriever" / "user_encoder.onnx").is_file():
         from ..compress.request import OrtUserEncoder
 
-        bundle.encoder_info = json.loads((folder / "retriever" / "user_encoder.json").read_text())
-        bundle.user_encoder = OrtUserEncoder(folder / "retriever" / "user_encoder.onnx", threads=threads or 1)
+        try:
+            info = json.loads((folder / "retriever" / "user_encoder.json").read_text())
+            window = info["window"]
+            if not isinstance(window, int) or not 1 <= window <= retriever.config.max_len:
+                raise ValueError(f"window {window!r} is not 1…{retriever.config.max_len}")
+            encoder = OrtUserEncoder(folder / "retriever" / "user_encoder.onnx", threads=threads or 1)
+        except Exception as exc:  # noqa: BLE001 - any failure here means the bundle cannot serve its request path
+            raise BundleError(f"bundle {folder}: retriever/user_encoder.onnx + .json verify but do not load ({type(exc).__name__}: "
+                              f"{exc}); re-export it") from None
+        bundle.encoder_info, bundle.user_encoder = info, encoder
         dim = vectors.shape[1]
         bundle.lookup = np.vstack([np.zeros((1, dim), np.float32), vectors, np.zeros((1, dim), np.float32)])  # row 0: padding
     if (folder / "reranker").is_dir():

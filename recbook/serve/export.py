@@ -182,7 +182,7 @@ def export_bundle(retriever_run: str | os.PathLike, out: str | os.PathLike, rera
     from ..errors import ConfigError
     from ..evaluate import history_for_test
     from ..models import SEQUENTIAL_MODELS
-    from ..pipeline import check_catalogue, checkpoint_folder, prepare_data, run_profile
+    from ..pipeline import checkpoint_folder, run_data
 
     folder, run = checkpoint_folder(retriever_run)
     if run.get("model") not in SEQUENTIAL_MODELS:
@@ -197,11 +197,7 @@ def export_bundle(retriever_run: str | os.PathLike, out: str | os.PathLike, rera
         if rr_run.get("catalogue") != run.get("catalogue"):
             raise ConfigError("reranker", f"reranker={str(reranker_run)!r} was trained on another catalogue than the retriever "
                               f"{str(retriever_run)!r}; train both on the same data", str(reranker_run))
-    profile = run_profile(run)
-    ds, split = prepare_data(run["data"], profile, run["seed"], run.get("split", "leave-last-out"), run.get("cold_fraction", 0.1),
-                             run.get("all_users", False))
-    check_catalogue(run, ds, run["data"])
-    split = split.warm() if run.get("split") == "cold-items" else split
+    _, ds, split = run_data(run)
     from ..models.base import Recommender
 
     model = Recommender.from_pretrained(folder).network
@@ -224,6 +220,9 @@ def export_bundle(retriever_run: str | os.PathLike, out: str | os.PathLike, rera
         encoder, window, bits = parse_variant(request_variant)
     except ValueError as exc:
         raise ConfigError("request_variant", str(exc), request_variant) from None
+    if model.config.objective != "causal":
+        raise ConfigError("request_variant", f"request_variant={request_variant!r}: an ONNX user encoder is served for causal "
+                          f"retrievers (sasrec, lmrec); this run holds a {run['model']}", request_variant)
     if encoder == "fp32":
         raise ConfigError("request_variant", f"request_variant={request_variant!r} runs the encoder in PyTorch, as a bundle does "
                           "without one; name an ONNX or student encoder (e.g. onnx-int8+table-int8)", request_variant)

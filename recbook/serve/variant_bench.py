@@ -46,16 +46,19 @@ def model_cpu_ms(log_path: Path, skip_lines: int = 0, route: str = "/recommend")
 
 
 def service_bench(bundles: dict, workdir, rps: float = 10.0, duration: float = 20.0, rounds: int = 2, threads: int = 1,
-                  n_payloads: int = 200, seed: int = 0) -> list[dict]:
+                  n_payloads: int = 200, seed: int = 0, baselines=None) -> list[dict]:
     """Per bundle (``{name: folder}``): latency p50/p99 (from the scheduled start, open loop), the model's CPU ms per
     request (p50 and p99, from the service's log), errors, over ``rounds`` shuffled rounds of ``duration`` s at ``rps``.
-    ``speedup`` is the median CPU ms of the first bundle over this one's (the first is the reference)."""
+    ``speedup`` is the median CPU ms of the fastest of the ``baselines`` (the fp32 bundles; default: the first bundle)
+    over this one's — against the best fp32 baseline, never a slow one."""
     from .bundle import load_bundle
     from .loadtest import run_loadtest
     from .process import ServiceProcess
 
     if not bundles:
         raise ValueError("bundles is empty: pass {name: bundle folder}")
+    if baselines is not None and (not list(baselines) or set(baselines) - set(bundles)):
+        raise ValueError(f"baselines {list(baselines)} must name bundles among {list(bundles)}")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     payloads = history_payloads(load_bundle(next(iter(bundles.values()))), n_payloads, seed=seed)
@@ -79,14 +82,17 @@ def service_bench(bundles: dict, workdir, rps: float = 10.0, duration: float = 2
                 errors[name] += int(result["errors"])
                 cpu[name].extend(model_cpu_ms(log, skip).tolist())
     records = []
-    reference = float(np.median(cpu[names[0]])) if cpu[names[0]] else None
+    base = [n for n in (baselines or names[:1]) if cpu[n]]  # a baseline that answered nothing cannot be one
+    best = min(base, key=lambda n: float(np.median(cpu[n])), default=None)
+    reference = float(np.median(cpu[best])) if best else None
     for name in names:
         c, lat = np.asarray(cpu[name]), np.asarray(latency[name])
         p50 = float(np.median(c)) if len(c) else None
         records.append({"bundle": name, "requests": int(len(lat)), "errors": errors[name],
                         "p50_ms": float(np.median(lat)) if len(lat) else None, "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
                         "model_cpu_ms_p50": p50, "model_cpu_ms_p99": float(np.percentile(c, 99)) if len(c) else None,
-                        "speedup": round(reference / p50, 3) if reference and p50 else None, "rps": rps, "duration_s": duration,
+                        "speedup": round(reference / p50, 3) if reference and p50 else None, "baseline": best, "rps": rps,
+                        "duration_s": duration,
                         "rounds": rounds, "threads": threads, "python": sys.version.split()[0]})
     return records
 
