@@ -51,15 +51,17 @@ def main(argv=None) -> int:
         run = Path(args.run)
     import shutil
 
-    from recbook.serve.bundle import read_manifest
+    from recbook.pipeline import checkpoint_folder
+    from recbook.serve.bundle import read_manifest, sha256_of
 
+    weights = sha256_of(checkpoint_folder(run)[0] / "model.safetensors")
     bundles = {}
     for name in ["pytorch-fp32", *variants]:
         folder = out / "bundles" / name.replace("+", "_")
         variant = None if name == "pytorch-fp32" else name
-        if (folder / "manifest.json").is_file():  # reuse a bundle only if it was exported from this run, as this variant
+        if (folder / "manifest.json").is_file():  # reuse a bundle only if exported from these weights, as this variant
             source = read_manifest(folder).get("source", {})
-            if source.get("retriever_run") != str(Path(run).resolve()) or source.get("request_variant") != variant:
+            if source.get("retriever_weights_sha256") != weights or source.get("request_variant") != variant:
                 shutil.rmtree(folder)
         if not (folder / "manifest.json").is_file():
             export_bundle(run, folder, version=name.replace("+", "_"), request_variant=variant)

@@ -208,7 +208,8 @@ def export_bundle(retriever_run: str | os.PathLike, out: str | os.PathLike, rera
         config = {"max_length": rr.config.max_length, "max_history_items": rr.config.max_history_items,
                   "max_history_tokens": history_token_budget(rr.config.max_length)}
     source = {"retriever_run": str(Path(retriever_run).resolve()), "retriever_model": run["model"], "data": run["data"], "seed": run["seed"],
-              "reranker_run": str(Path(reranker_run).resolve()) if reranker_run is not None else None}
+              "reranker_run": str(Path(reranker_run).resolve()) if reranker_run is not None else None,
+              "retriever_weights_sha256": sha256_of(folder / "model.safetensors")}  # which weights, not only which folder
     if request_variant is None:
         return write_bundle(out, model, ds, history_for_test(split), reranker, tokenizer, config, version, parent, source)
     import tempfile
