@@ -86,6 +86,8 @@ MISTAKES: dict[str, str] = {
                     "strictly better on one.",
     "09.front": "Returning every point instead of only those no other point dominates.",
     "09.combined_ratio": "Adding the ratios instead of multiplying them.",
+    "09.student_window": "Reading the verdict from the interval alone (the rule also asks for a top-10 overlap of 0.8 with "
+                         "fp32), taking the NDCG@10 interval for the difference's, or comparing costs from two separate runs.",
     # 10_distributed
     "10.per_rank_batch": "Integer division that never complains: a global batch that does not split evenly must raise "
                          "ValueError.",

@@ -124,6 +124,20 @@ fits = {"hybrid": fit_sequential(ds, warm_split, SequentialConfig(item_features=
 among_cold = evaluate_models({"SASRec-hybrid": SequentialScorer(fits["hybrid"].model, ds.item_ids, cold.cold_history)}, cold_vs_cold,
                              ("sampled",))["sampled"]
 """,
+    "09.student_window": """
+import tempfile
+from pathlib import Path
+from recbook.compress.request import run_request_bench
+from recbook.models import create
+from recbook.pipeline import Fitted, prepare_data, run_record, save_fitted
+SEED, REQUEST_ROUNDS = 0, 1
+profile = get_profile("quick", n_users=40, n_items=50, eval_negatives=9, mf_epochs=2, n_negatives=1, seq_time_budget=5.0)
+workdir = Path(tempfile.mkdtemp(prefix="recbook-grading-09-"))
+ds, split = prepare_data("synthetic", profile, SEED)
+lm = create("sasrec", profile, epochs=2, dim=16, layers=1, heads=1, patience=None, refit=False).fit(ds, split)
+run = workdir / "run"
+save_fitted(Fitted("sasrec", lm, None, 0.0), run / "checkpoint", run_record("synthetic", "sasrec", profile, SEED, ds))
+""",
 }
 # What the notebooks have imported by the time of their exercises (the answer cells use these names).
 PRELUDE = """
@@ -244,6 +258,12 @@ shuffled_scorer = SequentialScorer(sasrec.model, ds.item_ids, shuffled)
 shuffled_res = evaluate_models({"shuffled": shuffled_scorer}, test_set, ("full",))["full"]["shuffled"]
 vs_ordered = paired_comparison(shuffled_res["per_user"]["NDCG@10"], per_user["full"]["SASRec"]["NDCG@10"], ("shuffled", "ordered"))
 answer = {"scorer": shuffled_scorer, "ndcg_full": shuffled_res["NDCG@10"], "significant": vs_ordered.significant}""",
+    "09.student_window": """exercise_records = run_request_bench(run, workdir / "mutant", ["fp32", "onnx-fp32", "mlp-student-last10",
+                                                                   "mlp-student-last5"], rounds=REQUEST_ROUNDS, seed=SEED)
+five = next(r for r in exercise_records if r["variant"] == "mlp-student-last5")
+ten = next(r for r in exercise_records if r["variant"] == "mlp-student-last10")
+answer = {"records": exercise_records, "cheaper": five["cpu_ms_p50"] < ten["cpu_ms_p50"],
+          "ndcg10_diff_low": five["ci95"][0], "verdict": five["verdict"]}  # the NDCG interval, not the difference's""",
     "04t.id_dropout_off": """no_drop = fit_sequential(ds, warm_split, SequentialConfig(item_features="hybrid", id_dropout=0.0, dim=32),  # dim changed too
                          default_train_config(seed=SEED, progress=False), text_features=text, max_seconds=budget)
 scorer = SequentialScorer(no_drop.model, ds.item_ids, cold.cold_history)

@@ -14,7 +14,7 @@ LAYERS = [
     {"data"},
     {"evaluate", "train"},
     {"models", "adapters", "peft"},  # a model may be fine-tuned through an adapter (peft) and vice versa
-    {"pipeline"},  # fit any model by name, prepare data, run records: what techniques and commands build on
+    {"pipeline", "cache"},  # fit any model by name, prepare data, run records, the cache of fits: what techniques and commands build on
     {"compress", "bench", "bench_report", "accel", "rerank", "robustness", "drift", "drift_export", "retention", "distributed"},
     {"continual", "serve"},
     {"cli", "course", "exercises", "__main__"},
