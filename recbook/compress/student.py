@@ -5,9 +5,9 @@ Taught in the request benchmark (:mod:`recbook.compress.request`, ``python -m re
 A request runs the sequential model's user encoder once over the user's last ``max_len`` items, then scores the item
 table. The table is the language model's work, done offline; the encoder is what every request pays for. The student
 here keeps the teacher's item table (so nothing about the items changes, cold items included) and replaces its encoder
-by a shallower one (``layers`` blocks) that reads only the last ``window`` items. It starts from the teacher's own
-weights — its last ``layers`` blocks, the position vectors of the last ``window`` positions, the final norm — and is
-trained to match the teacher's next-item distribution over the catalogue (a softened softmax, temperature ``T``; Hinton
+by a cheaper one that reads only the last ``window`` items: a shallower transformer (``layers`` blocks), started from
+the teacher's own weights — its last ``layers`` blocks, the position vectors of the last ``window`` positions, the final
+norm — or an MLP with no attention at all, started from random weights. Either is trained to match the teacher's next-item distribution over the catalogue (a softened softmax, temperature ``T``; Hinton
 et al. 2015) mixed with the true next item (weight ``alpha``), on every prefix of every training sequence. Training stops
 on validation NDCG@10 (patience), never on time: a time budget only guards, and the fit says when it fired.
 
