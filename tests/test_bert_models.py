@@ -130,3 +130,78 @@ def test_two_tower_loss_corrects_for_popularity_sampled_negatives():
     assert not torch.isclose(corrected, plain)
     freq = item_log_frequency([1, 1, 1, 2])
     assert np.isclose(freq[1], np.log(0.75)) and np.isclose(freq[2], np.log(0.25))
+
+
+# ------------------------------------------------------------------ 04b's BERT models lose to popularity: bug or budget?
+# Notebook 04b records both below popularity on MovieLens (cross-encoder after 300 steps, two-tower after 60) and names
+# the budget as the cause. These tests separate the two: on a planted text signal (the candidate's genre matches the
+# history's) the same models, losses and scoring code learn it — so a loss to popularity is not the pipeline failing.
+GENRES = ["comedy", "drama", "horror", "western", "musical", "war", "romance", "thriller"]
+
+
+def _planted_pairs(rng, n):
+    history, candidate, label = [], [], []
+    for _ in range(n):
+        genre, match = rng.choice(GENRES), rng.random() < 0.5
+        other = rng.choice([g for g in GENRES if g != genre])
+        history.append(f"films i watched : {genre} , {genre}")
+        candidate.append(f"a {genre if match else other} film")
+        label.append(float(match))
+    return history, candidate, np.array(label)
+
+
+def test_the_cross_encoder_learns_a_planted_signal_given_the_steps(tiny_backbone, tokenizer):
+    """Near chance after 60 steps (04b's old budget), well above it after 700: the same code, more steps."""
+    from sklearn.metrics import roc_auc_score
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    model = CrossEncoder(AutoModel.from_pretrained(tiny_backbone))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    collate = PairCollator(tokenizer)
+    held_out = _planted_pairs(np.random.default_rng(1), 400)
+    encoded = encode_pairs(held_out[0], held_out[1], tokenizer, 32)
+
+    def auc():
+        model.eval()
+        scores = predict_pairs(model, encoded, collate)
+        model.train()
+        return roc_auc_score(held_out[2], scores)
+
+    losses, early = [], None
+    for step in range(1, 701):
+        history, candidate, label = _planted_pairs(rng, 32)
+        enc = encode_pairs(history, candidate, tokenizer, 32)
+        batch = collate([{k: enc[k][i] for k in ("input_ids", "attention_mask", "token_type_ids")} for i in range(32)])
+        loss = model.training_loss({**batch, "labels": torch.tensor(label, dtype=torch.float32)})
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        if step == 60:
+            early = auc()
+    late = auc()
+    assert late > 0.8 and late > early + 0.1, (early, late)
+    assert np.mean(losses[-50:]) < np.log(2) - 0.15  # below the loss of predicting the base rate (half are positives)
+
+
+def test_the_two_tower_learns_a_planted_signal(tiny_backbone, tokenizer):
+    """In-batch softmax over eight genres: each history's own genre ranks first for every genre after training."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    model = TwoTower(AutoModel.from_pretrained(tiny_backbone), temperature=0.1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    collate = TwoTowerCollator(tokenizer)
+    for _ in range(150):
+        order = rng.permutation(GENRES)
+        frame = pd.DataFrame({"history_text": [f"films i watched : {g} , {g}" for g in order], "item_text": [f"a {g} film" for g in order],
+                              "item_id": np.arange(len(order)), "label": 1})
+        loss = model.training_loss(collate(tokenize_two_tower(frame, tokenizer)))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    users = embed_texts(model, [f"films i watched : {g} , {g}" for g in GENRES], tokenizer)
+    items = embed_texts(model, [f"a {g} film" for g in GENRES], tokenizer)
+    assert ((users @ items.T).argmax(axis=1) == np.arange(len(GENRES))).all()
+    assert loss.item() < np.log(len(GENRES)) / 4  # chance is log 8
