@@ -94,13 +94,12 @@ def cached_run(data: str, name: str, profile, seed: int = 0, all_users: bool = F
     """A ``recbook train``-style run folder (``checkpoint/`` with ``run.json``) of model ``name`` on data source ``data``
     (leave-last-out split), for the commands that take a run (``recbook bench --target request --model RUN``), built on
     :func:`cached_fit`: ``(run folder, info)``."""
-    from .data import default_cache_dir
     from .pipeline import Fitted, prepare_data, run_record, save_fitted
 
     ds, split = prepare_data(data, profile, seed, "leave-last-out", 0.1, all_users)
     model, info = cached_fit(name, ds, split, profile, cache_dir=cache_dir, progress=progress, seed=seed, **overrides)
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "models"
-    run = root / "runs" / Path(info["folder"]).name
+    entry = Path(info["folder"])
+    run = entry.parent / "runs" / entry.name
     stored = run / "checkpoint" / "run.json"
     # the run holds the cached fit it was made from (its fit_id); a refit (reuse=False, a damaged entry) rebuilds it
     if not stored.is_file() or json.loads(stored.read_text()).get("cache_fit_id") != info.get("fit_id"):

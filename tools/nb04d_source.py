@@ -261,7 +261,8 @@ so it reads a little optimistic; the test scores below are not, since the test u
 
 The fitted lmrec is also saved in the **content-keyed cache** (`recbook.cache.cached_fit`: the key hashes the model's
 resolved settings, every interaction and item text, and the split), so notebook 09, which compresses what lmrec runs
-per request, loads this very model instead of training it again.
+per request, loads it instead of training it again when it asks for the same settings on the same data (this
+notebook's defaults).
 """
 
 FIT = """# NBVAL_IGNORE_OUTPUT

@@ -226,6 +226,8 @@ def build_variants(network, names=VARIANTS, workdir: str | Path | None = None, t
         paths["onnx-int8"] = quantize_user_encoder(paths["onnx-fp32"], folder / "user_encoder.int8.onnx")
     if "onnx-int4w" in encoders:
         paths["onnx-int4w"] = weight_only_int4(paths["onnx-fp32"], folder / "user_encoder.int4w.onnx")
+    paths = {e: path for e, path in paths.items() if e in encoders}  # the fp32 export may only be int8's source
+    student_fp32 = {}  # (kind, window) → its fp32 ONNX file, the source of its int8 one
     for name, (encoder, window, _) in parsed.items():  # students: one ONNX file per (kind, window, precision)
         if encoder not in STUDENT_ENCODERS or (encoder, window) in paths:
             continue
@@ -235,10 +237,11 @@ def build_variants(network, names=VARIANTS, workdir: str | Path | None = None, t
             raise ValueError(f"request variant {name!r} needs a {kind} student distilled for window {window}: pass "
                              f"students={{({kind!r}, {window}): ...}} (see distill_students)")
         stem = folder / f"{kind}_student_last{window}"
-        fp32 = paths.get((kind, window, 32)) or export_user_encoder(student, stem.with_suffix(".fp32.onnx"))
-        paths[(kind, window, 32)] = fp32
+        if (kind, window) not in student_fp32:
+            student_fp32[(kind, window)] = export_user_encoder(student, stem.with_suffix(".fp32.onnx"))
+        fp32 = student_fp32[(kind, window)]
         paths[(encoder, window)] = fp32 if precision == 32 else quantize_user_encoder(fp32, stem.with_suffix(".int8.onnx"))
-    sessions = {e: OrtUserEncoder(path, threads) for e, path in paths.items() if e in encoders or (isinstance(e, tuple) and len(e) == 2)}
+    sessions = {e: OrtUserEncoder(path, threads) for e, path in paths.items()}
 
     variants = []
     for name, (encoder, window, bits) in parsed.items():

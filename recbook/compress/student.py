@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from .request_variants import STUDENT_WINDOW
 
 STUDENT_KINDS = ("transformer", "mlp")
 
@@ -38,7 +39,7 @@ STUDENT_KINDS = ("transformer", "mlp")
 class StudentConfig:
     kind: str = "transformer"  # "transformer": the teacher's own shape, shallower; "mlp": no attention at all
     layers: int = 1  # transformer: blocks of the student (the teacher's last ``layers`` are its starting point)
-    window: int = 20  # the last items of the history the student reads
+    window: int = STUDENT_WINDOW  # the last items of the history the student reads
     hidden: int = 256  # mlp: width of its hidden layer
     temperature: float = 2.0  # softens both distributions in the distillation term
     alpha: float = 0.3  # weight of the true next item's cross-entropy (1 - alpha: the teacher's distribution)
@@ -72,7 +73,6 @@ class StudentFit:
     result: object  # recbook.train.TrainResult
     train_seconds: float
     prefixes: int
-    teacher_seconds: float
 
     @property
     def stop_reason(self) -> str:
@@ -165,6 +165,12 @@ class StudentEncoder(torch.nn.Module):
         seq = seq.to(self.table.device)
         return self.encode_last(seq, self.table[seq])
 
+    @torch.no_grad()
+    def score_all(self, histories: list[np.ndarray]) -> np.ndarray:
+        """``(len(histories), n_items)`` scores of every catalogue item: what
+        :class:`~recbook.models.sequential.SequentialScorer` reads."""
+        return (self.user_vectors(histories) @ self.table[1 : self.n_items + 1].T).cpu().numpy()
+
 
 class _Distillation(torch.nn.Module):
     """The student plus what its loss needs: the teacher's table (for both sides' logits) and which items are warm."""
@@ -191,44 +197,13 @@ class _Distillation(torch.nn.Module):
         return c.alpha * hard + (1 - c.alpha) * soft
 
 
-def student_scorer(student: StudentEncoder, item_ids, history: pd.DataFrame):
-    """``score(users, items)`` for :func:`recbook.evaluate.evaluate`: each user's ``history`` read by the student."""
-    from ..models.windows import user_sequences
-
-    item_col = pd.Series(np.arange(len(item_ids)), index=np.asarray(item_ids))
-    sequences = user_sequences(history, item_col)
-    empty = np.zeros(0, dtype=np.int64)
-
-    def score(users, items):
-        users, items = np.asarray(users), np.asarray(items)
-        vectors = student.user_vectors([sequences.get(u, empty) for u in users.tolist()])
-        full = (vectors @ student.table[1 : student.n_items + 1].T).cpu().numpy()
-        cols = item_col.reindex(items.ravel()).to_numpy().astype(int).reshape(items.shape)
-        return np.take_along_axis(full, cols, axis=1)
-
-    return score
-
-
-class _Rows(torch.utils.data.Dataset):
-    def __init__(self, **columns):
-        self.columns = columns
-
-    def __len__(self):
-        return len(next(iter(self.columns.values())))
-
-    def __getitem__(self, i):
-        return {k: v[i] for k, v in self.columns.items()}
-
-
 def distill_user_encoder(teacher, dataset, split, config: StudentConfig | None = None, progress: bool = False) -> StudentFit:
     """Distil ``teacher`` (a trained :class:`~recbook.models.sequential.SequentialRecommender` over ``dataset``'s catalogue)
     into a student encoder (:func:`make_student`) on every prefix of ``split.train``; early stopping on ``split.valid``
     (full-ranking NDCG@10, the user's training items excluded), the best epoch's weights kept."""
-    import time
-
     from ..evaluate import evaluate, make_eval_set
-    from ..models.sequential import default_train_config
-    from ..models.windows import user_sequences
+    from ..models.sequential import SequentialScorer, default_train_config
+    from ..models.windows import WindowDataset, user_sequences
     from ..train import train_model
 
     config = config or StudentConfig()
@@ -243,22 +218,21 @@ def distill_user_encoder(teacher, dataset, split, config: StudentConfig | None =
     inputs, targets = prefixes(user_sequences(split.train, item_col), teacher.config.max_len)
     warm = teacher.known_items[torch.from_numpy(targets)].numpy()
     inputs, targets = inputs[warm], targets[warm]
-    start = time.perf_counter()
     with torch.no_grad():
         table = teacher.item_table().detach().clone()
         seq = torch.from_numpy(inputs)
         teacher_users = torch.cat([teacher.encode_last(seq[i : i + 1024], table[seq[i : i + 1024]]) for i in range(0, len(seq), 1024)])
-    teacher_seconds = time.perf_counter() - start
     torch.manual_seed(config.seed)
     student = StudentEncoder(teacher, config)
-    rows = _Rows(input=torch.from_numpy(inputs[:, -config.window:]), target=torch.from_numpy(targets), teacher=teacher_users)
+    rows = WindowDataset({"input": torch.from_numpy(inputs[:, -config.window:]), "target": torch.from_numpy(targets),
+                          "teacher": teacher_users})
     loader = torch.utils.data.DataLoader(rows, batch_size=config.batch_size, shuffle=True,
                                          generator=torch.Generator().manual_seed(config.seed))
     valid_set = make_eval_set(dataset, split, "valid", n_negatives=1, seed=config.seed)
 
     def validate(module):
         module.student.eval()
-        res = evaluate(student_scorer(module.student, dataset.item_ids, split.train), valid_set, "full", per_user=True)
+        res = evaluate(SequentialScorer(module.student, dataset.item_ids, split.train), valid_set, "full", per_user=True)
         module.student.train()
         return {"NDCG@10": res["NDCG@10"], "HR@10": res["HR@10"]}
 
@@ -267,7 +241,7 @@ def distill_user_encoder(teacher, dataset, split, config: StudentConfig | None =
                                  time_budget=config.time_budget, device="cpu")
     result = train_model(_Distillation(student, config), loader, train, validate)
     student.eval()
-    return StudentFit(student, config, result, result.seconds, len(rows), teacher_seconds)
+    return StudentFit(student, config, result, result.seconds, len(rows))
 
 
-__all__ = ["STUDENT_KINDS", "StudentConfig", "StudentEncoder", "StudentFit", "distill_user_encoder", "prefixes", "student_scorer", "transformer_student"]
+__all__ = ["STUDENT_KINDS", "StudentConfig", "StudentEncoder", "StudentFit", "distill_user_encoder", "prefixes", "transformer_student"]
