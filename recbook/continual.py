@@ -15,18 +15,31 @@ window 1, is updated with window 1, serves window 2, and so on. Each strategy be
   (Kirkpatrick et al. 2017);
 - ``lora`` — a fresh LoRA adapter per window on the frozen base model (peft), merged for serving: tiny updates,
   but a frozen item table cannot learn items that did not exist when the base was trained;
-- ``retrain`` — a fresh model on everything known, with the base model's recipe: the reference.
+- ``lora_continue`` — one LoRA adapter that keeps training window after window (what the previous window taught is
+  kept), merged into a copy for serving;
+- ``retrain`` — a fresh model on everything known, with the base model's recipe, stopped early on validation: the
+  reference.
+
+**Held-out events** (:meth:`Stream.hold_out`): a random share of the interactions is never a training target of any
+strategy — ``valid`` events choose settings (early stopping of ``retrain`` and the base model, and
+:func:`tune_updates`' grid of replay size, EWC λ and LoRA rank), ``test`` events measure forgetting. Measuring
+forgetting on events a strategy trained on (its replay buffer included) would reward re-fitting what is scored —
+the literature measures backward transfer on held-out data of each task (Lopez-Paz & Ranzato 2017; Chaudhry et
+al. 2018).
 
 Quality is measured on **every interaction of the next window** whose user has any history: the model (frozen at
 the window's start) reads the user's live history up to that moment and ranks the whole catalogue (seen items
-excluded); per-user means give confidence intervals. **Forgetting** on window ``j``: its quality right after the
-model learned it minus its quality after the last update, paired per user. Cost: process CPU seconds of the update
-(``time.process_time``, every thread) and the training targets processed.
+excluded); per-user means give confidence intervals. **Forgetting** on window ``j``: its quality on the held-out
+``test`` events right after the model learned the window, minus the same after the last update, paired per user.
+Cost: process CPU seconds of the update (``time.process_time``, every thread; validation passes included) and the
+training targets processed. :func:`run_seeds` repeats everything with several seeds and :func:`seeds_table` reports
+the spread.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -36,10 +49,11 @@ import torch
 
 from .data.splits import TemporalWindows
 from .models.sequential import SequentialConfig, SequentialRecommender
-from .models.windows import WindowDataset, _left_pad, training_windows, user_sequences
+from .models.windows import WindowDataset, _left_pad, user_sequences
 from .retention import ReservoirBuffer, ewc_penalty, fisher_diagonal
 
-STRATEGIES = ("frozen", "finetune", "replay", "ewc", "lora", "retrain")
+STRATEGIES = ("frozen", "finetune", "replay", "ewc", "lora", "lora_continue", "retrain")
+LORA_STRATEGIES = ("lora", "lora_continue")
 
 
 @dataclass
@@ -47,7 +61,10 @@ class UpdateConfig:
     """The knobs of every strategy (defaults: MovieLens-100k's quick profile on a 2-core CPU)."""
 
     epochs: int = 3  # epochs over the new window (finetune, replay, ewc, lora)
-    retrain_epochs: int = 10  # epochs of a fresh model on everything known (retrain, and the base model)
+    retrain_epochs: int = 10  # most epochs of a fresh model on everything known (retrain, and the base model)
+    patience: int | None = 2  # a fresh model stops after this many epochs without a better validation NDCG@10
+    # (None = always retrain_epochs); used only where the stream holds validation events
+    valid_per_user: int | None = 3  # validation events per user and period (the latest): bounds each validation pass
     lr: float = 1e-3
     batch_size: int = 64
     replay_size: int = 5000  # reservoir capacity: past target interactions kept
@@ -59,8 +76,10 @@ class UpdateConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("epochs", "retrain_epochs", "batch_size", "ewc_batches", "lora_rank"):
+        for name in ("epochs", "retrain_epochs", "batch_size", "ewc_batches", "lora_rank", "patience", "valid_per_user"):
             value = getattr(self, name)
+            if value is None and name in ("patience", "valid_per_user"):
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"UpdateConfig.{name} must be a positive integer, got {value!r}")
         if isinstance(self.replay_size, bool) or not isinstance(self.replay_size, int) or self.replay_size < 0:
@@ -75,11 +94,14 @@ class UpdateConfig:
 # ------------------------------------------------------------------ sequences and targets
 @dataclass
 class Stream:
-    """Every user's interactions as 1-based catalogue rows and their times, oldest first (one global sort)."""
+    """Every user's interactions as 1-based catalogue rows and their times, oldest first (one global sort), and the
+    events held out of training (:meth:`hold_out`)."""
 
     item_ids: np.ndarray
     rows: dict = field(default_factory=dict)  # user -> np.ndarray of 1-based rows
     times: dict = field(default_factory=dict)  # user -> np.ndarray of timestamps
+    valid: frozenset = frozenset()  # (user, position) events that choose settings; never a training target
+    test: frozenset = frozenset()  # (user, position) events that measure forgetting; never a training target
 
     @classmethod
     def from_interactions(cls, interactions: pd.DataFrame, item_ids) -> "Stream":
@@ -103,6 +125,47 @@ class Stream:
             a, b = np.searchsorted(t, start, side="left"), np.searchsorted(t, end, side="left")
             out.extend((u, p) for p in range(int(a), int(b)))
         return out
+
+    def hold_out(self, valid: float = 0.1, test: float = 0.1, seed: int = 0) -> "Stream":
+        """A copy in which each interaction with a history is, at random, a ``valid`` event (share ``valid``), a
+        ``test`` event (share ``test``) or a training target. Held-out events stay in the histories the models read
+        (a later event's context); only their role as a target is removed. The draw depends on ``seed`` and the data
+        alone, so every strategy and every model seed sees the same split."""
+        for name, value in (("valid", valid), ("test", test)):
+            if not 0 <= value < 1:
+                raise ValueError(f"hold_out: {name} must be a share in [0, 1), got {value}")
+        if valid + test >= 1:
+            raise ValueError(f"hold_out: valid + test = {valid + test} leaves nothing to train on; keep it below 1")
+        rng = np.random.default_rng(seed)
+        chosen = {"valid": set(), "test": set()}
+        for u in sorted(self.rows, key=str):
+            draw = rng.random(len(self.rows[u]))
+            for p in range(1, len(draw)):  # position 0 has no history: never a target, never scored
+                if draw[p] < valid:
+                    chosen["valid"].add((u, p))
+                elif draw[p] < valid + test:
+                    chosen["test"].add((u, p))
+        return dataclasses.replace(self, valid=frozenset(chosen["valid"]), test=frozenset(chosen["test"]))
+
+    def trainable(self, events) -> list[tuple]:
+        """The events that may be training targets: a history before them, and not held out."""
+        return [(u, p) for u, p in events if p >= 1 and (u, p) not in self.valid and (u, p) not in self.test]
+
+    def held_out(self, role: str, start: int, end: int, per_user: int | None = None) -> list[tuple]:
+        """The ``role`` (``"valid"`` or ``"test"``) events in ``[start, end)``, the latest ``per_user`` of each user."""
+        if role not in ("valid", "test"):
+            raise ValueError(f"role must be 'valid' or 'test', got {role!r}")
+        chosen = getattr(self, role)
+        return _latest_per_user([e for e in self.events(start, end) if e in chosen], per_user)
+
+
+def _latest_per_user(events, per_user: int | None) -> list[tuple]:
+    if per_user is None:
+        return list(events)
+    by_user: dict = {}
+    for u, p in events:
+        by_user.setdefault(u, []).append(p)
+    return [(u, p) for u, ps in by_user.items() for p in sorted(ps)[-per_user:]]
 
 
 def target_windows(stream: Stream, events, max_len: int) -> dict[str, torch.Tensor]:
@@ -141,21 +204,42 @@ class _WithPenalty(torch.nn.Module):
         return self.model.training_loss(batch) + self.penalty(self.model)
 
 
-def train_on(model: SequentialRecommender, windows: dict, epochs: int, config: UpdateConfig, penalty=None, lr: float | None = None) -> dict:
-    """Train ``model`` in place on ``windows`` for ``epochs`` with the course's loop; returns CPU seconds, wall seconds
-    and the number of training targets processed."""
+def train_on(model: SequentialRecommender, windows: dict, epochs: int, config: UpdateConfig, penalty=None, lr: float | None = None,
+             stream: "Stream | None" = None, valid_events=None) -> dict:
+    """Train ``model`` in place on ``windows`` for ``epochs`` with the course's loop; returns CPU seconds, wall seconds,
+    the number of training targets processed and the epochs run.
+
+    With ``valid_events`` (and ``config.patience``), the model is scored on them (NDCG@10 per user, averaged) after
+    every epoch, stops after ``patience`` epochs without improvement and keeps its best epoch's weights."""
     from .train import TrainConfig, train_model
 
     generator = torch.Generator().manual_seed(config.seed)
     loader = torch.utils.data.DataLoader(WindowDataset(windows), batch_size=config.batch_size, shuffle=True, generator=generator)
+    early = bool(valid_events) and config.patience is not None
     train_config = TrainConfig(epochs=epochs, lr=lr or config.lr, weight_decay=0.01, warmup_ratio=0.0, grad_clip=1.0, amp="off",
-                               keep_best=False, progress=False, seed=config.seed, device="cpu")
+                               keep_best=early, patience=config.patience if early else None, progress=False,
+                               seed=config.seed, device="cpu")
     module = model if penalty is None else _WithPenalty(model, penalty)
+
+    def evaluate_fn(_):
+        return {"NDCG@10": validation_score(model, stream, valid_events)}
+
     cpu, wall = time.process_time(), time.perf_counter()
-    train_model(module, loader, train_config)
+    result = train_model(module, loader, train_config, evaluate_fn=evaluate_fn if early else None)
     model.eval()
-    return {"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall,
-            "examples": int((windows["target"] > 0).sum()) * epochs}
+    per_epoch = len(loader)
+    run = min(epochs, -(-result.steps // per_epoch)) if per_epoch else epochs
+    cost = {"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall,
+            "examples": int((windows["target"] > 0).sum()) * run, "epochs": run}
+    if early:
+        cost["best_epoch"] = -(-int(result.best_step) // per_epoch) if result.best_step else run
+        cost["valid_ndcg"] = float(result.best_metric)
+    return cost
+
+
+def validation_score(model: SequentialRecommender, stream: "Stream", events, metric: str = "NDCG@10") -> float:
+    """Mean over users of ``metric`` on ``events`` (each user's mean first, so heavy users do not dominate)."""
+    return float(per_user(next_item_metrics(model, stream, events))[metric].mean())
 
 
 def _mark_known(model: SequentialRecommender, rows: dict) -> None:
@@ -167,9 +251,10 @@ def _mark_known(model: SequentialRecommender, rows: dict) -> None:
 
 
 def fit_base(stream: Stream, end: int, n_items: int, model_config: SequentialConfig | None = None,
-             config: UpdateConfig | None = None, text_features=None) -> tuple[SequentialRecommender, dict]:
-    """A fresh causal model trained on every interaction before ``end`` for ``config.retrain_epochs`` — the base
-    model, and what ``retrain`` does at every update."""
+             config: UpdateConfig | None = None, text_features=None, valid_events=None) -> tuple[SequentialRecommender, dict]:
+    """A fresh causal model trained on every trainable interaction before ``end`` (:meth:`Stream.trainable`) for at
+    most ``config.retrain_epochs`` — the base model, and what ``retrain`` does at every update. With
+    ``valid_events`` it stops early on them (``config.patience``) and keeps its best epoch."""
     config = config or UpdateConfig()
     model_config = model_config or SequentialConfig()
     if model_config.objective != "causal":
@@ -181,18 +266,18 @@ def fit_base(stream: Stream, end: int, n_items: int, model_config: SequentialCon
     for r in known.values():
         flags[r - 1] = True
     model = SequentialRecommender(n_items, model_config, text_features, flags)
-    cost = train_on(model, training_windows(known, model_config.max_len, "causal"), config.retrain_epochs, config)
+    targets = stream.trainable((u, p) for u, r in known.items() for p in range(1, len(r)))
+    cost = train_on(model, target_windows(stream, targets, model_config.max_len), config.retrain_epochs, config,
+                    stream=stream, valid_events=valid_events)
     return model, cost
 
 
-def _lora_update(base: SequentialRecommender, windows: dict, config: UpdateConfig) -> tuple[SequentialRecommender, dict]:
+def _lora_adapter(base: SequentialRecommender, config: UpdateConfig):
     from peft import LoraConfig, get_peft_model
 
     targets = ["qkv", "proj", "mlp.0", "mlp.2"]
-    lora = get_peft_model(copy.deepcopy(base), LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank,
+    return get_peft_model(copy.deepcopy(base), LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank,
                                                           target_modules=targets, lora_dropout=0.0))
-    cost = train_on(lora, windows, config.epochs, config, lr=config.lora_lr)
-    return lora.merge_and_unload().eval(), cost
 
 
 # ------------------------------------------------------------------ evaluation
@@ -238,12 +323,7 @@ def window_events(stream: Stream, windows: TemporalWindows, w: int, max_per_user
     """The evaluation events of window ``w``: its interactions with a history (optionally the last ``max_per_user``
     per user, to bound the cost)."""
     events = [(u, p) for u, p in stream.events(int(windows.bounds[w]), int(windows.bounds[w + 1])) if p >= 1]
-    if max_per_user is None:
-        return events
-    by_user: dict = {}
-    for u, p in events:
-        by_user.setdefault(u, []).append(p)
-    return [(u, p) for u, ps in by_user.items() for p in sorted(ps)[-max_per_user:]]
+    return _latest_per_user(events, max_per_user)
 
 
 # ------------------------------------------------------------------ one strategy, one update
@@ -255,6 +335,7 @@ class UpdateState:
     base: SequentialRecommender
     buffer: ReservoirBuffer | None = None
     fisher: dict | None = None
+    adapter: object | None = None  # lora_continue: the LoRA model that keeps training
 
 
 def start_state(strategy: str, base: SequentialRecommender, stream: Stream, base_end: int, config: UpdateConfig) -> UpdateState:
@@ -263,12 +344,12 @@ def start_state(strategy: str, base: SequentialRecommender, stream: Stream, base
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     state = UpdateState(copy.deepcopy(base), base)
-    known = stream.upto(base_end)
+    known = stream.trainable((u, p) for u, r in stream.upto(base_end).items() for p in range(1, len(r)))
     if strategy == "replay":
         state.buffer = ReservoirBuffer(config.replay_size, config.seed)
-        state.buffer.add([(u, p) for u, r in known.items() for p in range(1, len(r))])
+        state.buffer.add(known)
     if strategy == "ewc":
-        windows = training_windows(known, base.config.max_len, "causal")  # every base-period interaction a target
+        windows = target_windows(stream, known, base.config.max_len)  # every trainable base-period interaction a target
         state.fisher = fisher_diagonal(state.model, windows, config.ewc_batches, config.batch_size, config.seed)
     return state
 
@@ -282,14 +363,15 @@ def update(strategy: str, state: UpdateState, stream: Stream, start: int, end: i
     if strategy == "frozen":
         return none
     max_len = state.model.config.max_len
-    new = [(u, p) for u, p in stream.events(start, end) if p >= 1]
-    if strategy == "retrain":
+    new = stream.trainable(stream.events(start, end))
+    if strategy == "retrain":  # stopped early on the newest window's validation events, when the stream holds some
         text = state.model.text_features[1:-1].numpy() if hasattr(state.model, "text_features") else None
-        state.model, cost = fit_base(stream, end, state.model.n_items, state.model.config, config, text)
+        valid = stream.held_out("valid", start, end, config.valid_per_user)
+        state.model, cost = fit_base(stream, end, state.model.n_items, state.model.config, config, text, valid_events=valid)
         return cost
     if not new:
         return none
-    if strategy != "lora":
+    if strategy not in LORA_STRATEGIES:
         _mark_known(state.model, stream.upto(end))
     if strategy == "finetune":
         return train_on(state.model, target_windows(stream, new, max_len), config.epochs, config)
@@ -307,20 +389,25 @@ def update(strategy: str, state: UpdateState, stream: Stream, start: int, end: i
         state.fisher = {n: 0.5 * (state.fisher[n] + fresh[n]) for n in state.fisher}  # old and new windows both count
         cost["cpu_s"] += time.process_time() - cpu
         return cost
-    # lora: a fresh adapter on the frozen base, trained on the new window, merged for serving
-    state.model, cost = _lora_update(state.base, target_windows(stream, new, max_len), config)
+    # lora: a fresh adapter on the frozen base each window; lora_continue: the same adapter keeps training
+    if strategy == "lora" or state.adapter is None:
+        state.adapter = _lora_adapter(state.base, config)
+    cost = train_on(state.adapter, target_windows(stream, new, max_len), config.epochs, config, lr=config.lora_lr)
+    state.model = copy.deepcopy(state.adapter).merge_and_unload().eval()  # merged into a copy for serving
     return cost
 
 
 # ------------------------------------------------------------------ the whole experiment
 @dataclass
 class ContinualResult:
-    """Everything :func:`run_strategies` measured."""
+    """Everything :func:`run_strategies` measured (one model seed)."""
 
     next_window: dict  # strategy -> per-user next-window metrics, index (window, user_id)
-    retention: dict  # strategy -> {(after_update, window): per-user metrics}
-    costs: pd.DataFrame  # one row per strategy × update: cpu_s, wall_s, examples
+    retention: dict  # strategy -> {(after_update, window): per-user metrics on the window's held-out test events}
+    costs: pd.DataFrame  # one row per strategy × update: cpu_s, wall_s, examples (and epochs of fresh models)
     n_windows: int
+    seed: int = 0
+    base_cost: dict = field(default_factory=dict)
 
     def served_after_update(self, strategy: str, from_window: int = 2) -> pd.DataFrame:
         """Next-window metrics of ``strategy`` on windows ``from_window`` … (default 2: window 1 is served by the base
@@ -331,32 +418,13 @@ class ContinualResult:
     def table(self, metric: str = "NDCG@10", reference: str = "retrain", n_boot: int = 2000, seed: int = 0,
               from_window: int = 2) -> pd.DataFrame:
         """One row per strategy: next-window quality with CI (windows ``from_window`` … pooled, one unit per user and
-        window), its ratio to ``reference`` (paired, CI), forgetting with CI, CPU seconds and training targets
-        (``examples``) over all updates."""
-        from .stats import mean_ci, ratio_ci
-
-        rows = []
-        for name in self.next_window:
-            values = self.served_after_update(name, from_window)
-            if values.empty:
-                raise ValueError(f"no window >= from_window={from_window} was served; there are {self.n_windows} windows")
-            est = mean_ci(values[metric], n_boot=n_boot, seed=seed)
-            row = {"strategy": name, metric: est.mean, "ci_low": est.low, "ci_high": est.high, "units": est.n}
-            if reference in self.next_window and name != reference:
-                ref = self.served_after_update(reference, from_window)[metric]
-                ratio = ratio_ci(values[metric], ref, (name, reference), n_boot=n_boot, seed=seed)
-                row.update({f"÷ {reference}": ratio.mean, "ratio_low": ratio.low, "ratio_high": ratio.high})
-            forgetting = self.forgetting(name, metric)
-            if len(forgetting):
-                f = mean_ci(forgetting, n_boot=n_boot, seed=seed)
-                row.update(forgetting=f.mean, forgetting_low=f.low, forgetting_high=f.high)
-            cost = self.costs[self.costs["strategy"] == name]
-            row.update(cpu_s=cost["cpu_s"].sum(), examples=int(cost["examples"].sum()))
-            rows.append(row)
-        return pd.DataFrame(rows).set_index("strategy")
+        window), its ratio to ``reference`` (paired, CI), forgetting on held-out events with CI, CPU seconds and
+        training targets (``examples``) over all updates."""
+        return seeds_table([self], metric, reference, n_boot, seed, from_window)
 
     def forgetting(self, strategy: str, metric: str = "NDCG@10") -> pd.Series:
-        """Per (window, user): quality on window ``j`` right after learning it minus after the last update."""
+        """Per (window, user): quality on window ``j``'s held-out test events right after learning the window minus
+        after the last update (positive = forgotten)."""
         retention = self.retention.get(strategy, {})
         last = self.n_windows
         parts = []
@@ -373,34 +441,180 @@ class ContinualResult:
         return pd.DataFrame({name: v[metric].groupby(level="window").mean() for name, v in self.next_window.items()})
 
 
+def _over_seeds(series: list[pd.Series]) -> pd.Series:
+    """Per-unit means over seeds (units present in every seed): the unit of the pooled intervals."""
+    return pd.concat(series, axis=1, join="inner").mean(axis=1)
+
+
+def pooled_next_window(results: list[ContinualResult], strategy: str, metric: str = "NDCG@10", from_window: int = 2) -> pd.Series:
+    """``strategy``'s next-window ``metric`` per unit (user × window, windows ``from_window`` …), averaged over the
+    seeds: what :func:`seeds_table` and paired comparisons over seeds resample."""
+    return _over_seeds([r.served_after_update(strategy, from_window)[metric] for r in results])
+
+
+def pooled_forgetting(results: list[ContinualResult], strategy: str, metric: str = "NDCG@10") -> pd.Series:
+    """``strategy``'s forgetting per unit (user × window, on held-out test events), averaged over the seeds."""
+    return _over_seeds([r.forgetting(strategy, metric) for r in results])
+
+
+def seeds_table(results: list[ContinualResult], metric: str = "NDCG@10", reference: str = "retrain", n_boot: int = 2000,
+                seed: int = 0, from_window: int = 2) -> pd.DataFrame:
+    """One row per strategy over one or more seeds' results: next-window ``metric`` (each unit — a user in a window —
+    averaged over the seeds) with its CI, the seeds' spread (``seed_sd``, ``seed_min``, ``seed_max`` of the per-seed
+    means), the paired ratio to ``reference`` with CI, forgetting on held-out events (CI and seed spread), and the
+    mean CPU seconds and training targets of one seed's updates."""
+    from .stats import mean_ci, ratio_ci
+
+    if not results:
+        raise ValueError("seeds_table needs at least one ContinualResult")
+    rows = []
+    for name in results[0].next_window:
+        per_seed = [r.served_after_update(name, from_window)[metric] for r in results]
+        if any(v.empty for v in per_seed):
+            raise ValueError(f"no window >= from_window={from_window} was served; there are {results[0].n_windows} windows")
+        values = pooled_next_window(results, name, metric, from_window)
+        est = mean_ci(values, n_boot=n_boot, seed=seed)
+        means = np.array([v.mean() for v in per_seed])
+        row = {"strategy": name, metric: est.mean, "ci_low": est.low, "ci_high": est.high, "units": est.n, "seeds": len(results),
+               "seed_sd": float(means.std(ddof=1)) if len(means) > 1 else 0.0, "seed_min": float(means.min()),
+               "seed_max": float(means.max())}
+        if reference in results[0].next_window and name != reference:
+            ref = pooled_next_window(results, reference, metric, from_window)
+            ratio = ratio_ci(values, ref, (name, reference), n_boot=n_boot, seed=seed)
+            row.update({f"÷ {reference}": ratio.mean, "ratio_low": ratio.low, "ratio_high": ratio.high})
+        forgetting = [r.forgetting(name, metric) for r in results]
+        if all(len(f) for f in forgetting):
+            f = mean_ci(pooled_forgetting(results, name, metric), n_boot=n_boot, seed=seed)
+            f_means = np.array([x.mean() for x in forgetting])
+            row.update(forgetting=f.mean, forgetting_low=f.low, forgetting_high=f.high,
+                       forgetting_seed_sd=float(f_means.std(ddof=1)) if len(f_means) > 1 else 0.0)
+        costs = [r.costs[r.costs["strategy"] == name] for r in results]
+        row.update(cpu_s=float(np.mean([c["cpu_s"].sum() for c in costs])),
+                   examples=int(np.mean([c["examples"].sum() for c in costs])))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("strategy")
+
+
 def run_strategies(stream: Stream, windows: TemporalWindows, base: SequentialRecommender, strategies=STRATEGIES,
                    config: UpdateConfig | None = None, max_per_user: int | None = None, progress: bool = True) -> ContinualResult:
     """Run every strategy through all update windows from the same ``base`` model (trained before window 1).
 
-    At step ``w``: evaluate on window ``w`` (next-window quality), update with window ``w``, then re-evaluate
-    windows ``1 … w`` (retention, for forgetting)."""
+    At step ``w``: evaluate on window ``w`` (next-window quality), update with window ``w``, then score the held-out
+    test events of windows ``1 … w`` (retention, for forgetting). ``stream`` must hold test events
+    (:meth:`Stream.hold_out`)."""
     from tqdm.auto import tqdm
 
     config = config or UpdateConfig()
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         raise ValueError(f"unknown strategies {unknown}; choose from {STRATEGIES}")
+    if not stream.test:
+        raise ValueError("the stream holds no held-out test events, so forgetting would be measured on training targets; "
+                         "pass stream.hold_out(valid=..., test=...)")
+    bounds = [int(b) for b in windows.bounds]
     events = {w: window_events(stream, windows, w, max_per_user) for w in range(1, windows.n_windows + 1)}
+    tests = {w: stream.held_out("test", bounds[w], bounds[w + 1], max_per_user) for w in range(1, windows.n_windows + 1)}
     next_window, retention, costs = {}, {}, []
     first = per_user(next_item_metrics(base, stream, events[1]), key=1)  # window 1: the same base model for every strategy
-    bar = tqdm(total=len(strategies) * windows.n_windows, desc="updates", disable=not progress)
+    bar = tqdm(total=len(strategies) * windows.n_windows, desc=f"updates (seed {config.seed})", disable=not progress)
     for name in strategies:
-        state = start_state(name, base, stream, int(windows.bounds[1]), config)
+        state = start_state(name, base, stream, bounds[1], config)
         parts, kept = [], {}
         for w in range(1, windows.n_windows + 1):
             parts.append(first if w == 1 else per_user(next_item_metrics(state.model, stream, events[w]), key=w))
-            cost = update(name, state, stream, int(windows.bounds[w]), int(windows.bounds[w + 1]), config)
+            cost = update(name, state, stream, bounds[w], bounds[w + 1], config)
             costs.append({"strategy": name, "window": w, **cost})
             for j in range(1, w + 1):
                 if j == w or w == windows.n_windows:
-                    kept[(w, j)] = per_user(next_item_metrics(state.model, stream, events[j]), key=j)
+                    kept[(w, j)] = per_user(next_item_metrics(state.model, stream, tests[j]), key=j)
             bar.update()
         next_window[name] = pd.concat(parts)
         retention[name] = kept
     bar.close()
-    return ContinualResult(next_window, retention, pd.DataFrame(costs), windows.n_windows)
+    return ContinualResult(next_window, retention, pd.DataFrame(costs), windows.n_windows, seed=config.seed)
+
+
+def fit_base_for(stream: Stream, windows: TemporalWindows, n_items: int, model_config: SequentialConfig | None = None,
+                 config: UpdateConfig | None = None, text_features=None) -> tuple[SequentialRecommender, dict]:
+    """The base model of an experiment: :func:`fit_base` on the base period, stopped early on its validation events."""
+    config = config or UpdateConfig()
+    bounds = [int(b) for b in windows.bounds]
+    valid = stream.held_out("valid", bounds[0], bounds[1], config.valid_per_user)
+    return fit_base(stream, bounds[1], n_items, model_config, config, text_features, valid_events=valid)
+
+
+def run_seeds(stream: Stream, windows: TemporalWindows, n_items: int, seeds, strategies=STRATEGIES,
+              config: UpdateConfig | None = None, model_config: SequentialConfig | None = None, max_per_user: int | None = None,
+              progress: bool = True, bases: dict | None = None) -> list[ContinualResult]:
+    """The whole experiment once per seed: a base model of that seed (:func:`fit_base_for`; or ``bases[seed]``, a
+    ``(model, cost)`` pair already fitted that way), then :func:`run_strategies` with ``config.seed`` set to it. The
+    data, its windows and its held-out events are the same for every seed; only the models' initialisation, batch
+    order and samples change."""
+    config = config or UpdateConfig()
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("run_seeds needs at least one seed")
+    results = []
+    for s in seeds:
+        cfg = dataclasses.replace(config, seed=int(s))
+        if bases and int(s) in bases:
+            base, base_cost = bases[int(s)]
+        else:
+            base, base_cost = fit_base_for(stream, windows, n_items, model_config, cfg)
+        result = run_strategies(stream, windows, base, strategies, cfg, max_per_user, progress)
+        result.base_cost = base_cost
+        results.append(result)
+    return results
+
+
+# ------------------------------------------------------------------ settings chosen on validation
+TUNING_GRID = {
+    "finetune": ("epochs", (1, 2, 4, 8)),  # chosen first: every strategy that trains on the new window uses it
+    "replay": ("replay_size", (1000, 5000, 20000, 50000)),
+    "ewc": ("ewc_lambda", (0.1, 1.0, 10.0, 100.0, 1000.0)),
+    "lora": ("lora_rank", (2, 8, 32)),
+}
+
+
+def tune_updates(stream: Stream, windows: TemporalWindows, base: SequentialRecommender, config: UpdateConfig | None = None,
+                 grid: dict | None = None, metric: str = "NDCG@10") -> tuple[UpdateConfig, pd.DataFrame]:
+    """Choose each strategy's setting on **validation** events, never on the windows a table reports.
+
+    Every candidate updates ``base`` with window 1 and is scored on the validation events of the base period (what
+    it should keep) and of window 1 (what it should learn); the score is their mean — the "average accuracy" over
+    the periods seen, on held-out data. ``grid`` maps a strategy to ``(UpdateConfig field, values)``
+    (default :data:`TUNING_GRID`), tuned in the grid's order, each with the values chosen before it (the default grid
+    chooses the update epochs on ``finetune`` first); ``lora_continue`` shares ``lora``'s rank (its first window is
+    the same update). Returns the config with every chosen value and one row per candidate."""
+    config = config or UpdateConfig()
+    grid = TUNING_GRID if grid is None else grid
+    if not stream.valid:
+        raise ValueError("the stream holds no validation events; pass stream.hold_out(valid=..., test=...)")
+    if windows.n_windows < 1:
+        raise ValueError("tuning needs at least one update window")
+    bounds = [int(b) for b in windows.bounds]
+    old = stream.held_out("valid", bounds[0], bounds[1], config.valid_per_user)
+    new = stream.held_out("valid", bounds[1], bounds[2], config.valid_per_user)
+    if not old or not new:
+        raise ValueError("the base period or window 1 holds no validation events; raise hold_out's valid share")
+    rows, chosen = [], {}
+    for strategy, (param, values) in grid.items():
+        if strategy not in STRATEGIES:
+            raise ValueError(f"grid: unknown strategy {strategy!r}; choose from {STRATEGIES}")
+        if not hasattr(config, param):
+            raise ValueError(f"grid[{strategy!r}]: UpdateConfig has no field {param!r}")
+        best = None
+        for value in values:
+            cfg = dataclasses.replace(config, **{**chosen, param: value})
+            state = start_state(strategy, base, stream, bounds[1], cfg)
+            cost = update(strategy, state, stream, bounds[1], bounds[2], cfg)
+            kept, learned = validation_score(state.model, stream, old, metric), validation_score(state.model, stream, new, metric)
+            score = (kept + learned) / 2
+            rows.append({"strategy": strategy, "setting": param, "value": value, f"{metric} base period": kept,
+                         f"{metric} window 1": learned, "score": score, "cpu_s": cost["cpu_s"]})
+            if best is None or score > best[0]:
+                best = (score, value)
+        chosen[param] = best[1]
+    table = pd.DataFrame(rows)
+    table["chosen"] = [chosen.get(s) == v for s, v in zip(table["setting"], table["value"])]
+    return dataclasses.replace(config, **chosen), table

@@ -109,4 +109,6 @@ MISTAKES: dict[str, str] = {
     "13.reservoir": "Keeping the newest `capacity` items instead of Algorithm R: old and new items must be equally likely "
                     "to stay.",
     "13.update_due": "Counting a value *equal* to its threshold as above it (≥ instead of >).",
+    "13.epochs_forgetting": "Comparing runs that start from different base models (trained again for each run), so the "
+                            "base changes with the epochs, or reading 'more' from an interval that holds 0.",
 }

@@ -1,6 +1,7 @@
 """recbook.continual (issue 13): the reservoir, targets-only training windows, next-item metrics cross-checked with
 the course's evaluation, every update strategy, the experiment's table, and `python -m recbook update`."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -14,12 +15,19 @@ from recbook.continual import (
     Stream,
     UpdateConfig,
     fit_base,
+    fit_base_for,
     next_item_metrics,
     per_user,
+    pooled_forgetting,
+    pooled_next_window,
+    run_seeds,
     run_strategies,
+    seeds_table,
     start_state,
     target_windows,
+    tune_updates,
     update,
+    validation_score,
     window_events,
 )
 from recbook.data import leave_last_out, make_drift_stream, temporal_windows
@@ -36,7 +44,7 @@ TINY = SequentialConfig(dim=16, layers=1, heads=1, max_len=8, dropout=0.0)
 def stream_setup():
     ds = make_drift_stream(seed=1, n_users=40, n_items=200, n_windows=4, events_per_window=300, change_window=2)
     windows = temporal_windows(ds.interactions, bounds=ds.info["drift"]["window_bounds"][1:])
-    stream = Stream.from_interactions(windows.interactions, ds.item_ids)
+    stream = Stream.from_interactions(windows.interactions, ds.item_ids).hold_out(valid=0.15, test=0.15, seed=0)
     config = UpdateConfig(epochs=1, retrain_epochs=2, batch_size=32, replay_size=200, ewc_batches=3, lora_rank=2)
     base, cost = fit_base(stream, int(windows.bounds[1]), ds.n_items, TINY, config)
     return ds, windows, stream, config, base, cost
@@ -177,7 +185,7 @@ def test_every_strategy_updates_and_reports_its_cost(stream_setup, strategy):
     before = {k: v.clone() for k, v in base.state_dict().items()}
     state = start_state(strategy, base, stream, int(windows.bounds[1]), config)
     cost = update(strategy, state, stream, int(windows.bounds[1]), int(windows.bounds[2]), config)
-    assert set(cost) == {"cpu_s", "wall_s", "examples"}
+    assert {"cpu_s", "wall_s", "examples"} <= set(cost)
     for k, v in base.state_dict().items():  # the base model itself is never modified
         torch.testing.assert_close(v, before[k])
     changed = any(not torch.equal(v, state.model.state_dict()[k]) for k, v in before.items() if k in state.model.state_dict())
@@ -248,6 +256,154 @@ def test_run_strategies_table(stream_setup):
     assert by_window.loc[1].nunique() == 1
     with pytest.raises(ValueError, match="unknown strategies"):
         run_strategies(stream, windows, base, ("frozen", "magic"), config, progress=False)
+
+
+# ------------------------------------------------------------------ held-out events (issue 22, item 6)
+def test_hold_out_draws_disjoint_shares_the_same_way_every_time(stream_setup):
+    ds, windows, *_ = stream_setup
+    plain = Stream.from_interactions(windows.interactions, ds.item_ids)
+    assert not plain.valid and not plain.test and len(plain.trainable([(u, 1) for u in plain.rows])) == len(plain.rows)
+    held = plain.hold_out(valid=0.2, test=0.1, seed=3)
+    eligible = sum(len(r) - 1 for r in plain.rows.values())
+    assert not held.valid & held.test
+    assert len(held.valid) / eligible == pytest.approx(0.2, abs=0.03) and len(held.test) / eligible == pytest.approx(0.1, abs=0.03)
+    assert all(p >= 1 for _, p in held.valid | held.test)  # a first interaction has no history: never held out
+    assert held.hold_out(0.2, 0.1, seed=3).valid == held.valid  # the same draw, whatever was held out before
+    assert plain.hold_out(0.2, 0.1, seed=4).valid != held.valid
+    every = [(u, p) for u, r in plain.rows.items() for p in range(len(r))]
+    assert set(held.trainable(every)) == {e for e in every if e[1] >= 1} - held.valid - held.test
+    start, end = int(windows.bounds[1]), int(windows.bounds[2])
+    latest = held.held_out("test", start, end, per_user=1)
+    assert {e for e in latest} <= held.test and len({u for u, _ in latest}) == len(latest)
+    assert set(held.held_out("test", start, end)) == held.test & set(held.events(start, end))
+    with pytest.raises(ValueError, match="valid"):
+        plain.hold_out(valid=1.2)
+    with pytest.raises(ValueError, match="nothing to train on"):
+        plain.hold_out(valid=0.6, test=0.5)
+    with pytest.raises(ValueError, match="role"):
+        held.held_out("train", start, end)
+
+
+@pytest.mark.parametrize("strategy", [s for s in STRATEGIES if s != "frozen"])
+def test_held_out_events_are_never_training_targets(stream_setup, strategy, monkeypatch):
+    """Forgetting scored on events a strategy trained on rewards re-fitting them: no strategy may train on them."""
+    import recbook.continual as continual
+
+    _, windows, stream, config, base, _ = stream_setup
+    trained = []
+    real = continual.target_windows
+
+    def spy(stream_, events, max_len):
+        events = list(events)
+        trained.extend(events)
+        return real(stream_, events, max_len)
+
+    monkeypatch.setattr(continual, "target_windows", spy)
+    state = start_state(strategy, base, stream, int(windows.bounds[1]), config)
+    update(strategy, state, stream, int(windows.bounds[1]), int(windows.bounds[2]), config)
+    if strategy == "replay":
+        trained.extend(state.buffer.items)
+    assert trained and not set(trained) & (stream.valid | stream.test)
+
+
+def test_a_fresh_model_stops_early_on_validation_and_keeps_its_best_epoch(stream_setup):
+    ds, windows, stream, _, _, _ = stream_setup
+    config = UpdateConfig(retrain_epochs=6, patience=1, batch_size=32, lr=3e-2)
+    model, cost = fit_base_for(stream, windows, ds.n_items, TINY, config)
+    valid = stream.held_out("valid", int(windows.bounds[0]), int(windows.bounds[1]), config.valid_per_user)
+    assert valid and 1 <= cost["best_epoch"] <= cost["epochs"] <= 6
+    assert cost["epochs"] == 6 or cost["epochs"] == cost["best_epoch"] + 1  # patience 1: one epoch past the best
+    assert validation_score(model, stream, valid) == pytest.approx(cost["valid_ndcg"], abs=1e-6)  # the best weights kept
+    fixed, fixed_cost = fit_base(stream, int(windows.bounds[1]), ds.n_items, TINY, dataclasses.replace(config, retrain_epochs=2))
+    assert fixed_cost["epochs"] == 2 and "best_epoch" not in fixed_cost  # no validation events given: fixed epochs
+
+
+def test_lora_continue_keeps_one_adapter_and_lora_starts_afresh(stream_setup):
+    _, windows, stream, config, base, _ = stream_setup
+    b = [int(x) for x in windows.bounds]
+    states = {name: start_state(name, base, stream, b[1], config) for name in ("lora", "lora_continue")}
+    first = {}
+    for name, state in states.items():
+        update(name, state, stream, b[1], b[2], config)
+        first[name] = state.adapter
+        update(name, state, stream, b[2], b[3], config)
+    assert states["lora_continue"].adapter is first["lora_continue"]
+    assert states["lora"].adapter is not first["lora"]
+    # a fresh adapter per window forgets the first window's adapter; the continued one carries it
+    fresh, continued = states["lora"].model.state_dict(), states["lora_continue"].model.state_dict()
+    assert any(not torch.equal(fresh[k], continued[k]) for k in fresh)
+    assert type(states["lora_continue"].model).__name__ == "SequentialRecommender"
+
+
+def test_run_strategies_scores_forgetting_on_held_out_test_events(stream_setup):
+    ds, windows, stream, config, base, _ = stream_setup
+    result = run_strategies(stream, windows, base, ("frozen", "finetune"), config, max_per_user=2, progress=False)
+    b = [int(x) for x in windows.bounds]
+    for (after, j), kept in result.retention["frozen"].items():
+        expected = per_user(next_item_metrics(base, stream, stream.held_out("test", b[j], b[j + 1], 2)), key=j)
+        pd.testing.assert_frame_equal(kept, expected)
+    plain = Stream.from_interactions(windows.interactions, ds.item_ids)
+    with pytest.raises(ValueError, match="hold_out"):
+        run_strategies(plain, windows, base, ("frozen",), config, progress=False)
+
+
+def test_run_seeds_and_the_seed_table(stream_setup):
+    ds, windows, stream, config, _, _ = stream_setup
+    results = run_seeds(stream, windows, ds.n_items, [0, 1], ("frozen", "finetune", "retrain"), config, TINY, max_per_user=2,
+                        progress=False)
+    assert [r.seed for r in results] == [0, 1] and all(r.base_cost["epochs"] >= 1 for r in results)
+    table = seeds_table(results, n_boot=200)
+    for name in table.index:
+        per_seed = [r.served_after_update(name)["NDCG@10"].mean() for r in results]
+        row = table.loc[name]
+        assert row["seeds"] == 2 and row["NDCG@10"] == pytest.approx(np.mean(per_seed))  # same units in every seed
+        assert row["seed_min"] == pytest.approx(min(per_seed)) and row["seed_max"] == pytest.approx(max(per_seed))
+        assert row["seed_sd"] == pytest.approx(np.std(per_seed, ddof=1))
+        assert row["ci_low"] <= row["NDCG@10"] <= row["ci_high"]
+    # each seed fits its own base model: even the never-updated model scores differently
+    assert not np.array_equal(results[0].next_window["frozen"]["NDCG@10"].values, results[1].next_window["frozen"]["NDCG@10"].values)
+    assert table.loc["frozen", "forgetting"] == 0 and table.loc["frozen", "forgetting_seed_sd"] == 0
+    pooled = pooled_next_window(results, "finetune")
+    by_hand = (results[0].served_after_update("finetune")["NDCG@10"] + results[1].served_after_update("finetune")["NDCG@10"]) / 2
+    pd.testing.assert_series_equal(pooled, by_hand, check_names=False)
+    forgot = pooled_forgetting(results, "finetune")
+    pd.testing.assert_series_equal(forgot, (results[0].forgetting("finetune") + results[1].forgetting("finetune")) / 2, check_names=False)
+    fitted, _ = fit_base(stream, int(windows.bounds[1]), ds.n_items, TINY, config)
+    given = run_seeds(stream, windows, ds.n_items, [5], ("frozen",), config, TINY, max_per_user=2, progress=False,
+                      bases={5: (fitted, {"epochs": 7})})
+    assert given[0].base_cost == {"epochs": 7} and given[0].seed == 5  # a base fitted before is used, not fitted again
+    expected = per_user(next_item_metrics(fitted, stream, window_events(stream, windows, 1, 2)), key=1)
+    pd.testing.assert_frame_equal(given[0].next_window["frozen"].loc[[1]], expected)
+    with pytest.raises(ValueError, match="at least one"):
+        seeds_table([])
+    with pytest.raises(ValueError, match="seed"):
+        run_seeds(stream, windows, ds.n_items, [], ("frozen",), config, TINY, progress=False)
+
+
+def test_tune_updates_chooses_on_validation_in_the_grids_order(stream_setup):
+    ds, windows, stream, config, base, _ = stream_setup
+    grid = {"finetune": ("epochs", (1, 2)), "ewc": ("ewc_lambda", (0.0, 100.0))}
+    tuned, table = tune_updates(stream, windows, base, config, grid)
+    assert len(table) == 4 and set(table["strategy"]) == {"finetune", "ewc"}
+    for setting, rows in table.groupby("setting"):
+        best = rows.loc[rows["score"].idxmax()]
+        assert getattr(tuned, setting) == best["value"] and rows["chosen"].sum() == 1 and best["chosen"]
+        assert np.allclose(rows["score"], (rows["NDCG@10 base period"] + rows["NDCG@10 window 1"]) / 2)
+    # the score is the validation NDCG of the model each candidate produced
+    b = [int(x) for x in windows.bounds]
+    cfg = dataclasses.replace(config, epochs=tuned.epochs, ewc_lambda=100.0)
+    state = start_state("ewc", base, stream, b[1], cfg)
+    update("ewc", state, stream, b[1], b[2], cfg)
+    new = stream.held_out("valid", b[1], b[2], config.valid_per_user)
+    row = table[(table["strategy"] == "ewc") & (table["value"] == 100.0)].iloc[0]
+    assert row["NDCG@10 window 1"] == pytest.approx(validation_score(state.model, stream, new), abs=1e-6)
+    plain = Stream.from_interactions(windows.interactions, ds.item_ids)
+    with pytest.raises(ValueError, match="validation"):
+        tune_updates(plain, windows, base, config, grid)
+    with pytest.raises(ValueError, match="unknown strategy"):
+        tune_updates(stream, windows, base, config, {"magic": ("epochs", (1,))})
+    with pytest.raises(ValueError, match="no field"):
+        tune_updates(stream, windows, base, config, {"ewc": ("strength", (1,))})
 
 
 # ------------------------------------------------------------------ the command

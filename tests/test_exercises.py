@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from recbook import exercises
@@ -355,3 +356,47 @@ def test_an_answer_that_raises_is_reported_not_crashed(capsys):
 def test_unknown_exercise():
     with pytest.raises(KeyError, match="unknown exercise"):
         exercises.check("99.nope", 1)
+
+
+def _epoch_runs(shift=0.01, seeds=(0, 0)):
+    """Two hand-made ContinualResults of finetune (1 and 8 epochs), 8 epochs forgetting ``shift`` more per unit."""
+    from recbook.continual import ContinualResult
+
+    rng = np.random.default_rng(0)
+    users = list(range(60))
+    runs = {}
+    for (epochs, extra), seed in zip(((1, 0.0), (8, shift)), seeds):
+        base = 0.1 + 0.02 * rng.random(len(users)) if epochs == 1 else runs[1].retention["finetune"][(1, 1)]["NDCG@10"].to_numpy()
+        after = pd.DataFrame({"NDCG@10": base}, index=pd.MultiIndex.from_product([[1], users], names=["window", "user_id"]))
+        final = after.copy()
+        final["NDCG@10"] = base - 0.005 - extra - 0.002 * np.cos(np.arange(len(users)))
+        nxt = pd.DataFrame({"NDCG@10": np.full(len(users), 0.05)}, index=pd.MultiIndex.from_product([[1, 2], users[:30]], names=["window", "user_id"]))
+        costs = pd.DataFrame({"strategy": "finetune", "window": [1, 2], "cpu_s": [0.5 * epochs] * 2, "examples": [100 * epochs] * 2,
+                              "epochs": [epochs, epochs]})
+        runs[epochs] = ContinualResult({"finetune": nxt}, {"finetune": {(1, 1): after, (2, 1): final}}, costs, 2, seed=seed)
+    return runs
+
+
+def _epochs_answer(runs, verdict=None):
+    from recbook.stats import paired_comparison
+
+    c = paired_comparison(runs[8].forgetting("finetune"), runs[1].forgetting("finetune"))
+    auto = "more" if c.diff.low > 0 else "less" if c.diff.high < 0 else "not shown"
+    return {"results": runs, "diff_low": c.diff.low, "diff_high": c.diff.high, "verdict": verdict or auto}
+
+
+RIGHT["13.epochs_forgetting"] = _epochs_answer(_epoch_runs())
+WRONG["13.epochs_forgetting"] = _epochs_answer(_epoch_runs(), verdict="not shown")
+
+
+@pytest.mark.parametrize("answer,hint", [
+    (lambda: _epochs_answer(_epoch_runs(shift=0.0), verdict="more"), "holds 0"),
+    (lambda: {**_epochs_answer(_epoch_runs()), "diff_low": -0.5, "diff_high": -0.4}, "does not hold the mean"),
+    (lambda: _epochs_answer(_epoch_runs(seeds=(0, 1))), "one seed"),
+    (lambda: {**_epochs_answer(_epoch_runs()), "results": {1: _epoch_runs()[1]}}, "1 and 8"),
+    (lambda: {**_epochs_answer(_epoch_runs()), "results": {1: _epoch_runs()[1], 8: _epoch_runs()[1]}}, "ran [1] epochs"),
+])
+def test_the_epochs_forgetting_check_names_what_is_wrong(answer, hint, capsys):
+    assert not exercises.check("13.epochs_forgetting", answer())
+    assert hint in capsys.readouterr().out
+    assert exercises.check("13.epochs_forgetting", RIGHT["13.epochs_forgetting"]) and "→ more" in capsys.readouterr().out

@@ -124,6 +124,18 @@ fits = {"hybrid": fit_sequential(ds, warm_split, SequentialConfig(item_features=
 among_cold = evaluate_models({"SASRec-hybrid": SequentialScorer(fits["hybrid"].model, ds.item_ids, cold.cold_history)}, cold_vs_cold,
                              ("sampled",))["sampled"]
 """,
+    "13.epochs_forgetting": """
+from recbook.continual import Stream, UpdateConfig, fit_base_for, run_strategies
+from recbook.data import make_drift_stream, temporal_windows
+from recbook.models.sequential import SequentialConfig
+from recbook.stats import paired_comparison
+SEED, SEEDS, N_BOOT, events_per_user = 0, (0,), 500, 2
+ds = make_drift_stream(seed=1, n_users=40, n_items=200, n_windows=4, events_per_window=300, change_window=2)
+windows = temporal_windows(ds.interactions, bounds=ds.info["drift"]["window_bounds"][1:])
+stream = Stream.from_interactions(windows.interactions, ds.item_ids).hold_out(0.15, 0.15, seed=SEED)
+tuned = UpdateConfig(epochs=2, retrain_epochs=2, batch_size=32)
+base, _ = fit_base_for(stream, windows, ds.n_items, SequentialConfig(dim=16, layers=1, heads=1, max_len=8, dropout=0.0), tuned)
+""",
     "09.student_window": """
 import tempfile
 from pathlib import Path
@@ -258,6 +270,15 @@ shuffled_scorer = SequentialScorer(sasrec.model, ds.item_ids, shuffled)
 shuffled_res = evaluate_models({"shuffled": shuffled_scorer}, test_set, ("full",))["full"]["shuffled"]
 vs_ordered = paired_comparison(shuffled_res["per_user"]["NDCG@10"], per_user["full"]["SASRec"]["NDCG@10"], ("shuffled", "ordered"))
 answer = {"scorer": shuffled_scorer, "ndcg_full": shuffled_res["NDCG@10"], "significant": vs_ordered.significant}""",
+    "13.epochs_forgetting": """import dataclasses
+results_by_epochs = {}
+for epochs in (1, 8):  # * a base model trained again for each run: the base changes with the epochs
+    cfg = dataclasses.replace(tuned, epochs=epochs, seed=SEEDS[0])
+    own_base, _ = fit_base_for(stream, windows, ds.n_items, base.config, dataclasses.replace(cfg, retrain_epochs=epochs))
+    results_by_epochs[epochs] = run_strategies(stream, windows, own_base, ("finetune",), cfg, max_per_user=events_per_user, progress=False)
+c = paired_comparison(results_by_epochs[8].forgetting("finetune"), results_by_epochs[1].forgetting("finetune"), ("8", "1"), n_boot=N_BOOT)
+answer = {"results": results_by_epochs, "diff_low": c.diff.low, "diff_high": c.diff.high,
+          "verdict": "more" if c.diff.low > 0 else "less" if c.diff.high < 0 else "not shown"}""",
     "09.student_window": """exercise_records = run_request_bench(run, workdir / "mutant", ["fp32", "onnx-fp32", "mlp-student-last10",
                                                                    "mlp-student-last5"], rounds=REQUEST_ROUNDS, seed=SEED)
 five = next(r for r in exercise_records if r["variant"] == "mlp-student-last5")

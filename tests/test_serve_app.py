@@ -449,3 +449,73 @@ def test_hot_swap_under_load_fails_no_request(bundles, catalogue, tmp_path):
         served = {v: _metric_value(text, f'recbook_responses_by_version_total{{version="{v}"}}') for v in ("v1", "v2")}
         assert served["v1"] > 0 and served["v2"] > 0
         assert 'recbook_reloads_total{outcome="ok"} 1.0' in text and 'recbook_reloads_total{outcome="refused"} 1.0' in text
+
+
+@pytest.mark.parametrize("chunk", [4, 0])
+def test_a_heavy_rerank_cannot_hold_a_light_one_for_longer_than_one_chunk(bundles, catalogue, chunk):
+    """Issue 22, F1: a request of many pairs goes to the batcher a chunk at a time, so a request that arrives while it
+    is being scored is answered before the heavy one's later chunks. With ``rerank_chunk=0`` (whole requests, the old
+    behaviour) the light request waits for all of the heavy one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from recbook.serve.app import create_app
+
+    app = create_app(bundles["v1"], settings(rerank_chunk=chunk, max_batch_size=1, max_wait_ms=0))
+    calls = []
+    with running(app) as client:
+        batcher = app.state.service.batcher
+        real = batcher.fn
+
+        def slow(items):  # each model call takes 50 ms: the heavy request's 10 chunks take half a second
+            calls.append([len(c) for _, _, c in items])
+            time.sleep(0.05)
+            return real(items)
+
+        batcher.fn = slow
+        heavy = {"history": catalogue[:5], "candidates": catalogue[:40]}
+        light = {"history": catalogue[:2], "candidates": catalogue[10:12]}
+        done = {}
+
+        def send(name, body, delay):
+            time.sleep(delay)
+            response = client.post("/rerank", json=body, headers=HEADERS)
+            done[name] = time.perf_counter()
+            return response
+
+        with ThreadPoolExecutor(2) as pool:
+            first, second = pool.submit(send, "heavy", heavy, 0.0), pool.submit(send, "light", light, 0.12)
+            heavy_response, light_response = first.result(), second.result()
+        assert heavy_response.status_code == light_response.status_code == 200
+        scores = [s["score"] for s in heavy_response.json()["scores"]]
+        assert len(scores) == 40
+    if chunk:
+        assert calls.count([4]) == 10 and sorted(map(tuple, calls)) == [(2,)] + [(4,)] * 10  # 10 chunks of 4, and the light one
+        assert calls.index([2]) < len(calls) - 1  # the light request went in between the heavy one's chunks
+        assert done["light"] < done["heavy"]
+        bundle = app.state.service.bundle  # the chunks' scores are those of the same pairs scored chunk by chunk
+        history, rows = bundle.rows_of(heavy["history"]), bundle.rows_of(heavy["candidates"], "candidates")
+        expected = np.concatenate([bundle.rerank_many([(history, rows[i:i + 4])])[0] for i in range(0, 40, 4)])
+        np.testing.assert_allclose(scores, expected, atol=1e-5)
+    else:
+        assert calls[0] == [40] and done["light"] > done["heavy"]
+
+
+def test_noisy_neighbour_reports_one_keys_latency_alone_and_beside_a_heavy_key(bundles, catalogue):
+    from recbook.serve.app import create_app
+    from recbook.serve.loadtest import noisy_neighbour
+
+    app = create_app(bundles["v1"], settings(rate_limit=1000.0))
+    with running(app) as client:
+        url = str(client.base_url)
+        report = noisy_neighbour(url, [{"history": catalogue[:3], "k": 5}], {"history": catalogue[:5], "candidates": catalogue[:30]},
+                                 API_KEY, OTHER_KEY, light_rps=10, heavy_interval=0.3, duration=1.5)
+    assert report["quiet"]["status_counts"] == {"200": report["quiet"]["scheduled"]}
+    assert report["loaded"]["status_counts"] == {"200": report["loaded"]["scheduled"]}
+    assert report["heavy_status_counts"]["200"] >= 3 and report["heavy_p50_ms"] > 0
+    assert report["p99_ratio"] == pytest.approx(report["loaded"]["accepted_p99_ms"] / report["quiet"]["accepted_p99_ms"])
+    with pytest.raises(ValueError, match="heavy_interval"):
+        noisy_neighbour(url, [{}], {}, API_KEY, OTHER_KEY, heavy_interval=0)
+    with pytest.raises(ValueError, match="only targets this machine"):
+        noisy_neighbour("http://example.com:8000", [{}], {}, API_KEY, OTHER_KEY)

@@ -52,3 +52,16 @@ cases = [({"error_rate": 0.03, "psi_popularity": 0.4, "latency_p99": 100.0}, 2, 
 for measurements, min_signals, want in cases:
     got = bool(update_due(dict(measurements), dict(thresholds), min_signals))
     assert got == want, f"update_due({measurements}, {thresholds}, {min_signals}) should be {want}"
+
+# %% 13.epochs_forgetting | 2 points
+# Catches: the two runs started from different base models (a base refitted or trained again in between, so the base
+# changes with the epochs), runs on different evaluation events, and a verdict that does not follow from the interval.
+import pandas as pd
+
+runs = answer["results"]
+first = {e: r.next_window["finetune"].loc[[1]] for e, r in runs.items()}  # window 1 is served by the base model itself
+pd.testing.assert_frame_equal(first[1], first[8], obj="window 1 (the base model's own scores) must be the same in both runs")
+assert runs[1].forgetting("finetune").index.equals(runs[8].forgetting("finetune").index), "the same held-out events in both runs"
+low, high = float(answer["diff_low"]), float(answer["diff_high"])
+assert low <= high
+assert answer["verdict"] == ("more" if low > 0 else "less" if high < 0 else "not shown")

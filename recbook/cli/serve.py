@@ -22,14 +22,14 @@ def cmd_serve(args) -> None:
         value = getattr(args, name)
         if value < (0 if name == "port" else 1) or (name == "port" and value > 65535):
             raise UsageError(f"--{name.replace('_', '-')} {value} is out of range")
-    if args.rerank_k < 0 or args.max_wait_ms < 0 or (args.threads is not None and args.threads < 1):
-        raise UsageError("--rerank-k and --max-wait-ms must be >= 0, --threads >= 1")
+    if args.rerank_k < 0 or args.rerank_chunk < 0 or args.max_wait_ms < 0 or (args.threads is not None and args.threads < 1):
+        raise UsageError("--rerank-k, --rerank-chunk and --max-wait-ms must be >= 0, --threads >= 1")
     from ..serve.bundle import BundleError, verify_bundle
     from ..serve.security import SecurityConfigError
     from ..serve.settings import BUNDLE_ENV, INSECURE_ENV, OPTIONS_ENV, ServeSettings
 
     options = {"batching": not args.no_batching, "max_batch_size": args.max_batch_size, "max_wait_ms": args.max_wait_ms,
-               "retrieve_n": args.retrieve_n, "rerank_k": args.rerank_k, "workers": args.workers}
+               "retrieve_n": args.retrieve_n, "rerank_k": args.rerank_k, "rerank_chunk": args.rerank_chunk, "workers": args.workers}
     if args.threads is not None:
         options.update(ort_threads=args.threads, torch_threads=args.threads)
     try:

@@ -63,3 +63,50 @@ def _update_due(fn):
                 return False, (f"measurements {m}, min_signals {min_signals}: expected {want}, got {got} "
                                "(a value equal to its threshold is not above it)")
     return True, "requiring two signals to agree is what keeps sampling noise from calling for updates."
+
+
+def _forgetting_verdict(low: float, high: float) -> str:
+    return "more" if low > 0 else "less" if high < 0 else "not shown"
+
+
+@_exercise("13.epochs_forgetting", "13_continual",
+           "Run `finetune` from section 4's base model with 1 and with 8 epochs per window (one seed, everything else as "
+           "tuned); compare their forgetting on held-out events, paired (8 epochs − 1 epoch), and say whether 8 epochs "
+           "forget 'more', 'less' or whether the difference is 'not shown'.")
+def _epochs_forgetting(answer):
+    from ..stats import paired_comparison
+
+    if not isinstance(answer, dict) or not {"results", "diff_low", "diff_high", "verdict"} <= set(answer):
+        return False, "pass a dict with keys results ({1: result, 8: result}), diff_low, diff_high and verdict."
+    runs = answer["results"]
+    if not isinstance(runs, dict) or set(runs) != {1, 8}:
+        return False, "results must map the epochs, 1 and 8, to what run_strategies returned for each."
+    for epochs, result in runs.items():
+        if not hasattr(result, "forgetting") or "finetune" not in getattr(result, "next_window", {}):
+            return False, f"results[{epochs}] must be a ContinualResult of run_strategies with 'finetune' among the strategies."
+        trained = result.costs[(result.costs["strategy"] == "finetune") & (result.costs["examples"] > 0)]
+        if "epochs" not in trained or set(trained["epochs"].dropna().astype(int)) != {epochs}:
+            return False, (f"results[{epochs}]: its finetune updates ran {sorted(set(trained.get('epochs', [])))} epochs; set "
+                           f"UpdateConfig(epochs={epochs}) for that run.")
+    if runs[1].seed != runs[8].seed:
+        return False, f"run both with one seed (got {runs[1].seed} and {runs[8].seed}): otherwise the seed changes too."
+    a, b = runs[8].forgetting("finetune"), runs[1].forgetting("finetune")
+    if len(a) == 0 or not a.index.equals(b.index):
+        return False, "the two runs must score the same held-out events (the same stream, windows and max_per_user)."
+    ref = paired_comparison(a, b, ("8 epochs", "1 epoch"))
+    low, high = float(answer["diff_low"]), float(answer["diff_high"])
+    if not low <= ref.diff.mean <= high:
+        return False, (f"your interval [{low:+.4f}, {high:+.4f}] does not hold the mean paired difference of your runs' "
+                       f"forgetting, {ref.diff.mean:+.4f}: compare results[8].forgetting('finetune') with results[1]'s, 8 minus 1.")
+    want = _forgetting_verdict(low, high)
+    if answer["verdict"] != want:
+        return False, (f"from your interval [{low:+.4f}, {high:+.4f}] the verdict is {want!r}: 'more' needs the whole interval above "
+                       "0, 'less' below it; an interval that holds 0 shows no difference.")
+    cpu = {e: float(r.costs.loc[r.costs["strategy"] == "finetune", "cpu_s"].sum()) for e, r in runs.items()}
+    meaning = {"more": "the longer each update leans on the new window alone, the more of the old windows it overwrites",
+               "less": "the longer updates did not overwrite the old windows — they served their held-out events better, a sign that "
+                     "the windows share much of what users like",
+               "not shown": "at this sample size the epochs do not move forgetting measurably; the next-window quality and the CPU "
+                            "(below) still differ"}[want]
+    return True, (f"8 − 1 epochs: forgetting {ref.diff.mean:+.4f} [{low:+.4f}, {high:+.4f}] → {want}: {meaning}. CPU of the "
+                  f"updates: {cpu[8]:.1f} s against {cpu[1]:.1f} s.")

@@ -321,3 +321,43 @@ def finish_figure(fig, ax, title: str, path=None, twin=None):
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig
+
+
+def noisy_neighbour(url: str, light_payloads: list[dict], heavy_payload: dict, light_key: str, heavy_key: str,
+                    light_rps: float = 5.0, heavy_interval: float = 2.0, duration: float = 20.0, heavy_path: str = "/rerank",
+                    seed: int = 0) -> dict:
+    """One key's view of another key's heavy requests (issue 22, F1): the light key's ``/recommend`` latency at
+    ``light_rps`` (open loop, :func:`run_loadtest`) first alone (``quiet``), then while the heavy key sends
+    ``heavy_payload`` to ``heavy_path`` every ``heavy_interval`` seconds (``loaded``; one heavy request at a time,
+    the next as soon as the interval is over or the previous one answered). Returns both reports, the heavy requests'
+    statuses and latencies, and ``p99_ratio`` = loaded ÷ quiet p99 of the light key's accepted requests."""
+    import threading
+
+    import httpx
+
+    check_loopback(url)
+    if heavy_interval <= 0 or duration <= 0:
+        raise ValueError(f"heavy_interval and duration must be positive, got {heavy_interval} and {duration}")
+    quiet = run_loadtest(url, light_rps, duration, concurrency=16, payloads=light_payloads, api_key=light_key, seed=seed)
+    heavy = {"statuses": Counter(), "ms": []}
+    stop = threading.Event()
+
+    def send_heavy():
+        with httpx.Client(base_url=url.rstrip("/"), timeout=60) as client:
+            while not stop.is_set():
+                started = time.perf_counter()
+                status = client.post(heavy_path, json=heavy_payload, headers={"X-API-Key": heavy_key}).status_code
+                heavy["statuses"][str(status)] += 1
+                heavy["ms"].append((time.perf_counter() - started) * 1e3)
+                stop.wait(max(0.0, heavy_interval - (time.perf_counter() - started)))
+
+    sender = threading.Thread(target=send_heavy, daemon=True)
+    sender.start()
+    try:
+        loaded = run_loadtest(url, light_rps, duration, concurrency=16, payloads=light_payloads, api_key=light_key, seed=seed + 1)
+    finally:
+        stop.set()
+        sender.join(timeout=120)
+    ratio = loaded["accepted_p99_ms"] / quiet["accepted_p99_ms"] if quiet["accepted_p99_ms"] else float("nan")
+    return {"quiet": quiet, "loaded": loaded, "heavy_status_counts": dict(heavy["statuses"]),
+            "heavy_p50_ms": float(np.median(heavy["ms"])) if heavy["ms"] else float("nan"), "p99_ratio": float(ratio)}

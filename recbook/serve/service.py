@@ -186,7 +186,21 @@ class Service:
         return out
 
     async def rerank(self, bundle: Bundle, history: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, float]:
-        """``(logits, CPU seconds of this request's share)``; 503 when the batcher's queue is full."""
+        """``(logits, CPU seconds of this request's share)``; 503 when the batcher's queue is full.
+
+        The candidates go to the batcher ``settings.rerank_chunk`` at a time, each chunk queued after the previous one
+        was answered: requests that arrived meanwhile are ahead of the next chunk, so a heavy request cannot hold a light
+        one for longer than one chunk (the heavy one pays for it with more, smaller calls)."""
+        chunk = self.settings.rerank_chunk or len(candidates)
+        parts = [candidates[i : i + chunk] for i in range(0, len(candidates), chunk)] or [candidates]
+        logits, cpu = [], 0.0
+        for part in parts:
+            scores, seconds = await self._rerank_part(bundle, history, part)
+            logits.append(np.asarray(scores))
+            cpu += seconds
+        return (logits[0] if len(logits) == 1 else np.concatenate(logits)), cpu
+
+    async def _rerank_part(self, bundle: Bundle, history: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, float]:
         if self.batcher is not None:
             try:
                 return await self.batcher.submit((bundle, history, candidates))

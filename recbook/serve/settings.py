@@ -56,6 +56,10 @@ class ServeSettings:
     rerank_k: int = 20  # how many of them the cross-encoder re-scores
     batching: bool = True  # merge concurrent re-ranker calls (MicroBatcher)
     max_batch_size: int = 32  # requests per re-ranker batch
+    # pairs one request hands the batcher at a time: a larger request waits for each chunk's answer before it queues the
+    # next, so requests that arrived meanwhile go first and a light request waits for at most one chunk of a heavy one
+    # (issue 22, F1: a 200 × 200 /rerank no longer stalls every other key). 0 = the whole request at once
+    rerank_chunk: int = 32
     max_wait_ms: float = 5.0
     cache_size: int = 10_000  # user vectors cached for user_id requests (0 = no cache)
     # ONNX Runtime intra-op threads (None: its default, one per core: the re-ranker is the heavy call, and one process per
@@ -71,8 +75,9 @@ class ServeSettings:
     load_in_background: bool = True  # listen at once (livez) and load the bundle in a thread (readyz waits for it)
 
     def __post_init__(self):
-        zero_ok = ("rerank_k", "cache_size", "max_inflight")
-        for name in ("retrieve_n", "rerank_k", "max_batch_size", "max_body_bytes", "cache_size", "max_inflight", "max_queue", "workers"):
+        zero_ok = ("rerank_k", "cache_size", "max_inflight", "rerank_chunk")
+        for name in ("retrieve_n", "rerank_k", "max_batch_size", "max_body_bytes", "cache_size", "max_inflight", "max_queue", "workers",
+                     "rerank_chunk"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name in zero_ok else 1):
                 raise ValueError(f"ServeSettings.{name} must be a {'non-negative' if name in zero_ok else 'positive'} "
