@@ -339,7 +339,7 @@ def test_run_strategies_scores_forgetting_on_held_out_test_events(stream_setup):
     ds, windows, stream, config, base, _ = stream_setup
     result = run_strategies(stream, windows, base, ("frozen", "finetune"), config, max_per_user=2, progress=False)
     b = [int(x) for x in windows.bounds]
-    for (after, j), kept in result.retention["frozen"].items():
+    for (_after, j), kept in result.retention["frozen"].items():
         expected = per_user(next_item_metrics(base, stream, stream.held_out("test", b[j], b[j + 1], 2)), key=j)
         pd.testing.assert_frame_equal(kept, expected)
     plain = Stream.from_interactions(windows.interactions, ds.item_ids)
