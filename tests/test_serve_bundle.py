@@ -2,6 +2,7 @@
 only data formats read. Also home of the tiny bundles the other test_serve_* files serve (``serve_bundles``)."""
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -150,6 +151,71 @@ def test_verification_runs_before_anything_is_loaded(bundles, tmp_path, monkeypa
     with pytest.raises(BundleError, match="items.json"):
         load_bundle(folder)
     assert opened == []
+
+
+def test_the_bytes_loaded_are_the_bytes_hashed(bundles, tmp_path, monkeypatch):
+    """Issue 22, F7: a file swapped in the bundle after its sha256 was checked is never read — the service loads a
+    private copy written from the verified bytes."""
+    import json as json_mod
+
+    from recbook.serve import bundle as bundle_mod
+
+    folder = copy_of(bundles["plain"], tmp_path)
+    items = json_mod.loads((folder / "items.json").read_text())
+    real_verify = bundle_mod.verify_bundle
+
+    def verify_then_swap(path, *args, **kwargs):
+        manifest = real_verify(path, *args, **kwargs)
+        swapped = {**items, "titles": ["SWAPPED"] * len(items["titles"])}
+        (folder / "items.json").write_text(json_mod.dumps(swapped))  # between the check and the load
+        return manifest
+
+    staged = []
+    real_mkdtemp = bundle_mod.tempfile.mkdtemp
+    monkeypatch.setattr(bundle_mod.tempfile, "mkdtemp", lambda **kw: staged.append(real_mkdtemp(**kw)) or staged[-1])
+    monkeypatch.setattr(bundle_mod, "verify_bundle", verify_then_swap)
+    loaded = bundle_mod.load_bundle(folder)
+    assert loaded.titles == items["titles"] and loaded.folder == folder
+    assert len(staged) == 1 and not os.path.exists(staged[0])  # the private copy is removed once everything is in memory
+
+
+def test_a_signed_bundle_loads_only_with_its_deploy_key(tmp_path, monkeypatch):
+    """Issue 22, F7: with RECBOOK_BUNDLE_KEY set the service refuses a bundle that is unsigned, signed with another
+    key, or whose manifest changed after signing — even when the manifest's sha256 list is self-consistent."""
+    import json as json_mod
+
+    from recbook.serve.bundle import BUNDLE_KEY_ENV, SIGNATURE, BundleError, load_bundle, manifest_signature, verify_bundle
+    from recbook.serve.export import write_bundle
+
+    ds, history = tiny_data()
+    signed = write_bundle(tmp_path / "signed", tiny_retriever(ds.n_items, 0), ds, history, version="s1", signing_key="deploy-key-1")
+    unsigned = write_bundle(tmp_path / "unsigned", tiny_retriever(ds.n_items, 0), ds, history, version="u1")
+    assert (signed / SIGNATURE).is_file() and not (unsigned / SIGNATURE).exists()
+    raw = (signed / "manifest.json").read_bytes()
+    assert (signed / SIGNATURE).read_text().strip() == manifest_signature(raw, "deploy-key-1")
+    monkeypatch.setenv(BUNDLE_KEY_ENV, "deploy-key-1")
+    assert load_bundle(signed).version == "s1"
+    with pytest.raises(BundleError, match="no manifest.sig"):
+        verify_bundle(unsigned)
+    with pytest.raises(BundleError, match="does not match"):
+        verify_bundle(signed, key="another-key")
+    # an attacker who can write the folder rewrites a file and its sha256 in the manifest: consistent, but unsigned
+    forged = copy_of(signed, tmp_path, "forged")
+    manifest = json_mod.loads((forged / "manifest.json").read_text())
+    (forged / "items.json").write_text((forged / "items.json").read_text().replace("]", "] ", 1))
+    manifest["files"]["items.json"] = {"sha256": bundle_mod_sha(forged / "items.json"), "bytes": (forged / "items.json").stat().st_size}
+    (forged / "manifest.json").write_text(json_mod.dumps(manifest, indent=1))
+    with pytest.raises(BundleError, match="does not match"):
+        load_bundle(forged)
+    monkeypatch.delenv(BUNDLE_KEY_ENV)
+    assert verify_bundle(forged)["version"] == "s1"  # without a deploy key only the sha256 sums are checked, as before
+    assert load_bundle(unsigned).version == "u1"
+
+
+def bundle_mod_sha(path):
+    from recbook.serve.bundle import sha256_of
+
+    return sha256_of(path)
 
 
 def test_writes_are_atomic_and_versions_never_overwritten(bundles, tmp_path, monkeypatch):

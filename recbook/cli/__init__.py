@@ -139,8 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--max-wait-ms", type=float, default=5.0, help="longest a request waits for a batch to fill (default 5)")
     se.add_argument("--retrieve-n", type=int, default=100, help="candidates retrieved per request (default 100)")
     se.add_argument("--rerank-k", type=int, default=20, help="of which the cross-encoder re-ranks the first k (default 20; 0 = off)")
-    se.add_argument("--rerank-chunk", type=int, default=32, help="pairs a request hands the re-ranker at a time, so a heavy request "
-                    "cannot hold light ones for longer than one chunk (default 32; 0 = whole requests)")
+    se.add_argument("--rerank-chunk", type=int, default=20, help="pairs a request hands the re-ranker at a time, so a heavy request "
+                    "cannot hold light ones for longer than one chunk (default 20; 0 = whole requests)")
     se.add_argument("--threads", type=int, default=None, help="ONNX Runtime and torch threads per worker (default: ONNX Runtime's, torch 1)")
     lt = sub.add_parser("loadtest", help="open-loop load test (Poisson arrivals) of a service on this machine")
     lt.add_argument("--url", required=True, help="base URL of the service, e.g. http://127.0.0.1:8000 (loopback only)")

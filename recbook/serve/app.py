@@ -58,7 +58,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from .batching import MicroBatcher
-from .bundle import Bundle, BundleError, UnknownItems, verify_bundle
+from .bundle import Bundle, BundleError, UnknownItems, bundle_key, verify_bundle
 from .logs import log
 from .middleware import ServiceMiddleware
 from .schemas import ExplainRequest, FieldError, RecommendRequest, ReloadRequest, RerankRequest, _field_error, _unprocessable
@@ -116,7 +116,8 @@ def create_app(bundle_dir: str | os.PathLike, settings: ServeSettings | None = N
         else:
             await initial_load()
         log(service.logger, logging.INFO, "starting", model_version=manifest["version"], rate_limit=settings.rate_limit,
-            batching=settings.batching, retrieve_n=settings.retrieve_n, rerank_k=settings.rerank_k)
+            batching=settings.batching, retrieve_n=settings.retrieve_n, rerank_k=settings.rerank_k,
+            signed_bundles_only=bundle_key() is not None)
         try:
             yield
         finally:

@@ -33,8 +33,11 @@ crash never leaves a half-written version that looks complete.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
+import shutil
+import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -45,6 +48,8 @@ import numpy as np
 FORMAT_NAME = "recbook-serving-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+SIGNATURE = "manifest.sig"  # hex HMAC-SHA256 of manifest.json's bytes under the deploy key (RECBOOK_BUNDLE_KEY)
+BUNDLE_KEY_ENV = "RECBOOK_BUNDLE_KEY"
 ALLOWED_SUFFIXES = (".json", ".safetensors", ".onnx", ".txt")  # data-only formats: nothing here runs code when read
 EXECUTABLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt", ".joblib", ".npy", ".npz", ".py", ".so", ".h5")
 
@@ -82,16 +87,43 @@ def _check_format(rel: str, folder: Path) -> None:
                           f"{', '.join(ALLOWED_SUFFIXES)} — remove the file or re-export the bundle")
 
 
-def read_manifest(folder: str | os.PathLike) -> dict:
-    """The manifest of the bundle in ``folder``, its format checked (not yet the files)."""
+def bundle_key(key: str | bytes | None = None) -> bytes | None:
+    """The deploy key bundles are signed with: ``key``, else ``$RECBOOK_BUNDLE_KEY``, else ``None`` (unsigned)."""
+    key = os.environ.get(BUNDLE_KEY_ENV) if key is None else key
+    if not key:
+        return None
+    return key.encode("utf-8") if isinstance(key, str) else bytes(key)
+
+
+def manifest_signature(manifest_bytes: bytes, key: str | bytes) -> str:
+    """Hex HMAC-SHA256 of a manifest's bytes: what ``manifest.sig`` holds. The manifest lists every file's sha256, so
+    the signature covers every byte of the bundle."""
+    return hmac.new(bundle_key(key), manifest_bytes, hashlib.sha256).hexdigest()
+
+
+def read_manifest(folder: str | os.PathLike, key: str | bytes | None = None) -> dict:
+    """The manifest of the bundle in ``folder``, its format checked (not yet the files). With a deploy key (``key`` or
+    ``$RECBOOK_BUNDLE_KEY``) its signature is checked too: a bundle without ``manifest.sig``, or whose signature does
+    not match the manifest's bytes, is refused."""
     folder = Path(folder)
     if not folder.is_dir():
         raise BundleError(f"bundle {folder}: no such folder; pass a folder written by 'python -m recbook export'")
     path = folder / MANIFEST
     if not path.is_file():
         raise BundleError(f"bundle {folder}: no {MANIFEST}; pass a folder written by 'python -m recbook export'")
+    raw = path.read_bytes()
+    secret = bundle_key(key)
+    if secret is not None:
+        sig_path = folder / SIGNATURE
+        if not sig_path.is_file():
+            raise BundleError(f"bundle {folder}: no {SIGNATURE}, and this service only loads bundles signed with its deploy key "
+                              f"(${BUNDLE_KEY_ENV}); export it with that key set")
+        given = sig_path.read_text(encoding="ascii", errors="replace").strip()
+        if not hmac.compare_digest(given, manifest_signature(raw, secret)):
+            raise BundleError(f"bundle {folder}: {SIGNATURE} does not match {MANIFEST} under this service's deploy key — the manifest "
+                              "was changed after signing, or it was signed with another key; re-export it with the deploy key")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise BundleError(f"bundle {folder}: {MANIFEST} is not valid JSON ({exc}); re-export the bundle") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
@@ -105,21 +137,26 @@ def read_manifest(folder: str | os.PathLike) -> dict:
     return manifest
 
 
-def verify_bundle(folder: str | os.PathLike) -> dict:
+def verify_bundle(folder: str | os.PathLike, into: str | os.PathLike | None = None, key: str | bytes | None = None) -> dict:
     """Check a bundle without loading it; return its manifest. :class:`BundleError` names the first problem:
 
     a file listed but missing, a file present but not listed, a file in a format the service must not read
-    (pickle and friends), a path escaping the folder, or a file whose size or sha256 differs from the manifest.
+    (pickle and friends), a path escaping the folder, a file whose size or sha256 differs from the manifest, or (with
+    a deploy key: ``key`` or ``$RECBOOK_BUNDLE_KEY``) a manifest whose signature does not match.
+
+    ``into``: a private folder that receives a copy of every file, written from the very bytes that were hashed —
+    load from there, and a file swapped in the bundle between the check and the load is never read (the
+    check-then-use gap).
     """
     folder = Path(folder)
-    manifest = read_manifest(folder)
+    manifest = read_manifest(folder, key)
     listed = manifest["files"]
     for rel in listed:
         parts = Path(rel).parts
         if Path(rel).is_absolute() or ".." in parts or rel == MANIFEST:
             raise BundleError(f"bundle {folder}: {MANIFEST} lists {rel!r}, a path outside the bundle; re-export the bundle")
         _check_format(rel, folder)
-    present = [rel for rel in _files_under(folder) if rel != MANIFEST]
+    present = [rel for rel in _files_under(folder) if rel not in (MANIFEST, SIGNATURE)]
     for rel in present:
         _check_format(rel, folder)
     extra = sorted(set(present) - set(listed))
@@ -137,9 +174,18 @@ def verify_bundle(folder: str | os.PathLike) -> dict:
         if "bytes" in entry and path.stat().st_size != entry["bytes"]:
             raise BundleError(f"bundle {folder}: {rel} has {path.stat().st_size} bytes, the manifest says {entry['bytes']} — the file was "
                               "changed or truncated after export; copy the bundle again or re-export it")
-        if sha256_of(path) != entry["sha256"]:
+        if into is None:
+            digest = sha256_of(path)
+        else:
+            data = path.read_bytes()  # read once: these bytes are hashed and these bytes are loaded
+            digest = hashlib.sha256(data).hexdigest()
+        if digest != entry["sha256"]:
             raise BundleError(f"bundle {folder}: {rel} does not match its sha256 in {MANIFEST} — the file was changed after export "
                               "(tampered or corrupted); copy the bundle again or re-export it")
+        if into is not None:
+            target = Path(into) / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
     return manifest
 
 
@@ -273,14 +319,23 @@ class UnknownItems(ValueError):
 
 
 def load_bundle(folder: str | os.PathLike, threads: int | None = None) -> Bundle:
-    """Verify (every sha256, before anything is opened) and load a bundle; :class:`BundleError` names any problem."""
+    """Verify (every sha256, and the signature where a deploy key is set, before anything is opened) and load a bundle
+    from a private copy of the verified bytes; :class:`BundleError` names any problem."""
+    folder = Path(folder)
+    staged = Path(tempfile.mkdtemp(prefix="recbook-bundle-"))  # private (0700): the verified copy everything loads from
+    try:
+        manifest = verify_bundle(folder, into=staged)  # nothing below runs on an unverified file
+        return _load_verified(folder, staged, manifest, threads)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)  # every model is in memory by now
+
+
+def _load_verified(origin: Path, folder: Path, manifest: dict, threads: int | None) -> Bundle:
     from safetensors.numpy import load_file
 
     from ..models.sequential import SequentialRecommender
     from .retrieval import ExactIndex
 
-    folder = Path(folder)
-    manifest = verify_bundle(folder)  # nothing below runs on an unverified file
     try:
         items = json.loads((folder / "items.json").read_text(encoding="utf-8"))
         item_ids = np.asarray(items["item_ids"], dtype=np.int64)
@@ -294,12 +349,12 @@ def load_bundle(folder: str | os.PathLike, threads: int | None = None) -> Bundle
         else:
             vectors = stored["item_vectors"]
     except (KeyError, OSError, ValueError) as exc:
-        raise BundleError(f"bundle {folder}: its files verify but do not load ({type(exc).__name__}: {exc}); re-export it") from None
+        raise BundleError(f"bundle {origin}: its files verify but do not load ({type(exc).__name__}: {exc}); re-export it") from None
     if len(retriever_items) != len(item_ids) or (np.asarray(retriever_items, dtype=np.int64) != item_ids).any():
-        raise BundleError(f"bundle {folder}: retriever/sequential.json has another catalogue than items.json; re-export it")
+        raise BundleError(f"bundle {origin}: retriever/sequential.json has another catalogue than items.json; re-export it")
     if vectors.shape[0] != len(item_ids):
-        raise BundleError(f"bundle {folder}: item_vectors.safetensors has {vectors.shape[0]} rows for {len(item_ids)} items; re-export it")
-    bundle = Bundle(folder, manifest, item_ids, items["titles"], items["texts"], items["history_entries"], retriever.eval(), vectors,
+        raise BundleError(f"bundle {origin}: item_vectors.safetensors has {vectors.shape[0]} rows for {len(item_ids)} items; re-export it")
+    bundle = Bundle(origin, manifest, item_ids, items["titles"], items["texts"], items["history_entries"], retriever.eval(), vectors,
                     ExactIndex(vectors), histories, item_row={int(i): r for r, i in enumerate(item_ids.tolist())})
     if (folder / "retriever" / "user_encoder.onnx").is_file():
         from ..compress.request import OrtUserEncoder
@@ -311,7 +366,7 @@ def load_bundle(folder: str | os.PathLike, threads: int | None = None) -> Bundle
                 raise ValueError(f"window {window!r} is not 1…{retriever.config.max_len}")
             encoder = OrtUserEncoder(folder / "retriever" / "user_encoder.onnx", threads=threads or 1)
         except Exception as exc:  # noqa: BLE001 - any failure here means the bundle cannot serve its request path
-            raise BundleError(f"bundle {folder}: retriever/user_encoder.onnx + .json verify but do not load ({type(exc).__name__}: "
+            raise BundleError(f"bundle {origin}: retriever/user_encoder.onnx + .json verify but do not load ({type(exc).__name__}: "
                               f"{exc}); re-export it") from None
         bundle.encoder_info, bundle.user_encoder = info, encoder
         dim = vectors.shape[1]

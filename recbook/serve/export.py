@@ -17,7 +17,18 @@ from pathlib import Path
 import numpy as np
 
 from ..data.text import HISTORY_FIELD, history_token_budget
-from .bundle import FORMAT_NAME, FORMAT_VERSION, MANIFEST, BundleError, _check_format, _files_under, sha256_of
+from .bundle import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MANIFEST,
+    SIGNATURE,
+    BundleError,
+    _check_format,
+    _files_under,
+    bundle_key,
+    manifest_signature,
+    sha256_of,
+)
 
 
 def _histories_arrays(history, item_row: dict) -> dict[str, np.ndarray]:
@@ -47,7 +58,7 @@ def _atomic_folder(out: Path) -> Path:
 
 def write_bundle(out: str | os.PathLike, retriever, dataset, history, reranker=None, tokenizer=None, reranker_config: dict | None = None,
                  version: str | None = None, parent: str | None = None, source: dict | None = None,
-                 drift: dict | None = None, user_encoder: dict | None = None) -> Path:
+                 drift: dict | None = None, user_encoder: dict | None = None, signing_key: str | bytes | None = None) -> Path:
     """Write a bundle to ``out`` (a new folder) from models in memory; return its path.
 
     ``retriever``: a :class:`recbook.models.sequential.SequentialRecommender` over ``dataset``'s catalogue (same order);
@@ -61,6 +72,8 @@ def write_bundle(out: str | os.PathLike, retriever, dataset, history, reranker=N
     "onnx": path of its ONNX user encoder, "window": items it reads, "table_bits": 32, 8 or 4}`` — stored as
     ``retriever/user_encoder.onnx`` (+ ``.json``) and, with fewer table bits, the item vectors as per-row codes and
     scales: the service then answers with that variant (:meth:`recbook.serve.bundle.Bundle.user_vectors`).
+    ``signing_key`` (default ``$RECBOOK_BUNDLE_KEY``): the deploy key; when there is one, ``manifest.sig`` holds the
+    manifest's HMAC-SHA256 and a service with the same key refuses any bundle whose signature does not match.
     """
     import torch
 
@@ -118,7 +131,11 @@ def write_bundle(out: str | os.PathLike, retriever, dataset, history, reranker=N
                                   "item_features": retriever.config.item_features, "dim": retriever.config.dim,
                                   "trained_as": (source or {}).get("retriever_model"), "request_path": encoder_info},
                     "reranker": reranker_info, "source": source or {}, "files": files}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        manifest_bytes = json.dumps(manifest, indent=1).encode("utf-8")
+        (tmp / MANIFEST).write_bytes(manifest_bytes)
+        key = bundle_key(signing_key)
+        if key is not None:  # signed with the deploy key: a service that has the key loads nothing else
+            (tmp / SIGNATURE).write_text(manifest_signature(manifest_bytes, key) + "\n", encoding="ascii")
         if out.exists():  # an empty folder (checked above)
             out.rmdir()
         tmp.rename(out)
