@@ -28,8 +28,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -c "import recbook, torch, transformers; print('recbook', recbook.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__)"
 	touch $@
 
+# NOTEBOOKS="00 01": only the notebooks whose names start with these prefixes (default: all of them)
 course: setup
-	$(RUN) tools/run_course.py
+	$(RUN) tools/run_course.py $(NOTEBOOKS)
 
 test: setup
 	$(RUN) -m pytest --nbval-lax --nbval-cell-timeout=1200 tests notebooks

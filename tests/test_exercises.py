@@ -400,3 +400,33 @@ def test_the_epochs_forgetting_check_names_what_is_wrong(answer, hint, capsys):
     assert not exercises.check("13.epochs_forgetting", answer())
     assert hint in capsys.readouterr().out
     assert exercises.check("13.epochs_forgetting", RIGHT["13.epochs_forgetting"]) and "→ more" in capsys.readouterr().out
+
+
+def _protocol_answer(shift=0.2, verdict=None):
+    from recbook.stats import paired_comparison
+
+    users = pd.Index(range(40), name="user_id")
+    rng = np.random.default_rng(2)
+    popular = pd.Series(rng.uniform(0.3, 0.7, len(users)), index=users)
+    uniform = popular + shift + 0.05 * (-1.0) ** np.arange(len(users))  # mean difference exactly `shift`
+    c = paired_comparison(uniform, popular)
+    auto = "higher" if c.diff.low > 0 else "lower" if c.diff.high < 0 else "not shown"
+    negatives = {k: np.arange(len(users) * 9).reshape(len(users), 9) for k in ("uniform", "popularity")}
+    return {"negatives": negatives, "per_user_auc": {"uniform": uniform, "popularity": popular}, "diff_low": c.diff.low,
+            "diff_high": c.diff.high, "verdict": verdict or auto}
+
+
+RIGHT["02.negatives_protocol"] = _protocol_answer()
+WRONG["02.negatives_protocol"] = _protocol_answer(verdict="not shown")
+
+
+@pytest.mark.parametrize("answer,hint", [
+    (lambda: _protocol_answer(shift=0.0, verdict="higher"), "holds 0"),
+    (lambda: {**_protocol_answer(), "diff_low": -0.5, "diff_high": -0.4}, "does not hold the mean"),
+    (lambda: {**_protocol_answer(), "per_user_auc": {"uniform": _protocol_answer()["per_user_auc"]["uniform"]}}, "'uniform' and 'popularity'"),
+    (lambda: {**_protocol_answer(), "negatives": {"uniform": np.zeros((40, 9)), "popularity": np.zeros((40, 5))}}, "same number of negatives"),
+])
+def test_the_negatives_protocol_check_names_what_is_wrong(answer, hint, capsys):
+    assert not exercises.check("02.negatives_protocol", answer())
+    assert hint in capsys.readouterr().out
+    assert exercises.check("02.negatives_protocol", RIGHT["02.negatives_protocol"]) and "→ higher" in capsys.readouterr().out

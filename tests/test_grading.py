@@ -124,6 +124,13 @@ fits = {"hybrid": fit_sequential(ds, warm_split, SequentialConfig(item_features=
 among_cold = evaluate_models({"SASRec-hybrid": SequentialScorer(fits["hybrid"].model, ds.item_ids, cold.cold_history)}, cold_vs_cold,
                              ("sampled",))["sampled"]
 """,
+    "02.negatives_protocol": """
+from recbook.data import leave_last_out, make_synthetic, sample_negatives
+SEED = 0
+profile = get_profile("quick", n_users=60, n_items=80, eval_negatives=19)
+synthetic = make_synthetic(seed=SEED, n_users=60, n_items=80)
+split = leave_last_out(synthetic.interactions)
+""",
     "13.epochs_forgetting": """
 from recbook.continual import Stream, UpdateConfig, fit_base_for, run_strategies
 from recbook.data import make_drift_stream, temporal_windows
@@ -270,6 +277,18 @@ shuffled_scorer = SequentialScorer(sasrec.model, ds.item_ids, shuffled)
 shuffled_res = evaluate_models({"shuffled": shuffled_scorer}, test_set, ("full",))["full"]["shuffled"]
 vs_ordered = paired_comparison(shuffled_res["per_user"]["NDCG@10"], per_user["full"]["SASRec"]["NDCG@10"], ("shuffled", "ordered"))
 answer = {"scorer": shuffled_scorer, "ndcg_full": shuffled_res["NDCG@10"], "significant": vs_ordered.significant}""",
+    "02.negatives_protocol": """from recbook import metrics
+from recbook.stats import paired_comparison
+test = split.test[["user_id", "item_id"]]
+counts = split.train["item_id"].value_counts()
+popularity = lambda u, i: counts.reindex(np.ravel(i), fill_value=0).to_numpy(float).reshape(np.shape(i))
+negatives, per_user_auc = {}, {}
+for strategy in ("uniform", "popularity"):  # * negatives checked against the training interactions only
+    negatives[strategy] = sample_negatives(test["user_id"].to_numpy(), split.train, synthetic.item_ids, profile.eval_negatives, strategy, seed=SEED)
+    per_user_auc[strategy] = metrics.evaluate_sampled(popularity, test, negatives[strategy], per_user=True)["per_user"]["AUC"]
+c = paired_comparison(per_user_auc["uniform"], per_user_auc["popularity"])
+answer = {"negatives": negatives, "per_user_auc": per_user_auc, "diff_low": c.diff.low, "diff_high": c.diff.high,
+          "verdict": "higher" if c.diff.low > 0 else "lower" if c.diff.high < 0 else "not shown"}""",
     "13.epochs_forgetting": """import dataclasses
 results_by_epochs = {}
 for epochs in (1, 8):  # * a base model trained again for each run: the base changes with the epochs

@@ -26,8 +26,8 @@ with how much small input errors move the recommendations. Every number comes fr
 
 """ + badge_markdown(NAME) + """
 
-**Time:** about 2½ minutes in the `quick` profile on a 2-core CPU (section 4's seven strategies × three seeds take most
-of it); `full` not yet timed."""),
+**Time:** about 15 minutes in the `quick` profile on a 2-core CPU — section 4's seven strategies × three seeds take
+most of it (`SEEDS = (0,)` cuts it to about 8); `full` not yet timed."""),
     code(install_cell_source(extras_for(NAME))),  # the Colab set-up cell: recbook/release.py
     code("""PROFILE = None  # "quick" | "full" | None (= $RECBOOK_PROFILE, else by device)
 SEED = 0

@@ -60,3 +60,19 @@ got = np.asarray(pop_probs(inter.copy(), item_ids), dtype=float)
 assert got.shape == item_ids.shape, f"one probability per id in item_ids: shape {item_ids.shape}, got {got.shape}"
 assert np.isclose(got.sum(), 1.0), "the probabilities must sum to 1"
 assert np.allclose(got, counts / counts.sum(), rtol=1e-6, atol=1e-12), "probability i belongs to item_ids[i] (whatever their order)"
+
+# %% 02.negatives_protocol | 2 points
+# Catches: evaluation negatives checked against the training interactions only (a user's held-out item, or a later
+# interaction, comes back as a "negative"), negatives for other users than the test users, and a verdict that does not
+# follow from the interval.
+import numpy as np
+
+positives = synthetic.interactions.groupby("user_id")["item_id"].agg(set)
+users = test["user_id"].to_numpy()
+for strategy, negs in answer["negatives"].items():
+    negs = np.asarray(negs)
+    assert negs.shape[0] == len(users), f"{strategy}: one row of negatives per test user"
+    assert not any(set(row.tolist()) & positives[u] for u, row in zip(users, negs)), \
+        f"{strategy}: a negative is one of the user's interactions — draw evaluation negatives against the whole data set"
+low, high = float(answer["diff_low"]), float(answer["diff_high"])
+assert answer["verdict"] == ("higher" if low > 0 else "lower" if high < 0 else "not shown")

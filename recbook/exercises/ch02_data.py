@@ -48,3 +48,42 @@ def _popularity_probs(fn):
     if not _close(got, counts / counts.sum()):
         return False, "count interactions per item (items with none count 0), add 1, divide by the total."
     return True, "these are the weights sample_negatives(strategy='popularity') uses (before removing a user's positives)."
+
+
+@_exercise("02.negatives_protocol", "02_data",
+           "Score the test users' held-out items with the popularity model (training counts) against evaluation negatives "
+           "drawn uniformly and drawn by popularity; compare per-user AUC paired (uniform − popularity) and say whether "
+           "uniform negatives give a 'higher', 'lower' AUC or whether the difference is 'not shown'.")
+def _negatives_protocol(answer):
+    import pandas as pd
+
+    from ..stats import paired_comparison
+
+    if not isinstance(answer, dict) or not {"negatives", "per_user_auc", "diff_low", "diff_high", "verdict"} <= set(answer):
+        return False, "pass a dict with keys negatives, per_user_auc (each {'uniform': …, 'popularity': …}), diff_low, diff_high, verdict."
+    for key in ("negatives", "per_user_auc"):
+        if not isinstance(answer[key], dict) or set(answer[key]) != {"uniform", "popularity"}:
+            return False, f"answer[{key!r}] must map 'uniform' and 'popularity' to your two runs."
+    shapes = {k: np.shape(v) for k, v in answer["negatives"].items()}
+    if shapes["uniform"] != shapes["popularity"] or len(shapes["uniform"]) != 2:
+        return False, f"draw the same number of negatives per user with both strategies (shapes {shapes})."
+    uniform, popular = (pd.Series(answer["per_user_auc"][k]) for k in ("uniform", "popularity"))
+    if not uniform.index.equals(popular.index) or len(uniform) != shapes["uniform"][0]:
+        return False, "score the same test users with both strategies (one per-user AUC per row of the negatives)."
+    if not ((uniform.between(0, 1)).all() and popular.between(0, 1).all()):
+        return False, "per-user AUC lies in [0, 1]: pass metrics.evaluate_sampled(..., per_user=True)['per_user']['AUC']."
+    ref = paired_comparison(uniform, popular, ("uniform", "popularity"))
+    low, high = float(answer["diff_low"]), float(answer["diff_high"])
+    if not low <= ref.diff.mean <= high:
+        return False, (f"your interval [{low:+.4f}, {high:+.4f}] does not hold the mean paired difference {ref.diff.mean:+.4f}: "
+                       "compare uniform minus popularity, user by user.")
+    want = "higher" if low > 0 else "lower" if high < 0 else "not shown"
+    if answer["verdict"] != want:
+        return False, (f"from your interval [{low:+.4f}, {high:+.4f}] the verdict is {want!r}: 'higher' needs the whole interval "
+                       "above 0, 'lower' below it; an interval that holds 0 shows no difference.")
+    meaning = {"higher": "uniform negatives are mostly obscure items that popularity beats easily; popularity-sampled negatives "
+                         "are the hard ones. The same model, a different score: a number means nothing without its protocol",
+               "lower": "here popularity-sampled negatives were the easier ones — check which items your two samplers drew",
+               "not shown": "on these users the two protocols did not differ measurably"}[want]
+    return True, (f"popularity's AUC: {uniform.mean():.3f} with uniform negatives, {popular.mean():.3f} with popularity-sampled ones "
+                  f"({ref.diff.mean:+.3f} [{low:+.3f}, {high:+.3f}]) → {want}: {meaning}.")
