@@ -117,6 +117,10 @@ REFERENCES: dict[str, Reference] = {
                         "https://arxiv.org/abs/2010.11060", "leave-last-out lets models see the future; global temporal splits do not"),
     "kirkpatrick2017": Reference("Kirkpatrick et al.", 2017, "Overcoming Catastrophic Forgetting in Neural Networks", "PNAS 114(13)",
                                  "https://arxiv.org/abs/1612.00796", "Elastic Weight Consolidation (EWC)"),
+    "lopezpaz2017": Reference("Lopez-Paz & Ranzato", 2017, "Gradient Episodic Memory for Continual Learning", "NeurIPS 2017",
+                              "https://arxiv.org/abs/1706.08840", "backward transfer measured on held-out data of every earlier task"),
+    "chaudhry2018": Reference("Chaudhry et al.", 2018, "Riemannian Walk for Incremental Learning: Understanding Forgetting and Intransigence",
+                              "ECCV 2018", "https://arxiv.org/abs/1801.10112", "forgetting and intransigence, measured on held-out data of the earlier tasks"),
     "vitter1985": Reference("Vitter", 1985, "Random Sampling with a Reservoir", "ACM Transactions on Mathematical Software 11(1)",
                             "https://doi.org/10.1145/3147.3165", "Algorithm R, the replay buffer's sampler (exercise 13.reservoir)"),
 }
@@ -144,5 +148,5 @@ CHAPTER_READING: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "10_distributed": ((), ("li2020", "zhao2023", "rajbhandari2020", "shoeybi2019")),
     "11_gpu_tpu": ((), ("micikevicius2018", "kalamkar2019", "dao2022")),
     "12_serving": ((), ("covington2016", "malkov2020", "johnson2019")),
-    "13_continual": (("meng2020", "sun2023", "ji2023", "kirkpatrick2017"), ("vitter1985", "hu2021")),
+    "13_continual": (("meng2020", "sun2023", "ji2023", "kirkpatrick2017", "lopezpaz2017", "chaudhry2018"), ("vitter1985", "hu2021")),
 }
