@@ -62,7 +62,8 @@ def _update_due(fn):
             if got != want:
                 return False, (f"measurements {m}, min_signals {min_signals}: expected {want}, got {got} "
                                "(a value equal to its threshold is not above it)")
-    return True, "requiring two signals to agree is what keeps sampling noise from calling for updates."
+    return True, ("now run evaluate_detector with DriftDetector(detector.thresholds, min_signals=1) and compare its "
+                  "stationary_streams_with_alarm with section 3's: that is what asking two signals to agree buys.")
 
 
 def _forgetting_verdict(low: float, high: float) -> str:
@@ -106,7 +107,6 @@ def _epochs_forgetting(answer):
     meaning = {"more": "the longer each update leans on the new window alone, the more of the old windows it overwrites",
                "less": "the longer updates did not overwrite the old windows — they served their held-out events better, a sign that "
                      "the windows share much of what users like",
-               "not shown": "at this sample size the epochs do not move forgetting measurably; the next-window quality and the CPU "
-                            "(below) still differ"}[want]
+               "not shown": "no difference in forgetting is shown at this sample size"}[want]
     return True, (f"8 − 1 epochs: forgetting {ref.diff.mean:+.4f} [{low:+.4f}, {high:+.4f}] → {want}: {meaning}. CPU of the "
                   f"updates: {cpu[8]:.1f} s against {cpu[1]:.1f} s.")
