@@ -299,7 +299,8 @@ def test_an_lmrec_run_exports_as_the_retriever_and_the_bundle_scores_like_the_mo
     capsys.readouterr()
     assert cli.main(["export", "--retriever", str(tmp_path / "lm"), "--out", str(tmp_path / "s"),
                      "--request-variant", "mlp-student-int8-last4+table-int8"]) == 0
-    assert json.loads(capsys.readouterr().out)["request_path"]["variant"] == "mlp-student-int8-last4+table-int8"
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["request_path"]["variant"] == "mlp-student-int8-last4+table-int8" and summary["signed"] is False
     s = load_bundle(tmp_path / "s")
     assert s.encoder_info == {"variant": "mlp-student-int8-last4+table-int8", "window": 4, "table_bits": 8}
     assert s.manifest["source"]["request_variant"] == "mlp-student-int8-last4+table-int8"

@@ -7,7 +7,7 @@ from ..usage import UsageError, check_out_folder
 
 def cmd_export(args) -> dict:
     out = check_out_folder(args.out)  # a file, or a folder under a file: exit 2 before anything is loaded
-    from ..serve.bundle import BundleError, read_manifest
+    from ..serve.bundle import SIGNATURE, BundleError, read_manifest
     from ..serve.export import export_bundle
 
     try:
@@ -18,6 +18,6 @@ def cmd_export(args) -> dict:
     manifest = read_manifest(folder)
     return {"bundle": str(folder), "version": manifest["version"], "parent": manifest["parent"], "files": len(manifest["files"]),
             "reranker": manifest["reranker"] is not None, "data": manifest["data"],
-            "request_path": manifest["retriever"].get("request_path")}
+            "request_path": manifest["retriever"].get("request_path"), "signed": (folder / SIGNATURE).is_file()}
 
 
