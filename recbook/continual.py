@@ -58,9 +58,10 @@ LORA_STRATEGIES = ("lora", "lora_continue")
 
 @dataclass
 class UpdateConfig:
-    """The knobs of every strategy (defaults: MovieLens-100k's quick profile on a 2-core CPU)."""
+    """The knobs of every strategy. The defaults are a starting point (and what ``recbook update`` uses);
+    :func:`tune_updates` chooses epochs, replay size, EWC λ and LoRA rank on validation, as notebook 13 does."""
 
-    epochs: int = 3  # epochs over the new window (finetune, replay, ewc, lora)
+    epochs: int = 3  # epochs over the new window (finetune, replay, ewc, lora, lora_continue)
     retrain_epochs: int = 10  # most epochs of a fresh model on everything known (retrain, and the base model)
     patience: int | None = 2  # a fresh model stops after this many epochs without a better validation NDCG@10
     # (None = always retrain_epochs); used only where the stream holds validation events
@@ -147,6 +148,10 @@ class Stream:
                     chosen["test"].add((u, p))
         return dataclasses.replace(self, valid=frozenset(chosen["valid"]), test=frozenset(chosen["test"]))
 
+    def trainable_upto(self, end: int) -> list[tuple]:
+        """Every trainable event (:meth:`trainable`) before time ``end``."""
+        return self.trainable((u, p) for u, r in self.upto(end).items() for p in range(1, len(r)))
+
     def trainable(self, events) -> list[tuple]:
         """The events that may be training targets: a history before them, and not held out."""
         return [(u, p) for u, p in events if p >= 1 and (u, p) not in self.valid and (u, p) not in self.test]
@@ -213,6 +218,8 @@ def train_on(model: SequentialRecommender, windows: dict, epochs: int, config: U
     every epoch, stops after ``patience`` epochs without improvement and keeps its best epoch's weights."""
     from .train import TrainConfig, train_model
 
+    if valid_events and stream is None:
+        raise ValueError("train_on: valid_events need the stream they come from (pass stream=...)")
     generator = torch.Generator().manual_seed(config.seed)
     loader = torch.utils.data.DataLoader(WindowDataset(windows), batch_size=config.batch_size, shuffle=True, generator=generator)
     early = bool(valid_events) and config.patience is not None
@@ -231,9 +238,9 @@ def train_on(model: SequentialRecommender, windows: dict, epochs: int, config: U
     run = min(epochs, -(-result.steps // per_epoch)) if per_epoch else epochs
     cost = {"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall,
             "examples": int((windows["target"] > 0).sum()) * run, "epochs": run}
-    if early:
-        cost["best_epoch"] = -(-int(result.best_step) // per_epoch) if result.best_step else run
-        cost["valid_ndcg"] = float(result.best_metric)
+    # without validation the last epoch is the one kept; valid_ndcg is then NaN (nothing was scored)
+    cost["best_epoch"] = (-(-int(result.best_step) // per_epoch) if result.best_step else run) if early else run
+    cost["valid_ndcg"] = float(result.best_metric) if early else float("nan")
     return cost
 
 
@@ -266,7 +273,7 @@ def fit_base(stream: Stream, end: int, n_items: int, model_config: SequentialCon
     for r in known.values():
         flags[r - 1] = True
     model = SequentialRecommender(n_items, model_config, text_features, flags)
-    targets = stream.trainable((u, p) for u, r in known.items() for p in range(1, len(r)))
+    targets = stream.trainable_upto(end)
     cost = train_on(model, target_windows(stream, targets, model_config.max_len), config.retrain_epochs, config,
                     stream=stream, valid_events=valid_events)
     return model, cost
@@ -344,7 +351,7 @@ def start_state(strategy: str, base: SequentialRecommender, stream: Stream, base
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     state = UpdateState(copy.deepcopy(base), base)
-    known = stream.trainable((u, p) for u, r in stream.upto(base_end).items() for p in range(1, len(r)))
+    known = stream.trainable_upto(base_end)
     if strategy == "replay":
         state.buffer = ReservoirBuffer(config.replay_size, config.seed)
         state.buffer.add(known)
@@ -355,8 +362,9 @@ def start_state(strategy: str, base: SequentialRecommender, stream: Stream, base
 
 
 def update(strategy: str, state: UpdateState, stream: Stream, start: int, end: int, config: UpdateConfig) -> dict:
-    """Update ``state.model`` with the interactions in ``[start, end)`` by ``strategy``; returns the cost
-    (``cpu_s``, ``wall_s``, ``examples``). ``frozen`` does nothing."""
+    """Update ``state.model`` with the interactions in ``[start, end)`` by ``strategy``; returns the cost (``cpu_s``,
+    ``wall_s``, ``examples``, and for trained updates ``epochs``, ``best_epoch`` and ``valid_ndcg`` — see
+    :func:`train_on`). ``frozen`` does nothing."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     none = {"cpu_s": 0.0, "wall_s": 0.0, "examples": 0}
@@ -404,7 +412,7 @@ class ContinualResult:
 
     next_window: dict  # strategy -> per-user next-window metrics, index (window, user_id)
     retention: dict  # strategy -> {(after_update, window): per-user metrics on the window's held-out test events}
-    costs: pd.DataFrame  # one row per strategy × update: cpu_s, wall_s, examples (and epochs of fresh models)
+    costs: pd.DataFrame  # one row per strategy × update: cpu_s, wall_s, examples, epochs, best_epoch, valid_ndcg
     n_windows: int
     seed: int = 0
     base_cost: dict = field(default_factory=dict)
@@ -597,6 +605,9 @@ def tune_updates(stream: Stream, windows: TemporalWindows, base: SequentialRecom
     new = stream.held_out("valid", bounds[1], bounds[2], config.valid_per_user)
     if not old or not new:
         raise ValueError("the base period or window 1 holds no validation events; raise hold_out's valid share")
+    params = [param for param, _ in grid.values()]
+    if len(set(params)) != len(params):
+        raise ValueError(f"grid: each UpdateConfig field may be tuned by one strategy only, got {params}")
     rows, chosen = [], {}
     for strategy, (param, values) in grid.items():
         if strategy not in STRATEGIES:

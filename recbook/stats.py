@@ -133,6 +133,12 @@ def align(a, b, names: tuple[str, str] = ("a", "b")) -> tuple[np.ndarray, np.nda
     return a, b
 
 
+def interval_verdict(low: float, high: float, above: str = "higher", below: str = "lower", neither: str = "not shown") -> str:
+    """The word an interval supports: ``above`` when all of it lies above 0, ``below`` when all of it lies below, else
+    ``neither`` — an interval that holds 0 shows no difference, in either direction."""
+    return above if low > 0 else below if high < 0 else neither
+
+
 def paired_comparison(a, b, names: tuple[str, str] = ("A", "B"), level: float = 0.95, n_boot: int = 2000,
                       n_permutations: int = 5000, seed: int = 0) -> Comparison:
     """Compare two models on the same users: mean difference A − B with a bootstrap CI, and a p-value.

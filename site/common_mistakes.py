@@ -22,9 +22,9 @@ MISTAKES: dict[str, str] = {
     "02.filter_users": "Returning the interactions unfiltered, or filtering on the item's count instead of the user's.",
     "02.last_item": "Taking each user's first row (or the last row in file order) without sorting by timestamp.",
     "02.popularity_probs": "Uniform probabilities, or forgetting the +1 for items nobody interacted with, so they can never be drawn.",
-    # 03_baselines
     "02.negatives_protocol": "Drawing evaluation negatives against the training interactions only, so a user's held-out item can "
                              "come back as a 'negative', or reading 'higher' from an interval that holds 0.",
+    # 03_baselines
     "03.random_hit_rate": "k / n instead of k / (n + 1): the positive is one of the n + 1 candidates.",
     "03.popularity_scores": "Scores that ignore the training counts (all ones), or a vector per user instead of one score per candidate.",
     "03.item_cosine": "Returning the raw co-occurrence matrix XᵀX: no normalisation by √(nᵢ·nⱼ), the diagonal kept, and "

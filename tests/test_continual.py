@@ -272,6 +272,8 @@ def test_hold_out_draws_disjoint_shares_the_same_way_every_time(stream_setup):
     assert plain.hold_out(0.2, 0.1, seed=4).valid != held.valid
     every = [(u, p) for u, r in plain.rows.items() for p in range(len(r))]
     assert set(held.trainable(every)) == {e for e in every if e[1] >= 1} - held.valid - held.test
+    cut = int(windows.bounds[2])
+    assert set(held.trainable_upto(cut)) == set(held.trainable((u, p) for u, r in held.upto(cut).items() for p in range(len(r))))
     start, end = int(windows.bounds[1]), int(windows.bounds[2])
     latest = held.held_out("test", start, end, per_user=1)
     assert {e for e in latest} <= held.test and len({u for u, _ in latest}) == len(latest)
@@ -306,16 +308,35 @@ def test_held_out_events_are_never_training_targets(stream_setup, strategy, monk
     assert trained and not set(trained) & (stream.valid | stream.test)
 
 
-def test_a_fresh_model_stops_early_on_validation_and_keeps_its_best_epoch(stream_setup):
+def test_a_fresh_model_stops_early_on_validation_and_keeps_its_best_epoch(stream_setup, monkeypatch):
+    import copy
+
+    import recbook.continual as continual
+
     ds, windows, stream, _, _, _ = stream_setup
-    config = UpdateConfig(retrain_epochs=6, patience=1, batch_size=32, lr=3e-2)
+    config = UpdateConfig(retrain_epochs=6, patience=2, batch_size=32, lr=3e-2)
     model, cost = fit_base_for(stream, windows, ds.n_items, TINY, config)
     valid = stream.held_out("valid", int(windows.bounds[0]), int(windows.bounds[1]), config.valid_per_user)
     assert valid and 1 <= cost["best_epoch"] <= cost["epochs"] <= 6
-    assert cost["epochs"] == 6 or cost["epochs"] == cost["best_epoch"] + 1  # patience 1: one epoch past the best
     assert validation_score(model, stream, valid) == pytest.approx(cost["valid_ndcg"], abs=1e-6)  # the best weights kept
+    # a scripted validation curve: best at epoch 2, then two epochs without improvement -> stop after epoch 4
+    scripted, snapshots = iter([0.1, 0.3, 0.2, 0.25, 0.5, 0.6]), []
+
+    def score(m, s, events):
+        snapshots.append(copy.deepcopy(m.state_dict()))
+        return next(scripted)
+
+    monkeypatch.setattr(continual, "validation_score", score)
+    model, cost = fit_base_for(stream, windows, ds.n_items, TINY, config)
+    assert (cost["epochs"], cost["best_epoch"], cost["valid_ndcg"]) == (4, 2, 0.3) and len(snapshots) == 4
+    for name, value in model.state_dict().items():  # the weights of epoch 2 are the ones kept
+        torch.testing.assert_close(value, snapshots[1][name])
+    monkeypatch.undo()
     fixed, fixed_cost = fit_base(stream, int(windows.bounds[1]), ds.n_items, TINY, dataclasses.replace(config, retrain_epochs=2))
-    assert fixed_cost["epochs"] == 2 and "best_epoch" not in fixed_cost  # no validation events given: fixed epochs
+    assert fixed_cost["epochs"] == fixed_cost["best_epoch"] == 2 and np.isnan(fixed_cost["valid_ndcg"])  # no validation: fixed epochs
+    with pytest.raises(ValueError, match="stream"):
+        continual.train_on(fixed, continual.target_windows(stream, stream.trainable(stream.events(0, int(windows.bounds[1]))), 8), 1,
+                           config, valid_events=valid)
 
 
 def test_lora_continue_keeps_one_adapter_and_lora_starts_afresh(stream_setup):
@@ -404,6 +425,8 @@ def test_tune_updates_chooses_on_validation_in_the_grids_order(stream_setup):
         tune_updates(stream, windows, base, config, {"magic": ("epochs", (1,))})
     with pytest.raises(ValueError, match="no field"):
         tune_updates(stream, windows, base, config, {"ewc": ("strength", (1,))})
+    with pytest.raises(ValueError, match="one strategy only"):
+        tune_updates(stream, windows, base, config, {"lora": ("lora_rank", (2,)), "lora_continue": ("lora_rank", (4,))})
 
 
 # ------------------------------------------------------------------ the command
@@ -463,6 +486,10 @@ def test_update_command_errors(tmp_path, capsys):
         cli.main(["update", "--model", str(missing), "--data", "synthetic-drift", "--until", "2021-01-01", "--strategy", "magic",
                   "--out", str(tmp_path / "o")])
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    from recbook.cli.update import update_run
+
+    with pytest.raises(UsageError, match="lora_continue needs the previous update's adapter"):  # the library refuses it too
+        update_run(str(missing), "synthetic-drift", "2021-01-01", "lora_continue", str(tmp_path / "o"))
 
 
 # ------------------------------------------------------------------ the synthetic drift stream

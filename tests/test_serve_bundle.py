@@ -160,6 +160,8 @@ def test_the_bytes_loaded_are_the_bytes_hashed(bundles, tmp_path, monkeypatch):
 
     from recbook.serve import bundle as bundle_mod
 
+    monkeypatch.delenv(bundle_mod.BUNDLE_KEY_ENV, raising=False)
+
     folder = copy_of(bundles["plain"], tmp_path)
     items = json_mod.loads((folder / "items.json").read_text())
     real_verify = bundle_mod.verify_bundle
@@ -187,6 +189,7 @@ def test_a_signed_bundle_loads_only_with_its_deploy_key(tmp_path, monkeypatch):
     from recbook.serve.bundle import BUNDLE_KEY_ENV, SIGNATURE, BundleError, load_bundle, manifest_signature, verify_bundle
     from recbook.serve.export import write_bundle
 
+    monkeypatch.delenv(BUNDLE_KEY_ENV, raising=False)
     ds, history = tiny_data()
     signed = write_bundle(tmp_path / "signed", tiny_retriever(ds.n_items, 0), ds, history, version="s1", signing_key="deploy-key-1")
     unsigned = write_bundle(tmp_path / "unsigned", tiny_retriever(ds.n_items, 0), ds, history, version="u1")
@@ -207,6 +210,12 @@ def test_a_signed_bundle_loads_only_with_its_deploy_key(tmp_path, monkeypatch):
     (forged / "manifest.json").write_text(json_mod.dumps(manifest, indent=1))
     with pytest.raises(BundleError, match="does not match"):
         load_bundle(forged)
+    (signed / SIGNATURE).write_bytes("é".encode() * 32)  # not even ASCII: refused, not a crash
+    with pytest.raises(BundleError, match="does not match"):
+        verify_bundle(signed)
+    monkeypatch.setenv(BUNDLE_KEY_ENV, "")  # a Secret whose value went missing must not switch the check off
+    with pytest.raises(BundleError, match="set but empty"):
+        verify_bundle(unsigned)
     monkeypatch.delenv(BUNDLE_KEY_ENV)
     assert verify_bundle(forged)["version"] == "s1"  # without a deploy key only the sha256 sums are checked, as before
     assert load_bundle(unsigned).version == "u1"
@@ -274,9 +283,11 @@ def test_export_from_training_runs_through_the_cli(tmp_path, tiny_profile, tiny_
         assert text in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_an_lmrec_run_exports_as_the_retriever_and_the_bundle_scores_like_the_model(tmp_path, tiny_profile, tiny_backbone, capsys):
+def test_an_lmrec_run_exports_as_the_retriever_and_the_bundle_scores_like_the_model(tmp_path, tiny_profile, tiny_backbone, capsys,
+                                                                                   monkeypatch):
     """lmrec is on the request path: its run exports as a bundle's retriever (a SASRec network whose item table holds the
     fine-tuned text vectors), and the bundle's precomputed item matrix scores a history as the model does."""
+    monkeypatch.delenv("RECBOOK_BUNDLE_KEY", raising=False)
     from recbook import cli
     from recbook.models import create
     from recbook.models.base import Histories

@@ -178,3 +178,11 @@ def test_seed_study_refuses_mismatched_seeds_users_or_types():
         seed_study({0: np.zeros(10), 1: np.zeros(10)}, {0: np.zeros(10), 1: np.zeros(9)})
     with pytest.raises(ValueError, match="not a mix"):
         seed_study({0: x, 1: x.to_numpy()}, {0: x, 1: x})
+
+
+def test_interval_verdict_reads_only_what_the_interval_supports():
+    from recbook.stats import interval_verdict
+
+    assert interval_verdict(0.01, 0.2) == "higher" and interval_verdict(-0.2, -0.01) == "lower"
+    assert interval_verdict(-0.01, 0.2) == interval_verdict(0.0, 0.2) == "not shown"  # touching 0 is not excluding it
+    assert interval_verdict(0.1, 0.3, "more", "less") == "more" and interval_verdict(-1, 1, neither="none") == "none"

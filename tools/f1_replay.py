@@ -4,9 +4,10 @@ pairs) runs at a fixed open-loop rate. The other key's p99 is compared with its 
 chunks (``--rerank-chunk``, the fix) and whole (0, the behaviour F1 was found on). Two allowances:
 
 - ``deployed``: 50 units/s per key (``deploy/k8s/deployment.yaml``), burst 50 — the heaviest allowed request is a
-  ``/rerank`` of 49 candidates (49 pairs + 1 unit at the door), at 2% of the allowance one every 50 s;
-- ``generous``: 5000 units/s, so the request F1 used (200 history items × 200 candidates, 201 units) is allowed and,
-  at 2%, sent every 2.01 s — as in the original finding.
+  ``/rerank`` of 50 candidates (a ``/rerank`` of n candidates costs n units: 1 at the door, n − 1 more once scored), at
+  2% of the allowance one every 50 s;
+- ``generous``: 5000 units/s, so the request F1 used (200 history items × 200 candidates, 200 units) is allowed and,
+  at 2%, sent every 2 s — as in the original finding.
 
     python tools/f1_replay.py                               # both allowances, chunk 20 and whole, 1.5 req/s
     python tools/f1_replay.py --scenarios generous --chunks 16,32,0 --duration 30
@@ -24,7 +25,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = {"deployed": (50.0, 49, 60.0), "generous": (5000.0, 200, 30.0)}  # rate (units/s), heavy candidates, seconds per phase
+SCENARIOS = {"deployed": (50.0, 50, 60.0), "generous": (5000.0, 200, 30.0)}  # rate (units/s), heavy candidates, seconds per phase
 
 
 def build_bundle(out: Path) -> Path:
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
             with ServiceProcess(bundle, "--rerank-chunk", str(chunk), log_path=out / f"log-{scenario}-{chunk}.txt", env=env) as service:
                 service.wait_ready(timeout=180)
                 report = noisy_neighbour(service.url, light_payloads, heavy, keys[0], keys[1], light_rps=args.rps,
-                                         heavy_interval=(n_candidates + 1) / (0.02 * rate), duration=args.duration or duration)
+                                         heavy_interval=n_candidates / (0.02 * rate), duration=args.duration or duration)
             row = {"scenario": scenario, "rate": rate, "heavy_candidates": n_candidates, "rerank_chunk": chunk,
                    "quiet_p50_ms": report["quiet"]["accepted_p50_ms"], "quiet_p99_ms": report["quiet"]["accepted_p99_ms"],
                    "loaded_p50_ms": report["loaded"]["accepted_p50_ms"], "loaded_p99_ms": report["loaded"]["accepted_p99_ms"],
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
     print("\n| allowance | heavy request | rerank chunk | light p99 alone (ms) | light p99 beside it (ms) | ratio | heavy p50 (ms) | light statuses | heavy statuses |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['rate']:g} units/s | {r['heavy_candidates']} pairs every {(r['heavy_candidates'] + 1) / (0.02 * r['rate']):.1f} s | "
+        print(f"| {r['rate']:g} units/s | {r['heavy_candidates']} pairs every {r['heavy_candidates'] / (0.02 * r['rate']):.1f} s | "
               f"{r['rerank_chunk'] or 'whole'} | {r['quiet_p99_ms']:.0f} | {r['loaded_p99_ms']:.0f} | {r['p99_ratio']:.2f}× | "
               f"{r['heavy_p50_ms']:.0f} | {r['light_statuses']} | {r['heavy_statuses']} |")
     return 0

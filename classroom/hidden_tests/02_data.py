@@ -63,8 +63,9 @@ assert np.allclose(got, counts / counts.sum(), rtol=1e-6, atol=1e-12), "probabil
 
 # %% 02.negatives_protocol | 2 points
 # Catches: evaluation negatives checked against the training interactions only (a user's held-out item, or a later
-# interaction, comes back as a "negative"), negatives for other users than the test users, and a verdict that does not
-# follow from the interval.
+# interaction, comes back as a "negative"), negatives for other users than the test users, AUCs that are not the
+# popularity model's on the negatives handed in, an interval that is not the paired interval of those AUCs, and a verdict
+# that does not follow from the interval.
 import numpy as np
 
 positives = synthetic.interactions.groupby("user_id")["item_id"].agg(set)
@@ -74,5 +75,14 @@ for strategy, negs in answer["negatives"].items():
     assert negs.shape[0] == len(users), f"{strategy}: one row of negatives per test user"
     assert not any(set(row.tolist()) & positives[u] for u, row in zip(users, negs)), \
         f"{strategy}: a negative is one of the user's interactions — draw evaluation negatives against the whole data set"
+    auc = metrics.evaluate_sampled(popularity, test, negs, per_user=True)["per_user"]["AUC"]
+    np.testing.assert_allclose(np.asarray(answer["per_user_auc"][strategy], float), np.asarray(auc, float), atol=1e-9,
+                               err_msg=f"{strategy}: the per-user AUC must be the popularity model's on the negatives handed in")
+from recbook.stats import paired_comparison
+
 low, high = float(answer["diff_low"]), float(answer["diff_high"])
+ref = paired_comparison(answer["per_user_auc"]["uniform"], answer["per_user_auc"]["popularity"])
+slack = 0.25 * (ref.diff.high - ref.diff.low) + 1e-9
+assert abs(low - ref.diff.low) <= slack and abs(high - ref.diff.high) <= slack, \
+    f"your interval [{low:+.4f}, {high:+.4f}] is not the paired bootstrap interval of your AUCs, about [{ref.diff.low:+.4f}, {ref.diff.high:+.4f}]"
 assert answer["verdict"] == ("higher" if low > 0 else "lower" if high < 0 else "not shown")

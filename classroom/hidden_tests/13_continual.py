@@ -55,13 +55,19 @@ for measurements, min_signals, want in cases:
 
 # %% 13.epochs_forgetting | 2 points
 # Catches: the two runs started from different base models (a base refitted or trained again in between, so the base
-# changes with the epochs), runs on different evaluation events, and a verdict that does not follow from the interval.
+# changes with the epochs), runs on different evaluation events, an interval that is not the paired interval of the
+# runs' forgetting, and a verdict that does not follow from the interval.
 import pandas as pd
 
 runs = answer["results"]
 first = {e: r.next_window["finetune"].loc[[1]] for e, r in runs.items()}  # window 1 is served by the base model itself
 pd.testing.assert_frame_equal(first[1], first[8], obj="window 1 (the base model's own scores) must be the same in both runs")
 assert runs[1].forgetting("finetune").index.equals(runs[8].forgetting("finetune").index), "the same held-out events in both runs"
+from recbook.stats import paired_comparison
+
 low, high = float(answer["diff_low"]), float(answer["diff_high"])
-assert low <= high
+ref = paired_comparison(runs[8].forgetting("finetune"), runs[1].forgetting("finetune"))
+slack = 0.25 * (ref.diff.high - ref.diff.low) + 1e-9
+assert abs(low - ref.diff.low) <= slack and abs(high - ref.diff.high) <= slack, \
+    f"your interval [{low:+.4f}, {high:+.4f}] is not the paired bootstrap interval of your runs, about [{ref.diff.low:+.4f}, {ref.diff.high:+.4f}]"
 assert answer["verdict"] == ("more" if low > 0 else "less" if high < 0 else "not shown")

@@ -72,8 +72,9 @@ def update_run(model_dir, data: str, until, strategy: str, out, since=None, conf
     from ..serve.bundle import sha256_of
     from ..serve.export import write_bundle
 
-    if strategy not in STRATEGIES:
-        raise UsageError(f"--strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    if strategy not in STRATEGIES or strategy == "lora_continue":
+        raise UsageError(f"--strategy {strategy!r}: choose one of {', '.join(s for s in STRATEGIES if s != 'lora_continue')} "
+                         "(lora_continue needs the previous update's adapter, which a version does not store)")
     out = check_out_folder(out)
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"--out {str(out)!r} exists and is not empty; an update writes a new version into a new folder")

@@ -57,7 +57,7 @@ def _popularity_probs(fn):
 def _negatives_protocol(answer):
     import pandas as pd
 
-    from ..stats import paired_comparison
+    from ..stats import interval_verdict, paired_comparison
 
     if not isinstance(answer, dict) or not {"negatives", "per_user_auc", "diff_low", "diff_high", "verdict"} <= set(answer):
         return False, "pass a dict with keys negatives, per_user_auc (each {'uniform': …, 'popularity': …}), diff_low, diff_high, verdict."
@@ -77,7 +77,7 @@ def _negatives_protocol(answer):
     if not low <= ref.diff.mean <= high:
         return False, (f"your interval [{low:+.4f}, {high:+.4f}] does not hold the mean paired difference {ref.diff.mean:+.4f}: "
                        "compare uniform minus popularity, user by user.")
-    want = "higher" if low > 0 else "lower" if high < 0 else "not shown"
+    want = interval_verdict(low, high)
     if answer["verdict"] != want:
         return False, (f"from your interval [{low:+.4f}, {high:+.4f}] the verdict is {want!r}: 'higher' needs the whole interval "
                        "above 0, 'lower' below it; an interval that holds 0 shows no difference.")

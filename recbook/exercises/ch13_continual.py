@@ -66,16 +66,12 @@ def _update_due(fn):
                   "stationary_streams_with_alarm with section 3's: that is what asking two signals to agree buys.")
 
 
-def _forgetting_verdict(low: float, high: float) -> str:
-    return "more" if low > 0 else "less" if high < 0 else "not shown"
-
-
 @_exercise("13.epochs_forgetting", "13_continual",
            "Run `finetune` from section 4's base model with 1 and with 8 epochs per window (one seed, everything else as "
            "tuned); compare their forgetting on held-out events, paired (8 epochs − 1 epoch), and say whether 8 epochs "
            "forget 'more', 'less' or whether the difference is 'not shown'.")
 def _epochs_forgetting(answer):
-    from ..stats import paired_comparison
+    from ..stats import interval_verdict, paired_comparison
 
     if not isinstance(answer, dict) or not {"results", "diff_low", "diff_high", "verdict"} <= set(answer):
         return False, "pass a dict with keys results ({1: result, 8: result}), diff_low, diff_high and verdict."
@@ -99,7 +95,7 @@ def _epochs_forgetting(answer):
     if not low <= ref.diff.mean <= high:
         return False, (f"your interval [{low:+.4f}, {high:+.4f}] does not hold the mean paired difference of your runs' "
                        f"forgetting, {ref.diff.mean:+.4f}: compare results[8].forgetting('finetune') with results[1]'s, 8 minus 1.")
-    want = _forgetting_verdict(low, high)
+    want = interval_verdict(low, high, "more", "less")
     if answer["verdict"] != want:
         return False, (f"from your interval [{low:+.4f}, {high:+.4f}] the verdict is {want!r}: 'more' needs the whole interval above "
                        "0, 'less' below it; an interval that holds 0 shows no difference.")

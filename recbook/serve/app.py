@@ -21,7 +21,8 @@ Endpoints:
 
 - ``POST /recommend`` ``{user_id | history, k, exclude_seen, rerank}``: the cascade — the retriever's user vector
   against the item matrix gives the top ``retrieve_n``; the int8 cross-encoder re-ranks the first ``rerank_k``
-  (micro-batched with concurrent requests); the top ``k`` come back with titles, scores and the model version.
+  (micro-batched with concurrent requests, ``rerank_chunk`` pairs at a time so a heavy request cannot hold a light
+  one for longer than one chunk); the top ``k`` come back with titles, scores and the model version.
 - ``POST /rerank`` ``{history, candidates}``: the cross-encoder's scores of the candidates.
 - ``POST /explain`` ``{history, item_id}``: leave-one-out attribution — how much the retriever's score for the item
   drops when each history item is removed.

@@ -7,6 +7,7 @@ stricter — a **bundle**, written once, never edited, named by a version:
 
     manifest.json                 format, version, parent version, creation time, data fingerprint,
                                   and the sha256 + size of every other file
+    manifest.sig                  (with a deploy key) the HMAC-SHA256 of manifest.json's bytes
     items.json                    catalogue: item ids, titles, texts, how each is written in a history
     histories.safetensors         users' histories (user ids, offsets, catalogue rows, oldest first)
     item_vectors.safetensors      the retriever's item matrix, computed once (retrieval = one matrix product)
@@ -18,13 +19,17 @@ stricter — a **bundle**, written once, never edited, named by a version:
     reranker/reranker.json        how it writes its input (max length, history budget)
     reranker/tokenizer/…          its tokenizer (JSON and vocabulary text)
 
-Two rules make it safe to load on a server:
+Three rules make it safe to load on a server:
 
-1. **Verify before loading.** :func:`load_bundle` hashes every file and compares it with the manifest before it
-   opens a single one; a missing, changed or unlisted file is refused with its name (:class:`BundleError`).
+1. **Verify before loading, and load what was verified.** :func:`load_bundle` hashes every file and compares it with
+   the manifest before it opens a single one; a missing, changed or unlisted file is refused with its name
+   (:class:`BundleError`). It reads each file once, hashes those bytes and loads from a private copy of them, so a
+   file swapped after the check is never read.
 2. **No executable formats.** Only safetensors, ONNX, JSON and plain text are ever read. A pickle
    (``.pt``, ``.bin``, ``.pkl``) can run arbitrary code when loaded, so a bundle holding one is refused even
    before hashing.
+3. **Signed by the deploy key.** With ``RECBOOK_BUNDLE_KEY`` set, ``export`` and ``update`` write ``manifest.sig`` and
+   the service loads only bundles whose signature matches: write access to the models volume is not enough to serve.
 
 Writes (:mod:`recbook.serve.export`, kept apart: it needs the training stack, loading must not) are atomic: the bundle is written to a temporary folder beside the target and renamed into place, so a
 crash never leaves a half-written version that looks complete.
@@ -88,10 +93,15 @@ def _check_format(rel: str, folder: Path) -> None:
 
 
 def bundle_key(key: str | bytes | None = None) -> bytes | None:
-    """The deploy key bundles are signed with: ``key``, else ``$RECBOOK_BUNDLE_KEY``, else ``None`` (unsigned)."""
+    """The deploy key bundles are signed with: ``key``, else ``$RECBOOK_BUNDLE_KEY``, else ``None`` (unsigned). An empty
+    key is an error, not "unsigned": a Secret whose value went missing must not switch the check off silently."""
+    source = f"${BUNDLE_KEY_ENV}" if key is None else "the signing key"
     key = os.environ.get(BUNDLE_KEY_ENV) if key is None else key
-    if not key:
+    if key is None:
         return None
+    if not key:
+        raise BundleError(f"{source} is set but empty; give the deploy key (e.g. openssl rand -hex 32), or unset it to serve "
+                          "unsigned bundles")
     return key.encode("utf-8") if isinstance(key, str) else bytes(key)
 
 
@@ -118,8 +128,8 @@ def read_manifest(folder: str | os.PathLike, key: str | bytes | None = None) -> 
         if not sig_path.is_file():
             raise BundleError(f"bundle {folder}: no {SIGNATURE}, and this service only loads bundles signed with its deploy key "
                               f"(${BUNDLE_KEY_ENV}); export it with that key set")
-        given = sig_path.read_text(encoding="ascii", errors="replace").strip()
-        if not hmac.compare_digest(given, manifest_signature(raw, secret)):
+        given = sig_path.read_bytes().strip()
+        if not hmac.compare_digest(given, manifest_signature(raw, secret).encode("ascii")):
             raise BundleError(f"bundle {folder}: {SIGNATURE} does not match {MANIFEST} under this service's deploy key — the manifest "
                               "was changed after signing, or it was signed with another key; re-export it with the deploy key")
     try:
@@ -322,10 +332,16 @@ def load_bundle(folder: str | os.PathLike, threads: int | None = None) -> Bundle
     """Verify (every sha256, and the signature where a deploy key is set, before anything is opened) and load a bundle
     from a private copy of the verified bytes; :class:`BundleError` names any problem."""
     folder = Path(folder)
-    staged = Path(tempfile.mkdtemp(prefix="recbook-bundle-"))  # private (0700): the verified copy everything loads from
+    # private (0700): the verified copy everything loads from, in $TMPDIR (the pod's emptyDir in deploy/k8s), removed below
+    staged = Path(tempfile.mkdtemp(prefix="recbook-bundle-"))
     try:
         manifest = verify_bundle(folder, into=staged)  # nothing below runs on an unverified file
         return _load_verified(folder, staged, manifest, threads)
+    except BundleError as exc:  # messages name the bundle, never the private copy
+        raise BundleError(str(exc).replace(str(staged), str(folder))) from None
+    except (OSError, ValueError, KeyError) as exc:  # e.g. a re-ranker, tokenizer or drift.json that verifies but does not load
+        raise BundleError(f"bundle {folder}: its files verify but do not load ({type(exc).__name__}: "
+                          f"{str(exc).replace(str(staged), str(folder))}); re-export it") from None
     finally:
         shutil.rmtree(staged, ignore_errors=True)  # every model is in memory by now
 

@@ -346,8 +346,11 @@ def noisy_neighbour(url: str, light_payloads: list[dict], heavy_payload: dict, l
         with httpx.Client(base_url=url.rstrip("/"), timeout=60) as client:
             while not stop.is_set():
                 started = time.perf_counter()
-                status = client.post(heavy_path, json=heavy_payload, headers={"X-API-Key": heavy_key}).status_code
-                heavy["statuses"][str(status)] += 1
+                try:
+                    status = str(client.post(heavy_path, json=heavy_payload, headers={"X-API-Key": heavy_key}).status_code)
+                except httpx.HTTPError as exc:  # counted, and the heavy key keeps sending: the loaded phase stays loaded
+                    status = type(exc).__name__
+                heavy["statuses"][status] += 1
                 heavy["ms"].append((time.perf_counter() - started) * 1e3)
                 stop.wait(max(0.0, heavy_interval - (time.perf_counter() - started)))
 

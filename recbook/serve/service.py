@@ -191,7 +191,7 @@ class Service:
         The candidates go to the batcher ``settings.rerank_chunk`` at a time, each chunk queued after the previous one
         was answered: requests that arrived meanwhile are ahead of the next chunk, so a heavy request cannot hold a light
         one for longer than one chunk (the heavy one pays for it with more, smaller calls)."""
-        chunk = self.settings.rerank_chunk or len(candidates)
+        chunk = self.settings.rerank_chunk or max(1, len(candidates))
         parts = [candidates[i : i + chunk] for i in range(0, len(candidates), chunk)] or [candidates]
         logits, cpu = [], 0.0
         for part in parts:
