@@ -12,6 +12,8 @@ MISTAKES: dict[str, str] = {
     "00.quick_users": "Typing a number remembered from the text instead of reading `get_profile('quick').n_users`.",
     "00.count_interactions": "Counting users or items instead of the rows of `.interactions`, or generating with other arguments.",
     "00.has_avx2": "Answering with a string (`'yes'`) or the whole feature list instead of `True`/`False` from the report.",
+    "00.threads": "Leaving torch at one thread after the experiment (every later cell then runs single-threaded), or timing "
+                  "both settings under the same thread count.",
     # 01_cross_entropy
     "01.bce": "Putting the minus sign on the first term only — exactly the seed article's §4.1 formula; the loss then "
               "rewards confident mistakes on negatives.",

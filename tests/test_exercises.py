@@ -430,3 +430,28 @@ def test_the_negatives_protocol_check_names_what_is_wrong(answer, hint, capsys):
     assert not exercises.check("02.negatives_protocol", answer())
     assert hint in capsys.readouterr().out
     assert exercises.check("02.negatives_protocol", RIGHT["02.negatives_protocol"]) and "→ higher" in capsys.readouterr().out
+
+
+def _threads_answer(verdict=None, first="1 thread"):
+    table = pd.DataFrame({"median_ms": [1.0, 0.6, 1.0], "speed_up": [1.0, 1.6, 1.0], "low": [np.nan, 1.4, 0.95],
+                          "high": [np.nan, 1.8, 1.05], "verdict": ["baseline", "faster", "within noise"]},
+                         index=[first, "2 threads", f"{first} (again)"])
+    if first != "1 thread":
+        table.loc[first, "verdict"] = "faster"
+    return {"table": table, "threads": 2, "verdict": verdict or "faster"}
+
+
+RIGHT["00.threads"] = _threads_answer()
+WRONG["00.threads"] = _threads_answer(verdict="within noise")
+
+
+@pytest.mark.parametrize("answer,hint", [
+    (lambda: _threads_answer(verdict="slower"), "read the verdict"),
+    (lambda: {"table": _threads_answer()["table"].iloc[:2], "threads": 2, "verdict": "faster"}, "A/A row"),
+    (lambda: _threads_answer(first="2 threads x"), "1-thread run first"),
+    (lambda: {"threads": 2}, "pass a dict"),
+])
+def test_the_threads_check_names_what_is_wrong(answer, hint, capsys):
+    assert not exercises.check("00.threads", answer())
+    assert hint in capsys.readouterr().out
+    assert exercises.check("00.threads", RIGHT["00.threads"]) and "→ faster" in capsys.readouterr().out

@@ -124,6 +124,11 @@ fits = {"hybrid": fit_sequential(ds, warm_split, SequentialConfig(item_features=
 among_cold = evaluate_models({"SASRec-hybrid": SequentialScorer(fits["hybrid"].model, ds.item_ids, cold.cold_history)}, cold_vs_cold,
                              ("sampled",))["sampled"]
 """,
+    "00.threads": """
+import torch
+from recbook.timing import interleaved_ratios
+a32, b32 = torch.randn(64, 64), torch.randn(64, 64)
+""",
     "02.negatives_protocol": """
 from recbook.data import leave_last_out, make_synthetic, sample_negatives
 SEED = 0
@@ -277,6 +282,10 @@ shuffled_scorer = SequentialScorer(sasrec.model, ds.item_ids, shuffled)
 shuffled_res = evaluate_models({"shuffled": shuffled_scorer}, test_set, ("full",))["full"]["shuffled"]
 vs_ordered = paired_comparison(shuffled_res["per_user"]["NDCG@10"], per_user["full"]["SASRec"]["NDCG@10"], ("shuffled", "ordered"))
 answer = {"scorer": shuffled_scorer, "ndcg_full": shuffled_res["NDCG@10"], "significant": vs_ordered.significant}""",
+    "00.threads": """threads = torch.get_num_threads()
+torch.set_num_threads(1)  # * "one thread for a clean measurement" — and never put back
+threads_table = interleaved_ratios({"1 thread": lambda: a32 @ b32, f"{threads} threads": lambda: a32 @ b32}, rounds=5)
+answer = {"table": threads_table, "threads": threads, "verdict": threads_table.loc[f"{threads} threads", "verdict"]}""",
     "02.negatives_protocol": """from recbook import metrics
 from recbook.stats import paired_comparison
 test = split.test[["user_id", "item_id"]]

@@ -34,3 +34,13 @@ if cpuinfo.is_file():
     flags = next((line.split(":", 1)[1].split() for line in cpuinfo.read_text(errors="replace").splitlines()
                   if line.startswith(("flags", "Features"))), [])
     assert answer == ("avx2" in flags), "the CPU flags in /proc/cpuinfo say otherwise"
+
+# %% 00.threads | 2 points
+# Catches: the thread count left at 1 after the experiment (every later cell of the notebook, and of the session, then
+# runs single-threaded), and a table that does not compare 1 thread with the default.
+import torch
+
+left = torch.get_num_threads()
+torch.set_num_threads(int(answer["threads"]))  # put it back whatever happened, then judge
+assert left == int(answer["threads"]), f"torch runs {left} thread(s) after your experiment; restore the default ({answer['threads']})"
+assert list(answer["table"].index[:2]) == ["1 thread", f"{answer['threads']} threads"], list(answer["table"].index)

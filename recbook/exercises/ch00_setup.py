@@ -33,3 +33,30 @@ def _has_avx2(answer):
     if isinstance(answer, bool) and answer == expected:
         return True, f"AVX2 is {'present' if expected else 'absent'} here; int8/bf16 speed-ups depend on such features."
     return False, "look at 'cpu_features' in the environment report (answer True or False)."
+
+
+@_exercise("00.threads", "00_setup",
+           "Time the 512×512 fp32 matmul of section 1 with 1 thread against the default thread count, interleaved "
+           "(interleaved_ratios, 1 thread first), and give the verdict of the default's row: 'faster', 'slower' or 'within noise'.")
+def _threads(answer):
+    import pandas as pd
+
+    if not isinstance(answer, dict) or not {"table", "threads", "verdict"} <= set(answer):
+        return False, "pass a dict with keys table (what interleaved_ratios returned), threads (the default count) and verdict."
+    table = answer["table"]
+    if not isinstance(table, pd.DataFrame) or not {"speed_up", "low", "high", "verdict"} <= set(table.columns) or len(table) != 3:
+        return False, "table must be interleaved_ratios' DataFrame for two callables (1 thread, then the default) plus its A/A row."
+    base, other = table.index[0], table.index[1]
+    if table.loc[base, "verdict"] != "baseline":
+        return False, "the first callable is the baseline: put the 1-thread run first."
+    if answer["verdict"] != table.loc[other, "verdict"]:
+        return False, (f"read the verdict of the {other!r} row: {table.loc[other, 'verdict']!r} (its interval "
+                       f"[{table.loc[other, 'low']:.2f}, {table.loc[other, 'high']:.2f}] against 1).")
+    row = table.loc[other]
+    meaning = {"faster": f"the second thread pays for its synchronisation on a matmul this size ({row['speed_up']:.2f}×)",
+               "slower": f"the threads cost more than they bring here ({row['speed_up']:.2f}×) — small calls are why a server "
+                         "runs one thread per request",
+               "within noise": "no difference is shown: compare the A/A row, which is noise alone"}.get(answer["verdict"], "")
+    if int(answer["threads"]) == 1:
+        meaning = "this machine's default is 1 thread, so both runs are the same setting: the verdict can only be noise"
+    return True, f"{answer['threads']} threads against 1: {row['speed_up']:.2f}× [{row['low']:.2f}, {row['high']:.2f}] → {answer['verdict']}: {meaning}."
