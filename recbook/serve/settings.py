@@ -59,7 +59,7 @@ class ServeSettings:
     # pairs one request hands the batcher at a time: a larger request waits for each chunk's answer before it queues the
     # next, so requests that arrived meanwhile go first and a light request waits for at most one chunk of a heavy one
     # (issue 22, F1: a 200 × 200 /rerank no longer stalls every other key). 0 = the whole request at once
-    rerank_chunk: int = 20  # the default rerank_k, so a default /recommend stays one call (raise it with --rerank-k); the
+    rerank_chunk: int = 20  # the default rerank_k, so a default /recommend stays one call (raise both together); the
     # fairness needs batching on; measured by tools/f1_replay.py
     max_wait_ms: float = 5.0
     cache_size: int = 10_000  # user vectors cached for user_id requests (0 = no cache)
