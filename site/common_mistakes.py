@@ -102,6 +102,8 @@ MISTAKES: dict[str, str] = {
     "11.bucket": "Always returning the largest bucket, or not raising ValueError when no bucket is large enough.",
     "11.needs_scaler": "Answering True for every dtype: only fp16 needs loss scaling; bf16 has fp32's exponent range.",
     "11.best_batch": "Returning the largest batch measured, ignoring the latency budget (and never None).",
+    "11.bucket_cost": "Padding the attention mask with 1, so the model reads the padding and its answers change, or comparing "
+                       "a batch's logits with themselves instead of with the padded batch's.",
     # 12_serving
     "12.hpa_replicas": "ceil(current × utilisation / target) clamped to [min, max] without the ±10 % dead band, so the "
                        "replica count flaps on noise.",

@@ -455,3 +455,29 @@ def test_the_threads_check_names_what_is_wrong(answer, hint, capsys):
     assert not exercises.check("00.threads", answer())
     assert hint in capsys.readouterr().out
     assert exercises.check("00.threads", RIGHT["00.threads"]) and "→ faster" in capsys.readouterr().out
+
+
+def _bucket_answer(verdict=None, length=256, diff=2e-6):
+    import torch
+
+    table = pd.DataFrame({"median_ms": [10.0, 25.0, 10.0], "speed_up": [1.0, 0.4, 1.0], "low": [np.nan, 0.35, 0.95],
+                          "high": [np.nan, 0.45, 1.05], "verdict": ["baseline", "slower", "within noise"]},
+                         index=["unpadded", "padded to 256", "unpadded (again)"])
+    padded = {"input_ids": torch.zeros(2, length, dtype=torch.long), "attention_mask": torch.zeros(2, length, dtype=torch.long)}
+    return {"table": table, "padded": padded, "max_abs_difference": diff, "verdict": verdict or "slower"}
+
+
+RIGHT["11.bucket_cost"] = _bucket_answer()
+WRONG["11.bucket_cost"] = _bucket_answer(verdict="within noise")
+
+
+@pytest.mark.parametrize("answer,hint", [
+    (lambda: _bucket_answer(verdict="faster"), "read the padded row"),
+    (lambda: _bucket_answer(length=128), "pad to the 256 bucket"),
+    (lambda: _bucket_answer(diff=0.3), "padding must be invisible"),
+    (lambda: {"table": _bucket_answer()["table"]}, "pass a dict"),
+])
+def test_the_bucket_cost_check_names_what_is_wrong(answer, hint, capsys):
+    assert not exercises.check("11.bucket_cost", answer())
+    assert hint in capsys.readouterr().out
+    assert exercises.check("11.bucket_cost", RIGHT["11.bucket_cost"]) and "→ slower" in capsys.readouterr().out

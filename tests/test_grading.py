@@ -129,6 +129,19 @@ import torch
 from recbook.timing import interleaved_ratios
 a32, b32 = torch.randn(64, 64), torch.randn(64, 64)
 """,
+    "11.bucket_cost": """
+import torch
+from transformers import BertConfig, BertModel
+from recbook import accel
+from recbook.models.cross_encoder import CrossEncoder
+ROUNDS = 3
+torch.manual_seed(0)
+model = CrossEncoder(BertModel(BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                          intermediate_size=32, max_position_embeddings=300))).eval()
+batch = {"input_ids": torch.randint(1, 100, (4, 20)), "attention_mask": torch.ones(4, 20, dtype=torch.long),
+         "token_type_ids": torch.zeros(4, 20, dtype=torch.long)}
+batch["attention_mask"][0, 15:] = 0
+""",
     "02.negatives_protocol": """
 from recbook.data import leave_last_out, make_synthetic, sample_negatives
 SEED = 0
@@ -286,6 +299,14 @@ answer = {"scorer": shuffled_scorer, "ndcg_full": shuffled_res["NDCG@10"], "sign
 torch.set_num_threads(1)  # * "one thread for a clean measurement" — and never put back
 threads_table = interleaved_ratios({"1 thread": lambda: a32 @ b32, f"{threads} threads": lambda: a32 @ b32}, rounds=5)
 answer = {"table": threads_table, "threads": threads, "verdict": threads_table.loc[f"{threads} threads", "verdict"]}""",
+    "11.bucket_cost": """from recbook.timing import interleaved_ratios
+inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+padded = {k: torch.nn.functional.pad(v, (0, 256 - v.shape[1]), value=1 if k == "attention_mask" else 0) for k, v in inputs.items()}
+with torch.no_grad():  # * the mask padded with 1 (the model reads the padding), and the difference taken of one batch with itself
+    bucket_table = interleaved_ratios({"unpadded": lambda: model(**inputs), "padded to 256": lambda: model(**padded)}, rounds=ROUNDS)
+    max_abs_difference = float((model(**inputs) - model(**inputs)).abs().max())
+answer = {"table": bucket_table, "padded": padded, "max_abs_difference": max_abs_difference,
+          "verdict": bucket_table.loc["padded to 256", "verdict"]}""",
     "02.negatives_protocol": """from recbook import metrics
 from recbook.stats import paired_comparison
 test = split.test[["user_id", "item_id"]]

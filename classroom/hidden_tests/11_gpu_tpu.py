@@ -35,3 +35,16 @@ cases = (({64: 90.0, 1: 5.0, 32: 40.0, 8: 12.0}, 40, 32), ({1: 5.0, 2: 50.0, 4: 
          ({16: 11.0}, 10, None), ({4: 3.0, 16: 9.5, 2: 1.0}, 100, 16))
 for latency, budget, want in cases:
     assert best_batch(dict(latency), budget) == want, f"best_batch({latency}, {budget}) should be {want}"
+
+# %% 11.bucket_cost | 2 points
+# Catches: a padded batch whose attention mask lets the model read the padding (the sum of the mask grew), and a
+# reported logit difference that is not the one between these two batches (e.g. the batch compared with itself).
+import torch
+
+padded = answer["padded"]
+assert int(padded["attention_mask"].sum()) == int(batch["attention_mask"].sum()), "padding must be masked out (attention_mask 0)"
+assert torch.equal(padded["input_ids"][:, : batch["input_ids"].shape[1]], batch["input_ids"]), "pad on the right, keep every token"
+with torch.no_grad():
+    diff = float((model(**{k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}) -
+                  model(**{k: padded[k] for k in ("input_ids", "attention_mask", "token_type_ids")})).abs().max())
+assert abs(diff - float(answer["max_abs_difference"])) < 1e-5, f"the logits of the two batches differ by {diff:.2g}, not {answer['max_abs_difference']}"

@@ -37,3 +37,35 @@ def _best_batch(fn):
         if fn(lat, budget) != want:
             return False, f"with budget {budget} ms expected {want}."
     return True, "the latency budget caps the batch; where throughput still grows with the batch (check your sweep), the largest batch that fits is the best."
+
+
+@_exercise("11.bucket_cost", "11_gpu_tpu",
+           "Pad the measured batch to the 256-token bucket, time the cross-encoder on it against the unpadded batch "
+           "(interleaved, unpadded first), report the largest logit difference, and the padded row's verdict.")
+def _bucket_cost(answer):
+    import pandas as pd
+
+    if not isinstance(answer, dict) or not {"table", "padded", "max_abs_difference", "verdict"} <= set(answer):
+        return False, "pass a dict with keys table, padded (the padded batch), max_abs_difference and verdict."
+    table = answer["table"]
+    if not isinstance(table, pd.DataFrame) or not {"speed_up", "low", "high", "verdict"} <= set(table.columns) or len(table) != 3:
+        return False, "table must be interleaved_ratios' DataFrame for two callables (unpadded, then padded) plus its A/A row."
+    if table.iloc[0]["verdict"] != "baseline":
+        return False, "the first callable is the baseline: time the unpadded batch first."
+    length = int(answer["padded"]["input_ids"].shape[1])
+    if length != 256:
+        return False, f"the padded batch has {length} tokens per pair; pad to the 256 bucket: accel.pad_to_bucket(batch, (256,))."
+    diff = float(answer["max_abs_difference"])
+    if not diff < 1e-3:
+        return False, (f"the logits moved by {diff:.2g}: padding must be invisible to the model — pad attention_mask with 0 "
+                       "(pad_to_bucket does), and compare the logits of the same pairs.")
+    row = table.iloc[1]
+    if answer["verdict"] != row["verdict"]:
+        return False, f"read the padded row's verdict: {row['verdict']!r} (its interval [{row['low']:.2f}, {row['high']:.2f}])."
+    cost = 1 / row["speed_up"] if row["speed_up"] > 0 else float("nan")
+    meaning = {"slower": f"the padded batch costs {cost:.1f}× the time for the same answers (largest logit difference {diff:.1g}): "
+                         "a bucket buys fewer distinct shapes — one compilation each on XLA or with torch.compile — with "
+                         "compute, so choose buckets close to the lengths you see",
+               "faster": "padding came out faster here, which the extra tokens do not explain: re-run with more rounds",
+               "within noise": "no cost is shown at this size: compare the A/A row"}.get(answer["verdict"], "")
+    return True, f"padded to 256: {row['speed_up']:.2f}× [{row['low']:.2f}, {row['high']:.2f}] → {answer['verdict']}: {meaning}."
