@@ -480,7 +480,7 @@ def seeds_table(results: list[ContinualResult], metric: str = "NDCG@10", referen
         per_seed = [r.served_after_update(name, from_window)[metric] for r in results]
         if any(v.empty for v in per_seed):
             raise ValueError(f"no window >= from_window={from_window} was served; there are {results[0].n_windows} windows")
-        values = pooled_next_window(results, name, metric, from_window)
+        values = _over_seeds(per_seed)
         est = mean_ci(values, n_boot=n_boot, seed=seed)
         means = np.array([v.mean() for v in per_seed])
         row = {"strategy": name, metric: est.mean, "ci_low": est.low, "ci_high": est.high, "units": est.n, "seeds": len(results),
@@ -492,7 +492,7 @@ def seeds_table(results: list[ContinualResult], metric: str = "NDCG@10", referen
             row.update({f"÷ {reference}": ratio.mean, "ratio_low": ratio.low, "ratio_high": ratio.high})
         forgetting = [r.forgetting(name, metric) for r in results]
         if all(len(f) for f in forgetting):
-            f = mean_ci(pooled_forgetting(results, name, metric), n_boot=n_boot, seed=seed)
+            f = mean_ci(_over_seeds(forgetting), n_boot=n_boot, seed=seed)
             f_means = np.array([x.mean() for x in forgetting])
             row.update(forgetting=f.mean, forgetting_low=f.low, forgetting_high=f.high,
                        forgetting_seed_sd=float(f_means.std(ddof=1)) if len(f_means) > 1 else 0.0)

@@ -39,16 +39,15 @@ def _has_avx2(answer):
            "Time the 512×512 fp32 matmul of section 1 with 1 thread against the default thread count, interleaved "
            "(interleaved_ratios, 1 thread first), and give the verdict of the default's row: 'faster', 'slower' or 'within noise'.")
 def _threads(answer):
-    import pandas as pd
+    from .common import _dict_with, _ratios_table
 
-    if not isinstance(answer, dict) or not {"table", "threads", "verdict"} <= set(answer):
-        return False, "pass a dict with keys table (what interleaved_ratios returned), threads (the default count) and verdict."
+    hint = _dict_with(answer, ("table", "threads", "verdict"),
+                      "table (what interleaved_ratios returned), threads (the default count) and verdict")
+    hint = hint or _ratios_table(answer["table"], "1 thread, then the default", "put the 1-thread run first")
+    if hint:
+        return False, hint
     table = answer["table"]
-    if not isinstance(table, pd.DataFrame) or not {"speed_up", "low", "high", "verdict"} <= set(table.columns) or len(table) != 3:
-        return False, "table must be interleaved_ratios' DataFrame for two callables (1 thread, then the default) plus its A/A row."
-    base, other = table.index[0], table.index[1]
-    if table.loc[base, "verdict"] != "baseline":
-        return False, "the first callable is the baseline: put the 1-thread run first."
+    other = table.index[1]
     if answer["verdict"] != table.loc[other, "verdict"]:
         return False, (f"read the verdict of the {other!r} row: {table.loc[other, 'verdict']!r} (its interval "
                        f"[{table.loc[other, 'low']:.2f}, {table.loc[other, 'high']:.2f}] against 1).")

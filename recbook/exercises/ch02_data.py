@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .common import _toy_interactions
+from .common import _dict_with, _toy_interactions
 from .core import _close, _exercise
 
 
@@ -59,8 +59,10 @@ def _negatives_protocol(answer):
 
     from ..stats import interval_verdict, paired_comparison
 
-    if not isinstance(answer, dict) or not {"negatives", "per_user_auc", "diff_low", "diff_high", "verdict"} <= set(answer):
-        return False, "pass a dict with keys negatives, per_user_auc (each {'uniform': …, 'popularity': …}), diff_low, diff_high, verdict."
+    hint = _dict_with(answer, ("negatives", "per_user_auc", "diff_low", "diff_high", "verdict"),
+                      "negatives, per_user_auc (each {'uniform': …, 'popularity': …}), diff_low, diff_high, verdict")
+    if hint:
+        return False, hint
     for key in ("negatives", "per_user_auc"):
         if not isinstance(answer[key], dict) or set(answer[key]) != {"uniform", "popularity"}:
             return False, f"answer[{key!r}] must map 'uniform' and 'popularity' to your two runs."

@@ -47,9 +47,11 @@ def _combined_ratio(fn):
            "verdict by the rule of section 4.")
 def _student_window(answer):
     from ..compress.request import MIN_OVERLAP, verdict
+    from .common import _dict_with
 
-    if not isinstance(answer, dict) or not {"records", "cheaper", "ndcg10_diff_low", "verdict"} <= set(answer):
-        return False, "pass a dict with keys records, cheaper, ndcg10_diff_low and verdict."
+    hint = _dict_with(answer, ("records", "cheaper", "ndcg10_diff_low", "verdict"), "records, cheaper, ndcg10_diff_low and verdict")
+    if hint:
+        return False, hint
     by_name = {r.get("variant"): r for r in answer["records"] if isinstance(r, dict)}
     missing = [n for n in ("fp32", "mlp-student-last10", "mlp-student-last5") if n not in by_name]
     if missing:

@@ -43,15 +43,14 @@ def _best_batch(fn):
            "Pad the measured batch to the 256-token bucket, time the cross-encoder on it against the unpadded batch "
            "(interleaved, unpadded first), report the largest logit difference, and the padded row's verdict.")
 def _bucket_cost(answer):
-    import pandas as pd
+    from .common import _dict_with, _ratios_table
 
-    if not isinstance(answer, dict) or not {"table", "padded", "max_abs_difference", "verdict"} <= set(answer):
-        return False, "pass a dict with keys table, padded (the padded batch), max_abs_difference and verdict."
+    hint = _dict_with(answer, ("table", "padded", "max_abs_difference", "verdict"),
+                      "table, padded (the padded batch), max_abs_difference and verdict")
+    hint = hint or _ratios_table(answer["table"], "unpadded, then padded", "time the unpadded batch first")
+    if hint:
+        return False, hint
     table = answer["table"]
-    if not isinstance(table, pd.DataFrame) or not {"speed_up", "low", "high", "verdict"} <= set(table.columns) or len(table) != 3:
-        return False, "table must be interleaved_ratios' DataFrame for two callables (unpadded, then padded) plus its A/A row."
-    if table.iloc[0]["verdict"] != "baseline":
-        return False, "the first callable is the baseline: time the unpadded batch first."
     length = int(answer["padded"]["input_ids"].shape[1])
     if length != 256:
         return False, f"the padded batch has {length} tokens per pair; pad to the 256 bucket: accel.pad_to_bucket(batch, (256,))."

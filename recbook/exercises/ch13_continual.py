@@ -72,9 +72,11 @@ def _update_due(fn):
            "forget 'more', 'less' or whether the difference is 'not shown'.")
 def _epochs_forgetting(answer):
     from ..stats import interval_verdict, paired_comparison
+    from .common import _dict_with
 
-    if not isinstance(answer, dict) or not {"results", "diff_low", "diff_high", "verdict"} <= set(answer):
-        return False, "pass a dict with keys results ({1: result, 8: result}), diff_low, diff_high and verdict."
+    hint = _dict_with(answer, ("results", "diff_low", "diff_high", "verdict"), "results ({1: result, 8: result}), diff_low, diff_high and verdict")
+    if hint:
+        return False, hint
     runs = answer["results"]
     if not isinstance(runs, dict) or set(runs) != {1, 8}:
         return False, "results must map the epochs, 1 and 8, to what run_strategies returned for each."

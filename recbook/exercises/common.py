@@ -18,6 +18,25 @@ def _lacks(answer, keys) -> str | None:
     return f"the answer dict lacks {missing[0]!r}." if missing else None
 
 
+def _dict_with(answer, keys, described: str | None = None) -> str | None:
+    """Experiment exercises hand in a dict: the hint when ``answer`` is not one holding every key of ``keys`` (None
+    when it is). ``described`` replaces the plain list of keys in the hint (e.g. to say what a key holds)."""
+    if isinstance(answer, dict) and set(keys) <= set(answer):
+        return None
+    return f"pass a dict with keys {described or ', '.join(keys)}."
+
+
+def _ratios_table(table, callables: str, first: str) -> str | None:
+    """The hint when ``table`` is not :func:`recbook.timing.interleaved_ratios`' DataFrame for two callables
+    (``callables`` says which, baseline first) plus its A/A row, or when its baseline is not first (``first`` says how
+    to fix that); None when it is."""
+    if not isinstance(table, pd.DataFrame) or not {"speed_up", "low", "high", "verdict"} <= set(table.columns) or len(table) != 3:
+        return f"table must be interleaved_ratios' DataFrame for two callables ({callables}) plus its A/A row."
+    if table.iloc[0]["verdict"] != "baseline":
+        return f"the first callable is the baseline: {first}."
+    return None
+
+
 def _rescored_comparison(answer, what: str, names: tuple[str, str]):
     """Experiment exercises: re-score the learner's ``answer["scorer"]`` under full ranking, check the NDCG@10 and the
     "does the paired interval exclude zero?" they report. Returns ``(hint, None)`` on a mistake, ``(None, comparison)``."""
