@@ -128,12 +128,18 @@ def test_the_server_refuses_huge_headers_and_a_multi_worker_reload(bundles, tmp_
 @pytest.mark.slow
 def test_a_burst_at_four_times_capacity_is_shed_cleanly(bundles, tmp_path):
     """Issue 22's burst target, on a real service process (loopback, bounded): capacity measured first (one request
-    at a time), then an open-loop burst at 4× that rate with a small in-flight cap. Every answer is 200, 429 or 503,
-    every refusal says when to retry, some of the burst is shed, and the service still answers after it."""
+    at a time), then an open-loop burst at 4× that rate with the in-flight cap sized to the cores (one request per
+    usable CPU). Every answer is 200, 429 or 503, every refusal says when to retry, some of the burst is shed, the
+    requests it accepts are answered within 2× the quiet p99, and the service still answers after it.
+
+    The cap's size is the lesson: CPU-bound requests gain nothing from running more of them than there are cores,
+    they only wait longer. Measured on 2 cores: a cap of 2 kept the burst's accepted p99 at 0.66× the quiet p99
+    (41 against 62 ms); a cap of 4 let it reach 4.4× (330 against 75 ms)."""
     from recbook.serve.loadtest import run_loadtest
 
     payloads = [{"user_id": USER_OFFSET + i, "k": 10} for i in range(1, 6)]  # users the bundle knows; retrieval + re-ranking: the model is the cost
-    env = service_env(RECBOOK_MAX_INFLIGHT="4")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    env = service_env(RECBOOK_MAX_INFLIGHT=str(max(2, cores)))
     with ServiceProcess(bundles["v1"], log_path=tmp_path / "log.txt", env=env) as service:
         service.wait_ready(timeout=120)
         closed = run_loadtest(service.url, rps=1000, duration=3, concurrency=1, payloads=payloads, api_key=API_KEY)
@@ -150,6 +156,4 @@ def test_a_burst_at_four_times_capacity_is_shed_cleanly(bundles, tmp_path):
     assert set(burst["status_counts"]) <= {"200", "429", "503"}, burst["status_counts"]
     assert burst["status_counts"].get("503", 0) > 0  # the burst was over capacity: some of it was shed
     assert burst["refused_without_retry_after"] == 0
-    # Not asserted: the issue's "accepted p99 within 2x of the quiet p99". Measured here it is far above (quiet 63 ms,
-    # burst 4.9 s): the load generator and the server share two cores, and requests queue before the app's in-flight
-    # gate (connections waiting on a saturated event loop), which the cap cannot see. The printed line reports it.
+    assert burst["accepted_p99_ms"] <= 2 * quiet["accepted_p99_ms"], (burst["accepted_p99_ms"], quiet["accepted_p99_ms"])

@@ -46,7 +46,8 @@ class ServeSettings:
     rate_limit_storage: str | None = None  # None: per-process buckets; redis://127.0.0.1:6379/0: shared by every replica
     auth_fail_rate: float = 2.0  # failed authentications per second allowed per client address (then 429)
     auth_fail_burst: float = 20.0
-    max_inflight: int = 64  # requests being answered at once (model routes); beyond: 503 + Retry-After, /readyz 503; 0 = no cap
+    max_inflight: int = 64  # requests being answered at once (model routes); beyond: 503 + Retry-After, /readyz 503; 0 = no cap.
+    # Size it to the cores for CPU-bound models (the burst test: 2 on 2 cores held the p99, 4 did not)
     max_queue: int = 256  # re-ranker requests waiting for a batch; beyond: 503 + Retry-After
     models_root: str | None = None  # /admin/reload only loads bundles under this folder (default: the first bundle's parent)
     drift_window: int = 5000  # items of live request histories compared with the bundle's (0: no live drift gauges)
