@@ -20,6 +20,7 @@ request re-reads a stored history, which is the reference itself.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections import deque
 
@@ -66,16 +67,53 @@ class LiveDrift:
         ref_lengths = np.bincount([length_bin(x) for x in np.asarray(reference_lengths, dtype=np.int64)], minlength=len(LENGTH_BINS) - 1)
         self.ref_items, self.ref_lengths = _shares(ref_items, eps), _shares(ref_lengths, eps)
         rng = np.random.default_rng(seed)
-        null_items = [_psi(self.ref_items, _shares(counts, eps)) for counts in self._null_windows(reference_rows, reference_lengths, draws, rng)]
-        null_lengths = [_psi(self.ref_lengths, _shares(rng.multinomial(self.request_window, self.ref_lengths), eps)) for _ in range(draws)]
+        # The null: PSI between a bootstrap copy of the reference and a window drawn from it. Live traffic comes from
+        # other users than the reference's, so both sides carry sampling error; comparing windows with the reference
+        # itself would leave the reference's own out and alarm too often (tests/test_drift_power.py).
+        boot_items, boot_lengths = self._bootstrap_references(reference_rows, reference_lengths, draws, rng)
+        null_items = [_psi(_shares(ref, eps), _shares(counts, eps))
+                      for ref, counts in zip(boot_items, self._null_windows(reference_rows, reference_lengths, draws, rng))]
+        null_lengths = [_psi(_shares(ref, eps), _shares(rng.multinomial(self.request_window, self.ref_lengths), eps)) for ref in boot_lengths]
         self.thresholds = {"item_popularity": float(np.quantile(null_items, quantile) * margin),
                            "history_length": float(np.quantile(null_lengths, quantile) * margin)}
+        self._empty_windows()
+
+    def _empty_windows(self) -> None:
         self._items: deque = deque()
         self._item_counts = np.zeros(self.n_items, dtype=np.int64)
         self._n_items_in = 0
         self._lengths: deque = deque(maxlen=self.request_window)
         self._length_counts = np.zeros(len(LENGTH_BINS) - 1, dtype=np.int64)
         self._lock = threading.Lock()
+
+    def fresh(self) -> "LiveDrift":
+        """A copy with the same reference and thresholds and empty windows (no re-calibration): what a new process
+        serving the same bundle starts with, and what :func:`recbook.serve.drift_power.power_curve` replays traffic into."""
+        twin = copy.copy(self)
+        twin._empty_windows()
+        return twin
+
+    def window_item_counts(self) -> np.ndarray:
+        """How often each catalogue row is in the live item window (a copy)."""
+        with self._lock:
+            return self._item_counts.copy()
+
+    def _bootstrap_references(self, rows, lengths, draws: int, rng):
+        """Item and length counts of ``draws`` bootstrap copies of the reference: its histories resampled with
+        replacement (each history's items stay together), or its items when no history structure is given."""
+        rows, lengths = np.asarray(rows, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
+        bins = np.array([length_bin(x) for x in lengths], dtype=np.int64)
+        structured = lengths.sum() == len(rows) and (lengths > 0).any()
+        items, lens = [], []
+        for _ in range(draws):
+            if structured:
+                weights = rng.multinomial(len(lengths), np.full(len(lengths), 1.0 / len(lengths)))
+                items.append(np.bincount(rows, weights=np.repeat(weights, lengths), minlength=self.n_items)[: self.n_items])
+                lens.append(np.bincount(bins, weights=weights, minlength=len(LENGTH_BINS) - 1))
+            else:
+                items.append(np.bincount(rng.choice(rows, len(rows)), minlength=self.n_items)[: self.n_items] if len(rows) else np.ones(self.n_items))
+                lens.append(np.bincount(rng.choice(bins, len(bins)), minlength=len(LENGTH_BINS) - 1) if len(bins) else np.ones(len(LENGTH_BINS) - 1))
+        return items, lens
 
     def _null_windows(self, rows, lengths, draws: int, rng):
         """Item counts of ``draws`` windows of the reference itself, filled as the live window is: whole histories drawn
