@@ -121,6 +121,10 @@ REFERENCES: dict[str, Reference] = {
                               "https://arxiv.org/abs/1706.08840", "backward transfer measured on held-out data of every earlier task"),
     "chaudhry2018": Reference("Chaudhry et al.", 2018, "Riemannian Walk for Incremental Learning: Understanding Forgetting and Intransigence",
                               "ECCV 2018", "https://arxiv.org/abs/1801.10112", "forgetting and intransigence, measured on held-out data of the earlier tasks"),
+    "frantar2023": Reference("Frantar et al.", 2023, "GPTQ: Accurate Post-Training Quantization for Generative Pre-trained Transformers",
+                             "ICLR 2023", "https://arxiv.org/abs/2210.17323", "4-bit weights that keep quality: per-group scales and error-correcting rounding (exercise 08.weight_bits)"),
+    "rabanser2019": Reference("Rabanser et al.", 2019, "Failing Loudly: An Empirical Study of Methods for Detecting Dataset Shift",
+                              "NeurIPS 2019", "https://arxiv.org/abs/1810.11953", "drift tests compared by their power over shift sizes, with false alarms held fixed (section 13.3b)"),
     "vitter1985": Reference("Vitter", 1985, "Random Sampling with a Reservoir", "ACM Transactions on Mathematical Software 11(1)",
                             "https://doi.org/10.1145/3147.3165", "Algorithm R, the replay buffer's sampler (exercise 13.reservoir)"),
 }
@@ -143,10 +147,10 @@ CHAPTER_READING: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "05_peft": (("hu2021", "zhang2023", "liu2022", "li2021", "houlsby2019"), ()),
     "06_pruning": (("sanh2020",), ("michel2019", "han2016")),
     "07_distillation": (("sanh2019", "jiao2020"), ("hinton2015", "wang2020")),
-    "08_quantization": ((), ("jacob2018", "kalamkar2019")),
+    "08_quantization": ((), ("jacob2018", "kalamkar2019", "frantar2023")),
     "09_compression_pareto": ((), ("han2016",)),
     "10_distributed": ((), ("li2020", "zhao2023", "rajbhandari2020", "shoeybi2019")),
     "11_gpu_tpu": ((), ("micikevicius2018", "kalamkar2019", "dao2022")),
     "12_serving": ((), ("covington2016", "malkov2020", "johnson2019")),
-    "13_continual": (("meng2020", "sun2023", "ji2023", "kirkpatrick2017", "lopezpaz2017", "chaudhry2018"), ("vitter1985", "hu2021")),
+    "13_continual": (("meng2020", "sun2023", "ji2023", "kirkpatrick2017", "lopezpaz2017", "chaudhry2018"), ("vitter1985", "hu2021", "rabanser2019")),
 }
