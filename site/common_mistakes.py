@@ -85,6 +85,8 @@ MISTAKES: dict[str, str] = {
                            "asymmetric range.",
     "08.int8_dot": "Subtracting and multiplying in uint8/int8: the arithmetic wraps around; convert to int32 first.",
     "08.int8_mb": "Counting 4 bytes per weight (fp32) instead of 1, or forgetting the fp32 scales.",
+    "08.weight_bits": "One scale for the whole weight matrix (per-tensor): a row with small weights then rounds to a few "
+                      "levels or to zero, and the 4-bit model loses far more than the bits explain. Scale each output row.",
     # 09_compression_pareto
     "09.dominates": "Comparing quality only: a point dominates when it is at least as good on both quality and cost and "
                     "strictly better on one.",
@@ -110,6 +112,8 @@ MISTAKES: dict[str, str] = {
     "12.percentile": "The nearest-rank percentile (sorted value at index ⌊n·q/100⌋) instead of NumPy's linear interpolation "
                      "at rank (n − 1)·q/100.",
     "12.token_bucket": "Letting every request through (never refusing), or refilling beyond the burst.",
+    "12.burst_sustained": "Reusing one bucket for the three bursts: the next run starts with the tokens (and the clock) the "
+                          "last one left, so its count says nothing about its own burst. Make a fresh bucket per run.",
     # 13_continual
     "13.psi": "Computing PSI on raw counts (with +1 smoothing) instead of on shares floored at 1e-4 and renormalised.",
     "13.reservoir": "Keeping the newest `capacity` items instead of Algorithm R: old and new items must be equally likely "

@@ -1,4 +1,7 @@
 import os
+import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -63,3 +66,33 @@ def tiny_cross_encoder(tiny_backbone):
     from helpers import tiny_cross_encoder_from
 
     return tiny_cross_encoder_from(tiny_backbone).train()
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    """A Redis server of our own (Debian's redis-server), on a free loopback port, stopped after the module."""
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server is not installed (Debian/Ubuntu: apt-get install redis-server; make setup does it as root)")
+    from recbook.serve.process import free_port
+
+    port = free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen([server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+                             "--dir", str(folder), "--protected-mode", "yes"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=port)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert proc.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)

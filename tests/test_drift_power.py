@@ -93,6 +93,7 @@ def test_power_curve_rises_with_the_drift_and_the_textbook_lines_fire_on_noise()
     matched = curve[curve["share"] == 0.0]["matched_rate"]
     assert matched.max() <= 0.05  # every test's threshold moved to its own null 99th percentile
     assert smallest_detected_share(curve) in (0.5, 1.0)
+    assert set(curve.attrs["thresholds"]) == {"item_popularity", "history_length"}
     assert smallest_detected_share(curve, power=1.01) is None
 
 

@@ -481,3 +481,87 @@ def test_the_bucket_cost_check_names_what_is_wrong(answer, hint, capsys):
     assert not exercises.check("11.bucket_cost", answer())
     assert hint in capsys.readouterr().out
     assert exercises.check("11.bucket_cost", RIGHT["11.bucket_cost"]) and "→ slower" in capsys.readouterr().out
+
+
+def _weight_bits_answer(bits_used=None, verdict=None):
+    """08.weight_bits on a tiny stand-in: an embedding and two Linear layers whose rows span two decades of range;
+    "per-user AUC" is a squashed score of the model's output, paired with the fp32 model's."""
+    import copy
+
+    import torch
+
+    from recbook.compress.quantize import choose_qparams, dequantize, quantize
+    from recbook.stats import paired_comparison
+
+    torch.manual_seed(0)
+    teacher = torch.nn.Sequential(torch.nn.Embedding(30, 64), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8))
+    tokens = torch.randint(0, 30, (40,))
+
+    def measure(model):
+        with torch.no_grad():
+            return {"warm": pd.DataFrame({"AUC": torch.sigmoid(model(tokens).sum(dim=1)).numpy()})}
+
+    reference = measure(teacher)
+    answer = {"models": {}, "per_user": {}, "reference": reference, "diff_low": {}, "diff_high": {}, "verdict": {}}
+    for bits in (8, 4):
+        model = copy.deepcopy(teacher)
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, torch.nn.Linear):
+                    qp = choose_qparams(m.weight, bits=bits_used or bits, per_channel=True, axis=0)
+                    m.weight.copy_(dequantize(quantize(m.weight, qp), qp))
+        answer["models"][bits], answer["per_user"][bits] = model, measure(model)
+        c = paired_comparison(answer["per_user"][bits]["warm"]["AUC"], reference["warm"]["AUC"])
+        answer["diff_low"][bits], answer["diff_high"][bits] = c.diff.low, c.diff.high
+        answer["verdict"][bits] = verdict or ("lower" if c.diff.high < 0 else "higher" if c.diff.low > 0 else "not shown")
+    return answer
+
+
+RIGHT["08.weight_bits"] = _weight_bits_answer()
+WRONG["08.weight_bits"] = _weight_bits_answer(bits_used=8)  # 8 bits for both: a "4-bit" row keeps up to 256 levels
+
+
+@pytest.mark.parametrize("answer,hint", [
+    (lambda: _weight_bits_answer(bits_used=8), "more than 2**4"),
+    (lambda: {**_weight_bits_answer(), "verdict": {8: "higher", 4: "higher"}}, "says"),
+    (lambda: {**_weight_bits_answer(), "diff_low": {8: -1.0, 4: -1.0}}, "paired_comparison(variant, fp32)"),
+    (lambda: {**_weight_bits_answer(), "models": {8: None}}, "keys 8 and 4"),
+    (lambda: {"models": {}}, "pass a dict"),
+])
+def test_the_weight_bits_check_names_what_is_wrong(answer, hint, capsys):
+    assert not exercises.check("08.weight_bits", answer())
+    assert hint in capsys.readouterr().out
+    assert exercises.check("08.weight_bits", RIGHT["08.weight_bits"]) and "16 per row" in capsys.readouterr().out
+
+
+def _burst_answer(verdict=None, fresh=True):
+    from recbook.serve.security import TokenBucket
+
+    rng = np.random.default_rng(0)
+    arrivals = np.cumsum(rng.exponential(1 / 3, size=400))
+    arrivals = arrivals[arrivals < 60].tolist()
+    accepted, sustained = {}, {}
+    for burst in (1, 10, 50):
+        times = iter([0.0, *arrivals])
+        bucket = TokenBucket(1.0, burst, clock=lambda: next(times))
+        accepted[burst] = sum(bucket.take() == 0.0 for _ in arrivals)
+        sustained[burst] = (accepted[burst] - burst) / 60
+    auto = "no" if all(abs(s - 1.0) <= 0.1 for s in sustained.values()) else "yes"
+    return {"arrivals": arrivals, "accepted": accepted, "sustained": sustained, "verdict": verdict or auto}
+
+
+RIGHT["12.burst_sustained"] = _burst_answer()
+WRONG["12.burst_sustained"] = _burst_answer(verdict="no")
+
+
+@pytest.mark.parametrize("answer,hint", [
+    (lambda: {**_burst_answer(), "sustained": {b: a / 60 for b, a in _burst_answer()["accepted"].items()}}, "(accepted − burst) / 60"),
+    (lambda: {**_burst_answer(), "arrivals": np.arange(0, 60, 0.1).tolist()}, "rng.exponential(1 / 3)"),
+    (lambda: {**_burst_answer(), "arrivals": [3.0, 2.0]}, "increasing times"),
+    (lambda: {**_burst_answer(), "accepted": {1: 60, 10: 70}}, "keys 1, 10 and 50"),
+    (lambda: _burst_answer(verdict="no"), "so the verdict is 'yes'"),
+])
+def test_the_burst_check_names_what_is_wrong(answer, hint, capsys):
+    assert not exercises.check("12.burst_sustained", answer())
+    assert hint in capsys.readouterr().out
+    assert exercises.check("12.burst_sustained", RIGHT["12.burst_sustained"]) and "sustained only 0.75/s" in capsys.readouterr().out

@@ -175,6 +175,26 @@ lm = create("sasrec", profile, epochs=2, dim=16, layers=1, heads=1, patience=Non
 run = workdir / "run"
 save_fitted(Fitted("sasrec", lm, None, 0.0), run / "checkpoint", run_record("synthetic", "sasrec", profile, SEED, ds))
 """,
+    "08.weight_bits": """
+import copy
+from recbook.compress.quantize import choose_qparams, dequantize, quantize
+from recbook.stats import paired_comparison
+torch.manual_seed(0)
+teacher = torch.nn.Sequential(torch.nn.Embedding(30, 64), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8))
+with torch.no_grad():  # rows of very different ranges, as in a trained BERT
+    for layer in (teacher[1], teacher[3]):
+        layer.weight.mul_(torch.logspace(-2, 0, layer.weight.shape[0]).unsqueeze(1))
+class _Bench:  # stands in for the catalogue bench: a per-user "AUC" from the model's outputs
+    tokens = torch.randint(0, 30, (40,))
+    def measure(self, model):
+        with torch.no_grad():
+            return {"warm": pd.DataFrame({"AUC": torch.sigmoid(model(self.tokens).sum(dim=1)).numpy()})}
+bench = _Bench()
+fp32_users = bench.measure(teacher)
+""",
+    "12.burst_sustained": """
+SEED = 0
+""",
 }
 # What the notebooks have imported by the time of their exercises (the answer cells use these names).
 PRELUDE = """
@@ -241,6 +261,33 @@ MUTANTS = {
     "08.scale_zero_point": "def scale_zero_point(lo, hi):\n    scale = (hi - lo) / 255\n    return scale, int(-lo / scale)",
     "08.int8_dot": "def int8_dot(qa, qb, za, sa, sb):\n    return float(sa * sb * ((qa - za) * qb).sum())",
     "08.int8_mb": "def int8_model_mb(n_params):\n    return n_params / 1e6",
+    "12.burst_sustained": """from recbook.serve.security import TokenBucket
+rng = np.random.default_rng(SEED)
+arrivals = np.cumsum(rng.exponential(1 / 3, size=400))
+arrivals = arrivals[arrivals < 60].tolist()
+times = iter([0.0] + arrivals + arrivals + arrivals)
+bucket = TokenBucket(1.0, 1, clock=lambda: next(times))
+accepted, sustained = {}, {}
+for burst in (1, 10, 50):  # * one bucket for all three runs: it starts the next run empty, and at the old clock
+    bucket.burst = float(burst)
+    accepted[burst] = sum(bucket.take() == 0.0 for _ in arrivals)
+    sustained[burst] = (accepted[burst] - burst) / 60
+verdict = "no" if all(abs(s - 1.0) <= 0.1 for s in sustained.values()) else "yes"
+answer = {"arrivals": arrivals, "accepted": accepted, "sustained": sustained, "verdict": verdict}""",
+    "08.weight_bits": """models, per_user, diff_low, diff_high, bits_verdict = {}, {}, {}, {}, {}
+for bits in (8, 4):
+    model = copy.deepcopy(teacher)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                qp = choose_qparams(module.weight, bits=bits)  # * one scale for the whole matrix (per-tensor)
+                module.weight.copy_(dequantize(quantize(module.weight, qp), qp))
+    models[bits], per_user[bits] = model, bench.measure(model)
+    c = paired_comparison(per_user[bits]["warm"]["AUC"], fp32_users["warm"]["AUC"])
+    diff_low[bits], diff_high[bits] = c.diff.low, c.diff.high
+    bits_verdict[bits] = "lower" if c.diff.high < 0 else "higher" if c.diff.low > 0 else "not shown"
+answer = {"models": models, "per_user": per_user, "reference": fp32_users, "diff_low": diff_low, "diff_high": diff_high,
+          "verdict": bits_verdict}""",
     "09.dominates": "def dominates(a, b):\n    return a[0] > b[0] or a[1] < b[1]",
     "09.front": ("def front(points):\n    best, out = -float('inf'), set()\n"
                  "    for name, (q, c) in sorted(points.items(), key=lambda kv: (kv[1][1], -kv[1][0])):\n"

@@ -4,8 +4,6 @@ as it was before these limits (issue 22: F1–F7)."""
 
 import asyncio
 import json
-import shutil
-import subprocess
 import threading
 import time
 
@@ -200,32 +198,7 @@ def test_settings_from_env_read_the_new_variables():
 
 
 # ------------------------------------------------------------------ shared limits in a real Redis
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    """A Redis server of our own (Debian's redis-server), on a free loopback port, stopped after the module."""
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.skip("redis-server is not installed (Debian/Ubuntu: apt-get install redis-server; make setup does it as root)")
-    port = free_port()
-    folder = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen([server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-                             "--dir", str(folder), "--protected-mode", "yes"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    try:
-        import redis
-
-        client = redis.Redis(host="127.0.0.1", port=port)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert proc.poll() is None and time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+# the redis_url fixture (a redis-server of the tests' own on a free loopback port) is in conftest.py
 
 
 def test_two_service_processes_share_one_limit_through_redis(bundles, catalogue, redis_url):

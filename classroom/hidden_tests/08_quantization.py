@@ -46,3 +46,21 @@ import numpy as np
 for n in (0, 1, 768, 1000):
     want = (n + 4 * n / 384) / 1e6
     assert np.isclose(float(int8_model_mb(n)), want, rtol=1e-9, atol=1e-12), f"int8_model_mb({n}) should be {want:.9f}"
+
+# %% 08.weight_bits | 2 points
+# Catches: one scale for the whole matrix (per-tensor) instead of one per output row — each row's largest weight must
+# come back within one of its own steps — and a model that changed more than the Linear weights.
+import torch
+
+for bits in (8, 4):
+    learner = dict(answer["models"][bits].named_modules())
+    for name, m in teacher.named_modules():
+        if isinstance(m, torch.nn.Linear):
+            w, q = m.weight.detach(), learner[name].weight.detach()
+            step = w.abs().amax(dim=1) / (2 ** bits - 1) * 2  # one step of a per-row symmetric grid
+            assert ((q.abs().amax(dim=1) - w.abs().amax(dim=1)).abs() <= step + 1e-7).all(), \
+                f"{name} at {bits} bits: a row's largest weight moved by more than its own step: use one scale per output row"
+            if m.bias is not None:
+                assert torch.equal(m.bias, learner[name].bias), f"{name}: quantize the weights only, keep the bias"
+        elif isinstance(m, torch.nn.Embedding):
+            assert torch.equal(m.weight, learner[name].weight), f"{name}: the embeddings are not part of this experiment"

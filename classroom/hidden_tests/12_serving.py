@@ -55,3 +55,14 @@ for arrivals, rate, burst in cases:
     got = [bool(x) for x in token_bucket(list(arrivals), rate, burst)]
     assert got == want, f"arrivals {arrivals}, rate {rate}/s, burst {burst}: expected {want}, got {got}"
 assert list(token_bucket([], 1.0, 1.0)) == [], "no requests, no answers"
+
+# %% 12.burst_sustained | 2 points
+# Catches: one bucket reused for the three bursts (its empty state carries over to the next run), a hand-made bucket
+# that refills past the burst, or counts that are not what the service's bucket lets through on these arrivals.
+from recbook.serve.security import TokenBucket
+
+for b in (1, 10, 50):
+    times = iter([0.0, *answer["arrivals"]])
+    bucket = TokenBucket(1.0, b, clock=lambda: next(times))
+    want = sum(bucket.take() == 0.0 for _ in answer["arrivals"])
+    assert answer["accepted"][b] == want, f"burst {b}: a fresh TokenBucket(1, {b}) lets {want} of these arrivals through, not {answer['accepted'][b]}"

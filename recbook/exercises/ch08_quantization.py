@@ -46,3 +46,44 @@ def _int8_mb(fn):
         if not _close(fn(n), (n + 4 * n / 384) / 1e6, 1e-6):
             return False, "1 byte per weight plus 4 bytes per scale, one scale per 384 weights; MB = 10**6 bytes."
     return True, "about 1% overhead for the scales: int8 is ~4× smaller than fp32."
+
+
+@_exercise("08.weight_bits", "08_quantization",
+           "Fake-quantize every Linear weight of the catalogue encoder per channel to 8 and to 4 bits, re-embed the catalogue "
+           "with each, compare warm AUC with fp32 per user (paired, variant first) and give each a verdict.")
+def _weight_bits(answer):
+    import torch
+
+    from ..stats import paired_comparison
+    from .common import _dict_with
+
+    keys = ("models", "per_user", "reference", "diff_low", "diff_high", "verdict")
+    hint = _dict_with(answer, keys)
+    if hint:
+        return False, hint
+    for key in ("models", "per_user", "diff_low", "diff_high", "verdict"):
+        if not isinstance(answer[key], dict) or set(answer[key]) != {8, 4}:
+            return False, f"answer[{key!r}] must be a dict with keys 8 and 4 (the bits), got {sorted(answer[key]) if isinstance(answer[key], dict) else answer[key]!r}."
+    for bits in (8, 4):
+        linears = [m for m in answer["models"][bits].modules() if isinstance(m, torch.nn.Linear)]
+        if not linears:
+            return False, f"the {bits}-bit model has no nn.Linear: quantize a copy of the encoder (copy.deepcopy(teacher))."
+        for m in linears:
+            w = m.weight.detach()
+            levels = max(len(torch.unique(row)) for row in w)
+            if levels > 2 ** bits:
+                return False, (f"a row of a {bits}-bit weight {tuple(w.shape)} holds {levels} distinct values, more than 2**{bits}: "
+                               f"quantize then dequantize it with choose_qparams(w, bits={bits}, per_channel=True, axis=0).")
+        c = paired_comparison(answer["per_user"][bits]["warm"]["AUC"], answer["reference"]["warm"]["AUC"])
+        if not (abs(c.diff.low - answer["diff_low"][bits]) < 1e-9 and abs(c.diff.high - answer["diff_high"][bits]) < 1e-9):
+            return False, (f"{bits} bits: the paired interval of warm AUC (variant − fp32) is [{c.diff.low:+.4f}, {c.diff.high:+.4f}], "
+                           f"not [{answer['diff_low'][bits]:+.4f}, {answer['diff_high'][bits]:+.4f}]: paired_comparison(variant, fp32).")
+        want = "lower" if c.diff.high < 0 else "higher" if c.diff.low > 0 else "not shown"
+        if answer["verdict"][bits] != want:
+            return False, f"{bits} bits: the interval [{c.diff.low:+.4f}, {c.diff.high:+.4f}] says {want!r}, not {answer['verdict'][bits]!r}."
+    said = {"lower": "loses warm AUC", "higher": "gains warm AUC (read it as noise unless it repeats)", "not shown": "shows no change"}
+    lo8, lo4 = answer["verdict"][8], answer["verdict"][4]
+    return True, (f"8 bits {said[lo8]} [{answer['diff_low'][8]:+.4f}, {answer['diff_high'][8]:+.4f}]; 4 bits {said[lo4]} "
+                  f"[{answer['diff_low'][4]:+.4f}, {answer['diff_high'][4]:+.4f}]. Each bit halves the levels a row can take: "
+                  "4 bits leaves 16 per row, so the rounding error grows 16× over 8 bits — what per-group scales and "
+                  "GPTQ/AWQ-style calibration exist to repair.")

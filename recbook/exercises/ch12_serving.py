@@ -68,3 +68,40 @@ def _token_bucket(fn):
                            f"{'pass' if want[first] else 'be refused'}; refill by (elapsed × rate), never above the burst, "
                            "and take a token only when one is there.")
     return True, "a burst passes at once, then the rate rules: what RECBOOK_RATE_LIMIT gives each key."
+
+
+@_exercise("12.burst_sustained", "12_serving",
+           "Send 60 s of Poisson arrivals at 3 requests/s through the service's TokenBucket (rate 1/s) with burst 1, 10 and 50; "
+           "count what passes, the sustained rate beyond the first burst, and whether a bigger burst raises it.")
+def _burst_sustained(answer):
+    from .common import _dict_with
+
+    hint = _dict_with(answer, ("arrivals", "accepted", "sustained", "verdict"))
+    if hint:
+        return False, hint
+    arrivals = np.asarray(answer["arrivals"], dtype=float)
+    if arrivals.ndim != 1 or len(arrivals) < 2 or (np.diff(arrivals) < 0).any() or arrivals[0] < 0 or arrivals[-1] > 60:
+        return False, "arrivals must be increasing times in seconds within [0, 60]: np.cumsum of exponential gaps, cut at 60."
+    if not 2.5 <= len(arrivals) / 60 <= 3.5:
+        return False, f"{len(arrivals)} arrivals in 60 s is {len(arrivals) / 60:.2f}/s: draw gaps with mean 1/3 s (rng.exponential(1 / 3))."
+    for name in ("accepted", "sustained"):
+        if not isinstance(answer[name], dict) or set(answer[name]) != {1, 10, 50}:
+            return False, f"answer[{name!r}] must be a dict with keys 1, 10 and 50 (the bursts)."
+    for b in (1, 10, 50):
+        if not 0 < answer["accepted"][b] <= len(arrivals):
+            return False, f"burst {b}: {answer['accepted'][b]} accepted of {len(arrivals)} arrivals is impossible."
+        want = (answer["accepted"][b] - b) / 60
+        if abs(answer["sustained"][b] - want) > 1e-9:
+            return False, f"burst {b}: sustained is (accepted − burst) / 60 s = {want:.4f}, not {answer['sustained'][b]:.4f}."
+    flat = all(abs(s - 1.0) <= 0.1 for s in answer["sustained"].values())
+    if answer["verdict"] != ("no" if flat else "yes"):
+        return False, (f"sustained rates {', '.join(f'{s:.3f}' for s in answer['sustained'].values())}: "
+                       f"{'all' if flat else 'not all'} within 10% of the rate (1/s), so the verdict is {'no' if flat else 'yes'!r}.")
+    a, r = answer["accepted"], answer["sustained"]
+    if flat:
+        return True, (f"accepted {a[1]}, {a[10]} and {a[50]}: every burst sustained about the rate ({r[1]:.3f} to {r[50]:.3f}/s) — "
+                      "a burst adds its size once and the rate rules after it.")
+    return True, (f"accepted {a[1]}, {a[10]} and {a[50]}: with burst 1 the key sustained only {r[1]:.2f}/s of its 1/s. A token that "
+                  "arrives while the bucket is full is lost, and a Poisson client pauses often; a deeper bucket stores tokens "
+                  f"through the pauses ({r[50]:.2f}/s with burst 50). No burst lifts the long-run rate above 1/s: it lets a "
+                  "bursty client actually use its rate — set the rate from capacity, the burst from the clients' spikes.")

@@ -129,7 +129,8 @@ def power_curve(reference, null, drifted, n_items: int, shares=DEFAULT_SHARES, d
     the largest signal ÷ its threshold) and ``matched_rate``: the alarm rate had the test's threshold been the
     ``matched_quantile`` of its own statistic on the first share's draws (share 0 when ``shares`` starts there) — every
     test then raises about the same share of false alarms, so the column compares the statistics themselves. Set on the
-    draws it is then applied to, it is an in-sample, slightly optimistic figure at share 0."""
+    draws it is then applied to, it is an in-sample, slightly optimistic figure at share 0. ``attrs["thresholds"]`` holds
+    the live alarm's calibrated lines."""
     if isinstance(n_items, bool) or not isinstance(n_items, (int, np.integer)) or n_items < 1:
         raise ValueError(f"n_items must be a positive integer, got {n_items!r}")
     reference, null, drifted = (_histories(h, name, int(n_items)) for h, name in
@@ -167,7 +168,9 @@ def power_curve(reference, null, drifted, n_items: int, shares=DEFAULT_SHARES, d
             records.append({"share": share, "test": name, "alarms": int(alarms), "draws": len(values), "rate": alarms / len(values),
                             "ci_low": low, "ci_high": high, "median_statistic": float(np.median(statistic)),
                             "matched_rate": _matched_rate(name, statistic, null_statistic[name], matched_quantile)})
-    return pd.DataFrame(records)
+    out = pd.DataFrame(records)
+    out.attrs["thresholds"] = dict(live.thresholds)  # the live alarm's lines, calibrated on ``reference``
+    return out
 
 
 def _matched_rate(name: str, statistic: np.ndarray, null: np.ndarray, quantile: float) -> float:
