@@ -76,10 +76,16 @@ MISTAKES: dict[str, str] = {
     "06.sparsity": "Returning the density (share of non-zeros) instead of the share of zeros.",
     "06.global_threshold": "A threshold from the first layer alone (per-layer pruning) instead of one over all tensors.",
     "06.packed_bytes": "Forgetting the bit mask: ceil(n/8) bytes on top of the stored non-zeros.",
+    "06.random_control": "Building the control with l1_unstructured: that removes the smallest weights, which is magnitude "
+                         "pruning again, and the comparison shows nothing. The control removes weights at random, at the same "
+                         "sparsity per layer.",
     # 07_distillation
     "07.soften": "Dividing the probability by T (σ(z)/T) instead of the logit (σ(z/T)).",
     "07.kd_loss": "Leaving out the T² factor on the soft term, so its gradients shrink as the temperature grows.",
     "07.encoder_share": "Dividing by 12 (BERT-base's layers) instead of MiniLM-L6's 6.",
+    "07.distill_epochs": "Comparing the short student with the teacher: every student is below the teacher, so that says "
+                         "nothing about the epochs. The question is what the extra epochs bought — compare with the fully "
+                         "distilled student of the same layers.",
     # 08_quantization
     "08.scale_zero_point": "Dividing the range by 256 instead of 255 steps, and leaving the zero point at 0 for an "
                            "asymmetric range.",
@@ -100,6 +106,8 @@ MISTAKES: dict[str, str] = {
     "10.adamw_bytes": "Counting the parameters only (4 bytes) instead of parameters + gradients + two AdamW moments "
                       "(16 bytes per parameter).",
     "10.sharded_lookup": "Looking up in the first shard only (clamping ids) instead of the concatenated table.",
+    "10.uneven_shards": "Weighting each shard's gradient by its size: that gives the full batch's gradient back, but it is "
+                        "not what DDP computes — the all-reduce averages the ranks' mean-loss gradients, whatever their sizes.",
     # 11_gpu_tpu
     "11.bucket": "Always returning the largest bucket, or not raising ValueError when no bucket is large enough.",
     "11.needs_scaler": "Answering True for every dtype: only fp16 needs loss scaling; bf16 has fp32's exponent range.",

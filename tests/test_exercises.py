@@ -531,7 +531,7 @@ WRONG["08.weight_bits"] = _weight_bits_answer(bits_used=8)  # 8 bits for both: a
 def test_the_weight_bits_check_names_what_is_wrong(answer, hint, capsys):
     assert not exercises.check("08.weight_bits", answer())
     assert hint in capsys.readouterr().out
-    assert exercises.check("08.weight_bits", RIGHT["08.weight_bits"]) and "16 per row" in capsys.readouterr().out
+    assert exercises.check("08.weight_bits", RIGHT["08.weight_bits"]) and "17× larger" in capsys.readouterr().out
 
 
 def _burst_answer(verdict=None, fresh=True):
@@ -546,7 +546,7 @@ def _burst_answer(verdict=None, fresh=True):
         bucket = TokenBucket(1.0, burst, clock=lambda: next(times))
         accepted[burst] = sum(bucket.take() == 0.0 for _ in arrivals)
         sustained[burst] = (accepted[burst] - burst) / 60
-    auto = "no" if all(abs(s - 1.0) <= 0.1 for s in sustained.values()) else "yes"
+    auto = "yes" if sustained[50] - sustained[1] > 0.1 else "no"
     return {"arrivals": arrivals, "accepted": accepted, "sustained": sustained, "verdict": verdict or auto}
 
 
@@ -560,8 +560,97 @@ WRONG["12.burst_sustained"] = _burst_answer(verdict="no")
     (lambda: {**_burst_answer(), "arrivals": [3.0, 2.0]}, "increasing times"),
     (lambda: {**_burst_answer(), "accepted": {1: 60, 10: 70}}, "keys 1, 10 and 50"),
     (lambda: _burst_answer(verdict="no"), "so the verdict is 'yes'"),
+    (lambda: {**_burst_answer(), "accepted": {1: 47, 10: 69, 50: 109}, "sustained": {1: 46 / 60, 10: 59 / 60, 50: 59 / 60}},
+     "make a new bucket for each burst"),
 ])
 def test_the_burst_check_names_what_is_wrong(answer, hint, capsys):
     assert not exercises.check("12.burst_sustained", answer())
     assert hint in capsys.readouterr().out
     assert exercises.check("12.burst_sustained", RIGHT["12.burst_sustained"]) and "sustained only 0.75/s" in capsys.readouterr().out
+
+
+def _distill_epochs_answer(shift=-0.02, verdict=None, n_layers=2, n_epochs=2):
+    """07.distill_epochs with stand-ins: a student shaped like a sentence encoder, per-user warm AUCs 0.02 lower."""
+    from types import SimpleNamespace
+
+    from recbook.stats import paired_comparison
+
+    rng = np.random.default_rng(3)
+    full = pd.Series(rng.uniform(0.6, 0.95, 60))
+    short = full + shift + 0.01 * (-1.0) ** np.arange(60)
+    c = paired_comparison(short, full)
+    auto = "lower" if c.diff.high < 0 else "higher" if c.diff.low > 0 else "not shown"
+    model = SimpleNamespace(encoder=SimpleNamespace(encoder=SimpleNamespace(layer=list(range(n_layers)))))
+    return {"model": model, "losses": [0.3, 0.2, 0.15][:n_epochs], "per_user": {"warm": pd.DataFrame({"AUC": short})},
+            "reference": {"warm": pd.DataFrame({"AUC": full})}, "diff_low": c.diff.low, "diff_high": c.diff.high, "verdict": verdict or auto}
+
+
+RIGHT["07.distill_epochs"] = _distill_epochs_answer()
+WRONG["07.distill_epochs"] = _distill_epochs_answer(verdict="not shown")
+
+
+@pytest.mark.parametrize("answer,hint", [
+    (lambda: _distill_epochs_answer(n_epochs=3), "epochs=2"),
+    (lambda: _distill_epochs_answer(n_layers=6), "6 encoder layers"),
+    (lambda: {**_distill_epochs_answer(), "model": [0.1, 0.2]}, "not its losses"),
+    (lambda: {**_distill_epochs_answer(), "diff_low": 0.5}, "the short student first"),
+    (lambda: _distill_epochs_answer(shift=0.0, verdict="lower"), "says 'not shown'"),
+])
+def test_the_distill_epochs_check_names_what_is_wrong(answer, hint, capsys):
+    assert not exercises.check("07.distill_epochs", answer())
+    assert hint in capsys.readouterr().out
+    assert exercises.check("07.distill_epochs", RIGHT["07.distill_epochs"]) and "bought warm AUC" in capsys.readouterr().out
+
+
+def _random_control_answer(amount=0.5, verdict=None, shift=-0.03):
+    """06.random_control with stand-ins: two Linear layers pruned at random by ``amount`` each, per-user warm AUCs."""
+    import torch
+    from torch.nn.utils import prune
+
+    from recbook.stats import paired_comparison
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(20, 10), torch.nn.Linear(10, 4))
+    for module in model:
+        prune.random_unstructured(module, "weight", amount=0.5)
+        prune.remove(module, "weight")
+    rng = np.random.default_rng(4)
+    magnitude = pd.Series(rng.uniform(0.6, 0.95, 60))
+    random_ = magnitude + shift + 0.01 * (-1.0) ** np.arange(60)
+    c = paired_comparison(random_, magnitude)
+    auto = "lower" if c.diff.high < 0 else "higher" if c.diff.low > 0 else "not shown"
+    return {"model": model, "amount": amount, "per_user": {"warm": pd.DataFrame({"AUC": random_})},
+            "reference": {"warm": pd.DataFrame({"AUC": magnitude})}, "diff_low": c.diff.low, "diff_high": c.diff.high,
+            "verdict": verdict or auto}
+
+
+RIGHT["06.random_control"] = _random_control_answer()
+WRONG["06.random_control"] = _random_control_answer(verdict="not shown")
+
+
+@pytest.mark.parametrize("answer,hint", [
+    (lambda: _random_control_answer(amount=0.3), "prune every prunable layer by the same amount"),
+    (lambda: {**_random_control_answer(), "diff_high": 0.5}, "random first"),
+    (lambda: _random_control_answer(shift=0.0, verdict="lower"), "says 'not shown'"),
+    (lambda: {"model": None}, "pass a dict"),
+])
+def test_the_random_control_check_names_what_is_wrong(answer, hint, capsys):
+    assert not exercises.check("06.random_control", answer())
+    assert hint in capsys.readouterr().out
+    assert exercises.check("06.random_control", RIGHT["06.random_control"]) and "which weights go matters" in capsys.readouterr().out
+
+
+RIGHT["10.uneven_shards"] = {"max_diff": {(4, 4): 3e-8, (2, 6): 0.4}, "verdict": {(4, 4): "same", (2, 6): "differs"}}
+WRONG["10.uneven_shards"] = {"max_diff": {(4, 4): 3e-8, (2, 6): 0.4}, "verdict": {(4, 4): "same", (2, 6): "same"}}
+
+
+@pytest.mark.parametrize("answer,hint", [
+    ({"max_diff": {(4, 4): 0.2, (2, 6): 0.4}, "verdict": {(4, 4): "differs", (2, 6): "differs"}}, "equal shards must give"),
+    ({"max_diff": {(4, 4): 0.0}, "verdict": {(4, 4): "same"}}, "keys (4, 4) and (2, 6)"),
+    ({"max_diff": {(4, 4): -1.0, (2, 6): 0.4}, "verdict": {(4, 4): "same", (2, 6): "differs"}}, "(≥ 0)"),
+    ({"max_diff": {(4, 4): 3e-8, (2, 6): 0.4}, "verdict": {(4, 4): "same", (2, 6): "same"}}, "'differs' by the 1e-5 line"),
+])
+def test_the_uneven_shards_check_names_what_is_wrong(answer, hint, capsys):
+    assert not exercises.check("10.uneven_shards", answer)
+    assert hint in capsys.readouterr().out
+    assert exercises.check("10.uneven_shards", RIGHT["10.uneven_shards"]) and "DistributedSampler" in capsys.readouterr().out

@@ -209,11 +209,9 @@ The detector above reads windows of the *data*. The service of notebook 12 watch
 and of their lengths, each compared by PSI with the bundle's own histories, against a threshold calibrated on that
 reference: the 99th percentile, times 1.25, of the PSI between a bootstrap copy of the reference (its histories
 resampled) and a window of whole histories drawn from it — live traffic comes from other users than the reference's,
-so both sides carry sampling error. How good is that alarm? Two numbers
-say it, and neither can be read off one example:
-
-The alarm fires when **either** signal is over its line (one of two, where section 3's detector asks for two of three);
-the cell prints both lines.
+so both sides carry sampling error. The alarm fires when **either** signal is over its line (one of two, where section
+3's detector asks for two of three); the cell prints both lines. How good is that alarm? Two numbers say it, and
+neither can be read off one example:
 
 - the **false-alarm rate**: on traffic that has *not* drifted, every alarm is false. The null traffic here is the
   base period's histories of users the alarm was *not* calibrated on: the base period's users are split at random,
@@ -228,8 +226,9 @@ On the very same windows run the tests the maintained drift libraries apply by d
 (alibi-detect's `ChiSquareDrift`), the Jensen–Shannon distance ≥ 0.1 (Evidently's default for a large reference),
 and PSI ≥ 0.1 (Evidently's `psi` test) or > 0.25 (the rule of thumb). They are computed with scipy
 (`recbook.serve.drift_power.library_tests`) — none of those libraries installs beside this course's numpy 2 and
-pandas 3. Those tests assume the items are independent draws; a request brings a whole history, and one user's
-films cluster. The second table (and the figure's right panel) moves every test's line to the 99th percentile of its own
+pandas 3. Their lines were chosen elsewhere: the distance lines for a few well-filled categories, not ~1,700 items
+seen a few thousand times, and the χ² test for independent draws, while a request brings a whole history and one
+user's films cluster. The second table (and the figure's right panel) moves every test's line to the 99th percentile of its own
 statistic on the null windows ("matched"): then each raises about 1% false alarms (the dotted line), and what remains is
 how well each *statistic* separates drift from noise — the live alarm's statistic is the larger of its two signals,
 each divided by its line."""),

@@ -47,3 +47,14 @@ for n, s, b in ((1, 0.0, 4), (8, 0.0, 1), (9, 1.0, 4), (100, 0.25, 2), (12_345, 
     want = -(-n // 8) + round(n * (1 - s)) * b
     got = int(packed_bytes(n, s, b))
     assert got == want, f"packed_bytes({n}, {s}, {b}) should be {want}, got {got}"
+
+# %% 06.random_control | 2 points
+# Catches: a "random" control pruned by magnitude (l1_unstructured): the weights it removed must be of ordinary size,
+# not the smallest of each layer.
+from recbook.compress.prune import prunable_weights
+
+learner = dict(prunable_weights(answer["model"]))
+for name, module in prunable_weights(teacher):
+    w = module.weight.detach().abs()
+    removed = learner[name].weight.detach() == 0
+    assert w[removed].mean() > 0.5 * w.mean(), f"{name}: the removed weights are the smallest ones — that is magnitude pruning, not the random control"

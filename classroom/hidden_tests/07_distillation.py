@@ -39,3 +39,10 @@ import numpy as np
 assert np.isclose(float(encoder_share(0)), 0.0), "keeping no encoder layer keeps none of their parameters"
 assert np.isclose(float(encoder_share(3)), 0.5)
 assert all(float(encoder_share(n)) < float(encoder_share(n + 1)) for n in range(6))
+
+# %% 07.distill_epochs | 2 points
+# Catches: comparing the short student with the teacher (or the untrained student) instead of the fully distilled
+# student of the same layers — the visible check only re-computes the interval from the reference it is given.
+reference = per_user[best]["warm"]["AUC"]
+assert answer["reference"]["warm"]["AUC"].equals(reference), \
+    "compare with the fully distilled student of section 3 (per_user[best]), not with the teacher or an untrained student"

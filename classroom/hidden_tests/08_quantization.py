@@ -49,9 +49,13 @@ for n in (0, 1, 768, 1000):
 
 # %% 08.weight_bits | 2 points
 # Catches: one scale for the whole matrix (per-tensor) instead of one per output row — each row's largest weight must
-# come back within one of its own steps — and a model that changed more than the Linear weights.
+# come back within one of its own steps —, an asymmetric grid (a zero point), teacher quantized in place (no copy),
+# and a model that changed more than the Linear weights.
 import torch
 
+assert all(m is not teacher for m in answer["models"].values()), "quantize copies (copy.deepcopy(teacher)), not teacher itself"
+assert any(len(torch.unique(row)) > 16 for m in teacher.modules() if isinstance(m, torch.nn.Linear) for row in m.weight.detach()), \
+    "teacher's own weights were quantized: quantize a copy, and re-run the notebook from the top"
 for bits in (8, 4):
     learner = dict(answer["models"][bits].named_modules())
     for name, m in teacher.named_modules():
@@ -60,6 +64,8 @@ for bits in (8, 4):
             step = w.abs().amax(dim=1) / (2 ** bits - 1) * 2  # one step of a per-row symmetric grid
             assert ((q.abs().amax(dim=1) - w.abs().amax(dim=1)).abs() <= step + 1e-7).all(), \
                 f"{name} at {bits} bits: a row's largest weight moved by more than its own step: use one scale per output row"
+            codes = q / step.unsqueeze(1).clamp(min=1e-12)  # a symmetric grid: every weight a whole number of steps
+            assert ((codes - codes.round()).abs() < 1e-2).all(), f"{name} at {bits} bits: not a symmetric grid (zero point 0)"
             if m.bias is not None:
                 assert torch.equal(m.bias, learner[name].bias), f"{name}: quantize the weights only, keep the bias"
         elif isinstance(m, torch.nn.Embedding):

@@ -59,3 +59,35 @@ def _packed_bytes(fn):
     if size - int(fn(64 * 64, 0.5, 4)) > 1024:  # safetensors header only
         return False, "your formula is far from the real file size."
     return True, "at 50% sparsity fp32 values still cost 16 of every 32 bits, plus 1 bit of mask."
+
+
+@_exercise("06.random_control", "06_pruning",
+           "Prune each layer of a copy of the teacher at random to the per-layer sparsity, re-embed the catalogue, and compare "
+           "its warm AUC with the per-layer magnitude model's per user (paired, random first); give the verdict.")
+def _random_control(answer):
+    from ..compress.prune import prunable_weights
+    from ..stats import paired_comparison
+    from .common import _dict_with
+
+    hint = _dict_with(answer, ("model", "amount", "per_user", "reference", "diff_low", "diff_high", "verdict"))
+    if hint:
+        return False, hint
+    amount = float(answer["amount"])
+    for name, module in prunable_weights(answer["model"]):
+        w = module.weight.detach()
+        zeros = float((w == 0).float().mean())
+        if abs(zeros - amount) > 1.0 / w.numel() + 1e-9:
+            return False, (f"{name}: {zeros:.1%} of its weights are zero, not {amount:.0%}: prune every prunable layer by the same "
+                           "amount (prune.random_unstructured on each), then prune.remove to make it permanent.")
+    c = paired_comparison(answer["per_user"]["warm"]["AUC"], answer["reference"]["warm"]["AUC"])
+    if not (abs(c.diff.low - answer["diff_low"]) < 1e-9 and abs(c.diff.high - answer["diff_high"]) < 1e-9):
+        return False, (f"the paired interval of warm AUC (random − magnitude) is [{c.diff.low:+.4f}, {c.diff.high:+.4f}], not "
+                       f"[{answer['diff_low']:+.4f}, {answer['diff_high']:+.4f}]: paired_comparison(random, magnitude), random first.")
+    want = "lower" if c.diff.high < 0 else "higher" if c.diff.low > 0 else "not shown"
+    if answer["verdict"] != want:
+        return False, f"the interval [{c.diff.low:+.4f}, {c.diff.high:+.4f}] says {want!r}, not {answer['verdict']!r}."
+    meaning = {"lower": "which weights go matters, not only how many — small weights carry less of what the encoder computes",
+               "higher": "random pruning came out ahead, which magnitude pruning's premise does not predict: re-run with another seed",
+               "not shown": "at this sparsity the choice of weights made no difference this interval can detect"}[want]
+    return True, (f"random − magnitude at {amount:.0%} per layer: warm AUC {c.diff.mean:+.4f} [{c.diff.low:+.4f}, {c.diff.high:+.4f}] → "
+                  f"{want}: {meaning}. A control like this is what makes \"magnitude pruning works\" a measured claim.")

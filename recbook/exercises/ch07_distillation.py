@@ -37,3 +37,37 @@ def _encoder_share(fn):
         if not _close(fn(n), n / 6):
             return False, f"{n} of 6 equal layers keep {n}/6 of the encoder-layer parameters."
     return True, "the embeddings are not part of it: that is why students need trimming too."
+
+
+@_exercise("07.distill_epochs", "07_distillation",
+           "Distil the better student's layers again for 2 epochs, re-embed the catalogue, and compare its warm AUC with the "
+           "fully distilled student's per user (paired, short first); give the verdict.")
+def _distill_epochs(answer):
+    from ..stats import paired_comparison
+    from .common import _dict_with
+
+    hint = _dict_with(answer, ("model", "losses", "per_user", "reference", "diff_low", "diff_high", "verdict"))
+    if hint:
+        return False, hint
+    if len(answer["losses"]) != 2:
+        return False, f"losses has {len(answer['losses'])} epochs: distil for epochs=2 (distill_sentence_encoder returns one loss per epoch)."
+    try:
+        n_layers = len(answer["model"].encoder.encoder.layer)
+    except AttributeError:
+        return False, "model must be the student distill_sentence_encoder returns (a sentence encoder), not its losses or embeddings."
+    if n_layers != 2:
+        return False, f"the student has {n_layers} encoder layers: distil from the two layers of the better student (layers=STUDENTS[…])."
+    c = paired_comparison(answer["per_user"]["warm"]["AUC"], answer["reference"]["warm"]["AUC"])
+    if not (abs(c.diff.low - answer["diff_low"]) < 1e-9 and abs(c.diff.high - answer["diff_high"]) < 1e-9):
+        return False, (f"the paired interval of warm AUC (2 epochs − full) is [{c.diff.low:+.4f}, {c.diff.high:+.4f}], not "
+                       f"[{answer['diff_low']:+.4f}, {answer['diff_high']:+.4f}]: paired_comparison(short, full), the short student first.")
+    want = "lower" if c.diff.high < 0 else "higher" if c.diff.low > 0 else "not shown"
+    if answer["verdict"] != want:
+        return False, f"the interval [{c.diff.low:+.4f}, {c.diff.high:+.4f}] says {want!r}, not {answer['verdict']!r}."
+    first, last = float(answer["losses"][0]), float(answer["losses"][-1])
+    said = {"lower": "the rest of the epochs bought warm AUC that the interval can see",
+            "higher": "the short run came out ahead — read it as noise unless it repeats with another seed",
+            "not shown": "the rest of the epochs bought no warm AUC this interval can detect, although the loss kept falling"}
+    return True, (f"2 epochs: warm AUC {c.diff.mean:+.4f} [{c.diff.low:+.4f}, {c.diff.high:+.4f}] against the full run — {said[want]} "
+                  f"(loss {first:.4f} → {last:.4f} in the 2 epochs). A lower distillation loss is a means; the recommender's "
+                  "quality on every user is what decides how long to train.")

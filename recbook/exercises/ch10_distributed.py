@@ -37,3 +37,33 @@ def _sharded_lookup(fn):
         if not _close(torch.as_tensor(fn(ids, shards)), full[ids]):
             return False, f"for shard sizes {sizes} the result differs from torch.cat(shards)[ids]."
     return True, "each rank contributes its rows and zeros elsewhere; one all-reduce sums them."
+
+
+@_exercise("10.uneven_shards", "10_distributed",
+           "Simulate DDP's gradient in one process: the average of two shards' mean-loss gradients against the full batch's, "
+           "for shards of 4 + 4 and 2 + 6; report the largest difference and the verdict for each split.")
+def _uneven_shards(answer):
+    from .common import _dict_with
+
+    hint = _dict_with(answer, ("max_diff", "verdict"))
+    if hint:
+        return False, hint
+    splits = ((4, 4), (2, 6))
+    for key in ("max_diff", "verdict"):
+        if not isinstance(answer[key], dict) or set(answer[key]) != set(splits):
+            return False, f"answer[{key!r}] must be a dict with keys (4, 4) and (2, 6), the shard sizes."
+    for split in splits:
+        diff = float(answer["max_diff"][split])
+        if not diff >= 0:
+            return False, f"max_diff[{split}] must be the largest absolute difference over all parameters (≥ 0), got {diff}."
+        want = "same" if diff < 1e-5 else "differs"
+        if answer["verdict"][split] != want:
+            return False, f"{split}: a largest difference of {diff:.1e} is {want!r} by the 1e-5 line, not {answer['verdict'][split]!r}."
+    if answer["verdict"][(4, 4)] != "same":
+        return False, ("equal shards must give the full batch's gradient (to float rounding): take each shard's *mean* loss, "
+                       "backpropagate it alone, and average the two gradients — that is what DDP's all-reduce does.")
+    d = answer["max_diff"]
+    return True, (f"4 + 4: {d[(4, 4)]:.1e} (rounding); 2 + 6: {d[(2, 6)]:.1e} → {answer['verdict'][(2, 6)]}. Averaging two shard means "
+                  "weights each example of the 2-example shard three times as much as one of the 6-example shard, so the "
+                  "update is no longer the full batch's. That is why DistributedSampler gives every rank the same number of "
+                  "examples (padding with repeats, or drop_last).")
