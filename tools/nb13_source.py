@@ -226,7 +226,7 @@ On the very same windows run the tests the maintained drift libraries apply by d
 (alibi-detect's `ChiSquareDrift`), the Jensen–Shannon distance ≥ 0.1 (Evidently's default for a large reference),
 and PSI ≥ 0.1 (Evidently's `psi` test) or > 0.25 (the rule of thumb). They are computed with scipy
 (`recbook.serve.drift_power.library_tests`) — none of those libraries installs beside this course's numpy 2 and
-pandas 3. Their lines were chosen elsewhere: the distance lines for a few well-filled categories, not ~1,700 items
+pandas 3; `tools/evidently_crosscheck.py` checks the Evidently two against Evidently's own code. Their lines were chosen elsewhere: the distance lines for a few well-filled categories, not ~1,700 items
 seen a few thousand times, and the χ² test for independent draws, while a request brings a whole history and one
 user's films cluster. The second table (and the figure's right panel) moves every test's line to the 99th percentile of its own
 statistic on the null windows ("matched"): then each raises about 1% false alarms (the dotted line), and what remains is

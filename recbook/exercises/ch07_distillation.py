@@ -67,7 +67,7 @@ def _distill_epochs(answer):
     first, last = float(answer["losses"][0]), float(answer["losses"][-1])
     said = {"lower": "the rest of the epochs bought warm AUC that the interval can see",
             "higher": "the short run came out ahead — read it as noise unless it repeats with another seed",
-            "not shown": "the rest of the epochs bought no warm AUC this interval can detect, although the loss kept falling"}
+            "not shown": "the rest of the epochs bought no warm AUC this interval can detect, whatever they did to the loss"}
     return True, (f"2 epochs: warm AUC {c.diff.mean:+.4f} [{c.diff.low:+.4f}, {c.diff.high:+.4f}] against the full run — {said[want]} "
                   f"(loss {first:.4f} → {last:.4f} in the 2 epochs). A lower distillation loss is a means; the recommender's "
                   "quality on every user is what decides how long to train.")

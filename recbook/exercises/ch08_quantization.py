@@ -86,7 +86,7 @@ def _weight_bits(answer):
     v8, v4 = answer["verdict"][8], answer["verdict"][4]
     text = (f"8 bits {said[v8]} [{answer['diff_low'][8]:+.4f}, {answer['diff_high'][8]:+.4f}]; 4 bits {said[v4]} "
             f"[{answer['diff_low'][4]:+.4f}, {answer['diff_high'][4]:+.4f}]. A row keeps 16 codes at 4 bits instead of 256, and its "
-            "step is 255 / 15 = 17× larger, so the rounding error is about 17× larger too (25 dB less signal-to-noise)")
+            "step is 255 / 15 = 17× larger, so the rounding error is about 17× larger too (about 25 dB less signal-to-noise)")
     if v4 == "lower" and v8 != "lower":
         text += (": 8-bit weights cost nothing measurable here, 4-bit ones do — what per-group scales and GPTQ/AWQ-style "
                  "calibration exist to repair")

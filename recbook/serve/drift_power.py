@@ -16,15 +16,18 @@ exactly as the service fills them — one request's history at a time — many t
 On the very same windows it runs the tests that maintained drift libraries apply by default to one categorical
 feature — here, which items the requests' histories hold — against the reference's item counts:
 
-- ``chi2``: Pearson's χ² test of the 2 × items contingency table, drift when p < 0.05 (alibi-detect's
-  ``ChiSquareDrift`` defaults; Evidently's default for a reference of ≤ 1000 values);
-- ``jensen_shannon``: the Jensen–Shannon distance of the two item shares, drift when ≥ 0.1 (Evidently's default for
-  a categorical column with a reference of > 1000 values);
-- ``psi_0.1`` and ``psi_0.25``: the PSI of the shares (empty shares set to 1e-4), drift when ≥ 0.1 (Evidently's
-  ``psi`` test) or > 0.25 (the credit-risk rule of thumb).
+- ``chi2``: Pearson's χ² test of the 2 × items contingency table over the items seen in either, drift when
+  p < 0.05 — alibi-detect's ``ChiSquareDrift`` with its defaults (``scipy.stats.chi2_contingency``);
+- ``jensen_shannon``: the Jensen–Shannon distance of the two item shares, drift when ≥ 0.1 — Evidently's default
+  test for a categorical column with a reference of more than 1000 values (``jensenshannon``);
+- ``psi_0.1`` and ``psi_0.25``: Evidently's PSI of the shares (an empty share is filled with 1e-4, or with a
+  millionth of the smallest non-empty share when that is below 1e-4), drift when ≥ 0.1 (Evidently's ``psi`` test)
+  or > 0.25 (the credit-risk rule of thumb).
 
 They are written here with scipy, the code those libraries call, because none of the three imports next to this
 course's stack (Evidently 0.7 fails on pandas 3; alibi-detect 0.13 pins numpy < 2; NannyML pulls in a second ML stack).
+``tools/evidently_crosscheck.py``, run in a separate environment with Evidently and pandas 2, checks the Evidently
+two against Evidently's own code; the χ² follows alibi-detect's ``ChiSquareDrift.feature_score`` line by line.
 Their lines were not chosen for this setting. The distance lines (0.1, 0.25) suit a few well-filled categories, not
 ~1,700 items seen a few thousand times; the χ² test assumes the window's items are **independent** draws, while a
 request brings a whole history and one user's films cluster. Either can make a fixed line fire on sampling noise
@@ -72,15 +75,22 @@ def library_tests(reference_counts, window_counts, p_value: float = 0.05) -> dic
         raise ValueError(f"reference_counts and window_counts must be 1-D and of one length, got {ref.shape} and {cur.shape}")
     if ref.sum() <= 0 or cur.sum() <= 0:
         raise ValueError("reference_counts and window_counts must each count at least one item")
-    keep = (ref + cur) > 0
+    keep = (ref + cur) > 0  # the union of the categories either side holds (alibi-detect and Evidently alike)
     ref, cur = ref[keep], cur[keep]
-    p = chi2_contingency(np.stack([ref, cur]), correction=False).pvalue
+    p = chi2_contingency(np.stack([ref, cur])).pvalue
     ref_share, cur_share = ref / ref.sum(), cur / cur.sum()
     js = float(jensenshannon(ref_share, cur_share))
-    e, a = np.maximum(ref_share, 1e-4), np.maximum(cur_share, 1e-4)
-    psi = float(np.sum((a - e) * np.log(a / e)))
+    e, a = _filled(ref_share), _filled(cur_share)
+    psi = float(np.sum((e - a) * np.log(e / a)))
     return {"chi2": (float(p), bool(p < p_value)), "jensen_shannon": (js, js >= 0.1),
             "psi_0.1": (psi, psi >= 0.1), "psi_0.25": (psi, psi > 0.25)}
+
+
+def _filled(shares: np.ndarray) -> np.ndarray:
+    """Evidently's rule for empty shares before a PSI: 1e-4, or a millionth of the smallest non-empty share if that is
+    1e-4 or less (``evidently.legacy.calculations.stattests.utils.get_binned_data``)."""
+    smallest = shares[shares > 0].min()
+    return np.where(shares == 0, smallest / 1e6 if smallest <= 1e-4 else 1e-4, shares)
 
 
 def proportion_ci(k: int, n: int) -> tuple[float, float]:
