@@ -26,7 +26,7 @@ with how much small input errors move the recommendations. Every number comes fr
 
 """ + badge_markdown(NAME) + """
 
-**Time:** 1052 s in the latest run, `quick` profile, 2-core CPU — section 4's seven strategies × three seeds take most
+**Time:** 1066 s in the latest run, `quick` profile, 2-core CPU — section 4's seven strategies × three seeds take most
 of it (`SEEDS = (0,)` runs one seed); `full` not yet timed."""),
     code(install_cell_source(extras_for(NAME))),  # the Colab set-up cell: recbook/release.py
     code("""PROFILE = None  # "quick" | "full" | None (= $RECBOOK_PROFILE, else by device)
