@@ -649,6 +649,7 @@ WRONG["10.uneven_shards"] = {"max_diff": {(4, 4): 3e-8, (2, 6): 0.4}, "verdict":
     ({"max_diff": {(4, 4): 0.0}, "verdict": {(4, 4): "same"}}, "keys (4, 4) and (2, 6)"),
     ({"max_diff": {(4, 4): -1.0, (2, 6): 0.4}, "verdict": {(4, 4): "same", (2, 6): "differs"}}, "(≥ 0)"),
     ({"max_diff": {(4, 4): 3e-8, (2, 6): 0.4}, "verdict": {(4, 4): "same", (2, 6): "same"}}, "'differs' by the 1e-5 line"),
+    ({"max_diff": {(4, 4): 3e-8, (2, 6): 2e-8}, "verdict": {(4, 4): "same", (2, 6): "same"}}, "average the two shards' gradients plainly"),
 ])
 def test_the_uneven_shards_check_names_what_is_wrong(answer, hint, capsys):
     assert not exercises.check("10.uneven_shards", answer)

@@ -220,7 +220,9 @@ from recbook.stats import paired_comparison
 SEED, STUDENT_LR, epochs = 0, 2e-3, 4
 STUDENTS = {"first and last [0, 5]": [0, 5]}
 best = "first and last [0, 5], distilled"
-full, _ = distill_sentence_encoder(teacher, tok, warm_texts, layers=[0, 5], epochs=epochs, lr=STUDENT_LR, seed=SEED, progress=False)
+full, full_losses = distill_sentence_encoder(teacher, tok, warm_texts, layers=[0, 5], epochs=epochs, lr=STUDENT_LR, seed=SEED,
+                                             progress=False)
+curves = {"first and last [0, 5]": full_losses}
 per_user = {best: bench.measure(full), "teacher (6 layers)": bench.measure(teacher)}
 """,
     "06.random_control": _TINY_BENCH + """

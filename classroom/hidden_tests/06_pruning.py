@@ -53,6 +53,9 @@ for n, s, b in ((1, 0.0, 4), (8, 0.0, 1), (9, 1.0, 4), (100, 0.25, 2), (12_345, 
 # not the smallest of each layer.
 from recbook.compress.prune import prunable_weights
 
+assert answer["amount"] == LAYER_SCOPE_AT, f"prune to LAYER_SCOPE_AT ({LAYER_SCOPE_AT}), the per-layer model's sparsity"
+assert answer["reference"]["warm"]["AUC"].equals(results[f"per layer {LAYER_SCOPE_AT:.0%}"]["warm"]["AUC"]), \
+    "compare with the per-layer magnitude model (same sparsity in every layer), not the dense or the global one"
 learner = dict(prunable_weights(answer["model"]))
 for name, module in prunable_weights(teacher):
     w = module.weight.detach().abs()

@@ -42,7 +42,12 @@ assert all(float(encoder_share(n)) < float(encoder_share(n + 1)) for n in range(
 
 # %% 07.distill_epochs | 2 points
 # Catches: comparing the short student with the teacher (or the untrained student) instead of the fully distilled
-# student of the same layers — the visible check only re-computes the interval from the reference it is given.
+# student of the same layers — the visible check only re-computes the interval from the reference it is given —, and
+# a short run that is not the same start: other layers (its first epoch's loss is far higher) or the finished student
+# trained on (far lower).
+first = curves[best.removesuffix(", distilled")][0]
+assert abs(answer["losses"][0] - first) <= 0.1 * first, \
+    f"the 2-epoch run's first-epoch loss is {answer['losses'][0]:.4f}, section 2's {first:.4f}: start a new student from the same layers"
 reference = per_user[best]["warm"]["AUC"]
 assert answer["reference"]["warm"]["AUC"].equals(reference), \
     "compare with the fully distilled student of section 3 (per_user[best]), not with the teacher or an untrained student"

@@ -69,5 +69,6 @@ def _distill_epochs(answer):
             "higher": "the short run came out ahead — read it as noise unless it repeats with another seed",
             "not shown": "the rest of the epochs bought no warm AUC this interval can detect, whatever they did to the loss"}
     return True, (f"2 epochs: warm AUC {c.diff.mean:+.4f} [{c.diff.low:+.4f}, {c.diff.high:+.4f}] against the full run — {said[want]} "
-                  f"(loss {first:.4f} → {last:.4f} in the 2 epochs). A lower distillation loss is a means; the recommender's "
-                  "quality on every user is what decides how long to train.")
+                  f"(loss {first:.4f} → {last:.4f} in the 2 epochs). One run each: the interval covers users, not training noise "
+                  "(dropout draws differ between runs). A lower distillation loss is a means; the recommender's quality on every "
+                  "user is what decides how long to train.")

@@ -59,6 +59,9 @@ def _uneven_shards(answer):
         want = "same" if diff < 1e-5 else "differs"
         if answer["verdict"][split] != want:
             return False, f"{split}: a largest difference of {diff:.1e} is {want!r} by the 1e-5 line, not {answer['verdict'][split]!r}."
+    if answer["verdict"][(2, 6)] != "differs":
+        return False, ("2 + 6 matched the full batch: average the two shards' gradients plainly, (g₁ + g₂) / 2, as DDP's "
+                       "all-reduce does — weighting them by shard size gives the full batch back, which DDP does not do.")
     if answer["verdict"][(4, 4)] != "same":
         return False, ("equal shards must give the full batch's gradient (to float rounding): take each shard's *mean* loss, "
                        "backpropagate it alone, and average the two gradients — that is what DDP's all-reduce does.")
