@@ -66,8 +66,7 @@ def _packed_bytes(fn):
            "its warm AUC with the per-layer magnitude model's per user (paired, random first); give the verdict.")
 def _random_control(answer):
     from ..compress.prune import prunable_weights
-    from ..stats import paired_comparison
-    from .common import _dict_with
+    from .common import _dict_with, _warm_auc_interval
 
     hint = _dict_with(answer, ("model", "amount", "per_user", "reference", "diff_low", "diff_high", "verdict"))
     if hint:
@@ -79,13 +78,11 @@ def _random_control(answer):
         if abs(zeros - amount) > 1.0 / w.numel() + 1e-9:
             return False, (f"{name}: {zeros:.1%} of its weights are zero, not {amount:.0%}: prune every prunable layer by the same "
                            "amount (prune.random_unstructured on each), then prune.remove to make it permanent.")
-    c = paired_comparison(answer["per_user"]["warm"]["AUC"], answer["reference"]["warm"]["AUC"])
-    if not (abs(c.diff.low - answer["diff_low"]) < 1e-9 and abs(c.diff.high - answer["diff_high"]) < 1e-9):
-        return False, (f"the paired interval of warm AUC (random − magnitude) is [{c.diff.low:+.4f}, {c.diff.high:+.4f}], not "
-                       f"[{answer['diff_low']:+.4f}, {answer['diff_high']:+.4f}]: paired_comparison(random, magnitude), random first.")
-    want = "lower" if c.diff.high < 0 else "higher" if c.diff.low > 0 else "not shown"
-    if answer["verdict"] != want:
-        return False, f"the interval [{c.diff.low:+.4f}, {c.diff.high:+.4f}] says {want!r}, not {answer['verdict']!r}."
+    hint, c = _warm_auc_interval(answer["per_user"], answer["reference"], answer["diff_low"], answer["diff_high"], answer["verdict"],
+                                 "random − magnitude", "paired_comparison(random, magnitude), random first")
+    if hint:
+        return False, hint
+    want = answer["verdict"]
     meaning = {"lower": "which weights go matters, not only how many — small weights carry less of what the encoder computes",
                "higher": "random pruning came out ahead, which magnitude pruning's premise does not predict: re-run with another seed",
                "not shown": "at this sparsity the choice of weights made no difference this interval can detect"}[want]

@@ -43,8 +43,7 @@ def _encoder_share(fn):
            "Distil the better student's layers again for 2 epochs, re-embed the catalogue, and compare its warm AUC with the "
            "fully distilled student's per user (paired, short first); give the verdict.")
 def _distill_epochs(answer):
-    from ..stats import paired_comparison
-    from .common import _dict_with
+    from .common import _dict_with, _warm_auc_interval
 
     hint = _dict_with(answer, ("model", "losses", "per_user", "reference", "diff_low", "diff_high", "verdict"))
     if hint:
@@ -57,13 +56,11 @@ def _distill_epochs(answer):
         return False, "model must be the student distill_sentence_encoder returns (a sentence encoder), not its losses or embeddings."
     if n_layers != 2:
         return False, f"the student has {n_layers} encoder layers: distil from the two layers of the better student (layers=STUDENTS[…])."
-    c = paired_comparison(answer["per_user"]["warm"]["AUC"], answer["reference"]["warm"]["AUC"])
-    if not (abs(c.diff.low - answer["diff_low"]) < 1e-9 and abs(c.diff.high - answer["diff_high"]) < 1e-9):
-        return False, (f"the paired interval of warm AUC (2 epochs − full) is [{c.diff.low:+.4f}, {c.diff.high:+.4f}], not "
-                       f"[{answer['diff_low']:+.4f}, {answer['diff_high']:+.4f}]: paired_comparison(short, full), the short student first.")
-    want = "lower" if c.diff.high < 0 else "higher" if c.diff.low > 0 else "not shown"
-    if answer["verdict"] != want:
-        return False, f"the interval [{c.diff.low:+.4f}, {c.diff.high:+.4f}] says {want!r}, not {answer['verdict']!r}."
+    hint, c = _warm_auc_interval(answer["per_user"], answer["reference"], answer["diff_low"], answer["diff_high"], answer["verdict"],
+                                 "2 epochs − full", "paired_comparison(short, full), the short student first")
+    if hint:
+        return False, hint
+    want = answer["verdict"]
     first, last = float(answer["losses"][0]), float(answer["losses"][-1])
     said = {"lower": "the rest of the epochs bought warm AUC that the interval can see",
             "higher": "the short run came out ahead — read it as noise unless it repeats with another seed",

@@ -54,8 +54,7 @@ def _int8_mb(fn):
 def _weight_bits(answer):
     import torch
 
-    from ..stats import paired_comparison
-    from .common import _dict_with
+    from .common import _dict_with, _warm_auc_interval
 
     keys = ("models", "per_user", "reference", "diff_low", "diff_high", "verdict")
     hint = _dict_with(answer, keys)
@@ -74,13 +73,10 @@ def _weight_bits(answer):
             if levels > 2 ** bits:
                 return False, (f"a row of a {bits}-bit weight {tuple(w.shape)} holds {levels} distinct values, more than 2**{bits}: "
                                f"quantize then dequantize it with choose_qparams(w, bits={bits}, per_channel=True, axis=0).")
-        c = paired_comparison(answer["per_user"][bits]["warm"]["AUC"], answer["reference"]["warm"]["AUC"])
-        if not (abs(c.diff.low - answer["diff_low"][bits]) < 1e-9 and abs(c.diff.high - answer["diff_high"][bits]) < 1e-9):
-            return False, (f"{bits} bits: the paired interval of warm AUC (variant − fp32) is [{c.diff.low:+.4f}, {c.diff.high:+.4f}], "
-                           f"not [{answer['diff_low'][bits]:+.4f}, {answer['diff_high'][bits]:+.4f}]: paired_comparison(variant, fp32).")
-        want = "lower" if c.diff.high < 0 else "higher" if c.diff.low > 0 else "not shown"
-        if answer["verdict"][bits] != want:
-            return False, f"{bits} bits: the interval [{c.diff.low:+.4f}, {c.diff.high:+.4f}] says {want!r}, not {answer['verdict'][bits]!r}."
+        hint, _ = _warm_auc_interval(answer["per_user"][bits], answer["reference"], answer["diff_low"][bits], answer["diff_high"][bits],
+                                     answer["verdict"][bits], "variant − fp32", "paired_comparison(variant, fp32)", prefix=f"{bits} bits: ")
+        if hint:
+            return False, hint
     said = {"lower": "loses warm AUC", "higher": "gains warm AUC (read it as noise unless it repeats)",
             "not shown": "shows no change this interval can detect"}
     v8, v4 = answer["verdict"][8], answer["verdict"][4]
