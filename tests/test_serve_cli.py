@@ -51,6 +51,13 @@ def test_export_out_that_is_a_file_exits_2(bundles, tmp_path, capsys):
     exit_2_one_line(["export", "--retriever", str(tmp_path), "--out", str(tmp_path / "b")], capsys, "no run.json found")
 
 
+def test_service_process_refuses_cpus_it_cannot_pin_to(tmp_path):
+    for cpus in (set(), {10_000}):
+        with pytest.raises(ValueError, match="cpus must be a non-empty subset"):
+            ServiceProcess(tmp_path, log_path=tmp_path / "log.txt", cpus=cpus)
+    assert not (tmp_path / "log.txt").exists()  # refused before anything started
+
+
 def test_loadtest_arguments(tmp_path, capsys):
     exit_2_one_line(["loadtest", "--url", "http://example.com:8000", "--rps", "5", "--duration", "1"], capsys, "--url", "example.com")
     exit_2_one_line(["loadtest", "--url", "http://127.0.0.1:9", "--rps", "0", "--duration", "1"], capsys, "--rps")
@@ -128,24 +135,39 @@ def test_the_server_refuses_huge_headers_and_a_multi_worker_reload(bundles, tmp_
 @pytest.mark.slow
 def test_a_burst_at_four_times_capacity_is_shed_cleanly(bundles, tmp_path):
     """Issue 22's burst target, on a real service process (loopback, bounded): capacity measured first (one request
-    at a time), then an open-loop burst at 4× that rate with the in-flight cap sized to the cores (one request per
-    usable CPU). Every answer is 200, 429 or 503, every refusal says when to retry, some of the burst is shed, the
-    requests it accepts are answered within 2× the quiet p99, and the service still answers after it.
+    at a time), then an open-loop burst at 4× that rate with the in-flight cap sized to the service's cores (one
+    request per CPU) and the default waiting room (twice the cap). Every answer is 200, 429 or 503, every refusal says
+    when to retry, some of the burst is shed, the requests it accepts are answered within 2× the quiet p99, and the
+    service still answers after it.
+
+    The load generator gets a CPU of its own (the service is pinned to the others), as a client on another machine
+    would: sharing the 2 cores, the generator fell up to 0.9 s behind its schedule in one run in three here and in CI,
+    and its own starvation, not the service, set the p99 (1.4-1.9 s).
 
     The cap's size is the lesson: CPU-bound requests gain nothing from running more of them than there are cores,
-    they only wait longer. Measured on 2 cores: a cap of 2 kept the burst's accepted p99 at 0.66–0.85× the quiet p99
-    in three runs (e.g. 58 against 74 ms); a cap of 4 let it reach 4.4× (330 against 75 ms)."""
+    they only wait longer (on 2 shared cores without a waiting room, a cap of 2 kept the burst's accepted p99 at
+    0.66–0.85× the quiet p99 in three runs, a cap of 4 let it reach 4.4×); the waiting room keeps a quiet load from
+    being shed when a few requests happen to arrive together."""
     from recbook.serve.loadtest import run_loadtest
 
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2:
+        pytest.skip("needs 2 CPUs (Linux): one for the load generator, the others for the service")
+    service_cpus, generator_cpus = set(cpus[:-1]), {cpus[-1]}
     payloads = [{"user_id": USER_OFFSET + i, "k": 10} for i in range(1, 6)]  # users the bundle knows; retrieval + re-ranking: the model is the cost
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    env = service_env(RECBOOK_MAX_INFLIGHT=str(max(2, cores)))
-    with ServiceProcess(bundles["v1"], log_path=tmp_path / "log.txt", env=env) as service:
+    env = service_env(RECBOOK_MAX_INFLIGHT=str(len(service_cpus)))
+    mine = os.sched_getaffinity(0)
+    with ServiceProcess(bundles["v1"], "--threads", str(len(service_cpus)), log_path=tmp_path / "log.txt", env=env,
+                        cpus=service_cpus) as service:
         service.wait_ready(timeout=120)
-        closed = run_loadtest(service.url, rps=1000, duration=3, concurrency=1, payloads=payloads, api_key=API_KEY)
-        capacity = closed["achieved_rps"]  # one at a time: the rate the service sustains without queueing
-        quiet = run_loadtest(service.url, rps=capacity / 4, duration=5, concurrency=8, payloads=payloads, api_key=API_KEY, seed=1)
-        burst = run_loadtest(service.url, rps=4 * capacity, duration=5, concurrency=64, payloads=payloads, api_key=API_KEY, seed=2)
+        try:
+            os.sched_setaffinity(0, generator_cpus)
+            closed = run_loadtest(service.url, rps=1000, duration=3, concurrency=1, payloads=payloads, api_key=API_KEY)
+            capacity = closed["achieved_rps"]  # one at a time: the rate the service sustains without queueing
+            quiet = run_loadtest(service.url, rps=capacity / 4, duration=5, concurrency=8, payloads=payloads, api_key=API_KEY, seed=1)
+            burst = run_loadtest(service.url, rps=4 * capacity, duration=5, concurrency=64, payloads=payloads, api_key=API_KEY, seed=2)
+        finally:
+            os.sched_setaffinity(0, mine)
         assert httpx.get(service.url + "/livez").status_code == 200
         after = httpx.post(service.url + "/recommend", json=payloads[0], headers={"X-API-Key": API_KEY})
         assert after.status_code == 200  # alive and serving once the burst is over

@@ -165,7 +165,7 @@ def test_in_flight_cap_sheds_with_503_and_flips_readiness(bundles, catalogue, mo
         return real(self, requests)
 
     monkeypatch.setattr(Bundle, "rerank_many", slow)
-    with running(app_mod.create_app(bundles["v1"], settings(max_inflight=1))) as client:
+    with running(app_mod.create_app(bundles["v1"], settings(max_inflight=1, max_waiting=0))) as client:
         entered.clear()  # the warm-up at load called it too
         answers = []
         caller = threading.Thread(target=lambda: answers.append(client.post(
@@ -183,6 +183,81 @@ def test_in_flight_cap_sheds_with_503_and_flips_readiness(bundles, catalogue, mo
         assert 'recbook_shed_total{reason="inflight"} 1.0' in client.get("/metrics").text
 
 
+def test_a_request_at_the_cap_waits_its_turn_while_the_waiting_room_has_space(bundles, catalogue, monkeypatch):
+    """Cap 1, one place to wait: the second request waits for the first and is answered; a third, arriving while the
+    room is full, is shed (503) and /readyz says so; once both are answered the service is ready again."""
+    from recbook.serve import app as app_mod
+    from recbook.serve.bundle import Bundle
+
+    real, calls = Bundle.rerank_many, []
+
+    def slow(self, requests):
+        calls.append(time.monotonic())
+        time.sleep(0.8)
+        return real(self, requests)
+
+    monkeypatch.setattr(Bundle, "rerank_many", slow)
+    body = {"history": [], "candidates": catalogue[:3]}
+    with running(app_mod.create_app(bundles["v1"], settings(max_inflight=1, max_waiting=1, batching=False))) as client:
+        calls.clear()  # the warm-up at load called it too
+        answers = {}
+        callers = [threading.Thread(target=lambda i=i: answers.__setitem__(i, client.post("/rerank", json=body, headers=HEADERS)))
+                   for i in range(2)]
+        for c in callers:
+            c.start()
+            time.sleep(0.2)  # the first is in the model, then the second waits
+        assert client.get("/readyz").json() == {"status": "overloaded", "detail": "1 requests in flight, 1 waiting"}
+        shed = client.post("/rerank", json=body, headers=HEADERS)
+        assert shed.status_code == 503 and shed.headers["retry-after"] == "1" and "RECBOOK_MAX_WAITING=1" in shed.json()["detail"]
+        for c in callers:
+            c.join(30)
+        assert [answers[i].status_code for i in range(2)] == [200, 200]
+        assert len(calls) == 2 and calls[1] - calls[0] >= 0.75  # one at a time: the second ran after the first
+        assert client.get("/readyz").status_code == 200
+        text = client.get("/metrics").text
+        assert 'recbook_shed_total{reason="inflight"} 1.0' in text and "recbook_waiting_requests 0.0" in text
+
+
+def test_the_waiting_room_is_first_come_first_served_and_survives_clients_that_leave(bundles):
+    """``Service.acquire`` / ``release`` directly: slots are handed over in arrival order, a waiter cancelled before its
+    turn leaves the room, one cancelled just after it was handed a slot passes the slot on, and the counts return to 0."""
+    from recbook.serve.service import Service
+
+    async def scenario():
+        service = Service(bundles["v1"], settings(max_inflight=1, max_waiting=3))
+        order = []
+
+        async def request(name):
+            assert await service.acquire()
+            order.append(name)
+            await asyncio.sleep(0)
+            service.release()
+
+        assert await service.acquire()  # the one in flight
+        a, b, c = (asyncio.ensure_future(request(n)) for n in "abc")
+        await asyncio.sleep(0)
+        assert (service.inflight, service.waiting) == (1, 3) and service.overloaded and not await service.acquire()
+        b.cancel()  # leaves before its turn
+        await asyncio.sleep(0)
+        assert service.waiting == 2
+        service.release()  # to a
+        await asyncio.wait_for(asyncio.gather(a, c), timeout=5)
+        assert order == ["a", "c"] and (service.inflight, service.waiting) == (0, 0)
+
+        assert await service.acquire()
+        d, e = asyncio.ensure_future(request("d")), asyncio.ensure_future(request("e"))
+        await asyncio.sleep(0)
+        service.release()  # handed to d ...
+        d.cancel()  # ... which is cancelled before it runs: the slot goes on to e
+        await asyncio.wait_for(asyncio.gather(d, e, return_exceptions=True), timeout=5)  # a lost slot would hang e
+        assert order == ["a", "c", "e"] and (service.inflight, service.waiting) == (0, 0)
+
+        unlimited = Service(bundles["v1"], settings(max_inflight=0))
+        assert all([await unlimited.acquire() for _ in range(100)]) and not unlimited.overloaded
+
+    asyncio.run(scenario())
+
+
 def test_settings_from_env_read_the_new_variables():
     from recbook.serve.app import ServeSettings
 
@@ -191,6 +266,12 @@ def test_settings_from_env_read_the_new_variables():
     assert (s.max_inflight, s.models_root, s.rate_limit_storage) == (7, "/srv/models", "redis://127.0.0.1:6379/0")
     with pytest.raises(SecurityConfigError, match="RECBOOK_MAX_INFLIGHT='many'"):
         ServeSettings.from_env({"RECBOOK_MAX_INFLIGHT": "many"})
+    assert s.max_waiting == 14  # the waiting room defaults to twice the cap
+    assert ServeSettings.from_env({"RECBOOK_MAX_INFLIGHT": "4", "RECBOOK_MAX_WAITING": "0"}).max_waiting == 0
+    with pytest.raises(SecurityConfigError, match="RECBOOK_MAX_WAITING='x'"):
+        ServeSettings.from_env({"RECBOOK_MAX_WAITING": "x"})
+    with pytest.raises(ValueError, match="max_waiting"):
+        ServeSettings(api_keys=(API_KEY,), max_waiting=-1)
     with pytest.raises(ValueError, match="drift_window"):
         ServeSettings(api_keys=(API_KEY,), drift_window=5)
     with pytest.raises(ValueError, match="max_inflight"):

@@ -9,8 +9,9 @@ Taught in notebook ``12_serving``. ``create_app(bundle_dir, settings)`` returns 
 3. the per-key rate limit, one unit at the door (429 with ``Retry-After``); the endpoint charges the rest of the
    request's cost — one unit per pair or pass it scores — once it knows it; limits are per process, or shared by
    every replica through Redis (``RECBOOK_RATE_LIMIT_STORAGE``);
-4. the in-flight cap (``RECBOOK_MAX_INFLIGHT``): beyond it 503 with ``Retry-After`` and ``/readyz`` answers 503, so
-   a load balancer sends the next requests elsewhere; the re-ranker's batch queue is bounded too;
+4. the in-flight cap (``RECBOOK_MAX_INFLIGHT``) with a waiting room (``RECBOOK_MAX_WAITING``, first come first
+   served): beyond both, 503 with ``Retry-After`` and ``/readyz`` answers 503, so a load balancer sends the next
+   requests elsewhere; the re-ranker's batch queue is bounded too;
 5. the body size limit (413) — the body is read at most to the limit, never further;
 6. FastAPI's validation of the JSON body against pydantic models with limits (422 naming the field);
 7. the endpoint, which takes the *current* bundle once and uses it to the end — so a hot swap never mixes two
@@ -238,8 +239,8 @@ def create_app(bundle_dir: str | os.PathLike, settings: ServeSettings | None = N
             detail = "not ready: the model failed to load" if service.load_error else "not ready: loading and warming up the model"
             return JSONResponse(status_code=503, content={"status": "not ready", "detail": detail})  # the error text stays in the log
         if service.overloaded:  # take this replica out of the load balancer until it drains
-            return JSONResponse(status_code=503, content={"status": "overloaded", "detail": f"{service.inflight} requests in flight"},
-                                headers={"Retry-After": "1"})
+            detail = f"{service.inflight} requests in flight, {service.waiting} waiting"
+            return JSONResponse(status_code=503, content={"status": "overloaded", "detail": detail}, headers={"Retry-After": "1"})
         return {"status": "ready", "model_version": service.bundle.version}
 
     @app.get("/metrics")

@@ -15,7 +15,7 @@ from .security import (
     match_key,
 )
 from .service import Service
-from .settings import CPU_HEADER, MAX_INFLIGHT_ENV, MODEL_ROUTES, PUBLIC_PATHS, REQUEST_ID_PATTERN, ROUTES, VERSION_HEADER
+from .settings import CPU_HEADER, MAX_INFLIGHT_ENV, MAX_WAITING_ENV, MODEL_ROUTES, PUBLIC_PATHS, REQUEST_ID_PATTERN, ROUTES, VERSION_HEADER
 
 
 # ------------------------------------------------------------------ the middleware
@@ -67,15 +67,15 @@ class ServiceMiddleware:
                 body, refusal = await self._read_body(headers, receive)
             # the in-flight cap counts requests the model works on, from a complete body on: slow uploads hold no slot
             if refusal is None and route in MODEL_ROUTES:
-                if service.overloaded:
+                if await service.acquire():
+                    counted = True
+                else:
                     service.metrics.shed.labels(reason="inflight").inc()
                     refusal = (503, {"detail": f"the service is answering {service.inflight} requests, its cap "
-                                               f"({MAX_INFLIGHT_ENV}={service.settings.max_inflight}); retry shortly"},
+                                               f"({MAX_INFLIGHT_ENV}={service.settings.max_inflight}), and "
+                                               f"{service.waiting} more are waiting ({MAX_WAITING_ENV}="
+                                               f"{service.settings.max_waiting}); retry shortly"},
                                [(b"retry-after", b"1")])
-                else:
-                    service.inflight += 1
-                    service.metrics.inflight.set(service.inflight)
-                    counted = True
             if refusal is not None:
                 code, payload, extra = refusal
                 payload["request_id"] = request_id
@@ -94,8 +94,7 @@ class ServiceMiddleware:
             await self.app(scope, replay, send_with_id)
         finally:
             if counted:
-                service.inflight -= 1
-                service.metrics.inflight.set(service.inflight)
+                service.release()
             elapsed = time.perf_counter() - start
             service.metrics.requests.labels(route=route, status=str(status["code"])).inc()
             service.metrics.latency.labels(route=route, status_class=f"{status['code'] // 100}xx").observe(elapsed)

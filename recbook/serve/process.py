@@ -42,15 +42,23 @@ def _stop(proc: subprocess.Popen, log_file, timeout: float) -> int | None:
 class ServiceProcess:
     """``python -m recbook serve --model BUNDLE --port <free> *flags`` on 127.0.0.1, its stderr (JSON logs) in ``log_path``.
 
-    ``env`` is the whole environment of the process (keys in ``RECBOOK_API_KEYS``, ...); ``None`` inherits this one."""
+    ``env`` is the whole environment of the process (keys in ``RECBOOK_API_KEYS``, ...); ``None`` inherits this one.
+    ``cpus`` (Linux) pins the process, and every thread it starts, to those CPU ids from its first instruction — e.g. to
+    keep a load generator on the same machine off the service's cores, as a client on another machine would be."""
 
-    def __init__(self, bundle, *flags: str, log_path, env: dict | None = None, name: str = "service", stop_timeout: float = 30.0):
+    def __init__(self, bundle, *flags: str, log_path, env: dict | None = None, name: str = "service", stop_timeout: float = 30.0,
+                 cpus: set[int] | None = None):
+        if cpus is not None:
+            available = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+            if not cpus or not set(cpus) <= available:
+                raise ValueError(f"cpus must be a non-empty subset of this process's CPUs {sorted(available)}, got {cpus!r}")
         self.name, self.port = name, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(log_path)
         log_file = open(self.log_path, "w")
+        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus is not None else None
         self.proc = subprocess.Popen([sys.executable, "-m", "recbook", "serve", "--model", os.fspath(bundle), "--port", str(self.port), *flags],
-                                     stdout=subprocess.DEVNULL, stderr=log_file, env=env)
+                                     stdout=subprocess.DEVNULL, stderr=log_file, env=env, preexec_fn=pin)
         self._finalizer = weakref.finalize(self, _stop, self.proc, log_file, stop_timeout)
 
     def wait_ready(self, timeout: float = 180.0) -> ServiceProcess:

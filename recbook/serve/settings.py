@@ -28,6 +28,7 @@ BUNDLE_ENV = "RECBOOK_SERVE_BUNDLE"
 INSECURE_ENV = "RECBOOK_INSECURE_DEV"
 OPTIONS_ENV = "RECBOOK_SERVE_OPTIONS"  # JSON of ServeSettings overrides, set by ``recbook serve`` for its workers
 MAX_INFLIGHT_ENV = "RECBOOK_MAX_INFLIGHT"
+MAX_WAITING_ENV = "RECBOOK_MAX_WAITING"
 MODELS_ROOT_ENV = "RECBOOK_MODELS_ROOT"
 VERSION_HEADER = "x-model-version"
 CPU_HEADER = "x-model-cpu-ms"
@@ -46,8 +47,11 @@ class ServeSettings:
     rate_limit_storage: str | None = None  # None: per-process buckets; redis://127.0.0.1:6379/0: shared by every replica
     auth_fail_rate: float = 2.0  # failed authentications per second allowed per client address (then 429)
     auth_fail_burst: float = 20.0
-    max_inflight: int = 64  # requests being answered at once (model routes); beyond: 503 + Retry-After, /readyz 503; 0 = no cap.
+    max_inflight: int = 64  # requests being answered at once (model routes); 0 = no cap.
     # Size it to the cores for CPU-bound models (the burst test: 2 on 2 cores held the p99, 4 did not)
+    max_waiting: int | None = None  # requests that may wait for a slot at the cap (first come, first served); beyond:
+    # 503 + Retry-After and /readyz 503. None: twice max_inflight (an accepted request waits about two service times at
+    # most); 0: refuse whenever the cap is reached (with a cap of 2, 4-7% of requests at a quarter of capacity were)
     max_queue: int = 256  # re-ranker requests waiting for a batch; beyond: 503 + Retry-After
     models_root: str | None = None  # /admin/reload only loads bundles under this folder (default: the first bundle's parent)
     drift_window: int = 5000  # items of live request histories compared with the bundle's (0: no live drift gauges)
@@ -86,13 +90,18 @@ class ServeSettings:
                                  f"integer, got {value!r}")
         if not isinstance(self.drift_window, int) or isinstance(self.drift_window, bool) or not (self.drift_window == 0 or self.drift_window >= 10):
             raise ValueError(f"ServeSettings.drift_window must be 0 (no live drift) or at least 10 items, got {self.drift_window!r}")
+        if self.max_waiting is None:
+            object.__setattr__(self, "max_waiting", 2 * self.max_inflight)
+        elif not isinstance(self.max_waiting, int) or isinstance(self.max_waiting, bool) or self.max_waiting < 0:
+            raise ValueError(f"ServeSettings.max_waiting must be a non-negative integer (or None: twice max_inflight), "
+                             f"got {self.max_waiting!r}")
         if self.max_wait_ms < 0:
             raise ValueError(f"ServeSettings.max_wait_ms must be >= 0, got {self.max_wait_ms}")
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "ServeSettings":
         """Settings from ``RECBOOK_API_KEYS``, ``RECBOOK_ADMIN_KEYS``, ``RECBOOK_RATE_LIMIT``, ``RECBOOK_RATE_LIMIT_STORAGE``,
-        ``RECBOOK_MAX_INFLIGHT``, ``RECBOOK_MODELS_ROOT``, ``RECBOOK_LOG_SALT`` (and ``RECBOOK_INSECURE_DEV=1``), then
+        ``RECBOOK_MAX_INFLIGHT``, ``RECBOOK_MAX_WAITING``, ``RECBOOK_MODELS_ROOT``, ``RECBOOK_LOG_SALT`` (and ``RECBOOK_INSECURE_DEV=1``), then
         ``overrides`` (any field)."""
         env = os.environ if environ is None else environ
         unknown = set(overrides) - {f.name for f in fields(cls)}
@@ -102,12 +111,13 @@ class ServeSettings:
                       rate_limit=parse_rate_limit(env.get(RATE_LIMIT_ENV)), log_salt=env.get(LOG_SALT_ENV) or None,
                       insecure_dev=env.get(INSECURE_ENV, "") in ("1", "true", "yes"),
                       rate_limit_storage=env.get(RATE_LIMIT_STORAGE_ENV) or None, models_root=env.get(MODELS_ROOT_ENV) or None)
-        if env.get(MAX_INFLIGHT_ENV, "").strip():
-            try:
-                values["max_inflight"] = int(env[MAX_INFLIGHT_ENV])
-            except ValueError:
-                raise SecurityConfigError(f"{MAX_INFLIGHT_ENV}={env[MAX_INFLIGHT_ENV]!r} is not an integer; give the most requests "
-                                          "answered at once, e.g. 64 (0: no cap)") from None
+        for name, field_, example in ((MAX_INFLIGHT_ENV, "max_inflight", "give the most requests answered at once, e.g. 64 (0: no cap)"),
+                                      (MAX_WAITING_ENV, "max_waiting", "give the most requests waiting at the cap, e.g. 2 (0: none)")):
+            if env.get(name, "").strip():
+                try:
+                    values[field_] = int(env[name])
+                except ValueError:
+                    raise SecurityConfigError(f"{name}={env[name]!r} is not an integer; {example}") from None
         values.update(overrides)
         return cls(**values)
 
