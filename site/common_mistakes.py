@@ -20,6 +20,9 @@ MISTAKES: dict[str, str] = {
     "01.grad": "Returning σ(z) − y without dividing by N: the gradient of the *sum*, not of the mean.",
     "01.pos_weight": "Writing `log(sigmoid(z))` directly: it returns −inf/NaN at z = ±100; the stable form uses "
                      "`log1p(exp(-|z|))` (or `np.logaddexp`).",
+    "01.seed_loss": "Reading a falling loss as progress: the seed formula is unbounded below, so its loss keeps falling "
+                    "while the model learns to rank what users avoid first. And training it with the correct BCE — its "
+                    "loss never goes below 0, a quick sign the experiment did not run.",
     # 02_data
     "02.filter_users": "Returning the interactions unfiltered, or filtering on the item's count instead of the user's.",
     "02.last_item": "Taking each user's first row (or the last row in file order) without sorting by timestamp.",

@@ -328,7 +328,7 @@ def test_the_knn_experiment_changes_one_knob_at_a_time(capsys):
 
 def test_every_exercise_has_a_right_and_a_wrong_answer_here():
     assert set(exercises.list_exercises()) == set(RIGHT) == set(WRONG)
-    assert len(exercises.list_exercises("01_cross_entropy")) == 3
+    assert len(exercises.list_exercises("01_cross_entropy")) == 4
 
 
 @pytest.mark.parametrize("key", sorted(RIGHT))
@@ -600,6 +600,38 @@ def test_the_distill_epochs_check_names_what_is_wrong(answer, hint, capsys):
     assert not exercises.check("07.distill_epochs", answer())
     assert hint in capsys.readouterr().out
     assert exercises.check("07.distill_epochs", RIGHT["07.distill_epochs"]) and "bought warm AUC" in capsys.readouterr().out
+
+
+def _seed_loss_answer(shift=-0.4, verdict=None, losses=(-0.2, -3.0, -9.0)):
+    """01.seed_loss with stand-ins: 12 weights, a falling (negative) loss, per-user AUCs ``shift`` below the correct model's."""
+    from recbook.stats import paired_comparison
+
+    rng = np.random.default_rng(1)
+    correct = pd.DataFrame({"AUC": rng.uniform(0.7, 0.99, 80)})
+    seed = pd.DataFrame({"AUC": (correct["AUC"] + shift + 0.01 * (-1.0) ** np.arange(80)).clip(0, 1)})
+    c = paired_comparison(seed["AUC"], correct["AUC"])
+    auto = "lower" if c.diff.high < 0 else "higher" if c.diff.low > 0 else "not shown"
+    return {"weights": rng.normal(size=12), "losses": list(losses), "per_user": seed, "reference": correct,
+            "diff_low": c.diff.low, "diff_high": c.diff.high, "verdict": verdict or auto}
+
+
+RIGHT["01.seed_loss"] = _seed_loss_answer()
+WRONG["01.seed_loss"] = _seed_loss_answer(verdict="not shown")
+
+
+@pytest.mark.parametrize("answer,hint", [
+    (lambda: _seed_loss_answer(losses=(0.69, 0.5, 0.4)), "that is the correct BCE"),
+    (lambda: _seed_loss_answer(losses=(0.1,)), "at every step"),
+    (lambda: {**_seed_loss_answer(), "weights": np.full(12, np.nan)}, "one finite vector"),
+    (lambda: {**_seed_loss_answer(), "per_user": {"AUC": [0.5]}}, "a DataFrame with an AUC column"),
+    (lambda: {**_seed_loss_answer(), "diff_low": 0.1, "diff_high": 0.2}, "the seed loss first"),
+    (lambda: _seed_loss_answer(shift=0.0, verdict="lower"), "says 'not shown'"),
+    (lambda: [1, 2], "pass a dict"),
+])
+def test_the_seed_loss_check_names_what_is_wrong(answer, hint, capsys):
+    assert not exercises.check("01.seed_loss", answer())
+    assert hint in capsys.readouterr().out
+    assert exercises.check("01.seed_loss", RIGHT["01.seed_loss"]) and "below chance" in capsys.readouterr().out
 
 
 def _random_control_answer(amount=0.5, verdict=None, shift=-0.03):

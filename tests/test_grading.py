@@ -49,6 +49,43 @@ teacher, tok = bench.teacher, bench.tokenizer
 warm_texts = bench.texts_of(bench.warm_items)
 """
 MINIATURES = {
+    "01.seed_loss": """
+from types import SimpleNamespace
+from recbook import metrics
+from recbook.data import leave_last_out, make_training_pairs, sample_negatives
+from recbook.stats import paired_comparison
+SEED, lr = 0, 0.5
+profile = SimpleNamespace(logreg_steps=60, n_negatives=2, eval_negatives=19)
+data = make_synthetic(seed=SEED, n_users=60, n_items=50)
+split = leave_last_out(data.interactions)
+train_pairs = make_training_pairs(split.train, data.item_ids, n_negatives=profile.n_negatives, seed=SEED)
+item_pos = pd.Series(np.arange(data.n_items), index=data.item_ids)
+log_pop = np.log1p(np.bincount(item_pos.reindex(split.train["item_id"]).to_numpy(), minlength=data.n_items))
+taste = pd.Series(np.random.default_rng(0).normal(size=data.n_items), index=data.item_ids)
+
+
+def features(users, items):
+    return np.column_stack([taste.reindex(items).to_numpy() * (np.asarray(users) % 3), log_pop[item_pos.reindex(items).to_numpy()],
+                            np.ones(len(items))])
+
+
+X, Y = features(train_pairs["user_id"].to_numpy(), train_pairs["item_id"].to_numpy()), train_pairs["label"].to_numpy()
+Xt, Yt = torch.tensor(X), torch.tensor(Y)
+
+
+def scorer(weights):
+    def score(user_ids, item_ids):
+        return (features(np.repeat(user_ids, item_ids.shape[1]), item_ids.ravel()) @ weights).reshape(item_ids.shape)
+    return score
+
+
+w_hand = np.zeros(X.shape[1])
+for _ in range(profile.logreg_steps):
+    w_hand -= lr * X.T @ (1 / (1 + np.exp(-(X @ w_hand))) - Y) / len(Y)
+test = split.test[["user_id", "item_id"]]
+negatives = sample_negatives(test["user_id"].to_numpy(), data.interactions, data.item_ids, profile.eval_negatives, seed=SEED + 1)
+results = {"hand-written GD": metrics.evaluate_sampled(scorer(w_hand), test, negatives, per_user=True)}
+""",
     "03.knn_neighbours": """
 from recbook.evaluate import evaluate, make_eval_set
 from recbook.models.itemknn import ItemKNN
@@ -392,6 +429,21 @@ answer = {"models": models, "per_user": per_user, "reference": fp32_users, "diff
 
 # * all three pass the self-check, which re-scores whatever is handed in.
 MUTANTS |= {
+    "01.seed_loss": """w_seed = torch.zeros(X.shape[1], dtype=torch.float64, requires_grad=True)
+seed_optimizer = torch.optim.SGD([w_seed], lr=lr)
+seed_losses = []
+for step in range(profile.logreg_steps):
+    seed_optimizer.zero_grad()
+    z_seed = Xt @ w_seed
+    seed_loss = torch.mean(-Yt * F.softplus(z_seed) + (1 - Yt) * F.softplus(-z_seed))  # * another sign error, not the seed's
+    seed_loss.backward()
+    seed_optimizer.step()
+    seed_losses.append(seed_loss.item())
+seed_per_user = metrics.evaluate_sampled(scorer(w_seed.detach().numpy()), test, negatives, per_user=True)["per_user"]
+c = paired_comparison(seed_per_user["AUC"], results["hand-written GD"]["per_user"]["AUC"])
+answer = {"weights": w_seed.detach().numpy(), "losses": seed_losses, "per_user": seed_per_user,
+          "reference": results["hand-written GD"]["per_user"], "diff_low": c.diff.low, "diff_high": c.diff.high,
+          "verdict": "lower" if c.diff.high < 0 else "higher" if c.diff.low > 0 else "not shown"}""",
     "03.knn_neighbours": """name = "synthetic"
 leaky = ItemKNN(neighbours=10, shrink=10.0).fit_interactions(datasets[name].interactions, datasets[name].item_ids)  # * test items in
 knn10_scorer = leaky.scorer(es.history)
@@ -619,7 +671,8 @@ def test_submissions_without_nbgrader_metadata_are_adopted():
     cell.source = cell.source.replace('assert check("01.grad", grad)', "print(grad)")
     adopted = classroom.adopt(nb, path, hidden)
     tests = nbgrader_cells(adopted, "grade")
-    assert [c.metadata["nbgrader"]["grade_id"] for c in tests] == ["ex_01_bce_tests", "ex_01_pos_weight_tests", "ex_01_grad_tests"]
+    assert [c.metadata["nbgrader"]["grade_id"] for c in tests] == ["ex_01_bce_tests", "ex_01_pos_weight_tests", "ex_01_seed_loss_tests",
+                                                                   "ex_01_grad_tests"]
     assert adopted.cells[-1] is tests[-1]
 
 
@@ -651,6 +704,20 @@ def _fill(nb, function, body):
     raise KeyError(function)
 
 
+def _fill_experiment(nb):
+    """Put the course notebook's own answer to exercise 4 (01.seed_loss) into the release's empty answer cell."""
+    import re
+
+    solution = next(c.source for c in nbformat.read(ROOT / "notebooks" / f"{NOTEBOOK}.ipynb", as_version=4).cells
+                    if 'check("01.seed_loss"' in c.source)
+    body = re.search(r"### BEGIN SOLUTION\n(.*)### END SOLUTION", solution, re.S).group(1)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade_id") == "ex_01_seed_loss":
+            cell.source = body
+            return nb
+    raise KeyError("ex_01_seed_loss")
+
+
 def _student_version():
     student = load("make_student_versions")
     nb = nbformat.read(ROOT / "notebooks" / f"{NOTEBOOK}.ipynb", as_version=4)
@@ -664,13 +731,13 @@ def _student_version():
 
 @pytest.mark.slow
 def test_grading_end_to_end(tmp_path, monkeypatch):
-    """Planted submissions of 01_cross_entropy graded by nbgrader (about 80 s here, most of it one 30 s timeout).
+    """Planted submissions of 01_cross_entropy graded by nbgrader (about 110 s here: nine kernels, one 30 s timeout).
 
     solution: the course notebook itself (no nbgrader metadata) → full marks; release: the untouched nbgrader release
     → 0 on every exercise; partial (from the release): bce clipped (passes the self-check, fails the hidden tests),
-    grad right, weighted_bce unstable (fails the self-check) → 1 of 3; raises (from student/): a crash in the grad
-    cell → 2 of 3; loops (from student/): `while True: pass` in grad → interrupted by the per-cell timeout, the
-    notebook goes on → 2 of 3; dies: the kernel exits → 0 with the reason; not a notebook → 0 with the reason;
+    grad right, weighted_bce unstable (fails the self-check), the experiment done as the solution does → 3 of 5;
+    raises (from student/): a crash in the grad cell, the experiment left undone → 2 of 5; loops (from student/):
+    `while True: pass` in grad → interrupted by the per-cell timeout, the notebook goes on → 2 of 5; dies: the kernel exits → 0 with the reason; not a notebook → 0 with the reason;
     tamper: the release with one tests cell replaced by `pass` and one deleted → nbgrader restores both → 0."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernels' torch: no thread spinning on a CPU shared with other jobs
     course, subs = tmp_path / "course", tmp_path / "submissions"
@@ -678,7 +745,8 @@ def test_grading_end_to_end(tmp_path, monkeypatch):
     plant = {
         "solution": nbformat.read(ROOT / "notebooks" / f"{NOTEBOOK}.ipynb", as_version=4),
         "release": nbformat.read(release_path, as_version=4),
-        "partial": _fill(_fill(_fill(nbformat.read(release_path, as_version=4), "bce", BCE_CLIPPED), "grad", GRAD), "weighted_bce", WEIGHTED_NAIVE),
+        "partial": _fill_experiment(_fill(_fill(_fill(nbformat.read(release_path, as_version=4), "bce", BCE_CLIPPED), "grad", GRAD),
+                                          "weighted_bce", WEIGHTED_NAIVE)),
         "raises": _fill(_fill(_fill(_student_version(), "bce", BCE), "grad", GRAD), "weighted_bce", WEIGHTED),
         "loops": _fill(_fill(_fill(_student_version(), "bce", BCE), "grad", "while True:\n    pass"), "weighted_bce", WEIGHTED),
         "dies": _fill(_student_version(), "bce", "import os\nos._exit(1)"),
@@ -700,29 +768,32 @@ def test_grading_end_to_end(tmp_path, monkeypatch):
     rows = classroom.grade(subs, None, course, timeout=30, log=lines.append)
     seconds = time.perf_counter() - start
     print("\n".join(lines), f"\ngraded {len(rows)} learners in {seconds:.0f} s")
-    assert seconds < 180
+    assert seconds < 300  # a hung kernel or a lost timeout would take far longer
 
     with open(subs / "grades.csv", newline="", encoding="utf-8") as fh:
         table = {row["learner"]: row for row in csv.DictReader(fh)}
-    assert list(next(iter(table.values()))) == ["learner", "01.bce", "01.grad", "01.pos_weight", "total", "max", "notes"]
-    points = {who: tuple(float(table[who][k]) for k in ("01.bce", "01.grad", "01.pos_weight", "total")) for who in table}
-    assert points == {"solution": (1, 1, 1, 3), "release": (0, 0, 0, 0), "partial": (0, 1, 0, 1), "raises": (1, 0, 1, 2),
-                      "loops": (1, 0, 1, 2), "dies": (0, 0, 0, 0), "garbled": (0, 0, 0, 0), "absent": (0, 0, 0, 0),
-                      "tamper": (0, 0, 0, 0)}
-    assert all(float(row["max"]) == 3 for row in table.values())
+    ids = ("01.bce", "01.grad", "01.pos_weight", "01.seed_loss")
+    assert list(next(iter(table.values()))) == ["learner", *ids, "total", "max", "notes"]
+    points = {who: tuple(float(table[who][k]) for k in (*ids, "total")) for who in table}
+    assert points == {"solution": (1, 1, 1, 2, 5), "release": (0, 0, 0, 0, 0), "partial": (0, 1, 0, 2, 3), "raises": (1, 0, 1, 0, 2),
+                      "loops": (1, 0, 1, 0, 2), "dies": (0, 0, 0, 0, 0), "garbled": (0, 0, 0, 0, 0), "absent": (0, 0, 0, 0, 0),
+                      "tamper": (0, 0, 0, 0, 0)}
+    assert all(float(row["max"]) == 5 for row in table.values())
     notes = {who: row["notes"] for who, row in table.items()}
     assert notes["solution"] == ""
-    assert notes["release"].count("the self-check failed (your answer raised NotImplementedError") == 3
+    undone = "01.seed_loss: the answer cell raised NotImplementedError"  # an experiment's answer cell is the code itself
+    assert notes["release"].count("the self-check failed (your answer raised NotImplementedError") == 3 and undone in notes["release"]
     assert "01.bce: only the hidden tests failed (AssertionError: p = 1e-6 for a positive" in notes["partial"]
     assert "01.pos_weight: the self-check failed" in notes["partial"] and "01.grad" not in notes["partial"]
-    assert notes["raises"] == "01.grad: the answer cell raised ZeroDivisionError: division by zero"
-    assert notes["loops"] == "01.grad: timed out in the self-check"
+    assert "01.seed_loss" not in notes["partial"]  # the experiment, run as the solution does: full marks
+    assert notes["raises"].startswith("01.grad: the answer cell raised ZeroDivisionError: division by zero; " + undone)
+    assert notes["loops"].startswith("01.grad: timed out in the self-check")
     assert "its kernel died" in notes["dies"]
     assert "unreadable notebook" in notes["garbled"] and "not submitted" in notes["absent"]
-    assert notes["tamper"].count("the self-check failed (your answer raised NotImplementedError") == 3  # tests restored, re-added
+    assert notes["tamper"].count("the self-check failed (your answer raised NotImplementedError") == 3 and undone in notes["tamper"]  # tests restored
     # the gradebook keeps the scores nbgrader computed: the formgrader and feedback can use it
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id=classroom.COURSE_ID) as gb:
-        assert gb.find_submission(NOTEBOOK, "solution").score == 3
-        assert gb.find_submission(NOTEBOOK, "partial").score == 1
+        assert gb.find_submission(NOTEBOOK, "solution").score == 5
+        assert gb.find_submission(NOTEBOOK, "partial").score == 3

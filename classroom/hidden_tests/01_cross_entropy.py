@@ -63,3 +63,27 @@ for labels in (np.ones(6), np.zeros(6)):
     z = rng.normal(0, 2, size=6)
     want = F.binary_cross_entropy_with_logits(torch.tensor(z), torch.tensor(labels), pos_weight=torch.tensor(4.0)).item()
     assert np.isclose(float(weighted_bce(z, labels, 4.0)), want, rtol=1e-5), f"a batch of only {'positives' if labels[0] else 'negatives'} is wrong"
+
+# %% 01.seed_loss | 2 points
+# Catches: weights that are not section 4's recipe on the seed formula (another learning rate, step count, start, or
+# the correct loss with a flipped sign somewhere else); scores from another model than the weights handed in; a
+# reference other than the correct model's per-user AUC (e.g. popularity's).
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+w_check = torch.zeros(X.shape[1], dtype=torch.float64, requires_grad=True)
+opt_check = torch.optim.SGD([w_check], lr=lr)
+for _ in range(profile.logreg_steps):
+    opt_check.zero_grad()
+    z_check = torch.tensor(X) @ w_check
+    torch.mean(torch.tensor(Y) * F.softplus(-z_check) - (1 - torch.tensor(Y)) * F.softplus(z_check)).backward()
+    opt_check.step()
+handed = np.asarray(answer["weights"].detach() if hasattr(answer["weights"], "detach") else answer["weights"], dtype=float)
+assert np.allclose(handed, w_check.detach().numpy(), rtol=1e-6, atol=1e-8), \
+    "the weights are not section 4b's training (zero start, SGD, the same lr and profile.logreg_steps) on the seed formula"
+assert len(answer["losses"]) == profile.logreg_steps, f"keep the loss of each of the {profile.logreg_steps} steps"
+rescored = metrics.evaluate_sampled(scorer(handed), test, negatives, per_user=True)["per_user"]["AUC"].to_numpy()
+assert np.allclose(np.asarray(answer["per_user"]["AUC"], dtype=float), rescored), "per_user must come from scorer(weights) on the test users"
+assert np.allclose(np.asarray(answer["reference"]["AUC"], dtype=float), results["hand-written GD"]["per_user"]["AUC"].to_numpy()), \
+    "compare with the correct model: results['hand-written GD']['per_user']"

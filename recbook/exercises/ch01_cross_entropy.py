@@ -60,3 +60,40 @@ def _pos_weight(fn):
         if not _close(got, expected):
             return False, f"with w={w} you returned {got:.6f}, torch gives {expected:.6f}."
     return True, "matches torch's pos_weight, and stays finite at ±100."
+
+
+@_exercise("01.seed_loss", "01_cross_entropy",
+           "Train the logistic-regression recommender on the seed article's loss, evaluate it on the test users and compare "
+           "its per-user AUC with the correct model's (paired, seed loss first); give the verdict.")
+def _seed_loss(answer):
+    import numpy as np
+    import pandas as pd
+
+    from .common import _dict_with, _paired_interval
+
+    hint = _dict_with(answer, ("weights", "losses", "per_user", "reference", "diff_low", "diff_high", "verdict"))
+    if hint:
+        return False, hint
+    weights = np.asarray(answer["weights"].detach() if hasattr(answer["weights"], "detach") else answer["weights"], dtype=float)
+    if weights.ndim != 1 or not np.isfinite(weights).all():
+        return False, f"weights must be one finite vector (one weight per column of X), got shape {weights.shape}."
+    losses = np.asarray([float(v) for v in answer["losses"]])
+    if len(losses) < 2:
+        return False, "losses must hold the training loss at every step (a list of floats)."
+    if losses.min() >= 0:
+        return False, ("the loss never went below 0: that is the correct BCE, which is never negative. Train on the seed "
+                       "formula, −y·log σ(z) + (1 − y)·log(1 − σ(z)) — from logits: y·softplus(−z) − (1 − y)·softplus(z).")
+    for key in ("per_user", "reference"):
+        if not isinstance(answer[key], pd.DataFrame) or "AUC" not in answer[key]:
+            return False, f"{key} must be evaluate_sampled(..., per_user=True)['per_user']: a DataFrame with an AUC column per user."
+    hint, c = _paired_interval(answer["per_user"]["AUC"], answer["reference"]["AUC"], answer["diff_low"], answer["diff_high"],
+                               answer["verdict"], "AUC, seed loss − correct", "paired_comparison(seed, correct), the seed loss first")
+    if hint:
+        return False, hint
+    auc = float(answer["per_user"]["AUC"].mean())
+    where = ("below chance (0.5): it ranks the items a user would pick *last* — worse than guessing, so the model learned "
+             "something, backwards" if auc < 0.5 else "at or above chance")
+    return True, (f"the seed loss's model has AUC {auc:.3f}, {where}; against the correct model {c.diff.mean:+.3f} "
+                  f"[{c.diff.low:+.3f}, {c.diff.high:+.3f}] per user. Its training loss fell to {losses[-1]:.1f}: a loss "
+                  "that is unbounded below keeps \"improving\" while the model gets worse, so a falling loss proves nothing "
+                  "about the recommender.")

@@ -58,18 +58,23 @@ def _rescored_comparison(answer, what: str, names: tuple[str, str]):
     return None, c
 
 
-def _warm_auc_interval(per_user, reference, low, high, verdict, what: str, how: str, prefix: str = ""):
-    """Experiment exercises that re-embed the catalogue (06, 07, 08): re-compute the paired interval of warm AUC,
-    ``per_user − reference``, and check the interval and the verdict the learner reports (:func:`stats.interval_verdict`).
-    ``what`` names the difference, ``how`` says how to compute it, ``prefix`` starts each hint.
+def _paired_interval(values, reference, low, high, verdict, what: str, how: str, prefix: str = ""):
+    """Experiment exercises: re-compute the paired interval of ``values − reference`` (per-user Series of one metric)
+    and check the interval and the verdict the learner reports (:func:`stats.interval_verdict`). ``what`` names the
+    difference, ``how`` says how to compute it, ``prefix`` starts each hint.
     Returns ``(hint, None)`` on a mistake, ``(None, comparison)`` otherwise."""
     from ..stats import interval_verdict, paired_comparison
 
-    c = paired_comparison(per_user["warm"]["AUC"], reference["warm"]["AUC"])
+    c = paired_comparison(values, reference)
     if not (abs(c.diff.low - low) < 1e-9 and abs(c.diff.high - high) < 1e-9):
-        return (f"{prefix}the paired interval of warm AUC ({what}) is [{c.diff.low:+.4f}, {c.diff.high:+.4f}], "
+        return (f"{prefix}the paired interval ({what}) is [{c.diff.low:+.4f}, {c.diff.high:+.4f}], "
                 f"not [{low:+.4f}, {high:+.4f}]: {how}."), None
     want = interval_verdict(c.diff.low, c.diff.high)
     if verdict != want:
         return f"{prefix}the interval [{c.diff.low:+.4f}, {c.diff.high:+.4f}] says {want!r}, not {verdict!r}.", None
     return None, c
+
+
+def _warm_auc_interval(per_user, reference, low, high, verdict, what: str, how: str, prefix: str = ""):
+    """Experiment exercises that re-embed the catalogue (06, 07, 08): :func:`_paired_interval` on warm AUC."""
+    return _paired_interval(per_user["warm"]["AUC"], reference["warm"]["AUC"], low, high, verdict, f"warm AUC, {what}", how, prefix)
