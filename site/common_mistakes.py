@@ -42,6 +42,9 @@ MISTAKES: dict[str, str] = {
     "04.no_decay": "Excluding only biases from weight decay and forgetting the LayerNorm weights.",
     "04.in_batch_loss": "A distance between each pair (u − v)² instead of a softmax over the batch: the other items of the batch "
                         "never act as negatives, and the temperature is ignored.",
+    "04.temperature": "Changing more than the temperature — dropping the validation and early stopping, or the cross-"
+                      "encoder's step budget — so the comparison no longer isolates the knob; and reading a verdict into "
+                      "an interval over 50 users that contains zero.",
     # 04d_lm_recommender
     "04d.untrained_floor": "Flooring at the minimum over the whole matrix instead of per row, or changing the caller's scores in place.",
     "04d.content_scores": "Averaging the whole history instead of the n most recent items, or forgetting to normalise the mean "
@@ -53,6 +56,9 @@ MISTAKES: dict[str, str] = {
     "04b.command": "Leaving out the `train` subcommand or `--out`, so the argument list does not parse.",
     "04b.protocol_ratio": "Returning the sampled NDCG alone, or reading the full-ranking value from the top level instead of "
                           "`metrics['full_ranking']`.",
+    "04b.second_seed": "Re-running with the same seed (train() passes --seed 0; a second --seed must come after it), or "
+                       "scoring the new run under the sampled protocol while the reference is full ranking — and then "
+                       "reading a seed-to-seed interval as a difference between models.",
     # 04c_cascade
     "04c.hard_negatives": "Taking the retriever's top k as they are: the user's own training items and the true next item "
                           "come back as 'negatives'.",
@@ -75,6 +81,8 @@ MISTAKES: dict[str, str] = {
     "05.lora_params": "Counting a full d_in × d_out matrix per adapted weight instead of r·(d_in + d_out).",
     "05.merge": "Merging W + B·A without the α/r scaling.",
     "05.adam_bytes": "4 bytes per parameter (one moment) instead of 8: AdamW keeps two fp32 moments.",
+    "05.lora_lr": "Changing the rank or the method along with the rate, so the comparison no longer isolates it; and "
+                  "choosing the better rate from this test-user comparison, which tunes on the test set.",
     # 06_pruning
     "06.sparsity": "Returning the density (share of non-zeros) instead of the share of zeros.",
     "06.global_threshold": "A threshold from the first layer alone (per-layer pruning) instead of one over all tensors.",

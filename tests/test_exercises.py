@@ -634,6 +634,126 @@ def test_the_seed_loss_check_names_what_is_wrong(answer, hint, capsys):
     assert exercises.check("01.seed_loss", RIGHT["01.seed_loss"]) and "below chance" in capsys.readouterr().out
 
 
+def _temperature_answer(temperature=1.0, shift=-0.05, verdict=None, name="two-tower"):
+    """04.temperature with stand-ins: a Fitted-shaped object and per-user NDCG@10 ``shift`` below the reference."""
+    from types import SimpleNamespace
+
+    from recbook.stats import paired_comparison
+
+    rng = np.random.default_rng(2)
+    reference = pd.DataFrame({"NDCG@10": rng.uniform(0.1, 0.9, 60)})
+    ours = pd.DataFrame({"NDCG@10": (reference["NDCG@10"] + shift + 0.01 * (-1.0) ** np.arange(60)).clip(0, 1)})
+    c = paired_comparison(ours["NDCG@10"], reference["NDCG@10"])
+    auto = "lower" if c.diff.high < 0 else "higher" if c.diff.low > 0 else "not shown"
+    fitted = SimpleNamespace(name=name, model=SimpleNamespace(config=SimpleNamespace(temperature=temperature)))
+    return {"fitted": fitted, "per_user": ours, "reference": reference, "diff_low": c.diff.low, "diff_high": c.diff.high,
+            "verdict": verdict or auto}
+
+
+RIGHT["04.temperature"] = _temperature_answer()
+WRONG["04.temperature"] = _temperature_answer(verdict="higher")
+
+
+@pytest.mark.parametrize("answer,hint", [
+    (lambda: _temperature_answer(temperature=0.05), "pass temperature=1.0"),
+    (lambda: _temperature_answer(name="cross-encoder"), "fit_recommender(\"two-tower\""),
+    (lambda: {**_temperature_answer(), "per_user": [0.1]}, "with an NDCG@10 column"),
+    (lambda: {**_temperature_answer(), "diff_low": 0.0}, "the T = 1 model first"),
+    (lambda: _temperature_answer(shift=0.0, verdict="lower"), "says 'not shown'"),
+    (lambda: None, "pass a dict"),
+])
+def test_the_temperature_check_names_what_is_wrong(answer, hint, capsys):
+    assert not exercises.check("04.temperature", answer())
+    assert hint in capsys.readouterr().out
+    assert exercises.check("04.temperature", RIGHT["04.temperature"]) and "e² ≈ 7" in capsys.readouterr().out
+
+
+def _second_seed_answer(seed=1, shift=0.0, verdict=None, full=True, n_ref=70):
+    """04b.second_seed with stand-ins: a metrics.json-shaped dict and per-user NDCG@10 of two seeds."""
+    from recbook.stats import paired_comparison
+
+    rng = np.random.default_rng(3)
+    seed0 = pd.DataFrame({"NDCG@10": rng.uniform(0.0, 0.6, 70)})
+    seed1 = pd.DataFrame({"NDCG@10": (seed0["NDCG@10"] + shift + 0.02 * (-1.0) ** np.arange(70)).clip(0, 1)})
+    c = paired_comparison(seed1["NDCG@10"], seed0["NDCG@10"])
+    auto = "lower" if c.diff.high < 0 else "higher" if c.diff.low > 0 else "not shown"
+    metrics = {"model": "mf", "config": {"seed": seed}, **({"full_ranking": {"NDCG@10": float(seed1["NDCG@10"].mean())}} if full else {})}
+    return {"metrics": metrics, "per_user": seed1, "reference": seed0.iloc[:n_ref], "diff_low": c.diff.low, "diff_high": c.diff.high,
+            "verdict": verdict or auto}
+
+
+RIGHT["04b.second_seed"] = _second_seed_answer()
+WRONG["04b.second_seed"] = _second_seed_answer(verdict="lower")
+
+
+@pytest.mark.parametrize("answer,hint", [
+    (lambda: _second_seed_answer(seed=0), "this run has seed 0"),
+    (lambda: _second_seed_answer(full=False), "--all-users"),
+    (lambda: {**_second_seed_answer(), "metrics": {"model": "itemknn"}}, "the metrics.json dict of the new MF run"),
+    (lambda: _second_seed_answer(n_ref=50), "score the same users"),
+    (lambda: {**_second_seed_answer(), "diff_low": -0.5}, "the new seed first"),
+    (lambda: _second_seed_answer(shift=-0.1, verdict="not shown"), "says 'lower'"),
+    (lambda: "mf", "pass a dict"),
+])
+def test_the_second_seed_check_names_what_is_wrong(answer, hint, capsys):
+    assert not exercises.check("04b.second_seed", answer())
+    assert hint in capsys.readouterr().out
+    assert exercises.check("04b.second_seed", RIGHT["04b.second_seed"]) and "reseed" in capsys.readouterr().out
+
+
+def test_the_second_seed_check_accepts_data_absent_only_where_movielens_is_absent(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("RECBOOK_MOVIELENS_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("RECBOOK_CACHE", str(tmp_path / "cache"))
+    assert exercises.check("04b.second_seed", {"data_absent": True}) and "skipped" in capsys.readouterr().out
+    folder = tmp_path / "ml-100k"
+    folder.mkdir()
+    for name in ("u.data", "u.item", "u.user"):
+        (folder / name).write_text("")
+    monkeypatch.setenv("RECBOOK_MOVIELENS_DIR", str(folder))
+    assert not exercises.check("04b.second_seed", {"data_absent": True}) and "run the experiment" in capsys.readouterr().out
+
+
+def _lora_lr_answer(lr=1e-4, shift=-0.06, verdict=None, trained=True, rank=4):
+    """05.lora_lr with stand-ins: a small Linear wrapped in LoRA (peft), per-user AUCs ``shift`` below the reference."""
+    import peft
+    import torch
+
+    from recbook.stats import paired_comparison
+
+    torch.manual_seed(0)
+    model = peft.get_peft_model(torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.Linear(256, 2)),
+                                peft.LoraConfig(r=rank, target_modules=["0"]))
+    if trained:
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                torch.nn.init.normal_(p, std=0.01)
+    rng = np.random.default_rng(5)
+    own = pd.DataFrame({"AUC": rng.uniform(0.6, 0.95, 40)})
+    low = pd.DataFrame({"AUC": (own["AUC"] + shift + 0.01 * (-1.0) ** np.arange(40)).clip(0, 1)})
+    c = paired_comparison(low["AUC"], own["AUC"])
+    auto = "lower" if c.diff.high < 0 else "higher" if c.diff.low > 0 else "not shown"
+    return {"model": model, "lr": lr, "per_user": low, "reference": own, "diff_low": c.diff.low, "diff_high": c.diff.high,
+            "verdict": verdict or auto}
+
+
+RIGHT["05.lora_lr"] = _lora_lr_answer()
+WRONG["05.lora_lr"] = _lora_lr_answer(verdict="not shown")
+
+
+@pytest.mark.parametrize("answer,hint", [
+    (lambda: _lora_lr_answer(lr=1e-3), "use full fine-tuning's learning rate"),
+    (lambda: _lora_lr_answer(trained=False), "still zero"),
+    (lambda: _lora_lr_answer(rank=64), "build it with build"),
+    (lambda: {**_lora_lr_answer(), "model": "lora"}, "the LoRA cross-encoder you trained"),
+    (lambda: {**_lora_lr_answer(), "diff_high": 0.3}, "the low learning rate first"),
+    (lambda: _lora_lr_answer(shift=0.0, verdict="lower"), "says 'not shown'"),
+])
+def test_the_lora_lr_check_names_what_is_wrong(answer, hint, capsys):
+    assert not exercises.check("05.lora_lr", answer())
+    assert hint in capsys.readouterr().out
+    assert exercises.check("05.lora_lr", RIGHT["05.lora_lr"]) and "B starts at zero" in capsys.readouterr().out
+
+
 def _random_control_answer(amount=0.5, verdict=None, shift=-0.03):
     """06.random_control with stand-ins: two Linear layers pruned at random by ``amount`` each, per-user warm AUCs."""
     import torch

@@ -49,6 +49,115 @@ teacher, tok = bench.teacher, bench.tokenizer
 warm_texts = bench.texts_of(bench.warm_items)
 """
 MINIATURES = {
+    "05.lora_lr": """
+import tempfile
+from pathlib import Path
+from transformers import AutoModel, BertConfig, BertModel
+from recbook.data import leave_last_out
+from recbook.evaluate import evaluate, history_for_test, make_eval_set
+from recbook.models.backbone import load_tokenizer, resolve_model_path
+from recbook.models.cross_encoder import CrossEncoder, CrossEncoderScorer, cross_encoder_loader
+from recbook.peft import apply_peft
+from recbook.pipeline import bert_config
+from recbook.stats import paired_comparison
+from recbook.train import train_model
+SEED, device, amp = 0, "cpu", None
+MODEL = Path(tempfile.mkdtemp(prefix="recbook-grading-peft-")) / "bert"
+tokenizer = load_tokenizer()
+torch.manual_seed(0)
+BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                     max_position_embeddings=128)).save_pretrained(MODEL)
+tokenizer.save_pretrained(MODEL)
+profile = get_profile("quick", bert_max_steps=4, bert_eval_users=8, eval_negatives=9, max_length=32, batch_size=8)
+data = make_synthetic(seed=SEED, n_users=40, n_items=30)
+split = leave_last_out(data.interactions)
+loader = cross_encoder_loader(data, split, tokenizer, profile, seed=SEED)
+eval_set = make_eval_set(data, split, "test", profile.eval_negatives, n_users=profile.bert_eval_users, seed=SEED)
+METHODS = {"full fine-tuning": None, "LoRA r=8": ("lora", {"r": 8, "alpha": 16}), "IA3": ("ia3", {})}
+LEARNING_RATES = {"full fine-tuning": None, "LoRA r=8": 1e-3, "IA3": 3e-3}
+
+
+def build(method):
+    torch.manual_seed(SEED)
+    model = CrossEncoder(AutoModel.from_pretrained(resolve_model_path(MODEL)))
+    if METHODS[method] is not None:
+        kind, kwargs = METHODS[method]
+        apply_peft(model, kind, **kwargs)
+    return model
+
+
+own = build("LoRA r=8")
+train_model(own, loader, bert_config(profile, SEED, progress=False, device=device, lr=LEARNING_RATES["LoRA r=8"]))
+own_scorer = CrossEncoderScorer(own, tokenizer, data, history_for_test(split), profile.max_length, profile.max_history_items, device=device)
+results = {"LoRA r=8": evaluate(own_scorer, eval_set, "sampled", per_user=True)}
+""",
+    "04b.second_seed": """
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from recbook.evaluate import evaluate, make_eval_set
+from recbook.models.base import Recommender
+from recbook.pipeline import prepare_data
+AVAILABLE, SEED = True, 0  # a small synthetic catalogue, saved as a data folder (--data synthetic would change with --seed)
+profile = get_profile("quick")
+runs = Path(tempfile.mkdtemp(prefix="recbook-grading-cli-"))
+env = {**os.environ, "RECBOOK_PROFILE": "quick"}
+data_dir = runs / "data"
+data_dir.mkdir()
+syn = make_synthetic(seed=0, n_users=150, n_items=300)
+syn.interactions[["user_id", "item_id", "timestamp"]].to_csv(data_dir / "interactions.csv", index=False)
+syn.items[["item_id", "title", "genres"]].to_csv(data_dir / "items.csv", index=False)
+
+
+def train(model, out, *extra):
+    cmd = [sys.executable, "-m", "recbook", "train", "--data", str(data_dir), "--model", model, "--out", str(out), "--seed", str(SEED),
+           "--quiet", *extra]
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    return json.loads((Path(out) / "metrics.json").read_text())
+
+
+train("mf", runs / "all" / "mf", "--all-users")
+ds_all, split_all = prepare_data(str(data_dir), profile, SEED, all_users=True)
+es_all = make_eval_set(ds_all, split_all, "test", profile.eval_negatives, seed=SEED)
+seed0 = Recommender.from_pretrained(runs / "all" / "mf" / "checkpoint").scorer(es_all.history)
+users_all = {"full": {"mf": evaluate(seed0, es_all, "full", per_user=True)["per_user"]}}
+""",
+    "04.temperature": """
+import dataclasses
+import tempfile
+from pathlib import Path
+from transformers import BertConfig, BertModel
+from recbook.data import leave_last_out
+from recbook.evaluate import evaluate, make_eval_set
+from recbook.models.backbone import load_tokenizer
+from recbook.pipeline import fit_recommender
+SEED, EVAL_EVERY, PATIENCE, device = 0, 2, 2, "cpu"
+MODEL = Path(tempfile.mkdtemp(prefix="recbook-grading-tt-")) / "bert"
+tok = load_tokenizer()
+torch.manual_seed(0)
+BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                     max_position_embeddings=128)).save_pretrained(MODEL)
+tok.save_pretrained(MODEL)
+tt_profile = dataclasses.replace(get_profile("quick"), bert_max_steps=6, batch_size=8, max_length=32)
+datasets = {"synthetic": make_synthetic(seed=SEED, n_users=40, n_items=30)}
+splits = {"synthetic": leave_last_out(datasets["synthetic"].interactions, drop_short_users=True)}
+eval_sets = {"synthetic": make_eval_set(datasets["synthetic"], splits["synthetic"], "test", 9, seed=SEED)}
+valid_set = make_eval_set(datasets["synthetic"], splits["synthetic"], "valid", 9, n_users=20, seed=SEED)
+
+
+def validation_fn(name):
+    return lambda model, per_user=False: evaluate(model.scorer(splits[name].train), valid_set, "sampled", per_user=per_user)
+
+
+fitted = {("synthetic", "two-tower"): fit_recommender("two-tower", datasets["synthetic"], splits["synthetic"], tt_profile, MODEL, seed=SEED,
+                                                       progress=False, evaluate_fn=validation_fn("synthetic"), eval_every=EVAL_EVERY,
+                                                       patience=PATIENCE)}
+per_user = {"synthetic": {"two-tower": evaluate(fitted[("synthetic", "two-tower")].scorer, eval_sets["synthetic"], "sampled",
+                                                 per_user=True)["per_user"]}}
+""",
     "01.seed_loss": """
 from types import SimpleNamespace
 from recbook import metrics
@@ -429,6 +538,32 @@ answer = {"models": models, "per_user": per_user, "reference": fp32_users, "diff
 
 # * all three pass the self-check, which re-scores whatever is handed in.
 MUTANTS |= {
+    "05.lora_lr": """lr = LEARNING_RATES["full fine-tuning"] or profile.learning_rate
+torch.manual_seed(SEED)
+slow = CrossEncoder(AutoModel.from_pretrained(resolve_model_path(MODEL)))
+apply_peft(slow, "lora", r=2, alpha=16)  # * another rank: LoRA, trained at the low rate, but not section 2's r=8
+train_model(slow, loader, bert_config(profile, SEED, progress=False, device=device, lr=lr))
+slow_scorer = CrossEncoderScorer(slow, tokenizer, data, history_for_test(split), profile.max_length, profile.max_history_items, device=device)
+slow_users = evaluate(slow_scorer, eval_set, "sampled", per_user=True)["per_user"]
+c = paired_comparison(slow_users["AUC"], results["LoRA r=8"]["per_user"]["AUC"])
+answer = {"model": slow, "lr": lr, "per_user": slow_users, "reference": results["LoRA r=8"]["per_user"], "diff_low": c.diff.low,
+          "diff_high": c.diff.high, "verdict": "lower" if c.diff.high < 0 else "higher" if c.diff.low > 0 else "not shown"}""",
+    "04b.second_seed": """from recbook.stats import paired_comparison
+seed1 = train("mf", runs / "all" / "mf-seed1", "--all-users", "--seed", "1")
+seed1_scorer = Recommender.from_pretrained(runs / "all" / "mf-seed1" / "checkpoint").scorer(es_all.history)
+seed1_users = evaluate(seed1_scorer, es_all, "sampled", per_user=True)["per_user"]  # * the sampled protocol: another question
+reference = evaluate(seed0, es_all, "sampled", per_user=True)["per_user"]
+c = paired_comparison(seed1_users["NDCG@10"], reference["NDCG@10"])
+answer = {"metrics": seed1, "per_user": seed1_users, "reference": reference, "diff_low": c.diff.low,
+          "diff_high": c.diff.high, "verdict": "lower" if c.diff.high < 0 else "higher" if c.diff.low > 0 else "not shown"}""",
+    "04.temperature": """from recbook.stats import paired_comparison
+name = next(iter(datasets))
+soft = fit_recommender("two-tower", datasets[name], splits[name], tt_profile, MODEL, seed=SEED, progress=False, device=device,
+                       temperature=1.0)  # * no validation, no early stopping: not section 3's run
+soft_users = evaluate(soft.scorer, eval_sets[name], "sampled", per_user=True)["per_user"]
+c = paired_comparison(soft_users["NDCG@10"], per_user[name]["two-tower"]["NDCG@10"])
+answer = {"fitted": soft, "per_user": soft_users, "reference": per_user[name]["two-tower"], "diff_low": c.diff.low,
+          "diff_high": c.diff.high, "verdict": "lower" if c.diff.high < 0 else "higher" if c.diff.low > 0 else "not shown"}""",
     "01.seed_loss": """w_seed = torch.zeros(X.shape[1], dtype=torch.float64, requires_grad=True)
 seed_optimizer = torch.optim.SGD([w_seed], lr=lr)
 seed_losses = []

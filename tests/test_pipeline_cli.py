@@ -171,6 +171,18 @@ def test_cli_bad_arguments_exit_2(argv, capsys):
     assert "error" in capsys.readouterr().err
 
 
+def test_cli_train_on_data_too_small_for_the_protocol_exits_2_with_the_reason(tmp_path, capsys, monkeypatch):
+    """A catalogue of 60 items cannot give 99 evaluation negatives to a user who has seen 20 of them: one line, exit 2."""
+    from helpers import exit_2_one_line
+
+    monkeypatch.setenv("RECBOOK_PROFILE", "quick")
+    syn = make_synthetic(seed=0, n_users=40, n_items=60)
+    syn.interactions[["user_id", "item_id", "timestamp"]].to_csv(tmp_path / "interactions.csv", index=False)
+    syn.items[["item_id", "title"]].to_csv(tmp_path / "items.csv", index=False)
+    exit_2_one_line(["train", "--data", str(tmp_path), "--model", "pop", "--out", str(tmp_path / "run")], capsys,
+                    "cannot sample 99", "user_id")
+
+
 def test_bert_scorer_picks_the_scorer_for_the_model(data, tiny_profile, tiny_backbone):
     from transformers import AutoModel
 

@@ -65,3 +65,22 @@ loss = in_batch_loss(u, F.normalize(torch.randn(5, 4, generator=g), dim=-1), 0.1
 assert torch.is_tensor(loss) and loss.requires_grad, "return the loss as a tensor that training can backpropagate through (no .item())"
 loss.backward()
 assert u.grad is not None and torch.isfinite(u.grad).all()
+
+# %% 04.temperature | 2 points
+# Catches: a run that differs from section 3's in more than the temperature (no validation or patience, the
+# cross-encoder's step budget, another seed); scores that are not the handed-in model's on the test users; a
+# reference other than the T = 0.05 two-tower (e.g. the cross-encoder or item-kNN).
+import dataclasses
+
+import numpy as np
+
+name = next(iter(datasets))
+ours, theirs = dataclasses.asdict(fitted[(name, "two-tower")].model.config), dataclasses.asdict(answer["fitted"].model.config)
+changed = sorted(k for k in ours if ours[k] != theirs.get(k))
+assert changed == ["temperature"], f"only the temperature may change; these differ from section 3's two-tower: {changed}"
+assert answer["fitted"].train_result.best_step is not None, "train with section 3's validation (evaluate_fn=validation_fn(name))"
+rescored = evaluate(answer["fitted"].scorer, eval_sets[name], "sampled", per_user=True)["per_user"]["NDCG@10"].to_numpy()
+assert np.allclose(np.asarray(answer["per_user"]["NDCG@10"], dtype=float), rescored), \
+    "per_user must be the T = 1 model's scores on eval_sets[name], the test users of section 4"
+assert np.allclose(np.asarray(answer["reference"]["NDCG@10"], dtype=float), per_user[name]["two-tower"]["NDCG@10"].to_numpy()), \
+    "compare with the T = 0.05 two-tower of section 4: per_user[name]['two-tower']"

@@ -44,3 +44,19 @@ for _ in range(5):
     metrics = {"NDCG@10": sampled, "HR@10": float(rng.random()), "full_ranking": {"NDCG@10": full, "HR@10": float(rng.random())}}
     got = float(protocol_ratio(metrics))
     assert np.isclose(got, sampled / full), f"for sampled {sampled:.3f} and full {full:.3f} expected {sampled / full:.3f}, got {got:.3f}"
+
+# %% 04b.second_seed | 2 points
+# Catches: a new run on the profile's user subset (no --all-users), per-user scores from the sampled protocol or from
+# another model than the run handed in, a reference other than the seed-0 MF under full ranking (e.g. item-kNN, or the
+# sampled table), and data_absent handed in where the data is (the visible check catches that too).
+import numpy as np
+
+if AVAILABLE:
+    assert answer["metrics"]["dataset_users"] == ds_all.n_users, "train on all users (--all-users), as section 1 did"
+    assert len(answer["per_user"]) == len(es_all.heldout), "score the same users as section 2: es_all"
+    assert abs(float(answer["per_user"]["NDCG@10"].mean()) - answer["metrics"]["full_ranking"]["NDCG@10"]) < 1e-6, \
+        "per_user must be the new run's checkpoint scored under full ranking (its metrics.json full_ranking NDCG@10 is the mean)"
+    assert np.allclose(np.asarray(answer["reference"]["NDCG@10"], dtype=float), users_all["full"]["mf"]["NDCG@10"].to_numpy()), \
+        "compare with the seed-0 MF under full ranking: users_all['full']['mf']"
+else:
+    assert answer == {"data_absent": True}, "without MovieLens, hand in {'data_absent': True}"

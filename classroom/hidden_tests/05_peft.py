@@ -40,3 +40,20 @@ from recbook.adapters import adapter_parameter_count
 for size in ((1, 1, 1), (64, 8, 3), (1024, 32, 24), (384, 1, 12)):
     got, want = adapter_params(*size), adapter_parameter_count(*size)
     assert got == want, f"adapter_params{size} should be {want:,}, got {got}"
+
+# %% 05.lora_lr | 2 points
+# Catches: another method or rank than LoRA r=8 (e.g. IA3, or r=2); a rate other than full fine-tuning's; scores that
+# are not the handed-in model's on the test users; a reference other than LoRA at its own rate (e.g. full fine-tuning).
+import numpy as np
+
+from recbook.peft import count_parameters
+
+assert answer["lr"] == (LEARNING_RATES["full fine-tuning"] or profile.learning_rate), "use full fine-tuning's learning rate"
+assert count_parameters(answer["model"]).trainable == count_parameters(build("LoRA r=8")).trainable, "train LoRA r=8, as section 2 does"
+rescorer = CrossEncoderScorer(answer["model"], tokenizer, data, history_for_test(split), profile.max_length, profile.max_history_items,
+                              device=device, amp_dtype=amp)
+rescored = evaluate(rescorer, eval_set, "sampled", per_user=True)["per_user"]["AUC"].to_numpy()
+assert np.allclose(np.asarray(answer["per_user"]["AUC"], dtype=float), rescored, atol=1e-6), \
+    "per_user must be the handed-in model's scores on eval_set, the test users of section 2"
+assert np.allclose(np.asarray(answer["reference"]["AUC"], dtype=float), results["LoRA r=8"]["per_user"]["AUC"].to_numpy()), \
+    "compare with LoRA at its own rate: results['LoRA r=8']['per_user']"

@@ -36,6 +36,7 @@ import sys
 
 from ..compress.request_variants import VARIANTS as REQUEST_VARIANTS
 from ..compress.variants import VARIANT_KINDS
+from ..data.schema import DataError
 from ..errors import ConfigError
 from ..models import MODEL_NAMES
 from ..profile import PROFILES
@@ -167,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ConfigError) as exc:
         shown = flag_error(exc) if isinstance(exc, ConfigError) and not isinstance(exc, UsageError) else exc
         print(f"{parser.prog} {args.command}: error: {shown}", file=sys.stderr)
+        return 2
+    except DataError as exc:  # the data cannot support the run (e.g. too few items for the evaluation's negatives)
+        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
         return 2
     if metrics is None:  # serve and loadtest print their own output
         return 0

@@ -54,3 +54,36 @@ def _in_batch_loss(fn):
         if not _close(got, expected):
             return False, f"temperature {t}: expected {expected:.5f}, got {got:.5f}. Row i's target is column i of u @ v.T / t."
     return True, "each history's own item is the right answer among the batch's items."
+
+
+@_exercise("04.temperature", "04a_finetune_bert",
+           "Train the two-tower model again at temperature 1.0 (everything else as in section 3), score the same test users and "
+           "compare its per-user NDCG@10 with the T = 0.05 model's (paired, T = 1 first); give the verdict.")
+def _temperature(answer):
+    import pandas as pd
+
+    from .common import _dict_with, _paired_interval
+
+    hint = _dict_with(answer, ("fitted", "per_user", "reference", "diff_low", "diff_high", "verdict"))
+    if hint:
+        return False, hint
+    config = getattr(getattr(answer["fitted"], "model", None), "config", None)
+    if getattr(answer["fitted"], "name", None) != "two-tower" or config is None:
+        return False, "fitted must be what fit_recommender(\"two-tower\", …) returns."
+    if not _close(float(config.temperature), 1.0, 1e-12):
+        return False, f"the model was trained at temperature {config.temperature}: pass temperature=1.0 to fit_recommender."
+    for key in ("per_user", "reference"):
+        if not isinstance(answer[key], pd.DataFrame) or "NDCG@10" not in answer[key]:
+            return False, f"{key} must be a per-user table (evaluate(..., per_user=True)['per_user']) with an NDCG@10 column."
+    hint, c = _paired_interval(answer["per_user"]["NDCG@10"], answer["reference"]["NDCG@10"], answer["diff_low"], answer["diff_high"],
+                               answer["verdict"], "NDCG@10, T = 1 − T = 0.05", "paired_comparison(t1, t005), the T = 1 model first")
+    if hint:
+        return False, hint
+    said = {"lower": "the sharper softmax bought ranking quality the interval can see",
+            "higher": "the softer softmax came out ahead on these users — check it on more users before you believe it",
+            "not shown": "these users cannot tell the two temperatures apart: with this few users, say so rather than pick one"}
+    return True, (f"T = 1 against T = 0.05: NDCG@10 {c.diff.mean:+.3f} [{c.diff.low:+.3f}, {c.diff.high:+.3f}] over "
+                  f"{len(answer['per_user'])} users — {said[answer['verdict']]}. On unit vectors a dot product lies in [−1, 1]; "
+                  "divided by T = 1 the in-batch softmax can put at most e² ≈ 7 times more weight on the true item than on "
+                  "any other, so the loss stays high however well the model ranks, and the gradient keeps pushing every "
+                  "negative at once; T = 0.05 stretches the range to [−20, 20].")

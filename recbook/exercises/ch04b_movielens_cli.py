@@ -40,3 +40,46 @@ def _protocol_ratio(fn):
     if not _close(fn(m), 6.4):
         return False, "the full-ranking numbers are under metrics['full_ranking']."
     return True, "that factor is why a metric is meaningless without its protocol."
+
+
+@_exercise("04b.second_seed", "04b_movielens_cli",
+           "Train MF again from the command line with --seed 1 on all users, score its checkpoint under full ranking on the same "
+           "users and compare its per-user NDCG@10 with the seed-0 MF's (paired, seed 1 first); give the verdict.")
+def _second_seed(answer):
+    import pandas as pd
+
+    from ..data import find_movielens_100k
+    from .common import _dict_with, _paired_interval
+
+    if isinstance(answer, dict) and answer.get("data_absent") is True:
+        found = find_movielens_100k()
+        if found is not None:
+            return False, f"MovieLens-100k is here ({found}): run the experiment instead of handing in data_absent."
+        return True, "skipped: MovieLens-100k is absent here (and so are the runs this experiment compares with)."
+    hint = _dict_with(answer, ("metrics", "per_user", "reference", "diff_low", "diff_high", "verdict"))
+    if hint:
+        return False, hint
+    m = answer["metrics"]
+    if not isinstance(m, dict) or m.get("model") != "mf" or "config" not in m:
+        return False, "metrics must be the metrics.json dict of the new MF run (train(\"mf\", …) returns it)."
+    if m["config"].get("seed") == 0:
+        return False, "this run has seed 0, like the first: add \"--seed\", \"1\" to the command (the last --seed wins)."
+    if "full_ranking" not in m:
+        return False, "this run has no full-ranking block: train it on all users (\"--all-users\"), as section 1 did."
+    for key in ("per_user", "reference"):
+        if not isinstance(answer[key], pd.DataFrame) or "NDCG@10" not in answer[key]:
+            return False, f"{key} must be a per-user table (evaluate(..., per_user=True)['per_user']) with an NDCG@10 column."
+    if len(answer["per_user"]) != len(answer["reference"]):
+        return False, f"per_user has {len(answer['per_user'])} users, the reference {len(answer['reference'])}: score the same users (es_all)."
+    hint, c = _paired_interval(answer["per_user"]["NDCG@10"], answer["reference"]["NDCG@10"], answer["diff_low"], answer["diff_high"],
+                               answer["verdict"], "NDCG@10, seed 1 − seed 0", "paired_comparison(seed1, seed0), the new seed first")
+    if hint:
+        return False, hint
+    width = c.diff.high - c.diff.low
+    said = {"not shown": "the two seeds cannot be told apart, as it should be for one model",
+            "lower": "the seeds differ by more than the interval's noise: the training seed alone moves this model",
+            "higher": "the seeds differ by more than the interval's noise: the training seed alone moves this model"}
+    return True, (f"seed 1 − seed 0: NDCG@10 {c.diff.mean:+.4f} [{c.diff.low:+.4f}, {c.diff.high:+.4f}] (full ranking, "
+                  f"{len(answer['per_user'])} users) — {said[answer['verdict']]}. The interval is {width:.4f} wide; a "
+                  "difference between two models is worth reporting only when it stands out from what a reseed of one "
+                  "of them moves — compare it with section 2's rows.")

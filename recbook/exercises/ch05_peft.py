@@ -37,3 +37,45 @@ def _adam_bytes(fn):
         if fn(n) != 8 * n:
             return False, f"for {n} parameters expected {8 * n}: two fp32 moments (4 bytes each) per trainable parameter."
     return True, "8 bytes per trainable parameter: PEFT shrinks the optimizer state as much as the trainable count."
+
+
+@_exercise("05.lora_lr", "05_peft",
+           "Train LoRA r=8 again at full fine-tuning's learning rate, score the same test users and compare its per-user AUC with "
+           "LoRA at its own learning rate (paired, the low rate first); give the verdict.")
+def _lora_lr(answer):
+    import pandas as pd
+
+    from ..peft import count_parameters
+    from .common import _dict_with, _paired_interval
+
+    hint = _dict_with(answer, ("model", "lr", "per_user", "reference", "diff_low", "diff_high", "verdict"))
+    if hint:
+        return False, hint
+    try:
+        count = count_parameters(answer["model"])
+        lora_b = [p for n, p in answer["model"].named_parameters() if "lora_B" in n]
+    except AttributeError:
+        return False, "model must be the LoRA cross-encoder you trained (build(\"LoRA r=8\"), then train_model)."
+    if not lora_b or count.trainable >= 0.05 * count.total:
+        return False, (f"model trains {count.trainable:,} of {count.total:,} parameters and has {len(lora_b)} LoRA B matrices: "
+                       "build it with build(\"LoRA r=8\").")
+    if all(float(p.detach().abs().max()) == 0 for p in lora_b):
+        return False, "every LoRA B matrix is still zero, as LoRA initialises it: train the model before you score it."
+    if not float(answer["lr"]) < 1e-3:
+        return False, f"lr is {answer['lr']:g}: use full fine-tuning's learning rate (LEARNING_RATES['full fine-tuning'] or the profile's)."
+    for key in ("per_user", "reference"):
+        if not isinstance(answer[key], pd.DataFrame) or "AUC" not in answer[key]:
+            return False, f"{key} must be a per-user table (evaluate(..., per_user=True)['per_user']) with an AUC column."
+    hint, c = _paired_interval(answer["per_user"]["AUC"], answer["reference"]["AUC"], answer["diff_low"], answer["diff_high"],
+                               answer["verdict"], "AUC, low lr − LoRA's lr", "paired_comparison(low, own), the low learning rate first")
+    if hint:
+        return False, hint
+    said = {"lower": "the rate the adapters were given is part of the method: at full fine-tuning's rate they barely move in "
+                     "this budget",
+            "higher": "the low rate came out ahead on these users — with this few users, check it on more before you believe it",
+            "not shown": "these users cannot tell the two rates apart at this budget"}
+    return True, (f"LoRA at lr {float(answer['lr']):g} against its own rate: AUC {c.diff.mean:+.3f} [{c.diff.low:+.3f}, "
+                  f"{c.diff.high:+.3f}] over {len(answer['per_user'])} users — {said[answer['verdict']]}. B starts at zero, so "
+                  "LoRA's update starts at zero and grows only as fast as the learning rate lets B grow; full fine-tuning "
+                  f"moves all {count.total:,} weights a little, LoRA must move its {count.trainable:,} a lot. (Choosing the rate by this comparison would tune "
+                  "on the test users; a project compares rates on validation users.)")
