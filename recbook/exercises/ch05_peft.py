@@ -70,12 +70,12 @@ def _lora_lr(answer):
                                answer["verdict"], "AUC, low lr − LoRA's lr", "paired_comparison(low, own), the low learning rate first")
     if hint:
         return False, hint
-    said = {"lower": "the rate the adapters were given is part of the method: at full fine-tuning's rate they barely move in "
-                     "this budget",
+    said = {"lower": "the rate the adapters were given is part of the method: at full fine-tuning's rate the same budget leaves "
+                     "LoRA behind",
             "higher": "the low rate came out ahead on these users — with this few users, check it on more before you believe it",
             "not shown": "these users cannot tell the two rates apart at this budget"}
     return True, (f"LoRA at lr {float(answer['lr']):g} against its own rate: AUC {c.diff.mean:+.3f} [{c.diff.low:+.3f}, "
                   f"{c.diff.high:+.3f}] over {len(answer['per_user'])} users — {said[answer['verdict']]}. B starts at zero, so "
                   "LoRA's update starts at zero and grows only as fast as the learning rate lets B grow; full fine-tuning "
-                  f"moves all {count.total:,} weights a little, LoRA must move its {count.trainable:,} a lot. (Choosing the rate by this comparison would tune "
+                  f"moves all {count.total - count.trainable:,} pretrained weights a little, LoRA must move its {count.trainable:,} a lot. (Choosing the rate by this comparison would tune "
                   "on the test users; a project compares rates on validation users.)")
