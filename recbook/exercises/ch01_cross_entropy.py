@@ -91,8 +91,8 @@ def _seed_loss(answer):
     if hint:
         return False, hint
     auc = float(answer["per_user"]["AUC"].mean())
-    where = ("below chance (0.5): it ranks the items a user would pick *last* — worse than guessing, so the model learned "
-             "something, backwards" if auc < 0.5 else "at or above chance")
+    where = (f"below chance (0.5): a user's held-out item outranks only {auc:.0%} of its sampled negatives on average, where a "
+             "random order gives 50% — the model learned something, backwards" if auc < 0.5 else "at or above chance")
     return True, (f"the seed loss's model has AUC {auc:.3f}, {where}; against the correct model {c.diff.mean:+.3f} "
                   f"[{c.diff.low:+.3f}, {c.diff.high:+.3f}] per user. Its training loss fell to {losses[-1]:.1f}: a loss "
                   "that is unbounded below keeps \"improving\" while the model gets worse, so a falling loss proves nothing "

@@ -75,11 +75,11 @@ def _second_seed(answer):
                                answer["verdict"], "NDCG@10, seed 1 − seed 0", "paired_comparison(seed1, seed0), the new seed first")
     if hint:
         return False, hint
-    width = c.diff.high - c.diff.low
-    said = {"not shown": "the two seeds cannot be told apart, as it should be for one model",
-            "lower": "the seeds differ by more than the interval's noise: the training seed alone moves this model",
-            "higher": "the seeds differ by more than the interval's noise: the training seed alone moves this model"}
+    said = {"not shown": "these users cannot tell the two seeds apart (which is not the same as showing they are equal)",
+            "lower": "the seeds differ by more than these users' noise: the training seed alone moved this model",
+            "higher": "the seeds differ by more than these users' noise: the training seed alone moved this model"}
     return True, (f"seed 1 − seed 0: NDCG@10 {c.diff.mean:+.4f} [{c.diff.low:+.4f}, {c.diff.high:+.4f}] (full ranking, "
-                  f"{len(answer['per_user'])} users) — {said[answer['verdict']]}. The interval is {width:.4f} wide; a "
-                  "difference between two models is worth reporting only when it stands out from what a reseed of one "
-                  "of them moves — compare it with section 2's rows.")
+                  f"{len(answer['per_user'])} users) — {said[answer['verdict']]}. This is one reseed: its difference is one draw "
+                  "of the training noise, and its interval covers the users, not the seeds. A difference between two models "
+                  "from one run each carries both noises; compare its size with this one before you report it (section 2's "
+                  "rows), and train several seeds when it matters.")
