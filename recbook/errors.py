@@ -3,7 +3,7 @@
 A :class:`ConfigError` carries the ``field`` it is about (``"neighbours"``, ``"data"``, ``"cold_fraction"`` …) and a
 one-line message that says what to pass instead. The command line (:mod:`recbook.cli`) maps fields to its flags
 (``data`` → ``--data``) when it prints the message; a notebook shows it as it is. Bad *data* (a file, a column) raises
-:class:`recbook.data.DataError` instead. Both are ``ValueError`` subclasses, so callers may catch them as one.
+:class:`DataError` instead (defined here, exported as :class:`recbook.data.DataError`). Both are ``ValueError`` subclasses, so callers may catch them as one.
 Importing this module is light (standard library only).
 """
 
@@ -17,3 +17,7 @@ class ConfigError(ValueError):
         super().__init__(message)
         self.field = field
         self.value = value  # the value refused, when the message starts with "field=value"
+
+
+class DataError(ValueError):
+    """Bad input data: the message names the file, column or row and how to fix it."""

@@ -36,8 +36,7 @@ import sys
 
 from ..compress.request_variants import VARIANTS as REQUEST_VARIANTS
 from ..compress.variants import VARIANT_KINDS
-from ..data.schema import DataError
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..models import MODEL_NAMES
 from ..profile import PROFILES
 from ..usage import DATA_HELP, SPLITS, UsageError, flag_error

@@ -18,12 +18,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..errors import DataError
+
 INTERACTION_COLUMNS = ["user_id", "item_id", "rating", "timestamp"]
 ITEM_COLUMNS = ["item_id", "title", "genres", "text"]
-
-
-class DataError(ValueError):
-    """Bad input data: the message names the file, column or row and how to fix it."""
 
 
 class DataFileNotFoundError(DataError, FileNotFoundError):
