@@ -66,7 +66,6 @@ def _pos_weight(fn):
            "Train the logistic-regression recommender on the seed article's loss, evaluate it on the test users and compare "
            "its per-user AUC with the correct model's (paired, seed loss first); give the verdict.")
 def _seed_loss(answer):
-    import numpy as np
     import pandas as pd
 
     from .common import _dict_with, _paired_interval
