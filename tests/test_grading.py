@@ -48,26 +48,31 @@ bench = catalogue_bench(make_synthetic(seed=0, n_users=40, n_items=50), cold_fra
 teacher, tok = bench.teacher, bench.tokenizer
 warm_texts = bench.texts_of(bench.warm_items)
 """
-MINIATURES = {
-    "05.lora_lr": """
+# A 1-layer, 32-wide BERT with the real tokenizer, saved like a pretrained model: the fine-tuning miniatures train it in seconds.
+_ONE_LAYER_BERT = """
 import tempfile
 from pathlib import Path
-from transformers import AutoModel, BertConfig, BertModel
+from transformers import BertConfig, BertModel
+from recbook.models.backbone import load_tokenizer
+MODEL = Path(tempfile.mkdtemp(prefix="recbook-grading-bert-")) / "bert"
+tokenizer = load_tokenizer()
+torch.manual_seed(0)
+BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                     max_position_embeddings=128)).save_pretrained(MODEL)
+tokenizer.save_pretrained(MODEL)
+"""
+MINIATURES = {
+    "05.lora_lr": _ONE_LAYER_BERT + """
+from transformers import AutoModel
 from recbook.data import leave_last_out
 from recbook.evaluate import evaluate, history_for_test, make_eval_set
-from recbook.models.backbone import load_tokenizer, resolve_model_path
+from recbook.models.backbone import resolve_model_path
 from recbook.models.cross_encoder import CrossEncoder, CrossEncoderScorer, cross_encoder_loader
 from recbook.peft import apply_peft
 from recbook.pipeline import bert_config
 from recbook.stats import paired_comparison
 from recbook.train import train_model
 SEED, device, amp = 0, "cpu", None
-MODEL = Path(tempfile.mkdtemp(prefix="recbook-grading-peft-")) / "bert"
-tokenizer = load_tokenizer()
-torch.manual_seed(0)
-BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                     max_position_embeddings=128)).save_pretrained(MODEL)
-tokenizer.save_pretrained(MODEL)
 profile = get_profile("quick", bert_max_steps=4, bert_eval_users=8, eval_negatives=9, max_length=32, batch_size=8)
 data = make_synthetic(seed=SEED, n_users=40, n_items=30)
 split = leave_last_out(data.interactions)
@@ -125,22 +130,12 @@ es_all = make_eval_set(ds_all, split_all, "test", profile.eval_negatives, seed=S
 seed0 = Recommender.from_pretrained(runs / "all" / "mf" / "checkpoint").scorer(es_all.history)
 users_all = {"full": {"mf": evaluate(seed0, es_all, "full", per_user=True)["per_user"]}}
 """,
-    "04.temperature": """
+    "04.temperature": _ONE_LAYER_BERT + """
 import dataclasses
-import tempfile
-from pathlib import Path
-from transformers import BertConfig, BertModel
 from recbook.data import leave_last_out
 from recbook.evaluate import evaluate, make_eval_set
-from recbook.models.backbone import load_tokenizer
 from recbook.pipeline import fit_recommender
 SEED, EVAL_EVERY, PATIENCE, device = 0, 2, 2, "cpu"
-MODEL = Path(tempfile.mkdtemp(prefix="recbook-grading-tt-")) / "bert"
-tok = load_tokenizer()
-torch.manual_seed(0)
-BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                     max_position_embeddings=128)).save_pretrained(MODEL)
-tok.save_pretrained(MODEL)
 tt_profile = dataclasses.replace(get_profile("quick"), bert_max_steps=6, batch_size=8, max_length=32)
 datasets = {"synthetic": make_synthetic(seed=SEED, n_users=40, n_items=30)}
 splits = {"synthetic": leave_last_out(datasets["synthetic"].interactions, drop_short_users=True)}

@@ -66,9 +66,7 @@ def _pos_weight(fn):
            "Train the logistic-regression recommender on the seed article's loss, evaluate it on the test users and compare "
            "its per-user AUC with the correct model's (paired, seed loss first); give the verdict.")
 def _seed_loss(answer):
-    import pandas as pd
-
-    from .common import _dict_with, _paired_interval
+    from .common import _dict_with, _paired_interval, _per_user_tables
 
     hint = _dict_with(answer, ("weights", "losses", "per_user", "reference", "diff_low", "diff_high", "verdict"))
     if hint:
@@ -82,9 +80,9 @@ def _seed_loss(answer):
     if losses.min() >= 0:
         return False, ("the loss never went below 0: that is the correct BCE, which is never negative. Train on the seed "
                        "formula, −y·log σ(z) + (1 − y)·log(1 − σ(z)) — from logits: y·softplus(−z) − (1 − y)·softplus(z).")
-    for key in ("per_user", "reference"):
-        if not isinstance(answer[key], pd.DataFrame) or "AUC" not in answer[key]:
-            return False, f"{key} must be evaluate_sampled(..., per_user=True)['per_user']: a DataFrame with an AUC column per user."
+    hint = _per_user_tables(answer, "AUC", "evaluate_sampled(..., per_user=True)['per_user']")
+    if hint:
+        return False, hint
     hint, c = _paired_interval(answer["per_user"]["AUC"], answer["reference"]["AUC"], answer["diff_low"], answer["diff_high"],
                                answer["verdict"], "AUC, seed loss − correct", "paired_comparison(seed, correct), the seed loss first")
     if hint:

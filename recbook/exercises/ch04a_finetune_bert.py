@@ -60,9 +60,7 @@ def _in_batch_loss(fn):
            "Train the two-tower model again at temperature 1.0 (everything else as in section 3), score the same test users and "
            "compare its per-user NDCG@10 with the T = 0.05 model's (paired, T = 1 first); give the verdict.")
 def _temperature(answer):
-    import pandas as pd
-
-    from .common import _dict_with, _paired_interval
+    from .common import _dict_with, _paired_interval, _per_user_tables
 
     hint = _dict_with(answer, ("fitted", "per_user", "reference", "diff_low", "diff_high", "verdict"))
     if hint:
@@ -72,9 +70,9 @@ def _temperature(answer):
         return False, "fitted must be what fit_recommender(\"two-tower\", …) returns."
     if not _close(float(config.temperature), 1.0, 1e-12):
         return False, f"the model was trained at temperature {config.temperature}: pass temperature=1.0 to fit_recommender."
-    for key in ("per_user", "reference"):
-        if not isinstance(answer[key], pd.DataFrame) or "NDCG@10" not in answer[key]:
-            return False, f"{key} must be a per-user table (evaluate(..., per_user=True)['per_user']) with an NDCG@10 column."
+    hint = _per_user_tables(answer, "NDCG@10", "evaluate(..., per_user=True)['per_user']")
+    if hint:
+        return False, hint
     hint, c = _paired_interval(answer["per_user"]["NDCG@10"], answer["reference"]["NDCG@10"], answer["diff_low"], answer["diff_high"],
                                answer["verdict"], "NDCG@10, T = 1 − T = 0.05", "paired_comparison(t1, t005), the T = 1 model first")
     if hint:

@@ -46,10 +46,8 @@ def _protocol_ratio(fn):
            "Train MF again from the command line with --seed 1 on all users, score its checkpoint under full ranking on the same "
            "users and compare its per-user NDCG@10 with the seed-0 MF's (paired, seed 1 first); give the verdict.")
 def _second_seed(answer):
-    import pandas as pd
-
     from ..data import find_movielens_100k
-    from .common import _dict_with, _paired_interval
+    from .common import _dict_with, _paired_interval, _per_user_tables
 
     if isinstance(answer, dict) and answer.get("data_absent") is True:
         found = find_movielens_100k()
@@ -66,9 +64,9 @@ def _second_seed(answer):
         return False, "this run has seed 0, like the first: add \"--seed\", \"1\" to the command (the last --seed wins)."
     if "full_ranking" not in m:
         return False, "this run has no full-ranking block: train it on all users (\"--all-users\"), as section 1 did."
-    for key in ("per_user", "reference"):
-        if not isinstance(answer[key], pd.DataFrame) or "NDCG@10" not in answer[key]:
-            return False, f"{key} must be a per-user table (evaluate(..., per_user=True)['per_user']) with an NDCG@10 column."
+    hint = _per_user_tables(answer, "NDCG@10", "evaluate(..., per_user=True)['per_user']")
+    if hint:
+        return False, hint
     if len(answer["per_user"]) != len(answer["reference"]):
         return False, f"per_user has {len(answer['per_user'])} users, the reference {len(answer['reference'])}: score the same users (es_all)."
     hint, c = _paired_interval(answer["per_user"]["NDCG@10"], answer["reference"]["NDCG@10"], answer["diff_low"], answer["diff_high"],

@@ -43,10 +43,8 @@ def _adam_bytes(fn):
            "Train LoRA r=8 again at full fine-tuning's learning rate, score the same test users and compare its per-user AUC with "
            "LoRA at its own learning rate (paired, the low rate first); give the verdict.")
 def _lora_lr(answer):
-    import pandas as pd
-
     from ..peft import count_parameters
-    from .common import _dict_with, _paired_interval
+    from .common import _dict_with, _paired_interval, _per_user_tables
 
     hint = _dict_with(answer, ("model", "lr", "per_user", "reference", "diff_low", "diff_high", "verdict"))
     if hint:
@@ -63,9 +61,9 @@ def _lora_lr(answer):
         return False, "every LoRA B matrix is still zero, as LoRA initialises it: train the model before you score it."
     if not float(answer["lr"]) < 1e-3:
         return False, f"lr is {answer['lr']:g}: use full fine-tuning's learning rate (LEARNING_RATES['full fine-tuning'] or the profile's)."
-    for key in ("per_user", "reference"):
-        if not isinstance(answer[key], pd.DataFrame) or "AUC" not in answer[key]:
-            return False, f"{key} must be a per-user table (evaluate(..., per_user=True)['per_user']) with an AUC column."
+    hint = _per_user_tables(answer, "AUC", "evaluate(..., per_user=True)['per_user']")
+    if hint:
+        return False, hint
     hint, c = _paired_interval(answer["per_user"]["AUC"], answer["reference"]["AUC"], answer["diff_low"], answer["diff_high"],
                                answer["verdict"], "AUC, low lr − LoRA's lr", "paired_comparison(low, own), the low learning rate first")
     if hint:

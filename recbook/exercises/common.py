@@ -58,6 +58,15 @@ def _rescored_comparison(answer, what: str, names: tuple[str, str]):
     return None, c
 
 
+def _per_user_tables(answer, metric: str, how: str) -> str | None:
+    """The hint when ``answer["per_user"]`` or ``answer["reference"]`` is not a per-user DataFrame with a ``metric``
+    column (``how`` says where such a table comes from); None when both are."""
+    for key in ("per_user", "reference"):
+        if not isinstance(answer[key], pd.DataFrame) or metric not in answer[key]:
+            return f"{key} must be {how}: a DataFrame with an {metric} column per user."
+    return None
+
+
 def _paired_interval(values, reference, low, high, verdict, what: str, how: str, prefix: str = ""):
     """Experiment exercises: re-compute the paired interval of ``values − reference`` (per-user Series of one metric)
     and check the interval and the verdict the learner reports (:func:`stats.interval_verdict`). ``what`` names the
