@@ -1,6 +1,6 @@
 """Profiles: one object that holds every size the notebooks use.
 
-Taught in notebook ``00_setup`` (also re-exported by :mod:`recbook.device`, where it used to live).
+Taught in notebook ``00_setup`` (also re-exported by :mod:`recbook.perf.device`, where it used to live).
 
 A notebook never scatters magic numbers: ``quick`` fits a 2-core laptop CPU (each notebook in a few
 minutes), ``full`` reproduces the results tables on a GPU/TPU. Importing this module is light (standard

@@ -1,6 +1,6 @@
 """What a user passes to the course's entry points, and the error a bad value raises.
 
-Shared by the library (:func:`recbook.pipeline.prepare_data` …), ``python -m recbook`` (:mod:`recbook.cli`) and
+Shared by the library (:func:`recbook.runs.recipe.prepare_data` …), ``python -m recbook`` (:mod:`recbook.cli`) and
 ``torchrun -m recbook.distributed.train``. Importing it is light (standard library only): the command lines read
 these names for their ``--help``.
 

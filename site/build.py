@@ -7,12 +7,12 @@ Jupyter Book 1's engine — Sphinx with MyST-NB and sphinx-book-theme — and no
 
 1. *Assemble* the Sphinx sources in ``OUT/src``: the hand-written pages of ``site/`` (index, glossary page text,
    instructor guide intro, conf.py), a copy of every executed notebook of ``notebooks/`` (stored outputs, never
-   re-run) with its Colab button (the **student** version at the release tag, from ``recbook.release``), its
+   re-run) with its Colab button (the **student** version at the release tag, from ``recbook_course.release``), its
    glossary terms, its further reading and a link to its instructor notes; and the pages generated here from
    what the course itself says — the course map (order from README.md's course map, objectives and time from
    each notebook, measured run time from ``nb.metadata["recbook"]["run"]``), the results table (the same
    ``tools/results_table.py`` that writes README.md's), one instructor page per chapter (objectives, chapters it
-   builds on, run time, the exercises ``recbook.exercises`` registers for it and the hints their checkers give)
+   builds on, run time, the exercises ``recbook_course.exercises`` registers for it and the hints their checkers give)
    and the glossary and further-reading pages (from ``site/glossary_terms.py``, ``site/further_reading.py``).
 2. *Build* with ``sphinx-build -W --keep-going -n`` (every warning is an error, every cross-reference must
    resolve) into ``OUT/html``.
@@ -70,10 +70,10 @@ GLOSSARY = glossary_terms.GLOSSARY
 
 # ------------------------------------------------------------------------------------------------ the release
 def release() -> tuple[str, str]:
-    """(GitHub owner/name, tag) of the course release: ``recbook.release`` is the one definition; the fallback only
+    """(GitHub owner/name, tag) of the course release: ``recbook_course.release`` is the one definition; the fallback only
     keeps the site buildable from a checkout that predates it."""
     try:
-        from recbook import release as rel
+        from recbook_course import release as rel
     except ImportError:
         return "recbook/recbook", "v0.1.0"
     return rel.REPO, rel.TAG
@@ -82,7 +82,7 @@ def release() -> tuple[str, str]:
 def colab_url(name: str) -> str:
     """The Colab URL of the *student* version of notebook ``name`` at the release tag."""
     try:
-        from recbook.release import colab_url as url
+        from recbook_course.release import colab_url as url
     except ImportError:
         repo, tag = release()
         return f"https://colab.research.google.com/github/{repo}/blob/{tag}/student/{name}.ipynb"
@@ -151,7 +151,7 @@ def readme_course_map(readme: Path = README) -> tuple[list[str], dict[str, str]]
 
 
 def read_chapter(path: Path, teaches: dict[str, str]) -> Chapter:
-    from recbook.exercises import list_exercises
+    from recbook_course.exercises import list_exercises
 
     nb = nbformat.read(path, as_version=4)
     markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
@@ -367,7 +367,7 @@ def chapter_appendix(c: Chapter) -> str:
     return "\n".join(lines)
 
 
-# ---- the checkers' hints, read from recbook/exercises/ (one module per chapter)
+# ---- the checkers' hints, read from recbook_course/exercises/ (one module per chapter)
 def _render_all(node: ast.AST, env: dict[str, list[str]]) -> list[str]:
     """The texts a message expression can produce: literal parts kept, other f-string fields shown as "…", a field
     naming a variable the checker sets to text (``hint = "..."``) expanded into each of those texts."""
@@ -410,9 +410,9 @@ def checker_hints(source: Path | None = None) -> dict[str, list[str]]:
     A checker that returns a message built by a helper (``return False, hint`` after ``hint = _lacks(...)``) gets the
     messages that helper (and the helpers it calls) can return."""
     if source is None:
-        import recbook.exercises
+        import recbook_course.exercises
 
-        source = Path(recbook.exercises.__file__).parent  # the package: one module per chapter, shared helpers
+        source = Path(recbook_course.exercises.__file__).parent  # the package: one module per chapter, shared helpers
     files = sorted(source.glob("*.py")) if source.is_dir() else [source]
     functions = {n.name: n for f in files for n in ast.parse(f.read_text(encoding="utf-8")).body if isinstance(n, ast.FunctionDef)}
 
@@ -483,7 +483,7 @@ def instructor_page(c: Chapter, chapters: list[Chapter], hints: dict[str, list[s
         lines.append("- None: this is where the course starts.")
     lines.append("- Python and basic PyTorch (tensors, `nn.Module`, a training step), as for the whole course.")
     try:
-        from recbook.release import extras_for
+        from recbook_course.release import extras_for
 
         lines.append(f"- On Colab the set-up cell installs `recbook[{','.join(extras_for(c.name))}]` at the release tag.")
     except ImportError:
@@ -500,8 +500,8 @@ def instructor_page(c: Chapter, chapters: list[Chapter], hints: dict[str, list[s
               f"## Graded exercises ({len(c.exercises)})", ""]
     points = hidden_test_points(c.name)
     if c.exercises:
-        lines += ["Each is checked in the notebook by `recbook.exercises.check(id, answer)` (the notebook's entries in "
-                  f"`recbook.exercises.list_exercises(\"{c.name}\")`); `make grade` runs that self-check and the exercise's "
+        lines += ["Each is checked in the notebook by `recbook_course.exercises.check(id, answer)` (the notebook's entries in "
+                  f"`recbook_course.exercises.list_exercises(\"{c.name}\")`); `make grade` runs that self-check and the exercise's "
                   "hidden tests" + (f" from `classroom/hidden_tests/{c.name}.py`." if points else "."), ""]
         if points:
             lines += ["| id | task | points |", "|---|---|---:|"]
@@ -514,7 +514,7 @@ def instructor_page(c: Chapter, chapters: list[Chapter], hints: dict[str, list[s
     lines += ["", "## Common mistakes", ""]
     if c.exercises:
         lines += ["A typical wrong answer per exercise, then what the self-check prints for wrong answers (read from its "
-                  "checker in `recbook/exercises/`; “…” stands for values filled in at run time).", ""]
+                  "checker in `recbook_course/exercises/`; “…” stands for values filled in at run time).", ""]
     for key in c.exercises:
         lines.append(f"- **`{key}`**: {MISTAKES.get(key, '(no common mistake recorded yet)')}")
         lines += [f"  - ❌ “{_md_cell(hint)}”" for hint in hints.get(key, [])]

@@ -24,7 +24,7 @@ smartquotes = False
 nb_merge_streams = True
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist", "html_image", "substitution"]
 myst_heading_anchors = 3
-# The release, from recbook.release: build.py overrides these with -D myst_substitutions.<key>=<value>.
+# The release, from recbook_course.release: build.py overrides these with -D myst_substitutions.<key>=<value>.
 myst_substitutions = {"tag": "", "repo_link": "", "classroom_readme": "classroom/README.md"}
 
 html_theme = "sphinx_book_theme"
@@ -42,7 +42,7 @@ html_theme_options = {
     "use_download_button": False,
     "use_fullscreen_button": False,
     "navigation_with_keys": False,
-    # Colab buttons come from recbook.release and open the *student* versions (build.py puts them on each page);
+    # Colab buttons come from recbook_course.release and open the *student* versions (build.py puts them on each page);
     # the theme's own launch buttons would open the solution notebooks at the page's path, so they stay off.
     "launch_buttons": {},
 }

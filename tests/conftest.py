@@ -53,7 +53,7 @@ def tiny_backbone(tmp_path_factory, tokenizer):
 
 @pytest.fixture(scope="session")
 def tiny_profile():
-    from recbook.device import get_profile
+    from recbook.profile import get_profile
 
     return get_profile("quick", n_users=40, n_items=50, batch_size=8, max_length=48, max_history_items=4,
                        bert_max_steps=4, bert_eval_users=6, eval_negatives=9, mf_epochs=2, n_negatives=1,

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from helpers import tiny_cross_encoder_from
-from recbook import accel
+from recbook.perf import accel
 
 
 @pytest.fixture

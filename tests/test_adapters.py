@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from recbook.adapters import AdaptedOutput, BottleneckAdapter, adapter_parameter_count, add_adapters
-from recbook.peft import apply_peft, count_parameters, time_train_steps
+from recbook.finetune.adapters import AdaptedOutput, BottleneckAdapter, adapter_parameter_count, add_adapters
+from recbook.finetune.peft import apply_peft, count_parameters, time_train_steps
 
 HIDDEN, LAYERS = 32, 2  # the tiny BERT of conftest.tiny_backbone
 

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recbook import metrics
 from recbook.data import leave_last_out
 from recbook.errors import ConfigError
+from recbook.evaluation import metrics
 from recbook.models import create
 from recbook.models.base import Histories
 from recbook.models.ease import EASE
@@ -133,7 +133,7 @@ def test_tune_chooses_on_validation_never_on_test(fitted):
 
 def test_tune_fits_every_setting_at_the_model_seed_it_is_given(fitted, tiny_profile):
     """A seeded model is tuned at ``model_seed``: its table is then the validation score of that seed's fits."""
-    from recbook.evaluate import evaluate, make_eval_set
+    from recbook.evaluation.protocol import evaluate, make_eval_set
     from recbook.models.tuning import tune
 
     ds, sp, _ = fitted

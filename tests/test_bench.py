@@ -8,7 +8,7 @@ from sklearn.metrics import ndcg_score, roc_auc_score
 from transformers import AutoModel
 
 from recbook import cli
-from recbook.bench import (
+from recbook.compress.bench import (
     Variant,
     compare_speed,
     latency_batches,
@@ -20,11 +20,11 @@ from recbook.bench import (
     time_variants,
     weights_bytes,
 )
-from recbook.bench_report import best_under, markdown_table, pareto_front, plot_pareto, write_results
+from recbook.compress.report import best_under, markdown_table, pareto_front, plot_pareto, write_results
 from recbook.compress.storage import load_compact
 from recbook.compress.variants import VARIANT_KINDS, catalogue_token_ids, compression_setup, load_or_train_teacher, make_variant
 from recbook.data import leave_last_out
-from recbook.evaluate import make_eval_set
+from recbook.evaluation.protocol import make_eval_set
 from recbook.models.cross_encoder import CrossEncoder
 
 
@@ -47,7 +47,7 @@ def test_pair_set_and_quality(pairs, model, tokenizer):
     scores = pair_scores(model, pairs, tokenizer, batch_size=16)
     assert scores.shape == (5, 10)
     assert len(np.unique(scores)) == scores.size  # no ties, so the ranks below are exact
-    # independent of recbook.metrics: scikit-learn's AUC and NDCG, and ranks counted by hand (column 0 is the held-out item)
+    # independent of recbook.evaluation.metrics: scikit-learn's AUC and NDCG, and ranks counted by hand (column 0 is the held-out item)
     y = np.zeros((5, 10))
     y[:, 0] = 1
     rank = 1 + (scores[:, 1:] > scores[:, :1]).sum(axis=1)
@@ -314,9 +314,9 @@ def test_teacher_is_trained_once_and_cached(tmp_path, tiny_profile, tiny_backbon
 
 
 def test_cli_bench(tmp_path, tiny_backbone, capsys, monkeypatch):
-    from recbook import device
+    from recbook import profile as profiles
 
-    monkeypatch.setitem(device.PROFILES, "quick", device.get_profile("quick", n_users=40, n_items=50, batch_size=8, max_length=48,
+    monkeypatch.setitem(profiles.PROFILES, "quick", profiles.get_profile("quick", n_users=40, n_items=50, batch_size=8, max_length=48,
                                                                      bert_max_steps=2, bert_eval_users=3, eval_negatives=5))
     run = tmp_path / "ce"
     assert cli.main(["train", "--data", "synthetic", "--model", "cross-encoder", "--profile", "quick", "--out", str(run),

@@ -1,4 +1,4 @@
-"""The content-keyed cache of trained models (recbook.cache): the same model on the same data is fitted once and loaded
+"""The content-keyed cache of trained models (recbook.runs.cache): the same model on the same data is fitted once and loaded
 after; anything that matters changes the key; a damaged entry is refitted; a cached run is what the commands read."""
 
 import dataclasses
@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from recbook.cache import cached_fit, cached_run, data_fingerprint, model_key
 from recbook.models.mf import MatrixFactorization
+from recbook.runs.cache import cached_fit, cached_run, data_fingerprint, model_key
 
 
 @pytest.fixture
 def data(tiny_profile):
-    from recbook.pipeline import prepare_data
+    from recbook.runs.recipe import prepare_data
 
     return prepare_data("synthetic", tiny_profile, 0)
 
@@ -82,7 +82,7 @@ def test_a_damaged_entry_is_refitted(data, tiny_profile, tmp_path, monkeypatch):
 
 
 def test_a_cached_run_is_a_run_the_commands_read(tiny_profile, tmp_path, monkeypatch):
-    from recbook.pipeline import checkpoint_folder, load_trained, prepare_data
+    from recbook.runs.recipe import checkpoint_folder, load_trained, prepare_data
 
     calls = _count_fits(monkeypatch)
     run, info = cached_run("synthetic", "mf", tiny_profile, seed=0, cache_dir=tmp_path)

@@ -83,7 +83,7 @@ def test_recommender_with_swaps_features_on_a_copy(bench):
 
 
 def test_compressed_variants_run_through_the_bench(bench, tmp_path):
-    from recbook.bench import time_variants
+    from recbook.compress.bench import time_variants
     from recbook.compress.variants import make_variant
 
     variants = [make_variant(k, bench.teacher, tmp_path, dataset=bench.dataset, tokenizer=bench.tokenizer)
@@ -99,7 +99,7 @@ def test_compressed_variants_run_through_the_bench(bench, tmp_path):
 
 def test_kept_table_against_stats(bench):
     from recbook.compress.catalogue import kept_table, kept_text_table, min_kept_low
-    from recbook.stats import mean_ci, paired_comparison, ratio_ci
+    from recbook.evaluation.stats import mean_ci, paired_comparison, ratio_ci
 
     fp32 = bench.measure(bench.teacher)
     noisy = bench.measure(lambda ids, mask, types: torch.nn.functional.normalize(bench.teacher(ids, mask, types) + 0.3 * torch.randn(len(ids), bench.reference.shape[1], generator=torch.Generator().manual_seed(int(ids.sum()))), dim=-1))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from recbook.checkpoint import RunState, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from recbook.training.checkpoint import RunState, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 
 def draws(generator):

@@ -9,7 +9,7 @@ import pytest
 from helpers import exit_2_one_line
 from recbook import cli
 
-HEAVY = ("torch", "numpy", "pandas", "transformers", "recbook.bench", "recbook.pipeline", "recbook.compress.prune",
+HEAVY = ("torch", "numpy", "pandas", "transformers", "recbook.compress.bench", "recbook.runs.recipe", "recbook.compress.prune",
          "recbook.compress.quantize")
 
 
@@ -33,8 +33,8 @@ def test_help_loads_neither_torch_nor_the_compression_code():
 
 
 def test_one_model_registry():
-    from recbook import models, pipeline
-
+    from recbook import models
+    from recbook.runs import recipe as pipeline
     assert pipeline.MODEL_NAMES is models.MODEL_NAMES
     for name, spec in models.MODELS.items():
         cls = spec.load_class()
@@ -52,7 +52,7 @@ def test_no_model_kind_branches_in_the_commands():
     import inspect
     import re
 
-    from recbook import pipeline
+    from recbook.runs import recipe as pipeline
 
     for module in (pipeline, cli):
         source = inspect.getsource(module)

@@ -18,9 +18,9 @@ from recbook.compress.prune import (
     prune_heads,
     sparsity_report,
 )
-from recbook.losses import distillation_bce
 from recbook.models.cross_encoder import CrossEncoder
-from recbook.train import TrainConfig, train_model
+from recbook.training.loop import TrainConfig, train_model
+from recbook.training.losses import distillation_bce
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""recbook.continual (issue 13): the reservoir, targets-only training windows, next-item metrics cross-checked with
+"""recbook.continual.strategies (issue 13): the reservoir, targets-only training windows, next-item metrics cross-checked with
 the course's evaluation, every update strategy, the experiment's table, and `python -m recbook update`."""
 
 import dataclasses
@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from recbook import cli
-from recbook.continual import (
+from recbook.continual.retention import ReservoirBuffer, ewc_penalty, fisher_diagonal
+from recbook.continual.strategies import (
     STRATEGIES,
     Stream,
     UpdateConfig,
@@ -31,10 +32,9 @@ from recbook.continual import (
     window_events,
 )
 from recbook.data import leave_last_out, make_drift_stream, temporal_windows
-from recbook.evaluate import evaluate, history_for_test, make_eval_set
+from recbook.data.windows import user_sequences
+from recbook.evaluation.protocol import evaluate, history_for_test, make_eval_set
 from recbook.models.sequential import SequentialConfig, SequentialScorer
-from recbook.models.windows import user_sequences
-from recbook.retention import ReservoirBuffer, ewc_penalty, fisher_diagonal
 from recbook.usage import UsageError
 
 TINY = SequentialConfig(dim=16, layers=1, heads=1, max_len=8, dropout=0.0)
@@ -289,7 +289,7 @@ def test_hold_out_draws_disjoint_shares_the_same_way_every_time(stream_setup):
 @pytest.mark.parametrize("strategy", [s for s in STRATEGIES if s != "frozen"])
 def test_held_out_events_are_never_training_targets(stream_setup, strategy, monkeypatch):
     """Forgetting scored on events a strategy trained on rewards re-fitting them: no strategy may train on them."""
-    import recbook.continual as continual
+    import recbook.continual.strategies as continual
 
     _, windows, stream, config, base, _ = stream_setup
     trained = []
@@ -311,7 +311,7 @@ def test_held_out_events_are_never_training_targets(stream_setup, strategy, monk
 def test_a_fresh_model_stops_early_on_validation_and_keeps_its_best_epoch(stream_setup, monkeypatch):
     import copy
 
-    import recbook.continual as continual
+    import recbook.continual.strategies as continual
 
     ds, windows, stream, _, _, _ = stream_setup
     config = UpdateConfig(retrain_epochs=6, patience=2, batch_size=32, lr=3e-2)
@@ -461,7 +461,7 @@ def test_update_command_writes_a_version_that_evaluate_and_the_service_load(tmp_
 
     manifest = read_manifest(v2 / "bundle")
     assert manifest["version"] == run["version"] and manifest["source"]["data_window"]["until"] == bounds[4]
-    from recbook.drift_export import read_drift_json
+    from recbook.continual.drift_export import read_drift_json
 
     drift = read_drift_json(v2 / "bundle")  # the new data's drift, exported by the service as gauges
     assert drift == summary["drift"] and drift["update_due"] in (0, 1) and drift["item_popularity"] >= 0

@@ -1,6 +1,7 @@
 import pytest
 
-from recbook import __version__, course
+from recbook import __version__
+from recbook_course import record as course
 
 
 def test_record_prints_and_appends(tmp_path, monkeypatch, capsys):

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from recbook import device
+from recbook import profile as profiles
+from recbook.perf import device
 
 
 def test_detect_device_on_this_machine():
@@ -67,24 +68,24 @@ def test_environment_report_and_format():
 def test_profiles(monkeypatch):
     monkeypatch.delenv("RECBOOK_PROFILE", raising=False)
     expected = "full" if torch.cuda.is_available() else "quick"
-    assert device.get_profile().name == expected
+    assert profiles.get_profile().name == expected
     monkeypatch.setenv("RECBOOK_PROFILE", "full")
-    assert device.get_profile().name == "full"
-    assert device.get_profile("quick").name == "quick"
-    assert device.get_profile("quick", epochs=5).epochs == 5
-    quick, full = device.PROFILES["quick"], device.PROFILES["full"]
+    assert profiles.get_profile().name == "full"
+    assert profiles.get_profile("quick").name == "quick"
+    assert profiles.get_profile("quick", epochs=5).epochs == 5
+    quick, full = profiles.PROFILES["quick"], profiles.PROFILES["full"]
     assert quick.n_users < full.n_users and quick.max_length <= full.max_length
     monkeypatch.setenv("RECBOOK_PROFILE", "huge")
     with pytest.raises(ValueError, match="RECBOOK_PROFILE"):
-        device.get_profile()
+        profiles.get_profile()
     with pytest.raises(ValueError, match="unknown profile field"):
-        device.get_profile("quick", n_userz=3)
+        profiles.get_profile("quick", n_userz=3)
 
 
 def test_torch_threads_restores_the_count():
     import torch
 
-    from recbook.device import torch_threads
+    from recbook.perf.device import torch_threads
 
     before = torch.get_num_threads()
     with torch_threads(1):

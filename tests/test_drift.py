@@ -12,8 +12,7 @@ import pandas as pd
 import pytest
 from scipy.stats import entropy
 
-from recbook.data import make_drift_stream, temporal_windows
-from recbook.drift import (
+from recbook.continual.drift import (
     DEFAULT_THRESHOLDS,
     DriftDetector,
     calibrate_thresholds,
@@ -27,7 +26,8 @@ from recbook.drift import (
     score_drift,
     stream_report,
 )
-from recbook.drift_export import DriftGauges, check_drift_values, drift_gauges, drift_summary, read_drift_json, write_drift_json
+from recbook.continual.drift_export import DriftGauges, check_drift_values, drift_gauges, drift_summary, read_drift_json, write_drift_json
+from recbook.data import make_drift_stream, temporal_windows
 
 SMALL_STREAM = dict(n_users=80, n_items=60, events_per_window=300)  # for detectors whose answer does not depend on the data
 

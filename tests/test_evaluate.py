@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recbook import evaluate
 from recbook.data import leave_last_out
+from recbook.evaluation import protocol as evaluate
 from recbook.models.itemknn import ItemKNN
 from recbook.models.popularity import Popularity
 

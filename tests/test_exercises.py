@@ -2,9 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recbook import exercises
 from recbook.data import make_synthetic
-from recbook.device import cpu_features, get_profile
+from recbook.perf.device import cpu_features
+from recbook.profile import get_profile
+from recbook_course import exercises
 
 
 def _bce(z, y):
@@ -87,13 +88,13 @@ RIGHT = {
     "10.per_rank_batch": _per_rank_batch,
     "10.adamw_bytes": lambda n, w, sharded: 16 * n / w if sharded else 16 * n,
     "10.sharded_lookup": lambda ids, shards: __import__("torch").cat(shards)[ids],
-    "11.bucket": lambda n, bs: __import__("recbook.accel", fromlist=["x"]).bucket_length(n, tuple(sorted(bs))),
+    "11.bucket": lambda n, bs: __import__("recbook.perf.accel", fromlist=["x"]).bucket_length(n, tuple(sorted(bs))),
     "11.needs_scaler": lambda dt: dt == __import__("torch").float16,
     "11.best_batch": lambda lat, b: max([k for k, v in lat.items() if v <= b], default=None),
     "12.hpa_replicas": lambda c, u, t, lo, hi: __import__("recbook.serve.scaling", fromlist=["x"]).desired_replicas(c, u, t, 0.1, lo, hi),
     "12.percentile": lambda values, q: float(np.percentile(values, q)),
     "12.token_bucket": _token_bucket,
-    "13.psi": lambda e, a: __import__("recbook.drift", fromlist=["x"]).psi(e, a),
+    "13.psi": lambda e, a: __import__("recbook.continual.drift", fromlist=["x"]).psi(e, a),
     "13.reservoir": _reservoir,
     "13.update_due": lambda m, t, k: sum(m[s] > t[s] for s in t) >= k,
 }
@@ -154,9 +155,9 @@ def _sequential_answers():
 
     from recbook.data import leave_last_out
     from recbook.data.splits import cold_item_split
-    from recbook.evaluate import evaluate, history_for_test, make_cold_eval_set, make_eval_set
+    from recbook.evaluation.protocol import evaluate, history_for_test, make_cold_eval_set, make_eval_set
+    from recbook.evaluation.stats import paired_comparison
     from recbook.models.sequential import SequentialConfig, SequentialRecommender, SequentialScorer
-    from recbook.stats import paired_comparison
 
     ds = make_synthetic(seed=2, n_users=60, n_items=40)
     split = leave_last_out(ds.interactions, drop_short_users=True)
@@ -217,10 +218,10 @@ def _cascade_answers():
     from scipy.stats import rankdata
 
     from recbook.data import leave_last_out
-    from recbook.evaluate import cascade, evaluate, make_eval_set
+    from recbook.evaluation.protocol import cascade, evaluate, make_eval_set
+    from recbook.evaluation.stats import paired_comparison
     from recbook.models.itemknn import ItemKNN
     from recbook.models.popularity import Popularity
-    from recbook.stats import paired_comparison
 
     ds = make_synthetic(seed=2, n_users=60, n_items=40)
     es = make_eval_set(ds, leave_last_out(ds.interactions, drop_short_users=True), "test", 9)
@@ -300,9 +301,9 @@ WRONG.update({
 
 def _knn_answers():
     """03.knn_neighbours on a small synthetic catalogue: item-kNN with 10 neighbours against 100, re-scored by the check."""
-    from recbook.evaluate import evaluate, make_eval_set
+    from recbook.evaluation.protocol import evaluate, make_eval_set
+    from recbook.evaluation.stats import paired_comparison
     from recbook.models.itemknn import ItemKNN
-    from recbook.stats import paired_comparison
 
     ds = make_synthetic(seed=3, n_users=80, n_items=150)
     es = make_eval_set(ds, stage="test", n_negatives=9)
@@ -360,7 +361,7 @@ def test_unknown_exercise():
 
 def _epoch_runs(shift=0.01, seeds=(0, 0)):
     """Two hand-made ContinualResults of finetune (1 and 8 epochs), 8 epochs forgetting ``shift`` more per unit."""
-    from recbook.continual import ContinualResult
+    from recbook.continual.strategies import ContinualResult
 
     rng = np.random.default_rng(0)
     users = list(range(60))
@@ -378,7 +379,7 @@ def _epoch_runs(shift=0.01, seeds=(0, 0)):
 
 
 def _epochs_answer(runs, verdict=None):
-    from recbook.stats import paired_comparison
+    from recbook.evaluation.stats import paired_comparison
 
     c = paired_comparison(runs[8].forgetting("finetune"), runs[1].forgetting("finetune"))
     auto = "more" if c.diff.low > 0 else "less" if c.diff.high < 0 else "not shown"
@@ -403,7 +404,7 @@ def test_the_epochs_forgetting_check_names_what_is_wrong(answer, hint, capsys):
 
 
 def _protocol_answer(shift=0.2, verdict=None):
-    from recbook.stats import paired_comparison
+    from recbook.evaluation.stats import paired_comparison
 
     users = pd.Index(range(40), name="user_id")
     rng = np.random.default_rng(2)
@@ -491,7 +492,7 @@ def _weight_bits_answer(bits_used=None, verdict=None):
     import torch
 
     from recbook.compress.quantize import choose_qparams, dequantize, quantize
-    from recbook.stats import paired_comparison
+    from recbook.evaluation.stats import paired_comparison
 
     torch.manual_seed(0)
     teacher = torch.nn.Sequential(torch.nn.Embedding(30, 64), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8))
@@ -573,7 +574,7 @@ def _distill_epochs_answer(shift=-0.02, verdict=None, n_layers=2, n_epochs=2):
     """07.distill_epochs with stand-ins: a student shaped like a sentence encoder, per-user warm AUCs 0.02 lower."""
     from types import SimpleNamespace
 
-    from recbook.stats import paired_comparison
+    from recbook.evaluation.stats import paired_comparison
 
     rng = np.random.default_rng(3)
     full = pd.Series(rng.uniform(0.6, 0.95, 60))
@@ -604,7 +605,7 @@ def test_the_distill_epochs_check_names_what_is_wrong(answer, hint, capsys):
 
 def _seed_loss_answer(shift=-0.4, verdict=None, losses=(-0.2, -3.0, -9.0)):
     """01.seed_loss with stand-ins: 12 weights, a falling (negative) loss, per-user AUCs ``shift`` below the correct model's."""
-    from recbook.stats import paired_comparison
+    from recbook.evaluation.stats import paired_comparison
 
     rng = np.random.default_rng(1)
     correct = pd.DataFrame({"AUC": rng.uniform(0.7, 0.99, 80)})
@@ -638,7 +639,7 @@ def _temperature_answer(temperature=1.0, shift=-0.05, verdict=None, name="two-to
     """04.temperature with stand-ins: a Fitted-shaped object and per-user NDCG@10 ``shift`` below the reference."""
     from types import SimpleNamespace
 
-    from recbook.stats import paired_comparison
+    from recbook.evaluation.stats import paired_comparison
 
     rng = np.random.default_rng(2)
     reference = pd.DataFrame({"NDCG@10": rng.uniform(0.1, 0.9, 60)})
@@ -670,7 +671,7 @@ def test_the_temperature_check_names_what_is_wrong(answer, hint, capsys):
 
 def _second_seed_answer(seed=1, shift=0.0, verdict=None, full=True, n_ref=70):
     """04b.second_seed with stand-ins: a metrics.json-shaped dict and per-user NDCG@10 of two seeds."""
-    from recbook.stats import paired_comparison
+    from recbook.evaluation.stats import paired_comparison
 
     rng = np.random.default_rng(3)
     seed0 = pd.DataFrame({"NDCG@10": rng.uniform(0.0, 0.6, 70)})
@@ -718,7 +719,7 @@ def _lora_lr_answer(lr=1e-4, shift=-0.06, verdict=None, trained=True, rank=4):
     import peft
     import torch
 
-    from recbook.stats import paired_comparison
+    from recbook.evaluation.stats import paired_comparison
 
     torch.manual_seed(0)
     model = peft.get_peft_model(torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.Linear(256, 2)),
@@ -759,7 +760,7 @@ def _random_control_answer(amount=0.5, verdict=None, shift=-0.03):
     import torch
     from torch.nn.utils import prune
 
-    from recbook.stats import paired_comparison
+    from recbook.evaluation.stats import paired_comparison
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(20, 10), torch.nn.Linear(10, 4))

@@ -65,13 +65,13 @@ MINIATURES = {
     "05.lora_lr": _ONE_LAYER_BERT + """
 from transformers import AutoModel
 from recbook.data import leave_last_out
-from recbook.evaluate import evaluate, history_for_test, make_eval_set
+from recbook.evaluation.protocol import evaluate, history_for_test, make_eval_set
 from recbook.models.backbone import resolve_model_path
 from recbook.models.cross_encoder import CrossEncoder, CrossEncoderScorer, cross_encoder_loader
-from recbook.peft import apply_peft
-from recbook.pipeline import bert_config
-from recbook.stats import paired_comparison
-from recbook.train import train_model
+from recbook.finetune.peft import apply_peft
+from recbook.models.text_base import bert_config
+from recbook.evaluation.stats import paired_comparison
+from recbook.training.loop import train_model
 SEED, device, amp = 0, "cpu", None
 profile = get_profile("quick", bert_max_steps=4, bert_eval_users=8, eval_negatives=9, max_length=32, batch_size=8)
 data = make_synthetic(seed=SEED, n_users=40, n_items=30)
@@ -103,9 +103,9 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from recbook.evaluate import evaluate, make_eval_set
+from recbook.evaluation.protocol import evaluate, make_eval_set
 from recbook.models.base import Recommender
-from recbook.pipeline import prepare_data
+from recbook.runs.recipe import prepare_data
 AVAILABLE, SEED = True, 0  # a small synthetic catalogue, saved as a data folder (--data synthetic would change with --seed)
 profile = get_profile("quick")
 runs = Path(tempfile.mkdtemp(prefix="recbook-grading-cli-"))
@@ -133,8 +133,8 @@ users_all = {"full": {"mf": evaluate(seed0, es_all, "full", per_user=True)["per_
     "04.temperature": _ONE_LAYER_BERT + """
 import dataclasses
 from recbook.data import leave_last_out
-from recbook.evaluate import evaluate, make_eval_set
-from recbook.pipeline import fit_recommender
+from recbook.evaluation.protocol import evaluate, make_eval_set
+from recbook.runs.recipe import fit_recommender
 SEED, EVAL_EVERY, PATIENCE, device = 0, 2, 2, "cpu"
 tt_profile = dataclasses.replace(get_profile("quick"), bert_max_steps=6, batch_size=8, max_length=32)
 datasets = {"synthetic": make_synthetic(seed=SEED, n_users=40, n_items=30)}
@@ -155,9 +155,9 @@ per_user = {"synthetic": {"two-tower": evaluate(fitted[("synthetic", "two-tower"
 """,
     "01.seed_loss": """
 from types import SimpleNamespace
-from recbook import metrics
+from recbook.evaluation import metrics
 from recbook.data import leave_last_out, make_training_pairs, sample_negatives
-from recbook.stats import paired_comparison
+from recbook.evaluation.stats import paired_comparison
 SEED, lr = 0, 0.5
 profile = SimpleNamespace(logreg_steps=60, n_negatives=2, eval_negatives=19)
 data = make_synthetic(seed=SEED, n_users=60, n_items=50)
@@ -191,9 +191,9 @@ negatives = sample_negatives(test["user_id"].to_numpy(), data.interactions, data
 results = {"hand-written GD": metrics.evaluate_sampled(scorer(w_hand), test, negatives, per_user=True)}
 """,
     "03.knn_neighbours": """
-from recbook.evaluate import evaluate, make_eval_set
+from recbook.evaluation.protocol import evaluate, make_eval_set
 from recbook.models.itemknn import ItemKNN
-from recbook.stats import paired_comparison
+from recbook.evaluation.stats import paired_comparison
 SEED, N_BOOT = 0, 200
 datasets = {"synthetic": make_synthetic(seed=SEED, n_users=80, n_items=150)}
 eval_sets = {"synthetic": make_eval_set(datasets["synthetic"], stage="test", n_negatives=9, seed=SEED)}
@@ -206,8 +206,8 @@ import numpy as np
 import pandas as pd
 from types import SimpleNamespace
 from recbook.data import leave_last_out, make_synthetic
-from recbook.evaluate import evaluate, make_eval_set
-from recbook.stats import paired_comparison
+from recbook.evaluation.protocol import evaluate, make_eval_set
+from recbook.evaluation.stats import paired_comparison
 SEED, N_BOOT = 0, 200
 ds = make_synthetic(seed=SEED, n_users=80, n_items=60, mean_interactions=10)
 split = leave_last_out(ds.interactions, drop_short_users=True)
@@ -236,11 +236,11 @@ per_user = {"text, fine-tuned encoder": evaluate(content_scorer(fit.vectors, tes
 import numpy as np
 from scipy.stats import rankdata
 from recbook.data import leave_last_out, make_synthetic
-from recbook.evaluate import cascade, evaluate, make_eval_set
+from recbook.evaluation.protocol import cascade, evaluate, make_eval_set
 from recbook.models.popularity import Popularity
 from recbook.models.sequential import SequentialConfig, default_train_config, fit_sequential
-from recbook.rerank import CachedScorer, only_with_heldout
-from recbook.stats import paired_comparison
+from recbook.finetune.hard_negatives import CachedScorer, only_with_heldout
+from recbook.evaluation.stats import paired_comparison
 SEED, TOP_N = 0, 10
 ds = make_synthetic(seed=SEED, n_users=80, n_items=60, mean_interactions=10)
 split = leave_last_out(ds.interactions, drop_short_users=True)
@@ -255,9 +255,9 @@ per_user["full"][names["hard"]] = evaluate(two_stage, test_set, "full", per_user
     "04s.shuffled_history": """
 import numpy as np
 from recbook.data import leave_last_out, make_synthetic
-from recbook.evaluate import evaluate_models, make_eval_set
+from recbook.evaluation.protocol import evaluate_models, make_eval_set
 from recbook.models.sequential import SequentialConfig, default_train_config, fit_sequential
-from recbook.stats import paired_comparison
+from recbook.evaluation.stats import paired_comparison
 from tests.helpers import load_tool
 SEED = 0
 ds = make_synthetic(seed=SEED, n_users=60, n_items=40, mean_interactions=10)
@@ -270,9 +270,9 @@ per_user = {"full": {"SASRec": evaluate_models({"SASRec": sasrec.scorer}, test_s
 import numpy as np
 from recbook.data import make_synthetic
 from recbook.data.splits import cold_item_split
-from recbook.evaluate import evaluate_models, make_cold_eval_set
+from recbook.evaluation.protocol import evaluate_models, make_cold_eval_set
 from recbook.models.sequential import SequentialConfig, SequentialScorer, default_train_config, fit_sequential
-from recbook.stats import paired_comparison
+from recbook.evaluation.stats import paired_comparison
 SEED, budget = 0, 5.0
 ds = make_synthetic(seed=SEED, n_users=60, n_items=40, mean_interactions=10)
 cold = cold_item_split(ds.interactions, 0.2)
@@ -286,13 +286,13 @@ among_cold = evaluate_models({"SASRec-hybrid": SequentialScorer(fits["hybrid"].m
 """,
     "00.threads": """
 import torch
-from recbook.timing import interleaved_ratios
+from recbook.perf.timing import interleaved_ratios
 a32, b32 = torch.randn(64, 64), torch.randn(64, 64)
 """,
     "11.bucket_cost": """
 import torch
 from transformers import BertConfig, BertModel
-from recbook import accel
+from recbook.perf import accel
 from recbook.models.cross_encoder import CrossEncoder
 ROUNDS = 3
 torch.manual_seed(0)
@@ -310,10 +310,10 @@ synthetic = make_synthetic(seed=SEED, n_users=60, n_items=80)
 split = leave_last_out(synthetic.interactions)
 """,
     "13.epochs_forgetting": """
-from recbook.continual import Stream, UpdateConfig, fit_base_for, run_strategies
+from recbook.continual.strategies import Stream, UpdateConfig, fit_base_for, run_strategies
 from recbook.data import make_drift_stream, temporal_windows
 from recbook.models.sequential import SequentialConfig
-from recbook.stats import paired_comparison
+from recbook.evaluation.stats import paired_comparison
 SEED, SEEDS, N_BOOT, events_per_user = 0, (0,), 500, 2
 ds = make_drift_stream(seed=1, n_users=40, n_items=200, n_windows=4, events_per_window=300, change_window=2)
 windows = temporal_windows(ds.interactions, bounds=ds.info["drift"]["window_bounds"][1:])
@@ -326,7 +326,7 @@ import tempfile
 from pathlib import Path
 from recbook.compress.request import run_request_bench
 from recbook.models import create
-from recbook.pipeline import Fitted, prepare_data, run_record, save_fitted
+from recbook.runs.recipe import Fitted, prepare_data, run_record, save_fitted
 SEED, REQUEST_ROUNDS = 0, 1
 profile = get_profile("quick", n_users=40, n_items=50, eval_negatives=9, mf_epochs=2, n_negatives=1, seq_time_budget=5.0)
 workdir = Path(tempfile.mkdtemp(prefix="recbook-grading-09-"))
@@ -338,7 +338,7 @@ save_fitted(Fitted("sasrec", lm, None, 0.0), run / "checkpoint", run_record("syn
     "08.weight_bits": """
 import copy
 from recbook.compress.quantize import choose_qparams, dequantize, quantize
-from recbook.stats import paired_comparison
+from recbook.evaluation.stats import paired_comparison
 torch.manual_seed(0)
 teacher = torch.nn.Sequential(torch.nn.Embedding(30, 64), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8))
 with torch.no_grad():  # rows of very different ranges, as in a trained BERT
@@ -357,7 +357,7 @@ SEED = 0
 """,
     "07.distill_epochs": _TINY_BENCH + """
 from recbook.compress.catalogue import distill_sentence_encoder
-from recbook.stats import paired_comparison
+from recbook.evaluation.stats import paired_comparison
 SEED, STUDENT_LR, epochs = 0, 2e-3, 4
 STUDENTS = {"first and last [0, 5]": [0, 5]}
 best = "first and last [0, 5], distilled"
@@ -368,7 +368,7 @@ per_user = {best: bench.measure(full), "teacher (6 layers)": bench.measure(teach
 """,
     "06.random_control": _TINY_BENCH + """
 from recbook.compress.prune import magnitude_prune
-from recbook.stats import paired_comparison
+from recbook.evaluation.stats import paired_comparison
 SEED, LAYER_SCOPE_AT = 0, 0.5
 results = {"dense": bench.measure(teacher), "per layer 50%": bench.measure(magnitude_prune(teacher, 0.5, "layer"))}
 """,
@@ -379,10 +379,11 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from recbook.adapters import adapter_parameter_count
+from recbook.finetune.adapters import adapter_parameter_count
 from recbook.data import make_synthetic
-from recbook.device import cpu_features, get_profile
-from recbook.exercises import check
+from recbook.perf.device import cpu_features
+from recbook.profile import get_profile
+from recbook_course.exercises import check
 """
 # One typical mistake per exercise (an answer cell): the hidden tests must fail on each. Those marked * pass the
 # visible self-check — the reason the hidden tests exist.
@@ -543,7 +544,7 @@ slow_users = evaluate(slow_scorer, eval_set, "sampled", per_user=True)["per_user
 c = paired_comparison(slow_users["AUC"], results["LoRA r=8"]["per_user"]["AUC"])
 answer = {"model": slow, "lr": lr, "per_user": slow_users, "reference": results["LoRA r=8"]["per_user"], "diff_low": c.diff.low,
           "diff_high": c.diff.high, "verdict": "lower" if c.diff.high < 0 else "higher" if c.diff.low > 0 else "not shown"}""",
-    "04b.second_seed": """from recbook.stats import paired_comparison
+    "04b.second_seed": """from recbook.evaluation.stats import paired_comparison
 seed1 = train("mf", runs / "all" / "mf-seed1", "--all-users", "--seed", "1")
 seed1_scorer = Recommender.from_pretrained(runs / "all" / "mf-seed1" / "checkpoint").scorer(es_all.history)
 seed1_users = evaluate(seed1_scorer, es_all, "sampled", per_user=True)["per_user"]  # * the sampled protocol: another question
@@ -551,7 +552,7 @@ reference = evaluate(seed0, es_all, "sampled", per_user=True)["per_user"]
 c = paired_comparison(seed1_users["NDCG@10"], reference["NDCG@10"])
 answer = {"metrics": seed1, "per_user": seed1_users, "reference": reference, "diff_low": c.diff.low,
           "diff_high": c.diff.high, "verdict": "lower" if c.diff.high < 0 else "higher" if c.diff.low > 0 else "not shown"}""",
-    "04.temperature": """from recbook.stats import paired_comparison
+    "04.temperature": """from recbook.evaluation.stats import paired_comparison
 name = next(iter(datasets))
 soft = fit_recommender("two-tower", datasets[name], splits[name], tt_profile, MODEL, seed=SEED, progress=False, device=device,
                        temperature=1.0)  # * no validation, no early stopping: not section 3's run
@@ -586,7 +587,7 @@ answer = {"scorer": same, "ndcg_full": res["NDCG@10"], "significant": False}""",
     "04c.rank_fusion": """alone = evaluate(sasrec.scorer, test_set, "full", per_user=True)  # the retriever alone
 same = paired_comparison(alone["per_user"]["NDCG@10"], per_user["full"]["SASRec"]["NDCG@10"], ("retriever", "SASRec"))
 answer = {"scorer": sasrec.scorer, "ndcg_full": alone["NDCG@10"], "significant": same.significant}""",
-    "04s.shuffled_history": """from recbook.evaluate import history_for_test
+    "04s.shuffled_history": """from recbook.evaluation.protocol import history_for_test
 from recbook.models.sequential import SequentialScorer
 
 shuffled = history_for_test(split).copy()
@@ -599,7 +600,7 @@ answer = {"scorer": shuffled_scorer, "ndcg_full": shuffled_res["NDCG@10"], "sign
 torch.set_num_threads(1)  # * "one thread for a clean measurement" — and never put back
 threads_table = interleaved_ratios({"1 thread": lambda: a32 @ b32, f"{threads} threads": lambda: a32 @ b32}, rounds=5)
 answer = {"table": threads_table, "threads": threads, "verdict": threads_table.loc[f"{threads} threads", "verdict"]}""",
-    "11.bucket_cost": """from recbook.timing import interleaved_ratios
+    "11.bucket_cost": """from recbook.perf.timing import interleaved_ratios
 inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
 padded = {k: torch.nn.functional.pad(v, (0, 256 - v.shape[1]), value=1 if k == "attention_mask" else 0) for k, v in inputs.items()}
 with torch.no_grad():  # * the mask padded with 1 (the model reads the padding), and the difference taken of one batch with itself
@@ -607,8 +608,8 @@ with torch.no_grad():  # * the mask padded with 1 (the model reads the padding),
     max_abs_difference = float((model(**inputs) - model(**inputs)).abs().max())
 answer = {"table": bucket_table, "padded": padded, "max_abs_difference": max_abs_difference,
           "verdict": bucket_table.loc["padded to 256", "verdict"]}""",
-    "02.negatives_protocol": """from recbook import metrics
-from recbook.stats import paired_comparison
+    "02.negatives_protocol": """from recbook.evaluation import metrics
+from recbook.evaluation.stats import paired_comparison
 test = split.test[["user_id", "item_id"]]
 counts = split.train["item_id"].value_counts()
 popularity = lambda u, i: counts.reindex(np.ravel(i), fill_value=0).to_numpy(float).reshape(np.shape(i))

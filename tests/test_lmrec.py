@@ -157,8 +157,8 @@ def test_on_the_synthetic_catalogue_auto_turns_the_text_loss_off():
     """Regression (issue 20): with text_loss fixed at 1, lmrec lost to SASRec on the synthetic catalogue (full NDCG@10
     0.2756 against 0.2987, −0.023 [−0.044, −0.002]); the text-only softmax was the cause (validation 0.2653 with it,
     0.2800 without). "auto" measures both on validation and keeps the better one."""
-    from recbook.device import get_profile
-    from recbook.pipeline import prepare_data
+    from recbook.profile import get_profile
+    from recbook.runs.recipe import prepare_data
 
     profile = get_profile("quick")
     ds, split = prepare_data("synthetic", profile, 0)

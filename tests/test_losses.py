@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from recbook import losses
+from recbook.training import losses
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import ndcg_score, roc_auc_score
 
-from recbook import metrics
+from recbook.evaluation import metrics
 
 
 def random_case(seed, n=30, m=20, ties=False, graded=False):

@@ -3,7 +3,7 @@ import os
 import pytest
 import torch
 
-from recbook.peft import (
+from recbook.finetune.peft import (
     METHODS,
     adalora_orthogonality_penalty,
     adalora_ranks,
@@ -17,8 +17,8 @@ from recbook.peft import (
     time_train_steps,
     token_types_reaching_bert,
 )
-from recbook.pipeline import bert_config
-from recbook.train import train_model
+from recbook.models.text_base import bert_config
+from recbook.training.loop import train_model
 
 KWARGS = {"adalora": {"total_step": 20}, "adapter": {"bottleneck": 4}}  # AdaLoRA must know its number of steps
 
@@ -122,7 +122,7 @@ def test_adalora_training_prunes_ranks_to_the_target_budget(model):
     assert len(ranks) == 2 * 2  # query and value of 2 layers
     penalty = adalora_orthogonality_penalty(model)
     assert penalty.item() > 0 and penalty.requires_grad
-    config = bert_config(__import__("recbook.device", fromlist=["get_profile"]).get_profile("quick"), progress=False, device="cpu",
+    config = bert_config(__import__("recbook.perf.device", fromlist=["get_profile"]).get_profile("quick"), progress=False, device="cpu",
                          max_steps=steps, epochs=steps, lr=1e-2, amp="off")
     with adalora_training(model) as state:
         assert "training_loss" in model.__dict__  # the penalised loss is in place during training

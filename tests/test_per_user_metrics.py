@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import ndcg_score, roc_auc_score
 
-from recbook import metrics as M
-from recbook.evaluate import EvalSet, evaluate
+from recbook.evaluation import metrics as M
+from recbook.evaluation.protocol import EvalSet, evaluate
 
 
 def _one_positive(rows=40, cols=25, seed=0):
@@ -84,7 +84,7 @@ def test_top_k_lists_and_beyond_accuracy():
 
 
 def test_evaluate_models_scores_every_model_on_the_same_users():
-    from recbook.evaluate import evaluate_models
+    from recbook.evaluation.protocol import evaluate_models
 
     rng = np.random.default_rng(1)
     items = np.arange(20)

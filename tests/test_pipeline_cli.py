@@ -5,8 +5,8 @@ import pytest
 
 from recbook import cli
 from recbook.data import leave_last_out, make_synthetic
-from recbook.evaluate import evaluate, make_eval_set
-from recbook.pipeline import MODEL_NAMES, fit_recommender
+from recbook.evaluation.protocol import evaluate, make_eval_set
+from recbook.runs.recipe import MODEL_NAMES, fit_recommender
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +57,10 @@ def test_cli_train_and_evaluate(tmp_path, monkeypatch, tiny_backbone, capsys):
 def test_cli_evaluate_rebuilds_the_stored_profile(tmp_path, monkeypatch, capsys):
     import dataclasses
 
-    from recbook import device
+    from recbook import profile as profiles
 
-    trained = device.get_profile("quick", n_users=60, n_items=50, eval_negatives=20)
-    monkeypatch.setitem(device.PROFILES, "quick", trained)
+    trained = profiles.get_profile("quick", n_users=60, n_items=50, eval_negatives=20)
+    monkeypatch.setitem(profiles.PROFILES, "quick", trained)
     monkeypatch.setenv("RECBOOK_PROFILE", "quick")
     out = tmp_path / "pop"
     assert cli.main(["train", "--data", "synthetic", "--model", "pop", "--out", str(out), "--quiet"]) == 0
@@ -69,7 +69,7 @@ def test_cli_evaluate_rebuilds_the_stored_profile(tmp_path, monkeypatch, capsys)
     assert run["profile"] == dataclasses.asdict(trained)  # the resolved profile, not a name (or None)
     assert run["catalogue"]["n_items"] == 50 and len(run["catalogue"]["item_ids_sha256"]) == 64
     # another machine: a different default profile, and "quick" means other sizes there
-    monkeypatch.setitem(device.PROFILES, "quick", device.get_profile("quick", n_users=90, n_items=70, eval_negatives=40))
+    monkeypatch.setitem(profiles.PROFILES, "quick", profiles.get_profile("quick", n_users=90, n_items=70, eval_negatives=40))
     monkeypatch.setenv("RECBOOK_PROFILE", "full")
     capsys.readouterr()
     assert cli.main(["evaluate", "--checkpoint", str(out)]) == 0
@@ -77,7 +77,7 @@ def test_cli_evaluate_rebuilds_the_stored_profile(tmp_path, monkeypatch, capsys)
     assert again["NDCG@10"] == pytest.approx(metrics["NDCG@10"]) and again["users"] == metrics["users"] == 60
     assert again["full_ranking"]["NDCG@10"] == pytest.approx(metrics["full_ranking"]["NDCG@10"])
     # an explicit --profile overrides the stored one, with a one-line notice
-    monkeypatch.setitem(device.PROFILES, "full", dataclasses.replace(trained, name="full", eval_negatives=10))
+    monkeypatch.setitem(profiles.PROFILES, "full", dataclasses.replace(trained, name="full", eval_negatives=10))
     assert cli.main(["evaluate", "--checkpoint", str(out), "--profile", "full"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["profile"] == "full" and "10 sampled negatives" in json.loads(captured.out)["protocol"]
@@ -85,9 +85,9 @@ def test_cli_evaluate_rebuilds_the_stored_profile(tmp_path, monkeypatch, capsys)
 
 
 def test_cli_evaluate_refuses_another_catalogue(tmp_path, capsys, monkeypatch):
-    from recbook import device
+    from recbook import profile as profiles
 
-    monkeypatch.setitem(device.PROFILES, "quick", device.get_profile("quick", eval_negatives=5))
+    monkeypatch.setitem(profiles.PROFILES, "quick", profiles.get_profile("quick", eval_negatives=5))
 
     def shop(name, n_items, shift=0):
         folder = tmp_path / name
@@ -123,9 +123,9 @@ def test_cli_evaluate_reads_an_older_run_json(tmp_path, monkeypatch, capsys):
 
 
 def test_cli_bert_model_on_a_folder(tmp_path, tiny_backbone, capsys, monkeypatch):
-    from recbook import device
+    from recbook import profile as profiles
 
-    monkeypatch.setitem(device.PROFILES, "quick", device.get_profile("quick", batch_size=8, max_length=48, bert_max_steps=2, bert_eval_users=4, eval_negatives=5))
+    monkeypatch.setitem(profiles.PROFILES, "quick", profiles.get_profile("quick", batch_size=8, max_length=48, bert_max_steps=2, bert_eval_users=4, eval_negatives=5))
     shop = tmp_path / "shop"
     shop.mkdir()
     ds = make_synthetic(seed=1, n_users=15, n_items=25)
@@ -186,11 +186,11 @@ def test_cli_train_on_data_too_small_for_the_protocol_exits_2_with_the_reason(tm
 def test_bert_scorer_picks_the_scorer_for_the_model(data, tiny_profile, tiny_backbone):
     from transformers import AutoModel
 
-    from recbook.evaluate import history_for_test
+    from recbook.evaluation.protocol import history_for_test
     from recbook.models.backbone import load_tokenizer
     from recbook.models.cross_encoder import CrossEncoder, CrossEncoderScorer
+    from recbook.models.text_base import bert_scorer
     from recbook.models.two_tower import TwoTower, TwoTowerScorer
-    from recbook.pipeline import bert_scorer
 
     ds, sp = data
     tok = load_tokenizer(tiny_backbone)
@@ -203,7 +203,7 @@ def test_bert_scorer_picks_the_scorer_for_the_model(data, tiny_profile, tiny_bac
 def test_paired_metrics_pair_the_users_both_models_were_scored_on():
     import pandas as pd
 
-    from recbook.pipeline import paired_metrics
+    from recbook.runs.recipe import paired_metrics
 
     users = pd.Index([1, 2, 3, 4, 5, 6], name="user_id")
     a = {("test", "sampled"): pd.DataFrame({"NDCG@10": [1.0, 1, 1, 1, 1, 1], "HR@10": [1.0] * 6}, index=users)}

@@ -76,7 +76,7 @@ def test_check_interactions_names_the_missing_columns_and_refuses_an_empty_table
 
 
 def test_ranking_metrics_agree_with_the_single_metrics():
-    from recbook.metrics import hit_rate_at_k, mean_auc, mrr, ndcg_at_k, ranking_metrics
+    from recbook.evaluation.metrics import hit_rate_at_k, mean_auc, mrr, ndcg_at_k, ranking_metrics
 
     rng = np.random.default_rng(0)
     y_true = np.zeros((20, 30))
@@ -89,7 +89,7 @@ def test_ranking_metrics_agree_with_the_single_metrics():
 
 
 def test_catalogue_fingerprint_and_check_catalogue_refuse_another_catalogue(synthetic):
-    from recbook.pipeline import catalogue_fingerprint, check_catalogue
+    from recbook.runs.recipe import catalogue_fingerprint, check_catalogue
 
     ds = synthetic
     fp = catalogue_fingerprint(ds)
@@ -103,7 +103,7 @@ def test_catalogue_fingerprint_and_check_catalogue_refuse_another_catalogue(synt
 
 
 def test_checkpoint_folder_finds_run_json_in_the_folder_or_its_checkpoint(tmp_path):
-    from recbook.pipeline import checkpoint_folder
+    from recbook.runs.recipe import checkpoint_folder
 
     (tmp_path / "run" / "checkpoint").mkdir(parents=True)
     (tmp_path / "run" / "checkpoint" / "run.json").write_text(json.dumps({"model": "pop"}))
@@ -179,7 +179,7 @@ def test_flag_error_speaks_in_the_command_lines_flags():
 
 
 def test_model_overrides_set_only_what_the_model_has_and_refuse_what_it_cannot_take():
-    from recbook.pipeline import model_overrides
+    from recbook.runs.recipe import model_overrides
 
     assert model_overrides("sasrec", seed=3) == {"seed": 3}
     assert model_overrides("sasrec", seed=0, item_features="hybrid")["item_features"] == "hybrid"
@@ -190,7 +190,7 @@ def test_model_overrides_set_only_what_the_model_has_and_refuse_what_it_cannot_t
 
 
 def test_stored_profile_name_reads_a_resolved_profile_or_an_old_name():
-    from recbook.pipeline import stored_profile_name
+    from recbook.runs.recipe import stored_profile_name
 
     assert stored_profile_name({"profile": {"name": "quick", "n_users": 300}}) == "quick"
     assert stored_profile_name({"profile": "full"}) == "full"
@@ -198,7 +198,7 @@ def test_stored_profile_name_reads_a_resolved_profile_or_an_old_name():
 
 
 def test_notebook_name_from_a_name_a_file_or_a_path():
-    from recbook.release import notebook_name
+    from recbook_course.release import notebook_name
 
     for given in ("04d_lm_recommender", "04d_lm_recommender.ipynb", "notebooks/04d_lm_recommender.ipynb",
                   r"C:\course\notebooks\04d_lm_recommender.ipynb"):

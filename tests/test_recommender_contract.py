@@ -9,7 +9,7 @@ import pytest
 
 from recbook.data import leave_last_out, make_synthetic
 from recbook.data.splits import history_for_test
-from recbook.evaluate import evaluate, make_eval_set
+from recbook.evaluation.protocol import evaluate, make_eval_set
 from recbook.models import MODEL_NAMES, create, model_class
 from recbook.models.base import Histories, HistoryScorer, ModelConfig, Recommender
 

@@ -1,4 +1,4 @@
-"""The release (recbook/release.py): badges, Colab set-up cells and README links come from it; the student versions
+"""The release (recbook_course/release.py): badges, Colab set-up cells and README links come from it; the student versions
 in student/ are what `make student` writes and hold no solution; `make release-check` (slow, opt-in)."""
 
 import io
@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 import recbook
-from recbook import release
+from recbook_course import release
 from tests.helpers import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +43,7 @@ def test_release_urls_and_install_spec():
 
 @pytest.mark.parametrize("folder", ["notebooks", "student"])
 def test_every_badge_and_colab_cell_is_the_release_one(folder):
-    """No notebook carries another repository URL, tag or install line than recbook/release.py generates."""
+    """No notebook carries another repository URL, tag or install line than recbook_course/release.py generates."""
     tools = load("release_cells")
     paths = sorted((ROOT / folder).glob("[0-9][0-9]*.ipynb"))
     assert [p.name for p in paths] == [p.name for p in NOTEBOOKS]
@@ -52,9 +52,9 @@ def test_every_badge_and_colab_cell_is_the_release_one(folder):
         badge, setup = tools.expected_cells(path.stem)
         badges, setups = tools.badge_cells(nb), tools.install_cells(nb)
         assert len(badges) == 1 and tools.BADGE.findall(nb.cells[badges[0]].source) == [badge], \
-            f"{folder}/{path.name}: the Colab badge is not recbook/release.py's; run python tools/release_cells.py and make student"
+            f"{folder}/{path.name}: the Colab badge is not recbook_course/release.py's; run python tools/release_cells.py and make student"
         assert len(setups) == 1 and nb.cells[setups[0]].source == setup, \
-            f"{folder}/{path.name}: the Colab set-up cell is not recbook/release.py's; run python tools/release_cells.py and make student"
+            f"{folder}/{path.name}: the Colab set-up cell is not recbook_course/release.py's; run python tools/release_cells.py and make student"
         text = "\n".join(c.source for c in nb.cells)
         assert re.findall(r"colab\.research\.google\.com/github/\S+?\.ipynb", text) == [release.colab_url(path.stem).split("//", 1)[1]]
         assert re.findall(r"git\+https?://\S+?(?=[\"'\s])", text) == [release.GIT_URL]
@@ -63,7 +63,7 @@ def test_every_badge_and_colab_cell_is_the_release_one(folder):
 def test_readme_colab_links_open_the_release_student_versions():
     tools = load("release_cells")
     readme = (ROOT / "README.md").read_text()
-    assert tools.update_readme_text(readme) == readme, "README.md's Colab links differ from recbook/release.py: run python tools/release_cells.py"
+    assert tools.update_readme_text(readme) == readme, "README.md's Colab links differ from recbook_course/release.py: run python tools/release_cells.py"
     for path in NOTEBOOKS:
         assert release.colab_url(path.stem) in readme, f"README.md has no Colab link for {path.name}"
 

@@ -85,7 +85,7 @@ def test_padding_overlap_and_verdict():
 
 def _run(tmp_path_factory, tiny_profile, name):
     from recbook.models import create
-    from recbook.pipeline import Fitted, prepare_data, run_record, save_fitted, split_metrics
+    from recbook.runs.recipe import Fitted, prepare_data, run_record, save_fitted, split_metrics
 
     folder = tmp_path_factory.mktemp(f"request-run-{name}")
     ds, split = prepare_data("synthetic", tiny_profile, 0)
@@ -265,7 +265,7 @@ def test_distillation_learns_the_teacher_on_data(tiny_profile):
     from recbook.compress.student import StudentConfig, StudentEncoder, distill_user_encoder
     from recbook.errors import ConfigError
     from recbook.models import create
-    from recbook.pipeline import prepare_data
+    from recbook.runs.recipe import prepare_data
 
     ds, split = prepare_data("synthetic", tiny_profile, 0)
     teacher = create("sasrec", tiny_profile, epochs=4, dim=16, layers=2, heads=1, patience=None, refit=False).fit(ds, split).network
@@ -283,7 +283,7 @@ def test_distillation_learns_the_teacher_on_data(tiny_profile):
     assert fit.prefixes > 0 and fit.stop_reason in ("patience", "epoch limit") and fit.result.best_metric is not None
     assert overlap(fit.student) >= before
     from recbook.compress.student import _Distillation, prefixes
-    from recbook.models.windows import user_sequences
+    from recbook.data.windows import user_sequences
 
     rows, targets = prefixes(user_sequences(split.train, pd.Series(np.arange(ds.n_items), index=ds.item_ids)),
                              teacher.config.max_len)

@@ -1,4 +1,4 @@
-"""Hard-negative pairs for the cascade's re-ranker (recbook.rerank, notebook 04c_cascade)."""
+"""Hard-negative pairs for the cascade's re-ranker (recbook.finetune.hard_negatives, notebook 04c_cascade)."""
 
 import numpy as np
 import pandas as pd
@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from recbook.data import leave_last_out, make_synthetic
-from recbook.evaluate import cascade, evaluate, make_eval_set
-from recbook.models.backbone import load_tokenizer
-from recbook.rerank import (
+from recbook.evaluation.protocol import cascade, evaluate, make_eval_set
+from recbook.finetune.hard_negatives import (
     PAIR_COLUMNS,
     CachedScorer,
     fit_reranker,
@@ -19,6 +18,7 @@ from recbook.rerank import (
     uniform_negative_pairs,
     users_within_reach,
 )
+from recbook.models.backbone import load_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Robustness (recbook.robustness): history/catalogue perturbations, ranking stability, the table, and history dropout."""
+"""Robustness (recbook.evaluation.robustness): history/catalogue perturbations, ranking stability, the table, and history dropout."""
 
 import numpy as np
 import pandas as pd
@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from recbook.data import build_item_text, leave_last_out, make_synthetic
-from recbook.evaluate import evaluate, history_for_test, make_eval_set
-from recbook.models.sequential import SequentialConfig, SequentialRecommender, SequentialScorer
-from recbook.robustness import (
+from recbook.evaluation.protocol import evaluate, history_for_test, make_eval_set
+from recbook.evaluation.robustness import (
     PERTURBATIONS,
     insert_random_item,
     ranking_stability,
@@ -17,6 +16,7 @@ from recbook.robustness import (
     typo_titles,
     with_text_features,
 )
+from recbook.models.sequential import SequentialConfig, SequentialRecommender, SequentialScorer
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +178,7 @@ def test_unperturbed_history_is_perfectly_stable_and_matches_full_evaluation(dat
     ds, split = data
     model = _model()
     item_col = pd.Series(np.arange(ds.n_items), index=ds.item_ids)
-    from recbook.models.windows import user_sequences
+    from recbook.data.windows import user_sequences
 
     seqs = user_sequences(history_for_test(split), item_col)
     users = split.test["user_id"].to_numpy()

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from recbook.data.splits import cold_item_split, leave_last_out
+from recbook.data.windows import training_windows, user_sequences
 from recbook.models.item_text import item_text_embeddings
 from recbook.models.sequential import (
     SequentialConfig,
@@ -13,8 +14,7 @@ from recbook.models.sequential import (
     default_train_config,
     fit_sequential,
 )
-from recbook.models.windows import training_windows, user_sequences
-from recbook.train import TrainConfig, train_model
+from recbook.training.loop import TrainConfig, train_model
 
 
 def _tiny(objective="causal", features="id", n_items=20, text_dim=8, dropout=0.0, known=None, seed=0):
@@ -151,7 +151,7 @@ def test_fit_sequential_learns_and_stops_early(synthetic):
     with pytest.raises(ValueError, match="not in the catalogue"):
         fit.scorer(users[:1], np.array([[10**9]]))
     # the learned model ranks the next item better than chance: HR@10 of 10/n_items
-    from recbook.evaluate import evaluate, make_eval_set
+    from recbook.evaluation.protocol import evaluate, make_eval_set
 
     full = evaluate(fit.scorer, make_eval_set(synthetic, split, "test", 9), "full")
     assert full["HR@10"] > 2 * 10 / synthetic.n_items
@@ -204,7 +204,7 @@ def test_text_embeddings_match_sentence_transformers_and_are_cached(tmp_path, mo
 
 
 def test_cold_eval_sets(synthetic):
-    from recbook.evaluate import evaluate, make_cold_eval_set
+    from recbook.evaluation.protocol import evaluate, make_cold_eval_set
 
     cs = cold_item_split(synthetic.interactions, 0.2)
     cat = make_cold_eval_set(synthetic, cs, 9)

@@ -23,7 +23,7 @@ def tiny_retriever(n_items: int, seed: int):
 
 def tiny_data():
     from recbook.data import leave_last_out, make_synthetic
-    from recbook.evaluate import history_for_test
+    from recbook.evaluation.protocol import history_for_test
 
     ds = make_synthetic(seed=0, n_users=30, n_items=40)
     history = history_for_test(leave_last_out(ds.interactions, drop_short_users=True))
@@ -248,7 +248,7 @@ def test_export_from_training_runs_through_the_cli(tmp_path, tiny_profile, tiny_
     from helpers import tiny_cross_encoder_from
     from recbook import cli
     from recbook.models.backbone import load_tokenizer
-    from recbook.pipeline import Fitted, load_data_source, run_record, save_fitted
+    from recbook.runs.recipe import Fitted, load_data_source, run_record, save_fitted
     from recbook.serve.bundle import load_bundle
 
     ds = load_data_source("synthetic", tiny_profile, seed=0)
@@ -291,7 +291,7 @@ def test_an_lmrec_run_exports_as_the_retriever_and_the_bundle_scores_like_the_mo
     from recbook import cli
     from recbook.models import create
     from recbook.models.base import Histories
-    from recbook.pipeline import Fitted, prepare_data, run_record, save_fitted
+    from recbook.runs.recipe import Fitted, prepare_data, run_record, save_fitted
     from recbook.serve.bundle import load_bundle
 
     ds, split = prepare_data("synthetic", tiny_profile, 0)

@@ -114,7 +114,7 @@ def test_the_real_configuration_builds_and_runs(data, tmp_path, tiny_backbone, t
     assert (report.per_user["pairs_cascade"] == 5).all() and report.pairs_ratio > 5
     assert np.isfinite(report.per_user.to_numpy(dtype=float)).all()
     # history texts written once per user score exactly like pair texts written by build_text_pairs, unseen items or not
-    from recbook.evaluate import history_for_test
+    from recbook.evaluation.protocol import history_for_test
 
     history = history_for_test(split)
     unseen = np.stack([np.setdiff1d(ds.item_ids, history.loc[history["user_id"] == u, "item_id"])[:6] for u in users[:3]])

@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from recbook.exercises import list_exercises
+from recbook_course.exercises import list_exercises
 
 # Sphinx 9 deprecations inside myst-parser and sphinx-book-theme: not ours, and not Sphinx warnings (those fail the build).
 pytestmark = pytest.mark.filterwarnings("ignore:.*is deprecated. Check CHANGES for Sphinx API modifications")
@@ -115,7 +115,7 @@ def test_colab_urls_come_from_the_release():
     url = build.colab_url("01_cross_entropy")
     assert url == f"https://colab.research.google.com/github/{repo}/blob/{tag}/student/01_cross_entropy.ipynb"
     try:
-        from recbook import release
+        from recbook_course import release
     except ImportError:
         return
     assert (repo, tag) == (release.REPO, release.TAG)

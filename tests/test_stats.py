@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from recbook.stats import Estimate, align, bootstrap_means, ci_table, comparison_table, mean_ci, paired_comparison
+from recbook.evaluation.stats import Estimate, align, bootstrap_means, ci_table, comparison_table, mean_ci, paired_comparison
 
 
 def test_mean_ci_matches_scipy_bootstrap():
@@ -92,7 +92,7 @@ def test_tables():
 
 
 def test_ratio_ci_pairs_users():
-    from recbook.stats import ratio_ci
+    from recbook.evaluation.stats import ratio_ci
 
     rng = np.random.default_rng(4)
     b = rng.random(500)
@@ -106,7 +106,7 @@ def test_ratio_ci_pairs_users():
 def test_seed_study_pairs_seed_by_seed_and_pools_users_over_seeds():
     from statistics import NormalDist
 
-    from recbook.stats import seed_study
+    from recbook.evaluation.stats import seed_study
 
     rng = np.random.default_rng(3)
     users = pd.Index(np.arange(300), name="user_id")
@@ -158,7 +158,7 @@ def test_seed_study_pairs_seed_by_seed_and_pools_users_over_seeds():
 
 
 def test_seed_study_refuses_mismatched_seeds_users_or_types():
-    from recbook.stats import seed_study
+    from recbook.evaluation.stats import seed_study
 
     users = pd.Index(range(10))
     x = pd.Series(np.linspace(0, 1, 10), index=users)
@@ -181,7 +181,7 @@ def test_seed_study_refuses_mismatched_seeds_users_or_types():
 
 
 def test_interval_verdict_reads_only_what_the_interval_supports():
-    from recbook.stats import interval_verdict
+    from recbook.evaluation.stats import interval_verdict
 
     assert interval_verdict(0.01, 0.2) == "higher" and interval_verdict(-0.2, -0.01) == "lower"
     assert interval_verdict(-0.01, 0.2) == interval_verdict(0.0, 0.2) == "not shown"  # touching 0 is not excluding it

@@ -1,9 +1,9 @@
-"""The reading tables of recbook.stats: intervals as text, and chosen pairs compared."""
+"""The reading tables of recbook.evaluation.stats: intervals as text, and chosen pairs compared."""
 
 import numpy as np
 import pandas as pd
 
-from recbook.stats import ci_table, ci_text_table, mean_ci, paired_comparison, pairs_table
+from recbook.evaluation.stats import ci_table, ci_text_table, mean_ci, paired_comparison, pairs_table
 
 
 def _per_user():

@@ -1,11 +1,12 @@
-"""recbook.timing: the one module the benchmarks time and measure memory with."""
+"""recbook.perf.timing: the one module the benchmarks time and measure memory with."""
 
 import sys
 
 import pytest
 import torch
 
-from recbook import accel, bench, timing
+from recbook.compress import bench
+from recbook.perf import accel, timing
 
 
 def test_timed_returns_the_result_and_seconds():

@@ -57,8 +57,8 @@ def test_course_runner_reports_a_timeout_and_goes_on(tmp_path, monkeypatch, caps
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-    from recbook import device
-    from recbook.course import record
+    from recbook.perf import device
+    from recbook_course.record import record
 
     runner = load("run_course")
     v4 = nbformat.v4

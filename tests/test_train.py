@@ -1,15 +1,8 @@
 import pytest
 import torch
 
-from recbook.train import (
-    TrainConfig,
-    autocast_dtype,
-    load_checkpoint,
-    parameter_groups,
-    save_checkpoint,
-    train_model,
-    warmup_linear_schedule,
-)
+from recbook.training.checkpoint import load_checkpoint, save_checkpoint
+from recbook.training.loop import TrainConfig, autocast_dtype, parameter_groups, train_model, warmup_linear_schedule
 
 
 class Tiny(torch.nn.Module):
@@ -177,7 +170,7 @@ def test_config_and_model_errors():
 
 
 def test_autocast_choice(monkeypatch):
-    import recbook.device
+    import recbook.perf.device
 
     assert autocast_dtype("off", "cuda") is None
     assert autocast_dtype("bf16", "cpu") == torch.bfloat16
@@ -186,7 +179,7 @@ def test_autocast_choice(monkeypatch):
     no_bf16 = {"AMX-BF16": False, "AVX-512 BF16": False}
     for features, expected in ((no_bf16, None), ({**no_bf16, "AMX-BF16": True}, torch.bfloat16),
                                ({**no_bf16, "AVX-512 BF16": True}, torch.bfloat16)):
-        monkeypatch.setattr(recbook.device, "cpu_features", lambda features=features: features)
+        monkeypatch.setattr(recbook.perf.device, "cpu_features", lambda features=features: features)
         assert autocast_dtype("auto", "cpu") == expected, features  # bf16 only with native bf16 instructions
     for supported, expected in ((True, torch.bfloat16), (False, torch.float16)):
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda supported=supported: supported)
@@ -402,7 +395,7 @@ def test_resume_restores_the_grad_scaler(tmp_path, monkeypatch):
 def test_base_rate_loss_is_the_log_loss_of_predicting_the_share_of_positives():
     from sklearn.metrics import log_loss
 
-    from recbook.train import base_rate_loss
+    from recbook.training.loop import base_rate_loss
 
     y = [1] + [0] * 2  # one positive per two negatives, as 04b's quick profile trains the cross-encoder
     assert base_rate_loss(1 / 3) == pytest.approx(log_loss(y, [1 / 3] * 3), rel=1e-9)
@@ -413,7 +406,7 @@ def test_base_rate_loss_is_the_log_loss_of_predicting_the_share_of_positives():
 def test_loss_progress_separates_a_model_that_learned_from_one_that_did_not():
     """04b's cause line: the cross-encoder's 0.688 → 0.636 against a floor of 0.637 has not learned; the two-tower's
     3.455 → 3.165 (8 % lower, no floor) has not either; a loss that halves has."""
-    from recbook.train import base_rate_loss, loss_progress
+    from recbook.training.loop import base_rate_loss, loss_progress
 
     cross = loss_progress(0.688, 0.636, 60, floor=base_rate_loss(1 / 3))
     assert not cross.learned and "0.637 for knowing nothing" in cross.text and cross.text.endswith("it has barely learned")

@@ -14,7 +14,7 @@ same examples) with the *same* step code; only the data path differs:
 The two run interleaved in blocks of ``--block`` steps after a warm-up block each, with the thread
 count fixed, so both see the same machine load. Reported: examples/second (data preparation
 included), the speed-up with a 95% interval paired by block (block *i* of one path against block *i* of
-the other: :func:`recbook.timing.paired_speedup` on seconds per example), and the BCE of each model after
+the other: :func:`recbook.perf.timing.paired_speedup` on seconds per example), and the BCE of each model after
 the same number of steps on the same held-out pairs. ``--update-readme`` rewrites the README's throughput
 section (between ``<!-- throughput:begin -->`` and ``<!-- throughput:end -->``) from the JSON it writes, so the
 README never carries numbers typed by hand; ``--readme-only`` does that from an existing JSON without running.
@@ -90,10 +90,11 @@ def main(argv=None) -> int:
         tokenize_pairs,
     )
     from recbook.data.text import HISTORY_FIELD
-    from recbook.device import detect_device, environment_report, format_report, get_profile, seed_everything
     from recbook.models.backbone import load_tokenizer, resolve_model_path
     from recbook.models.cross_encoder import CrossEncoder
-    from recbook.train import autocast_dtype, parameter_groups
+    from recbook.perf.device import detect_device, environment_report, format_report, seed_everything
+    from recbook.profile import get_profile
+    from recbook.training.loop import autocast_dtype, parameter_groups
 
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
@@ -162,8 +163,8 @@ def main(argv=None) -> int:
 
     # quality after the same number of steps, on the same held-out pairs
     from recbook.data import encode_pairs
-    from recbook.losses import bce_with_logits
     from recbook.models.cross_encoder import predict_pairs
+    from recbook.training.losses import bce_with_logits
 
     held = encode_pairs(heldout["history_text"], heldout["item_text"], tokenizer, 128)
     labels = torch.tensor(heldout["label"].to_numpy(), dtype=torch.float32)
@@ -178,7 +179,7 @@ def main(argv=None) -> int:
             "steps": run["steps"],
         }
     names = list(runs)
-    from recbook.timing import paired_speedup
+    from recbook.perf.timing import paired_speedup
 
     paired = paired_speedup(runs[names[0]]["blocks"], runs[names[1]]["blocks"])  # per-block seconds per example
     report["speedup_recbook_vs_seed"] = round(paired["speed_up"], 2)

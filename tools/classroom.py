@@ -190,7 +190,7 @@ def _meta(ex_id: str, tests: bool, points: float = 0) -> dict:
 def test_cell_source(ex: Exercise, hidden: HiddenTest) -> str:
     points = f"{hidden.points} point{'' if hidden.points == 1 else 's'}"
     header = (f"# {ex.id} — graded ({points}): the self-check below, and hidden tests when your notebook is graded.\n"
-              "from recbook.exercises import check\n\n")
+              "from recbook_course.exercises import check\n\n")
     return header + ex.check + "\n" + hidden_block(hidden.code)
 
 

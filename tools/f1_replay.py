@@ -33,7 +33,7 @@ def build_bundle(out: Path) -> Path:
     import torch
 
     from recbook.data import leave_last_out, make_synthetic
-    from recbook.evaluate import history_for_test
+    from recbook.evaluation.protocol import history_for_test
     from recbook.models.backbone import load_backbone
     from recbook.models.cross_encoder import CrossEncoder
     from recbook.models.sequential import SequentialConfig, SequentialRecommender

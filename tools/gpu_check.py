@@ -51,11 +51,12 @@ def main() -> int:
         return 0
     from transformers import AutoModel
 
-    from recbook import accel
     from recbook.data import PairCollator, leave_last_out, make_synthetic
-    from recbook.device import environment_report, get_profile
     from recbook.models.backbone import load_tokenizer, resolve_model_path
     from recbook.models.cross_encoder import CrossEncoder, cross_encoder_examples
+    from recbook.perf import accel
+    from recbook.perf.device import environment_report
+    from recbook.profile import get_profile
 
     report: dict = {"environment": environment_report("cuda")}
     started = time.perf_counter()
@@ -69,7 +70,7 @@ def main() -> int:
     model = CrossEncoder(AutoModel.from_pretrained(resolve_model_path(None)))
     small = [collate([{k: examples[k][i] for k in keep} for i in range(j * 16, j * 16 + 16)]) for j in range(6)]
 
-    from recbook.train import TrainConfig, train_model
+    from recbook.training.loop import TrainConfig, train_model
 
     def train_batch64():
         loader = torch.utils.data.DataLoader(examples.select_columns(keep), batch_size=64, shuffle=True, collate_fn=collate)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 
 from recbook.data import leave_last_out, load_movielens_100k, obtain_movielens_100k
-from recbook.device import get_profile
 from recbook.models.tuning import tune
+from recbook.profile import get_profile
 
 # round 1 is a coarse grid; round 2 is a fixed grid around the best of round 1 as first run (dim 32, 100 epochs, weight
 # decay 0.1, lr 0.02), written out so that the search is repeatable as it was run

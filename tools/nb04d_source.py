@@ -7,7 +7,7 @@ from pathlib import Path
 
 import nbformat
 
-from recbook import release
+from recbook_course import release
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "04d_lm_recommender"
@@ -69,17 +69,18 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from recbook.cache import cached_fit
-from recbook.course import figure_path, record
+from recbook.runs.cache import cached_fit
+from recbook_course.record import figure_path, record
 from recbook.data import leave_last_out, load_movielens_100k, make_synthetic, obtain_movielens_100k
 from recbook.data.splits import history_for_test
-from recbook.device import get_profile, seed_everything
-from recbook.evaluate import evaluate, make_eval_set
+from recbook.profile import get_profile
+from recbook.perf.device import seed_everything
+from recbook.evaluation.protocol import evaluate, make_eval_set
 from recbook.models import create
 from recbook.models.backbone import load_backbone
 from recbook.models.text_encoder import TopLayers, cache_lower_layers
 from recbook.models.tuning import tune
-from recbook.stats import ci_text_table, mean_ci, paired_comparison
+from recbook.evaluation.stats import ci_text_table, mean_ci, paired_comparison
 
 notebook_start = time.perf_counter()
 profile = get_profile(PROFILE)
@@ -135,7 +136,7 @@ through the `peft` library) and every layer.
 COST = """# NBVAL_IGNORE_OUTPUT
 from recbook.models.text_encoder import _ContrastiveTop, _PairBatches, next_item_pairs
 from peft import LoraConfig, inject_adapter_in_model
-from recbook.timing import peak_memory
+from recbook.perf.timing import peak_memory
 
 encoder, tokenizer = load_backbone(BACKBONE)
 texts = ds.items.set_index("item_id").loc[ds.item_ids, "text"].astype(str).tolist()
@@ -259,7 +260,7 @@ IDs only, or IDs plus the fine-tuned text vectors — and lmrec's one extra sett
 keep the second softmax over its text vectors alone (section 1). Its best validation score is the better of two runs,
 so it reads a little optimistic; the test scores below are not, since the test users chose nothing.
 
-The fitted lmrec is also saved in the **content-keyed cache** (`recbook.cache.cached_fit`: the key hashes the model's
+The fitted lmrec is also saved in the **content-keyed cache** (`recbook.runs.cache.cached_fit`: the key hashes the model's
 resolved settings, every interaction and item text, and the split), so notebook 09, which compresses what lmrec runs
 per request, loads it instead of training it again when it asks for the same settings on the same data (this
 notebook's defaults).
@@ -499,7 +500,7 @@ Every verdict so far rests on one trained model per recipe. Training is random �
 the batches, dropout — so another seed gives another model, and a gap between two models can come from their seeds
 rather than their recipes. Here each trained model (lmrec, SASRec and MF-BPR) is fitted at `N_SEEDS` seeds by the same recipe (lmrec keeps
 the `text_loss` its first seed chose, so the extra seeds vary training's randomness, not its one choice) and lmrec is
-compared with each, **seed by seed**, on the same users (`recbook.stats.seed_study`). Two uncertainties of a
+compared with each, **seed by seed**, on the same users (`recbook.evaluation.stats.seed_study`). Two uncertainties of a
 *difference* between two models are set side by side, both as standard deviations: how far the difference moves
 between seeds, and how far it moves between sets of users within one seed (the paired bootstrap's standard error).
 A verdict belongs to the recipe only if it holds at every seed. The
@@ -508,7 +509,7 @@ uncertainty (a handful of seeds is too few to put an interval on the seeds' own)
 """
 
 SEEDS = """# NBVAL_IGNORE_OUTPUT
-from recbook.stats import seed_study
+from recbook.evaluation.stats import seed_study
 
 start = time.perf_counter()
 seed_list = [SEED + k for k in range(N_SEEDS)]
@@ -639,7 +640,7 @@ other new films only.
 
 COLD = """# NBVAL_IGNORE_OUTPUT
 from recbook.data.splits import cold_item_split
-from recbook.evaluate import make_cold_eval_set
+from recbook.evaluation.protocol import make_cold_eval_set
 
 cold = cold_item_split(ds.interactions, COLD_FRACTION)
 start = time.perf_counter()
@@ -741,7 +742,7 @@ were trained on, return a copy where every untrained item scores 1 below the low
 `recbook.models.sasrec.SASRec.score_all` does).
 """
 
-EX1 = """from recbook.exercises import check
+EX1 = """from recbook_course.exercises import check
 
 
 def floor_untrained(scores, trained):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import nbformat
 
-from recbook.release import badge_markdown, extras_for, install_cell_source
+from recbook_course.release import badge_markdown, extras_for, install_cell_source
 
 ROOT = Path(__file__).resolve().parents[1]
 md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
@@ -28,7 +28,7 @@ with how much small input errors move the recommendations. Every number comes fr
 
 **Time:** 1066 s in the latest run, `quick` profile, 2-core CPU — section 4's seven strategies × three seeds take most
 of it (`SEEDS = (0,)` runs one seed); `full` not yet timed."""),
-    code(install_cell_source(extras_for(NAME))),  # the Colab set-up cell: recbook/release.py
+    code(install_cell_source(extras_for(NAME))),  # the Colab set-up cell: recbook_course/release.py
     code("""PROFILE = None  # "quick" | "full" | None (= $RECBOOK_PROFILE, else by device)
 SEED = 0
 MOVIELENS_DIR = None  # a folder with u.data/u.item/u.user; None = $RECBOOK_MOVIELENS_DIR, the cache, else download (not if RECBOOK_OFFLINE=1)
@@ -78,12 +78,13 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from recbook.continual import Stream, UpdateConfig, run_strategies
-from recbook.course import figure_path, record
+from recbook.continual.strategies import Stream, UpdateConfig, run_strategies
+from recbook_course.record import figure_path, record
 from recbook.data import leave_last_out, load_movielens_100k, make_drift_stream, obtain_movielens_100k, temporal_windows
-from recbook.device import detect_device, environment_report, format_report, get_profile, seed_everything
-from recbook.drift import DriftDetector, drift_report, evaluate_detector, genre_mix, stream_report
-from recbook.stats import paired_comparison
+from recbook.perf.device import detect_device, environment_report, format_report, seed_everything
+from recbook.profile import get_profile
+from recbook.continual.drift import DriftDetector, drift_report, evaluate_detector, genre_mix, stream_report
+from recbook.evaluation.stats import paired_comparison
 
 notebook_start = time.perf_counter()
 profile = get_profile(PROFILE)
@@ -164,7 +165,7 @@ users change tastes, one genre trends and new items arrive — and on the **stat
 (`change_window=None`), where every alarm is false. `DriftDetector()` flags an update when at least two of three
 signals (popularity PSI, genre PSI, new-item share) exceed thresholds calibrated on *other* stationary streams
 (seeds 100–139, never the ones evaluated here): each threshold is the 99th percentile of its signal over all windows
-of those streams, times a margin of 1.25 (`recbook.drift.calibrate_thresholds`)."""),
+of those streams, times a margin of 1.25 (`recbook.continual.drift.calibrate_thresholds`)."""),
     code("""detector = DriftDetector()
 start = time.perf_counter()
 checked = evaluate_detector(detector, seeds=range(DETECTOR_SEEDS))
@@ -365,7 +366,7 @@ serves no window; it is there to measure forgetting. **Cost**: process CPU secon
 validation passes included), per seed — the cost measure; `examples` (training targets processed) is not proportional
 to it, e.g. replayed targets are spread over many users' windows."""),
     code("""# NBVAL_IGNORE_OUTPUT
-from recbook.continual import TUNING_GRID, fit_base_for, run_seeds, seeds_table, tune_updates
+from recbook.continual.strategies import TUNING_GRID, fit_base_for, run_seeds, seeds_table, tune_updates
 
 stream = Stream.from_interactions(windows.interactions, ds.item_ids).hold_out(*HOLDOUT, seed=SEED)
 fixed = {"epochs": UPDATE_EPOCHS, "replay_size": REPLAY_SIZE, "ewc_lambda": EWC_LAMBDA, "lora_rank": LORA_RANK}
@@ -412,7 +413,7 @@ print(f"{len(SEEDS)} seeds × {len(table)} strategies in {time.perf_counter() - 
 table[["NDCG@10", "ci_low", "ci_high", "seed_min", "seed_max", "÷ retrain", "ratio_low", "ratio_high", "forgetting",
        "forgetting_low", "forgetting_high", "cpu_s", "examples"]].round(4)"""),
     code("""# NBVAL_IGNORE_OUTPUT
-from recbook.continual import pooled_forgetting, pooled_next_window
+from recbook.continual.strategies import pooled_forgetting, pooled_next_window
 
 ndcg = {name: pooled_next_window(results, name) for name in table.index}  # windows 2 …, each unit averaged over the seeds
 replay_ratio = table.loc["replay", ["÷ retrain", "ratio_low", "ratio_high"]]
@@ -573,8 +574,8 @@ trained, so some difference is expected everywhere — compare the windows with 
 of the top-score distribution on the base period's deciles, `embedding_drift` the mean PSI along the base period's
 first five principal components of the user vectors. These are signals a service can compute from its own traffic,
 without labels."""),
-    code("""from recbook.continual import window_events
-from recbook.drift import embedding_drift, score_drift
+    code("""from recbook.continual.strategies import window_events
+from recbook.continual.drift import embedding_drift, score_drift
 
 
 def model_view(w):
@@ -656,7 +657,7 @@ users, with a newly drawn inserted item (the same for both models) placed among 
 than the table's insertion, so the lists can be expected to move more there: compare the two overlaps)."""),
     code("""# NBVAL_IGNORE_OUTPUT
 from recbook.models.sequential import SequentialConfig, default_train_config, fit_sequential, item_text_embeddings
-from recbook.robustness import robustness_table
+from recbook.evaluation.robustness import robustness_table
 
 split = leave_last_out(ds.interactions, drop_short_users=True)
 start = time.perf_counter()
@@ -680,7 +681,7 @@ compact = pd.DataFrame({
 })
 compact.set_index(["model", "perturbation"])"""),
     code("""# NBVAL_IGNORE_OUTPUT
-from recbook.robustness import eval_histories, insert_random_item, ranking_stability
+from recbook.evaluation.robustness import eval_histories, insert_random_item, ranking_stability
 
 # the table's users, histories and held-out items (the same seeded subset), with one item inserted among the last ten
 users, histories, heldout = eval_histories(split, ROBUST_USERS, SEED, pd.Series(np.arange(ds.n_items), index=ds.item_ids))
@@ -703,7 +704,7 @@ robust" needs its interval to exclude zero.
 **Exercise 1.** Write `psi(expected_counts, actual_counts)`: turn both count vectors into shares, floor every share
 at `1e-4` and renormalise, and return `Σ (a − e)·ln(a / e)`. Then compute the PSI of two halves of window 1's item
 counts (split its interactions at random): that is the noise floor a MovieLens threshold must clear."""),
-    code("""from recbook.exercises import check
+    code("""from recbook_course.exercises import check
 
 
 def psi(expected_counts, actual_counts):

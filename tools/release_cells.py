@@ -1,4 +1,4 @@
-"""Rewrite every notebook's Colab badge and Colab set-up cell, and README.md's Colab links, from recbook/release.py.
+"""Rewrite every notebook's Colab badge and Colab set-up cell, and README.md's Colab links, from recbook_course/release.py.
 
     python tools/release_cells.py            # rewrite notebooks/*.ipynb and README.md where they differ
     python tools/release_cells.py --check    # exit 1 (listing what differs) instead of writing
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 
-from recbook import release
+from recbook_course import release
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -40,12 +40,12 @@ def badge_cells(nb) -> list[int]:
 
 
 def expected_cells(name: str) -> tuple[str, str]:
-    """(badge markdown, set-up cell source) that recbook.release generates for notebook ``name``."""
+    """(badge markdown, set-up cell source) that recbook_course.release generates for notebook ``name``."""
     return release.badge_markdown(name), release.install_cell_source(release.extras_for(name))
 
 
 def update_notebook(nb, name: str) -> list[str]:
-    """Set the notebook's badge and set-up cell from recbook.release, in place; return what changed.
+    """Set the notebook's badge and set-up cell from recbook_course.release, in place; return what changed.
 
     Raises ValueError unless the notebook has exactly one badge and exactly one set-up cell."""
     badges, setups = badge_cells(nb), install_cells(nb)
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
             if not args.check:
                 readme.write_text(new)
     for line in stale:
-        print(("differs from recbook/release.py: " if args.check else "updated: ") + line)
+        print(("differs from recbook_course/release.py: " if args.check else "updated: ") + line)
     if not stale:
         print(f"badges, Colab set-up cells and README links match the release {release.REPO}@{release.TAG}")
     return 1 if (stale and args.check) else 0

@@ -8,7 +8,7 @@
    MovieLens file;
 3. creates a clean virtual environment and installs, as Colab's own environment, ``torch`` (``--torch``, default
    2.13.0) and the kernel tools (``nbclient``, ``ipykernel``) — then the wheel the way each notebook's Colab cell
-   installs it (``pip install -q "recbook[extras] @ <wheel>"``, recbook/release.py's ``install_spec``): only the lower
+   installs it (``pip install -q "recbook[extras] @ <wheel>"``, recbook_course/release.py's ``install_spec``): only the lower
    bounds of our metadata, never constraints.txt; ``pip check`` must pass;
 4. executes the notebooks (the solutions in notebooks/, default 00 and 01) with that environment's kernel, in a
    scratch folder with its own HOME and cache (a fresh machine), and reports pass/fail and the time of each step.
@@ -33,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from recbook import release  # noqa: E402  (the checkout's release definition, whichever recbook is installed)
+from recbook_course import release  # noqa: E402  (the checkout's release definition, whichever recbook is installed)
 
 MOVIELENS = re.compile(r"(^|/)(ml-100k(\.zip)?|u\.(data|item|user|base|test|info|genre|occupation)|ua\.(base|test)|ub\.(base|test))(/|$)")
 # Run inside the clean environment: execute one notebook with nbclient, print a JSON line with the result.

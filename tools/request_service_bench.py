@@ -42,8 +42,8 @@ def main(argv=None) -> int:
             parser.error(f"--variants: {exc}")
     out = Path(args.out)
     if args.run is None:
-        from recbook.cache import cached_run
         from recbook.profile import get_profile
+        from recbook.runs.cache import cached_run
 
         run, info = cached_run("movielens-100k", "lmrec", get_profile("quick"), seed=0, all_users=True, progress=True)
         print(f"lmrec run: {info['cache']} ({run})", file=sys.stderr)
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
         run = Path(args.run)
     import shutil
 
-    from recbook.pipeline import checkpoint_folder
+    from recbook.runs.recipe import checkpoint_folder
     from recbook.serve.bundle import read_manifest, sha256_of
 
     weights = sha256_of(checkpoint_folder(run)[0] / "model.safetensors")

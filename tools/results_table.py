@@ -5,7 +5,7 @@
 
 ``tools/run_course.py`` keeps, in every notebook it executes, the run's seconds, status, date, the share of the
 machine's CPU that other processes used meanwhile, the environment report (CPU, its features, torch, device, profile) and every value the
-notebook passed to ``recbook.course.record``. This script turns that into one Markdown table, so the README
+notebook passed to ``recbook_course.record.record``. This script turns that into one Markdown table, so the README
 shows exactly what the stored notebooks show — nothing typed by hand — and on which machine it was measured.
 It runs at the end of ``run_course.py``; a test checks that README.md and the notebooks agree.
 """
@@ -61,7 +61,7 @@ def build_table(notebooks: Path = ROOT / "notebooks") -> str:
         rows.append(f"| {name} | {when} | {label}, {run.get('date', '?')} | {(measured or '—').replace('|', '/')} |")
     lines = [BEGIN, "", "Machines the stored notebooks ran on:", ""]
     lines += [f"- **{label}**: {machine}" for machine, label in machines.items()] or ["- none recorded yet"]
-    lines += ["", "| notebook | run time | machine, date | what it recorded (`recbook.course.record`) |", "|---|---:|---|---|", *rows, "", END]
+    lines += ["", "| notebook | run time | machine, date | what it recorded (`recbook_course.record.record`) |", "|---|---:|---|---|", *rows, "", END]
     return "\n".join(lines)
 
 

@@ -6,7 +6,7 @@
 
 Each notebook is executed in ``notebooks/`` with nbclient and written back *with its outputs*
 (so it renders on GitHub), figures go to ``figures/``, and every value a notebook passed to
-``recbook.course.record`` is collected into the summary printed at the end. A notebook that
+``recbook_course.record.record`` is collected into the summary printed at the end. A notebook that
 fails — an error in a cell, a cell over the per-cell ``--timeout`` (``TIMEOUT``), a dead kernel,
 anything else nbclient raises — stops nothing else: the summary says which one failed, in which cell
 and why, the runner goes on with the next notebook, and the exit code is 1. A failed notebook is
@@ -183,7 +183,7 @@ def run_notebook(path: Path, timeout: int, environment: dict | None = None) -> t
     machine's CPU time that *other* processes used while it ran, so a timing taken on a busy machine is marked —
     and ``environment``; ``recbook.records``), from which ``tools/results_table.py`` writes the README's results table.
     """
-    from recbook.course import RESULTS_ENV, read_records
+    from recbook_course.record import RESULTS_ENV, read_records
 
     nb = nbformat.read(path, as_version=4)
     current: dict = {"index": None}
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path.name}: {changed} output(s) cleaned")
         return 0
 
-    from recbook.device import environment_report, format_report
+    from recbook.perf.device import environment_report, format_report
 
     environment = environment_report()
     print(format_report(environment))

@@ -10,7 +10,7 @@ names stay local). Header: ``# %% <exercise id> | <points> point(s)``; the comme
 # Catches: a number that only compares equal (600.0, numpy float) where the task asks for an int.
 import numbers
 
-from recbook.device import get_profile
+from recbook.profile import get_profile
 
 assert isinstance(answer, numbers.Integral) and not isinstance(answer, bool), f"answer with an int, not {type(answer).__name__}"
 assert answer == get_profile("quick").n_users

@@ -78,7 +78,7 @@ for strategy, negs in answer["negatives"].items():
     auc = metrics.evaluate_sampled(popularity, test, negs, per_user=True)["per_user"]["AUC"]
     np.testing.assert_allclose(np.asarray(answer["per_user_auc"][strategy], float), np.asarray(auc, float), atol=1e-9,
                                err_msg=f"{strategy}: the per-user AUC must be the popularity model's on the negatives handed in")
-from recbook.stats import paired_comparison
+from recbook.evaluation.stats import paired_comparison
 
 low, high = float(answer["diff_low"]), float(answer["diff_high"])
 ref = paired_comparison(answer["per_user_auc"]["uniform"], answer["per_user_auc"]["popularity"])

@@ -60,8 +60,8 @@ assert np.allclose(np.asarray(cosine_item_similarity(np.zeros((4, 3))), dtype=fl
 # scored on another history than the test users' visible one, or a significance verdict from another comparison.
 import numpy as np
 
+from recbook.evaluation.stats import paired_comparison
 from recbook.models.itemknn import ItemKNN
-from recbook.stats import paired_comparison
 
 scorer = answer["scorer"]
 name = next(key for key in ("movielens-100k", "synthetic") if key in datasets)  # the data set the exercise names

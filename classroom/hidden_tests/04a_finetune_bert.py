@@ -11,7 +11,7 @@ names stay local). Header: ``# %% <exercise id> | <points> point(s)``; the comme
 import numpy as np
 import torch
 
-from recbook.train import warmup_linear_schedule
+from recbook.training.loop import warmup_linear_schedule
 
 for warmup, total, base in ((3, 11, 0.02), (1, 2, 1.0), (7, 30, 3e-4), (4, 4, 0.5)):
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base)
@@ -28,7 +28,7 @@ for warmup, total, base in ((3, 11, 0.02), (1, 2, 1.0), (7, 30, 3e-4), (4, 4, 0.
 # another model's norm layer; the rule is biases and normalisation weights, whatever they are called.
 import torch
 
-from recbook.train import parameter_groups
+from recbook.training.loop import parameter_groups
 
 
 class Tower(torch.nn.Module):

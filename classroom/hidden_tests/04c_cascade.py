@@ -47,7 +47,7 @@ assert np.isclose(float(oracle_cascade_ndcg(np.ones(10), 1, 10)), 1.0), "every h
 # a cascade that changes more than the top-N order (e.g. no `exclude`, so seen items take top-N slots).
 import numpy as np
 
-from recbook.evaluate import evaluate
+from recbook.evaluation.protocol import evaluate
 
 fused = evaluate(answer["scorer"], test_set, "full", per_user=True)["per_user"]
 retriever = per_user["full"]["SASRec"].reindex(fused.index)

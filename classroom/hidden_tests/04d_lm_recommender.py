@@ -39,8 +39,8 @@ for history, n in (([2, 9, 4, 11, 29, 0], 3), ([5, 6], 10), ([7], 1)):
 # an NDCG@10 that is not the variant's.
 import numpy as np
 
-from recbook.evaluate import evaluate
-from recbook.stats import paired_comparison
+from recbook.evaluation.protocol import evaluate
+from recbook.evaluation.stats import paired_comparison
 
 res = evaluate(answer["scorer"], test_set, "full", per_user=True)
 assert not np.allclose(res["per_user"]["NDCG@10"].to_numpy(), per_user["text, fine-tuned encoder"]["NDCG@10"].to_numpy()), \

@@ -26,7 +26,7 @@ assert torch.isfinite(out).all() and torch.allclose(out[..., 0, :], q[..., 0, :]
 # (an unpaired, far too wide interval); degenerate inputs.
 import numpy as np
 
-from recbook.stats import paired_comparison
+from recbook.evaluation.stats import paired_comparison
 
 rng = np.random.default_rng(47)
 a = rng.random(300)
@@ -47,8 +47,8 @@ assert np.isclose(mean, ref.mean) and abs(low - ref.low) < 0.006 and abs(high - 
 # only the order; dropping or duplicating history; another model than the trained SASRec.
 import numpy as np
 
-from recbook.evaluate import history_for_test
-from recbook.models.windows import user_sequences
+from recbook.data.windows import user_sequences
+from recbook.evaluation.protocol import history_for_test
 
 scorer = answer["scorer"]
 assert scorer.model is sasrec.model, "re-score the trained SASRec (sasrec.model): only the order of the history changes"

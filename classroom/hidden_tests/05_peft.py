@@ -35,7 +35,7 @@ for n in (0, 7, 123_456_789, 3_000_000_000):
 
 # %% 05.adapter_params | 1 point
 # Catches: formulas fitted to the three sizes the notebook checks; one layer, a bottleneck of 1, BERT-large.
-from recbook.adapters import adapter_parameter_count
+from recbook.finetune.adapters import adapter_parameter_count
 
 for size in ((1, 1, 1), (64, 8, 3), (1024, 32, 24), (384, 1, 12)):
     got, want = adapter_params(*size), adapter_parameter_count(*size)
@@ -46,7 +46,7 @@ for size in ((1, 1, 1), (64, 8, 3), (1024, 32, 24), (384, 1, 12)):
 # are not the handed-in model's on the test users; a reference other than LoRA at its own rate (e.g. full fine-tuning).
 import numpy as np
 
-from recbook.peft import count_parameters
+from recbook.finetune.peft import count_parameters
 
 assert answer["lr"] == (LEARNING_RATES["full fine-tuning"] or profile.learning_rate), "use full fine-tuning's learning rate"
 assert count_parameters(answer["model"]).trainable == count_parameters(build("LoRA r=8")).trainable, "train LoRA r=8, as section 2 does"

@@ -22,7 +22,7 @@ assert torch.isfinite(big).all() and torch.allclose(big.float(), torch.tensor([0
 # Catches: alpha = 0 (the soft term alone), temperatures below 1, other batch sizes than the self-check's.
 import torch
 
-from recbook.losses import distillation_bce
+from recbook.training.losses import distillation_bce
 
 g = torch.Generator().manual_seed(72)
 for t, a, n in ((4.0, 0.0, 7), (0.5, 0.7, 16), (2.5, 0.35, 1)):

@@ -26,7 +26,7 @@ for _ in range(200):
 import numpy as np
 import pandas as pd
 
-from recbook.bench_report import pareto_front
+from recbook.compress.report import pareto_front
 
 
 def reference(points):

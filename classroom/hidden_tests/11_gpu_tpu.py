@@ -9,7 +9,7 @@ names stay local). Header: ``# %% <exercise id> | <points> point(s)``; the comme
 # %% 11.bucket | 1 point
 # Catches: buckets assumed sorted (the self-check's unsorted case happens to work without sorting), a length equal to
 # a bucket, a list instead of a tuple.
-from recbook.accel import bucket_length
+from recbook.perf.accel import bucket_length
 
 for length, buckets in ((20, (128, 32, 64)), (64, [64, 32]), (0, (16, 8)), (100, (256, 128, 512))):
     want = bucket_length(length, tuple(sorted(buckets)))

@@ -10,7 +10,7 @@ names stay local). Header: ``# %% <exercise id> | <points> point(s)``; the comme
 # Catches: properties PSI must have — symmetric, unchanged when counts are scaled, never negative — on new counts.
 import numpy as np
 
-from recbook.drift import psi as reference
+from recbook.continual.drift import psi as reference
 
 rng = np.random.default_rng(131)
 for n in (2, 17, 120):
@@ -63,7 +63,7 @@ runs = answer["results"]
 first = {e: r.next_window["finetune"].loc[[1]] for e, r in runs.items()}  # window 1 is served by the base model itself
 pd.testing.assert_frame_equal(first[1], first[8], obj="window 1 (the base model's own scores) must be the same in both runs")
 assert runs[1].forgetting("finetune").index.equals(runs[8].forgetting("finetune").index), "the same held-out events in both runs"
-from recbook.stats import paired_comparison
+from recbook.evaluation.stats import paired_comparison
 
 low, high = float(answer["diff_low"]), float(answer["diff_high"])
 ref = paired_comparison(runs[8].forgetting("finetune"), runs[1].forgetting("finetune"))

@@ -15,16 +15,16 @@ and the model under ``OUT/checkpoint/`` (safetensors) with ``run.json``: the dat
 *resolved* profile (every field), plus the catalogue trained on (item count and a hash of the sorted
 item ids). ``evaluate`` re-scores a saved model under the same protocol and profile on any machine
 (``--profile`` overrides, with a notice) and refuses data whose catalogue differs. ``bench`` measures compressed variants of a cross-encoder checkpoint
-(:mod:`recbook.bench`) or, with ``--target catalogue``, of the BERT that embeds the catalogue, judged by a text SASRec on
+(:mod:`recbook.compress.bench`) or, with ``--target catalogue``, of the BERT that embeds the catalogue, judged by a text SASRec on
 every user with paired CIs (:mod:`recbook.compress.catalogue`), and writes ``bench.csv``, ``bench.md`` and a Pareto figure. ``--data`` is ``synthetic``, ``movielens-100k`` or a folder in the
 ``recbook.data.load_folder`` format. ``export`` writes a serving bundle (:mod:`recbook.serve.bundle`: a versioned
 folder, every file listed with its sha256 in ``manifest.json``); ``serve`` runs the recommendation service on it with
 uvicorn (:mod:`recbook.serve.app`; API keys from ``RECBOOK_API_KEYS``, loopback only unless ``--allow-remote``);
 ``loadtest`` offers an open-loop Poisson load to a local service and prints latency percentiles
 (:mod:`recbook.serve.loadtest`). ``update`` updates a saved sasrec with newer interactions by one strategy
-(:func:`recbook.continual.update_run`) and writes a new versioned checkpoint and serving bundle. Bad arguments print a clear message and exit with code 2.
+(:func:`recbook.continual.strategies.update_run`) and writes a new versioned checkpoint and serving bundle. Bad arguments print a clear message and exit with code 2.
 
-This module only parses arguments, calls the library (:mod:`recbook.pipeline`, :mod:`recbook.bench`,
+This module only parses arguments, calls the library (:mod:`recbook.runs.recipe`, :mod:`recbook.compress.bench`,
 :mod:`recbook.compress`) and prints; its imports are light (``--help`` loads neither torch nor the
 compression code), the heavy modules load inside each command.
 """
@@ -34,17 +34,17 @@ import argparse
 import json
 import sys
 
-from ..compress.request_variants import VARIANTS as REQUEST_VARIANTS
-from ..compress.variants import VARIANT_KINDS
-from ..errors import ConfigError, DataError
-from ..models import MODEL_NAMES
-from ..profile import PROFILES
-from ..usage import DATA_HELP, SPLITS, UsageError, flag_error
-from .bench import cmd_bench
-from .export import cmd_export
-from .serve import cmd_loadtest, cmd_serve
-from .train import cmd_evaluate, cmd_train
-from .update import cmd_update
+from recbook.cli.bench import cmd_bench
+from recbook.cli.export import cmd_export
+from recbook.cli.serve import cmd_loadtest, cmd_serve
+from recbook.cli.train import cmd_evaluate, cmd_train
+from recbook.cli.update import cmd_update
+from recbook.compress.request_variants import VARIANTS as REQUEST_VARIANTS
+from recbook.compress.variants import VARIANT_KINDS
+from recbook.errors import ConfigError, DataError
+from recbook.models import MODEL_NAMES
+from recbook.profile import PROFILES
+from recbook.usage import DATA_HELP, SPLITS, UsageError, flag_error
 
 PROFILE_NAMES = tuple(PROFILES)
 

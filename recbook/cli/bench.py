@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..compress.variants import VARIANT_KINDS, missing_packages
-from ..usage import UsageError, check_out_folder
-from .train import _run_profile
+from recbook.cli.train import _run_profile
+from recbook.compress.variants import VARIANT_KINDS, missing_packages
+from recbook.usage import UsageError, check_out_folder
 
 
 def cmd_bench(args) -> dict:
@@ -24,12 +24,12 @@ def cmd_bench(args) -> dict:
     if args.target == "catalogue":
         return _bench_catalogue(args, kinds, out)
 
-    from ..bench import make_pair_set, run_benchmark
-    from ..bench_report import plot_pareto, write_results
-    from ..compress.variants import make_variant
-    from ..evaluate import make_eval_set
-    from ..models.cross_encoder import CrossEncoderRecommender
-    from ..pipeline import check_catalogue, checkpoint_folder, prepare_data
+    from recbook.compress.bench import make_pair_set, run_benchmark
+    from recbook.compress.report import plot_pareto, write_results
+    from recbook.compress.variants import make_variant
+    from recbook.evaluation.protocol import make_eval_set
+    from recbook.models.cross_encoder import CrossEncoderRecommender
+    from recbook.runs.recipe import check_catalogue, checkpoint_folder, prepare_data
 
     folder, run = checkpoint_folder(args.checkpoint)
     if run["model"] != "cross-encoder":
@@ -53,11 +53,11 @@ def cmd_bench(args) -> dict:
 
 def _bench_catalogue(args, kinds: list[str], out: Path) -> dict:
     """``bench --target catalogue``: variants of the BERT that embeds the catalogue, judged by the text SASRec on every user."""
-    from ..bench_report import pareto_front, plot_pareto, write_results
-    from ..compress.catalogue import catalogue_bench, measure_variants, min_kept_low
-    from ..compress.variants import make_variant
-    from ..data import DataError, load_dataset
-    from ..pipeline import check_backbone
+    from recbook.compress.catalogue import catalogue_bench, measure_variants, min_kept_low
+    from recbook.compress.report import pareto_front, plot_pareto, write_results
+    from recbook.compress.variants import make_variant
+    from recbook.data import DataError, load_dataset
+    from recbook.runs.recipe import check_backbone
 
     check_backbone(args.backbone)
     _set_threads(args.threads)
@@ -84,7 +84,7 @@ def _bench_summary(table, files: dict, columns) -> dict:
     text columns such as the speed verdict as they are)."""
     import math
 
-    from ..device import cpu_features
+    from recbook.perf.device import cpu_features
 
     def cell(value):
         if isinstance(value, str):
@@ -109,8 +109,8 @@ def _bench_request(args) -> dict:
     top-10 overlap with fp32 and CPU ms per request (:func:`recbook.compress.request.run_request_bench`)."""
     if not args.model:
         raise UsageError("bench --target request needs --model (the --out folder of 'recbook train --model lmrec', or sasrec)")
-    from ..compress.request import request_bench_markdown, run_request_bench
-    from ..compress.request_variants import VARIANTS, parse_variant
+    from recbook.compress.request import request_bench_markdown, run_request_bench
+    from recbook.compress.request_variants import VARIANTS, parse_variant
 
     names = list(VARIANTS) if args.variants is None else [v.strip() for v in args.variants.split(",") if v.strip()]
     if not names:

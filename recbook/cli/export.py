@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from ..usage import UsageError, check_out_folder
+from recbook.usage import UsageError, check_out_folder
 
 
 def cmd_export(args) -> dict:
     out = check_out_folder(args.out)  # a file, or a folder under a file: exit 2 before anything is loaded
-    from ..serve.bundle import SIGNATURE, BundleError, read_manifest
-    from ..serve.export import export_bundle
+    from recbook.serve.bundle import SIGNATURE, BundleError, read_manifest
+    from recbook.serve.export import export_bundle
 
     try:
         folder = export_bundle(args.retriever, out, reranker_run=args.reranker, version=args.version, parent=args.parent,

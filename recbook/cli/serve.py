@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..usage import UsageError
+from recbook.usage import UsageError
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 MAX_HEADER_BYTES = 16 * 1024  # request line + headers
@@ -24,9 +24,9 @@ def cmd_serve(args) -> None:
             raise UsageError(f"--{name.replace('_', '-')} {value} is out of range")
     if args.rerank_k < 0 or args.rerank_chunk < 0 or args.max_wait_ms < 0 or (args.threads is not None and args.threads < 1):
         raise UsageError("--rerank-k, --rerank-chunk and --max-wait-ms must be >= 0, --threads >= 1")
-    from ..serve.bundle import BundleError, verify_bundle
-    from ..serve.security import SecurityConfigError
-    from ..serve.settings import BUNDLE_ENV, INSECURE_ENV, OPTIONS_ENV, ServeSettings
+    from recbook.serve.bundle import BundleError, verify_bundle
+    from recbook.serve.security import SecurityConfigError
+    from recbook.serve.settings import BUNDLE_ENV, INSECURE_ENV, OPTIONS_ENV, ServeSettings
 
     options = {"batching": not args.no_batching, "max_batch_size": args.max_batch_size, "max_wait_ms": args.max_wait_ms,
                "retrieve_n": args.retrieve_n, "rerank_k": args.rerank_k, "rerank_chunk": args.rerank_chunk, "workers": args.workers}
@@ -43,7 +43,7 @@ def cmd_serve(args) -> None:
         os.environ[INSECURE_ENV] = "1"
     import uvicorn
 
-    from ..serve.logs import uvicorn_log_config
+    from recbook.serve.logs import uvicorn_log_config
 
     # h11 rather than httptools: h11 refuses a request line plus headers over 16 KiB (httptools read a 32 MB header);
     # an idle or stalled connection is closed after 5 s. A proxy in front (deploy/) adds header-read timeouts.
@@ -68,7 +68,7 @@ def cmd_loadtest(args) -> dict | None:
             raise UsageError(f"--payloads {args.payloads!r}: {exc}") from None
         if not isinstance(payloads, list) or not payloads or not all(isinstance(p, dict) for p in payloads):
             raise UsageError(f"--payloads {args.payloads!r} must hold a non-empty JSON list of request bodies (objects)")
-    from ..serve.loadtest import check_loopback, format_report, run_loadtest
+    from recbook.serve.loadtest import check_loopback, format_report, run_loadtest
 
     try:
         check_loopback(args.url)

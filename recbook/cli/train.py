@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ..usage import UsageError, check_out_folder
+from recbook.usage import UsageError, check_out_folder
 
 
 def cmd_train(args) -> dict:
@@ -14,14 +14,15 @@ def cmd_train(args) -> dict:
         raise UsageError(f"--max-steps must be at least 1, got {args.max_steps}")
     if args.time_budget is not None and args.time_budget <= 0:
         raise UsageError(f"--time-budget must be positive seconds, got {args.time_budget}")
-    from ..models import config_fields
-    from ..pipeline import model_overrides
+    from recbook.models import config_fields
+    from recbook.runs.recipe import model_overrides
 
     model_overrides(args.model, args.seed, model_name_or_path=args.backbone, peft=args.peft, item_features=args.item_features)
     out = check_out_folder(args.out)
 
-    from ..device import environment_report, get_profile, seed_everything
-    from ..pipeline import check_backbone, fit_recommender, prepare_data, run_record, save_fitted, split_metrics
+    from recbook.perf.device import environment_report, seed_everything
+    from recbook.profile import get_profile
+    from recbook.runs.recipe import check_backbone, fit_recommender, prepare_data, run_record, save_fitted, split_metrics
 
     fields = config_fields(args.model)
     if "backbone" in fields or ("text_encoder" in fields and args.item_features != "id"):  # the models that read --backbone
@@ -65,9 +66,9 @@ def _compare(reference: str, args, model, ds, split, train_split, profile, per_u
 
     When the trained model's config extends the reference's (lmrec's extends SASRec's), the reference is fitted by the
     same recipe: every field they share (sizes, epochs, patience, refit on train + valid …) but its item features."""
-    from ..device import seed_everything
-    from ..models import config_fields
-    from ..pipeline import fit_recommender, paired_metrics, split_metrics
+    from recbook.models import config_fields
+    from recbook.perf.device import seed_everything
+    from recbook.runs.recipe import fit_recommender, paired_metrics, split_metrics
 
     seed_everything(args.seed)
     backbone = args.backbone if "backbone" in config_fields(reference) else None
@@ -87,7 +88,7 @@ def same_recipe(model, reference: str) -> dict:
     """The config fields ``model`` passes on to a ``reference`` whose config class its own extends (everything but the
     item representation), so a paired difference measures what the model adds, not a different training recipe; ``{}``
     for an unrelated reference (e.g. EASE)."""
-    from ..models import config_fields, model_class
+    from recbook.models import config_fields, model_class
 
     if not isinstance(model.config, model_class(reference).config_class):
         return {}
@@ -98,7 +99,7 @@ def same_recipe(model, reference: str) -> dict:
 
 def _run_profile(run: dict, override: str | None):
     """The profile stored in ``run.json``, unless ``--profile`` overrides it (with a one-line notice)."""
-    from ..pipeline import run_profile, stored_profile_name
+    from recbook.runs.recipe import run_profile, stored_profile_name
 
     if override is not None and run.get("profile") is not None:
         print(f"note: --profile {override} overrides the profile the checkpoint was trained with ({stored_profile_name(run)}, "
@@ -107,7 +108,7 @@ def _run_profile(run: dict, override: str | None):
 
 
 def cmd_evaluate(args) -> dict:
-    from ..pipeline import check_catalogue, checkpoint_folder, load_trained, prepare_data, split_metrics
+    from recbook.runs.recipe import check_catalogue, checkpoint_folder, load_trained, prepare_data, split_metrics
 
     folder, run = checkpoint_folder(args.checkpoint)
     profile = _run_profile(run, args.profile)

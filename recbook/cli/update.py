@@ -1,7 +1,7 @@
 """``python -m recbook update``: update a saved SASRec with newer interactions by one strategy of
-:mod:`recbook.continual`, and write a new versioned checkpoint and serving bundle.
+:mod:`recbook.continual.strategies`, and write a new versioned checkpoint and serving bundle.
 
-The strategies, their cost and their measurement are the library's (:mod:`recbook.continual`); this module is the
+The strategies, their cost and their measurement are the library's (:mod:`recbook.continual.strategies`); this module is the
 command: it reads the run, checks the arguments (errors name the flag), and writes the new version's files.
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import time
 
-from ..usage import UsageError, check_out_folder
+from recbook.usage import UsageError, check_out_folder
 
 
 def cmd_update(args) -> dict:
-    from ..continual import UpdateConfig
+    from recbook.continual.strategies import UpdateConfig
 
     if args.epochs < 1 or args.replay_size < 0 or args.ewc_lambda < 0:
         raise UsageError("--epochs must be at least 1, --replay-size and --ewc-lambda non-negative")
@@ -66,11 +66,11 @@ def update_run(model_dir, data: str, until, strategy: str, out, since=None, conf
 
     import pandas as pd
 
-    from ..continual import STRATEGIES, Stream, UpdateConfig, start_state, update
-    from ..models import SEQUENTIAL_MODELS
-    from ..pipeline import catalogue_fingerprint, check_catalogue, checkpoint_folder, load_data_source, run_profile
-    from ..serve.bundle import sha256_of
-    from ..serve.export import write_bundle
+    from recbook.continual.strategies import STRATEGIES, Stream, UpdateConfig, start_state, update
+    from recbook.models import SEQUENTIAL_MODELS
+    from recbook.runs.recipe import catalogue_fingerprint, check_catalogue, checkpoint_folder, load_data_source, run_profile
+    from recbook.serve.bundle import sha256_of
+    from recbook.serve.export import write_bundle
 
     if strategy not in STRATEGIES or strategy == "lora_continue":
         raise UsageError(f"--strategy {strategy!r}: choose one of {', '.join(s for s in STRATEGIES if s != 'lora_continue')} "
@@ -82,7 +82,7 @@ def update_run(model_dir, data: str, until, strategy: str, out, since=None, conf
     if run.get("model") not in SEQUENTIAL_MODELS or not (folder / "config.json").is_file():
         raise UsageError(f"--model {str(model_dir)!r} holds a {run.get('model')} model; updates apply to a sasrec model "
                          "(python -m recbook train --model sasrec, or an earlier update)")
-    from ..models.sasrec import SASRec
+    from recbook.models.sasrec import SASRec
 
     model = SASRec.from_pretrained(folder).network if run.get("model") == "sasrec" else None
     if model is None:
@@ -134,12 +134,12 @@ def update_run(model_dir, data: str, until, strategy: str, out, since=None, conf
 
 
 def update_drift(dataset, since: int, until: int) -> dict:
-    """Drift of the new data ``[since, until)`` against everything before it (:func:`recbook.drift.drift_report`,
-    summarised by :func:`recbook.drift.drift_summary` with the default detector): what ``update`` stores as the
+    """Drift of the new data ``[since, until)`` against everything before it (:func:`recbook.continual.drift.drift_report`,
+    summarised by :func:`recbook.continual.drift.drift_summary` with the default detector): what ``update`` stores as the
     bundle's ``drift.json`` and the service exports as ``recbook_drift_psi`` / ``recbook_update_due``."""
-    from ..data.splits import temporal_windows
-    from ..drift import drift_report
-    from ..drift_export import drift_summary
+    from recbook.continual.drift import drift_report
+    from recbook.continual.drift_export import drift_summary
+    from recbook.data.splits import temporal_windows
 
     before = dataset.interactions[dataset.interactions["timestamp"] < until]
     windows = temporal_windows(before, bounds=[since, until])

@@ -15,12 +15,12 @@ recommender's:
   items, AUC — where the text is all the model has to go on.
 
 All are per-user values on all users, so every "quality kept" is a **paired** comparison with the
-fp32 encoder on the same users: a bootstrap CI of the difference and of the ratio (:mod:`recbook.stats`).
+fp32 encoder on the same users: a bootstrap CI of the difference and of the ratio (:mod:`recbook.evaluation.stats`).
 A "keeps ≥ x%" claim is judged on the AUCs (:data:`JUDGED`), whose CIs are narrow enough for it.
 
 :class:`SentenceEncoder` wraps a BERT as ``model(input_ids, attention_mask, token_type_ids) →
 L2-normalised mean-pooled embedding`` — the call signature every tool of :mod:`recbook.compress`
-and :mod:`recbook.bench` already accepts (pruning, int8, vocabulary trimming, ONNX export, timing).
+and :mod:`recbook.compress.bench` already accepts (pruning, int8, vocabulary trimming, ONNX export, timing).
 :func:`distill_sentence_encoder` trains a smaller encoder (fewer layers, or a pruned copy with its
 masks attached) to reproduce the teacher's embeddings.
 """
@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 # (test set, metric) pairs every variant is reported on ...
-from ..models.item_text import embed_texts, tokenize_texts  # noqa: F401  (re-exported: the notebooks import them from here)
+from recbook.models.item_text import embed_texts, tokenize_texts
 
 CHECKS = (("warm", "NDCG@10"), ("warm", "AUC"), ("cold", "AUC"))
 # ... and those a "keeps ≥ x%" claim is judged on: per-user AUC is continuous, so its paired CI is narrow enough for a
@@ -57,13 +57,13 @@ class SentenceEncoder(torch.nn.Module):
     ``pooler`` is dropped (no output depends on it: it would only inflate sizes, parameter counts and pruning budgets)."""
 
     def __init__(self, encoder: torch.nn.Module):
-        from ..models.cross_encoder import drop_pooler
+        from recbook.models.cross_encoder import drop_pooler
 
         super().__init__()
         self.encoder = drop_pooler(encoder)
 
     def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
-        from ..models.cross_encoder import mean_pool
+        from recbook.models.cross_encoder import mean_pool
 
         kwargs = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
@@ -72,7 +72,7 @@ class SentenceEncoder(torch.nn.Module):
 
 def load_sentence_encoder(name_or_path=None) -> tuple[SentenceEncoder, object]:
     """``(SentenceEncoder, tokenizer)`` of a pretrained BERT (default: the offline all-MiniLM-L6-v2), fp32, eval mode."""
-    from ..models.backbone import load_backbone
+    from recbook.models.backbone import load_backbone
 
     encoder, tokenizer = load_backbone(name_or_path)
     return SentenceEncoder(encoder.float()).eval(), tokenizer
@@ -134,8 +134,8 @@ class CatalogueBench:
 
     def per_user(self, embeddings: np.ndarray) -> dict[str, pd.DataFrame]:
         """``{"warm": …, "cold": …}`` per-user metrics of the recommender using ``embeddings``."""
-        from ..evaluate import evaluate
-        from ..models.sequential import SequentialScorer
+        from recbook.evaluation.protocol import evaluate
+        from recbook.models.sequential import SequentialScorer
 
         model = self.recommender_with(embeddings)
         warm = evaluate(SequentialScorer(model, self.dataset.item_ids, self.warm_set.history), self.warm_set, "full", per_user=True)
@@ -154,15 +154,15 @@ class CatalogueBench:
 
     def popularity_per_user(self) -> dict[str, pd.DataFrame]:
         """The popularity baseline on the same users (warm: full ranking; cold: sampled) — what the teacher must beat."""
-        from ..evaluate import evaluate
-        from ..models.popularity import Popularity
+        from recbook.evaluation.protocol import evaluate
+        from recbook.models.popularity import Popularity
 
         pop = Popularity().fit_interactions(self.warm_set.history, self.dataset.item_ids)
         return {"warm": evaluate(pop.scorer(self.warm_set.history), self.warm_set, "full", per_user=True)["per_user"],
                 "cold": evaluate(pop.scorer(self.warm_set.history), self.cold_set, "sampled", per_user=True)["per_user"]}
 
     def latency_batches(self, batch_sizes=(64,), seed: int = 0) -> dict[int, dict]:
-        """One fixed batch of catalogue texts per size (realistic lengths), for :func:`recbook.bench.time_variants`."""
+        """One fixed batch of catalogue texts per size (realistic lengths), for :func:`recbook.compress.bench.time_variants`."""
         rng = np.random.default_rng(seed)
         return {size: tokenize_texts([self.texts[i] for i in rng.choice(len(self.texts), size, replace=size > len(self.texts))],
                                      self.tokenizer, self.max_length) for size in batch_sizes}
@@ -187,12 +187,12 @@ def catalogue_bench(dataset, cold_fraction: float = 0.1, seed: int = 0, epochs: 
     ``$RECBOOK_CACHE/catalogue_bench``), keyed by the data, the split and the settings, written atomically —
     so every notebook measures against the same recommender without training it again.
     """
-    from ..data import default_cache_dir
-    from ..data.splits import cold_item_split
-    from ..evaluate import make_cold_eval_set, make_eval_set
-    from ..models.backbone import resolve_model_path
-    from ..models.item_text import _model_identity
-    from ..models.sequential import SequentialConfig, SequentialRecommender, default_train_config, fit_sequential
+    from recbook.data import default_cache_dir
+    from recbook.data.splits import cold_item_split
+    from recbook.evaluation.protocol import make_cold_eval_set, make_eval_set
+    from recbook.models.backbone import resolve_model_path
+    from recbook.models.item_text import _model_identity
+    from recbook.models.sequential import SequentialConfig, SequentialRecommender, default_train_config, fit_sequential
 
     if not 0 < cold_fraction < 1:
         raise ValueError(f"cold_fraction must be in (0, 1), got {cold_fraction}")
@@ -248,7 +248,7 @@ def kept_table(per_user: dict[str, dict[str, pd.DataFrame]], reference: str, che
     """For every variant and check (test set, metric): the mean with its CI, the paired difference to
     ``reference`` with its CI, and the ratio ("kept") with its paired CI. Numeric columns, one row per variant;
     ``kept low`` is what a "keeps ≥ x%" claim must clear."""
-    from ..stats import mean_ci, paired_comparison, ratio_ci
+    from recbook.evaluation.stats import mean_ci, paired_comparison, ratio_ci
 
     if reference not in per_user:
         raise KeyError(f"reference {reference!r} is not among the variants {list(per_user)}")
@@ -312,17 +312,17 @@ def measure_variants(bench: CatalogueBench, variants, batch_sizes=(1, 64), repea
                      progress: bool = True, slow_factor: float | None = 2.0, n_boot: int = 2000) -> tuple[pd.DataFrame, dict]:
     """Quality (on every user, paired with ``variants[0]``), file size and latency of encoder variants: ``(table, per_user)``.
 
-    ``variants``: :class:`recbook.bench.Variant` objects whose model embeds texts. Latency is timed first,
-    interleaved after warm-up on fixed batches of catalogue texts (:func:`recbook.bench.time_variants`, with its
+    ``variants``: :class:`recbook.compress.bench.Variant` objects whose model embeds texts. Latency is timed first,
+    interleaved after warm-up on fixed batches of catalogue texts (:func:`recbook.compress.bench.time_variants`, with its
     slow-path probe: a variant more than ``slow_factor``× slower than the first is timed with 2 repeats only and
     the ``notes`` column says why). Quality needs the whole catalogue re-embedded once per variant — a small,
     fixed amount of work — so it is always measured on all users. The table holds :func:`kept_table`'s columns,
     ``embed_s`` (seconds to embed the catalogue, one untimed-order run), ``cosine`` (mean cosine to the first
     variant's embeddings), ``size_MB``, ``smaller``, ``p50_ms_b{n}``, ``texts_per_s_b{n}``, ``faster_b{n}`` with
     ``faster_b{n} low``/``high`` and ``speed_b{n}`` (the speed-up over the first variant, paired by timing round, its
-    95% interval and verdict: :func:`recbook.bench.add_speed_columns`) and ``notes``.
+    95% interval and verdict: :func:`recbook.compress.bench.add_speed_columns`) and ``notes``.
     """
-    from ..bench import add_speed_columns, check_variants, time_variants
+    from recbook.compress.bench import add_speed_columns, check_variants, time_variants
 
     variants = list(variants)
     names = check_variants(variants, threads)
@@ -358,7 +358,7 @@ def measure_variants(bench: CatalogueBench, variants, batch_sizes=(1, 64), repea
         notes[name] = (notes[name] + "; " if notes[name] else "") + note
     table["notes"] = [notes[n] for n in table.index]
     table.attrs["slow_paths"] = timing.attrs["slow_paths"]
-    table.attrs["round_times"] = timing.attrs["round_times"]  # for recbook.bench.compare_speed between two variants
+    table.attrs["round_times"] = timing.attrs["round_times"]  # for recbook.compress.bench.compare_speed between two variants
     table.attrs["threads"] = torch.get_num_threads()
     return table, per_user
 
@@ -377,7 +377,7 @@ def distill_sentence_encoder(teacher: SentenceEncoder, tokenizer, texts, student
     ``train_embeddings`` (they hold half of MiniLM's weights: updating them costs most of each step and, trained on a
     few thousand texts, mostly overfits).
     """
-    from .distill import make_student
+    from recbook.compress.distill import make_student
 
     texts = [str(t) for t in texts]
     if len(texts) < 2:

@@ -4,7 +4,7 @@ Taught in notebook ``07_distillation``.
 
 The student is the teacher with fewer encoder layers (:func:`make_student` keeps chosen layers, e.g.
 the first and the last, so it starts from trained weights rather than from scratch). It is trained
-by the course loop (:func:`recbook.train.train_model`) on :class:`Distiller`'s loss::
+by the course loop (:func:`recbook.training.loop.train_model`) on :class:`Distiller`'s loss::
 
     loss = α·BCE(z_s, y) + (1 − α)·T²·BCE(z_s / T, σ(z_t / T))  [+ β·MSE(student hidden, teacher hidden)]
 
@@ -19,8 +19,8 @@ import copy
 
 import torch
 
-from ..losses import bce_with_logits, distillation_bce
-from .prune import drop_layers
+from recbook.compress.prune import drop_layers
+from recbook.training.losses import bce_with_logits, distillation_bce
 
 
 def make_student(teacher: torch.nn.Module, layers) -> torch.nn.Module:

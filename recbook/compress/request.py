@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .request_variants import FP32_VARIANTS, STUDENT_ENCODERS, VARIANTS, parse_variant
+from recbook.compress.request_variants import FP32_VARIANTS, STUDENT_ENCODERS, VARIANTS, parse_variant
 
 DEFAULT_MARGIN = 0.005
 MIN_OVERLAP = 0.8
@@ -123,7 +123,7 @@ def quantize_user_encoder(source: str | Path, target: str | Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from .onnx import _quiet_root_logger
+    from recbook.compress.onnx import _quiet_root_logger
 
     prepared = Path(target).with_name(Path(target).name + ".pre.onnx")
     try:
@@ -185,7 +185,7 @@ def weight_only_int4(source: str | Path, target: str | Path, block_size: int = 3
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
-    from .onnx import _quiet_root_logger
+    from recbook.compress.onnx import _quiet_root_logger
 
     with _quiet_root_logger():
         quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), algo_config=DefaultWeightOnlyQuantConfig(block_size=block_size,
@@ -269,7 +269,7 @@ def _student_key(name: str):
 def distill_students(network, dataset, split, names, seed: int = 0, progress: bool = False) -> tuple[dict, dict]:
     """Distil the students the variant ``names`` ask for (one per kind and window), on ``split.train`` with early stopping
     on ``split.valid``: ``(students, notes)``, ``notes[(kind, window)]`` saying how each fit went."""
-    from .student import StudentConfig, distill_user_encoder
+    from recbook.compress.student import StudentConfig, distill_user_encoder
 
     wanted = dict.fromkeys((STUDENT_ENCODERS[e][0], w) for e, w, _ in map(parse_variant, names) if e in STUDENT_ENCODERS)
     students, notes = {}, {}
@@ -351,13 +351,13 @@ def run_request_bench(run: str | Path, out: str | Path, names=VARIANTS, margin: 
     import pandas as pd
     import torch
 
-    from ..errors import ConfigError
-    from ..evaluate import history_for_test, make_eval_set
-    from ..metrics import evaluate_full, top_k_lists
-    from ..models import SEQUENTIAL_MODELS
-    from ..models.base import Histories
-    from ..pipeline import checkpoint_folder, load_trained, run_data
-    from ..stats import mean_ci, paired_comparison
+    from recbook.errors import ConfigError
+    from recbook.evaluation.metrics import evaluate_full, top_k_lists
+    from recbook.evaluation.protocol import history_for_test, make_eval_set
+    from recbook.evaluation.stats import mean_ci, paired_comparison
+    from recbook.models import SEQUENTIAL_MODELS
+    from recbook.models.base import Histories
+    from recbook.runs.recipe import checkpoint_folder, load_trained, run_data
 
     if not 0 <= margin < 1:
         raise ConfigError("margin", f"margin={margin!r} must be in [0, 1): the largest NDCG@10 loss called non-inferior", margin)

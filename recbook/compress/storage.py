@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .quantize import QParams, choose_qparams, dequantize, quantize
+from recbook.compress.quantize import QParams, choose_qparams, dequantize, quantize
 
 FORMAT = "recbook-compact-1"
 

@@ -17,7 +17,7 @@ optimistic (the teacher's soft targets know the validation items) and is used on
 histories the student then reads in full, decide the verdicts.
 
 The production libraries for the same idea on a transformer are TextBrewer and Hugging Face's distillation examples; here
-the student is small enough that the loop is the course's own (:func:`recbook.train.train_model`).
+the student is small enough that the loop is the course's own (:func:`recbook.training.loop.train_model`).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
-from .request_variants import STUDENT_WINDOW
+from recbook.compress.request_variants import STUDENT_WINDOW
+from recbook.errors import ConfigError
 
 STUDENT_KINDS = ("transformer", "mlp")
 
@@ -70,7 +70,7 @@ class StudentConfig:
 class StudentFit:
     student: "StudentEncoder"
     config: StudentConfig
-    result: object  # recbook.train.TrainResult
+    result: object  # recbook.training.loop.TrainResult
     train_seconds: float
     prefixes: int
 
@@ -82,7 +82,7 @@ class StudentFit:
 def prefixes(sequences: dict, max_len: int) -> tuple[np.ndarray, np.ndarray]:
     """Every proper prefix of every sequence as a left-padded row of its last ``max_len`` items, and the item that
     followed it: ``(inputs (P, max_len), targets (P,))``. A sequence of length ``n`` gives ``n - 1`` prefixes."""
-    from ..models.windows import _left_pad
+    from recbook.data.windows import _left_pad
 
     rows, targets = [], []
     for seq in sequences.values():
@@ -99,7 +99,7 @@ def transformer_student(teacher, layers: int, window: int):
     """A :class:`~recbook.models.sequential.SequentialRecommender` that reads the teacher's item table (frozen, as its
     ``text`` features through an identity projection) with ``layers`` blocks over the last ``window`` positions, started
     from the teacher's last ``layers`` blocks, last ``window`` position vectors, final norm and [MASK] vector."""
-    from ..models.sequential import SequentialRecommender
+    from recbook.models.sequential import SequentialRecommender
 
     if layers > len(teacher.blocks):
         raise ConfigError("layers", f"a student of {layers} blocks cannot start from a teacher of {len(teacher.blocks)}", layers)
@@ -159,7 +159,7 @@ class StudentEncoder(torch.nn.Module):
 
     @torch.no_grad()
     def user_vectors(self, histories: list[np.ndarray]) -> torch.Tensor:
-        from ..models.windows import _left_pad
+        from recbook.data.windows import _left_pad
 
         seq = torch.from_numpy(np.stack([_left_pad(np.asarray(h, dtype=np.int64), self.window) for h in histories]))
         seq = seq.to(self.table.device)
@@ -201,10 +201,10 @@ def distill_user_encoder(teacher, dataset, split, config: StudentConfig | None =
     """Distil ``teacher`` (a trained :class:`~recbook.models.sequential.SequentialRecommender` over ``dataset``'s catalogue)
     into a student encoder (:func:`make_student`) on every prefix of ``split.train``; early stopping on ``split.valid``
     (full-ranking NDCG@10, the user's training items excluded), the best epoch's weights kept."""
-    from ..evaluate import evaluate, make_eval_set
-    from ..models.sequential import SequentialScorer, default_train_config
-    from ..models.windows import WindowDataset, user_sequences
-    from ..train import train_model
+    from recbook.data.windows import WindowDataset, user_sequences
+    from recbook.evaluation.protocol import evaluate, make_eval_set
+    from recbook.models.sequential import SequentialScorer, default_train_config
+    from recbook.training.loop import train_model
 
     config = config or StudentConfig()
     if teacher.config.objective != "causal":

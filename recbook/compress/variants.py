@@ -8,7 +8,7 @@ anyone compressing the cross-encoder.
 :func:`load_or_train_teacher` fine-tunes the fp32 cross-encoder once and caches it as a ``recbook train``
 checkpoint (``CrossEncoder.save`` + ``run.json``, written to a temporary folder and renamed, so an
 interrupted run never leaves half a cache). :func:`make_variant` turns a model into a measurable
-:class:`recbook.bench.Variant` — the runtime model plus the file it ships as, written for real so the
+:class:`recbook.compress.bench.Variant` — the runtime model plus the file it ships as, written for real so the
 size is measured, not computed.
 
 Importing this module is light (standard library only): the command line reads :data:`VARIANT_KINDS` and
@@ -64,14 +64,14 @@ class CompressionSetup:
     teacher: object  # torch.nn.Module
     checkpoint: Path
     eval_set: object
-    pairs: object  # recbook.bench.PairSet
+    pairs: object  # recbook.compress.bench.PairSet
     data_source: str
     seed: int
 
 
 def teacher_folder(data_source: str, profile, seed: int = 0, backbone: str | None = None, cache_dir=None) -> Path:
     """Where the cached teacher for these settings lives."""
-    from ..data import default_cache_dir
+    from recbook.data import default_cache_dir
 
     backbone_name = (backbone or "minilm").strip("/").replace("/", "_")
     name = f"v{TEACHER_FORMAT}-{data_source}-{profile.name}-steps{profile.bert_max_steps or 'all'}-seed{seed}-{backbone_name}"
@@ -84,8 +84,8 @@ def load_or_train_teacher(data_source: str, profile, seed: int = 0, backbone: st
 
     ``data``: the ``(dataset, split)`` of ``data_source`` if the caller already built them.
     """
-    from ..models.cross_encoder import CrossEncoderRecommender
-    from ..pipeline import fit_recommender, prepare_data, run_record
+    from recbook.models.cross_encoder import CrossEncoderRecommender
+    from recbook.runs.recipe import fit_recommender, prepare_data, run_record
 
     folder = teacher_folder(data_source, profile, seed, backbone, cache_dir)
     if (folder / "config.json").is_file():
@@ -115,11 +115,11 @@ def compression_setup(data_source: str | None = None, profile=None, seed: int = 
     ``data_source=None`` picks ``"synthetic"`` in the quick profile (a one-minute CPU fine-tune on MovieLens
     stays at chance — notebook 04b measures it) and ``"movielens-100k"`` in the full profile.
     """
-    from ..bench import make_pair_set
-    from ..evaluate import make_eval_set
-    from ..models.backbone import load_tokenizer
-    from ..pipeline import prepare_data
-    from ..profile import get_profile
+    from recbook.compress.bench import make_pair_set
+    from recbook.evaluation.protocol import make_eval_set
+    from recbook.models.backbone import load_tokenizer
+    from recbook.profile import get_profile
+    from recbook.runs.recipe import prepare_data
 
     profile = profile or get_profile()
     data_source = data_source or ("synthetic" if profile.name == "quick" else "movielens-100k")
@@ -133,8 +133,8 @@ def compression_setup(data_source: str | None = None, profile=None, seed: int = 
 
 def catalogue_token_ids(dataset, tokenizer):
     """The token ids the catalogue's texts use (plus special tokens): what :func:`trim_vocabulary` keeps."""
-    from ..data import catalogue_texts
-    from .quantize import used_token_ids
+    from recbook.compress.quantize import used_token_ids
+    from recbook.data import catalogue_texts
 
     return used_token_ids(catalogue_texts(dataset), tokenizer)
 
@@ -155,14 +155,14 @@ def make_variant(kind: str, model, workdir: str | Path, name: str | None = None,
       file = bit mask + int8 non-zeros;
     - ``trim-int8``: vocabulary trimmed to the catalogue's tokens (needs ``dataset`` and ``tokenizer``), then ``int8``.
 
-    Returns a :class:`recbook.bench.Variant`.
+    Returns a :class:`recbook.compress.bench.Variant`.
     """
     import torch
 
-    from ..bench import Variant
-    from .prune import count_nonzero, magnitude_prune
-    from .quantize import cast, dynamic_quantize, quantize_embeddings, trim_vocabulary
-    from .storage import file_size, linear_weight_names, save_compact
+    from recbook.compress.bench import Variant
+    from recbook.compress.prune import count_nonzero, magnitude_prune
+    from recbook.compress.quantize import cast, dynamic_quantize, quantize_embeddings, trim_vocabulary
+    from recbook.compress.storage import file_size, linear_weight_names, save_compact
 
     if kind not in VARIANT_KINDS:
         raise ValueError(f"unknown variant kind {kind!r}; choose one of {', '.join(VARIANT_KINDS)}")
@@ -182,7 +182,7 @@ def make_variant(kind: str, model, workdir: str | Path, name: str | None = None,
         size = save_compact(_state(model), path, int8=linear_weight_names(model), sparse_threshold=1.1)
         return Variant(name, dynamic_quantize(model, "torchao"), size, params, params, "torchao Int8DynamicActivationInt8Weight, eager")
     if kind.startswith("onnx"):
-        from .onnx import OrtCrossEncoder, export_onnx, quantize_onnx_dynamic
+        from recbook.compress.onnx import OrtCrossEncoder, export_onnx, quantize_onnx_dynamic
 
         fp32_path = export_onnx(model, workdir / f"{name}-fp32.onnx", example)
         path = fp32_path if kind == "onnx-fp32" else quantize_onnx_dynamic(fp32_path, workdir / f"{name}.onnx")

@@ -3,8 +3,8 @@
 Taught in notebook ``02_data``. See :mod:`recbook.data.schema` for the data model.
 """
 
-from .folder import load_folder, read_csv_checked
-from .movielens import (
+from recbook.data.folder import load_folder, read_csv_checked
+from recbook.data.movielens import (
     ML100K_MD5,
     ML100K_URL,
     OFFLINE_ENV,
@@ -17,7 +17,7 @@ from .movielens import (
     obtain_movielens_100k,
     read_movielens_100k_folder,
 )
-from .schema import (
+from recbook.data.schema import (
     ChecksumError,
     DataError,
     DataFileNotFoundError,
@@ -26,9 +26,9 @@ from .schema import (
     build_item_text,
     validate,
 )
-from .splits import Split, TemporalWindows, leave_last_out, make_training_pairs, random_split, sample_negatives, temporal_windows
-from .synthetic import make_drift_stream, make_synthetic
-from .text import (
+from recbook.data.splits import Split, TemporalWindows, leave_last_out, make_training_pairs, random_split, sample_negatives, temporal_windows
+from recbook.data.synthetic import make_drift_stream, make_synthetic
+from recbook.data.text import (
     LengthBucketBatchSampler,
     PairCollator,
     build_text_pairs,

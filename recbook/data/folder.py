@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .schema import DataError, DataFileNotFoundError, RecDataset, build_item_text
+from recbook.data.schema import DataError, DataFileNotFoundError, RecDataset, build_item_text
 
 _INTERACTION_REQUIRED = ["user_id", "item_id", "timestamp"]
 _ITEM_REQUIRED = ["item_id", "title"]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .schema import ChecksumError, DataError, DataFileNotFoundError, DownloadError, RecDataset, build_item_text
+from recbook.data.schema import ChecksumError, DataError, DataFileNotFoundError, DownloadError, RecDataset, build_item_text
 
 ML100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
 ML100K_MD5 = "0e33842e24a9c977be4e0107933c0723"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .schema import DataError
+from recbook.data.schema import DataError
 
 
 @dataclass
@@ -190,7 +190,7 @@ def make_training_pairs(
     interacted with **in** ``train`` — the training interactions only. Excluding the
     user's validation/test items too would leak the future: a held-out item could then
     never be a training negative, and the model would learn that exactly those items are
-    special. (Evaluation negatives, :func:`recbook.evaluate.make_eval_set`, still exclude
+    special. (Evaluation negatives, :func:`recbook.evaluation.protocol.make_eval_set`, still exclude
     all of the user's interactions.) Columns: ``user_id, item_id, label, timestamp``.
     """
     if isinstance(all_items, pd.DataFrame):

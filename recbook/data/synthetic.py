@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .schema import RecDataset, build_item_text
+from recbook.data.schema import RecDataset, build_item_text
 
 GENRES: dict[str, dict[str, list[str]]] = {
     "Sci-Fi": {

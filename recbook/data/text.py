@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .schema import DataError, RecDataset
+from recbook.data.schema import DataError, RecDataset
 
 HISTORY_SEPARATOR = " ; "
 HISTORY_FIELD = "title+genres"  # how the course's BERT models write each history item: "Title (Genre, Genre)"

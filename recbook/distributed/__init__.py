@@ -6,7 +6,7 @@ Taught in notebook ``10_distributed``.
   environment ``torchrun`` sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``PORT``);
 - :func:`wrap_ddp` / :func:`wrap_fsdp`: data parallelism with replicated weights (DDP) or sharded weights,
   gradients and optimizer state (FSDP2 ``fully_shard``); both keep the model's ``training_loss`` so the
-  course's one training loop (:func:`recbook.train.train_model`) trains them unchanged;
+  course's one training loop (:func:`recbook.training.loop.train_model`) trains them unchanged;
 - :func:`parallelize_bert_layers`: tensor parallelism of BERT's attention and feed-forward Linears
   (column-wise in, row-wise out) with ``torch.distributed.tensor.parallel``;
 - :class:`ShardedEmbedding`: a recommender's big ID-embedding table split row-wise across ranks, lookups

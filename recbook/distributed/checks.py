@@ -19,7 +19,17 @@ import sys
 import torch
 import torch.distributed as dist
 
-from . import CommCounter, ShardedEmbedding, cleanup, exit_rank, init, local_state_bytes, parallelize_bert_layers, wrap_ddp, wrap_fsdp
+from recbook.distributed import (
+    CommCounter,
+    ShardedEmbedding,
+    cleanup,
+    exit_rank,
+    init,
+    local_state_bytes,
+    parallelize_bert_layers,
+    wrap_ddp,
+    wrap_fsdp,
+)
 
 TOLERANCE = 1e-5
 
@@ -28,7 +38,7 @@ def tiny_cross_encoder(seed: int = 0, hidden: int = 32, layers: int = 2, heads: 
     """A small BERT cross-encoder without dropout (so every run is deterministic)."""
     from transformers import BertConfig, BertModel
 
-    from ..models.cross_encoder import CrossEncoder
+    from recbook.models.cross_encoder import CrossEncoder
 
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
@@ -54,7 +64,7 @@ def _shard(batch: dict, rank: int, world: int) -> dict:
 
 
 def _config(steps: int):
-    from ..train import TrainConfig
+    from recbook.training.loop import TrainConfig
 
     return TrainConfig(max_steps=steps, lr=1e-3, warmup_ratio=0.0, amp="off", device="cpu", progress=False, seed=0, log_every=1)
 
@@ -66,7 +76,7 @@ def _max_diff(a: dict, b: dict) -> float:
 def check_data_parallel(mode: str, info, steps: int = 3, batch: int = 8) -> dict:
     """Train ``steps`` steps with each rank on its share of every global batch (DDP or FSDP) and compare the
     weights with one process trained on the full batches."""
-    from ..train import train_model
+    from recbook.training.loop import train_model
 
     batches = global_batches(steps, batch)
     reference = tiny_cross_encoder()

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from . import cleanup, exit_rank, init
+from recbook.distributed import cleanup, exit_rank, init
 
 TOLERANCE = 1e-5
 
@@ -72,7 +72,7 @@ def gather_in_order(local: np.ndarray, n: int, rank: int, world_size: int) -> np
 def embed_shard(model, tokenizer, texts: list[str], rank: int, world_size: int, max_length: int = 64,
                 batch_size: int = 128) -> np.ndarray:
     """This rank's rows of the catalogue: its contiguous shard of ``texts``, embedded."""
-    from ..models.item_text import embed_texts
+    from recbook.models.item_text import embed_texts
 
     start, stop = shard_bounds(len(texts), world_size)[rank]
     if stop == start:
@@ -97,7 +97,7 @@ def check_against_one_process(model, tokenizer, texts: list[str], rank: int, wor
     times, and the gathered matrix; ``(None, None)`` elsewhere.
     ``threads_single``: threads for the one-process run (default: this rank's threads × the world size, the cores
     the N ranks used together)."""
-    from ..models.item_text import embed_texts
+    from recbook.models.item_text import embed_texts
 
     dist.barrier()
     start = time.perf_counter()
@@ -121,8 +121,8 @@ def check_against_one_process(model, tokenizer, texts: list[str], rank: int, wor
 
 # ------------------------------------------------------------------ the torchrun entry point
 def build_parser() -> argparse.ArgumentParser:
-    from ..profile import PROFILES
-    from ..usage import DATA_HELP
+    from recbook.profile import PROFILES
+    from recbook.usage import DATA_HELP
 
     p = argparse.ArgumentParser(prog="torchrun ... -m recbook.distributed.embed", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="synthetic", help=DATA_HELP)
@@ -140,18 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def catalogue_texts(source: str, profile_name: str | None = None, seed: int = 0, limit: int | None = None) -> list[str]:
     """Every catalogue item's text for a data source (the whole catalogue, all users), in ``dataset.item_ids`` order."""
-    from ..compress.catalogue import catalogue_texts_in_order
-    from ..pipeline import load_data_source
-    from ..profile import get_profile
+    from recbook.compress.catalogue import catalogue_texts_in_order
+    from recbook.profile import get_profile
+    from recbook.runs.recipe import load_data_source
 
     texts = catalogue_texts_in_order(load_data_source(source, get_profile(profile_name), seed, all_users=True))
     return texts[:limit] if limit is not None else texts
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..compress.catalogue import load_sentence_encoder
-    from ..errors import ConfigError
-    from ..usage import UsageError, flag_error
+    from recbook.compress.catalogue import load_sentence_encoder
+    from recbook.errors import ConfigError
+    from recbook.usage import UsageError, flag_error
 
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     for name in ("max_length", "batch_size", "limit", "threads"):

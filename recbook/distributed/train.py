@@ -32,10 +32,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ..errors import ConfigError
-from ..profile import PROFILES
-from ..usage import DATA_HELP, UsageError, check_out_folder, flag_error
-from . import CommCounter, cleanup, exit_rank, init, local_state_bytes, wrap_ddp, wrap_fsdp
+from recbook.distributed import CommCounter, cleanup, exit_rank, init, local_state_bytes, wrap_ddp, wrap_fsdp
+from recbook.errors import ConfigError
+from recbook.profile import PROFILES
+from recbook.usage import DATA_HELP, UsageError, check_out_folder, flag_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +62,7 @@ def distributed_loader(encoded, tokenizer, per_rank_batch: int, rank: int, world
     from torch.utils.data import DataLoader
     from torch.utils.data.distributed import DistributedSampler
 
-    from ..data import PairCollator
+    from recbook.data import PairCollator
 
     sampler = DistributedSampler(encoded, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
     return DataLoader(encoded, batch_size=per_rank_batch, sampler=sampler, collate_fn=PairCollator(tokenizer), drop_last=True)
@@ -70,7 +70,7 @@ def distributed_loader(encoded, tokenizer, per_rank_batch: int, rank: int, world
 
 def _save_model(wrapped, model, tokenizer, args, profile, info, dataset) -> None:
     """Rank 0 writes ``OUT/checkpoint`` like ``python -m recbook train`` (FSDP first gathers the full weights)."""
-    from ..models.cross_encoder import CrossEncoder
+    from recbook.models.cross_encoder import CrossEncoder
 
     if args.mode == "fsdp":
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
@@ -86,8 +86,8 @@ def _save_model(wrapped, model, tokenizer, args, profile, info, dataset) -> None
         if not info.is_main:
             return
         plain = wrapped.inner
-    from ..models.cross_encoder import CrossEncoderConfig, CrossEncoderRecommender
-    from ..pipeline import run_record
+    from recbook.models.cross_encoder import CrossEncoderConfig, CrossEncoderRecommender
+    from recbook.runs.recipe import run_record
 
     config = CrossEncoderConfig.from_profile(profile, backbone=args.backbone, seed=args.seed)
     folder = CrossEncoderRecommender.from_network(plain, tokenizer, dataset, config).save_pretrained(Path(args.out) / "checkpoint")
@@ -99,11 +99,13 @@ def _save_model(wrapped, model, tokenizer, args, profile, info, dataset) -> None
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..device import environment_report, get_profile, seed_everything
-    from ..evaluate import history_for_test
-    from ..models.backbone import load_backbone
-    from ..models.cross_encoder import CrossEncoder, cross_encoder_examples
-    from ..pipeline import bert_config, bert_scorer, check_backbone, evaluate_split, prepare_data
+    from recbook.evaluation.protocol import history_for_test
+    from recbook.models.backbone import load_backbone
+    from recbook.models.cross_encoder import CrossEncoder, cross_encoder_examples
+    from recbook.models.text_base import bert_config, bert_scorer
+    from recbook.perf.device import environment_report, seed_everything
+    from recbook.profile import get_profile
+    from recbook.runs.recipe import check_backbone, evaluate_split, prepare_data
 
     info = init()
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world_size) if info.device == "cpu" else torch.get_num_threads())
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         config = bert_config(profile, args.seed, progress=info.is_main, device=info.device, grad_accum=args.grad_accum,
                              max_steps=args.max_steps or profile.bert_max_steps, checkpoint_dir=checkpoint,
                              checkpoint_every=args.checkpoint_every, stop_after=args.stop_after)
-        from ..train import train_model
+        from recbook.training.loop import train_model
 
         start = time.perf_counter()
         result = train_model(wrapped, loader, config, resume_from=args.resume)

@@ -48,7 +48,7 @@ def model_spec(name: str) -> ModelSpec:
     try:
         return MODELS[name]
     except KeyError:
-        from ..errors import ConfigError
+        from recbook.errors import ConfigError
 
         raise ConfigError("model", f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}") from None
 
@@ -67,7 +67,7 @@ def config_fields(name: str) -> set[str]:
 
 def create(name: str, profile=None, **overrides):
     """An unfitted model ``name``: its config as the profile implies (:meth:`ModelConfig.from_profile`), then ``overrides``."""
-    from .base import build_config
+    from recbook.models.base import build_config
 
     cls = model_class(name)
     return cls(cls.config_class.from_profile(profile, **overrides) if profile is not None else build_config(cls.config_class, overrides))

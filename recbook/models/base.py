@@ -19,7 +19,7 @@ a brand-new user or a request without any wrapper.
   catalogue) + ``model.safetensors`` + any files the model adds, written atomically.
 
 Evaluation never asks which kind of model it has: :meth:`Recommender.scorer` turns any fitted model and a table of
-visible interactions into the ``score(users, items)`` function :mod:`recbook.evaluate` ranks with, and
+visible interactions into the ``score(users, items)`` function :mod:`recbook.evaluation.protocol` ranks with, and
 :attr:`Recommender.full_ranking` says whether scoring the whole catalogue per user is affordable.
 
 Adding a model: one file in :mod:`recbook.models` with a config dataclass and a :class:`Recommender` subclass, and
@@ -39,7 +39,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError
+from recbook.errors import ConfigError
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -141,7 +141,7 @@ class Recommender:
     def __init__(self, config=None, **overrides):
         self.config = build_config(self.config_class, config, **overrides)
         self.item_ids: np.ndarray | None = None
-        self.train_result = None  # recbook.train.TrainResult of trainable models
+        self.train_result = None  # recbook.training.loop.TrainResult of trainable models
         self.train_seconds: float = 0.0
 
     # -- what a model implements ----------------------------------------------------
@@ -196,7 +196,7 @@ class Recommender:
         return gather_scores(self.score_all(histories), self.item_columns(items))
 
     def scorer(self, history: pd.DataFrame) -> "HistoryScorer":
-        """The ``score(users, items)`` function :mod:`recbook.evaluate` calls, reading each user's items in ``history``."""
+        """The ``score(users, items)`` function :mod:`recbook.evaluation.protocol` calls, reading each user's items in ``history``."""
         return HistoryScorer(self, history)
 
     # -- files ---------------------------------------------------------------------------
@@ -236,7 +236,7 @@ class Recommender:
         folder = Path(folder)
         meta = read_model_config(folder)
         if cls is Recommender:
-            from . import model_class
+            from recbook.models import model_class
 
             cls = model_class(meta["model"])
         elif meta["model"] != cls.model_type:

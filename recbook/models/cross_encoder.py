@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data.text import history_token_budget
-from ..losses import bce_with_logits
-from .base import Histories
-from .text_base import TextRecConfig, TextRecommender
+from recbook.data.text import history_token_budget
+from recbook.models.base import Histories
+from recbook.models.text_base import TextRecConfig, TextRecommender
+from recbook.training.losses import bce_with_logits
 
 
 def save_encoder_model(folder: str | Path, encoder, tokenizer, meta: dict) -> Path:
@@ -148,7 +148,7 @@ def predict_pairs(model: CrossEncoder, encoded, collator, batch_size: int = 128,
 
 
 class CrossEncoderScorer:
-    """``score(users, items)`` for :mod:`recbook.metrics`: writes each pair's text and runs the model.
+    """``score(users, items)`` for :mod:`recbook.evaluation.metrics`: writes each pair's text and runs the model.
 
     A user's history is their items in ``history`` (most recent first, within the token budget). It is written
     **once** per user — on the first call, for every user in ``history`` — and reused for every candidate and
@@ -167,7 +167,7 @@ class CrossEncoderScorer:
 
     def _written_texts(self):
         if self._texts is None:
-            from ..data.text import history_texts
+            from recbook.data.text import history_texts
 
             users = self.history["user_id"].unique()
             written = history_texts(users, self.history, self.dataset, self.tokenizer, self.max_history_items, history_token_budget(self.max_length),
@@ -178,7 +178,7 @@ class CrossEncoderScorer:
         return self._texts
 
     def __call__(self, users, items) -> np.ndarray:
-        from ..data import encode_pairs
+        from recbook.data import encode_pairs
 
         users, items = np.asarray(users), np.asarray(items)
         history_text, seen, item_text = self._written_texts()
@@ -191,7 +191,7 @@ class CrossEncoderScorer:
     def score_pair_texts(self, users, items) -> np.ndarray:
         """The same scores with every pair's text written by :func:`recbook.data.build_text_pairs` (slower: the
         histories are rebuilt on each call) — used when a candidate is in the user's history, and as a reference."""
-        from ..data import build_text_pairs, encode_pairs
+        from recbook.data import build_text_pairs, encode_pairs
 
         items = np.asarray(items)
         flat = pd.DataFrame({"user_id": np.repeat(np.asarray(users), items.shape[1]), "item_id": items.ravel()})
@@ -199,7 +199,7 @@ class CrossEncoderScorer:
         return self._predict(encode_pairs(pairs["history_text"], pairs["item_text"], self.tokenizer, self.max_length), items.shape)
 
     def _predict(self, encoded, shape) -> np.ndarray:
-        from ..data import PairCollator
+        from recbook.data import PairCollator
 
         scores = predict_pairs(self.model, encoded, PairCollator(self.tokenizer), self.batch_size, self.device, self.amp_dtype)
         self.pairs_scored += int(np.prod(shape))
@@ -213,8 +213,8 @@ def cross_encoder_examples(dataset, split, tokenizer, profile, seed: int = 0, ex
     ``examples``: how many to prepare (``-1`` = what the profile's step budget trains on, ``None`` = all);
     a seeded random subset, positives kept with their negatives.
     """
-    from ..data import build_text_pairs, make_training_pairs, to_hf_dataset, tokenize_pairs
-    from ..data.text import HISTORY_FIELD
+    from recbook.data import build_text_pairs, make_training_pairs, to_hf_dataset, tokenize_pairs
+    from recbook.data.text import HISTORY_FIELD
 
     pairs = make_training_pairs(split.train, dataset.item_ids, profile.n_negatives, seed=seed)  # negatives ∉ the user's training items
     pairs = subsample(pairs, examples_needed(profile) if examples == -1 else examples, seed, group_size=1 + profile.n_negatives)
@@ -229,7 +229,7 @@ def cross_encoder_loader(dataset, split, tokenizer, profile, seed: int = 0) -> t
     With a step budget (``profile.bert_max_steps``) only as many pairs as the budget trains on are
     written and tokenized — a random subset, positives kept with their negatives.
     """
-    from ..data import LengthBucketBatchSampler, PairCollator
+    from recbook.data import LengthBucketBatchSampler, PairCollator
 
     encoded = cross_encoder_examples(dataset, split, tokenizer, profile, seed)
     sampler = LengthBucketBatchSampler(encoded["length"], profile.batch_size, seed=seed)
@@ -288,8 +288,8 @@ class CrossEncoderRecommender(TextRecommender):
         return self.network.training_loss(batch)
 
     def score(self, histories: Histories, items) -> np.ndarray:
-        from ..data import PairCollator, encode_pairs
-        from ..train import autocast_dtype
+        from recbook.data import PairCollator, encode_pairs
+        from recbook.training.loop import autocast_dtype
 
         self.check_fitted()
         items = np.asarray(items)
@@ -323,3 +323,6 @@ class CrossEncoderRecommender(TextRecommender):
         encoder = self.load_encoder_files(folder)
         self.network = CrossEncoder(encoder, dropout=self.config.dropout, pooling=self.config.pooling).eval()
         self.network.head.load_state_dict({k.removeprefix("head."): torch.from_numpy(v) for k, v in arrays.items()})
+
+
+CrossEncoder.scorer_class = CrossEncoderScorer  # what bert_scorer builds for this network

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..data.splits import history_for_test
-from ..errors import ConfigError
-from .base import Histories, ModelConfig, Recommender, history_matrix
-from .popularity import check_interactions
+from recbook.data.splits import history_for_test
+from recbook.errors import ConfigError
+from recbook.models.base import Histories, ModelConfig, Recommender, history_matrix
+from recbook.models.popularity import check_interactions
 
 
 @dataclass

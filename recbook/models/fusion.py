@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import Histories, Recommender
+from recbook.models.base import Histories, Recommender
 
 
 class ScoreFusion(Recommender):

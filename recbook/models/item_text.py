@@ -40,7 +40,7 @@ def _model_identity(path: str) -> str:
 def encode_texts(texts: list[str], encoder, tokenizer, max_length: int = 64, batch_size: int = 128, progress: bool = False) -> np.ndarray:
     """Sentence embeddings: the encoder's token vectors, mean-pooled over real tokens, L2-normalised
     (the all-MiniLM-L6-v2 recipe). ``encoder`` may be any module returning ``last_hidden_state``."""
-    from .cross_encoder import mean_pool
+    from recbook.models.cross_encoder import mean_pool
 
     encoder.eval()
     if not texts:
@@ -102,8 +102,8 @@ def item_text_embeddings(dataset, model_name_or_path=None, cache_dir: str | os.P
     """
     from safetensors.numpy import load_file, save_file
 
-    from ..data import default_cache_dir
-    from .backbone import load_backbone, resolve_model_path
+    from recbook.data import default_cache_dir
+    from recbook.models.backbone import load_backbone, resolve_model_path
 
     texts = dataset.items.set_index("item_id").loc[dataset.item_ids, "text"].astype(str).tolist()
     target = resolve_model_path(model_name_or_path)

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..data.splits import history_for_test
-from .base import Histories, ModelConfig, Recommender, history_matrix, positive_int
-from .popularity import check_interactions
+from recbook.data.splits import history_for_test
+from recbook.models.base import Histories, ModelConfig, Recommender, history_matrix, positive_int
+from recbook.models.popularity import check_interactions
 
 
 @dataclass
@@ -28,7 +28,7 @@ class ItemKNNConfig(ModelConfig):
     def __post_init__(self):
         positive_int(self.neighbours, "neighbours")
         if self.shrink < 0:
-            from ..errors import ConfigError
+            from recbook.errors import ConfigError
 
             raise ConfigError("shrink", f"shrink must be >= 0, got {self.shrink}")
 

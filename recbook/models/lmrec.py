@@ -33,9 +33,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from ..errors import ConfigError
-from .base import positive_int
-from .sasrec import SASRec, SASRecConfig
+from recbook.errors import ConfigError
+from recbook.models.base import positive_int
+from recbook.models.sasrec import SASRec, SASRecConfig
 
 TEXT_LOSS_CHOICES = (1.0, 0.0)  # what text_loss="auto" tries, in this order (a tie keeps the first)
 
@@ -97,8 +97,8 @@ class LMRec(SASRec):
 
     def text_features(self, dataset, split, progress: bool = False) -> np.ndarray:
         """Fine-tune the encoder's top layers on ``split.train`` and return every catalogue item's vector."""
-        from .backbone import load_backbone
-        from .text_encoder import finetune_item_encoder
+        from recbook.models.backbone import load_backbone
+        from recbook.models.text_encoder import finetune_item_encoder
 
         c = self.config
         encoder, self.tokenizer = load_backbone(c.backbone)
@@ -144,8 +144,8 @@ class LMRec(SASRec):
         """Vectors of new item texts from the fine-tuned encoder (the frozen lower layers are the backbone's): what a
         catalogue refresh runs for items that arrive after training. They enter the model's item table through its
         learned projection, exactly as the trained items' vectors do."""
-        from .backbone import load_backbone
-        from .text_encoder import cache_lower_layers
+        from recbook.models.backbone import load_backbone
+        from recbook.models.text_encoder import cache_lower_layers
 
         encoder, tokenizer = load_backbone(self.config.backbone)
         states, mask = cache_lower_layers(encoder, tokenizer, texts, self.top.frozen_layers, self.config.text_max_length)
@@ -157,8 +157,8 @@ class LMRec(SASRec):
         return out
 
     def load_state(self, arrays, folder) -> None:
-        from .backbone import load_backbone
-        from .text_encoder import TopLayers
+        from recbook.models.backbone import load_backbone
+        from recbook.models.text_encoder import TopLayers
 
         top = {k.removeprefix("lm_top."): torch.from_numpy(v) for k, v in arrays.items() if k.startswith("lm_top.")}
         super().load_state({k: v for k, v in arrays.items() if not k.startswith("lm_top.")}, folder)

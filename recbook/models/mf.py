@@ -4,7 +4,7 @@ Taught in notebook ``03_baselines``.
 
 ``score(u, i) = p_u · q_i + b_i``. BPR asks that a user's observed item score above an item they did not interact
 with: ``loss = −log σ(score(u, i⁺) − score(u, i⁻))``, with ``i⁻`` drawn uniformly from items the user has not seen.
-Trained with :func:`recbook.train.train_model` (the one training loop of the course). A user it was not fitted on
+Trained with :func:`recbook.training.loop.train_model` (the one training loop of the course). A user it was not fitted on
 has no vector ``p_u`` and gets the item biases alone (a learned popularity prior).
 """
 
@@ -17,10 +17,10 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from ..data.splits import history_for_test
-from ..errors import ConfigError
-from .base import Histories, ModelConfig, Recommender, build_config, history_matrix, positive_int
-from .popularity import check_interactions
+from recbook.data.splits import history_for_test
+from recbook.errors import ConfigError
+from recbook.models.base import Histories, ModelConfig, Recommender, build_config, history_matrix, positive_int
+from recbook.models.popularity import check_interactions
 
 
 @dataclass
@@ -69,8 +69,8 @@ class MatrixFactorization(Recommender):
         return self.fit_interactions(history_for_test(split), dataset.item_ids, progress)
 
     def fit_interactions(self, interactions: pd.DataFrame, item_ids, progress: bool = False) -> "MatrixFactorization":
-        from ..device import torch_threads
-        from ..train import TrainConfig, train_model
+        from recbook.perf.device import torch_threads
+        from recbook.training.loop import TrainConfig, train_model
 
         self.item_ids = np.asarray(item_ids)
         histories = Histories.from_interactions(check_interactions(interactions))

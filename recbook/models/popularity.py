@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..data.splits import history_for_test
-from .base import Histories, ModelConfig, Recommender
+from recbook.data.splits import history_for_test
+from recbook.models.base import Histories, ModelConfig, Recommender
 
 
 @dataclass

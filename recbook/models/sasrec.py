@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, fields, replace
 import numpy as np
 import torch
 
-from ..errors import ConfigError
-from .base import Histories, ModelConfig, Recommender, build_config
-from .sequential import ITEM_FEATURES, SequentialConfig, SequentialRecommender
+from recbook.errors import ConfigError
+from recbook.models.base import Histories, ModelConfig, Recommender, build_config
+from recbook.models.sequential import ITEM_FEATURES, SequentialConfig, SequentialRecommender
 
 
 @dataclass
@@ -75,7 +75,7 @@ class SASRec(Recommender):
     objective = "causal"
 
     def fit(self, dataset, split, progress: bool = False) -> "SASRec":
-        from .sequential import fit_sequential
+        from recbook.models.sequential import fit_sequential
 
         self.train_seconds = 0.0
         fit = self.select_fit(dataset, split, self.text_features(dataset, split, progress), progress)
@@ -98,7 +98,7 @@ class SASRec(Recommender):
 
     def train_config(self, progress: bool = False, config=None):
         """The training loop's settings from ``config`` (default: the model's; early stopping on validation NDCG@10)."""
-        from .sequential import default_train_config
+        from recbook.models.sequential import default_train_config
 
         c = config or self.config
         return default_train_config(seed=c.seed, progress=progress, lr=c.lr, weight_decay=c.weight_decay, epochs=c.epochs,
@@ -106,7 +106,7 @@ class SASRec(Recommender):
 
     def early_stopped_fit(self, dataset, split, text_features, progress: bool = False, config=None):
         """Train on ``split.train`` and stop early on validation (``config`` defaults to the model's own)."""
-        from .sequential import fit_sequential
+        from recbook.models.sequential import fit_sequential
 
         c = config or self.config
         return fit_sequential(dataset, split, c.network_config(self.objective), self.train_config(progress, c), batch_size=c.batch_size,
@@ -175,7 +175,7 @@ def refit_steps_per_epoch(dataset, split, config, objective: str) -> int:
 
     import pandas as pd
 
-    from .windows import training_windows, user_sequences
+    from recbook.data.windows import training_windows, user_sequences
 
     item_col = pd.Series(np.arange(len(dataset.item_ids)), index=dataset.item_ids)
     windows = training_windows(user_sequences(split.train, item_col), config.max_len, objective)
@@ -184,7 +184,7 @@ def refit_steps_per_epoch(dataset, split, config, objective: str) -> int:
 
 def visible_split(split):
     """The split a refit trains on: training + validation interactions as its training part."""
-    from ..data.splits import Split, history_for_test
+    from recbook.data.splits import Split, history_for_test
 
     return Split(history_for_test(split), split.valid, split.test)
 

@@ -30,7 +30,7 @@ Three ways to represent an item (``item_features``):
 Two traps met while building it, both guarded here: (1) left-padded sequences with a key-padding
 mask can leave a query position with *no* key to attend to; PyTorch's fused kernels then return NaN,
 and NaN compares false, so a metric that does not refuse NaN would rank the held-out item first.
-We always let a position attend to itself (so no row is empty) and :mod:`recbook.metrics` refuses
+We always let a position attend to itself (so no row is empty) and :mod:`recbook.evaluation.metrics` refuses
 NaN. (2) MovieLens has many equal timestamps: sequences keep the file order within a second
 (a stable sort), never an order that follows item ids.
 """
@@ -49,8 +49,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .item_text import item_text_embeddings
-from .windows import WindowDataset, _left_pad, training_windows, user_sequences
+from recbook.data.windows import WindowDataset, _left_pad, training_windows, user_sequences
+from recbook.models.item_text import item_text_embeddings
 
 OBJECTIVES = ("causal", "cloze")
 ITEM_FEATURES = ("id", "text", "hybrid")
@@ -360,7 +360,7 @@ class SequentialRecommender(nn.Module):
 
 # ------------------------------------------------------------------------ scorer
 class SequentialScorer:
-    """``score(users, items)`` for :mod:`recbook.evaluate`: each user's visible ``history`` → next-item scores.
+    """``score(users, items)`` for :mod:`recbook.evaluation.protocol`: each user's visible ``history`` → next-item scores.
 
     User vectors are computed once per user and cached; a user with no visible history gets the
     empty sequence's vector (the same for everyone, like a popularity prior).
@@ -397,7 +397,7 @@ class SequentialScorer:
 class SequentialFit:
     model: SequentialRecommender
     scorer: SequentialScorer  # scores test items: history = train + valid
-    result: object  # recbook.train.TrainResult (history holds the validation curve)
+    result: object  # recbook.training.loop.TrainResult (history holds the validation curve)
     train_seconds: float
     windows: int
     text_seconds: float = 0.0
@@ -408,7 +408,7 @@ def default_train_config(**overrides):
     """The loop's settings for sequential models: AdamW lr 1e-3, batch 64 windows (set by fit_sequential), early stopping on
     validation NDCG@10 (full ranking) checked every epoch, patience 6 (stop at the 6th evaluation in a row without improvement),
     at most 200 epochs."""
-    from ..train import TrainConfig
+    from recbook.training.loop import TrainConfig
 
     params = dict(epochs=200, lr=1e-3, weight_decay=0.01, warmup_ratio=0.0, grad_clip=1.0, amp="off", metric="NDCG@10",
                   patience=6, keep_best=True, log_every=20)
@@ -427,8 +427,8 @@ def fit_sequential(dataset, split, config: SequentialConfig | None = None, train
     The returned scorer scores test items with training + validation as the visible history. ``validate=False`` trains
     for ``train_config.epochs`` without validating (a refit on training + validation after early stopping chose them).
     """
-    from ..evaluate import evaluate, history_for_test, make_eval_set
-    from ..train import train_model
+    from recbook.evaluation.protocol import evaluate, history_for_test, make_eval_set
+    from recbook.training.loop import train_model
 
     config = config or SequentialConfig()
     train_config = train_config or default_train_config(progress=progress)

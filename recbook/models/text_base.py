@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.text import HISTORY_FIELD, HISTORY_SEPARATOR, _most_recent_within_budget, _token_counts, history_entries, history_token_budget
-from ..errors import ConfigError
-from .base import Histories, ModelConfig, Recommender, build_config, positive_int
+from recbook.data.text import HISTORY_FIELD, HISTORY_SEPARATOR, _most_recent_within_budget, _token_counts, history_entries, history_token_budget
+from recbook.errors import ConfigError
+from recbook.models.base import Histories, ModelConfig, Recommender, build_config, positive_int
 
 PEFT_METHODS = ("lora", "prefix", "ia3")
 
@@ -61,7 +61,7 @@ class TextRecConfig(ModelConfig):
 
     def train_config(self, progress: bool = False, device: str | None = None, **overrides):
         """The fine-tuning settings: AdamW, warm-up 10%, clipping 1.0, AMP where the device has it."""
-        from ..train import TrainConfig
+        from recbook.training.loop import TrainConfig
 
         params = dict(epochs=self.epochs, max_steps=self.max_steps, lr=self.lr, weight_decay=0.01, warmup_ratio=0.1, grad_clip=1.0,
                       amp="auto", seed=self.seed, progress=progress, device=device, log_every=10, eval_every=self.eval_every,
@@ -72,7 +72,7 @@ class TextRecConfig(ModelConfig):
         """The fields the course's data helpers read from a profile, as a :class:`recbook.profile.Profile`."""
         import dataclasses
 
-        from ..profile import PROFILES
+        from recbook.profile import PROFILES
 
         return dataclasses.replace(PROFILES["quick"], max_length=self.max_length, max_history_items=self.max_history_items,
                                    n_negatives=self.n_negatives, batch_size=self.batch_size, epochs=self.epochs,
@@ -118,7 +118,7 @@ class TextRecommender(Recommender):
 
     def load_encoder(self):
         """``(encoder, tokenizer)`` of the configured backbone (:func:`recbook.models.backbone.load_backbone`)."""
-        from .backbone import load_backbone
+        from recbook.models.backbone import load_backbone
 
         return load_backbone(self.config.backbone)
 
@@ -126,10 +126,10 @@ class TextRecommender(Recommender):
         """Train ``network`` on ``loader`` with the config's budget (through a PEFT adapter when ``peft`` is set; LoRA
         is merged back afterwards). Returns the trained network. ``evaluate_fn(recommender)`` (validation metrics) is
         called with this recommender holding the network being trained."""
-        from ..train import train_model
+        from recbook.training.loop import train_model
 
         if self.config.peft is not None:
-            from ..peft import apply_peft
+            from recbook.finetune.peft import apply_peft
 
             network = apply_peft(network, self.config.peft)
 
@@ -142,7 +142,7 @@ class TextRecommender(Recommender):
         self.forget_cache()
         self.train_seconds = self.train_result.seconds
         if self.config.peft == "lora":
-            from ..peft import merge_lora
+            from recbook.finetune.peft import merge_lora
 
             network = merge_lora(network)
         return network
@@ -161,7 +161,7 @@ class TextRecommender(Recommender):
         """The saved encoder (BERT's pooler left out, as it was saved) and tokenizer; the catalogue texts."""
         from transformers import AutoModel
 
-        from .backbone import load_tokenizer
+        from recbook.models.backbone import load_tokenizer
 
         catalogue = json.loads((Path(folder) / "catalogue.json").read_text())
         self.item_texts, self.entries, self._costs = catalogue["item_texts"], catalogue["entries"], None
@@ -172,6 +172,24 @@ class TextRecommender(Recommender):
             return AutoModel.from_pretrained(Path(folder) / "encoder")
 
     def device(self) -> str:
-        from ..device import detect_device
+        from recbook.perf.device import detect_device
 
         return detect_device()
+
+
+def bert_config(profile, seed: int = 0, progress: bool = True, device: str | None = None, **overrides):
+    """The fine-tuning settings a profile implies for a BERT network trained outside a recommender (re-rankers,
+    distributed training): :meth:`TextRecConfig.train_config`."""
+    return TextRecConfig.from_profile(profile, seed=seed).train_config(progress, device, **overrides)
+
+
+def bert_scorer(model, tokenizer, dataset, history, profile, device: str, amp: str = "auto"):
+    """The test-time scorer of a cross-encoder or two-tower *network* (e.g. one being trained or compressed): the
+    network names its scorer class (``scorer_class``), so no caller branches on the network's kind."""
+    from recbook.training.loop import autocast_dtype
+
+    scorer_class = getattr(model, "scorer_class", None)
+    if scorer_class is None:
+        raise TypeError(f"{type(model).__name__} names no scorer_class; pass a CrossEncoder or TwoTower network")
+    return scorer_class(model, tokenizer, dataset, history, profile.max_length, profile.max_history_items,
+                        device=device, amp_dtype=autocast_dtype(amp, device))

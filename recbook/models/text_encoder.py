@@ -157,7 +157,7 @@ def finetune_item_encoder(encoder, tokenizer, texts, train: pd.DataFrame, item_i
                           max_length: int = 32, seed: int = 0, progress: bool = False) -> EncoderFit:
     """Fine-tune the top ``trainable_layers`` blocks of ``encoder`` on next-item pairs of ``train`` (see the module
     docstring); ``texts`` are the catalogue's item texts in ``item_ids`` order. Stops after ``steps`` optimizer steps."""
-    from ..train import TrainConfig, train_model
+    from recbook.training.loop import TrainConfig, train_model
 
     start = time.perf_counter()
     layers = len(encoder_layers(encoder))

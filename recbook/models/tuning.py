@@ -35,8 +35,8 @@ def tune(name: str, dataset, split, grid: dict, profile=None, metric: str = "NDC
 
     ``seed`` draws the evaluation users (when ``n_users`` is set); ``model_seed`` is every fitted model's seed (None:
     the model's default), so a model tuned here can be refitted at the seed it was tuned with."""
-    from ..evaluate import evaluate, make_eval_set
-    from . import create
+    from recbook.evaluation.protocol import evaluate, make_eval_set
+    from recbook.models import create
 
     if model_seed is not None and "seed" in grid:  # (``seed`` is this function's own argument, so never in ``fixed``)
         raise ValueError("pass the seed either as model_seed or in the grid, not both")

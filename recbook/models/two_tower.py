@@ -29,9 +29,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .base import Histories
-from .cross_encoder import load_encoder_model, mean_pool, save_encoder_model, subsample
-from .text_base import TextRecConfig, TextRecommender
+from recbook.models.base import Histories
+from recbook.models.cross_encoder import load_encoder_model, mean_pool, save_encoder_model, subsample
+from recbook.models.text_base import TextRecConfig, TextRecommender
 
 
 class TwoTower(torch.nn.Module):
@@ -41,7 +41,7 @@ class TwoTower(torch.nn.Module):
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        from .cross_encoder import drop_pooler
+        from recbook.models.cross_encoder import drop_pooler
 
         self.encoder = drop_pooler(encoder)  # mean pooling: BERT's own pooler would be unused
         self.temperature = temperature
@@ -130,7 +130,7 @@ def embed_texts(model: TwoTower, texts: list[str], tokenizer, max_length: int = 
 
 
 class TwoTowerScorer:
-    """``score(users, items)`` for :mod:`recbook.metrics`, with item vectors cached once.
+    """``score(users, items)`` for :mod:`recbook.evaluation.metrics`, with item vectors cached once.
 
     Item vectors are computed for the whole catalogue at construction (one BERT pass per item);
     a user's vector is computed the first time the user is scored and cached too.
@@ -150,7 +150,7 @@ class TwoTowerScorer:
     def _users(self, users: np.ndarray) -> np.ndarray:
         new = [u for u in dict.fromkeys(users.tolist()) if u not in self.user_vectors]
         if new:
-            from ..data.text import history_texts
+            from recbook.data.text import history_texts
 
             # the user's whole visible history, with no candidate: a (history, candidate) pair would leave the
             # candidate out of the history, and any dummy candidate may be one of the user's items
@@ -172,9 +172,9 @@ class TwoTowerScorer:
 
 def two_tower_loader(dataset, split, tokenizer, profile, seed: int = 0) -> torch.utils.data.DataLoader:
     """Positive (history, item) pairs → tokens per tower → length-bucketed batches (in-batch negatives)."""
-    from ..data import LengthBucketBatchSampler, build_text_pairs
-    from ..data.text import HISTORY_FIELD
-    from .cross_encoder import examples_needed
+    from recbook.data import LengthBucketBatchSampler, build_text_pairs
+    from recbook.data.text import HISTORY_FIELD
+    from recbook.models.cross_encoder import examples_needed
 
     pairs = subsample(split.train[["user_id", "item_id", "timestamp"]], examples_needed(profile), seed)
     text = build_text_pairs(pairs, split.train, dataset, tokenizer, profile.max_history_items, profile.max_length - 2, HISTORY_FIELD)
@@ -227,7 +227,7 @@ class TwoTowerRecommender(TextRecommender):
         return self._item_vectors
 
     def _embed(self, texts) -> np.ndarray:
-        from ..train import autocast_dtype
+        from recbook.training.loop import autocast_dtype
 
         device = self.device()
         return embed_texts(self.network, list(texts), self.tokenizer, self.config.max_length, device=device, amp_dtype=autocast_dtype("auto", device))
@@ -247,3 +247,6 @@ class TwoTowerRecommender(TextRecommender):
     def load_state(self, arrays, folder) -> None:
         self.network = TwoTower(self.load_encoder_files(folder), temperature=self.config.temperature).eval()
         self._item_vectors = None
+
+
+TwoTower.scorer_class = TwoTowerScorer  # what bert_scorer builds for this network

@@ -59,16 +59,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from .batching import MicroBatcher
-from .bundle import Bundle, BundleError, UnknownItems, bundle_key, verify_bundle
-from .logs import log
-from .middleware import ServiceMiddleware
-from .schemas import ExplainRequest, FieldError, RecommendRequest, ReloadRequest, RerankRequest, _field_error, _unprocessable
-from .security import (
+from recbook.serve.batching import MicroBatcher
+from recbook.serve.bundle import Bundle, BundleError, UnknownItems, bundle_key, verify_bundle
+from recbook.serve.logs import log
+from recbook.serve.middleware import ServiceMiddleware
+from recbook.serve.schemas import ExplainRequest, FieldError, RecommendRequest, ReloadRequest, RerankRequest, _field_error, _unprocessable
+from recbook.serve.security import (
     SecurityConfigError,
 )
-from .service import Service
-from .settings import BUNDLE_ENV, MODELS_ROOT_ENV, OPTIONS_ENV, ServeSettings
+from recbook.serve.service import Service
+from recbook.serve.settings import BUNDLE_ENV, MODELS_ROOT_ENV, OPTIONS_ENV, ServeSettings
 
 
 # ------------------------------------------------------------------ the app

@@ -138,7 +138,7 @@ def call_cost_fit(items_per_call, seconds, n_boot: int = 2000, seed: int = 0, le
     Returns ``{"fixed": Estimate, "per_item": Estimate}`` in seconds (``Estimate.n`` = number of timed calls);
     intervals resample the calls (percentile bootstrap).
     """
-    from ..stats import Estimate
+    from recbook.evaluation.stats import Estimate
 
     x = np.asarray(items_per_call, dtype=float)
     y = np.asarray(seconds, dtype=float)

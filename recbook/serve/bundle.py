@@ -254,7 +254,7 @@ class Bundle:
         """The retriever's query vector for each history (catalogue rows, oldest first): the bundle's ONNX user encoder
         over the last ``window`` items when it ships one, else the PyTorch retriever."""
         if self.user_encoder is not None:
-            from ..compress.request import padded
+            from recbook.compress.request import padded
 
             seq = padded([np.asarray(h, dtype=np.int64) + 1 for h in histories], self.encoder_info["window"])
             return np.asarray(self.user_encoder(seq, self.lookup[seq]), dtype=np.float32)
@@ -273,7 +273,7 @@ class Bundle:
 
     def history_text(self, history: np.ndarray, candidate: int) -> str:
         """How the re-ranker reads a history: most recent first within the item and token budgets, never the candidate."""
-        from ..data.text import HISTORY_SEPARATOR, _most_recent_within_budget
+        from recbook.data.text import HISTORY_SEPARATOR, _most_recent_within_budget
 
         rows = np.asarray([r for r in history.tolist() if r != candidate], dtype=np.int64)
         chosen = _most_recent_within_budget(rows, self.entry_costs, self.reranker_config["max_history_items"],
@@ -282,8 +282,8 @@ class Bundle:
 
     def rerank_many(self, requests: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
         """Cross-encoder logits for several ``(history rows, candidate rows)`` requests in ONE batched ONNX Runtime pass."""
-        from ..data import PairCollator, encode_pairs
-        from ..models.cross_encoder import predict_pairs
+        from recbook.data import PairCollator, encode_pairs
+        from recbook.models.cross_encoder import predict_pairs
 
         if self.reranker is None:
             raise BundleError(f"bundle {self.folder} has no re-ranker; export it with --reranker")
@@ -349,8 +349,8 @@ def load_bundle(folder: str | os.PathLike, threads: int | None = None) -> Bundle
 def _load_verified(origin: Path, folder: Path, manifest: dict, threads: int | None) -> Bundle:
     from safetensors.numpy import load_file
 
-    from ..models.sequential import SequentialRecommender
-    from .retrieval import ExactIndex
+    from recbook.models.sequential import SequentialRecommender
+    from recbook.serve.retrieval import ExactIndex
 
     try:
         items = json.loads((folder / "items.json").read_text(encoding="utf-8"))
@@ -373,7 +373,7 @@ def _load_verified(origin: Path, folder: Path, manifest: dict, threads: int | No
     bundle = Bundle(origin, manifest, item_ids, items["titles"], items["texts"], items["history_entries"], retriever.eval(), vectors,
                     ExactIndex(vectors), histories, item_row={int(i): r for r, i in enumerate(item_ids.tolist())})
     if (folder / "retriever" / "user_encoder.onnx").is_file():
-        from ..compress.request import OrtUserEncoder
+        from recbook.compress.request import OrtUserEncoder
 
         try:
             info = json.loads((folder / "retriever" / "user_encoder.json").read_text())
@@ -390,15 +390,15 @@ def _load_verified(origin: Path, folder: Path, manifest: dict, threads: int | No
     if (folder / "reranker").is_dir():
         from transformers import AutoTokenizer
 
-        from ..compress.onnx import OrtCrossEncoder
-        from ..data.text import HISTORY_SEPARATOR
+        from recbook.compress.onnx import OrtCrossEncoder
+        from recbook.data.text import HISTORY_SEPARATOR
 
         bundle.reranker_config = json.loads((folder / "reranker" / "reranker.json").read_text())
         bundle.tokenizer = AutoTokenizer.from_pretrained(str(folder / "reranker" / "tokenizer"))
         bundle.reranker = OrtCrossEncoder(folder / "reranker" / "model.int8.onnx", threads=threads)
         sep_cost = len(bundle.tokenizer(HISTORY_SEPARATOR.strip(), add_special_tokens=False)["input_ids"])
         bundle.entry_costs = np.array([len(ids) for ids in bundle.tokenizer(bundle.entries, add_special_tokens=False)["input_ids"]]) + sep_cost
-    from ..drift_export import read_drift_json
+    from recbook.continual.drift_export import read_drift_json
 
     bundle.drift = read_drift_json(folder)  # checked here: a malformed drift.json fails the load, before any swap
     return bundle

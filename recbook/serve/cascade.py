@@ -5,15 +5,15 @@ Taught in notebook ``12_serving``.
 A cross-encoder reads (history, candidate) text and is the best judge of a pair, but it costs a BERT pass per
 pair. Scoring the *whole* unseen catalogue with it for one request is the quality ceiling and the cost ceiling.
 The cascade lets a cheap retriever (a SASRec user vector against the item matrix) keep its ``top_n`` and sends
-only those to the cross-encoder (:func:`recbook.evaluate.cascade`). :func:`cascade_vs_full` measures both on the
+only those to the cross-encoder (:func:`recbook.evaluation.protocol.cascade`). :func:`cascade_vs_full` measures both on the
 same users:
 
 - **pairs** the cross-encoder scores per user: the unseen catalogue (full) vs ``top_n`` (cascade);
 - **seconds per user**, one request at a time, the two timed *interleaved* on each user (full, cascade for one
   user, cascade, full for the next) so machine noise hits both alike; the cascade's time includes retrieval;
 - **quality**: full-ranking NDCG@10 and HR@10 per user (the held-out item among every unseen item, as in
-  :func:`recbook.evaluate.evaluate`), each with a 95% bootstrap CI, and the paired difference cascade − full
-  (:func:`recbook.stats.paired_comparison`). The cascade can only lose the users whose held-out item the
+  :func:`recbook.evaluation.protocol.evaluate`), each with a 95% bootstrap CI, and the paired difference cascade − full
+  (:func:`recbook.evaluation.stats.paired_comparison`). The cascade can only lose the users whose held-out item the
   retriever does not put in its top ``top_n`` — and can *win* where the cross-encoder, scoring everything, is
   fooled by an item the retriever had rightly kept out.
 
@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..evaluate import EvalSet, cascade, evaluate, history_for_test
-from ..stats import Comparison, Estimate, mean_ci, paired_comparison, ratio_ci
+from recbook.evaluation.protocol import EvalSet, cascade, evaluate, history_for_test
+from recbook.evaluation.stats import Comparison, Estimate, mean_ci, paired_comparison, ratio_ci
 
 
 class _Counting:
@@ -104,7 +104,7 @@ def cascade_vs_full(dataset, split, retriever_scorer, reranker_scorer, users, to
     """Re-rank the retriever's ``top_n`` (the cascade) vs score every unseen item with the re-ranker (full), per user.
 
     ``retriever_scorer`` and ``reranker_scorer`` are ``score(users, items) -> scores`` functions that read the
-    history of ``stage`` (``"test"``: training + validation, as :func:`recbook.pipeline.fit_recommender`'s scorers
+    history of ``stage`` (``"test"``: training + validation, as :func:`recbook.runs.recipe.fit_recommender`'s scorers
     do; ``"valid"``: training). Each user is one request: one call for full scoring (the re-ranker on the whole
     unseen catalogue), one for the cascade (the retriever on the catalogue, the re-ranker on its ``top_n`` unseen
     items); their order alternates from user to user. ``warmup`` first runs both scorers once on a few items of the
@@ -202,7 +202,7 @@ def real_cascade_scorers(dataset, split, profile, workdir, model_name_or_path=No
     1. SASRec (:func:`recbook.models.sequential.fit_sequential`, causal objective) trained for at most
        ``retriever_seconds`` with early stopping on validation;
     2. a cross-encoder fine-tuned for ``rerank_steps`` steps on hard negatives mined from that retriever's top
-       ``top_n`` (:func:`recbook.rerank.hard_negative_pairs`, :func:`recbook.rerank.fit_reranker`) — the job it
+       ``top_n`` (:func:`recbook.finetune.hard_negatives.hard_negative_pairs`, :func:`recbook.finetune.hard_negatives.fit_reranker`) — the job it
        does in the cascade;
     3. exported to ONNX and quantized to dynamic int8 in ``workdir`` (:mod:`recbook.compress.onnx`), run by ONNX
        Runtime with ``threads`` intra-op threads (default: torch's thread count) inside a
@@ -212,11 +212,11 @@ def real_cascade_scorers(dataset, split, profile, workdir, model_name_or_path=No
     """
     import torch
 
-    from ..compress.onnx import OrtCrossEncoder, export_onnx, quantize_onnx_dynamic
-    from ..data.text import HISTORY_FIELD
-    from ..models.cross_encoder import CrossEncoderScorer
-    from ..models.sequential import SequentialConfig, default_train_config, fit_sequential
-    from ..rerank import fit_reranker, hard_negative_pairs, sequential_history_scorer
+    from recbook.compress.onnx import OrtCrossEncoder, export_onnx, quantize_onnx_dynamic
+    from recbook.data.text import HISTORY_FIELD
+    from recbook.finetune.hard_negatives import fit_reranker, hard_negative_pairs, sequential_history_scorer
+    from recbook.models.cross_encoder import CrossEncoderScorer
+    from recbook.models.sequential import SequentialConfig, default_train_config, fit_sequential
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)

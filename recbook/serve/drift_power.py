@@ -42,7 +42,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .live_drift import LiveDrift
+from recbook.serve.live_drift import LiveDrift
 
 LIBRARY_TESTS = ("chi2", "jensen_shannon", "psi_0.1", "psi_0.25")
 DEFAULT_SHARES = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)

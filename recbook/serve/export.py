@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.text import HISTORY_FIELD, history_token_budget
-from .bundle import (
+from recbook.data.text import HISTORY_FIELD, history_token_budget
+from recbook.serve.bundle import (
     FORMAT_NAME,
     FORMAT_VERSION,
     MANIFEST,
@@ -66,7 +66,7 @@ def write_bundle(out: str | os.PathLike, retriever, dataset, history, reranker=N
     ``timestamp``); ``reranker`` (optional): a :class:`recbook.models.cross_encoder.CrossEncoder` with its
     ``tokenizer``, exported to ONNX and quantized to int8 here; ``reranker_config``: ``max_length``,
     ``max_history_items``, ``max_history_tokens``. ``version`` defaults to a UTC time stamp plus a content hash.
-    ``drift`` (optional): drift measurements of the data this version learned from (:func:`recbook.drift.drift_summary`),
+    ``drift`` (optional): drift measurements of the data this version learned from (:func:`recbook.continual.drift.drift_summary`),
     written as ``drift.json`` — listed in the manifest like every file — which the service exports as gauges.
     ``user_encoder`` (optional): the request path of a variant of :mod:`recbook.compress.request` — ``{"variant": name,
     "onnx": path of its ONNX user encoder, "window": items it reads, "table_bits": 32, 8 or 4}`` — stored as
@@ -77,9 +77,9 @@ def write_bundle(out: str | os.PathLike, retriever, dataset, history, reranker=N
     """
     import torch
 
-    from ..data.text import history_entries
-    from ..pipeline import catalogue_fingerprint
-    from .retrieval import _as_matrix
+    from recbook.data.text import history_entries
+    from recbook.runs.recipe import catalogue_fingerprint
+    from recbook.serve.retrieval import _as_matrix
 
     out = Path(out)
     if (reranker is None) != (tokenizer is None):
@@ -103,14 +103,14 @@ def write_bundle(out: str | os.PathLike, retriever, dataset, history, reranker=N
         encoder_info = _write_user_encoder(tmp / "retriever", retriever, user_encoder) if user_encoder is not None else None
         bits = encoder_info["table_bits"] if encoder_info else 32
         if bits < 32:
-            from ..compress.request import quantize_table
+            from recbook.compress.request import quantize_table
 
             codes, scales = quantize_table(vectors, bits)
             save_file({"item_codes": codes, "item_scales": scales}, str(tmp / "item_vectors.safetensors"))
         else:
             save_file({"item_vectors": _as_matrix(vectors, "item vectors")}, str(tmp / "item_vectors.safetensors"))
         if drift is not None:
-            from ..drift_export import write_drift_json
+            from recbook.continual.drift_export import write_drift_json
 
             write_drift_json(tmp, drift)
         reranker_info = None
@@ -164,7 +164,7 @@ def _write_user_encoder(folder: Path, retriever, spec: dict) -> dict:
 
 
 def _write_reranker(folder: Path, model, tokenizer, config: dict) -> dict:
-    from ..compress.onnx import export_onnx, quantize_onnx_dynamic
+    from recbook.compress.onnx import export_onnx, quantize_onnx_dynamic
 
     folder.mkdir(parents=True)
     fp32 = folder.parent / ".reranker.fp32.onnx.tmp"
@@ -196,10 +196,10 @@ def export_bundle(retriever_run: str | os.PathLike, out: str | os.PathLike, rera
     :mod:`recbook.compress.request`) makes the service answer with that compressed request path, built here (a student
     is distilled on the run's own training data first).
     """
-    from ..errors import ConfigError
-    from ..evaluate import history_for_test
-    from ..models import SEQUENTIAL_MODELS
-    from ..pipeline import checkpoint_folder, run_data
+    from recbook.errors import ConfigError
+    from recbook.evaluation.protocol import history_for_test
+    from recbook.models import SEQUENTIAL_MODELS
+    from recbook.runs.recipe import checkpoint_folder, run_data
 
     folder, run = checkpoint_folder(retriever_run)
     if run.get("model") not in SEQUENTIAL_MODELS:
@@ -215,7 +215,7 @@ def export_bundle(retriever_run: str | os.PathLike, out: str | os.PathLike, rera
             raise ConfigError("reranker", f"reranker={str(reranker_run)!r} was trained on another catalogue than the retriever "
                               f"{str(retriever_run)!r}; train both on the same data", str(reranker_run))
     _, ds, split = run_data(run)
-    from ..models.base import Recommender
+    from recbook.models.base import Recommender
 
     model = Recommender.from_pretrained(folder).network
     reranker = tokenizer = config = None
@@ -231,8 +231,8 @@ def export_bundle(retriever_run: str | os.PathLike, out: str | os.PathLike, rera
         return write_bundle(out, model, ds, history_for_test(split), reranker, tokenizer, config, version, parent, source)
     import tempfile
 
-    from ..compress.request import build_variants, distill_students
-    from ..compress.request_variants import parse_variant
+    from recbook.compress.request import build_variants, distill_students
+    from recbook.compress.request_variants import parse_variant
 
     try:
         encoder, window, bits = parse_variant(request_variant)

@@ -7,7 +7,7 @@ the update was due. This module watches live requests instead:
 - a rolling window of the item ids in the histories that requests send (the last ``window`` items) and of the
   histories' lengths (the last ``request_window`` requests);
 - each compared with the bundle's own histories — the training reference — by the population stability index
-  (:func:`recbook.drift.psi`): item popularity over the catalogue, and history length over a few bins;
+  (:func:`recbook.continual.drift.psi`): item popularity over the catalogue, and history length over a few bins;
 - each PSI against a threshold **calibrated on the reference itself**: windows of the same size filled with whole
   histories drawn from the reference (as live windows fill, request by request) give the PSI that sampling noise alone
   produces (hundreds of categories and a few thousand

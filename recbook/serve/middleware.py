@@ -8,14 +8,23 @@ import math
 import time
 import uuid
 
-from .logs import log
-from .security import (
+from recbook.serve.logs import log
+from recbook.serve.security import (
     ADMIN_KEYS_ENV,
     API_KEY_HEADER,
     match_key,
 )
-from .service import Service
-from .settings import CPU_HEADER, MAX_INFLIGHT_ENV, MAX_WAITING_ENV, MODEL_ROUTES, PUBLIC_PATHS, REQUEST_ID_PATTERN, ROUTES, VERSION_HEADER
+from recbook.serve.service import Service
+from recbook.serve.settings import (
+    CPU_HEADER,
+    MAX_INFLIGHT_ENV,
+    MAX_WAITING_ENV,
+    MODEL_ROUTES,
+    PUBLIC_PATHS,
+    REQUEST_ID_PATTERN,
+    ROUTES,
+    VERSION_HEADER,
+)
 
 
 # ------------------------------------------------------------------ the middleware

@@ -40,8 +40,8 @@ try:
 except ImportError as exc:  # the optional extra
     raise ImportError('recbook.serve.ray_app needs Ray Serve: pip install "recbook[ray]" (or "ray[serve]")') from exc
 
-from .app import ServeSettings, create_app
-from .loadtest import finish_figure
+from recbook.serve.app import ServeSettings, create_app
+from recbook.serve.loadtest import finish_figure
 
 # `metrics_interval_s` is deprecated in favour of the variables below, but Ray still checks look_back_period_s
 # against it (a FutureWarning when the look-back is not longer): it is set to the push interval, and its warning hidden.
@@ -126,7 +126,7 @@ def build_app(bundle_dir: str | os.PathLike, settings: ServeSettings | None = No
     settings = settings or ServeSettings.from_env()
     settings.check()
     bundle_dir = str(Path(bundle_dir).resolve())
-    from .bundle import verify_bundle
+    from recbook.serve.bundle import verify_bundle
 
     verify_bundle(bundle_dir)  # refuse a tampered bundle before starting anything
     deployment = RecbookService.options(autoscaling_config=autoscaling_config(**autoscaling), max_ongoing_requests=max_ongoing_requests,

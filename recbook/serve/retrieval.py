@@ -205,7 +205,7 @@ def index_memory_bytes(index) -> int:
 
 def recall_at_k(approx_indices, exact_indices, k: int = 10) -> np.ndarray:
     """Per query: the share of the exact top-``k`` that the approximate top-``k`` found (padding -1 ignored; a
-    query whose exact list is empty counts 1.0). Average it, or put a CI on it with :func:`recbook.stats.mean_ci`."""
+    query whose exact list is empty counts 1.0). Average it, or put a CI on it with :func:`recbook.evaluation.stats.mean_ci`."""
     approx, exact = np.asarray(approx_indices), np.asarray(exact_indices)
     if approx.ndim != 2 or exact.ndim != 2 or len(approx) != len(exact):
         raise ValueError(f"approx_indices and exact_indices must be 2-d with one row per query, got shapes {approx.shape} and {exact.shape}")
@@ -255,7 +255,7 @@ def ann_benchmark(n_items: int = 100_000, dim: int = 64, n_queries: int = 1000, 
     ``memory_bytes``. Timings are wall clock on this machine's current load and thread count (faiss uses OpenMP
     threads); run it alone.
     """
-    from ..stats import mean_ci
+    from recbook.evaluation.stats import mean_ci
 
     items, queries = synthetic_catalogue(n_items, dim, n_queries, seed=seed, **catalogue)
     exact = ExactIndex(items)

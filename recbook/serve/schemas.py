@@ -6,7 +6,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
-from .settings import MAX_CANDIDATES, MAX_HISTORY, MAX_K
+from recbook.serve.settings import MAX_CANDIDATES, MAX_HISTORY, MAX_K
 
 
 # ------------------------------------------------------------------ request and response bodies

@@ -13,16 +13,16 @@ import numpy as np
 from fastapi import HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
-from ..drift_export import DriftGauges
-from .batching import MicroBatcher, QueueFull
-from .bundle import Bundle, load_bundle
-from .live_drift import LiveDrift, LiveDriftGauges
-from .logs import get_logger
-from .security import (
+from recbook.continual.drift_export import DriftGauges
+from recbook.serve.batching import MicroBatcher, QueueFull
+from recbook.serve.bundle import Bundle, load_bundle
+from recbook.serve.live_drift import LiveDrift, LiveDriftGauges
+from recbook.serve.logs import get_logger
+from recbook.serve.security import (
     IdMasker,
     RateLimiter,
 )
-from .settings import ServeSettings
+from recbook.serve.settings import ServeSettings
 
 
 # ------------------------------------------------------------------ metrics

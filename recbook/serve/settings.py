@@ -6,7 +6,7 @@ import os
 import re
 from dataclasses import dataclass, fields
 
-from .security import (
+from recbook.serve.security import (
     ADMIN_KEYS_ENV,
     API_KEYS_ENV,
     LOG_SALT_ENV,

@@ -51,9 +51,9 @@ def service_bench(bundles: dict, workdir, rps: float = 10.0, duration: float = 2
     request (p50 and p99, from the service's log), errors, over ``rounds`` shuffled rounds of ``duration`` s at ``rps``.
     ``speedup`` is the median CPU ms of the fastest of the ``baselines`` (the fp32 bundles; default: the first bundle)
     over this one's — against the best fp32 baseline, never a slow one."""
-    from .bundle import load_bundle
-    from .loadtest import run_loadtest
-    from .process import ServiceProcess
+    from recbook.serve.bundle import load_bundle
+    from recbook.serve.loadtest import run_loadtest
+    from recbook.serve.process import ServiceProcess
 
     if not bundles:
         raise ValueError("bundles is empty: pass {name: bundle folder}")
