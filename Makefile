@@ -40,7 +40,8 @@ unit: setup
 	$(RUN) -m pytest -m "not slow" tests
 
 lint: setup
-	$(BIN)/python -m ruff check recbook tests tools site
+	$(BIN)/python -m ruff check recbook recbook_course tests tools site
+	$(BIN)/lint-imports
 
 notebooks: setup
 	$(RUN) -m pytest --nbval-lax --nbval-cell-timeout=1200 notebooks

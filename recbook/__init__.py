@@ -1,19 +1,22 @@
 """recbook — the companion package of the recbook course.
 
-Each module holds one idea and names the notebook that teaches it:
+Folders that name the course's parts, each importing only those below it (``[tool.importlinter]`` in pyproject.toml):
 
-- :mod:`recbook.perf.device`     environment report, device, seeds (00_setup)
-- :mod:`recbook.profile`    profiles: every size a notebook uses (00_setup)
-- :mod:`recbook.training.losses`     binary cross-entropy and distillation loss (01_cross_entropy)
-- :mod:`recbook.evaluation.metrics`    AUC and top-k ranking metrics, sampled / full ranking (01, 03)
-- :mod:`recbook.data`       datasets, splits, negatives, text pairs, tokenization (02_data)
-- :mod:`recbook_course.exercises`  self-checks for the notebooks' exercises
-- :mod:`recbook_course.record`     records what a notebook measured, for the course summary
-- :mod:`recbook.models`     the models, and the one registry of those fitted by name
-- :mod:`recbook.runs.recipe`   fit, evaluate, save and reload any registered model (what the command lines call)
-- :mod:`recbook.perf.timing`     timing and peak-memory measurement
-- :mod:`recbook.cli`        ``python -m recbook``: parses arguments, calls the library, prints
+- :mod:`recbook.cli`          ``python -m recbook``: one module per command
+- :mod:`recbook.serve`        the recommendation service and its bundle (12)
+- :mod:`recbook.compress`     pruning, distillation, quantization, the benchmark (06–09)
+- :mod:`recbook.continual`    drift, retention, update strategies (13)
+- :mod:`recbook.distributed`  ``torchrun``: DDP, FSDP2, tensor parallelism (10)
+- :mod:`recbook.runs`         fit any model by name, run records, the cache of fits
+- :mod:`recbook.models`       the ``Recommender`` contract, the registry, one file per model (03, 04)
+- :mod:`recbook.finetune`     PEFT, adapters, hard negatives (04c, 05)
+- :mod:`recbook.evaluation`   metrics, confidence intervals, the protocol, robustness (01, 03)
+- :mod:`recbook.training`     the one training loop, checkpoints, losses (01, 03)
+- :mod:`recbook.data`         datasets, splits, negatives, text pairs (02)
+- :mod:`recbook.perf`         device, timing, acceleration (00, 11)
+- :mod:`recbook.profile`, :mod:`recbook.errors`, :mod:`recbook.usage`   sizes, errors, accepted values
 
+The course's own helpers (exercise checks, records, the release) are in :mod:`recbook_course`, beside the library.
 Importing ``recbook`` loads nothing else (torch included): each module is imported when used.
 """
 

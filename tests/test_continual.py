@@ -10,27 +10,10 @@ import pytest
 import torch
 
 from recbook import cli
+from recbook.continual.experiment import fit_base_for, pooled_forgetting, pooled_next_window, run_seeds, run_strategies, seeds_table, tune_updates
 from recbook.continual.retention import ReservoirBuffer, ewc_penalty, fisher_diagonal
-from recbook.continual.strategies import (
-    STRATEGIES,
-    Stream,
-    UpdateConfig,
-    fit_base,
-    fit_base_for,
-    next_item_metrics,
-    per_user,
-    pooled_forgetting,
-    pooled_next_window,
-    run_seeds,
-    run_strategies,
-    seeds_table,
-    start_state,
-    target_windows,
-    tune_updates,
-    update,
-    validation_score,
-    window_events,
-)
+from recbook.continual.strategies import STRATEGIES, UpdateConfig, fit_base, start_state, update, validation_score
+from recbook.continual.stream import Stream, next_item_metrics, per_user, target_windows, window_events
 from recbook.data import leave_last_out, make_drift_stream, temporal_windows
 from recbook.data.windows import user_sequences
 from recbook.evaluation.protocol import evaluate, history_for_test, make_eval_set

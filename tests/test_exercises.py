@@ -361,7 +361,7 @@ def test_unknown_exercise():
 
 def _epoch_runs(shift=0.01, seeds=(0, 0)):
     """Two hand-made ContinualResults of finetune (1 and 8 epochs), 8 epochs forgetting ``shift`` more per unit."""
-    from recbook.continual.strategies import ContinualResult
+    from recbook.continual.experiment import ContinualResult
 
     rng = np.random.default_rng(0)
     users = list(range(60))

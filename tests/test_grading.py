@@ -238,7 +238,8 @@ from scipy.stats import rankdata
 from recbook.data import leave_last_out, make_synthetic
 from recbook.evaluation.protocol import cascade, evaluate, make_eval_set
 from recbook.models.popularity import Popularity
-from recbook.models.sequential import SequentialConfig, default_train_config, fit_sequential
+from recbook.models.sequential import SequentialConfig
+from recbook.models.sequential_fit import default_train_config, fit_sequential
 from recbook.finetune.hard_negatives import CachedScorer, only_with_heldout
 from recbook.evaluation.stats import paired_comparison
 SEED, TOP_N = 0, 10
@@ -256,7 +257,8 @@ per_user["full"][names["hard"]] = evaluate(two_stage, test_set, "full", per_user
 import numpy as np
 from recbook.data import leave_last_out, make_synthetic
 from recbook.evaluation.protocol import evaluate_models, make_eval_set
-from recbook.models.sequential import SequentialConfig, default_train_config, fit_sequential
+from recbook.models.sequential import SequentialConfig
+from recbook.models.sequential_fit import default_train_config, fit_sequential
 from recbook.evaluation.stats import paired_comparison
 from tests.helpers import load_tool
 SEED = 0
@@ -271,7 +273,8 @@ import numpy as np
 from recbook.data import make_synthetic
 from recbook.data.splits import cold_item_split
 from recbook.evaluation.protocol import evaluate_models, make_cold_eval_set
-from recbook.models.sequential import SequentialConfig, SequentialScorer, default_train_config, fit_sequential
+from recbook.models.sequential import SequentialConfig, SequentialScorer
+from recbook.models.sequential_fit import default_train_config, fit_sequential
 from recbook.evaluation.stats import paired_comparison
 SEED, budget = 0, 5.0
 ds = make_synthetic(seed=SEED, n_users=60, n_items=40, mean_interactions=10)
@@ -310,7 +313,9 @@ synthetic = make_synthetic(seed=SEED, n_users=60, n_items=80)
 split = leave_last_out(synthetic.interactions)
 """,
     "13.epochs_forgetting": """
-from recbook.continual.strategies import Stream, UpdateConfig, fit_base_for, run_strategies
+from recbook.continual.stream import Stream
+from recbook.continual.strategies import UpdateConfig
+from recbook.continual.experiment import fit_base_for, run_strategies
 from recbook.data import make_drift_stream, temporal_windows
 from recbook.models.sequential import SequentialConfig
 from recbook.evaluation.stats import paired_comparison
@@ -324,7 +329,7 @@ base, _ = fit_base_for(stream, windows, ds.n_items, SequentialConfig(dim=16, lay
     "09.student_window": """
 import tempfile
 from pathlib import Path
-from recbook.compress.request import run_request_bench
+from recbook.compress.request_bench import run_request_bench
 from recbook.models import create
 from recbook.runs.recipe import Fitted, prepare_data, run_record, save_fitted
 SEED, REQUEST_ROUNDS = 0, 1

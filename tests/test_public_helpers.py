@@ -206,7 +206,7 @@ def test_notebook_name_from_a_name_a_file_or_a_path():
 
 
 def test_request_bench_markdown_states_the_protocol_and_one_row_per_variant():
-    from recbook.compress.request import request_bench_markdown
+    from recbook.compress.request_bench import request_bench_markdown
 
     assert request_bench_markdown([]) == "(no variants)\n"
     row = {"model": "lmrec", "data": "synthetic", "users": 50, "threads": 1, "rounds": 3, "requests": 20, "baseline": "onnx-fp32",

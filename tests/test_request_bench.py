@@ -10,14 +10,8 @@ import pytest
 import torch
 
 from helpers import exit_2_one_line
-from recbook.compress.request import (
-    build_variants,
-    padded,
-    quantize_table,
-    table_bytes,
-    top_k_overlap,
-    verdict,
-)
+from recbook.compress.request import build_variants, quantize_table, table_bytes
+from recbook.compress.request_bench import padded, top_k_overlap, verdict
 from recbook.compress.request_variants import parse_variant
 from recbook.models.sequential import SequentialConfig, SequentialRecommender
 
@@ -102,7 +96,7 @@ def sasrec_run(tmp_path_factory, tiny_profile):
 @pytest.mark.parametrize("name", ["sasrec", "bert4rec"])
 def test_the_fp32_variant_scores_what_the_recommender_scores(tmp_path_factory, tiny_profile, tmp_path, name):
     """The benchmark's reference is the model as it is served and evaluated (BERT4Rec reads the [MASK] it appends)."""
-    from recbook.compress.request import run_request_bench
+    from recbook.compress.request_bench import run_request_bench
 
     folder, ndcg = _run(tmp_path_factory, tiny_profile, name)
     records = run_request_bench(folder, tmp_path, ["fp32", "onnx-fp32"], rounds=1, n_requests=5)
@@ -299,7 +293,7 @@ def test_distillation_learns_the_teacher_on_data(tiny_profile):
 
 
 def _record(name, diff, low, overlap, speedup, smaller, verdict_=None):
-    from recbook.compress.request import DEFAULT_MARGIN
+    from recbook.compress.request_bench import DEFAULT_MARGIN
 
     v = verdict_ or ("reference" if name == "fp32" else verdict(low, overlap))
     return {"variant": name, "ndcg10_diff": diff, "ndcg10_diff_ci95": [low, diff + 0.01], "top10_overlap": overlap, "speedup": speedup,
@@ -308,7 +302,7 @@ def _record(name, diff, low, overlap, speedup, smaller, verdict_=None):
 
 
 def test_targets_and_the_cheapest_variant_follow_the_rule(tmp_path):
-    from recbook.compress.request import cheapest_non_inferior, plot_request_bench, request_targets
+    from recbook.compress.request_bench import cheapest_non_inferior, plot_request_bench, request_targets
 
     records = [_record("fp32", 0, 0, 1.0, 0.5, 1.0), _record("onnx-fp32", 0, 0, 1.0, 1.0, 0.97),
                _record("a", -0.001, -0.003, 0.95, 1.2, 9.0), _record("b", 0.003, -0.007, 0.64, 4.9, 2.8),

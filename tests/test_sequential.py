@@ -8,12 +8,8 @@ import torch
 from recbook.data.splits import cold_item_split, leave_last_out
 from recbook.data.windows import training_windows, user_sequences
 from recbook.models.item_text import item_text_embeddings
-from recbook.models.sequential import (
-    SequentialConfig,
-    SequentialRecommender,
-    default_train_config,
-    fit_sequential,
-)
+from recbook.models.sequential import SequentialConfig, SequentialRecommender
+from recbook.models.sequential_fit import default_train_config, fit_sequential
 from recbook.training.loop import TrainConfig, train_model
 
 

@@ -78,7 +78,9 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from recbook.continual.strategies import Stream, UpdateConfig, run_strategies
+from recbook.continual.stream import Stream
+from recbook.continual.strategies import UpdateConfig
+from recbook.continual.experiment import run_strategies
 from recbook_course.record import figure_path, record
 from recbook.data import leave_last_out, load_movielens_100k, make_drift_stream, obtain_movielens_100k, temporal_windows
 from recbook.perf.device import detect_device, environment_report, format_report, seed_everything
@@ -366,7 +368,7 @@ serves no window; it is there to measure forgetting. **Cost**: process CPU secon
 validation passes included), per seed — the cost measure; `examples` (training targets processed) is not proportional
 to it, e.g. replayed targets are spread over many users' windows."""),
     code("""# NBVAL_IGNORE_OUTPUT
-from recbook.continual.strategies import TUNING_GRID, fit_base_for, run_seeds, seeds_table, tune_updates
+from recbook.continual.experiment import fit_base_for, run_seeds, seeds_table, tune_updates, TUNING_GRID
 
 stream = Stream.from_interactions(windows.interactions, ds.item_ids).hold_out(*HOLDOUT, seed=SEED)
 fixed = {"epochs": UPDATE_EPOCHS, "replay_size": REPLAY_SIZE, "ewc_lambda": EWC_LAMBDA, "lora_rank": LORA_RANK}
@@ -413,7 +415,7 @@ print(f"{len(SEEDS)} seeds × {len(table)} strategies in {time.perf_counter() - 
 table[["NDCG@10", "ci_low", "ci_high", "seed_min", "seed_max", "÷ retrain", "ratio_low", "ratio_high", "forgetting",
        "forgetting_low", "forgetting_high", "cpu_s", "examples"]].round(4)"""),
     code("""# NBVAL_IGNORE_OUTPUT
-from recbook.continual.strategies import pooled_forgetting, pooled_next_window
+from recbook.continual.experiment import pooled_forgetting, pooled_next_window
 
 ndcg = {name: pooled_next_window(results, name) for name in table.index}  # windows 2 …, each unit averaged over the seeds
 replay_ratio = table.loc["replay", ["÷ retrain", "ratio_low", "ratio_high"]]
@@ -656,7 +658,9 @@ The table summarises each model separately; the cell after it compares the two I
 users, with a newly drawn inserted item (the same for both models) placed among the last ten items (nearer the prediction
 than the table's insertion, so the lists can be expected to move more there: compare the two overlaps)."""),
     code("""# NBVAL_IGNORE_OUTPUT
-from recbook.models.sequential import SequentialConfig, default_train_config, fit_sequential, item_text_embeddings
+from recbook.models.item_text import item_text_embeddings
+from recbook.models.sequential import SequentialConfig
+from recbook.models.sequential_fit import default_train_config, fit_sequential
 from recbook.evaluation.robustness import robustness_table
 
 split = leave_last_out(ds.interactions, drop_short_users=True)

@@ -52,7 +52,7 @@ for ratios, want in (((0.5, 2.0), 1.0), (np.array([1.5, 2.0]), 3.0), ((4,), 4.0)
 # %% 09.student_window | 2 points
 # Catches: a verdict read from the interval alone (the rule also asks for a top-10 overlap of 0.8), a comparison of costs
 # across two separate benchmark runs, and an answer that does not come from the records passed.
-from recbook.compress.request import verdict
+from recbook.compress.request_bench import verdict
 
 records = {r["variant"]: r for r in answer["records"]}
 five, ten = records["mlp-student-last5"], records["mlp-student-last10"]

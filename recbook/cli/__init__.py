@@ -22,7 +22,7 @@ folder, every file listed with its sha256 in ``manifest.json``); ``serve`` runs 
 uvicorn (:mod:`recbook.serve.app`; API keys from ``RECBOOK_API_KEYS``, loopback only unless ``--allow-remote``);
 ``loadtest`` offers an open-loop Poisson load to a local service and prints latency percentiles
 (:mod:`recbook.serve.loadtest`). ``update`` updates a saved sasrec with newer interactions by one strategy
-(:func:`recbook.continual.strategies.update_run`) and writes a new versioned checkpoint and serving bundle. Bad arguments print a clear message and exit with code 2.
+(:func:`recbook.cli.update.update_run`) and writes a new versioned checkpoint and serving bundle. Bad arguments print a clear message and exit with code 2.
 
 This module only parses arguments, calls the library (:mod:`recbook.runs.recipe`, :mod:`recbook.compress.bench`,
 :mod:`recbook.compress`) and prints; its imports are light (``--help`` loads neither torch nor the

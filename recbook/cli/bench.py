@@ -106,10 +106,10 @@ def _set_threads(threads: int | None) -> None:
 
 def _bench_request(args) -> dict:
     """``bench --target request``: the request path of a sequential run, judged by full-ranking NDCG@10 on every test user,
-    top-10 overlap with fp32 and CPU ms per request (:func:`recbook.compress.request.run_request_bench`)."""
+    top-10 overlap with fp32 and CPU ms per request (:func:`recbook.compress.request_bench.run_request_bench`)."""
     if not args.model:
         raise UsageError("bench --target request needs --model (the --out folder of 'recbook train --model lmrec', or sasrec)")
-    from recbook.compress.request import request_bench_markdown, run_request_bench
+    from recbook.compress.request_bench import request_bench_markdown, run_request_bench
     from recbook.compress.request_variants import VARIANTS, parse_variant
 
     names = list(VARIANTS) if args.variants is None else [v.strip() for v in args.variants.split(",") if v.strip()]

@@ -66,7 +66,8 @@ def update_run(model_dir, data: str, until, strategy: str, out, since=None, conf
 
     import pandas as pd
 
-    from recbook.continual.strategies import STRATEGIES, Stream, UpdateConfig, start_state, update
+    from recbook.continual.strategies import STRATEGIES, UpdateConfig, start_state, update
+    from recbook.continual.stream import Stream
     from recbook.models import SEQUENTIAL_MODELS
     from recbook.runs.recipe import catalogue_fingerprint, check_catalogue, checkpoint_folder, load_data_source, run_profile
     from recbook.serve.bundle import sha256_of
@@ -135,7 +136,7 @@ def update_run(model_dir, data: str, until, strategy: str, out, since=None, conf
 
 def update_drift(dataset, since: int, until: int) -> dict:
     """Drift of the new data ``[since, until)`` against everything before it (:func:`recbook.continual.drift.drift_report`,
-    summarised by :func:`recbook.continual.drift.drift_summary` with the default detector): what ``update`` stores as the
+    summarised by :func:`recbook.continual.drift_export.drift_summary` with the default detector): what ``update`` stores as the
     bundle's ``drift.json`` and the service exports as ``recbook_drift_psi`` / ``recbook_update_due``."""
     from recbook.continual.drift import drift_report
     from recbook.continual.drift_export import drift_summary

@@ -1,4 +1,7 @@
-"""Model compression for the cross-encoder: pruning, distillation, quantization, compact storage.
+"""Making the recommender cheaper: pruning (``prune``), distillation (``distill``, ``student``), quantization
+(``quantize``, ``onnx``), compact files (``storage``); the cross-encoder's variants (``variants``) measured by
+``bench`` and read by ``report``; the catalogue encoder (``catalogue``); what runs per request, compressed
+(``request``, ``request_variants``).
 
-Taught in notebooks ``06_pruning`` … ``09_compression_pareto``; measured by :mod:`recbook.compress.bench`.
+Taught in notebooks ``06_pruning`` … ``09_compression_pareto``.
 """

@@ -192,7 +192,8 @@ def catalogue_bench(dataset, cold_fraction: float = 0.1, seed: int = 0, epochs: 
     from recbook.evaluation.protocol import make_cold_eval_set, make_eval_set
     from recbook.models.backbone import resolve_model_path
     from recbook.models.item_text import _model_identity
-    from recbook.models.sequential import SequentialConfig, SequentialRecommender, default_train_config, fit_sequential
+    from recbook.models.sequential import SequentialConfig, SequentialRecommender
+    from recbook.models.sequential_fit import default_train_config, fit_sequential
 
     if not 0 < cold_fraction < 1:
         raise ValueError(f"cold_fraction must be in (0, 1), got {cold_fraction}")

@@ -203,7 +203,8 @@ def distill_user_encoder(teacher, dataset, split, config: StudentConfig | None =
     (full-ranking NDCG@10, the user's training items excluded), the best epoch's weights kept."""
     from recbook.data.windows import WindowDataset, user_sequences
     from recbook.evaluation.protocol import evaluate, make_eval_set
-    from recbook.models.sequential import SequentialScorer, default_train_config
+    from recbook.models.sequential import SequentialScorer
+    from recbook.models.sequential_fit import default_train_config
     from recbook.training.loop import train_model
 
     config = config or StudentConfig()

@@ -75,7 +75,7 @@ class SASRec(Recommender):
     objective = "causal"
 
     def fit(self, dataset, split, progress: bool = False) -> "SASRec":
-        from recbook.models.sequential import fit_sequential
+        from recbook.models.sequential_fit import fit_sequential
 
         self.train_seconds = 0.0
         fit = self.select_fit(dataset, split, self.text_features(dataset, split, progress), progress)
@@ -98,7 +98,7 @@ class SASRec(Recommender):
 
     def train_config(self, progress: bool = False, config=None):
         """The training loop's settings from ``config`` (default: the model's; early stopping on validation NDCG@10)."""
-        from recbook.models.sequential import default_train_config
+        from recbook.models.sequential_fit import default_train_config
 
         c = config or self.config
         return default_train_config(seed=c.seed, progress=progress, lr=c.lr, weight_decay=c.weight_decay, epochs=c.epochs,
@@ -106,7 +106,7 @@ class SASRec(Recommender):
 
     def early_stopped_fit(self, dataset, split, text_features, progress: bool = False, config=None):
         """Train on ``split.train`` and stop early on validation (``config`` defaults to the model's own)."""
-        from recbook.models.sequential import fit_sequential
+        from recbook.models.sequential_fit import fit_sequential
 
         c = config or self.config
         return fit_sequential(dataset, split, c.network_config(self.objective), self.train_config(progress, c), batch_size=c.batch_size,

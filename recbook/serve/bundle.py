@@ -254,7 +254,7 @@ class Bundle:
         """The retriever's query vector for each history (catalogue rows, oldest first): the bundle's ONNX user encoder
         over the last ``window`` items when it ships one, else the PyTorch retriever."""
         if self.user_encoder is not None:
-            from recbook.compress.request import padded
+            from recbook.compress.request_bench import padded
 
             seq = padded([np.asarray(h, dtype=np.int64) + 1 for h in histories], self.encoder_info["window"])
             return np.asarray(self.user_encoder(seq, self.lookup[seq]), dtype=np.float32)

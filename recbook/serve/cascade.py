@@ -199,7 +199,7 @@ def real_cascade_scorers(dataset, split, profile, workdir, model_name_or_path=No
                          progress: bool = False) -> RealCascade:
     """The production cascade of notebook 12 from a dataset: SASRec retriever → int8 ONNX cross-encoder.
 
-    1. SASRec (:func:`recbook.models.sequential.fit_sequential`, causal objective) trained for at most
+    1. SASRec (:func:`recbook.models.sequential_fit.fit_sequential`, causal objective) trained for at most
        ``retriever_seconds`` with early stopping on validation;
     2. a cross-encoder fine-tuned for ``rerank_steps`` steps on hard negatives mined from that retriever's top
        ``top_n`` (:func:`recbook.finetune.hard_negatives.hard_negative_pairs`, :func:`recbook.finetune.hard_negatives.fit_reranker`) — the job it
@@ -216,7 +216,8 @@ def real_cascade_scorers(dataset, split, profile, workdir, model_name_or_path=No
     from recbook.data.text import HISTORY_FIELD
     from recbook.finetune.hard_negatives import fit_reranker, hard_negative_pairs, sequential_history_scorer
     from recbook.models.cross_encoder import CrossEncoderScorer
-    from recbook.models.sequential import SequentialConfig, default_train_config, fit_sequential
+    from recbook.models.sequential import SequentialConfig
+    from recbook.models.sequential_fit import default_train_config, fit_sequential
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)

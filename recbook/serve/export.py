@@ -66,7 +66,7 @@ def write_bundle(out: str | os.PathLike, retriever, dataset, history, reranker=N
     ``timestamp``); ``reranker`` (optional): a :class:`recbook.models.cross_encoder.CrossEncoder` with its
     ``tokenizer``, exported to ONNX and quantized to int8 here; ``reranker_config``: ``max_length``,
     ``max_history_items``, ``max_history_tokens``. ``version`` defaults to a UTC time stamp plus a content hash.
-    ``drift`` (optional): drift measurements of the data this version learned from (:func:`recbook.continual.drift.drift_summary`),
+    ``drift`` (optional): drift measurements of the data this version learned from (:func:`recbook.continual.drift_export.drift_summary`),
     written as ``drift.json`` — listed in the manifest like every file — which the service exports as gauges.
     ``user_encoder`` (optional): the request path of a variant of :mod:`recbook.compress.request` — ``{"variant": name,
     "onnx": path of its ONNX user encoder, "window": items it reads, "table_bits": 32, 8 or 4}`` — stored as

@@ -46,7 +46,7 @@ def _combined_ratio(fn):
            "say whether it is cheaper per request, give the lower end of its paired NDCG@10 interval against fp32, and its "
            "verdict by the rule of section 4.")
 def _student_window(answer):
-    from recbook.compress.request import MIN_OVERLAP, verdict
+    from recbook.compress.request_bench import MIN_OVERLAP, verdict
     from recbook_course.exercises.common import _dict_with
 
     hint = _dict_with(answer, ("records", "cheaper", "ndcg10_diff_low", "verdict"), "records, cheaper, ndcg10_diff_low and verdict")
