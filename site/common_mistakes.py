@@ -1,8 +1,8 @@
 """Common mistakes per exercise, for the instructor guide (hand-written; build.py renders them).
 
-Each is a wrong answer that ``tests/test_exercises.py`` plants (its ``WRONG`` answers) and that the exercise's
+Each is a wrong answer that ``tests/course/test_exercises.py`` plants (its ``WRONG`` answers) and that the exercise's
 checker in ``recbook_course/exercises/`` rejects with a hint; build.py shows the checker's hints next to it, read from
-the checker's source. tests/test_site.py fails when an exercise has no entry here, or an entry names no exercise.
+the checker's source. tests/course/test_site.py fails when an exercise has no entry here, or an entry names no exercise.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Further reading (hand-written; build.py renders it on every chapter page and on the further-reading page).
 
 ``REFERENCES``: every paper the site lists, by key. ``ARTICLE_READING``: the six papers the seed article recommends
-(its §7.3), in its order. ``CHAPTER_READING``: per chapter, the papers the notebook itself cites (tests/test_site.py
+(its §7.3), in its order. ``CHAPTER_READING``: per chapter, the papers the notebook itself cites (tests/course/test_site.py
 checks that every "Author et al., YEAR" / "Author & Author, YEAR" citation in a notebook's text is listed for
 that chapter), then background the chapter builds on.
 """
@@ -132,7 +132,7 @@ REFERENCES: dict[str, Reference] = {
 # The seed article's §7.3, in its order.
 ARTICLE_READING: tuple[str, ...] = ("vaswani2017", "devlin2019", "radford2019", "houlsby2019", "zhang2023", "li2021")
 
-# Per chapter: (cited in the notebook, background). Every notebook must have an entry (tests/test_site.py).
+# Per chapter: (cited in the notebook, background). Every notebook must have an entry (tests/course/test_site.py).
 CHAPTER_READING: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "00_setup": ((), ("vaswani2017", "devlin2019")),
     "01_cross_entropy": ((), ("rendle2009",)),

@@ -1,7 +1,7 @@
 """The glossary: the seed article's Chinese terms next to the course's English ones (hand-written; build.py renders it).
 
 Each entry: the English term(s) the course uses, the Chinese term(s), how the seed article writes it when it
-uses it (``article``: the exact phrase, checked against the article by tests/test_site.py when the article is
+uses it (``article``: the exact phrase, checked against the article by tests/course/test_site.py when the article is
 at hand; ``None`` when the article does not use the term and the course adds it), a one- or two-sentence
 definition, and the chapters that teach it (notebook names; build.py links each chapter page to its terms).
 """

@@ -12,7 +12,7 @@ follow the ml-100k layout so that ``recbook.data.read_movielens_100k_folder`` ca
 - ``u.user``: ``user id | age | gender | occupation | zip code``; one zip code has letters, two start with 0.
 
 The parser checks the real file's counts (100,000 ratings, 943 users, 1,682 items), so this copy is rejected as-is;
-tests/test_data_movielens.py patches the expected counts (``COUNTS``) to parse it. Edit the rows and the numbers the
+tests/unit/data/test_movielens.py patches the expected counts (``COUNTS``) to parse it. Edit the rows and the numbers the
 tests check together.
 """
 

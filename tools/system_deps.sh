@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # System programs that some tests need, from Debian's packages — run by `make setup` (so by both README commands).
 # Best effort: without apt-get, root or a package mirror, it says so and the tests that need a program skip with a message.
-#   redis-server  the shared rate-limit store of the service (tests/test_serve_limits.py starts its own server on a free
+#   redis-server  the shared rate-limit store of the service (tests/unit/serve/test_limits.py starts its own server on a free
 #                 127.0.0.1 port and stops it). Installed with a temporary policy-rc.d that forbids starting services,
 #                 so no Redis daemon is left running on the machine, with or without an init system.
 #   chromium      only with a second argument `chromium` (make site-check): the headless browser that opens every page of
 #                 the built site (tools/site_check.py); large, so not part of every setup
-#   promtool      Prometheus's rule checker (tests/test_deploy.py): unpacked from Debian's prometheus package into
+#   promtool      Prometheus's rule checker (tests/integration/test_deploy.py): unpacked from Debian's prometheus package into
 #                 VENV/tools rather than installed, so no Prometheus server is installed or started
 set -uo pipefail
 venv=${1:-.venv}

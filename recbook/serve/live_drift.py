@@ -69,7 +69,7 @@ class LiveDrift:
         rng = np.random.default_rng(seed)
         # The null: PSI between a bootstrap copy of the reference and a window drawn from it. Live traffic comes from
         # other users than the reference's, so both sides carry sampling error; comparing windows with the reference
-        # itself would leave the reference's own out and alarm too often (tests/test_drift_power.py).
+        # itself would leave the reference's own out and alarm too often (tests/unit/continual/test_drift_power.py).
         boot_items, boot_lengths = self._bootstrap_references(reference_rows, reference_lengths, draws, rng)
         null_items = [_psi(_shares(ref, eps), _shares(counts, eps))
                       for ref, counts in zip(boot_items, self._null_windows(reference_rows, reference_lengths, draws, rng))]

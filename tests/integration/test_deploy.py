@@ -11,7 +11,7 @@ import yaml
 
 from recbook.serve.scaling import desired_replicas, explain_replicas
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "deploy" / "prometheus"
 K8S = ROOT / "deploy" / "k8s"
 K8S_VERSION = "1.33.0"  # a recent release that kubernetes-validate ships schemas for

@@ -15,7 +15,7 @@ from recbook_course.exercises import list_exercises
 # Sphinx 9 deprecations inside myst-parser and sphinx-book-theme: not ours, and not Sphinx warnings (those fail the build).
 pytestmark = pytest.mark.filterwarnings("ignore:.*is deprecated. Check CHANGES for Sphinx API modifications")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "site"
 SEED = ROOT.parent / "shared" / "seed"
 NOTEBOOK_NAMES = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]*.ipynb"))

@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import load_tool
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 load = load_tool  # tools/<name>.py as a module
@@ -166,7 +166,7 @@ def test_progress_bars_are_stored_at_their_final_state():
 
 
 def test_gpu_check_reports_each_check_and_fails_on_any(capsys):
-    spec = importlib.util.spec_from_file_location("gpu_check", Path(__file__).resolve().parents[1] / "tools" / "gpu_check.py")
+    spec = importlib.util.spec_from_file_location("gpu_check", Path(__file__).resolve().parents[2] / "tools" / "gpu_check.py")
     gpu_check = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gpu_check)
 

@@ -11,7 +11,7 @@ import pytest
 
 from recbook.distributed.embed import shard_bounds
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_shards_are_contiguous_balanced_and_cover_everything():

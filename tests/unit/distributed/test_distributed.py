@@ -12,7 +12,7 @@ import torch
 from recbook.distributed import ShardedEmbedding, local_state_bytes
 from recbook.distributed.checks import global_batches, tiny_cross_encoder
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def torchrun(*args, nproc=2, timeout=300, env=None):

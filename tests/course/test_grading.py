@@ -17,7 +17,7 @@ import pytest
 
 from tests.helpers import load_tool
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = "01_cross_entropy"
 
 

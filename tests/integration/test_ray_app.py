@@ -8,7 +8,7 @@ import time
 import pytest
 
 pytest.importorskip("ray.serve", reason="Ray Serve is not installed (pip install 'recbook[ray]')")
-serve_bundle_helpers = pytest.importorskip("test_serve_bundle", reason="the serving bundle helpers (tests/test_serve_bundle.py) are missing")
+serve_bundle_helpers = pytest.importorskip("serve_helpers", reason="the serving helpers (tests/serve_helpers.py) are missing")
 
 from recbook.serve.app import ServeSettings  # noqa: E402
 from recbook.serve.process import free_port  # noqa: E402

@@ -1,65 +1,19 @@
 """The serving bundle (issue 12): written atomically, every file's sha256 in the manifest, verified before loading,
-only data formats read. Also home of the tiny bundles the other test_serve_* files serve (``serve_bundles``)."""
+only data formats read (the tiny bundles come from tests/serve_helpers.py)."""
 
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
 
-USER_OFFSET = 731_000_000  # user ids no other number in a log line looks like (the masking test greps for them)
-BUNDLE_CACHE: dict = {}
-
-
-def tiny_retriever(n_items: int, seed: int):
-    import torch
-
-    from recbook.models.sequential import SequentialConfig, SequentialRecommender
-
-    torch.manual_seed(seed)
-    return SequentialRecommender(n_items, SequentialConfig(max_len=16, dim=16, layers=1, heads=2, dropout=0.0)).eval()
-
-
-def tiny_data():
-    from recbook.data import leave_last_out, make_synthetic
-    from recbook.evaluation.protocol import history_for_test
-
-    ds = make_synthetic(seed=0, n_users=30, n_items=40)
-    history = history_for_test(leave_last_out(ds.interactions, drop_short_users=True))
-    history = history.assign(user_id=history["user_id"] + USER_OFFSET)
-    return ds, history
-
-
-def serve_bundles(root, tiny_backbone) -> dict:
-    """``{"v1", "v2", "plain"}``: two versions with an int8 ONNX re-ranker (v2's parent is v1), one without re-ranker.
-    Built once per test session (seconds), under ``root``."""
-    if "v1" in BUNDLE_CACHE:
-        return BUNDLE_CACHE
-    from helpers import tiny_cross_encoder_from
-    from recbook.models.backbone import load_tokenizer
-    from recbook.serve.export import write_bundle
-
-    ds, history = tiny_data()
-    tokenizer = load_tokenizer(tiny_backbone)
-    config = {"max_length": 48, "max_history_items": 4, "max_history_tokens": 24}
-    reranker = tiny_cross_encoder_from(tiny_backbone)
-    BUNDLE_CACHE["v1"] = write_bundle(root / "v1", tiny_retriever(ds.n_items, 0), ds, history, reranker, tokenizer, config, version="v1")
-    BUNDLE_CACHE["v2"] = write_bundle(root / "v2", tiny_retriever(ds.n_items, 1), ds, history, reranker, tokenizer, config, version="v2",
-                                      parent="v1")
-    BUNDLE_CACHE["plain"] = write_bundle(root / "plain", tiny_retriever(ds.n_items, 0), ds, history, version="plain")
-    return BUNDLE_CACHE
+from serve_helpers import USER_OFFSET, copy_of, serve_bundles, tiny_data, tiny_retriever
 
 
 @pytest.fixture(scope="session")
 def bundles(tmp_path_factory, tiny_backbone):
     return serve_bundles(tmp_path_factory.mktemp("bundles"), tiny_backbone)
 
-
-def copy_of(bundle, tmp_path, name="copy"):
-    target = tmp_path / name
-    shutil.copytree(bundle, target)
-    return target
 
 
 def test_manifest_lists_every_file_with_its_sha256(bundles):

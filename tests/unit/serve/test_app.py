@@ -8,18 +8,13 @@ metrics, request ids, masked user ids in logs, micro-batching, and a hot swap un
 import contextlib
 import json
 import logging
-import socket
 import threading
 import time
 
 import httpx
 import pytest
-from test_serve_bundle import USER_OFFSET, copy_of, serve_bundles
 
-API_KEY = "client-key-0123456789abcdef"
-OTHER_KEY = "second-key-0123456789abcdef"
-ADMIN_KEY = "admin-key-0123456789abcdef"
-HEADERS = {"X-API-Key": API_KEY}
+from serve_helpers import ADMIN_KEY, API_KEY, HEADERS, OTHER_KEY, USER_OFFSET, copy_of, running, serve_bundles, settings
 
 
 @pytest.fixture(scope="session")
@@ -30,46 +25,6 @@ def bundles(tmp_path_factory, tiny_backbone):
 def _metric_value(text: str, sample: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(sample + " "))
 
-
-def settings(**overrides):
-    from recbook.serve.app import ServeSettings
-
-    # torch_threads=None: an in-process server must not change the test process's torch threads
-    values = dict(api_keys=(API_KEY, OTHER_KEY), admin_keys=(ADMIN_KEY,), log_salt="test-salt", ort_threads=1, torch_threads=None)
-    values.update(overrides)
-    return ServeSettings(**values)
-
-
-@contextlib.contextmanager
-def running(app, wait_ready: bool = True, holder: dict | None = None):
-    """Serve ``app`` with uvicorn on a free loopback port in a thread; yield an httpx client; always shut down.
-    ``holder["server"]`` gets the uvicorn server (to stop it from a test)."""
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    if holder is not None:
-        holder["server"], holder["thread"] = server, thread
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20)
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.02)
-        while wait_ready and client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline, client.get("/readyz").text
-            time.sleep(0.05)
-        yield client
-    finally:
-        client.close()
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
-        assert not thread.is_alive(), "the server did not stop"
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ import json
 
 import numpy as np
 import pytest
-from test_serve_bundle import tiny_data, tiny_retriever
+
+from serve_helpers import tiny_data, tiny_retriever
 
 
 def test_model_cpu_ms_reads_answered_requests_after_the_warm_up(tmp_path):

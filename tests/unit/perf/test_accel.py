@@ -111,7 +111,7 @@ def test_gpu_check_skips_without_cuda():
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: run tools/gpu_check.py by hand")
-    done = subprocess.run([sys.executable, "tools/gpu_check.py"], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    done = subprocess.run([sys.executable, "tools/gpu_check.py"], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[3])
     assert done.returncode == 0 and json.loads(done.stdout)["status"] == "skipped"
 
 

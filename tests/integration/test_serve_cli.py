@@ -8,11 +8,11 @@ import sys
 
 import httpx
 import pytest
-from test_serve_bundle import USER_OFFSET, copy_of, serve_bundles
 
 from helpers import exit_2_one_line
 from recbook import cli
 from recbook.serve.process import ServiceProcess, free_port
+from serve_helpers import USER_OFFSET, copy_of, serve_bundles
 
 API_KEY = "client-key-0123456789abcdef"
 

@@ -16,7 +16,7 @@ import recbook
 from recbook_course import release
 from tests.helpers import load_tool
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]*.ipynb"))
 
 
@@ -155,7 +155,7 @@ def test_release_check_flags_what_must_not_ship(tmp_path):
                 tf.addfile(info, io.BytesIO(b"x"))
 
     good_wheel = ["recbook/__init__.py", "recbook/data/movielens.py", "recbook-0.1.0.dist-info/METADATA"]
-    build(good_wheel, ["pyproject.toml", "README.md", "recbook/__init__.py", "tests/test_data_movielens.py"])
+    build(good_wheel, ["pyproject.toml", "README.md", "recbook/__init__.py", "tests/unit/data/test_movielens.py"])
     assert check.check_artifacts(wheel, sdist) == []
     build(good_wheel + ["ml-100k/u.data", "notebooks/00_setup.ipynb"], ["recbook/data/u.item", "student/00_setup.ipynb", "classroom/hidden_tests/01_cross_entropy.py"])
     problems = "\n".join(check.check_artifacts(wheel, sdist))

@@ -9,12 +9,11 @@ import time
 
 import numpy as np
 import pytest
-from test_serve_app import ADMIN_KEY, API_KEY, HEADERS, OTHER_KEY, running, settings
-from test_serve_bundle import serve_bundles
 
 from recbook.serve.batching import MicroBatcher, QueueFull
 from recbook.serve.process import free_port
 from recbook.serve.security import RateLimiter, SecurityConfigError, parse_keys
+from serve_helpers import ADMIN_KEY, API_KEY, HEADERS, OTHER_KEY, running, serve_bundles, settings
 
 
 @pytest.fixture(scope="module")

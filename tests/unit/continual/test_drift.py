@@ -352,11 +352,10 @@ def _bundle_with_drift(src, dst, values: dict | None = None, text: str | None = 
 def test_service_exposes_a_bundles_drift_json_and_follows_hot_swaps(tmp_path):
     pytest.importorskip("fastapi")
     pytest.importorskip("prometheus_client")
-    from test_serve_bundle import tiny_data, tiny_retriever
-
     from recbook.serve.app import ServeSettings, Service
     from recbook.serve.bundle import BundleError, verify_bundle
     from recbook.serve.export import write_bundle
+    from serve_helpers import tiny_data, tiny_retriever
 
     ds, history = tiny_data()
     plain = write_bundle(tmp_path / "plain", tiny_retriever(ds.n_items, 0), ds, history, version="plain")
