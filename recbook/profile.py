@@ -41,12 +41,12 @@ class Profile:
     learning_rate: float
     # logistic-regression recommender of notebook 01
     logreg_steps: int
-    # BERT fine-tuning (notebooks 04-05): optimizer steps (None = all epochs) and test users scored
+    # BERT fine-tuning (notebooks 04-10): optimizer steps (None = all epochs) and test users scored
     # by BERT models (None = all; a cross-encoder needs one BERT pass per candidate)
     bert_max_steps: int | None = None
     bert_eval_users: int | None = None
     mf_epochs: int = 30
-    # sequential recommenders (notebook 04s): seconds of training per model (early stopping may end sooner)
+    # sequential recommenders (notebook 04): seconds of training per model (early stopping may end sooner)
     seq_time_budget: float | None = 600.0
     # SASRec / BERT4Rec sizes: width, transformer blocks, items of history read
     seq_dim: int = 64

@@ -28,12 +28,12 @@ BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 # The extras each notebook's Colab cell installs (by notebook name without .ipynb); any other notebook gets DEFAULT_EXTRAS.
 DEFAULT_EXTRAS: tuple[str, ...] = ("model",)
 NOTEBOOK_EXTRAS: dict[str, tuple[str, ...]] = {
-    "06_pruning": ("model", "compress"),
-    "07_distillation": ("model", "compress"),
-    "08_quantization": ("model", "compress"),
-    "09_compression_pareto": ("model", "compress"),
-    "12_serving": ("model", "compress", "serve"),
-    "13_continual": ("model", "compress", "serve"),
+    "11_pruning": ("model", "compress"),
+    "12_distillation": ("model", "compress"),
+    "13_quantization": ("model", "compress"),
+    "14_compression_pareto": ("model", "compress"),
+    "17_serving": ("model", "compress", "serve"),
+    "18_continual": ("model", "compress", "serve"),
 }
 
 # The first line of every Colab set-up cell: how tools/release_cells.py finds the cell.

@@ -99,9 +99,9 @@ COLAB_LINK = re.compile(r"https://colab\.research\.google\.com/github/[^)\s\"'<>
 class Chapter:
     """What the site shows about one notebook, all read from the notebook (and README.md's course map)."""
 
-    name: str  # "04s_sequential"
+    name: str  # "04_sequential"
     path: Path
-    title: str  # "04s · Sequential recommenders: ..."
+    title: str  # "04 · Sequential recommenders: ..."
     promise: str  # the paragraph under the title
     time_note: str  # the notebook's own "**Time:** ..." sentence
     objectives: list[str]
@@ -174,7 +174,7 @@ def read_chapter(path: Path, teaches: dict[str, str]) -> Chapter:
 
 
 def _builds_on(chapter: Chapter, earlier: list[Chapter]) -> list[str]:
-    """The earlier chapters the notebook's text refers to (`04s`, `04a_finetune_bert`, notebook 03, 06–09, ...)."""
+    """The earlier chapters the notebook's text refers to (`04`, `06_finetune_bert`, notebook 03, 11–14, ...)."""
     nb = nbformat.read(chapter.path, as_version=4)
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     found = []

@@ -1,4 +1,4 @@
-"""The wider MF-BPR search behind notebook 04d's small MF grid (about 20 minutes on a 2-core CPU).
+"""The wider MF-BPR search behind notebook 09's small MF grid (about 20 minutes on a 2-core CPU).
 
 Same rule as the notebook: every setting fitted on ``split.for_tuning()`` and judged by full-ranking NDCG@10 on the
 validation items (``recbook.models.tuning.tune``); the test items are never looked at. Prints every setting, best last.
@@ -29,7 +29,7 @@ def main() -> None:
     profile = get_profile("quick")
     for grid in GRIDS:
         start = time.perf_counter()
-        result = tune("mf", ds, split, grid, profile=profile, model_seed=0)  # the seed notebook 04d tunes with
+        result = tune("mf", ds, split, grid, profile=profile, model_seed=0)  # the seed notebook 09 tunes with
         print(result.table.sort_values("NDCG@10").to_string(index=False))
         print(f"best {result.best} → validation NDCG@10 {result.score:.4f} ({time.perf_counter() - start:.0f} s)\n")
 

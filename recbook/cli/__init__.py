@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "or of the BERT that embeds the catalogue")
     be.add_argument("--target", choices=("checkpoint", "catalogue", "request"), default="checkpoint",
                     help="checkpoint: a cross-encoder from 'recbook train' (sampled protocol on --eval-users); catalogue: the "
-                         "sentence encoder of a text SASRec, judged on every user with paired CIs (notebooks 06-09); request: "
+                         "sentence encoder of a text SASRec, judged on every user with paired CIs (notebooks 11-14); request: "
                          "what runs per request (the user encoder and item table of a sasrec/bert4rec/lmrec run, --model), full "
                          "ranking on every test user and CPU ms per request -> OUT/request_bench.json")
     be.add_argument("--model", default=None, help="--target request: the --out folder of 'recbook train --model lmrec' (or sasrec, bert4rec)")

@@ -3,5 +3,5 @@
 ``bench`` and read by ``report``; the catalogue encoder (``catalogue``); what runs per request, compressed
 (``request``, ``request_variants``).
 
-Taught in notebooks ``06_pruning`` … ``09_compression_pareto``.
+Taught in notebooks ``11_pruning`` … ``14_compression_pareto``.
 """

@@ -1,6 +1,6 @@
 """Measure compressed variants of a cross-encoder against the fp32 baseline, honestly.
 
-Taught in notebooks ``06_pruning`` … ``09_compression_pareto``; also ``python -m recbook bench``.
+Taught in notebooks ``11_pruning`` … ``14_compression_pareto``; also ``python -m recbook bench``.
 
 Rules (COURSE.md, "Honesty rules"): every variant is timed **in one process, interleaved**
 (variant A, B, C, A, B, C, …) after warm-up, with the thread count fixed, so machine noise hits all

@@ -1,8 +1,8 @@
 """Compress the BERT that embeds the catalogue, and measure what the *recommender* loses — on every user.
 
-Taught in notebooks ``06``–``09``; also ``python -m recbook bench --target catalogue``.
+Taught in notebooks ``11``–``14``; also ``python -m recbook bench --target catalogue``.
 
-The sequential recommender of notebook ``04t`` represents each item by a learned projection of a
+The sequential recommender of notebook ``05`` represents each item by a learned projection of a
 **frozen** sentence embedding of its text (title, year, genres) from all-MiniLM-L6-v2. That BERT is
 what a production system runs most often — on every new or edited item — and it is what we compress.
 A compressed variant re-embeds the whole catalogue (about 1,700 short texts: seconds on a CPU), the

@@ -1,6 +1,6 @@
 """Knowledge distillation: a small student cross-encoder learns from the fine-tuned teacher.
 
-Taught in notebook ``07_distillation``.
+Taught in notebook ``12_distillation``.
 
 The student is the teacher with fewer encoder layers (:func:`make_student` keeps chosen layers, e.g.
 the first and the last, so it starts from trained weights rather than from scratch). It is trained

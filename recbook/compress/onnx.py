@@ -1,6 +1,6 @@
 """ONNX export of a cross-encoder and ONNX Runtime inference, fp32 and int8.
 
-Taught in notebook ``08_quantization``.
+Taught in notebook ``13_quantization``.
 
 - :func:`export_onnx` writes the model with dynamic batch and sequence axes (``torch.onnx.export``).
 - :func:`quantize_onnx_dynamic` — ONNX Runtime's dynamic int8 (weights int8 offline, activations

@@ -1,6 +1,6 @@
 """Pruning: unstructured magnitude pruning and structured removal of heads, FFN neurons and layers.
 
-Taught in notebook ``06_pruning``.
+Taught in notebook ``11_pruning``.
 
 - **Unstructured** (:func:`magnitude_prune`): zero the smallest-magnitude weights — globally (one
   threshold over all layers: layers with many small weights lose more) or per layer (each loses the

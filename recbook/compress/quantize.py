@@ -1,6 +1,6 @@
 """Quantization: the fixed-point arithmetic by hand, then the maintained tools that do it for a model.
 
-Taught in notebook ``08_quantization``.
+Taught in notebook ``13_quantization``.
 
 A real number ``x`` is stored as a small integer ``q`` with a **scale** ``s`` and a **zero point** ``z``::
 
@@ -19,7 +19,7 @@ rescaled once at the end. Model-level tools, used as they are maintained:
   ``backend="torch.ao"`` (``torch.ao.quantization.quantize_dynamic``: fbgemm/oneDNN kernels, fast in
   eager mode, but deprecated in favour of torchao) or ``backend="torchao"`` (``torchao.quantize_``
   with ``Int8DynamicActivationInt8WeightConfig``: the maintained API; its speed comes through
-  ``torch.compile``, in eager mode on a CPU it is not faster — notebook 08 measures both);
+  ``torch.compile``, in eager mode on a CPU it is not faster — notebook 13 measures both);
 - :func:`cast` — fp16/bf16 copies;
 - :class:`FakeQuantLinear` / :func:`prepare_qat` — quantization-aware training with fake quantization
   (``torch.fake_quantize_per_channel_affine``, straight-through gradients);
@@ -173,7 +173,7 @@ def dynamic_quantize(model: torch.nn.Module, backend: str = "torch.ao") -> torch
             from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
             # per-channel weight scales: on the course's cross-encoder, per-tensor scales reorder candidates
-            # noticeably (score correlation with fp32 0.95 vs 0.98 per channel, measured in notebook 08's setting)
+            # noticeably (score correlation with fp32 0.95 vs 0.98 per channel, measured in notebook 13's setting)
             return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

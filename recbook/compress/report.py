@@ -1,5 +1,5 @@
 """Reading a benchmark table: the Pareto front of quality against cost, the best variant under a quality floor, the
-plot, and the files (``bench.csv``, ``bench.md``) — notebook ``09_compression_pareto`` and ``recbook bench``."""
+plot, and the files (``bench.csv``, ``bench.md``) — notebook ``14_compression_pareto`` and ``recbook bench``."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def pareto_front(table: pd.DataFrame, quality_col: str = "NDCG@10", cost_col: st
 
 def best_under(table: pd.DataFrame, min_quality_kept: float, cost_col: str = "p50_ms_b64") -> str | None:
     """The cheapest variant (by ``cost_col``) whose ``quality_kept`` column is at least ``min_quality_kept``
-    (:func:`run_benchmark`: NDCG@10 over the baseline's; notebook 09: the lowest CI end of the paired AUC ratios).
+    (:func:`run_benchmark`: NDCG@10 over the baseline's; notebook 14: the lowest CI end of the paired AUC ratios).
 
     A slow path's ``quality_kept`` comes from a subset of users (see :func:`run_benchmark`); NaN never qualifies.
     """

@@ -1,6 +1,6 @@
 """Compact checkpoints: sparse weights as a bit mask + non-zeros, int8 weights with per-row scales.
 
-Taught in notebooks ``06_pruning`` and ``08_quantization``.
+Taught in notebooks ``11_pruning`` and ``13_quantization``.
 
 A pruned matrix saved densely is as large as before — zeros cost 4 bytes each. :func:`save_compact`
 writes, for every 2-D weight:

@@ -1,7 +1,7 @@
 """Compressed variants of a BERT model — the fine-tuned cross-encoder, or the sentence encoder of
 :mod:`recbook.compress.catalogue` — and the cached cross-encoder teacher.
 
-:func:`make_variant` is used by notebooks ``06``–``09`` (on the catalogue encoder) and by ``python -m recbook bench``
+:func:`make_variant` is used by notebooks ``11``–``14`` (on the catalogue encoder) and by ``python -m recbook bench``
 (both targets); :func:`compression_setup` / :func:`load_or_train_teacher` by ``bench --target checkpoint``'s tests and
 anyone compressing the cross-encoder.
 
@@ -113,7 +113,7 @@ def compression_setup(data_source: str | None = None, profile=None, seed: int = 
     """Data, split, teacher and the tokenized evaluation pairs (sampled protocol) for ``data_source``.
 
     ``data_source=None`` picks ``"synthetic"`` in the quick profile (a one-minute CPU fine-tune on MovieLens
-    stays at chance — notebook 04b measures it) and ``"movielens-100k"`` in the full profile.
+    stays at chance — notebook 07 measures it) and ``"movielens-100k"`` in the full profile.
     """
     from recbook.compress.bench import make_pair_set
     from recbook.evaluation.protocol import make_eval_set

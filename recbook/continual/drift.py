@@ -1,6 +1,6 @@
 """Drift monitoring: is the data (or the model's view of it) still what the model was trained on — is an update due?
 
-Taught in notebook ``13`` (keeping a recommender good over time). Everything here compares two **discrete
+Taught in notebook ``18`` (keeping a recommender good over time). Everything here compares two **discrete
 distributions** — a reference (the previous window, or the base period) and a new window:
 
 - :func:`psi` — the **population stability index** ``Σ (a − e) · ln(a / e)`` over categories with shares ``e``

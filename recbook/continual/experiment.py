@@ -1,4 +1,4 @@
-"""The whole continual-learning experiment (notebook ``13_continual``): every strategy of
+"""The whole continual-learning experiment (notebook ``18_continual``): every strategy of
 :mod:`recbook.continual.strategies` run window after window against retraining, over several seeds, with the
 update settings chosen on validation events (:func:`tune_updates`); next-window quality, forgetting and cost."""
 

@@ -1,4 +1,4 @@
-"""What an update keeps of the past (notebook ``13_continual``): a replay **reservoir** — a uniform sample of every
+"""What an update keeps of the past (notebook ``18_continual``): a replay **reservoir** — a uniform sample of every
 interaction seen, in bounded memory (Vitter's Algorithm R) — and Elastic Weight Consolidation's penalty
 ``λ/2 · Σ F_i (θ_i − θ*_i)²`` with its diagonal Fisher ``F`` (Kirkpatrick et al. 2017)."""
 

@@ -1,6 +1,6 @@
 """Keeping a sequential recommender good over time: update strategies measured against retraining.
 
-Taught in notebook ``13_continual`` (and used by ``python -m recbook update``).
+Taught in notebook ``18_continual`` (and used by ``python -m recbook update``).
 
 The protocol is global-temporal (:func:`recbook.data.temporal_windows`): a model trained on the base period serves
 window 1, is updated with window 1, serves window 2, and so on. Each strategy below is one way to do the update:
@@ -57,7 +57,7 @@ LORA_STRATEGIES = ("lora", "lora_continue")
 @dataclass
 class UpdateConfig:
     """The knobs of every strategy. The defaults are a starting point (and what ``recbook update`` uses);
-    :func:`tune_updates` chooses epochs, replay size, EWC λ and LoRA rank on validation, as notebook 13 does."""
+    :func:`tune_updates` chooses epochs, replay size, EWC λ and LoRA rank on validation, as notebook 18 does."""
 
     epochs: int = 3  # epochs over the new window (finetune, replay, ewc, lora, lora_continue)
     retrain_epochs: int = 10  # most epochs of a fresh model on everything known (retrain, and the base model)

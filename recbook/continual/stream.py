@@ -1,4 +1,4 @@
-"""The stream of interactions an update strategy learns from (notebook ``13_continual``): users' histories in time
+"""The stream of interactions an update strategy learns from (notebook ``18_continual``): users' histories in time
 order, held-out validation and test events, training targets per window, and next-item quality on a window's
 events — what :mod:`recbook.continual.strategies` trains on and :mod:`recbook.continual.experiment` measures."""
 

@@ -56,7 +56,7 @@ def history_entries(dataset: RecDataset, history_field: str = "title") -> list[s
 
 def catalogue_texts(dataset: RecDataset, history_field: str = "title+genres") -> list[str]:
     """Every text a (history, candidate) pair of this catalogue can contain: candidate texts, history
-    entries and the separator — what vocabulary trimming (notebook 08) must keep."""
+    entries and the separator — what vocabulary trimming (notebook 13) must keep."""
     return list(dataset.items["text"].astype(str)) + history_entries(dataset, history_field) + [HISTORY_SEPARATOR.strip()]
 
 

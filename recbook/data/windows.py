@@ -1,4 +1,4 @@
-"""Users as item sequences, and the training windows a sequential model learns from (notebook ``04s_sequential``)."""
+"""Users as item sequences, and the training windows a sequential model learns from (notebook ``04_sequential``)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Distributed training with PyTorch's own engine (``torch.distributed``), launched by ``torchrun``.
 
-Taught in notebook ``10_distributed``.
+Taught in notebook ``15_distributed``.
 
 - :func:`init` / :func:`cleanup`: one process per rank, ``gloo`` on CPU, ``cpu:gloo,cuda:nccl`` on CUDA, from the
   environment ``torchrun`` sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``PORT``);

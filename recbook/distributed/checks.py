@@ -1,4 +1,4 @@
-"""Correctness checks for distributed training, run under ``torchrun`` (tests and notebook 10 use them).
+"""Correctness checks for distributed training, run under ``torchrun`` (tests and notebook 15 use them).
 
     torchrun --nproc_per_node=2 -m recbook.distributed.checks ddp       # DDP on half batches == 1 process on full batches
     torchrun --nproc_per_node=2 -m recbook.distributed.checks fsdp      # FSDP2 shards, then gathers the same weights

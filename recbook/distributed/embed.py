@@ -1,6 +1,6 @@
 """Distributed inference: embed a whole catalogue's texts with N processes, gathered in item order.
 
-Taught in notebooks ``10_distributed`` and ``12_serving``.
+Taught in notebooks ``15_distributed`` and ``17_serving``.
 
 Serving needs every item's vector, computed offline: a sentence encoder over each item's text. With millions of
 items that is the one big inference job, and it is embarrassingly parallel. Each of N ranks (``torchrun``, gloo on

@@ -1,6 +1,6 @@
 """``torchrun --nproc_per_node=N -m recbook.distributed.train …``: the course's training, data-parallel.
 
-Taught in notebook ``10_distributed``.
+Taught in notebook ``15_distributed``.
 
 Same data, model, loop and metrics as ``python -m recbook train``; what changes:
 

@@ -1,6 +1,6 @@
 """Robustness: how much a recommendation moves when the input is slightly wrong.
 
-Taught in notebook ``13`` (keeping a recommender good over time).
+Taught in notebook ``18`` (keeping a recommender good over time).
 
 Real histories are noisy: a mis-click adds an item the user did not choose, a new device or a privacy setting
 shows the model only the last few items, a catalogue editor types a title wrong. A robust model's ranking moves

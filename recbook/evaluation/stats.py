@@ -1,6 +1,6 @@
 """Separate signal from noise: confidence intervals over users and paired comparisons.
 
-Taught in notebook ``04s_sequential`` (and used by every notebook that compares models).
+Taught in notebook ``04_sequential`` (and used by every notebook that compares models).
 
 A metric such as NDCG@10 is a *mean over users*. Score a different set of users and it moves,
 so a number means little without its uncertainty:

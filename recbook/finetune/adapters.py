@@ -1,6 +1,6 @@
 """Bottleneck adapters (Houlsby et al., 2019), written out by hand.
 
-Taught in notebook ``05_peft``.
+Taught in notebook ``10_peft``.
 
 An adapter is a tiny two-layer network with a skip connection::
 

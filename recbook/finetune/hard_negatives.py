@@ -1,10 +1,10 @@
 """Hard negatives: train the cross-encoder for the job it does in a cascade — re-ranking a retriever's top-k.
 
-Taught in notebook ``04c_cascade``.
+Taught in notebook ``08_cascade``.
 
 In a cascade (:func:`recbook.evaluation.protocol.cascade`) the cross-encoder never meets a random catalogue item: it
 only orders the few items the retriever already likes. Negatives drawn uniformly from the catalogue
-(notebook ``04a``) teach it the easy part — "an obscure 1950s western is not this user's next film" —
+(notebook ``06``) teach it the easy part — "an obscure 1950s western is not this user's next film" —
 which the retriever has already done. **Hard negatives** are the items the retriever ranks in its top-k for
 that user *at that point in time* that the user did not pick next: exactly the confusions a re-ranker is
 there to resolve.
@@ -161,7 +161,7 @@ def hard_negative_pairs(positives: pd.DataFrame, train: pd.DataFrame, retriever:
 
 def uniform_negative_pairs(positives: pd.DataFrame, train: pd.DataFrame, item_ids, n_negatives: int = 2, seed: int = 0) -> pd.DataFrame:
     """The same table as :func:`hard_negative_pairs` with negatives drawn uniformly from the items outside the
-    user's training items (the recipe of notebook ``04a``) — the comparison for hard negatives."""
+    user's training items (the recipe of notebook ``06``) — the comparison for hard negatives."""
     n_negatives = _check_count(n_negatives, "n_negatives")
     item_ids = np.asarray(item_ids)
     pos = _check_positives(positives, train, item_ids)

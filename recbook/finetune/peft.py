@@ -1,6 +1,6 @@
 """Parameter-efficient fine-tuning of the cross-encoder with the ``peft`` library.
 
-Taught in notebook ``05_peft``.
+Taught in notebook ``10_peft``.
 
 Full fine-tuning updates all ~22M weights of MiniLM and keeps two AdamW moments for each.
 PEFT freezes the pretrained weights and trains a small add-on:
@@ -278,7 +278,7 @@ def measure_in_fresh_process(method: str, method_kwargs: dict | None = None, mod
     measured steps. ``amp`` is the training loop's setting (``"auto"``, ``"bf16"``, ``"fp16"``, ``"off"``): autocast
     changes the activations' size, so measure with the precision you train in. ``threads``: PyTorch threads in the
     child (default: this process's count). Raises ``RuntimeError`` with the child's last error lines when it fails or times out.
-    Taught in notebook ``05_peft``.
+    Taught in notebook ``10_peft``.
     """
     if method != "full" and method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose 'full' or one of {', '.join(METHODS)}")

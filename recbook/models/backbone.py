@@ -1,6 +1,6 @@
 """Where the pretrained BERT comes from: a local folder, the offline package, or the Hub.
 
-Taught in notebook ``02_data`` (tokenizer) and ``04a_finetune_bert`` (the model).
+Taught in notebook ``02_data`` (tokenizer) and ``06_finetune_bert`` (the model).
 
 Three ways to provide a model, tried in this order:
 

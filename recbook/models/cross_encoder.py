@@ -1,6 +1,6 @@
 """A BERT cross-encoder: one relevance logit for "user history [SEP] candidate item".
 
-Taught in notebook ``04a_finetune_bert``.
+Taught in notebook ``06_finetune_bert``.
 
 Both texts go through BERT *together*, so every history token can attend to every candidate
 token: the most accurate way to score a pair, and the most expensive (one BERT pass per pair).
@@ -92,7 +92,7 @@ class CrossEncoder(torch.nn.Module):
 
     def logits_and_hidden(self, input_ids, attention_mask, token_type_ids=None, output_hidden_states: bool = False):
         """``(logits, hidden states of every layer or None)`` — the forward pass, with the encoder's layer
-        outputs when asked (distillation matches them, notebook 07)."""
+        outputs when asked (distillation matches them, notebook 12)."""
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids

@@ -1,6 +1,6 @@
 """Score fusion: several recommenders over one catalogue, combined as a product of their next-item distributions.
 
-Taught in notebook ``04d_lm_recommender`` (lmrec fused with the ID-only SASRec, against two ID-only SASRecs fused
+Taught in notebook ``09_lm_recommender`` (lmrec fused with the ID-only SASRec, against two ID-only SASRecs fused
 the same way — the control that separates "the language model adds something" from "two models beat one").
 
 Each member's scores over the whole catalogue become log-probabilities (``log_softmax`` per user: both SASRec and

@@ -1,6 +1,6 @@
 """Frozen sentence vectors of a catalogue's item texts, computed once per (encoder, texts) and cached on disk.
 
-Taught in notebook ``04t_sequential_cold_start``: a ``text``/``hybrid`` sequential model reads these vectors (through a
+Taught in notebook ``05_sequential_cold_start``: a ``text``/``hybrid`` sequential model reads these vectors (through a
 learned projection), so every item with a text has a representation — brand-new ones included.
 """
 

@@ -1,6 +1,6 @@
 """``lmrec``: the course's fine-tuned language-model recommender.
 
-Taught in notebook ``04d_lm_recommender``.
+Taught in notebook ``09_lm_recommender``.
 
 A pretrained sentence encoder (all-MiniLM-L6-v2 by default) is **fine-tuned on what people watch next** and then gives
 every catalogue item its vector; a SASRec over the user's history scores items through a table that adds that text
@@ -11,7 +11,7 @@ tries it on and off on the same fine-tuned vectors and keeps the better on valid
 a CPU affords: the lower layers of the encoder are frozen and their outputs cached once per catalogue; only the top ``trainable_layers`` are trained
 (:mod:`recbook.models.text_encoder`), with next-item contrastive learning on the training sequences.
 
-Why this shape (measured in notebook 04d): on MovieLens a text model alone is far below SASRec, and a cross-encoder that
+Why this shape (measured in notebook 09): on MovieLens a text model alone is far below SASRec, and a cross-encoder that
 reads (history, candidate) text pairs costs one BERT pass per candidate per request. Putting the fine-tuned LM into the
 *item representation* keeps the per-request cost of a SASRec (one small transformer pass and a matrix product), lets
 a brand-new item be recommended from its text alone (cold start), and lets the LM's knowledge of what co-occurs help
@@ -22,7 +22,7 @@ After early stopping on validation, ``refit`` trains afresh on training + valida
 the baselines are fitted.
 
 Fused with the ID-only SASRec (:class:`recbook.models.fusion.ScoreFusion`, a product of the two next-item
-distributions), lmrec is measured in 04d against the fair control — two ID-only SASRecs fused the same way — so that
+distributions), lmrec is measured in 09 against the fair control — two ID-only SASRecs fused the same way — so that
 what the language model adds is not confused with what any second model adds.
 """
 
@@ -47,7 +47,7 @@ class LMRecConfig(SASRecConfig):
     # text-only item table (text_loss), rather than dropping half the ID vectors at every step (id_dropout, SASRec's
     # hybrid default). On MovieLens-100k (all users, seed 0, validation NDCG@10, before the encoder's length buckets
     # changed its dropout draws): id_dropout 0.5 → 0.1072, 0.25 → 0.1101, 0 → 0.1120, 0 with text_loss 1 → 0.1146; with
-    # them, text_loss 1 and 0 tie (0.113390 / 0.113389, notebook 04d prints it). Whether the text loss helps depends on how much the texts say: on the
+    # them, text_loss 1 and 0 tie (0.113390 / 0.113389, notebook 09 prints it). Whether the text loss helps depends on how much the texts say: on the
     # synthetic catalogue it cost validation NDCG@10 (0.2653 against 0.2800 without). So "auto" (the default) fits both
     # (TEXT_LOSS_CHOICES) and keeps the better on validation, at every fit; a number fixes it. Each fit has its own
     # time_budget guard, so "auto" may take up to twice the budget before the refit.

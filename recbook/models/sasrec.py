@@ -1,7 +1,7 @@
 """SASRec and BERT4Rec under the recommender contract: the network of :mod:`recbook.models.sequential`, fitted by
 its recipe, asked about histories of item ids.
 
-Taught in notebook ``04s_sequential`` (and ``04t_sequential_cold_start`` for ``item_features``).
+Taught in notebook ``04_sequential`` (and ``05_sequential_cold_start`` for ``item_features``).
 
 ``fit(dataset, split)`` trains on ``split.train`` and stops early on the validation items (full-ranking NDCG@10,
 patience in epochs; ``time_budget`` is only a guard, and the fit records whether it fired). Both are trained with a

@@ -1,6 +1,6 @@
 """Transformers over item sequences: SASRec (causal, next item) and BERT4Rec (cloze) — one readable file.
 
-Taught in notebook ``04s_sequential``.
+Taught in notebook ``04_sequential``.
 
 A user is the sequence of items they interacted with, oldest first. A small transformer reads it and
 its last hidden state ``h`` scores every catalogue item by a dot product with that item's

@@ -1,4 +1,4 @@
-"""The training recipe of the sequential recommenders (notebooks ``04s_sequential``, ``04t_sequential_cold_start``):
+"""The training recipe of the sequential recommenders (notebooks ``04_sequential``, ``05_sequential_cold_start``):
 :func:`fit_sequential` trains a :class:`~recbook.models.sequential.SequentialRecommender` with the course's loop on
 training windows and stops early on full-ranking validation NDCG@10; :class:`SequentialFit` is what it returns."""
 

@@ -1,7 +1,7 @@
 """What the course's fine-tuned BERT recommenders share: a config, the catalogue's texts, histories written as text,
 and files (the encoder's ``save_pretrained`` folder beside ``config.json``).
 
-Taught in notebook ``04a_finetune_bert``. :class:`recbook.models.cross_encoder.CrossEncoderRecommender` and
+Taught in notebook ``06_finetune_bert``. :class:`recbook.models.cross_encoder.CrossEncoderRecommender` and
 :class:`recbook.models.two_tower.TwoTowerRecommender` build on it.
 
 A history is written as its most recent items first, ``"Title (Genre, Genre) ; Title (Genre)"``, within two budgets:

@@ -1,6 +1,6 @@
 """Fine-tuning the top of a pretrained BERT on item texts, cheaply: the frozen lower layers run once per catalogue.
 
-Taught in notebook ``04d_lm_recommender`` (the frozen features of ``04t_sequential_cold_start``, fine-tuned) and used by
+Taught in notebook ``09_lm_recommender`` (the frozen features of ``05_sequential_cold_start``, fine-tuned) and used by
 :mod:`recbook.models.lmrec`.
 
 The seed article's three freezing choices cost very different amounts on a CPU:

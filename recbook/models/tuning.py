@@ -1,6 +1,6 @@
 """Choose a model's hyperparameters on validation, never on the test users — the rule every model of the course follows.
 
-Taught in notebook ``04d_lm_recommender`` (the baselines there are tuned with it).
+Taught in notebook ``09_lm_recommender`` (the baselines there are tuned with it).
 
 :func:`tune` fits each setting of a small grid on :meth:`recbook.data.Split.for_tuning` — the visible interactions
 (training + validation) split again one step earlier, so the items it is judged on are the original split's

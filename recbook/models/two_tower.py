@@ -1,6 +1,6 @@
 """A BERT two-tower (bi-encoder) recommender: one vector per user history, one per item.
 
-Taught in notebook ``04a_finetune_bert``.
+Taught in notebook ``06_finetune_bert``.
 
 The *same* encoder (shared weights) embeds a user's history text and an item's text; the score
 is the dot product of the two L2-normalised vectors divided by a temperature. Because items are
@@ -14,7 +14,7 @@ free). The same item appearing twice in a batch is masked, so it is never its ow
 
 In-batch negatives are drawn by popularity: a film watched a thousand times is a negative in many more batches than
 one watched twice, so an uncorrected model learns to push popular films *down* — on MovieLens the uncorrected
-two-tower of notebook 04a recommended the least popular films (average popularity 24 against popularity's 139) and
+two-tower of notebook 06 recommended the least popular films (average popularity 24 against popularity's 139) and
 hit nothing. The fix is the **logQ correction** (Yi et al., RecSys 2019): subtract each column's log-probability of
 being sampled (its log share of the training positives, :func:`item_log_frequency`) from its logit in training.
 """

@@ -1,7 +1,7 @@
 """Making one device fast: mixed precision, ``torch.compile``, attention kernels, batch size, data loading,
 profiling — and TPUs through ``torch_xla``.
 
-Taught in notebook ``11_gpu_tpu``.
+Taught in notebook ``16_gpu_tpu``.
 
 Every function measures on whatever device it is given and says what it measured; GPU-only paths
 (fp16 with a GradScaler, CUDA timings) report ``skipped`` with the reason on a CPU, and the TPU path
@@ -227,7 +227,7 @@ def fp16_grad_scaler_steps(model: torch.nn.Module, batches, device: str, lr: flo
 
 # ----------------------------------------------------------------------------- TPU (torch_xla)
 def xla_available() -> bool:
-    """True when ``torch_xla`` is installed (Colab TPU runtimes; see notebook 11 for the set-up)."""
+    """True when ``torch_xla`` is installed (Colab TPU runtimes; see notebook 16 for the set-up)."""
     import importlib.util
 
     return importlib.util.find_spec("torch_xla") is not None

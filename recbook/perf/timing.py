@@ -2,7 +2,7 @@
 
 - :func:`synchronize` waits for queued GPU/XLA work, so a timer measures the work and not just its launch;
 - :func:`timed` times one call (device synchronised after it); :func:`time_call` the median and minimum of
-  ``repeats`` calls after ``warmup`` — notebook ``11_gpu_tpu``'s forward timings;
+  ``repeats`` calls after ``warmup`` — notebook ``16_gpu_tpu``'s forward timings;
 - :func:`peak_memory`: peak memory inside a ``with`` block (CUDA allocator peak, or the process's peak
   resident set on Linux); :func:`read_memory_status` reads ``/proc/self/status``;
 - :func:`weights_bytes`: the bytes a model's weights occupy in memory, packed int8 weights included.

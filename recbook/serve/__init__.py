@@ -1,6 +1,6 @@
 """Serving a recommender in production: a retrieval → re-ranking cascade behind a secured, observable HTTP service.
 
-Taught in notebook ``12_serving``. Modules:
+Taught in notebook ``17_serving``. Modules:
 
 - :mod:`recbook.serve.retrieval`: top-N retrieval from a precomputed item matrix — exact (a matrix product) or
   approximate (faiss), with the same ``search`` interface.
@@ -17,7 +17,7 @@ Taught in notebook ``12_serving``. Modules:
 - :mod:`recbook.serve.batching`: ``MicroBatcher`` — concurrent re-ranker calls merged up to a batch size or a wait.
 - :mod:`recbook.serve.logs`: one JSON object per log line, with the request id.
 - :mod:`recbook.serve.process`: ``ServiceProcess`` — ``python -m recbook serve`` as a real process on 127.0.0.1, waited
-  for on ``/readyz`` and always stopped (Ctrl-C first); what notebook 12 and the tests run.
+  for on ``/readyz`` and always stopped (Ctrl-C first); what notebook 17 and the tests run.
 - :mod:`recbook.serve.loadtest`: an open-loop load generator (Poisson arrivals, latency from the scheduled start,
   bounded in requests and time, localhost only) and its report and figures.
 - :mod:`recbook.serve.cascade`: the cascade against scoring the whole catalogue with the cross-encoder — pairs, time

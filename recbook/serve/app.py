@@ -1,6 +1,6 @@
 """The recommendation service: a FastAPI app over one verified bundle, with keys, limits, metrics and hot swap.
 
-Taught in notebook ``12_serving``. ``create_app(bundle_dir, settings)`` returns an ASGI app that uvicorn runs
+Taught in notebook ``17_serving``. ``create_app(bundle_dir, settings)`` returns an ASGI app that uvicorn runs
 (``python -m recbook serve --model DIR``). What a request meets, outermost first (:class:`ServiceMiddleware`):
 
 1. a request id (``X-Request-ID`` echoed when it is a short token, else generated) and a timer;

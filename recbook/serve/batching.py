@@ -12,7 +12,7 @@ a few milliseconds so that requests arriving together share one call:
 - each caller awaits its own result; an exception in ``fn`` reaches every caller of that batch.
 
 The trade: at low load a request waits up to ``max_wait_ms`` for company that does not come; at high load
-throughput rises because the per-call cost is shared. Notebook 12 measures both sides.
+throughput rises because the per-call cost is shared. Notebook 17 measures both sides.
 """
 
 from __future__ import annotations

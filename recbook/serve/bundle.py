@@ -1,6 +1,6 @@
 """The serving bundle: one versioned, verifiable folder holding everything the service needs.
 
-Taught in notebook ``12_serving``. A training run's folder is made for experiments; a service needs something
+Taught in notebook ``17_serving``. A training run's folder is made for experiments; a service needs something
 stricter — a **bundle**, written once, never edited, named by a version:
 
 .. code-block:: text

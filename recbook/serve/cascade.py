@@ -1,6 +1,6 @@
 """What the retrieval → re-ranking cascade buys: its cost and its quality against scoring the whole catalogue.
 
-Taught in notebook ``12_serving``.
+Taught in notebook ``17_serving``.
 
 A cross-encoder reads (history, candidate) text and is the best judge of a pair, but it costs a BERT pass per
 pair. Scoring the *whole* unseen catalogue with it for one request is the quality ceiling and the cost ceiling.
@@ -197,7 +197,7 @@ class RealCascade:
 def real_cascade_scorers(dataset, split, profile, workdir, model_name_or_path=None, retriever_seconds: float = 40.0,
                          rerank_steps: int = 30, top_n: int = 20, seed: int = 0, threads: int | None = None,
                          progress: bool = False) -> RealCascade:
-    """The production cascade of notebook 12 from a dataset: SASRec retriever → int8 ONNX cross-encoder.
+    """The production cascade of notebook 17 from a dataset: SASRec retriever → int8 ONNX cross-encoder.
 
     1. SASRec (:func:`recbook.models.sequential_fit.fit_sequential`, causal objective) trained for at most
        ``retriever_seconds`` with early stopping on validation;

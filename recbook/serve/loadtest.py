@@ -11,7 +11,7 @@ Bounded by design: at most ``duration`` seconds of arrivals, at most ``max_reque
 deadline, and loopback hosts only (this tool must not be pointed at someone else's server).
 
 :func:`run_steps` chains rates into a load step (quiet → busy → quiet) for autoscaling demos. Used by
-``python -m recbook loadtest`` and notebook ``12_serving``.
+``python -m recbook loadtest`` and notebook ``17_serving``.
 """
 
 from __future__ import annotations

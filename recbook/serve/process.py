@@ -1,6 +1,6 @@
 """The service as a real process: ``python -m recbook serve`` started on 127.0.0.1, waited for, and always stopped.
 
-Notebook ``12_serving`` and the tests run the service exactly as a user would — a separate process speaking HTTP —
+Notebook ``17_serving`` and the tests run the service exactly as a user would — a separate process speaking HTTP —
 so that what they measure includes the server, not just the app object. :class:`ServiceProcess` starts it on a free
 loopback port, :meth:`~ServiceProcess.wait_ready` polls ``/readyz`` (and reports the log tail if the process dies),
 and :meth:`~ServiceProcess.stop` sends Ctrl-C (uvicorn finishes in-flight requests, the micro-batcher drains), killing

@@ -14,7 +14,7 @@ cannot do:
 Everything else (API keys, validation, rate limits, metrics, masking, hot swap) is the app's own code, unchanged.
 Per-replica state stays per replica: each has its own rate-limit buckets and its own ``/metrics`` registry.
 
-Optional: ``pip install "recbook[ray]"``. Notebook ``12_serving`` runs the load-step demo with it (and skips it when Ray is
+Optional: ``pip install "recbook[ray]"``. Notebook ``17_serving`` runs the load-step demo with it (and skips it when Ray is
 missing); ``tests/integration/test_ray_app.py`` runs this::
 
     from recbook.serve.loadtest import load_timeline, run_steps

@@ -1,6 +1,6 @@
 """Securing the service: API keys, per-key rate limits, and masking user ids in logs.
 
-Taught in notebook ``12_serving``. Each piece answers one line of a deployment checklist:
+Taught in notebook ``17_serving``. Each piece answers one line of a deployment checklist:
 
 - **Access**: every call carries a key in the ``X-API-Key`` header; the keys come from the environment
   (``RECBOOK_API_KEYS``, comma-separated — never from the code or the repository). Keys are compared with

@@ -69,7 +69,7 @@ class ServeSettings:
     max_wait_ms: float = 5.0
     cache_size: int = 10_000  # user vectors cached for user_id requests (0 = no cache)
     # ONNX Runtime intra-op threads (None: its default, one per core: the re-ranker is the heavy call, and one process per
-    # machine should use every core for it — measured on a 2-core Intel machine, one thread took notebook 12's cascade p99
+    # machine should use every core for it — measured on a 2-core Intel machine, one thread took notebook 17's cascade p99
     # at 10 requests/s from 1.3–2.2 s to 3.6 s in single runs). The model CPU the service reports is the calling thread's: with a pool of
     # several ORT threads the pool's share is not in it; set 1 (``--threads 1``) where exact accounting matters
     ort_threads: int | None = None

@@ -1,6 +1,6 @@
 """Checkpoints of the training loop: what a run must save to continue *exactly* where it stopped.
 
-Used by :func:`recbook.training.loop.train_model` (notebook ``04a_finetune_bert``); read ``train.py`` first.
+Used by :func:`recbook.training.loop.train_model` (notebook ``06_finetune_bert``); read ``train.py`` first.
 
 A checkpoint is a folder of safetensors + JSON (no pickle: safe to load from anywhere):
 

@@ -1,6 +1,6 @@
 """The course's one training loop — read it top to bottom.
 
-Taught in notebook ``04a_finetune_bert`` (and used by MF-BPR in ``03_baselines``).
+Taught in notebook ``06_finetune_bert`` (and used by MF-BPR in ``03_baselines``).
 
 A model plugs in by defining ``training_loss(batch) -> scalar tensor``; everything else is
 configured in :class:`TrainConfig`:
@@ -366,7 +366,7 @@ def loss_progress(first: float, last: float, steps: int, floor: float | None = N
     """Judge a training loss by where it ended: with a ``floor`` (e.g. :func:`base_rate_loss`), it learned when it ended
     at least 10 % below that floor; without one (a softmax with a sampling correction has no single such level), when it
     fell at least 20 % from its first logged value. A model that has not learned ranks by its initial weights: the usual
-    cause of a fine-tuned model losing to popularity on a small step budget (notebook 04b)."""
+    cause of a fine-tuned model losing to popularity on a small step budget (notebook 07)."""
     if floor is not None:
         learned = last < 0.9 * floor
         text = f"training loss {first:.3f} → {last:.3f} after {steps} steps, against {floor:.3f} for {floor_label}"

@@ -1,6 +1,6 @@
 """Binary cross-entropy, written out, and the distillation loss.
 
-Taught in notebook ``01_cross_entropy`` (distillation in ``07_distillation``).
+Taught in notebook ``01_cross_entropy`` (distillation in ``12_distillation``).
 
 Conventions follow :mod:`torch.nn.functional`: arguments are ``(input, target)``,
 ``reduction`` is ``"mean"`` (default), ``"sum"`` or ``"none"``.

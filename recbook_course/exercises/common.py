@@ -85,5 +85,5 @@ def _paired_interval(values, reference, low, high, verdict, what: str, how: str,
 
 
 def _warm_auc_interval(per_user, reference, low, high, verdict, what: str, how: str, prefix: str = ""):
-    """Experiment exercises that re-embed the catalogue (06, 07, 08): :func:`_paired_interval` on warm AUC."""
+    """Experiment exercises that re-embed the catalogue (11, 12, 13): :func:`_paired_interval` on warm AUC."""
     return _paired_interval(per_user["warm"]["AUC"], reference["warm"]["AUC"], low, high, verdict, f"warm AUC, {what}", how, prefix)

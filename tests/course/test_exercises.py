@@ -64,39 +64,39 @@ RIGHT = {
     "03.random_hit_rate": lambda k, n: min(k, n + 1) / (n + 1),
     "03.popularity_scores": lambda train, users, items: train["item_id"].value_counts().reindex(np.asarray(items).ravel(), fill_value=0).to_numpy().reshape(np.shape(items)).astype(float),
     "03.item_cosine": lambda X: (lambda co, n: np.fill_diagonal(r := np.divide(co, np.outer(n, n), out=np.zeros_like(co), where=np.outer(n, n) > 0), 0) or r)(X.T @ X, np.sqrt(np.diag(X.T @ X))),
-    "04.warmup_lr": lambda step, base, warmup, total: base * ((step + 1) / max(1, warmup) if step < warmup else max(0.0, (total - step) / max(1, total - warmup))),
-    "04.no_decay": lambda model: [n for n, p in model.named_parameters() if p.ndim < 2 or "norm" in n.lower()],
-    "04.in_batch_loss": lambda u, v, t: __import__("torch").nn.functional.cross_entropy(u @ v.T / t, __import__("torch").arange(len(u))),
-    "05.lora_params": lambda d_in, d_out, r, n: n * r * (d_in + d_out),
-    "05.merge": lambda W, A, B, alpha, r: W + (alpha / r) * B @ A,
-    "05.adam_bytes": lambda n: 8 * n,
-    "04b.best_model": lambda results, metric: max(results, key=lambda n: results[n][metric]),
-    "04b.command": lambda data, model, out: ["train", "--data", data, "--model", model, "--out", out],
-    "04b.protocol_ratio": lambda m: m["NDCG@10"] / m["full_ranking"]["NDCG@10"],
-    "06.sparsity": lambda t: float((t == 0).float().mean()),
-    "06.global_threshold": lambda ws, a: float((lambda f: f.kthvalue(int(a * f.numel())).values)(__import__("torch").cat([w.abs().flatten() for w in ws]))),
-    "06.packed_bytes": lambda n, s, b: -(-n // 8) + round(n * (1 - s)) * b,
-    "07.soften": lambda z, t: __import__("torch").sigmoid(z / t),
-    "07.kd_loss": lambda zs, zt, y, t, a: a * _bce(zs, y) + (1 - a) * _bce(zs / t, __import__("torch").sigmoid(zt / t)) * t**2,
-    "07.encoder_share": lambda n: n / 6,
-    "08.scale_zero_point": lambda lo, hi: ((hi - lo) / 255, int(round(-lo / ((hi - lo) / 255)))),
-    "08.int8_dot": lambda qa, qb, za, sa, sb: float(sa * sb * ((qa.int() - za) * qb.int()).sum()),
-    "08.int8_mb": lambda n: (n + 4 * n / 384) / 1e6,
-    "09.dominates": _dominates,
-    "09.front": lambda pts: {n for n, p in pts.items() if not any(_dominates(q, p) for m, q in pts.items() if m != n)},
-    "09.combined_ratio": lambda rs: float(np.prod(rs)) if len(rs) else 1.0,
-    "10.per_rank_batch": _per_rank_batch,
-    "10.adamw_bytes": lambda n, w, sharded: 16 * n / w if sharded else 16 * n,
-    "10.sharded_lookup": lambda ids, shards: __import__("torch").cat(shards)[ids],
-    "11.bucket": lambda n, bs: __import__("recbook.perf.accel", fromlist=["x"]).bucket_length(n, tuple(sorted(bs))),
-    "11.needs_scaler": lambda dt: dt == __import__("torch").float16,
-    "11.best_batch": lambda lat, b: max([k for k, v in lat.items() if v <= b], default=None),
-    "12.hpa_replicas": lambda c, u, t, lo, hi: __import__("recbook.serve.scaling", fromlist=["x"]).desired_replicas(c, u, t, 0.1, lo, hi),
-    "12.percentile": lambda values, q: float(np.percentile(values, q)),
-    "12.token_bucket": _token_bucket,
-    "13.psi": lambda e, a: __import__("recbook.continual.drift", fromlist=["x"]).psi(e, a),
-    "13.reservoir": _reservoir,
-    "13.update_due": lambda m, t, k: sum(m[s] > t[s] for s in t) >= k,
+    "06.warmup_lr": lambda step, base, warmup, total: base * ((step + 1) / max(1, warmup) if step < warmup else max(0.0, (total - step) / max(1, total - warmup))),
+    "06.no_decay": lambda model: [n for n, p in model.named_parameters() if p.ndim < 2 or "norm" in n.lower()],
+    "06.in_batch_loss": lambda u, v, t: __import__("torch").nn.functional.cross_entropy(u @ v.T / t, __import__("torch").arange(len(u))),
+    "10.lora_params": lambda d_in, d_out, r, n: n * r * (d_in + d_out),
+    "10.merge": lambda W, A, B, alpha, r: W + (alpha / r) * B @ A,
+    "10.adam_bytes": lambda n: 8 * n,
+    "07.best_model": lambda results, metric: max(results, key=lambda n: results[n][metric]),
+    "07.command": lambda data, model, out: ["train", "--data", data, "--model", model, "--out", out],
+    "07.protocol_ratio": lambda m: m["NDCG@10"] / m["full_ranking"]["NDCG@10"],
+    "11.sparsity": lambda t: float((t == 0).float().mean()),
+    "11.global_threshold": lambda ws, a: float((lambda f: f.kthvalue(int(a * f.numel())).values)(__import__("torch").cat([w.abs().flatten() for w in ws]))),
+    "11.packed_bytes": lambda n, s, b: -(-n // 8) + round(n * (1 - s)) * b,
+    "12.soften": lambda z, t: __import__("torch").sigmoid(z / t),
+    "12.kd_loss": lambda zs, zt, y, t, a: a * _bce(zs, y) + (1 - a) * _bce(zs / t, __import__("torch").sigmoid(zt / t)) * t**2,
+    "12.encoder_share": lambda n: n / 6,
+    "13.scale_zero_point": lambda lo, hi: ((hi - lo) / 255, int(round(-lo / ((hi - lo) / 255)))),
+    "13.int8_dot": lambda qa, qb, za, sa, sb: float(sa * sb * ((qa.int() - za) * qb.int()).sum()),
+    "13.int8_mb": lambda n: (n + 4 * n / 384) / 1e6,
+    "14.dominates": _dominates,
+    "14.front": lambda pts: {n for n, p in pts.items() if not any(_dominates(q, p) for m, q in pts.items() if m != n)},
+    "14.combined_ratio": lambda rs: float(np.prod(rs)) if len(rs) else 1.0,
+    "15.per_rank_batch": _per_rank_batch,
+    "15.adamw_bytes": lambda n, w, sharded: 16 * n / w if sharded else 16 * n,
+    "15.sharded_lookup": lambda ids, shards: __import__("torch").cat(shards)[ids],
+    "16.bucket": lambda n, bs: __import__("recbook.perf.accel", fromlist=["x"]).bucket_length(n, tuple(sorted(bs))),
+    "16.needs_scaler": lambda dt: dt == __import__("torch").float16,
+    "16.best_batch": lambda lat, b: max([k for k, v in lat.items() if v <= b], default=None),
+    "17.hpa_replicas": lambda c, u, t, lo, hi: __import__("recbook.serve.scaling", fromlist=["x"]).desired_replicas(c, u, t, 0.1, lo, hi),
+    "17.percentile": lambda values, q: float(np.percentile(values, q)),
+    "17.token_bucket": _token_bucket,
+    "18.psi": lambda e, a: __import__("recbook.continual.drift", fromlist=["x"]).psi(e, a),
+    "18.reservoir": _reservoir,
+    "18.update_due": lambda m, t, k: sum(m[s] > t[s] for s in t) >= k,
 }
 
 WRONG = {
@@ -112,45 +112,45 @@ WRONG = {
     "03.random_hit_rate": lambda k, n: k / n,
     "03.popularity_scores": lambda train, users, items: np.ones(np.shape(items)),
     "03.item_cosine": lambda X: X.T @ X,
-    "04.warmup_lr": lambda step, base, warmup, total: base,
-    "04.no_decay": lambda model: [n for n, p in model.named_parameters() if "bias" in n],
-    "04.in_batch_loss": lambda u, v, t: ((u - v) ** 2).sum(-1).mean(),
-    "04b.best_model": lambda results, metric: next(iter(results)),
-    "04b.command": lambda data, model, out: ["--data", data, "--model", model],
-    "04b.protocol_ratio": lambda m: m["NDCG@10"],
-    "05.lora_params": lambda d_in, d_out, r, n: n * d_in * d_out,
-    "05.merge": lambda W, A, B, alpha, r: W + B @ A,
-    "05.adam_bytes": lambda n: 4 * n,
-    "06.sparsity": lambda t: float((t != 0).float().mean()),
-    "06.global_threshold": lambda ws, a: float(ws[0].abs().flatten().kthvalue(max(1, int(a * ws[0].numel()))).values),  # per layer
-    "06.packed_bytes": lambda n, s, b: round(n * (1 - s)) * b,  # forgot the mask
-    "07.soften": lambda z, t: __import__("torch").sigmoid(z) / t,
-    "07.kd_loss": lambda zs, zt, y, t, a: a * _bce(zs, y) + (1 - a) * _bce(zs / t, __import__("torch").sigmoid(zt / t)),  # no T²
-    "07.encoder_share": lambda n: n / 12,
-    "08.scale_zero_point": lambda lo, hi: ((hi - lo) / 256, 0),
-    "08.int8_dot": lambda qa, qb, za, sa, sb: float(sa * sb * ((qa - za) * qb).sum()),  # uint8 wraps around
-    "08.int8_mb": lambda n: 4 * n / 1e6,
-    "09.dominates": lambda a, b: a[0] >= b[0],
-    "09.front": lambda pts: set(pts),
-    "09.combined_ratio": lambda rs: float(sum(rs)),
-    "10.per_rank_batch": lambda g, w: g // w,  # never complains
-    "10.adamw_bytes": lambda n, w, sharded: 4 * n / w if sharded else 4 * n,  # parameters only
-    "10.sharded_lookup": lambda ids, shards: shards[0][ids.clamp(max=len(shards[0]) - 1)],
-    "11.bucket": lambda n, bs: max(bs),
-    "11.needs_scaler": lambda dt: True,
-    "11.best_batch": lambda lat, b: max(lat),
-    "12.hpa_replicas": lambda c, u, t, lo, hi: min(max(-(-c * u // t), lo), hi),  # no ±10 % dead band
-    "12.percentile": lambda values, q: float(np.sort(values)[min(len(values) - 1, int(len(values) * q / 100))]),  # nearest rank
-    "12.token_bucket": lambda arrivals, rate, burst: [True] * len(arrivals),  # never refuses
-    "13.psi": lambda e, a: float(np.sum((np.asarray(a) - np.asarray(e)) * np.log((np.asarray(a) + 1) / (np.asarray(e) + 1)))),  # counts, not shares
-    "13.reservoir": lambda stream, capacity, rng: list(stream)[-capacity:],  # keeps only the newest
-    "13.update_due": lambda m, t, k: sum(m[s] >= t[s] for s in t) >= k,  # "at or above"
+    "06.warmup_lr": lambda step, base, warmup, total: base,
+    "06.no_decay": lambda model: [n for n, p in model.named_parameters() if "bias" in n],
+    "06.in_batch_loss": lambda u, v, t: ((u - v) ** 2).sum(-1).mean(),
+    "07.best_model": lambda results, metric: next(iter(results)),
+    "07.command": lambda data, model, out: ["--data", data, "--model", model],
+    "07.protocol_ratio": lambda m: m["NDCG@10"],
+    "10.lora_params": lambda d_in, d_out, r, n: n * d_in * d_out,
+    "10.merge": lambda W, A, B, alpha, r: W + B @ A,
+    "10.adam_bytes": lambda n: 4 * n,
+    "11.sparsity": lambda t: float((t != 0).float().mean()),
+    "11.global_threshold": lambda ws, a: float(ws[0].abs().flatten().kthvalue(max(1, int(a * ws[0].numel()))).values),  # per layer
+    "11.packed_bytes": lambda n, s, b: round(n * (1 - s)) * b,  # forgot the mask
+    "12.soften": lambda z, t: __import__("torch").sigmoid(z) / t,
+    "12.kd_loss": lambda zs, zt, y, t, a: a * _bce(zs, y) + (1 - a) * _bce(zs / t, __import__("torch").sigmoid(zt / t)),  # no T²
+    "12.encoder_share": lambda n: n / 12,
+    "13.scale_zero_point": lambda lo, hi: ((hi - lo) / 256, 0),
+    "13.int8_dot": lambda qa, qb, za, sa, sb: float(sa * sb * ((qa - za) * qb).sum()),  # uint8 wraps around
+    "13.int8_mb": lambda n: 4 * n / 1e6,
+    "14.dominates": lambda a, b: a[0] >= b[0],
+    "14.front": lambda pts: set(pts),
+    "14.combined_ratio": lambda rs: float(sum(rs)),
+    "15.per_rank_batch": lambda g, w: g // w,  # never complains
+    "15.adamw_bytes": lambda n, w, sharded: 4 * n / w if sharded else 4 * n,  # parameters only
+    "15.sharded_lookup": lambda ids, shards: shards[0][ids.clamp(max=len(shards[0]) - 1)],
+    "16.bucket": lambda n, bs: max(bs),
+    "16.needs_scaler": lambda dt: True,
+    "16.best_batch": lambda lat, b: max(lat),
+    "17.hpa_replicas": lambda c, u, t, lo, hi: min(max(-(-c * u // t), lo), hi),  # no ±10 % dead band
+    "17.percentile": lambda values, q: float(np.sort(values)[min(len(values) - 1, int(len(values) * q / 100))]),  # nearest rank
+    "17.token_bucket": lambda arrivals, rate, burst: [True] * len(arrivals),  # never refuses
+    "18.psi": lambda e, a: float(np.sum((np.asarray(a) - np.asarray(e)) * np.log((np.asarray(a) + 1) / (np.asarray(e) + 1)))),  # counts, not shares
+    "18.reservoir": lambda stream, capacity, rng: list(stream)[-capacity:],  # keeps only the newest
+    "18.update_due": lambda m, t, k: sum(m[s] >= t[s] for s in t) >= k,  # "at or above"
 }
 
 
 
 def _sequential_answers():
-    """Real (tiny, untrained) sequential models for the experiment exercises of 04s and 04t: the checkers re-score them."""
+    """Real (tiny, untrained) sequential models for the experiment exercises of 04 and 05: the checkers re-score them."""
     import torch
 
     from recbook.data import leave_last_out
@@ -197,24 +197,24 @@ def _nearest(v, q, k):
 
 _SHUFFLED_RIGHT, _SHUFFLED_WRONG, _DROPOUT_RIGHT, _DROPOUT_WRONG = _sequential_answers()
 RIGHT.update({
-    "04s.causal_mask": lambda n: __import__("torch").ones(n, n, dtype=__import__("torch").bool).tril(),
-    "04s.paired_ci": _paired_ci,
-    "04s.shuffled_history": _SHUFFLED_RIGHT,
-    "04t.nearest_by_text": _nearest,
-    "04t.constant_auc": lambda below, n: below / n,
-    "04t.id_dropout_off": _DROPOUT_RIGHT,
+    "04.causal_mask": lambda n: __import__("torch").ones(n, n, dtype=__import__("torch").bool).tril(),
+    "04.paired_ci": _paired_ci,
+    "04.shuffled_history": _SHUFFLED_RIGHT,
+    "05.nearest_by_text": _nearest,
+    "05.constant_auc": lambda below, n: below / n,
+    "05.id_dropout_off": _DROPOUT_RIGHT,
 })
 WRONG.update({
-    "04s.causal_mask": lambda n: __import__("torch").ones(n, n, dtype=__import__("torch").bool).triu(),  # sees the future
-    "04s.paired_ci": lambda a, b, n_boot=2000, seed=0: (np.mean(a) - np.mean(b), -1.0, 1.0),
-    "04s.shuffled_history": _SHUFFLED_WRONG,
-    "04t.nearest_by_text": lambda v, q, k: np.argsort(-(v @ v[q]))[:k],  # includes the query itself
-    "04t.constant_auc": lambda below, n: 0.5,
-    "04t.id_dropout_off": _DROPOUT_WRONG,
+    "04.causal_mask": lambda n: __import__("torch").ones(n, n, dtype=__import__("torch").bool).triu(),  # sees the future
+    "04.paired_ci": lambda a, b, n_boot=2000, seed=0: (np.mean(a) - np.mean(b), -1.0, 1.0),
+    "04.shuffled_history": _SHUFFLED_WRONG,
+    "05.nearest_by_text": lambda v, q, k: np.argsort(-(v @ v[q]))[:k],  # includes the query itself
+    "05.constant_auc": lambda below, n: 0.5,
+    "05.id_dropout_off": _DROPOUT_WRONG,
 })
 
 def _cascade_answers():
-    """A cheap cascade (item-kNN retriever, popularity re-ranker fused by rank) for the 04c experiment exercise."""
+    """A cheap cascade (item-kNN retriever, popularity re-ranker fused by rank) for the 08 experiment exercise."""
     from scipy.stats import rankdata
 
     from recbook.data import leave_last_out
@@ -244,14 +244,14 @@ def _hard_negatives(scores, seen, positive, k):
 
 _FUSION_RIGHT, _FUSION_WRONG = _cascade_answers()
 RIGHT.update({
-    "04c.hard_negatives": _hard_negatives,
-    "04c.oracle_ndcg": lambda r, n, k=10: float(np.where(r <= n, 1.0, np.where(r <= k, 1 / np.log2(np.asarray(r) + 1.0), 0.0)).mean()),
-    "04c.rank_fusion": _FUSION_RIGHT,
+    "08.hard_negatives": _hard_negatives,
+    "08.oracle_ndcg": lambda r, n, k=10: float(np.where(r <= n, 1.0, np.where(r <= k, 1 / np.log2(np.asarray(r) + 1.0), 0.0)).mean()),
+    "08.rank_fusion": _FUSION_RIGHT,
 })
 WRONG.update({
-    "04c.hard_negatives": lambda scores, seen, positive, k: np.argsort(-np.asarray(scores))[:k],  # keeps seen items and the positive
-    "04c.oracle_ndcg": lambda r, n, k=10: float((np.asarray(r) <= n).mean()),  # forgets items below the top-N that still count
-    "04c.rank_fusion": _FUSION_WRONG,
+    "08.hard_negatives": lambda scores, seen, positive, k: np.argsort(-np.asarray(scores))[:k],  # keeps seen items and the positive
+    "08.oracle_ndcg": lambda r, n, k=10: float((np.asarray(r) <= n).mean()),  # forgets items below the top-N that still count
+    "08.rank_fusion": _FUSION_WRONG,
 })
 
 
@@ -267,9 +267,9 @@ def _content_scores(vectors, history, n):
 
 
 RIGHT.update({
-    "04d.untrained_floor": _floor_untrained,
-    "04d.content_scores": _content_scores,
-    "04d.freezing_variant": _FUSION_RIGHT,  # the checker re-scores whatever experiment is handed in, as for 04c.rank_fusion
+    "09.untrained_floor": _floor_untrained,
+    "09.content_scores": _content_scores,
+    "09.freezing_variant": _FUSION_RIGHT,  # the checker re-scores whatever experiment is handed in, as for 08.rank_fusion
 })
 def _window_records():
     def rec(name, cpu, low, overlap):
@@ -281,21 +281,21 @@ def _window_records():
             rec("mlp-student-last5", 0.049, -0.003, 0.66)]  # CI clears the margin, overlap does not: inferior by the rule
 
 
-RIGHT["09.student_window"] = {"records": _window_records(), "cheaper": True, "ndcg10_diff_low": -0.003, "verdict": "inferior"}
-WRONG["09.student_window"] = {"records": _window_records(), "cheaper": True, "ndcg10_diff_low": -0.003, "verdict": "non-inferior"}
+RIGHT["14.student_window"] = {"records": _window_records(), "cheaper": True, "ndcg10_diff_low": -0.003, "verdict": "inferior"}
+WRONG["14.student_window"] = {"records": _window_records(), "cheaper": True, "ndcg10_diff_low": -0.003, "verdict": "non-inferior"}
 
 
 @pytest.mark.parametrize("change,hint", [({"cheaper": False}, "compare cpu_ms_p50"), ({"ndcg10_diff_low": 0.009}, "lower end"),
                                          ({"records": _window_records()[:3]}, "missing"), ({"verdict": "non-inferior"}, "top-10 overlap")])
 def test_the_student_window_check_names_what_is_wrong(change, hint, capsys):
-    answer = {**RIGHT["09.student_window"], **change}
-    assert not exercises.check("09.student_window", answer)
+    answer = {**RIGHT["14.student_window"], **change}
+    assert not exercises.check("14.student_window", answer)
     assert hint in capsys.readouterr().out
-    assert exercises.check("09.student_window", RIGHT["09.student_window"]) and "only 66%" in capsys.readouterr().out
+    assert exercises.check("14.student_window", RIGHT["14.student_window"]) and "only 66%" in capsys.readouterr().out
 WRONG.update({
-    "04d.untrained_floor": lambda scores, trained: np.where(np.asarray(trained, bool), scores, 0.0),  # the bug itself: 0
-    "04d.content_scores": lambda v, h, n: np.asarray(v) @ np.asarray(v)[list(h)].mean(axis=0),  # whole history, not normalised
-    "04d.freezing_variant": _FUSION_WRONG,
+    "09.untrained_floor": lambda scores, trained: np.where(np.asarray(trained, bool), scores, 0.0),  # the bug itself: 0
+    "09.content_scores": lambda v, h, n: np.asarray(v) @ np.asarray(v)[list(h)].mean(axis=0),  # whole history, not normalised
+    "09.freezing_variant": _FUSION_WRONG,
 })
 
 
@@ -386,8 +386,8 @@ def _epochs_answer(runs, verdict=None):
     return {"results": runs, "diff_low": c.diff.low, "diff_high": c.diff.high, "verdict": verdict or auto}
 
 
-RIGHT["13.epochs_forgetting"] = _epochs_answer(_epoch_runs())
-WRONG["13.epochs_forgetting"] = _epochs_answer(_epoch_runs(), verdict="not shown")
+RIGHT["18.epochs_forgetting"] = _epochs_answer(_epoch_runs())
+WRONG["18.epochs_forgetting"] = _epochs_answer(_epoch_runs(), verdict="not shown")
 
 
 @pytest.mark.parametrize("answer,hint", [
@@ -398,9 +398,9 @@ WRONG["13.epochs_forgetting"] = _epochs_answer(_epoch_runs(), verdict="not shown
     (lambda: {**_epochs_answer(_epoch_runs()), "results": {1: _epoch_runs()[1], 8: _epoch_runs()[1]}}, "ran [1] epochs"),
 ])
 def test_the_epochs_forgetting_check_names_what_is_wrong(answer, hint, capsys):
-    assert not exercises.check("13.epochs_forgetting", answer())
+    assert not exercises.check("18.epochs_forgetting", answer())
     assert hint in capsys.readouterr().out
-    assert exercises.check("13.epochs_forgetting", RIGHT["13.epochs_forgetting"]) and "→ more" in capsys.readouterr().out
+    assert exercises.check("18.epochs_forgetting", RIGHT["18.epochs_forgetting"]) and "→ more" in capsys.readouterr().out
 
 
 def _protocol_answer(shift=0.2, verdict=None):
@@ -468,8 +468,8 @@ def _bucket_answer(verdict=None, length=256, diff=2e-6):
     return {"table": table, "padded": padded, "max_abs_difference": diff, "verdict": verdict or "slower"}
 
 
-RIGHT["11.bucket_cost"] = _bucket_answer()
-WRONG["11.bucket_cost"] = _bucket_answer(verdict="within noise")
+RIGHT["16.bucket_cost"] = _bucket_answer()
+WRONG["16.bucket_cost"] = _bucket_answer(verdict="within noise")
 
 
 @pytest.mark.parametrize("answer,hint", [
@@ -479,13 +479,13 @@ WRONG["11.bucket_cost"] = _bucket_answer(verdict="within noise")
     (lambda: {"table": _bucket_answer()["table"]}, "pass a dict"),
 ])
 def test_the_bucket_cost_check_names_what_is_wrong(answer, hint, capsys):
-    assert not exercises.check("11.bucket_cost", answer())
+    assert not exercises.check("16.bucket_cost", answer())
     assert hint in capsys.readouterr().out
-    assert exercises.check("11.bucket_cost", RIGHT["11.bucket_cost"]) and "→ slower" in capsys.readouterr().out
+    assert exercises.check("16.bucket_cost", RIGHT["16.bucket_cost"]) and "→ slower" in capsys.readouterr().out
 
 
 def _weight_bits_answer(bits_used=None, verdict=None):
-    """08.weight_bits on a tiny stand-in: an embedding and two Linear layers whose rows span two decades of range;
+    """13.weight_bits on a tiny stand-in: an embedding and two Linear layers whose rows span two decades of range;
     "per-user AUC" is a squashed score of the model's output, paired with the fp32 model's."""
     import copy
 
@@ -518,8 +518,8 @@ def _weight_bits_answer(bits_used=None, verdict=None):
     return answer
 
 
-RIGHT["08.weight_bits"] = _weight_bits_answer()
-WRONG["08.weight_bits"] = _weight_bits_answer(bits_used=8)  # 8 bits for both: a "4-bit" row keeps up to 256 levels
+RIGHT["13.weight_bits"] = _weight_bits_answer()
+WRONG["13.weight_bits"] = _weight_bits_answer(bits_used=8)  # 8 bits for both: a "4-bit" row keeps up to 256 levels
 
 
 @pytest.mark.parametrize("answer,hint", [
@@ -530,9 +530,9 @@ WRONG["08.weight_bits"] = _weight_bits_answer(bits_used=8)  # 8 bits for both: a
     (lambda: {"models": {}}, "pass a dict"),
 ])
 def test_the_weight_bits_check_names_what_is_wrong(answer, hint, capsys):
-    assert not exercises.check("08.weight_bits", answer())
+    assert not exercises.check("13.weight_bits", answer())
     assert hint in capsys.readouterr().out
-    assert exercises.check("08.weight_bits", RIGHT["08.weight_bits"]) and "17× larger" in capsys.readouterr().out
+    assert exercises.check("13.weight_bits", RIGHT["13.weight_bits"]) and "17× larger" in capsys.readouterr().out
 
 
 def _burst_answer(verdict=None, fresh=True):
@@ -551,8 +551,8 @@ def _burst_answer(verdict=None, fresh=True):
     return {"arrivals": arrivals, "accepted": accepted, "sustained": sustained, "verdict": verdict or auto}
 
 
-RIGHT["12.burst_sustained"] = _burst_answer()
-WRONG["12.burst_sustained"] = _burst_answer(verdict="no")
+RIGHT["17.burst_sustained"] = _burst_answer()
+WRONG["17.burst_sustained"] = _burst_answer(verdict="no")
 
 
 @pytest.mark.parametrize("answer,hint", [
@@ -565,13 +565,13 @@ WRONG["12.burst_sustained"] = _burst_answer(verdict="no")
      "make a new bucket for each burst"),
 ])
 def test_the_burst_check_names_what_is_wrong(answer, hint, capsys):
-    assert not exercises.check("12.burst_sustained", answer())
+    assert not exercises.check("17.burst_sustained", answer())
     assert hint in capsys.readouterr().out
-    assert exercises.check("12.burst_sustained", RIGHT["12.burst_sustained"]) and "sustained only 0.75/s" in capsys.readouterr().out
+    assert exercises.check("17.burst_sustained", RIGHT["17.burst_sustained"]) and "sustained only 0.75/s" in capsys.readouterr().out
 
 
 def _distill_epochs_answer(shift=-0.02, verdict=None, n_layers=2, n_epochs=2):
-    """07.distill_epochs with stand-ins: a student shaped like a sentence encoder, per-user warm AUCs 0.02 lower."""
+    """12.distill_epochs with stand-ins: a student shaped like a sentence encoder, per-user warm AUCs 0.02 lower."""
     from types import SimpleNamespace
 
     from recbook.evaluation.stats import paired_comparison
@@ -586,8 +586,8 @@ def _distill_epochs_answer(shift=-0.02, verdict=None, n_layers=2, n_epochs=2):
             "reference": {"warm": pd.DataFrame({"AUC": full})}, "diff_low": c.diff.low, "diff_high": c.diff.high, "verdict": verdict or auto}
 
 
-RIGHT["07.distill_epochs"] = _distill_epochs_answer()
-WRONG["07.distill_epochs"] = _distill_epochs_answer(verdict="not shown")
+RIGHT["12.distill_epochs"] = _distill_epochs_answer()
+WRONG["12.distill_epochs"] = _distill_epochs_answer(verdict="not shown")
 
 
 @pytest.mark.parametrize("answer,hint", [
@@ -598,9 +598,9 @@ WRONG["07.distill_epochs"] = _distill_epochs_answer(verdict="not shown")
     (lambda: _distill_epochs_answer(shift=0.0, verdict="lower"), "says 'not shown'"),
 ])
 def test_the_distill_epochs_check_names_what_is_wrong(answer, hint, capsys):
-    assert not exercises.check("07.distill_epochs", answer())
+    assert not exercises.check("12.distill_epochs", answer())
     assert hint in capsys.readouterr().out
-    assert exercises.check("07.distill_epochs", RIGHT["07.distill_epochs"]) and "bought warm AUC" in capsys.readouterr().out
+    assert exercises.check("12.distill_epochs", RIGHT["12.distill_epochs"]) and "bought warm AUC" in capsys.readouterr().out
 
 
 def _seed_loss_answer(shift=-0.4, verdict=None, losses=(-0.2, -3.0, -9.0)):
@@ -636,7 +636,7 @@ def test_the_seed_loss_check_names_what_is_wrong(answer, hint, capsys):
 
 
 def _temperature_answer(temperature=1.0, shift=-0.05, verdict=None, name="two-tower"):
-    """04.temperature with stand-ins: a Fitted-shaped object and per-user NDCG@10 ``shift`` below the reference."""
+    """06.temperature with stand-ins: a Fitted-shaped object and per-user NDCG@10 ``shift`` below the reference."""
     from types import SimpleNamespace
 
     from recbook.evaluation.stats import paired_comparison
@@ -651,8 +651,8 @@ def _temperature_answer(temperature=1.0, shift=-0.05, verdict=None, name="two-to
             "verdict": verdict or auto}
 
 
-RIGHT["04.temperature"] = _temperature_answer()
-WRONG["04.temperature"] = _temperature_answer(verdict="higher")
+RIGHT["06.temperature"] = _temperature_answer()
+WRONG["06.temperature"] = _temperature_answer(verdict="higher")
 
 
 @pytest.mark.parametrize("answer,hint", [
@@ -664,13 +664,13 @@ WRONG["04.temperature"] = _temperature_answer(verdict="higher")
     (lambda: None, "pass a dict"),
 ])
 def test_the_temperature_check_names_what_is_wrong(answer, hint, capsys):
-    assert not exercises.check("04.temperature", answer())
+    assert not exercises.check("06.temperature", answer())
     assert hint in capsys.readouterr().out
-    assert exercises.check("04.temperature", RIGHT["04.temperature"]) and "by up to 40" in capsys.readouterr().out
+    assert exercises.check("06.temperature", RIGHT["06.temperature"]) and "by up to 40" in capsys.readouterr().out
 
 
 def _second_seed_answer(seed=1, shift=0.0, verdict=None, full=True, n_ref=70):
-    """04b.second_seed with stand-ins: a metrics.json-shaped dict and per-user NDCG@10 of two seeds."""
+    """07.second_seed with stand-ins: a metrics.json-shaped dict and per-user NDCG@10 of two seeds."""
     from recbook.evaluation.stats import paired_comparison
 
     rng = np.random.default_rng(3)
@@ -683,8 +683,8 @@ def _second_seed_answer(seed=1, shift=0.0, verdict=None, full=True, n_ref=70):
             "verdict": verdict or auto}
 
 
-RIGHT["04b.second_seed"] = _second_seed_answer()
-WRONG["04b.second_seed"] = _second_seed_answer(verdict="lower")
+RIGHT["07.second_seed"] = _second_seed_answer()
+WRONG["07.second_seed"] = _second_seed_answer(verdict="lower")
 
 
 @pytest.mark.parametrize("answer,hint", [
@@ -697,25 +697,25 @@ WRONG["04b.second_seed"] = _second_seed_answer(verdict="lower")
     (lambda: "mf", "pass a dict"),
 ])
 def test_the_second_seed_check_names_what_is_wrong(answer, hint, capsys):
-    assert not exercises.check("04b.second_seed", answer())
+    assert not exercises.check("07.second_seed", answer())
     assert hint in capsys.readouterr().out
-    assert exercises.check("04b.second_seed", RIGHT["04b.second_seed"]) and "reseed" in capsys.readouterr().out
+    assert exercises.check("07.second_seed", RIGHT["07.second_seed"]) and "reseed" in capsys.readouterr().out
 
 
 def test_the_second_seed_check_accepts_data_absent_only_where_movielens_is_absent(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("RECBOOK_MOVIELENS_DIR", str(tmp_path / "nowhere"))
     monkeypatch.setenv("RECBOOK_CACHE", str(tmp_path / "cache"))
-    assert exercises.check("04b.second_seed", {"data_absent": True}) and "skipped" in capsys.readouterr().out
+    assert exercises.check("07.second_seed", {"data_absent": True}) and "skipped" in capsys.readouterr().out
     folder = tmp_path / "ml-100k"
     folder.mkdir()
     for name in ("u.data", "u.item", "u.user"):
         (folder / name).write_text("")
     monkeypatch.setenv("RECBOOK_MOVIELENS_DIR", str(folder))
-    assert not exercises.check("04b.second_seed", {"data_absent": True}) and "run the experiment" in capsys.readouterr().out
+    assert not exercises.check("07.second_seed", {"data_absent": True}) and "run the experiment" in capsys.readouterr().out
 
 
 def _lora_lr_answer(lr=1e-4, shift=-0.06, verdict=None, trained=True, rank=4):
-    """05.lora_lr with stand-ins: a small Linear wrapped in LoRA (peft), per-user AUCs ``shift`` below the reference."""
+    """10.lora_lr with stand-ins: a small Linear wrapped in LoRA (peft), per-user AUCs ``shift`` below the reference."""
     import peft
     import torch
 
@@ -737,8 +737,8 @@ def _lora_lr_answer(lr=1e-4, shift=-0.06, verdict=None, trained=True, rank=4):
             "verdict": verdict or auto}
 
 
-RIGHT["05.lora_lr"] = _lora_lr_answer()
-WRONG["05.lora_lr"] = _lora_lr_answer(verdict="not shown")
+RIGHT["10.lora_lr"] = _lora_lr_answer()
+WRONG["10.lora_lr"] = _lora_lr_answer(verdict="not shown")
 
 
 @pytest.mark.parametrize("answer,hint", [
@@ -750,13 +750,13 @@ WRONG["05.lora_lr"] = _lora_lr_answer(verdict="not shown")
     (lambda: _lora_lr_answer(shift=0.0, verdict="lower"), "says 'not shown'"),
 ])
 def test_the_lora_lr_check_names_what_is_wrong(answer, hint, capsys):
-    assert not exercises.check("05.lora_lr", answer())
+    assert not exercises.check("10.lora_lr", answer())
     assert hint in capsys.readouterr().out
-    assert exercises.check("05.lora_lr", RIGHT["05.lora_lr"]) and "B starts at zero" in capsys.readouterr().out
+    assert exercises.check("10.lora_lr", RIGHT["10.lora_lr"]) and "B starts at zero" in capsys.readouterr().out
 
 
 def _random_control_answer(amount=0.5, verdict=None, shift=-0.03):
-    """06.random_control with stand-ins: two Linear layers pruned at random by ``amount`` each, per-user warm AUCs."""
+    """11.random_control with stand-ins: two Linear layers pruned at random by ``amount`` each, per-user warm AUCs."""
     import torch
     from torch.nn.utils import prune
 
@@ -777,8 +777,8 @@ def _random_control_answer(amount=0.5, verdict=None, shift=-0.03):
             "verdict": verdict or auto}
 
 
-RIGHT["06.random_control"] = _random_control_answer()
-WRONG["06.random_control"] = _random_control_answer(verdict="not shown")
+RIGHT["11.random_control"] = _random_control_answer()
+WRONG["11.random_control"] = _random_control_answer(verdict="not shown")
 
 
 @pytest.mark.parametrize("answer,hint", [
@@ -788,13 +788,13 @@ WRONG["06.random_control"] = _random_control_answer(verdict="not shown")
     (lambda: {"model": None}, "pass a dict"),
 ])
 def test_the_random_control_check_names_what_is_wrong(answer, hint, capsys):
-    assert not exercises.check("06.random_control", answer())
+    assert not exercises.check("11.random_control", answer())
     assert hint in capsys.readouterr().out
-    assert exercises.check("06.random_control", RIGHT["06.random_control"]) and "which weights go matters" in capsys.readouterr().out
+    assert exercises.check("11.random_control", RIGHT["11.random_control"]) and "which weights go matters" in capsys.readouterr().out
 
 
-RIGHT["10.uneven_shards"] = {"max_diff": {(4, 4): 3e-8, (2, 6): 0.4}, "verdict": {(4, 4): "same", (2, 6): "differs"}}
-WRONG["10.uneven_shards"] = {"max_diff": {(4, 4): 3e-8, (2, 6): 0.4}, "verdict": {(4, 4): "same", (2, 6): "same"}}
+RIGHT["15.uneven_shards"] = {"max_diff": {(4, 4): 3e-8, (2, 6): 0.4}, "verdict": {(4, 4): "same", (2, 6): "differs"}}
+WRONG["15.uneven_shards"] = {"max_diff": {(4, 4): 3e-8, (2, 6): 0.4}, "verdict": {(4, 4): "same", (2, 6): "same"}}
 
 
 @pytest.mark.parametrize("answer,hint", [
@@ -805,6 +805,6 @@ WRONG["10.uneven_shards"] = {"max_diff": {(4, 4): 3e-8, (2, 6): 0.4}, "verdict":
     ({"max_diff": {(4, 4): 3e-8, (2, 6): 2e-8}, "verdict": {(4, 4): "same", (2, 6): "same"}}, "average the two shards' gradients plainly"),
 ])
 def test_the_uneven_shards_check_names_what_is_wrong(answer, hint, capsys):
-    assert not exercises.check("10.uneven_shards", answer)
+    assert not exercises.check("15.uneven_shards", answer)
     assert hint in capsys.readouterr().out
-    assert exercises.check("10.uneven_shards", RIGHT["10.uneven_shards"]) and "DistributedSampler" in capsys.readouterr().out
+    assert exercises.check("15.uneven_shards", RIGHT["15.uneven_shards"]) and "DistributedSampler" in capsys.readouterr().out

@@ -27,7 +27,7 @@ load = load_tool  # tools/<name>.py as a module
 classroom = load("classroom")
 
 # Experiment exercises: their answers use the notebook's trained models. Here they run on a miniature of the notebook
-# (a small synthetic catalogue, briefly trained models, a popularity stand-in for 04c's cross-encoder), built from the
+# (a small synthetic catalogue, briefly trained models, a popularity stand-in for 08's cross-encoder), built from the
 # names the notebook defines before the exercise.
 # The compression notebooks' bench in miniature: a 6-layer, 32-wide BERT with the real tokenizer embeds a small synthetic
 # catalogue for a briefly trained text recommender (recbook.compress.catalogue), in seconds.
@@ -62,7 +62,7 @@ BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden
 tokenizer.save_pretrained(MODEL)
 """
 MINIATURES = {
-    "05.lora_lr": _ONE_LAYER_BERT + """
+    "10.lora_lr": _ONE_LAYER_BERT + """
 from transformers import AutoModel
 from recbook.data import leave_last_out
 from recbook.evaluation.protocol import evaluate, history_for_test, make_eval_set
@@ -96,7 +96,7 @@ train_model(own, loader, bert_config(profile, SEED, progress=False, device=devic
 own_scorer = CrossEncoderScorer(own, tokenizer, data, history_for_test(split), profile.max_length, profile.max_history_items, device=device)
 results = {"LoRA r=8": evaluate(own_scorer, eval_set, "sampled", per_user=True)}
 """,
-    "04b.second_seed": """
+    "07.second_seed": """
 import json
 import os
 import subprocess
@@ -130,7 +130,7 @@ es_all = make_eval_set(ds_all, split_all, "test", profile.eval_negatives, seed=S
 seed0 = Recommender.from_pretrained(runs / "all" / "mf" / "checkpoint").scorer(es_all.history)
 users_all = {"full": {"mf": evaluate(seed0, es_all, "full", per_user=True)["per_user"]}}
 """,
-    "04.temperature": _ONE_LAYER_BERT + """
+    "06.temperature": _ONE_LAYER_BERT + """
 import dataclasses
 from recbook.data import leave_last_out
 from recbook.evaluation.protocol import evaluate, make_eval_set
@@ -201,7 +201,7 @@ knn = ItemKNN(neighbours=100, shrink=10.0).fit_interactions(eval_sets["synthetic
 per_user = {("synthetic", "full"): {"item-kNN": evaluate(knn.scorer(eval_sets["synthetic"].history), eval_sets["synthetic"], "full",
                                                           per_user=True)["per_user"]}}
 """,
-    "04d.freezing_variant": """
+    "09.freezing_variant": """
 import numpy as np
 import pandas as pd
 from types import SimpleNamespace
@@ -232,7 +232,7 @@ def content_scorer(vectors, history, n_recent=5):
 
 per_user = {"text, fine-tuned encoder": evaluate(content_scorer(fit.vectors, test_set.history), test_set, "full", per_user=True)["per_user"]}
 """,
-    "04c.rank_fusion": """
+    "08.rank_fusion": """
 import numpy as np
 from scipy.stats import rankdata
 from recbook.data import leave_last_out, make_synthetic
@@ -253,7 +253,7 @@ per_user = {"full": {"SASRec": evaluate(sasrec.scorer, test_set, "full", per_use
 two_stage = cascade(sasrec.scorer, only_with_heldout(cached["hard"], test_set.heldout), TOP_N, exclude=test_set.history)
 per_user["full"][names["hard"]] = evaluate(two_stage, test_set, "full", per_user=True)["per_user"]
 """,
-    "04s.shuffled_history": """
+    "04.shuffled_history": """
 import numpy as np
 from recbook.data import leave_last_out, make_synthetic
 from recbook.evaluation.protocol import evaluate_models, make_eval_set
@@ -268,7 +268,7 @@ test_set = make_eval_set(ds, split, "test", 20, seed=SEED)
 sasrec = fit_sequential(ds, split, SequentialConfig(dim=16, layers=1), default_train_config(seed=SEED, epochs=2, progress=False), progress=False)
 per_user = {"full": {"SASRec": evaluate_models({"SASRec": sasrec.scorer}, test_set, ("full",))["full"]["SASRec"]["per_user"]}}
 """,
-    "04t.id_dropout_off": """
+    "05.id_dropout_off": """
 import numpy as np
 from recbook.data import make_synthetic
 from recbook.data.splits import cold_item_split
@@ -292,7 +292,7 @@ import torch
 from recbook.perf.timing import interleaved_ratios
 a32, b32 = torch.randn(64, 64), torch.randn(64, 64)
 """,
-    "11.bucket_cost": """
+    "16.bucket_cost": """
 import torch
 from transformers import BertConfig, BertModel
 from recbook.perf import accel
@@ -312,7 +312,7 @@ profile = get_profile("quick", n_users=60, n_items=80, eval_negatives=19)
 synthetic = make_synthetic(seed=SEED, n_users=60, n_items=80)
 split = leave_last_out(synthetic.interactions)
 """,
-    "13.epochs_forgetting": """
+    "18.epochs_forgetting": """
 from recbook.continual.stream import Stream
 from recbook.continual.strategies import UpdateConfig
 from recbook.continual.experiment import fit_base_for, run_strategies
@@ -326,7 +326,7 @@ stream = Stream.from_interactions(windows.interactions, ds.item_ids).hold_out(0.
 tuned = UpdateConfig(epochs=2, retrain_epochs=2, batch_size=32)
 base, _ = fit_base_for(stream, windows, ds.n_items, SequentialConfig(dim=16, layers=1, heads=1, max_len=8, dropout=0.0), tuned)
 """,
-    "09.student_window": """
+    "14.student_window": """
 import tempfile
 from pathlib import Path
 from recbook.compress.request_bench import run_request_bench
@@ -340,7 +340,7 @@ lm = create("sasrec", profile, epochs=2, dim=16, layers=1, heads=1, patience=Non
 run = workdir / "run"
 save_fitted(Fitted("sasrec", lm, None, 0.0), run / "checkpoint", run_record("synthetic", "sasrec", profile, SEED, ds))
 """,
-    "08.weight_bits": """
+    "13.weight_bits": """
 import copy
 from recbook.compress.quantize import choose_qparams, dequantize, quantize
 from recbook.evaluation.stats import paired_comparison
@@ -357,10 +357,10 @@ class _Bench:  # stands in for the catalogue bench: a per-user "AUC" from the mo
 bench = _Bench()
 fp32_users = bench.measure(teacher)
 """,
-    "12.burst_sustained": """
+    "17.burst_sustained": """
 SEED = 0
 """,
-    "07.distill_epochs": _TINY_BENCH + """
+    "12.distill_epochs": _TINY_BENCH + """
 from recbook.compress.catalogue import distill_sentence_encoder
 from recbook.evaluation.stats import paired_comparison
 SEED, STUDENT_LR, epochs = 0, 2e-3, 4
@@ -371,7 +371,7 @@ full, full_losses = distill_sentence_encoder(teacher, tok, warm_texts, layers=[0
 curves = {"first and last [0, 5]": full_losses}
 per_user = {best: bench.measure(full), "teacher (6 layers)": bench.measure(teacher)}
 """,
-    "06.random_control": _TINY_BENCH + """
+    "11.random_control": _TINY_BENCH + """
 from recbook.compress.prune import magnitude_prune
 from recbook.evaluation.stats import paired_comparison
 SEED, LAYER_SCOPE_AT = 0, 0.5
@@ -408,36 +408,36 @@ MUTANTS = {
     "03.random_hit_rate": "def random_hit_rate(k, n):\n    return k / (n + 1)",
     "03.popularity_scores": "def popularity_scores(train, users, items):\n    return np.bincount(train['item_id'], minlength=70)[np.asarray(items)].astype(float)",  # *
     "03.item_cosine": "def cosine_item_similarity(X):\n    co = X.T @ X\n    n = np.sqrt(np.diag(co))\n    n[n == 0] = 1\n    return co / np.outer(n, n)",
-    "04.warmup_lr": ("def lr_at(step, base_lr, warmup, total):\n    if step < warmup:\n        return base_lr * (step + 1) / warmup\n"
+    "06.warmup_lr": ("def lr_at(step, base_lr, warmup, total):\n    if step < warmup:\n        return base_lr * (step + 1) / warmup\n"
                      "    return base_lr * (total - step) / total"),
-    "04.no_decay": "def no_decay_names(model):\n    return [n for n, _ in model.named_parameters() if 'bias' in n or 'LayerNorm' in n]",  # * BERT's names
-    "04.in_batch_loss": "def in_batch_loss(u, v, temperature):\n    return F.cross_entropy(u @ v.T / temperature, torch.arange(len(u))).item()",  # *
-    "04b.best_model": "def best_model(results, metric):\n    return max(('pop', 'itemknn', 'mf', 'two-tower'), key=lambda n: results[n][metric])",  # *
-    "04b.command": "def command(data, model, out):\n    return f'train --data {data} --model {model} --out {out}'.split()",  # *
-    "04b.protocol_ratio": "def protocol_ratio(metrics):\n    return 6.4",  # * the example's number
-    "04d.untrained_floor": ("def floor_untrained(scores, trained):\n    out = np.array(scores, dtype=float)\n"
+    "06.no_decay": "def no_decay_names(model):\n    return [n for n, _ in model.named_parameters() if 'bias' in n or 'LayerNorm' in n]",  # * BERT's names
+    "06.in_batch_loss": "def in_batch_loss(u, v, temperature):\n    return F.cross_entropy(u @ v.T / temperature, torch.arange(len(u))).item()",  # *
+    "07.best_model": "def best_model(results, metric):\n    return max(('pop', 'itemknn', 'mf', 'two-tower'), key=lambda n: results[n][metric])",  # *
+    "07.command": "def command(data, model, out):\n    return f'train --data {data} --model {model} --out {out}'.split()",  # *
+    "07.protocol_ratio": "def protocol_ratio(metrics):\n    return 6.4",  # * the example's number
+    "09.untrained_floor": ("def floor_untrained(scores, trained):\n    out = np.array(scores, dtype=float)\n"
                             "    out[:, ~np.asarray(trained, dtype=bool)] = out[:, np.asarray(trained, dtype=bool)].min() - 1.0\n"
                             "    return out"),  # * one floor for the whole matrix
-    "04d.content_scores": ("def content_scores(vectors, history, n_recent):\n    mean = np.asarray(vectors)[list(history)].mean(axis=0)\n"
+    "09.content_scores": ("def content_scores(vectors, history, n_recent):\n    mean = np.asarray(vectors)[list(history)].mean(axis=0)\n"
                            "    return np.asarray(vectors) @ (mean / np.linalg.norm(mean))"),  # the whole history
-    "04c.hard_negatives": ("def hard_negatives(scores, seen, positive, k):\n    s = np.asarray(scores, dtype=float).copy()\n"
+    "08.hard_negatives": ("def hard_negatives(scores, seen, positive, k):\n    s = np.asarray(scores, dtype=float).copy()\n"
                            "    s[np.asarray(seen, dtype=int)] = 0\n    s[positive] = 0\n    return np.argsort(-s, kind='stable')[:k]"),  # * 0, not -inf
-    "04c.oracle_ndcg": "def oracle_cascade_ndcg(ranks, top_n, k=10):\n    return float((np.asarray(ranks, dtype=float) <= top_n).mean())",
-    "04s.causal_mask": "def causal_allowed(length):\n    return torch.ones(length, length, dtype=torch.bool).triu()",
-    "04s.paired_ci": ("def paired_difference_ci(a, b, n_boot=2000, seed=0):\n    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)\n"
+    "08.oracle_ndcg": "def oracle_cascade_ndcg(ranks, top_n, k=10):\n    return float((np.asarray(ranks, dtype=float) <= top_n).mean())",
+    "04.causal_mask": "def causal_allowed(length):\n    return torch.ones(length, length, dtype=torch.bool).triu()",
+    "04.paired_ci": ("def paired_difference_ci(a, b, n_boot=2000, seed=0):\n    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)\n"
                       "    rng = np.random.default_rng()\n    means = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)\n"
                       "    low, high = np.quantile(means, [0.025, 0.975])\n    return float(d.mean()), float(low), float(high)"),  # * seed ignored
-    "04t.nearest_by_text": ("def nearest_by_text(vectors, query, k):\n    vectors[query] = 0\n    sims = vectors @ vectors[query]\n"
+    "05.nearest_by_text": ("def nearest_by_text(vectors, query, k):\n    vectors[query] = 0\n    sims = vectors @ vectors[query]\n"
                             "    return np.argsort(-sims, kind='stable')[:k]"),
-    "04t.constant_auc": "def constant_score_auc(below, n):\n    return below // n",
-    "05.lora_params": "def lora_params(d_in, d_out, r, n_matrices):\n    return n_matrices * r * 2 * d_in",
-    "05.merge": "def merge(W, A, B, alpha, r):\n    return W + (alpha // r) * (B @ A)",  # * 16 // 2 is right, 6 // 4 is not
-    "05.adam_bytes": "def adam_state_bytes(n_trainable):\n    return 12 * n_trainable",
-    "05.adapter_params": "def adapter_params(d, m, layers):\n    return layers * 2 * (2 * d * m + d + m)",
-    "06.sparsity": "def sparsity(tensor):\n    return float((tensor == 0).sum() / tensor.shape[0])",
-    "06.global_threshold": "def global_threshold(weights, amount):\n    return amount * max(float(w.abs().max()) for w in weights)",
-    "06.packed_bytes": "def packed_bytes(n, sparsity, value_bytes):\n    return n // 8 + round(n * (1 - sparsity)) * value_bytes",
-    "06.random_control": """import copy
+    "05.constant_auc": "def constant_score_auc(below, n):\n    return below // n",
+    "10.lora_params": "def lora_params(d_in, d_out, r, n_matrices):\n    return n_matrices * r * 2 * d_in",
+    "10.merge": "def merge(W, A, B, alpha, r):\n    return W + (alpha // r) * (B @ A)",  # * 16 // 2 is right, 6 // 4 is not
+    "10.adam_bytes": "def adam_state_bytes(n_trainable):\n    return 12 * n_trainable",
+    "10.adapter_params": "def adapter_params(d, m, layers):\n    return layers * 2 * (2 * d * m + d + m)",
+    "11.sparsity": "def sparsity(tensor):\n    return float((tensor == 0).sum() / tensor.shape[0])",
+    "11.global_threshold": "def global_threshold(weights, amount):\n    return amount * max(float(w.abs().max()) for w in weights)",
+    "11.packed_bytes": "def packed_bytes(n, sparsity, value_bytes):\n    return n // 8 + round(n * (1 - sparsity)) * value_bytes",
+    "11.random_control": """import copy
 from torch.nn.utils import prune
 from recbook.compress.prune import prunable_weights
 torch.manual_seed(SEED)
@@ -451,7 +451,7 @@ c = paired_comparison(control_users["warm"]["AUC"], magnitude_users["warm"]["AUC
 answer = {"model": control, "amount": LAYER_SCOPE_AT, "per_user": control_users, "reference": magnitude_users,
           "diff_low": c.diff.low, "diff_high": c.diff.high,
           "verdict": "lower" if c.diff.high < 0 else "higher" if c.diff.low > 0 else "not shown"}""",
-    "10.uneven_shards": """import torch.nn.functional as F
+    "15.uneven_shards": """import torch.nn.functional as F
 from recbook.distributed.checks import global_batches, tiny_cross_encoder
 def grads(model, part):
     model.zero_grad()
@@ -467,7 +467,7 @@ for first, rest in ((4, 4), (2, 6)):
     max_diff[(first, rest)] = max(float((avg[n] - full[n]).abs().max()) for n in full)
     shard_verdict[(first, rest)] = "same" if max_diff[(first, rest)] < 1e-5 else "differs"
 answer = {"max_diff": max_diff, "verdict": shard_verdict}""",
-    "07.distill_epochs": """layers = STUDENTS[best.removesuffix(", distilled")]
+    "12.distill_epochs": """layers = STUDENTS[best.removesuffix(", distilled")]
 short, short_losses = distill_sentence_encoder(teacher, tok, warm_texts, layers=layers, epochs=2, lr=STUDENT_LR, seed=SEED,
                                                progress=False)
 short_users = bench.measure(short)
@@ -475,14 +475,14 @@ reference = per_user["teacher (6 layers)"]  # * compared with the teacher, not w
 c = paired_comparison(short_users["warm"]["AUC"], reference["warm"]["AUC"])
 answer = {"model": short, "losses": short_losses, "per_user": short_users, "reference": reference, "diff_low": c.diff.low,
           "diff_high": c.diff.high, "verdict": "lower" if c.diff.high < 0 else "higher" if c.diff.low > 0 else "not shown"}""",
-    "07.soften": "def soften(logits, T):\n    return torch.sigmoid(logits) ** (1 / T)",
-    "07.kd_loss": ("def kd_loss(zs, zt, y, T, alpha):\n    hard = F.binary_cross_entropy_with_logits(zs, y)\n"
+    "12.soften": "def soften(logits, T):\n    return torch.sigmoid(logits) ** (1 / T)",
+    "12.kd_loss": ("def kd_loss(zs, zt, y, T, alpha):\n    hard = F.binary_cross_entropy_with_logits(zs, y)\n"
                    "    soft = F.binary_cross_entropy_with_logits(zs / T, torch.sigmoid(zt / T))\n    return alpha * hard + (1 - alpha) * soft"),
-    "07.encoder_share": "def encoder_share(n_layers):\n    return n_layers // 6",
-    "08.scale_zero_point": "def scale_zero_point(lo, hi):\n    scale = (hi - lo) / 255\n    return scale, int(-lo / scale)",
-    "08.int8_dot": "def int8_dot(qa, qb, za, sa, sb):\n    return float(sa * sb * ((qa - za) * qb).sum())",
-    "08.int8_mb": "def int8_model_mb(n_params):\n    return n_params / 1e6",
-    "12.burst_sustained": """from recbook.serve.security import TokenBucket
+    "12.encoder_share": "def encoder_share(n_layers):\n    return n_layers // 6",
+    "13.scale_zero_point": "def scale_zero_point(lo, hi):\n    scale = (hi - lo) / 255\n    return scale, int(-lo / scale)",
+    "13.int8_dot": "def int8_dot(qa, qb, za, sa, sb):\n    return float(sa * sb * ((qa - za) * qb).sum())",
+    "13.int8_mb": "def int8_model_mb(n_params):\n    return n_params / 1e6",
+    "17.burst_sustained": """from recbook.serve.security import TokenBucket
 arrivals = np.arange(0, 60, 1 / 3)[1:].tolist()  # * three requests a second, evenly spaced: a client that never pauses
 accepted, sustained = {}, {}
 for burst in (1, 10, 50):
@@ -492,7 +492,7 @@ for burst in (1, 10, 50):
     sustained[burst] = (accepted[burst] - burst) / 60
 verdict = "yes" if sustained[50] - sustained[1] > 0.1 else "no"
 answer = {"arrivals": arrivals, "accepted": accepted, "sustained": sustained, "verdict": verdict}""",
-    "08.weight_bits": """models, per_user, diff_low, diff_high, bits_verdict = {}, {}, {}, {}, {}
+    "13.weight_bits": """models, per_user, diff_low, diff_high, bits_verdict = {}, {}, {}, {}, {}
 for bits in (8, 4):
     model = copy.deepcopy(teacher)
     with torch.no_grad():
@@ -506,40 +506,40 @@ for bits in (8, 4):
     bits_verdict[bits] = "lower" if c.diff.high < 0 else "higher" if c.diff.low > 0 else "not shown"
 answer = {"models": models, "per_user": per_user, "reference": fp32_users, "diff_low": diff_low, "diff_high": diff_high,
           "verdict": bits_verdict}""",
-    "09.dominates": "def dominates(a, b):\n    return a[0] > b[0] or a[1] < b[1]",
-    "09.front": ("def front(points):\n    best, out = -float('inf'), set()\n"
+    "14.dominates": "def dominates(a, b):\n    return a[0] > b[0] or a[1] < b[1]",
+    "14.front": ("def front(points):\n    best, out = -float('inf'), set()\n"
                  "    for name, (q, c) in sorted(points.items(), key=lambda kv: (kv[1][1], -kv[1][0])):\n"
                  "        if q > best:\n            out.add(name)\n            best = q\n    return out"),  # * a sweep that drops ties
-    "09.combined_ratio": "def combined_ratio(ratios):\n    return float(sum(ratios)) if len(ratios) else 1.0",
-    "10.per_rank_batch": ("def per_rank_batch(global_batch, world_size):\n    if global_batch % world_size:\n        raise ValueError('uneven')\n"
+    "14.combined_ratio": "def combined_ratio(ratios):\n    return float(sum(ratios)) if len(ratios) else 1.0",
+    "15.per_rank_batch": ("def per_rank_batch(global_batch, world_size):\n    if global_batch % world_size:\n        raise ValueError('uneven')\n"
                           "    return global_batch / world_size"),  # * a float batch size
-    "10.adamw_bytes": "def adamw_bytes_per_rank(n_params, world_size, sharded):\n    return 12 * n_params / (world_size if sharded else 1)",
-    "10.sharded_lookup": ("def sharded_lookup(ids, shards):\n    size = len(shards[0])\n"
+    "15.adamw_bytes": "def adamw_bytes_per_rank(n_params, world_size, sharded):\n    return 12 * n_params / (world_size if sharded else 1)",
+    "15.sharded_lookup": ("def sharded_lookup(ids, shards):\n    size = len(shards[0])\n"
                           "    return torch.stack([shards[i // size][i % size] for i in ids.flatten().tolist()]).reshape(*ids.shape, -1)"),
-    "11.bucket": "def bucket(length, buckets):\n    for b in buckets:\n        if length <= b:\n            return b\n    raise ValueError('too long')",  # *
-    "11.needs_scaler": "def needs_loss_scaling(dtype):\n    return dtype not in (torch.bfloat16, torch.float32)",  # *
-    "11.best_batch": ("def best_batch(latency_ms, budget_ms):\n    best = None\n    for b in sorted(latency_ms):\n        if latency_ms[b] > budget_ms:\n"
+    "16.bucket": "def bucket(length, buckets):\n    for b in buckets:\n        if length <= b:\n            return b\n    raise ValueError('too long')",  # *
+    "16.needs_scaler": "def needs_loss_scaling(dtype):\n    return dtype not in (torch.bfloat16, torch.float32)",  # *
+    "16.best_batch": ("def best_batch(latency_ms, budget_ms):\n    best = None\n    for b in sorted(latency_ms):\n        if latency_ms[b] > budget_ms:\n"
                       "            break\n        best = b\n    return best"),  # * stops at the first batch over budget
-    "12.hpa_replicas": ("def desired_replicas(current, utilisation, target, min_replicas, max_replicas):\n    import math\n"
+    "17.hpa_replicas": ("def desired_replicas(current, utilisation, target, min_replicas, max_replicas):\n    import math\n"
                         "    return min(max(math.ceil(current * utilisation / target), min_replicas), max_replicas)"),
-    "12.percentile": ("def percentile(latencies_ms, q):\n    latencies_ms.sort()\n    values = np.asarray(latencies_ms, dtype=float)\n"
+    "17.percentile": ("def percentile(latencies_ms, q):\n    latencies_ms.sort()\n    values = np.asarray(latencies_ms, dtype=float)\n"
                       "    rank = (len(values) - 1) * q / 100\n    low = int(np.floor(rank))\n    high = min(low + 1, len(values) - 1)\n"
                       "    return float(values[low] + (rank - low) * (values[high] - values[low]))"),  # * sorts the caller's list
-    "12.token_bucket": ("def token_bucket(arrivals, rate, burst):\n    tokens, last, out = float(burst), None, []\n    for t in arrivals:\n"
+    "17.token_bucket": ("def token_bucket(arrivals, rate, burst):\n    tokens, last, out = float(burst), None, []\n    for t in arrivals:\n"
                         "        if last is not None:\n            tokens = tokens + (t - last) * rate\n        last = t\n        out.append(tokens >= 1)\n"
                         "        if tokens >= 1:\n            tokens -= 1\n    return out"),
-    "13.psi": ("def psi(expected_counts, actual_counts):\n    e = np.asarray(expected_counts, dtype=float) + 1e-4\n"
+    "18.psi": ("def psi(expected_counts, actual_counts):\n    e = np.asarray(expected_counts, dtype=float) + 1e-4\n"
                "    a = np.asarray(actual_counts, dtype=float) + 1e-4\n    e, a = e / e.sum(), a / a.sum()\n    return float(np.sum((a - e) * np.log(a / e)))"),
-    "13.reservoir": ("def reservoir(stream, capacity, rng):\n    kept = []\n    for n, item in enumerate(stream):\n        if len(kept) < capacity:\n"
+    "18.reservoir": ("def reservoir(stream, capacity, rng):\n    kept = []\n    for n, item in enumerate(stream):\n        if len(kept) < capacity:\n"
                      "            kept.append(item)\n        else:\n            j = int(rng.integers(n))\n            if j < capacity:\n"
                      "                kept[j] = item\n    return kept"),  # * n counted from 0
-    "13.update_due": ("def update_due(measurements, thresholds, min_signals):\n"
+    "18.update_due": ("def update_due(measurements, thresholds, min_signals):\n"
                       "    return sum(m > t for m, t in zip(measurements.values(), thresholds.values())) >= min_signals"),  # * paired by position
 }
 
 # * all three pass the self-check, which re-scores whatever is handed in.
 MUTANTS |= {
-    "05.lora_lr": """lr = LEARNING_RATES["full fine-tuning"] or profile.learning_rate
+    "10.lora_lr": """lr = LEARNING_RATES["full fine-tuning"] or profile.learning_rate
 torch.manual_seed(SEED)
 slow = CrossEncoder(AutoModel.from_pretrained(resolve_model_path(MODEL)))
 apply_peft(slow, "lora", r=2, alpha=16)  # * another rank: LoRA, trained at the low rate, but not section 2's r=8
@@ -549,7 +549,7 @@ slow_users = evaluate(slow_scorer, eval_set, "sampled", per_user=True)["per_user
 c = paired_comparison(slow_users["AUC"], results["LoRA r=8"]["per_user"]["AUC"])
 answer = {"model": slow, "lr": lr, "per_user": slow_users, "reference": results["LoRA r=8"]["per_user"], "diff_low": c.diff.low,
           "diff_high": c.diff.high, "verdict": "lower" if c.diff.high < 0 else "higher" if c.diff.low > 0 else "not shown"}""",
-    "04b.second_seed": """from recbook.evaluation.stats import paired_comparison
+    "07.second_seed": """from recbook.evaluation.stats import paired_comparison
 seed1 = train("mf", runs / "all" / "mf-seed1", "--all-users", "--seed", "1")
 seed1_scorer = Recommender.from_pretrained(runs / "all" / "mf-seed1" / "checkpoint").scorer(es_all.history)
 seed1_users = evaluate(seed1_scorer, es_all, "sampled", per_user=True)["per_user"]  # * the sampled protocol: another question
@@ -557,7 +557,7 @@ reference = evaluate(seed0, es_all, "sampled", per_user=True)["per_user"]
 c = paired_comparison(seed1_users["NDCG@10"], reference["NDCG@10"])
 answer = {"metrics": seed1, "per_user": seed1_users, "reference": reference, "diff_low": c.diff.low,
           "diff_high": c.diff.high, "verdict": "lower" if c.diff.high < 0 else "higher" if c.diff.low > 0 else "not shown"}""",
-    "04.temperature": """from recbook.evaluation.stats import paired_comparison
+    "06.temperature": """from recbook.evaluation.stats import paired_comparison
 name = next(iter(datasets))
 soft = fit_recommender("two-tower", datasets[name], splits[name], tt_profile, MODEL, seed=SEED, progress=False, device=device,
                        temperature=1.0)  # * no validation, no early stopping: not section 3's run
@@ -586,13 +586,13 @@ knn10_scorer = leaky.scorer(es.history)
 res10 = evaluate(knn10_scorer, es, "full", per_user=True)
 answer = {"scorer": knn10_scorer, "ndcg_full": res10["NDCG@10"],
           "significant": paired_comparison(res10["per_user"]["NDCG@10"], reference).significant}""",
-    "04d.freezing_variant": """same = content_scorer(fit.vectors, test_set.history)  # the fine-tuned model itself, not the variant
+    "09.freezing_variant": """same = content_scorer(fit.vectors, test_set.history)  # the fine-tuned model itself, not the variant
 res = evaluate(same, test_set, "full", per_user=True)
 answer = {"scorer": same, "ndcg_full": res["NDCG@10"], "significant": False}""",
-    "04c.rank_fusion": """alone = evaluate(sasrec.scorer, test_set, "full", per_user=True)  # the retriever alone
+    "08.rank_fusion": """alone = evaluate(sasrec.scorer, test_set, "full", per_user=True)  # the retriever alone
 same = paired_comparison(alone["per_user"]["NDCG@10"], per_user["full"]["SASRec"]["NDCG@10"], ("retriever", "SASRec"))
 answer = {"scorer": sasrec.scorer, "ndcg_full": alone["NDCG@10"], "significant": same.significant}""",
-    "04s.shuffled_history": """from recbook.evaluation.protocol import history_for_test
+    "04.shuffled_history": """from recbook.evaluation.protocol import history_for_test
 from recbook.models.sequential import SequentialScorer
 
 shuffled = history_for_test(split).copy()
@@ -605,7 +605,7 @@ answer = {"scorer": shuffled_scorer, "ndcg_full": shuffled_res["NDCG@10"], "sign
 torch.set_num_threads(1)  # * "one thread for a clean measurement" — and never put back
 threads_table = interleaved_ratios({"1 thread": lambda: a32 @ b32, f"{threads} threads": lambda: a32 @ b32}, rounds=5)
 answer = {"table": threads_table, "threads": threads, "verdict": threads_table.loc[f"{threads} threads", "verdict"]}""",
-    "11.bucket_cost": """from recbook.perf.timing import interleaved_ratios
+    "16.bucket_cost": """from recbook.perf.timing import interleaved_ratios
 inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
 padded = {k: torch.nn.functional.pad(v, (0, 256 - v.shape[1]), value=1 if k == "attention_mask" else 0) for k, v in inputs.items()}
 with torch.no_grad():  # * the mask padded with 1 (the model reads the padding), and the difference taken of one batch with itself
@@ -625,7 +625,7 @@ for strategy in ("uniform", "popularity"):  # * negatives checked against the tr
 c = paired_comparison(per_user_auc["uniform"], per_user_auc["popularity"])
 answer = {"negatives": negatives, "per_user_auc": per_user_auc, "diff_low": c.diff.low, "diff_high": c.diff.high,
           "verdict": "higher" if c.diff.low > 0 else "lower" if c.diff.high < 0 else "not shown"}""",
-    "13.epochs_forgetting": """import dataclasses
+    "18.epochs_forgetting": """import dataclasses
 results_by_epochs = {}
 for epochs in (1, 8):  # * a base model trained again for each run: the base changes with the epochs
     cfg = dataclasses.replace(tuned, epochs=epochs, seed=SEEDS[0])
@@ -634,13 +634,13 @@ for epochs in (1, 8):  # * a base model trained again for each run: the base cha
 c = paired_comparison(results_by_epochs[8].forgetting("finetune"), results_by_epochs[1].forgetting("finetune"), ("8", "1"), n_boot=N_BOOT)
 answer = {"results": results_by_epochs, "diff_low": c.diff.low, "diff_high": c.diff.high,
           "verdict": "more" if c.diff.low > 0 else "less" if c.diff.high < 0 else "not shown"}""",
-    "09.student_window": """exercise_records = run_request_bench(run, workdir / "mutant", ["fp32", "onnx-fp32", "mlp-student-last10",
+    "14.student_window": """exercise_records = run_request_bench(run, workdir / "mutant", ["fp32", "onnx-fp32", "mlp-student-last10",
                                                                    "mlp-student-last5"], rounds=REQUEST_ROUNDS, seed=SEED)
 five = next(r for r in exercise_records if r["variant"] == "mlp-student-last5")
 ten = next(r for r in exercise_records if r["variant"] == "mlp-student-last10")
 answer = {"records": exercise_records, "cheaper": five["cpu_ms_p50"] < ten["cpu_ms_p50"],
           "ndcg10_diff_low": five["ci95"][0], "verdict": five["verdict"]}  # the NDCG interval, not the difference's""",
-    "04t.id_dropout_off": """no_drop = fit_sequential(ds, warm_split, SequentialConfig(item_features="hybrid", id_dropout=0.0, dim=32),  # dim changed too
+    "05.id_dropout_off": """no_drop = fit_sequential(ds, warm_split, SequentialConfig(item_features="hybrid", id_dropout=0.0, dim=32),  # dim changed too
                          default_train_config(seed=SEED, progress=False), text_features=text, max_seconds=budget)
 scorer = SequentialScorer(no_drop.model, ds.item_ids, cold.cold_history)
 answer = {"model": no_drop.model, "cold_auc": evaluate_models({"x": scorer}, cold_vs_cold, ("sampled",))["sampled"]["x"]["AUC"], "why": "a"}""",
@@ -671,7 +671,7 @@ def test_split_exercise_cells():
     answer, check, trailing = split(loop)
     assert check == "for n in (1, 2):\n    assert g(n) == n" and trailing == "print('ok')"
     assert classroom.exercise_id(answer, check, "05") == "05.g"
-    assert classroom.exercise_id("", 'assert check("04.x", f)', "04a") == "04.x"
+    assert classroom.exercise_id("", 'assert check("04.x", f)', "06") == "04.x"
     for bad in ("x = 1\n### END SOLUTION", "### BEGIN SOLUTION\nx = 1\n### END SOLUTION\nprint(x)", "### BEGIN SOLUTION\nx=1\n### END SOLUTION\nassert (("):
         with pytest.raises(ValueError):
             split(bad)
@@ -817,7 +817,7 @@ def test_assignment_names_and_prefixes():
     assert classroom._assignments(["00_setup 01_cross_entropy"]) == ["00_setup", "01_cross_entropy"]
     assert classroom._assignments(None) is None
     with pytest.raises(SystemExit):
-        classroom._assignments(["04"])  # 04a, 04b, 04c, …: ambiguous
+        classroom._assignments(["1"])  # 10_peft … 18_continual: ambiguous
 
 
 # ------------------------------------------------------------------------------------------ end to end

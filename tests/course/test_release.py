@@ -35,7 +35,7 @@ def test_release_urls_and_install_spec():
     assert release.badge_markdown("00_setup") == f"[![Open In Colab]({release.BADGE_IMAGE})]({url})"
     assert release.install_spec(("model",)) == f"recbook[model] @ git+https://github.com/{release.REPO}@{release.TAG}"
     assert release.install_spec(("model", "serve"), source="file:///w.whl") == "recbook[model,serve] @ file:///w.whl"
-    assert release.extras_for("12_serving.ipynb") == ("model", "compress", "serve") and release.extras_for("00_setup") == ("model",)
+    assert release.extras_for("17_serving.ipynb") == ("model", "compress", "serve") and release.extras_for("00_setup") == ("model",)
     cell = release.install_cell_source(("model", "compress"))
     assert release.INSTALL_CELL_MARKER in cell and f'"{release.install_spec(("model", "compress"))}"' in cell
     compile(cell, "<colab cell>", "exec")
@@ -75,23 +75,23 @@ def test_release_cells_rewrites_only_the_badge_and_the_colab_cell(tmp_path):
                  '    pip("recbook[model] @ git+https://github.com/someone/fork@main")')
     nb = v4.new_notebook(cells=[
         v4.new_markdown_cell("# 12 · Title\n\n[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-                             "(https://colab.research.google.com/github/someone/fork/blob/main/notebooks/12_serving.ipynb)\n\n**Time:** 1 min"),
+                             "(https://colab.research.google.com/github/someone/fork/blob/main/notebooks/17_serving.ipynb)\n\n**Time:** 1 min"),
         v4.new_code_cell(old_setup, execution_count=1, outputs=[v4.new_output("stream", text="Not on Colab\n")]),
         v4.new_code_cell("x = 1", execution_count=2, outputs=[v4.new_output("stream", text="kept\n")]),
     ])
     nb.cells[1].metadata["execution"] = {"iopub.status.idle": "then"}
-    nbformat.write(nb, tmp_path / "12_serving.ipynb")
+    nbformat.write(nb, tmp_path / "17_serving.ipynb")
     readme = tmp_path / "README.md"
-    readme.write_text("| 12 | [![Open In Colab](x.svg)](https://colab.research.google.com/github/someone/fork/blob/main/notebooks/12_serving.ipynb) |\n")
+    readme.write_text("| 12 | [![Open In Colab](x.svg)](https://colab.research.google.com/github/someone/fork/blob/main/notebooks/17_serving.ipynb) |\n")
     args = ["--notebooks", str(tmp_path), "--readme", str(readme)]
     assert tools.main(args + ["--check"]) == 1
     assert tools.main(args) == 0 and tools.main(args + ["--check"]) == 0
-    new = nbformat.read(tmp_path / "12_serving.ipynb", as_version=4)
-    assert new.cells[0].source == f"# 12 · Title\n\n{release.badge_markdown('12_serving')}\n\n**Time:** 1 min"
+    new = nbformat.read(tmp_path / "17_serving.ipynb", as_version=4)
+    assert new.cells[0].source == f"# 12 · Title\n\n{release.badge_markdown('17_serving')}\n\n**Time:** 1 min"
     assert new.cells[1].source == release.install_cell_source(("model", "compress", "serve"))
     assert new.cells[1].outputs == nb.cells[1].outputs and new.cells[1].metadata == nb.cells[1].metadata
     assert new.cells[2] == nb.cells[2]
-    assert release.colab_url("12_serving") in readme.read_text() and "someone" not in readme.read_text()
+    assert release.colab_url("17_serving") in readme.read_text() and "someone" not in readme.read_text()
     v4nb = v4.new_notebook(cells=[v4.new_markdown_cell("no badge"), v4.new_code_cell(old_setup)])
     with pytest.raises(ValueError, match="badge"):
         tools.update_notebook(v4nb, "99_x")

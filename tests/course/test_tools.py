@@ -212,8 +212,8 @@ def test_readme_results_table_matches_the_stored_notebooks():
 
 
 def test_notebook_13_matches_its_source():
-    source = load("nb13_source")
-    stored = nbformat.read(ROOT / "notebooks" / "13_continual.ipynb", as_version=4)
+    source = load("nb18_source")
+    stored = nbformat.read(ROOT / "notebooks" / "18_continual.ipynb", as_version=4)
     built = source.build()
     timed = re.compile(r"\b\d+ s in the latest run")  # the course runner rewrites this number after every run
 
@@ -221,7 +221,7 @@ def test_notebook_13_matches_its_source():
         return [(c.cell_type, timed.sub("N s in the latest run", c.source)) for c in nb.cells]
 
     assert cells(stored) == cells(built), \
-        "notebooks/13_continual.ipynb differs from tools/nb13_source.py: edit the source, then run it and tools/run_course.py 13"
+        "notebooks/18_continual.ipynb differs from tools/nb18_source.py: edit the source, then run it and tools/run_course.py 13"
 
 
 def test_readme_throughput_section_is_generated_from_the_benchmark_json(tmp_path):

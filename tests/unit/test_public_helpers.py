@@ -200,9 +200,9 @@ def test_stored_profile_name_reads_a_resolved_profile_or_an_old_name():
 def test_notebook_name_from_a_name_a_file_or_a_path():
     from recbook_course.release import notebook_name
 
-    for given in ("04d_lm_recommender", "04d_lm_recommender.ipynb", "notebooks/04d_lm_recommender.ipynb",
-                  r"C:\course\notebooks\04d_lm_recommender.ipynb"):
-        assert notebook_name(given) == "04d_lm_recommender"
+    for given in ("09_lm_recommender", "09_lm_recommender.ipynb", "notebooks/09_lm_recommender.ipynb",
+                  r"C:\course\notebooks\09_lm_recommender.ipynb"):
+        assert notebook_name(given) == "09_lm_recommender"
 
 
 def test_request_bench_markdown_states_the_protocol_and_one_row_per_variant():

@@ -1,4 +1,4 @@
-"""Hard-negative pairs for the cascade's re-ranker (recbook.finetune.hard_negatives, notebook 04c_cascade)."""
+"""Hard-negative pairs for the cascade's re-ranker (recbook.finetune.hard_negatives, notebook 08_cascade)."""
 
 import numpy as np
 import pandas as pd

@@ -99,7 +99,7 @@ def test_two_tower_scorer_uses_cached_item_vectors(tiny_backbone, tokenizer, sma
 
 
 def test_two_tower_loss_corrects_for_popularity_sampled_negatives():
-    """Regression (04a's two-tower recommended the least popular films): in-batch negatives are drawn by popularity,
+    """Regression (06's two-tower recommended the least popular films): in-batch negatives are drawn by popularity,
     so the loss must subtract each column's log sampling probability (logQ). A popular column's logit is lowered in
     training; with the correction, a model that scores items by popularity alone is no longer rewarded for ranking
     popular items last."""
@@ -132,8 +132,8 @@ def test_two_tower_loss_corrects_for_popularity_sampled_negatives():
     assert np.isclose(freq[1], np.log(0.75)) and np.isclose(freq[2], np.log(0.25))
 
 
-# ------------------------------------------------------------------ 04b's BERT models lose to popularity: bug or budget?
-# Notebook 04b records both below popularity on MovieLens (cross-encoder after 300 steps, two-tower after 60) and names
+# ------------------------------------------------------------------ 07's BERT models lose to popularity: bug or budget?
+# Notebook 07 records both below popularity on MovieLens (cross-encoder after 300 steps, two-tower after 60) and names
 # the budget as the cause. These tests separate the two: on a planted text signal (the candidate's genre matches the
 # history's) the same models, losses and scoring code learn it — so a loss to popularity is not the pipeline failing.
 GENRES = ["comedy", "drama", "horror", "western", "musical", "war", "romance", "thriller"]
@@ -151,7 +151,7 @@ def _planted_pairs(rng, n):
 
 
 def test_the_cross_encoder_learns_a_planted_signal_given_the_steps(tiny_backbone, tokenizer):
-    """Near chance after 60 steps (04b's old budget), well above it after 700: the same code, more steps."""
+    """Near chance after 60 steps (07's old budget), well above it after 700: the same code, more steps."""
     from sklearn.metrics import roc_auc_score
 
     torch.manual_seed(0)

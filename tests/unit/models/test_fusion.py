@@ -1,4 +1,4 @@
-"""recbook.models.fusion.ScoreFusion: a product of the members' next-item distributions (notebook 04d)."""
+"""recbook.models.fusion.ScoreFusion: a product of the members' next-item distributions (notebook 09)."""
 
 import copy
 

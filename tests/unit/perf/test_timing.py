@@ -36,7 +36,7 @@ def test_peak_memory_sees_an_allocation_on_linux():
 @pytest.mark.skipif(not (sys.platform.startswith("linux") and timing.trim_freed_memory()),
                     reason="VmHWM and glibc's malloc_trim are Linux/glibc's")
 def test_a_block_after_a_bigger_one_is_not_measured_smaller():
-    """Regression: 04d measured the freezing choices one after another; the allocator kept the pages a bigger step had
+    """Regression: 09 measured the freezing choices one after another; the allocator kept the pages a bigger step had
     freed, the next block reused them, and its added peak read 29 MB where it was 1,296 MB alone. peak_memory returns
     freed memory to the system first (trim_freed_memory), so a block's added peak does not depend on what ran before."""
     import torch

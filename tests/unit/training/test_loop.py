@@ -397,14 +397,14 @@ def test_base_rate_loss_is_the_log_loss_of_predicting_the_share_of_positives():
 
     from recbook.training.loop import base_rate_loss
 
-    y = [1] + [0] * 2  # one positive per two negatives, as 04b's quick profile trains the cross-encoder
+    y = [1] + [0] * 2  # one positive per two negatives, as 07's quick profile trains the cross-encoder
     assert base_rate_loss(1 / 3) == pytest.approx(log_loss(y, [1 / 3] * 3), rel=1e-9)
     with pytest.raises(ValueError, match="positive_share"):
         base_rate_loss(0.0)
 
 
 def test_loss_progress_separates_a_model_that_learned_from_one_that_did_not():
-    """04b's cause line: the cross-encoder's 0.688 → 0.636 against a floor of 0.637 has not learned; the two-tower's
+    """07's cause line: the cross-encoder's 0.688 → 0.636 against a floor of 0.637 has not learned; the two-tower's
     3.455 → 3.165 (8 % lower, no floor) has not either; a loss that halves has."""
     from recbook.training.loop import base_rate_loss, loss_progress
 
