@@ -80,7 +80,7 @@ def main() -> int:
 
     def ddp_1gpu():
         ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", "-m",
-                              "recbook.distributed.train", "--data", "synthetic", "--profile", "quick", "--max-steps", "20",
+                              "recbook.cli.distributed_train", "--data", "synthetic", "--profile", "quick", "--max-steps", "20",
                               "--eval-users", "20"], capture_output=True, text=True, timeout=300)
         return {"ok": ddp.returncode == 0, "why": f"torchrun exited with {ddp.returncode}: {ddp.stderr.strip()[-300:]}",
                 "returncode": ddp.returncode, "stdout_tail": ddp.stdout[-1500:], "stderr_tail": ddp.stderr[-800:] if ddp.returncode else ""}

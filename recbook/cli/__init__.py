@@ -36,6 +36,7 @@ import sys
 
 from recbook.cli.bench import cmd_bench
 from recbook.cli.export import cmd_export
+from recbook.cli.flags import flag_error
 from recbook.cli.serve import cmd_loadtest, cmd_serve
 from recbook.cli.train import cmd_evaluate, cmd_train
 from recbook.cli.update import cmd_update
@@ -44,7 +45,7 @@ from recbook.compress.variants import VARIANT_KINDS
 from recbook.errors import ConfigError, DataError
 from recbook.models import MODEL_NAMES
 from recbook.profile import PROFILES
-from recbook.usage import DATA_HELP, SPLITS, UsageError, flag_error
+from recbook.usage import DATA_HELP, SPLITS, UsageError
 
 PROFILE_NAMES = tuple(PROFILES)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from recbook.cli.flags import check_out_folder
 from recbook.cli.train import _run_profile
 from recbook.compress.variants import VARIANT_KINDS, missing_packages
-from recbook.usage import UsageError, check_out_folder
+from recbook.usage import UsageError
 
 
 def cmd_bench(args) -> dict:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from recbook.usage import UsageError, check_out_folder
+from recbook.cli.flags import check_out_folder
+from recbook.usage import UsageError
 
 
 def cmd_export(args) -> dict:
     out = check_out_folder(args.out)  # a file, or a folder under a file: exit 2 before anything is loaded
+    if out.is_dir() and any(out.iterdir()):
+        raise UsageError(f"--out {str(out)!r} already exists; a bundle version is written once — choose a new folder (e.g. bundles/v2)")
     from recbook.serve.bundle import SIGNATURE, BundleError, read_manifest
     from recbook.serve.export import export_bundle
 

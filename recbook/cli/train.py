@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import sys
 
-from recbook.usage import UsageError, check_out_folder
+from recbook.cli.flags import check_out_folder
+from recbook.usage import UsageError
 
 
 def cmd_train(args) -> dict:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 
-from recbook.usage import UsageError, check_out_folder
+from recbook.cli.flags import check_out_folder
+from recbook.usage import UsageError
 
 
 def cmd_update(args) -> dict:

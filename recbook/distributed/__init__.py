@@ -13,7 +13,7 @@ Taught in notebook ``15_distributed``.
   answered with one all-reduce;
 - :class:`CommCounter`: counts the bytes DDP all-reduces, through a communication hook;
 - :mod:`recbook.distributed.embed`: distributed *inference* — each rank embeds a contiguous shard of the catalogue's
-  texts, rank 0 gathers them in item order (``torchrun -m recbook.distributed.embed --check`` compares with one process).
+  texts, rank 0 gathers them in item order (``torchrun -m recbook.cli.distributed_embed --check`` compares with one process).
 """
 
 from __future__ import annotations
@@ -233,3 +233,14 @@ def local_state_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer |
         for s in optimizer.state.values():
             state += sum(local(v) for v in s.values() if torch.is_tensor(v) and v.ndim > 0)
     return {"parameters": params, "gradients": grads, "optimizer_state": state}
+
+
+def distributed_loader(encoded, tokenizer, per_rank_batch: int, rank: int, world: int, seed: int):
+    """Each rank's batches: a ``DistributedSampler`` shard of ``encoded``, dynamic padding per batch."""
+    from torch.utils.data import DataLoader
+    from torch.utils.data.distributed import DistributedSampler
+
+    from recbook.data import PairCollator
+
+    sampler = DistributedSampler(encoded, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    return DataLoader(encoded, batch_size=per_rank_batch, sampler=sampler, collate_fn=PairCollator(tokenizer), drop_last=True)

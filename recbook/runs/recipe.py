@@ -1,7 +1,7 @@
 """Fit any of the course's recommenders on a leave-last-out split, by name — one place for the recipe.
 
 Used by notebook ``06_finetune_bert`` and by the command lines (``python -m recbook train``, ``torchrun -m
-recbook.distributed.train``), which parse arguments and call what is here.
+recbook.cli.distributed_train``), which parse arguments and call what is here.
 
 ``fit_recommender("cross-encoder", dataset, split, profile)`` returns a :class:`Fitted` with the
 model, a ``scorer`` for :mod:`recbook.evaluation.protocol` (scoring the *test* items, with training +

@@ -47,7 +47,7 @@ def _histories_arrays(history, item_row: dict) -> dict[str, np.ndarray]:
 
 def _atomic_folder(out: Path) -> Path:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise BundleError(f"--out {out}: already exists; a bundle version is written once — choose a new folder (e.g. bundles/v2)")
+        raise BundleError(f"{out} already exists; a bundle version is written once — choose a new folder (e.g. bundles/v2)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     if tmp.exists():

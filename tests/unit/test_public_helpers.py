@@ -168,7 +168,7 @@ def test_mean_cosine_is_one_for_the_same_directions_and_zero_for_orthogonal_rows
 
 
 def test_flag_error_speaks_in_the_command_lines_flags():
-    from recbook.usage import flag_error
+    from recbook.cli.flags import flag_error
 
     with_value = flag_error(ConfigError("data", "data='x': expected synthetic", "x"))
     assert str(with_value) == "--data 'x': expected synthetic"

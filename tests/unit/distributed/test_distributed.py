@@ -83,7 +83,7 @@ def tiny_env(tiny_backbone):
 @pytest.mark.slow
 def test_torchrun_train_ddp_writes_metrics_and_a_checkpoint(tmp_path, tiny_backbone, tiny_env):
     out = tmp_path / "ddp"
-    done = torchrun("-m", "recbook.distributed.train", "--data", "synthetic", "--backbone", str(tiny_backbone),
+    done = torchrun("-m", "recbook.cli.distributed_train", "--data", "synthetic", "--backbone", str(tiny_backbone),
                     "--max-steps", "2", "--eval-users", "3", "--out", str(out), env=tiny_env)
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
@@ -98,7 +98,7 @@ def test_torchrun_train_ddp_writes_metrics_and_a_checkpoint(tmp_path, tiny_backb
 @pytest.mark.slow
 def test_torchrun_fsdp_trains_and_gathers(tmp_path, tiny_backbone, tiny_env):
     out = tmp_path / "fsdp"
-    done = torchrun("-m", "recbook.distributed.train", "--mode", "fsdp", "--data", "synthetic", "--backbone", str(tiny_backbone),
+    done = torchrun("-m", "recbook.cli.distributed_train", "--mode", "fsdp", "--data", "synthetic", "--backbone", str(tiny_backbone),
                     "--max-steps", "2", "--eval-users", "2", "--out", str(out), env=tiny_env)
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
@@ -113,7 +113,7 @@ def test_torchrun_fsdp_trains_and_gathers(tmp_path, tiny_backbone, tiny_env):
 def test_rank0_checkpoint_resumes_identically(tmp_path, tiny_backbone, tiny_env):
     from safetensors.torch import load_file
 
-    common = ["-m", "recbook.distributed.train", "--data", "synthetic", "--backbone", str(tiny_backbone), "--max-steps", "4",
+    common = ["-m", "recbook.cli.distributed_train", "--data", "synthetic", "--backbone", str(tiny_backbone), "--max-steps", "4",
               "--checkpoint-every", "2", "--no-eval"]
     straight = torchrun(*common, "--out", str(tmp_path / "a"), env=tiny_env)
     interrupted = torchrun(*common, "--stop-after", "2", "--out", str(tmp_path / "b"), env=tiny_env)
@@ -130,7 +130,7 @@ def test_rank0_checkpoint_resumes_identically(tmp_path, tiny_backbone, tiny_env)
 
 @pytest.mark.slow
 def test_train_entry_rejects_bad_combinations(tmp_path, tiny_backbone, tiny_env):
-    done = torchrun("-m", "recbook.distributed.train", "--mode", "fsdp", "--checkpoint-every", "2", "--out", str(tmp_path),
+    done = torchrun("-m", "recbook.cli.distributed_train", "--mode", "fsdp", "--checkpoint-every", "2", "--out", str(tmp_path),
                     "--backbone", str(tiny_backbone), env=tiny_env)
     assert done.returncode != 0 and "implemented for --mode ddp" in done.stderr
 

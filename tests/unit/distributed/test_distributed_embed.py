@@ -62,15 +62,15 @@ def test_gather_pads_uneven_shards_and_keeps_row_order(n):
 
 def torchrun(*args, nproc=2, timeout=300):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc), "-m",
-           "recbook.distributed.embed", *args]
+           "recbook.cli.distributed_embed", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
                           env={**os.environ, "OMP_NUM_THREADS": "1", "RECBOOK_PROFILE": "quick"})
 
 
 @pytest.mark.slow
 def test_two_ranks_embed_the_catalogue_like_one_process(tmp_path, tiny_backbone):
+    from recbook.cli.distributed_embed import catalogue_texts
     from recbook.compress.catalogue import load_sentence_encoder
-    from recbook.distributed.embed import catalogue_texts
     from recbook.models.item_text import embed_texts
 
     out = tmp_path / "vectors.npy"
@@ -88,7 +88,7 @@ def test_two_ranks_embed_the_catalogue_like_one_process(tmp_path, tiny_backbone)
 
 @pytest.mark.parametrize("args, message", [(["--data", "nowhere"], "--data 'nowhere'"), (["--limit", "0"], "--limit must be")])
 def test_bad_arguments_are_named_before_any_process_group(args, message, capsys):
-    from recbook.distributed.embed import main
+    from recbook.cli.distributed_embed import main
 
     assert main(args) == 2
     assert message in capsys.readouterr().err

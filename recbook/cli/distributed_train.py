@@ -1,4 +1,4 @@
-"""``torchrun --nproc_per_node=N -m recbook.distributed.train …``: the course's training, data-parallel.
+"""``torchrun --nproc_per_node=N -m recbook.cli.distributed_train …``: the course's training, data-parallel.
 
 Taught in notebook ``15_distributed``.
 
@@ -12,12 +12,12 @@ Same data, model, loop and metrics as ``python -m recbook train``; what changes:
 
 One node, 2 CPU processes::
 
-    torchrun --nproc_per_node=2 -m recbook.distributed.train --data synthetic --profile quick --out runs/ddp
+    torchrun --nproc_per_node=2 -m recbook.cli.distributed_train --data synthetic --profile quick --out runs/ddp
 
 Two nodes with 4 GPUs each (run on both machines; ``node0`` reachable from ``node1``)::
 
     torchrun --nnodes=2 --nproc_per_node=4 --node_rank=0 --rdzv_backend=c10d --rdzv_endpoint=node0:29500 \\
-        -m recbook.distributed.train --data movielens-100k --profile full --out runs/ddp   # node_rank=1 on node1
+        -m recbook.cli.distributed_train --data movielens-100k --profile full --out runs/ddp   # node_rank=1 on node1
 """
 
 from __future__ import annotations
@@ -32,14 +32,15 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from recbook.distributed import CommCounter, cleanup, exit_rank, init, local_state_bytes, wrap_ddp, wrap_fsdp
+from recbook.cli.flags import check_out_folder, flag_error
+from recbook.distributed import CommCounter, cleanup, distributed_loader, exit_rank, init, local_state_bytes, wrap_ddp, wrap_fsdp
 from recbook.errors import ConfigError
 from recbook.profile import PROFILES
-from recbook.usage import DATA_HELP, UsageError, check_out_folder, flag_error
+from recbook.usage import DATA_HELP, UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="torchrun ... -m recbook.distributed.train", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="torchrun ... -m recbook.cli.distributed_train", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="synthetic", help=DATA_HELP)
     p.add_argument("--model", default="cross-encoder", choices=("cross-encoder",))
     p.add_argument("--mode", default="ddp", choices=("ddp", "fsdp"))
@@ -55,17 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=None, help="save (rank 0) every N optimizer steps (DDP)")
     p.add_argument("--stop-after", type=int, default=None, help="leave after N optimizer steps (simulates a crash, for resume tests)")
     return p
-
-
-def distributed_loader(encoded, tokenizer, per_rank_batch: int, rank: int, world: int, seed: int):
-    """Each rank's batches: a ``DistributedSampler`` shard of ``encoded``, dynamic padding per batch."""
-    from torch.utils.data import DataLoader
-    from torch.utils.data.distributed import DistributedSampler
-
-    from recbook.data import PairCollator
-
-    sampler = DistributedSampler(encoded, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
-    return DataLoader(encoded, batch_size=per_rank_batch, sampler=sampler, collate_fn=PairCollator(tokenizer), drop_last=True)
 
 
 def _save_model(wrapped, model, tokenizer, args, profile, info, dataset) -> None:
@@ -164,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ConfigError) as exc:
         exc = flag_error(exc) if isinstance(exc, ConfigError) else exc
         if info.is_main:
-            print(f"recbook.distributed.train: error: {exc}", file=sys.stderr)
+            print(f"recbook.cli.distributed_train: error: {exc}", file=sys.stderr)
         return 2
     finally:
         cleanup()
