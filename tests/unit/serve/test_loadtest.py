@@ -216,3 +216,24 @@ def test_load_steps_run_in_turn(server):
     print(format_report(results))
 
 
+
+
+def test_the_generator_runs_with_the_callers_objects_frozen(monkeypatch):
+    """Regression (the burst test in the full slow suite): a test session holds millions of objects, and the generator's
+    own full garbage collections put it 0.5 s behind schedule. The run freezes them, and gives them back after."""
+    import gc
+
+    from recbook.serve import loadtest
+
+    seen = []
+
+    def fake_run(coro):
+        coro.close()
+        seen.append(gc.get_freeze_count())
+        return {"records": [], "t0": 0.0, "t_end": 1.0, "max_in_flight": 0}
+
+    monkeypatch.setattr(loadtest, "_run_coroutine", fake_run)
+    gc.unfreeze()
+    keep = [object() for _ in range(1000)]  # alive before the run: frozen during it
+    loadtest.run_loadtest("http://127.0.0.1:9", rps=5, duration=0.1)
+    assert seen and seen[0] >= len(keep) and gc.get_freeze_count() == 0
