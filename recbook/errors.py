@@ -9,6 +9,8 @@ Importing this module is light (standard library only).
 
 from __future__ import annotations
 
+from numbers import Integral
+
 
 class ConfigError(ValueError):
     """A bad value for the setting ``field``; the message says what to pass instead."""
@@ -17,6 +19,15 @@ class ConfigError(ValueError):
         super().__init__(message)
         self.field = field
         self.value = value  # the value refused, when the message starts with "field=value"
+
+
+def positive_int(value, field: str, minimum: int = 1) -> int:
+    """``value`` as an ``int`` of at least ``minimum`` (numpy integers included, ``bool`` refused); a
+    :class:`ConfigError` naming ``field`` otherwise — the one integer check of the library."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ConfigError(field, f"{field} must be {wanted}, got {value!r}", value)
+    return int(value)
 
 
 class DataError(ValueError):

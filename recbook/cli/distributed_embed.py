@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def catalogue_texts(source: str, profile_name: str | None = None, seed: int = 0, limit: int | None = None) -> list[str]:
+def source_texts(source: str, profile_name: str | None = None, seed: int = 0, limit: int | None = None) -> list[str]:
     """Every catalogue item's text for a data source (the whole catalogue, all users), in ``dataset.item_ids`` order."""
     from recbook.compress.catalogue import catalogue_texts_in_order
     from recbook.profile import get_profile
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--{name.replace('_', '-')} must be >= 1, got {value}", file=sys.stderr)
             return 2
     try:
-        texts = catalogue_texts(args.data, args.profile, args.seed, args.limit)
+        texts = source_texts(args.data, args.profile, args.seed, args.limit)
     except (UsageError, ConfigError) as exc:
         exc = flag_error(exc) if isinstance(exc, ConfigError) else exc
         print(exc, file=sys.stderr)

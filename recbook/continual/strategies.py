@@ -48,6 +48,7 @@ import torch
 from recbook.continual.retention import ReservoirBuffer, ewc_penalty, fisher_diagonal
 from recbook.continual.stream import Stream, next_item_metrics, per_user, target_windows
 from recbook.data.windows import WindowDataset
+from recbook.errors import positive_int
 from recbook.models.sequential import SequentialConfig, SequentialRecommender
 
 STRATEGIES = ("frozen", "finetune", "replay", "ewc", "lora", "lora_continue", "retrain")
@@ -79,8 +80,7 @@ class UpdateConfig:
             value = getattr(self, name)
             if value is None and name in ("patience", "valid_per_user"):
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"UpdateConfig.{name} must be a positive integer, got {value!r}")
+            positive_int(value, f"UpdateConfig.{name}")
         if isinstance(self.replay_size, bool) or not isinstance(self.replay_size, int) or self.replay_size < 0:
             raise ValueError(f"UpdateConfig.replay_size must be a non-negative integer, got {self.replay_size!r}")
         for name in ("lr", "lora_lr", "replay_ratio", "ewc_lambda"):

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from recbook.data.schema import RecDataset, build_item_text
+from recbook.errors import positive_int
 
 GENRES: dict[str, dict[str, list[str]]] = {
     "Sci-Fi": {
@@ -133,8 +134,7 @@ def make_synthetic(
 
 def _check_args(**kwargs) -> None:
     for name, value in kwargs.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        positive_int(value, name)
 
 
 def _make_items(rng, n_items: int, genre_names: list[str], series_fraction: float):

@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 
 from recbook.data.schema import RecDataset, build_item_text
+from recbook.errors import positive_int
 from recbook.evaluation.stats import Comparison, Estimate, mean_ci, paired_comparison
 
 PERTURBATIONS = ("insert", "truncate", "typos")
@@ -49,12 +50,6 @@ def _check_rng(rng, name: str = "rng") -> np.random.Generator:
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"{name} must be a numpy Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
     return rng
-
-
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _check_history(history, name: str = "history", n_items: int | None = None) -> np.ndarray:
@@ -81,11 +76,11 @@ def insert_random_item(history, n_items: int, rng: np.random.Generator, exclude=
     items (a model reading the last ``max_len`` items only sees an insertion there). Returns a new array of length
     ``len(history) + 1`` holding every original item in its original order.
     """
-    n_items = _check_positive_int(n_items, "n_items")
+    n_items = positive_int(n_items, "n_items")
     rng = _check_rng(rng)
     h = _check_history(history, "history", n_items)
     if within_last is not None:
-        within_last = _check_positive_int(within_last, "within_last")
+        within_last = positive_int(within_last, "within_last")
     banned = np.zeros(n_items + 1, dtype=bool)
     banned[0] = True
     banned[h] = True
@@ -106,7 +101,7 @@ def insert_random_item(history, n_items: int, rng: np.random.Generator, exclude=
 
 def truncate_history(history, keep: int) -> np.ndarray:
     """The most recent ``keep`` items of ``history`` (all of it when it is shorter), oldest first."""
-    keep = _check_positive_int(keep, "keep")
+    keep = positive_int(keep, "keep")
     h = _check_history(history)
     return h[-keep:].copy()
 
@@ -274,7 +269,7 @@ def ranking_stability(model, histories: Sequence, perturbed_histories: Sequence 
     """
     from recbook.evaluation.metrics import per_user_metrics
 
-    k = _check_positive_int(k, "k")
+    k = positive_int(k, "k")
     n_items = getattr(model, "n_items", None)
     if not hasattr(model, "score_all") or not isinstance(n_items, (int, np.integer)):
         raise ValueError(f"model must have score_all(histories) and n_items (a SequentialRecommender), got {type(model).__name__}")
@@ -343,7 +338,7 @@ def eval_histories(split, n_users: int | None, seed: int, item_col: pd.Series):
     if heldout["user_id"].duplicated().any():
         raise ValueError("split.test must hold one held-out row per user (a leave-last-out split)")
     if n_users is not None:
-        n_users = _check_positive_int(n_users, "n_users")
+        n_users = positive_int(n_users, "n_users")
     heldout = user_subset(heldout, n_users, seed)  # the same seeded subset as recbook.evaluation.protocol.make_eval_set
     held = item_col.reindex(heldout["item_id"]).to_numpy()
     if np.isnan(held).any():
@@ -377,7 +372,7 @@ def robustness_table(models: dict, dataset: RecDataset, split, *, n_users: int |
     unknown = [p for p in perturbations if p not in PERTURBATIONS]
     if unknown or not perturbations:
         raise ValueError(f"perturbations must be a non-empty selection of {PERTURBATIONS}, got {list(perturbations)}")
-    truncate_to = _check_positive_int(truncate_to, "truncate_to")
+    truncate_to = positive_int(truncate_to, "truncate_to")
     for name, m in models.items():
         if getattr(m, "n_items", None) != dataset.n_items or not hasattr(m, "score_all"):
             raise ValueError(f"models[{name!r}] must be a SequentialRecommender over dataset's {dataset.n_items} items")
@@ -385,7 +380,7 @@ def robustness_table(models: dict, dataset: RecDataset, split, *, n_users: int |
     users, histories, held = eval_histories(split, n_users, seed, item_col)
     if insert_within is None:
         insert_within = min(int(getattr(getattr(m, "config", None), "max_len", 10**9)) for m in models.values())
-    insert_within = _check_positive_int(insert_within, "insert_within")
+    insert_within = positive_int(insert_within, "insert_within")
 
     perturbed: dict[str, list] = {}
     if "insert" in perturbations:

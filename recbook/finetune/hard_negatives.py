@@ -43,6 +43,7 @@ import torch
 
 from recbook.data import LengthBucketBatchSampler, PairCollator, RecDataset, Split, build_text_pairs, sample_negatives, to_hf_dataset, tokenize_pairs
 from recbook.data.text import HISTORY_FIELD, history_token_budget
+from recbook.errors import positive_int
 from recbook.evaluation.protocol import history_for_test
 from recbook.models.text_base import bert_config, bert_scorer
 from recbook.perf.device import detect_device
@@ -62,12 +63,6 @@ def sequential_history_scorer(model, item_ids) -> HistoryScorer:
         return model.score_all([column.reindex(np.asarray(h)).to_numpy(dtype=np.int64) for h in histories])
 
     return score
-
-
-def _check_count(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_positives(positives: pd.DataFrame, train: pd.DataFrame, item_ids: np.ndarray) -> pd.DataFrame:
@@ -118,9 +113,9 @@ def hard_negative_pairs(positives: pd.DataFrame, train: pd.DataFrame, retriever:
     ``positives`` must be rows of ``train`` (a seeded subset keeps the cost down); ``retriever`` must have
     been trained on ``train`` only.
     """
-    n_negatives = _check_count(n_negatives, "n_negatives")
-    top_k = _check_count(top_k, "top_k")
-    batch_size = _check_count(batch_size, "batch_size")
+    n_negatives = positive_int(n_negatives, "n_negatives")
+    top_k = positive_int(top_k, "top_k")
+    batch_size = positive_int(batch_size, "batch_size")
     if top_k < n_negatives:
         raise ValueError(f"top_k ({top_k}) must be >= n_negatives ({n_negatives}): negatives are drawn from the top_k")
     item_ids = np.asarray(item_ids)
@@ -162,7 +157,7 @@ def hard_negative_pairs(positives: pd.DataFrame, train: pd.DataFrame, retriever:
 def uniform_negative_pairs(positives: pd.DataFrame, train: pd.DataFrame, item_ids, n_negatives: int = 2, seed: int = 0) -> pd.DataFrame:
     """The same table as :func:`hard_negative_pairs` with negatives drawn uniformly from the items outside the
     user's training items (the recipe of notebook ``06``) — the comparison for hard negatives."""
-    n_negatives = _check_count(n_negatives, "n_negatives")
+    n_negatives = positive_int(n_negatives, "n_negatives")
     item_ids = np.asarray(item_ids)
     pos = _check_positives(positives, train, item_ids)
     negatives = sample_negatives(pos["user_id"].to_numpy(), train, item_ids, n_negatives, seed=seed)
@@ -226,7 +221,7 @@ def users_within_reach(retriever_per_user: pd.DataFrame, top_n: int) -> np.ndarr
     retriever's recall at ``top_n``, the ceiling of the cascade. (Ranks are tie-averaged: with ties around the
     held-out item the boundary is approximate.)
     """
-    top_n = _check_count(top_n, "top_n")
+    top_n = positive_int(top_n, "top_n")
     if "rank" in retriever_per_user.columns:
         rank = retriever_per_user["rank"].to_numpy(dtype=float)
     elif "MRR" in retriever_per_user.columns:

@@ -102,13 +102,6 @@ class ModelConfig:
         return replace(self, **changes)
 
 
-def positive_int(value, field: str, minimum: int = 1) -> int:
-    """``value`` as an int ``>= minimum``; :class:`recbook.errors.ConfigError` naming ``field`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ConfigError(field, f"{field} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def build_config(cls: type, config=None, **overrides):
     """``config`` (an instance of ``cls``, a dict, or None for the defaults) with ``overrides`` applied; a
     :class:`ConfigError` naming an unknown field."""

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from recbook.data.splits import history_for_test
-from recbook.models.base import Histories, ModelConfig, Recommender, history_matrix, positive_int
+from recbook.errors import positive_int
+from recbook.models.base import Histories, ModelConfig, Recommender, history_matrix
 from recbook.models.popularity import check_interactions
 
 

@@ -33,8 +33,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from recbook.errors import ConfigError
-from recbook.models.base import positive_int
+from recbook.errors import ConfigError, positive_int
 from recbook.models.sasrec import SASRec, SASRecConfig
 
 TEXT_LOSS_CHOICES = (1.0, 0.0)  # what text_loss="auto" tries, in this order (a tie keeps the first)

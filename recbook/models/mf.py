@@ -18,8 +18,8 @@ import scipy.sparse as sp
 import torch
 
 from recbook.data.splits import history_for_test
-from recbook.errors import ConfigError
-from recbook.models.base import Histories, ModelConfig, Recommender, build_config, history_matrix, positive_int
+from recbook.errors import ConfigError, positive_int
+from recbook.models.base import Histories, ModelConfig, Recommender, build_config, history_matrix
 from recbook.models.popularity import check_interactions
 
 

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recbook.data.windows import _left_pad, user_sequences
+from recbook.errors import positive_int
 
 OBJECTIVES = ("causal", "cloze")
 ITEM_FEATURES = ("id", "text", "hybrid")
@@ -79,9 +80,7 @@ class SequentialConfig:
         if self.item_features not in ITEM_FEATURES:
             raise ValueError(f"item_features must be one of {ITEM_FEATURES}, got {self.item_features!r}")
         for name in ("max_len", "dim", "layers", "heads"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            positive_int(getattr(self, name), name)
         if self.dim % self.heads:
             raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
         for name in ("dropout", "id_dropout", "mask_prob", "history_dropout"):

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from recbook.data.text import HISTORY_FIELD, HISTORY_SEPARATOR, _most_recent_within_budget, _token_counts, history_entries, history_token_budget
-from recbook.errors import ConfigError
-from recbook.models.base import Histories, ModelConfig, Recommender, build_config, positive_int
+from recbook.errors import ConfigError, positive_int
+from recbook.models.base import Histories, ModelConfig, Recommender, build_config
 
 PEFT_METHODS = ("lora", "prefix", "ia3")
 

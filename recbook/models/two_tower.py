@@ -111,7 +111,7 @@ def tokenize_two_tower(pairs: pd.DataFrame, tokenizer, max_history_length: int =
 
 
 @torch.no_grad()
-def embed_texts(model: TwoTower, texts: list[str], tokenizer, max_length: int = 96, batch_size: int = 128, device: str = "cpu", amp_dtype=None) -> np.ndarray:
+def tower_vectors(model: TwoTower, texts: list[str], tokenizer, max_length: int = 96, batch_size: int = 128, device: str = "cpu", amp_dtype=None) -> np.ndarray:
     """Unit vectors for a list of texts, batched by length; rows in the input order."""
     model.eval().to(device)
     enc = tokenizer(list(texts), truncation=True, max_length=max_length)
@@ -144,7 +144,7 @@ class TwoTowerScorer:
         self.kw = {"batch_size": batch_size, "device": device, "amp_dtype": amp_dtype}
         self.history_field = history_field
         self.item_col = pd.Series(np.arange(dataset.n_items), index=dataset.item_ids)
-        self.item_vectors = embed_texts(model, dataset.items["text"].tolist(), tokenizer, max_length, **self.kw)
+        self.item_vectors = tower_vectors(model, dataset.items["text"].tolist(), tokenizer, max_length, **self.kw)
         self.user_vectors: dict = {}
 
     def _users(self, users: np.ndarray) -> np.ndarray:
@@ -156,7 +156,7 @@ class TwoTowerScorer:
             # candidate out of the history, and any dummy candidate may be one of the user's items
             texts = history_texts(new, self.history, self.dataset, self.tokenizer, self.max_history_items, self.max_length - 2,
                                   self.history_field)
-            for u, v in zip(new, embed_texts(self.model, texts, self.tokenizer, self.max_length, **self.kw)):
+            for u, v in zip(new, tower_vectors(self.model, texts, self.tokenizer, self.max_length, **self.kw)):
                 self.user_vectors[u] = v
         return np.stack([self.user_vectors[u] for u in users.tolist()])
 
@@ -230,7 +230,7 @@ class TwoTowerRecommender(TextRecommender):
         from recbook.training.loop import autocast_dtype
 
         device = self.device()
-        return embed_texts(self.network, list(texts), self.tokenizer, self.config.max_length, device=device, amp_dtype=autocast_dtype("auto", device))
+        return tower_vectors(self.network, list(texts), self.tokenizer, self.config.max_length, device=device, amp_dtype=autocast_dtype("auto", device))
 
     def score_all(self, histories: Histories) -> np.ndarray:
         self.check_fitted()

@@ -5,7 +5,7 @@ computed once, offline. Retrieval is then "which N item vectors have the largest
 :class:`ExactIndex` answers it with one matrix product (exact, and fast enough for MovieLens' 1,682 items);
 approximate indexes (:class:`FaissIndex`: HNSW graphs or IVF clusters) answer it for catalogues of millions with
 the same ``search`` interface, trading a little recall for speed. :func:`build_index` picks one by name,
-:func:`recall_at_k` measures what an approximate index misses, and :func:`ann_benchmark` puts build time, query
+:func:`neighbour_recall` measures what an approximate index misses, and :func:`ann_benchmark` puts build time, query
 time, recall@10 (with a 95% CI over queries) and memory side by side on a synthetic catalogue of 100k items.
 """
 
@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 import pandas as pd
+
+from recbook.errors import positive_int
 
 
 def _as_matrix(values, name: str) -> np.ndarray:
@@ -83,12 +85,6 @@ def _check_search_args(queries, k, exclude, dim: int) -> np.ndarray:
     return queries
 
 
-def _positive_int(value, name: str) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 class FaissIndex:
     """Approximate maximum-inner-product search with faiss, with :class:`ExactIndex`'s ``search`` interface.
 
@@ -116,17 +112,17 @@ class FaissIndex:
         n, dim = self.vectors.shape
         self.params = {**_DEFAULTS[kind], **params}
         if kind == "hnsw":
-            m = _positive_int(self.params["M"], "M")
+            m = positive_int(self.params["M"], "M")
             index = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = _positive_int(self.params["ef_construction"], "ef_construction")
-            index.hnsw.efSearch = _positive_int(self.params["ef_search"], "ef_search")
+            index.hnsw.efConstruction = positive_int(self.params["ef_construction"], "ef_construction")
+            index.hnsw.efSearch = positive_int(self.params["ef_search"], "ef_search")
             index.add(self.vectors)
         else:
             nlist = self.params["nlist"]
-            nlist = max(1, min(int(4 * np.sqrt(n)), n // 39)) if nlist is None else _positive_int(nlist, "nlist")
+            nlist = max(1, min(int(4 * np.sqrt(n)), n // 39)) if nlist is None else positive_int(nlist, "nlist")
             if nlist > n:
                 raise ValueError(f"nlist={nlist} clusters need at least as many vectors; the catalogue has {n}")
-            nprobe = min(_positive_int(self.params["nprobe"], "nprobe"), nlist)
+            nprobe = min(positive_int(self.params["nprobe"], "nprobe"), nlist)
             self.params.update(nlist=nlist, nprobe=nprobe)
             self._quantizer = faiss.IndexFlatIP(dim)  # kept referenced: the IVF index does not own it
             index = faiss.IndexIVFFlat(self._quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
@@ -203,13 +199,13 @@ def index_memory_bytes(index) -> int:
     return index.memory_bytes if isinstance(index, FaissIndex) else int(index.vectors.nbytes)
 
 
-def recall_at_k(approx_indices, exact_indices, k: int = 10) -> np.ndarray:
+def neighbour_recall(approx_indices, exact_indices, k: int = 10) -> np.ndarray:
     """Per query: the share of the exact top-``k`` that the approximate top-``k`` found (padding -1 ignored; a
     query whose exact list is empty counts 1.0). Average it, or put a CI on it with :func:`recbook.evaluation.stats.mean_ci`."""
     approx, exact = np.asarray(approx_indices), np.asarray(exact_indices)
     if approx.ndim != 2 or exact.ndim != 2 or len(approx) != len(exact):
         raise ValueError(f"approx_indices and exact_indices must be 2-d with one row per query, got shapes {approx.shape} and {exact.shape}")
-    k = _positive_int(k, "k")
+    k = positive_int(k, "k")
     if approx.shape[1] < k or exact.shape[1] < k:
         raise ValueError(f"k={k} needs at least k columns, got {approx.shape[1]} (approx) and {exact.shape[1]} (exact)")
     out = np.ones(len(exact))
@@ -225,7 +221,7 @@ def synthetic_catalogue(n_items: int = 100_000, dim: int = 64, n_queries: int = 
     """``(items, queries)`` float32 vectors shaped like learned embeddings: a mixture of ``n_clusters`` Gaussian
     clusters (genres, tastes) with ``spread`` the within-cluster noise relative to the distance between centres,
     item norms varying (popular items score higher everywhere), and queries drawn from the same mixture. Seeded."""
-    n_items, dim, n_queries = (_positive_int(v, name) for v, name in ((n_items, "n_items"), (dim, "dim"), (n_queries, "n_queries")))
+    n_items, dim, n_queries = (positive_int(v, name) for v, name in ((n_items, "n_items"), (dim, "dim"), (n_queries, "n_queries")))
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(n_clusters, dim)) / np.sqrt(dim)
 
@@ -271,7 +267,7 @@ def ann_benchmark(n_items: int = 100_000, dim: int = 64, n_queries: int = 1000, 
         _, found = index.search(queries, k)
         batch_ms = (time.perf_counter() - start) / len(queries) * 1e3
         single_ms = _time_single(index, queries[: min(n_single, len(queries))], k)
-        recall = mean_ci(recall_at_k(found, truth, k), seed=seed)
+        recall = mean_ci(neighbour_recall(found, truth, k), seed=seed)
         rows.append({"index": label, "kind": kind, "params": dict(getattr(index, "params", {})), "build_s": build_s,
                      "batch_ms_per_query": batch_ms, "single_ms_per_query": single_ms, f"recall@{k}": recall.mean,
                      "recall_ci_low": recall.low, "recall_ci_high": recall.high, "memory_bytes": index_memory_bytes(index),

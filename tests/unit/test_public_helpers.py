@@ -20,14 +20,16 @@ def test_history_token_budget_keeps_the_candidates_share_and_at_least_one_token(
 
 
 def test_positive_int_accepts_integers_and_names_the_field_otherwise():
-    from recbook.models.base import positive_int
+    from recbook.errors import positive_int
 
     assert positive_int(3, "epochs") == 3 and isinstance(positive_int(np.int32(3), "epochs"), int)
     assert positive_int(0, "negatives", minimum=0) == 0
     for bad in (0, -1, 2.0, "3", True, None):
-        with pytest.raises(ConfigError, match="epochs must be an integer >= 1") as info:
+        with pytest.raises(ConfigError, match="epochs must be a positive integer") as info:
             positive_int(bad, "epochs")
         assert info.value.field == "epochs"
+    with pytest.raises(ConfigError, match="max_len must be an integer >= 2, got 1"):
+        positive_int(1, "max_len", minimum=2)
 
 
 def test_build_config_merges_overrides_and_refuses_unknown_fields():

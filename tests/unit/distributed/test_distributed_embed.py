@@ -69,7 +69,7 @@ def torchrun(*args, nproc=2, timeout=300):
 
 @pytest.mark.slow
 def test_two_ranks_embed_the_catalogue_like_one_process(tmp_path, tiny_backbone):
-    from recbook.cli.distributed_embed import catalogue_texts
+    from recbook.cli.distributed_embed import source_texts
     from recbook.compress.catalogue import load_sentence_encoder
     from recbook.models.item_text import embed_texts
 
@@ -81,7 +81,7 @@ def test_two_ranks_embed_the_catalogue_like_one_process(tmp_path, tiny_backbone)
     assert result["ok"] and result["max_abs_diff"] <= 1e-5 and result["world_size"] == 2
     assert result["items"] == 25 and result["rows_per_rank"] == [12, 13] and result["dim"] == 32
     # the file holds the catalogue in item order: the same rows as embedding here, in this process
-    texts = catalogue_texts("synthetic", "quick", limit=25)
+    texts = source_texts("synthetic", "quick", limit=25)
     model, tokenizer = load_sentence_encoder(tiny_backbone)
     np.testing.assert_allclose(np.load(out), embed_texts(model, tokenizer, texts, batch_size=7), atol=1e-5)
 

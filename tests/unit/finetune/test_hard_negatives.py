@@ -121,7 +121,7 @@ def test_bad_arguments_are_refused_with_a_clear_message(small):
     with pytest.raises(ValueError, match="top_k .* must be >= n_negatives"):
         hard_negative_pairs(positives, split.train, retriever, ds.item_ids, n_negatives=5, top_k=3)
     for bad in (0, 1.5, True):
-        with pytest.raises(ValueError, match="n_negatives must be an integer >= 1"):
+        with pytest.raises(ValueError, match="n_negatives must be a positive integer"):
             hard_negative_pairs(positives, split.train, retriever, ds.item_ids, n_negatives=bad)
     with pytest.raises(ValueError, match="not a training interaction"):
         hard_negative_pairs(split.test.head(3), split.train, retriever, ds.item_ids)

@@ -7,7 +7,7 @@ from transformers import AutoModel
 
 from recbook.data import PairCollator, encode_pairs, leave_last_out, make_synthetic
 from recbook.models.cross_encoder import CrossEncoder, CrossEncoderScorer, mean_pool, predict_pairs
-from recbook.models.two_tower import TwoTower, TwoTowerCollator, TwoTowerScorer, embed_texts, tokenize_two_tower
+from recbook.models.two_tower import TwoTower, TwoTowerCollator, TwoTowerScorer, tokenize_two_tower, tower_vectors
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_two_tower_user_vector_uses_the_whole_history_even_the_first_catalogue_i
     scorer = TwoTowerScorer(model, tokenizer, ds, history, max_length=48)
     entries = history_entries(ds, "title+genres")  # how the scorer writes history items; most recent first
     text = " ; ".join(entries[j] for j in (2, 0, 1))
-    direct = embed_texts(model, [text, entries[1]], tokenizer, 48)
+    direct = tower_vectors(model, [text, entries[1]], tokenizer, 48)
     np.testing.assert_allclose(scorer._users(np.array([7, 8])), direct, rtol=1e-5, atol=1e-6)
 
 
@@ -87,7 +87,7 @@ def test_two_tower_scorer_uses_cached_item_vectors(tiny_backbone, tokenizer, sma
     items = np.array([[1, 2, 3], [3, 2, 1]])
     s = scorer(np.array([1, 1]), items)
     np.testing.assert_allclose(s[0], s[1][::-1], rtol=1e-6)
-    direct = embed_texts(model, ds.items["text"].tolist()[:3], tokenizer, 48)
+    direct = tower_vectors(model, ds.items["text"].tolist()[:3], tokenizer, 48)
     np.testing.assert_allclose(scorer.item_vectors[:3], direct, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="catalogue"):
         scorer(np.array([1]), np.array([[10_000]]))
@@ -201,7 +201,7 @@ def test_the_two_tower_learns_a_planted_signal(tiny_backbone, tokenizer):
         loss.backward()
         optimizer.step()
     model.eval()
-    users = embed_texts(model, [f"films i watched : {g} , {g}" for g in GENRES], tokenizer)
-    items = embed_texts(model, [f"a {g} film" for g in GENRES], tokenizer)
+    users = tower_vectors(model, [f"films i watched : {g} , {g}" for g in GENRES], tokenizer)
+    items = tower_vectors(model, [f"a {g} film" for g in GENRES], tokenizer)
     assert ((users @ items.T).argmax(axis=1) == np.arange(len(GENRES))).all()
     assert loss.item() < np.log(len(GENRES)) / 4  # chance is log 8

@@ -4,7 +4,7 @@ against the exact one, exclusions, padding, the benchmark table and bad input.""
 import numpy as np
 import pytest
 
-from recbook.serve.retrieval import ExactIndex, FaissIndex, ann_benchmark, build_index, recall_at_k, synthetic_catalogue
+from recbook.serve.retrieval import ExactIndex, FaissIndex, ann_benchmark, build_index, neighbour_recall, synthetic_catalogue
 
 KINDS = ["exact", "hnsw", "ivf"]
 
@@ -40,11 +40,11 @@ def test_hnsw_recall_is_high_and_exact_recall_is_one(catalogue):
     items, queries = catalogue
     _, truth = ExactIndex(items).search(queries, 10)
     _, again = build_index(items, "exact").search(queries, 10)
-    assert recall_at_k(again, truth, 10).tolist() == [1.0] * len(queries)
+    assert neighbour_recall(again, truth, 10).tolist() == [1.0] * len(queries)
     _, found = FaissIndex(items, "hnsw").search(queries, 10)
-    assert recall_at_k(found, truth, 10).mean() >= 0.95
+    assert neighbour_recall(found, truth, 10).mean() >= 0.95
     _, full_probe = FaissIndex(items, "ivf", nlist=20, nprobe=20).search(queries, 10)  # every cluster visited: exact
-    assert recall_at_k(full_probe, truth, 10).mean() == 1.0
+    assert neighbour_recall(full_probe, truth, 10).mean() == 1.0
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
@@ -58,14 +58,14 @@ def test_approximate_indexes_honour_exclusions(catalogue, kind):
     assert found.shape == (len(queries), 10) and (found >= 0).all()
     assert not any(np.isin(f, e).any() for f, e in zip(found, exclude))
     assert (np.diff(scores, axis=1) <= 1e-6).all()  # best first
-    assert recall_at_k(found, truth, 10).mean() >= 0.8
+    assert neighbour_recall(found, truth, 10).mean() >= 0.8
 
 
-def test_recall_at_k_counts_overlap_and_ignores_padding():
+def test_neighbour_recall_counts_overlap_and_ignores_padding():
     approx = np.array([[1, 2, 3], [7, -1, -1], [-1, -1, -1]])
     exact = np.array([[3, 2, 9], [7, 8, -1], [-1, -1, -1]])
-    np.testing.assert_allclose(recall_at_k(approx, exact, 3), [2 / 3, 1 / 2, 1.0])
-    np.testing.assert_allclose(recall_at_k(approx, exact, 1), [0.0, 1.0, 1.0])
+    np.testing.assert_allclose(neighbour_recall(approx, exact, 3), [2 / 3, 1 / 2, 1.0])
+    np.testing.assert_allclose(neighbour_recall(approx, exact, 1), [0.0, 1.0, 1.0])
 
 
 def test_ann_benchmark_table(catalogue):
@@ -100,8 +100,8 @@ def test_bad_input_is_named(kind, call, match):
     (lambda: build_index(np.ones((5, 4)), "hnsw", nprobe=2), r"unknown parameter\(s\) \['nprobe'\]"),
     (lambda: build_index(np.ones((5, 4)), "ivf", nlist=6), "nlist=6"),
     (lambda: build_index(np.ones((5, 4)), "hnsw", M=0), "M must be a positive integer"),
-    (lambda: recall_at_k(np.ones((2, 3)), np.ones((3, 3)), 3), "one row per query"),
-    (lambda: recall_at_k(np.ones((2, 3)), np.ones((2, 3)), 5), "k=5 needs"),
+    (lambda: neighbour_recall(np.ones((2, 3)), np.ones((3, 3)), 3), "one row per query"),
+    (lambda: neighbour_recall(np.ones((2, 3)), np.ones((2, 3)), 5), "k=5 needs"),
     (lambda: ann_benchmark(n_items=0), "n_items must be"),
 ])
 def test_bad_arguments_are_named(build, match):
