@@ -27,7 +27,7 @@ question of sections 5–7, answered by this run's intervals.
 
 [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/recbook/recbook/blob/v0.1.0/student/{NAME}.ipynb)
 
-**Time:** about half an hour in the `quick` profile on a 2-core CPU the notebook has to itself — about a dozen SASRec-style
+**Time:** 1815 s in the latest run (about half an hour), `quick` profile, on a 2-core CPU the notebook has to itself — about a dozen SASRec-style
 fits with early stopping (lmrec's two `text_loss` candidates included, most of them refitted on training + validation),
 the encoder fine-tuned four times, and a tuning grid per baseline; section 5c's extra seeds are the longest part
 (`N_SEEDS = 1` skips them). Every stage's duration is printed, and the total at the end. That is over the course's 3-minute budget per notebook; `full` not yet timed on a GPU. Place in the course: after `04_sequential`, `05_sequential_cold_start`
