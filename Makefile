@@ -2,7 +2,7 @@
 #   make course   create .venv, install recbook with pinned versions, run every notebook (quick profile)
 #   make test     create .venv if needed, run the unit tests and the notebooks under nbval
 #   make unit     the quick unit tests only (not the ones marked slow, not the notebooks)
-#   make lint     ruff over recbook, tests and tools (rules in pyproject.toml)
+#   make lint     ruff over the code, and import-linter over the package's layers (both configured in pyproject.toml)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin

@@ -8,7 +8,7 @@ Folders that name the course's parts, each importing only those below it (``[too
 - :mod:`recbook.continual`    drift, retention, update strategies (18)
 - :mod:`recbook.distributed`  ``torchrun``: DDP, FSDP2, tensor parallelism (15)
 - :mod:`recbook.runs`         fit any model by name, run records, the cache of fits
-- :mod:`recbook.models`       the ``Recommender`` contract, the registry, one file per model (03, 04)
+- :mod:`recbook.models`       the ``Recommender`` contract, the registry, one file per model (03, 04–09)
 - :mod:`recbook.finetune`     PEFT, adapters, hard negatives (08, 10)
 - :mod:`recbook.evaluation`   metrics, confidence intervals, the protocol, robustness (01, 03)
 - :mod:`recbook.training`     the one training loop, checkpoints, losses (01, 03)

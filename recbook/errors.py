@@ -23,7 +23,7 @@ class ConfigError(ValueError):
 
 def positive_int(value, field: str, minimum: int = 1) -> int:
     """``value`` as an ``int`` of at least ``minimum`` (numpy integers included, ``bool`` refused); a
-    :class:`ConfigError` naming ``field`` otherwise — the one integer check of the library."""
+    :class:`ConfigError` naming ``field`` otherwise — the integer check of settings (models, updates, robustness)."""
     if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
         wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise ConfigError(field, f"{field} must be {wanted}, got {value!r}", value)

@@ -41,7 +41,7 @@ class Profile:
     learning_rate: float
     # logistic-regression recommender of notebook 01
     logreg_steps: int
-    # BERT fine-tuning (notebooks 04-10): optimizer steps (None = all epochs) and test users scored
+    # BERT fine-tuning (notebooks 06–10): optimizer steps (None = all epochs) and test users scored
     # by BERT models (None = all; a cross-encoder needs one BERT pass per candidate)
     bert_max_steps: int | None = None
     bert_eval_users: int | None = None

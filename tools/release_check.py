@@ -4,7 +4,7 @@
 
 1. builds the sdist and the wheel (``python -m build``) from a copy of the working tree's files (tracked, or
    untracked and not ignored: no .venv, no caches, no MovieLens copy), in a temporary folder;
-2. checks what they contain: the wheel only the ``recbook`` package and its metadata, neither any notebook nor any
+2. checks what they contain: the wheel only the ``recbook`` and ``recbook_course`` packages and their metadata, neither any notebook nor any
    MovieLens file;
 3. creates a clean virtual environment and installs, as Colab's own environment, ``torch`` (``--torch``, default
    2.13.0) and the kernel tools (``nbclient``, ``ipykernel``) — then the wheel the way each notebook's Colab cell
@@ -116,15 +116,15 @@ def check_artifacts(wheel: Path, sdist: Path) -> list[str]:
         sdist_names = [n.split("/", 1)[1] if "/" in n else n for n in tf.getnames()]
     dist_info = re.compile(r"^recbook-[^/]+\.dist-info/")
     for name in wheel_names:
-        if not (name.startswith("recbook/") or dist_info.match(name)):
-            problems.append(f"wheel: {name} is outside the recbook package")
+        if not (name.startswith(("recbook/", "recbook_course/")) or dist_info.match(name)):
+            problems.append(f"wheel: {name} is outside the recbook and recbook_course packages")
     for where, names in (("wheel", wheel_names), ("sdist", sdist_names)):
         for name in names:
             if MOVIELENS.search(name):
                 problems.append(f"{where}: {name} looks like MovieLens data (not redistributable)")
             if name.endswith(".ipynb"):
                 problems.append(f"{where}: {name} is a notebook (the course's notebooks are not part of the package)")
-            if re.search(r"(^|/)(\.venv|\.cache|runs|figures|student|notebooks|classroom)/", name):
+            if re.search(r"^(\.venv|\.cache|runs|figures|student|notebooks|classroom)/|(^|/)(\.venv|\.cache)/", name):
                 problems.append(f"{where}: {name} is not meant to be released (classroom/ holds the hidden tests)")
     return problems
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-SCREENSHOTS = {"index.html": "course_map.png", "chapters/09_lm_recommender.html": "chapter_04d.png"}
+SCREENSHOTS = {"index.html": "course_map.png", "chapters/09_lm_recommender.html": "chapter_09.png"}
 MIN_TEXT = 200  # characters of visible text a rendered page has at least (an empty theme shell has far fewer)
 NO_TEXT_PAGES = {"search.html"}  # a search box and nothing else until the reader types a query
 

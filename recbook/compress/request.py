@@ -1,7 +1,7 @@
 """Compress what runs on every request — the sequential recommender's user encoder and its item table — and judge each
 variant by what users see (full-ranking NDCG@10, top-10 overlap with fp32) and by CPU milliseconds per request.
 
-Run by ``python -m recbook bench --target request --model RUN --out DIR`` (:func:`run_request_bench`).
+Run by ``python -m recbook bench --target request --model RUN --out DIR`` (:func:`recbook.compress.request_bench.run_request_bench`).
 
 A request to the service costs one pass of the sequential model (SASRec, or lmrec: SASRec over fine-tuned text vectors)
 over the user's last ``max_len`` items, then a product of the resulting user vector with the item table and a top-k.

@@ -22,7 +22,7 @@ window 1, is updated with window 1, serves window 2, and so on. Each strategy be
 
 **Held-out events** (:meth:`Stream.hold_out`): a random share of the interactions is never a training target of any
 strategy — ``valid`` events choose settings (early stopping of ``retrain`` and the base model, and
-:func:`tune_updates`' grid of replay size, EWC λ and LoRA rank), ``test`` events measure forgetting. Measuring
+:func:`~recbook.continual.experiment.tune_updates`' grid of replay size, EWC λ and LoRA rank), ``test`` events measure forgetting. Measuring
 forgetting on events a strategy trained on (its replay buffer included) would reward re-fitting what is scored —
 the literature measures backward transfer on held-out data of each task (Lopez-Paz & Ranzato 2017; Chaudhry et
 al. 2018).
@@ -58,7 +58,7 @@ LORA_STRATEGIES = ("lora", "lora_continue")
 @dataclass
 class UpdateConfig:
     """The knobs of every strategy. The defaults are a starting point (and what ``recbook update`` uses);
-    :func:`tune_updates` chooses epochs, replay size, EWC λ and LoRA rank on validation, as notebook 18 does."""
+    :func:`~recbook.continual.experiment.tune_updates` chooses epochs, replay size, EWC λ and LoRA rank on validation, as notebook 18 does."""
 
     epochs: int = 3  # epochs over the new window (finetune, replay, ewc, lora, lora_continue)
     retrain_epochs: int = 10  # most epochs of a fresh model on everything known (retrain, and the base model)
@@ -80,7 +80,7 @@ class UpdateConfig:
             value = getattr(self, name)
             if value is None and name in ("patience", "valid_per_user"):
                 continue
-            positive_int(value, f"UpdateConfig.{name}")
+            setattr(self, name, positive_int(value, f"UpdateConfig.{name}"))
         if isinstance(self.replay_size, bool) or not isinstance(self.replay_size, int) or self.replay_size < 0:
             raise ValueError(f"UpdateConfig.replay_size must be a non-negative integer, got {self.replay_size!r}")
         for name in ("lr", "lora_lr", "replay_ratio", "ewc_lambda"):

@@ -12,13 +12,8 @@ follow each other in item order, so concatenating them gives the catalogue in or
 
 Checked against one process (:func:`check_against_one_process`): the same texts embedded by rank 0 alone must give
 the same matrix, max |difference| ≤ 1e-5 (batches differ in padding, which the attention mask hides; only
-floating-point summation order changes)::
-
-    torchrun --nproc_per_node=2 -m recbook.cli.distributed_embed --data movielens-100k --check
-    torchrun --nproc_per_node=2 -m recbook.cli.distributed_embed --data synthetic --out item_vectors.npy
-
-Rank 0 prints one JSON line (items, dimension, rows per rank, seconds; with ``--check``: the one-process time,
-the largest difference and ``ok``) and writes ``--out`` (a ``.npy`` matrix, rows in ``dataset.item_ids`` order).
+floating-point summation order changes). The command that runs it on ``torchrun`` is
+:mod:`recbook.cli.distributed_embed`.
 """
 
 from __future__ import annotations

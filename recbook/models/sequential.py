@@ -80,7 +80,7 @@ class SequentialConfig:
         if self.item_features not in ITEM_FEATURES:
             raise ValueError(f"item_features must be one of {ITEM_FEATURES}, got {self.item_features!r}")
         for name in ("max_len", "dim", "layers", "heads"):
-            positive_int(getattr(self, name), name)
+            setattr(self, name, positive_int(getattr(self, name), name))  # numpy integers become ints (config.json)
         if self.dim % self.heads:
             raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
         for name in ("dropout", "id_dropout", "mask_prob", "history_dropout"):

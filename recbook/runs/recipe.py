@@ -21,12 +21,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
 from recbook.data import RecDataset, Split
 from recbook.data.splits import history_for_test
 from recbook.errors import ConfigError
-from recbook.models import MODEL_NAMES, config_fields, create, model_class, model_spec
+from recbook.models import MODEL_NAMES, config_fields, create
 from recbook.profile import Profile
 from recbook.usage import DATA_HELP, DATA_SOURCES, SPLITS, UsageError
 

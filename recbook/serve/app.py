@@ -80,14 +80,17 @@ def _rows(bundle: Bundle, ids: list[int], field_name: str) -> np.ndarray:
         raise _field_error(field_name, str(exc), bad=exc.bad) from None
 
 
-def freeze_startup_objects(collect: bool = True) -> None:
+def freeze_startup_objects() -> None:
     """Collect once, then move every object alive now (torch, transformers, the loaded bundle: hundreds of thousands)
     out of the garbage collector's reach (:func:`gc.freeze`), as long-running Python services do after start-up:
     otherwise an allocation-heavy burst triggers full collections that walk all of them (about 64 ms each with the
-    imports alone on the course's machine), and every request in flight waits for the pause. Frozen objects are still
-    freed when nothing refers to them. After a hot swap only the freeze runs (no pause while serving)."""
-    if collect:
-        gc.collect()
+    imports alone on the course's machine), and every request in flight waits for the pause.
+
+    Frozen objects are still freed by reference counting, but a frozen reference *cycle* never is; so after a hot swap
+    everything is unfrozen, collected (the old bundle's cycles go) and frozen again — one pause of that size per swap —
+    and the app unfreezes at shutdown (an in-process server, as in the tests, leaves its process as it found it)."""
+    gc.unfreeze()
+    gc.collect()
     gc.freeze()
 
 
@@ -138,6 +141,7 @@ def create_app(bundle_dir: str | os.PathLike, settings: ServeSettings | None = N
         finally:
             if service.batcher is not None:
                 await service.batcher.close()  # finish every re-ranker batch already queued
+            gc.unfreeze()
             log(service.logger, logging.INFO, "stopped")
 
     app = FastAPI(title="recbook recommendation service", lifespan=lifespan, docs_url="/docs" if settings.insecure_dev else None,
@@ -312,7 +316,7 @@ def create_app(bundle_dir: str | os.PathLike, settings: ServeSettings | None = N
                     log(service.logger, logging.ERROR, "reload failed", error=service.reload_state["error"], bundle_dir=str(folder))
                     return
                 service.bundle_dir = folder
-                freeze_startup_objects(collect=False)
+                freeze_startup_objects()
                 service.reload_state.update(state="done", seconds=round(time.perf_counter() - started, 3))
                 service.metrics.reloads.labels(outcome="ok").inc()
                 log(service.logger, logging.INFO, "model swapped", from_version=old, model_version=bundle.version, bundle_dir=str(folder))

@@ -156,12 +156,15 @@ def objects_frozen():
     """While the load runs, everything the calling process already holds (a notebook's or a test session's models and
     data: often millions of objects) is out of the garbage collector's reach (:func:`gc.freeze`), and back afterwards.
     Otherwise the generator's own allocations trigger full collections that walk all of it: in a test session the
-    generator fell 0.5 s behind its schedule, and every latency it measured carried the pause."""
+    generator fell 0.5 s behind its schedule, and every latency it measured carried the pause. When the process had
+    frozen objects already (an in-process service does), they stay frozen: only a freeze made here is undone."""
+    already = gc.get_freeze_count() > 0
     gc.freeze()
     try:
         yield
     finally:
-        gc.unfreeze()
+        if not already:
+            gc.unfreeze()
 
 
 def run_loadtest(

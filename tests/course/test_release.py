@@ -154,12 +154,14 @@ def test_release_check_flags_what_must_not_ship(tmp_path):
                 info.size = 1
                 tf.addfile(info, io.BytesIO(b"x"))
 
-    good_wheel = ["recbook/__init__.py", "recbook/data/movielens.py", "recbook-0.1.0.dist-info/METADATA"]
-    build(good_wheel, ["pyproject.toml", "README.md", "recbook/__init__.py", "tests/unit/data/test_movielens.py"])
+    good_wheel = ["recbook/__init__.py", "recbook/data/movielens.py", "recbook/runs/recipe.py", "recbook_course/exercises/core.py",
+                  "recbook-0.1.0.dist-info/METADATA"]
+    build(good_wheel, ["pyproject.toml", "README.md", "recbook/__init__.py", "recbook/runs/cache.py", "tests/unit/data/test_movielens.py",
+                       "tests/unit/runs/test_cache.py"])
     assert check.check_artifacts(wheel, sdist) == []
     build(good_wheel + ["ml-100k/u.data", "notebooks/00_setup.ipynb"], ["recbook/data/u.item", "student/00_setup.ipynb", "classroom/hidden_tests/01_cross_entropy.py"])
     problems = "\n".join(check.check_artifacts(wheel, sdist))
-    for expected in ("wheel: ml-100k/u.data is outside", "wheel: ml-100k/u.data looks like MovieLens", "wheel: notebooks/00_setup.ipynb is a notebook",
+    for expected in ("wheel: ml-100k/u.data is outside the recbook", "wheel: ml-100k/u.data looks like MovieLens", "wheel: notebooks/00_setup.ipynb is a notebook",
                      "sdist: recbook/data/u.item looks like MovieLens", "sdist: student/00_setup.ipynb is a notebook",
                      "sdist: classroom/hidden_tests/01_cross_entropy.py is not meant to be released"):
         assert expected in problems

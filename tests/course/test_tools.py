@@ -211,7 +211,7 @@ def test_readme_results_table_matches_the_stored_notebooks():
     assert not table.update_readme(check=True), "README.md's results table is stale: run python tools/results_table.py"
 
 
-def test_notebook_13_matches_its_source():
+def test_notebook_18_matches_its_source():
     source = load("nb18_source")
     stored = nbformat.read(ROOT / "notebooks" / "18_continual.ipynb", as_version=4)
     built = source.build()
@@ -221,7 +221,7 @@ def test_notebook_13_matches_its_source():
         return [(c.cell_type, timed.sub("N s in the latest run", c.source)) for c in nb.cells]
 
     assert cells(stored) == cells(built), \
-        "notebooks/18_continual.ipynb differs from tools/nb18_source.py: edit the source, then run it and tools/run_course.py 13"
+        "notebooks/18_continual.ipynb differs from tools/nb18_source.py: edit the source, then run it and tools/run_course.py 18"
 
 
 def test_readme_throughput_section_is_generated_from_the_benchmark_json(tmp_path):

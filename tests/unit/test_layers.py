@@ -35,3 +35,12 @@ def test_the_contract_catches_an_upward_import(probe, broken):
     finally:
         fake.unlink()
     assert result.returncode != 0 and broken in result.stdout, result.stdout[-3000:]
+
+
+def test_every_folder_of_the_packages_is_a_regular_package():
+    """A folder without ``__init__.py`` still imports (a namespace package), so nothing else notices — but the wheel
+    leaves it out and import-linter cannot see it. It happened: ``.gitignore``'s ``runs/`` kept ``recbook/runs/__init__.py``
+    out of every clone."""
+    missing = [str(d.relative_to(REPO)) for top in ("recbook", "recbook_course") for d in [REPO / top, *(REPO / top).rglob("*")]
+               if d.is_dir() and d.name != "__pycache__" and any(d.glob("*.py")) and not (d / "__init__.py").is_file()]
+    assert missing == [], f"add an __init__.py (and check .gitignore) in {missing}"

@@ -17,7 +17,8 @@ def bench(synthetic, tiny_backbone, tmp_path_factory):
 def test_sentence_encoder_matches_mean_pooling_by_hand(tiny_backbone):
     from transformers import AutoModel, AutoTokenizer
 
-    from recbook.compress.catalogue import embed_texts, load_sentence_encoder
+    from recbook.compress.catalogue import load_sentence_encoder
+    from recbook.models.item_text import embed_texts
 
     model, tok = load_sentence_encoder(str(tiny_backbone))
     texts = ["a short title", "a much longer title about a movie (1995). Genres: Drama, Comedy.", "x"]
@@ -32,7 +33,8 @@ def test_sentence_encoder_matches_mean_pooling_by_hand(tiny_backbone):
 
 
 def test_embed_texts_errors(tiny_backbone):
-    from recbook.compress.catalogue import embed_texts, load_sentence_encoder
+    from recbook.compress.catalogue import load_sentence_encoder
+    from recbook.models.item_text import embed_texts
 
     model, tok = load_sentence_encoder(str(tiny_backbone))
     with pytest.raises(ValueError, match="no texts"):
@@ -123,8 +125,9 @@ def test_kept_table_against_stats(bench):
 
 
 def test_distillation_moves_the_student_towards_the_teacher(bench):
-    from recbook.compress.catalogue import distill_sentence_encoder, embed_texts
+    from recbook.compress.catalogue import distill_sentence_encoder
     from recbook.compress.distill import make_student
+    from recbook.models.item_text import embed_texts
 
     texts = bench.texts_of(bench.warm_items)
     start = make_student(bench.teacher, [0])

@@ -237,3 +237,9 @@ def test_the_generator_runs_with_the_callers_objects_frozen(monkeypatch):
     keep = [object() for _ in range(1000)]  # alive before the run: frozen during it
     loadtest.run_loadtest("http://127.0.0.1:9", rps=5, duration=0.1)
     assert seen and seen[0] >= len(keep) and gc.get_freeze_count() == 0
+    gc.freeze()  # a process that froze its own objects (an in-process service) keeps them frozen
+    try:
+        loadtest.run_loadtest("http://127.0.0.1:9", rps=5, duration=0.1)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
