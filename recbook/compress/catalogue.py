@@ -11,8 +11,9 @@ recommender's:
 
 - **warm**: each user's held-out next item ranked against the whole catalogue (full ranking), NDCG@10 and AUC
   (the share of unseen items ranked below it);
-- **cold**: each user's first pick of an item never seen in training, against 99 sampled catalogue
-  items, AUC — where the text is all the model has to go on.
+- **cold**: each user's first pick of an item never seen in training, against up to 99 sampled *other new* items,
+  AUC — where the text is all the model has to go on. The negatives are new items, not the catalogue: against warm
+  items, whose texts the recommender was trained on, a variant that merely scores every new text high would look good.
 
 All are per-user values on all users, so every "quality kept" is a **paired** comparison with the
 fp32 encoder on the same users: a bootstrap CI of the difference and of the ratio (:mod:`recbook.evaluation.stats`).
@@ -132,6 +133,16 @@ class CatalogueBench:
             model.text_features[1 : model.n_items + 1] = torch.from_numpy(emb)
         return model.eval()
 
+    def deployed(self, embeddings: np.ndarray) -> np.ndarray:
+        """What a deployment that switches encoders serves: items known at training time keep their cached fp32
+        vectors (``reference``) and only new items get ``embeddings`` — the realistic mix, as opposed to re-embedding the
+        whole catalogue with the variant (:meth:`per_user` of ``embeddings`` itself)."""
+        emb = np.asarray(embeddings, dtype=np.float32)
+        if emb.shape != self.reference.shape:
+            raise ValueError(f"embeddings must have shape {self.reference.shape} (items × dims), got {emb.shape}")
+        new = np.isin(self.dataset.item_ids, self.cold.cold_items)
+        return np.where(new[:, None], emb, self.reference).astype(np.float32)
+
     def per_user(self, embeddings: np.ndarray) -> dict[str, pd.DataFrame]:
         """``{"warm": …, "cold": …}`` per-user metrics of the recommender using ``embeddings``."""
         from recbook.evaluation.protocol import evaluate
@@ -153,7 +164,8 @@ class CatalogueBench:
         return out
 
     def popularity_per_user(self) -> dict[str, pd.DataFrame]:
-        """The popularity baseline on the same users (warm: full ranking; cold: sampled) — what the teacher must beat."""
+        """The popularity baseline on the same users (warm: full ranking; cold: sampled among new items, where it knows
+    nothing and sits at chance) — what the teacher must beat."""
         from recbook.evaluation.protocol import evaluate
         from recbook.models.popularity import Popularity
 
@@ -204,7 +216,7 @@ def catalogue_bench(dataset, cold_fraction: float = 0.1, seed: int = 0, epochs: 
         raise ValueError(f"no user picked a cold item in {dataset.name!r} with cold_fraction={cold_fraction}; use a larger fraction")
     warm_split = cold.warm()
     warm_set = make_eval_set(dataset, warm_split, "test", n_negatives, seed=seed)
-    cold_set = make_cold_eval_set(dataset, cold, n_negatives, seed=seed)
+    cold_set = make_cold_eval_set(dataset, cold, n_negatives, seed=seed, negatives_from="cold")  # which new item, among new items
     reference = embed_texts(teacher, tokenizer, texts)
     config = SequentialConfig(item_features="text")
     key = _bench_key(dataset, texts, cold_fraction, seed, (epochs, time_budget), _model_identity(resolve_model_path(encoder)), config)
@@ -301,6 +313,28 @@ def kept_text_table(table: pd.DataFrame, checks=CHECKS, digits: int = 3, show=("
                 out[f"{label} Δ"] = ci(f"{label} Δ", "+")
             else:
                 out[f"{label} kept"] = ci(f"{label} kept")
+    return out
+
+
+def refresh_cost(table: pd.DataFrame, items=(1_000_000, 100_000_000), batch: int = 64, price_per_cpu_hour: float | None = None) -> pd.DataFrame:
+    """CPU-hours to embed ``items`` catalogue texts with each variant of a :func:`measure_variants` table: items ÷ its
+    measured texts per second at ``batch`` × the threads it ran on (``table.attrs["threads"]``) ÷ 3600 — a whole-catalogue
+    refresh at scale, from this machine's throughput. With ``price_per_cpu_hour``, also the cost in that currency."""
+    column = f"texts_per_s_b{batch}"
+    if column not in table.columns:
+        raise KeyError(f"the table has no {column!r} column: measure_variants with batch size {batch} among batch_sizes")
+    threads = int(table.attrs.get("threads") or 1)
+    rate = table[column].astype(float)
+    if (rate <= 0).any() or rate.isna().any():
+        raise ValueError(f"{column} must be positive for every variant, got {rate.to_dict()}")
+    out = pd.DataFrame(index=table.index)
+    out["texts/s"] = rate
+    for n in items:
+        label = f"{n / 1e6:g} M items"
+        out[f"CPU-hours, {label}"] = n / rate * threads / 3600
+        if price_per_cpu_hour is not None:
+            out[f"cost, {label}"] = out[f"CPU-hours, {label}"] * price_per_cpu_hour
+    out.attrs["threads"] = threads
     return out
 
 

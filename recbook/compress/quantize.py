@@ -24,7 +24,8 @@ rescaled once at the end. Model-level tools, used as they are maintained:
 - :class:`FakeQuantLinear` / :func:`prepare_qat` — quantization-aware training with fake quantization
   (``torch.fake_quantize_per_channel_affine``, straight-through gradients);
 - :class:`Int8Embedding` — an int8 embedding table with one scale per row;
-- :func:`trim_vocabulary` — keep only the tokens the catalogue and histories use;
+- :func:`trim_vocabulary` — keep only the tokens the catalogue and histories use (:func:`unknown_token_rate`: what
+  that costs new items);
 - ONNX export and ONNX Runtime int8 are in :mod:`recbook.compress.onnx`.
 """
 
@@ -315,6 +316,22 @@ def used_token_ids(texts, tokenizer, batch_size: int = 1024) -> np.ndarray:
         for row in tokenizer(texts[start : start + batch_size], add_special_tokens=False)["input_ids"]:
             ids.update(row)
     return np.array(sorted(ids), dtype=np.int64)
+
+
+def unknown_token_rate(texts, tokenizer, keep_ids, batch_size: int = 1024) -> float:
+    """The share of ``texts``' tokens (special tokens aside) outside ``keep_ids``: what a vocabulary trimmed to
+    ``keep_ids`` reads as ``[UNK]`` in them. Trim on the texts known at training time and measure this on new items'
+    texts — the cost of trimming that an evaluation on the trimming texts themselves cannot show (it is 0 there)."""
+    keep = set(np.asarray(keep_ids).tolist())
+    texts = list(texts)
+    total = outside = 0
+    for start in range(0, len(texts), batch_size):
+        for row in tokenizer(texts[start : start + batch_size], add_special_tokens=False)["input_ids"]:
+            total += len(row)
+            outside += sum(1 for t in row if t not in keep)
+    if total == 0:
+        raise ValueError("texts hold no tokens: nothing to measure an [UNK] rate on")
+    return outside / total
 
 
 def trim_vocabulary(model: torch.nn.Module, keep_ids, unk_id: int) -> torch.nn.Module:

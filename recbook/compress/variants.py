@@ -131,16 +131,29 @@ def compression_setup(data_source: str | None = None, profile=None, seed: int = 
     return CompressionSetup(dataset, split, profile, tokenizer, teacher, folder, eval_set, pairs, data_source, seed)
 
 
-def catalogue_token_ids(dataset, tokenizer):
-    """The token ids the catalogue's texts use (plus special tokens): what :func:`trim_vocabulary` keeps."""
+def catalogue_token_ids(dataset, tokenizer, items=None):
+    """The token ids the texts of ``items`` use (default: the whole catalogue), plus special tokens: what
+    :func:`trim_vocabulary` keeps. Pass the items known at training time: trimming on every item, new ones included,
+    hides what the trimmed model does to a new item's unseen words (:func:`recbook.compress.quantize.unknown_token_rate`)."""
+    import numpy as np
+
     from recbook.compress.quantize import used_token_ids
     from recbook.data import catalogue_texts
 
-    return used_token_ids(catalogue_texts(dataset), tokenizer)
+    texts = catalogue_texts(dataset)
+    if items is not None:
+        items = np.asarray(items)
+        if items.size == 0:
+            raise ValueError("items is empty: trimming needs the texts of at least one item")
+        missing = np.setdiff1d(items, dataset.items["item_id"].to_numpy())
+        if missing.size:
+            raise ValueError(f"items holds {missing.size} id(s) that are not in the items table of {dataset.name!r}, e.g. {missing[0]!r}")
+        texts = dataset.items.set_index("item_id").loc[items, "text"].astype(str).tolist()
+    return used_token_ids(texts, tokenizer)
 
 
 def make_variant(kind: str, model, workdir: str | Path, name: str | None = None, dataset=None, tokenizer=None,
-                 example: dict | None = None):
+                 example: dict | None = None, vocabulary_items=None):
     """Build variant ``kind`` (one of :data:`VARIANT_KINDS`) of an fp32 BERT ``model`` and write its file.
 
     ``model(input_ids, attention_mask, token_type_ids)`` may return a cross-encoder's logits or a sentence
@@ -153,7 +166,8 @@ def make_variant(kind: str, model, workdir: str | Path, name: str | None = None,
     - ``onnx-fp32`` / ``onnx-int8``: an ONNX file run by ONNX Runtime (dynamic int8 for the latter);
     - ``prune50-int8``: 50% global magnitude pruning (Linear layers and embeddings), then ``int8``;
       file = bit mask + int8 non-zeros;
-    - ``trim-int8``: vocabulary trimmed to the catalogue's tokens (needs ``dataset`` and ``tokenizer``), then ``int8``.
+    - ``trim-int8``: vocabulary trimmed to the tokens of ``vocabulary_items``' texts (needs ``dataset`` and ``tokenizer``;
+      default: every catalogue item — pass the items known at training time when new items are judged), then ``int8``.
 
     Returns a :class:`recbook.compress.bench.Variant`.
     """
@@ -194,9 +208,10 @@ def make_variant(kind: str, model, workdir: str | Path, name: str | None = None,
     if kind == "trim-int8":
         if dataset is None or tokenizer is None:
             raise ValueError("trim-int8 needs dataset= and tokenizer= (the catalogue decides which tokens stay)")
-        keep = catalogue_token_ids(dataset, tokenizer)
+        keep = catalogue_token_ids(dataset, tokenizer, vocabulary_items)
         model = trim_vocabulary(model, keep, tokenizer.unk_token_id)
-        notes = f"vocabulary {len(keep):,} of {tokenizer.vocab_size:,} tokens"
+        source = "the catalogue" if vocabulary_items is None else f"{len(set(vocabulary_items)):,} training-time items"
+        notes = f"vocabulary {len(keep):,} of {tokenizer.vocab_size:,} tokens (from {source})"
     nonzero = count_nonzero(model)[0]
     params = sum(p.numel() for p in model.parameters())
     state = _state(model)

@@ -93,6 +93,21 @@ class SequentialConfig:
 # --------------------------------------------------------------- frozen text features
 
 
+def attention_allowed(seq: torch.Tensor, objective: str) -> torch.Tensor:
+    """``(batch, length, length)`` bool: entry ``[b, i, j]`` says whether query position ``i`` of left-padded sequence
+    ``b`` (0 = padding) may attend to key position ``j`` — the mask every block of :class:`SequentialRecommender` uses.
+    Padding keys are hidden; ``"causal"`` (SASRec) also hides the future (query i sees keys 0…i), ``"cloze"`` (BERT4Rec)
+    sees both sides. Every position may attend to itself, so no row is empty (the NaN trap of notebook 04)."""
+    if objective not in ("causal", "cloze"):
+        raise ValueError(f"objective must be 'causal' or 'cloze', got {objective!r}")
+    length = seq.shape[1]
+    allowed = (seq != 0)[:, None, :].expand(-1, length, -1)
+    pos = torch.arange(length, device=seq.device)  # masks from comparisons: they export to ONNX (a bool eye/tril does not run there)
+    if objective == "causal":
+        allowed = allowed & (pos[:, None] >= pos[None, :])  # query i sees keys 0…i
+    return allowed | (pos[:, None] == pos[None, :])  # never an empty row (NaN trap)
+
+
 class Block(nn.Module):
     """Pre-norm transformer block: x + attention(LN(x)), then x + MLP(LN(x))."""
 
@@ -217,13 +232,7 @@ class SequentialRecommender(nn.Module):
         length = seq.shape[1]
         x = torch.where((seq == self.mask_token)[..., None], self.mask_emb.to(x.dtype), x)
         x = self.drop(x + self.pos_emb.weight[-length:])
-        real = seq != 0
-        allowed = real[:, None, :].expand(-1, length, -1)
-        pos = torch.arange(length, device=seq.device)  # masks from comparisons: they export to ONNX (a bool eye/tril does not run there)
-        if self.config.objective == "causal":
-            allowed = allowed & (pos[:, None] >= pos[None, :])  # query i sees keys 0…i
-        allowed = allowed | (pos[:, None] == pos[None, :])  # never an empty row (NaN trap)
-        return x, allowed
+        return x, attention_allowed(seq, self.config.objective)
 
     def encode_vectors(self, seq: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """:meth:`encode` given the sequences' item vectors ``x = table[seq]`` — the part a request runs once the item

@@ -24,7 +24,8 @@ class SequentialFit:
     train_seconds: float
     windows: int
     text_seconds: float = 0.0
-    curve: list = field(default_factory=list)
+    curve: list = field(default_factory=list)  # one row per validation: epoch, step, NDCG@10, HR@10, seconds (wall-clock since
+    # training began, validations included)
 
 
 def default_train_config(**overrides):
@@ -74,13 +75,17 @@ def fit_sequential(dataset, split, config: SequentialConfig | None = None, train
         train_config = replace(train_config, time_budget=max_seconds)
 
     validate_each_epoch = validate
+    finished_at = []  # wall-clock of each validation's end, for the curve (not in the loop's history: a resumed run's
+    # history must equal an uninterrupted one's, and clocks never do)
 
     def validate(m):
         res = evaluate(SequentialScorer(m, dataset.item_ids, split.train), valid_set, "full", per_user=True)  # the vectorised path
+        finished_at.append(time.perf_counter())
         return {"NDCG@10": res["NDCG@10"], "HR@10": res["HR@10"]}
 
+    started = time.perf_counter()
     result = train_model(model, loader, train_config, validate if validate_each_epoch else None)
     model.eval()
     scorer = SequentialScorer(model, dataset.item_ids, history_for_test(split))
-    curve = [h for h in result.history if "NDCG@10" in h]
+    curve = [{**h, "seconds": t - started} for h, t in zip((h for h in result.history if "NDCG@10" in h), finished_at)]
     return SequentialFit(model, scorer, result, result.seconds, len(loader.dataset), text_seconds, curve)

@@ -113,6 +113,23 @@ def test_int8_file_rebuilds_the_variant(model, tmp_path, tokenizer, pairs):
     assert (a - b).abs().max() < 0.02  # the file holds everything the int8 model needs
 
 
+def test_trim_keeps_only_the_tokens_of_the_items_it_is_given(model, tmp_path, synthetic, tokenizer):
+    from recbook.compress.quantize import used_token_ids
+
+    items = synthetic.items.sort_values("item_id")
+    known = items["item_id"].to_numpy()[: len(items) // 2]
+    keep = catalogue_token_ids(synthetic, tokenizer, known)
+    expected = used_token_ids(items.set_index("item_id").loc[known, "text"].astype(str).tolist(), tokenizer)
+    assert np.array_equal(keep, expected) and len(keep) <= len(catalogue_token_ids(synthetic, tokenizer))
+    v = make_variant("trim-int8", model, tmp_path, dataset=synthetic, tokenizer=tokenizer, vocabulary_items=known)
+    assert v.model.encoder.embeddings.word_embeddings.table.num_embeddings == len(keep)
+    assert f"from {len(known):,} training-time items" in v.notes
+    with pytest.raises(ValueError, match="not in the items table"):
+        catalogue_token_ids(synthetic, tokenizer, [10**9])
+    with pytest.raises(ValueError, match="items is empty"):
+        catalogue_token_ids(synthetic, tokenizer, [])
+
+
 def test_make_variant_errors(model, tmp_path):
     with pytest.raises(ValueError, match="unknown variant"):
         make_variant("int4", model, tmp_path)

@@ -52,6 +52,8 @@ def test_bench_reference_and_fp32_per_user(bench):
     assert set(fp32) == {"warm", "cold"}
     assert len(fp32["warm"]) == len(bench.warm_set.heldout) and len(fp32["cold"]) == len(bench.cold_set.heldout)
     assert fp32["cold"]["AUC"].between(0, 1).all()
+    # the cold pick is ranked among other new items only: no negative is an item the recommender was trained on
+    assert bench.cold_set.negatives_from == "cold" and np.isin(bench.cold_set.negatives, bench.cold.cold_items).all()
     pop = bench.popularity_per_user()
     assert list(pop["warm"].index) == list(fp32["warm"].index)
 
@@ -213,3 +215,30 @@ def test_distillation_freezes_embeddings_unless_asked(bench):
         moved = not torch.equal(before, student.encoder.embeddings.word_embeddings.weight)
         assert moved == train_embeddings
         assert not torch.equal(layer_before, student.encoder.encoder.layer[0].output.dense.weight)
+
+
+def test_deployed_keeps_the_known_items_fp32_vectors_and_gives_new_items_the_variants(bench):
+    noisy = bench.reference + 0.5
+    mixed = bench.deployed(noisy)
+    new = np.isin(bench.dataset.item_ids, bench.cold.cold_items)
+    assert new.any() and (~new).any()
+    np.testing.assert_array_equal(mixed[new], noisy[new].astype(np.float32))
+    np.testing.assert_array_equal(mixed[~new], bench.reference[~new])
+    with pytest.raises(ValueError, match="must have shape"):
+        bench.deployed(noisy[:3])
+
+
+def test_refresh_cost_is_items_over_throughput_times_threads():
+    from recbook.compress.catalogue import refresh_cost
+
+    table = pd.DataFrame({"texts_per_s_b64": [100.0, 400.0]}, index=["fp32", "int8"])
+    table.attrs["threads"] = 2
+    cost = refresh_cost(table, items=(1_000_000,), price_per_cpu_hour=0.05)
+    assert cost.loc["fp32", "CPU-hours, 1 M items"] == pytest.approx(1e6 / 100 * 2 / 3600)
+    assert cost.loc["int8", "CPU-hours, 1 M items"] == pytest.approx(cost.loc["fp32", "CPU-hours, 1 M items"] / 4)
+    assert cost.loc["fp32", "cost, 1 M items"] == pytest.approx(cost.loc["fp32", "CPU-hours, 1 M items"] * 0.05)
+    with pytest.raises(KeyError, match="texts_per_s_b1"):
+        refresh_cost(table, batch=1)
+    table.loc["int8", "texts_per_s_b64"] = 0.0
+    with pytest.raises(ValueError, match="must be positive"):
+        refresh_cost(table)

@@ -207,6 +207,19 @@ def test_int8_embedding(model):
     assert isinstance(model.encoder.embeddings.word_embeddings, torch.nn.Embedding)  # original untouched
 
 
+def test_unknown_token_rate_counts_the_tokens_a_trimmed_vocabulary_reads_as_unk(tokenizer):
+    from recbook.compress.quantize import unknown_token_rate
+
+    known, new = ["Toy Story (1995) | Animation", "Heat (1995) | Action"], ["Zebra Heat (2031) | Action", "Toy Story (1995) | Animation"]
+    keep = used_token_ids(known, tokenizer)
+    assert unknown_token_rate(known, tokenizer, keep) == 0.0  # measured on the trimming texts themselves it hides the cost
+    rows = tokenizer(new, add_special_tokens=False)["input_ids"]
+    expected = sum(t not in set(keep.tolist()) for row in rows for t in row) / sum(len(row) for row in rows)
+    assert unknown_token_rate(new, tokenizer, keep) == pytest.approx(expected) and 0 < expected < 1
+    with pytest.raises(ValueError, match="no tokens"):
+        unknown_token_rate([""], tokenizer, keep)
+
+
 def test_trim_vocabulary_is_exact_on_kept_tokens(model, tokenizer):
     texts = ["Toy Story (1995) | Animation", "Heat (1995) | Action, Crime"]
     keep = used_token_ids(texts, tokenizer)

@@ -141,6 +141,8 @@ def test_fit_sequential_learns_and_stops_early(synthetic):
     assert fit.curve and all(np.isfinite(h["NDCG@10"]) for h in fit.curve)
     assert fit.result.best_metric == max(h["NDCG@10"] for h in fit.curve)
     assert len(fit.curve) <= 12 and fit.windows > 0
+    seconds = [h["seconds"] for h in fit.curve]  # wall-clock at each validation, for a quality-against-time plot
+    assert all(b > a > 0 for a, b in zip(seconds, seconds[1:]))
     users = split.test["user_id"].to_numpy()[:5]
     scores = fit.scorer(users, np.tile(synthetic.item_ids, (5, 1)))
     assert scores.shape == (5, synthetic.n_items) and np.isfinite(scores).all()
@@ -299,3 +301,20 @@ def test_the_text_loss_adds_a_softmax_over_the_text_only_table():
     assert id_model.training_loss(windows).item() == before  # no text table: no second softmax
     with pytest.raises(ValueError, match="text_loss"):
         SequentialConfig(item_features="hybrid", text_loss=-1.0)
+
+
+@pytest.mark.parametrize("objective", ["causal", "cloze"])
+def test_attention_allowed_equals_the_rule_written_out_position_by_position(objective):
+    from recbook.models.sequential import attention_allowed
+
+    seq = torch.tensor([[0, 0, 5, 7, 2], [3, 1, 4, 1, 5], [0, 0, 0, 0, 9]])
+    got = attention_allowed(seq, objective)
+    for b in range(seq.shape[0]):
+        for i in range(5):
+            for j in range(5):
+                expected = i == j or (seq[b, j] != 0 and (objective == "cloze" or j <= i))
+                assert bool(got[b, i, j]) == expected, (b, i, j)
+    model = SequentialRecommender(10, SequentialConfig(max_len=5, dim=8, heads=2, objective=objective)).eval()
+    assert torch.equal(model._inputs(seq, torch.zeros(3, 5, 8))[1], got)  # what the model's blocks use
+    with pytest.raises(ValueError, match="objective must be 'causal' or 'cloze'"):
+        attention_allowed(seq, "bidirectional")
