@@ -66,7 +66,8 @@ MISTAKES: dict[str, str] = {
                        "rank and still count when N < k.",
     "08.rank_fusion": "Reporting a difference as significant when its paired interval contains zero (or the reverse).",
     # 04_sequential
-    "04.causal_mask": "The upper triangle (`triu`) instead of the lower one: every position sees the future.",
+    "04.causal_mask": ("Hiding the padding keys but forgetting the diagonal: a padding position then has no key at all, softmax over "
+                       "an empty row is NaN, and the NaN spreads through the next layer (section 1's trap)."),
     "04.paired_ci": "Two separate intervals, or a fixed interval, instead of one bootstrap over users of the paired "
                      "differences a − b.",
     "04.shuffled_history": "Reading the verdict from the point estimate instead of the paired interval: calling a difference "

@@ -7,19 +7,25 @@ names stay local). Header: ``# %% <exercise id> | <points> point(s)``; the comme
 # ruff: noqa: E402, F811, F821
 
 # %% 04.causal_mask | 1 point
-# Catches: other lengths than the self-check's; a mask that scaled_dot_product_attention reads differently
-# (True = may attend); agreement with PyTorch's own causal mask.
+# Catches: an empty row for a padding position (no diagonal: NaN through attention); padding keys left visible; other
+# lengths and paddings than the self-check's; agreement with the model's own mask and with attention itself.
 import torch
 import torch.nn.functional as F
 
-for n in (2, 9, 33):
-    got = torch.as_tensor(causal_allowed(n))
-    want = torch.nn.Transformer.generate_square_subsequent_mask(n) == 0  # PyTorch's: 0 where attending is allowed
+from recbook.models.sequential import attention_allowed
+
+gen = torch.Generator().manual_seed(46)
+for n, pad in ((2, 1), (9, 4), (33, 30), (6, 0)):
+    seq = torch.cat([torch.zeros(pad, dtype=torch.long), torch.randint(1, 50, (n - pad,), generator=gen)])
+    got = torch.as_tensor(causal_allowed(seq.clone()))
+    want = attention_allowed(seq[None], "causal")[0]
     assert got.dtype == torch.bool and tuple(got.shape) == (n, n), f"length {n}: a bool ({n}, {n}) tensor, got {got.dtype} {tuple(got.shape)}"
-    assert torch.equal(got, want), f"length {n}: differs from torch.nn.Transformer.generate_square_subsequent_mask"
-q = torch.randn(1, 2, 9, 4, generator=torch.Generator().manual_seed(46))
-out = F.scaled_dot_product_attention(q, q, q, attn_mask=torch.as_tensor(causal_allowed(9)))
-assert torch.isfinite(out).all() and torch.allclose(out[..., 0, :], q[..., 0, :], atol=1e-6), "position 0 can only attend to itself"
+    assert torch.equal(got, want), f"{seq.tolist()}: differs from recbook.models.sequential.attention_allowed"
+seq = torch.tensor([0, 0, 0, 4, 7, 2, 9, 1, 3])
+q = torch.randn(1, 2, 9, 4, generator=gen)
+out = F.scaled_dot_product_attention(q, q, q, attn_mask=torch.as_tensor(causal_allowed(seq)))
+assert torch.isfinite(out).all(), "a padding position with no key makes attention NaN"
+assert torch.allclose(out[..., 3, :], q[..., 3, :], atol=1e-6), "the first real item can only attend to itself"
 
 # %% 04.paired_ci | 1 point
 # Catches: ignoring `seed` (an unseeded generator: another interval on every call); resampling a and b separately

@@ -8,18 +8,32 @@ from recbook_course.exercises.common import _rescored_comparison
 from recbook_course.exercises.core import _exercise
 
 
-@_exercise("04.causal_mask", "04_sequential", "Write causal_allowed(length): bool (length × length), True where position i may attend to j.")
+@_exercise("04.causal_mask", "04_sequential", "Write causal_allowed(seq): for one left-padded sequence (0 = padding), the bool "
+                                               "(length × length) mask, True where position i may attend to j.")
 def _causal_mask(fn):
     import torch
 
-    for n in (1, 4, 7):
-        got = torch.as_tensor(fn(n))
-        want = torch.ones(n, n, dtype=torch.bool).tril()
+    from recbook.models.sequential import attention_allowed
+
+    cases = [torch.tensor([0, 0, 5, 3, 9]), torch.tensor([4, 1, 7]), torch.tensor([0, 0, 0, 0, 2, 6, 1]), torch.tensor([8])]
+    for seq in cases:
+        n = len(seq)
+        got = torch.as_tensor(fn(seq.clone()))
+        want = attention_allowed(seq[None], "causal")[0]
         if got.shape != want.shape or got.dtype != torch.bool:
-            return False, f"length {n}: expected a bool tensor of shape {tuple(want.shape)}, got {got.dtype} {tuple(got.shape)}."
-        if not torch.equal(got, want):
-            return False, f"length {n}: position i may see positions 0…i (itself and the past), never the future."
-    return True, "the lower triangle: every position sees itself and the past — and never an empty row."
+            return False, f"seq {seq.tolist()}: expected a bool tensor of shape {tuple(want.shape)}, got {got.dtype} {tuple(got.shape)}."
+        if torch.equal(got, want):
+            continue
+        if (~got.any(dim=1)).any():
+            return False, (f"seq {seq.tolist()}: row {int((~got.any(dim=1)).nonzero()[0])} allows no key at all — softmax over an empty set "
+                           "is 0/0 = NaN (section 1's trap); let every position attend to itself.")
+        if (got & ~torch.ones(n, n, dtype=torch.bool).tril()).any():
+            return False, f"seq {seq.tolist()}: a position sees the future; position i may see positions 0…i only."
+        padding_keys = (seq == 0)[None, :] & ~torch.eye(n, dtype=torch.bool)
+        if (got & padding_keys).any():
+            return False, f"seq {seq.tolist()}: padding positions are keys here; hide every padding column (except the diagonal)."
+        return False, f"seq {seq.tolist()}: differs from the mask the model uses (recbook.models.sequential.attention_allowed)."
+    return True, "real items at or before each position, and itself: no empty row, no future, no padding — the model's own mask."
 
 
 @_exercise("04.paired_ci", "04_sequential", "Write paired_difference_ci(a, b, n_boot, seed) → (mean, low, high) of a − b, bootstrap over users.")

@@ -197,7 +197,8 @@ def _nearest(v, q, k):
 
 _SHUFFLED_RIGHT, _SHUFFLED_WRONG, _DROPOUT_RIGHT, _DROPOUT_WRONG = _sequential_answers()
 RIGHT.update({
-    "04.causal_mask": lambda n: __import__("torch").ones(n, n, dtype=__import__("torch").bool).tril(),
+    "04.causal_mask": lambda seq: ((seq != 0)[None, :] & __import__("torch").ones(len(seq), len(seq), dtype=__import__("torch").bool).tril())
+    | __import__("torch").eye(len(seq), dtype=__import__("torch").bool),
     "04.paired_ci": _paired_ci,
     "04.shuffled_history": _SHUFFLED_RIGHT,
     "05.nearest_by_text": _nearest,
@@ -205,7 +206,7 @@ RIGHT.update({
     "05.id_dropout_off": _DROPOUT_RIGHT,
 })
 WRONG.update({
-    "04.causal_mask": lambda n: __import__("torch").ones(n, n, dtype=__import__("torch").bool).triu(),  # sees the future
+    "04.causal_mask": lambda seq: __import__("torch").ones(len(seq), len(seq), dtype=__import__("torch").bool).tril(),  # padding keys seen
     "04.paired_ci": lambda a, b, n_boot=2000, seed=0: (np.mean(a) - np.mean(b), -1.0, 1.0),
     "04.shuffled_history": _SHUFFLED_WRONG,
     "05.nearest_by_text": lambda v, q, k: np.argsort(-(v @ v[q]))[:k],  # includes the query itself

@@ -423,7 +423,8 @@ MUTANTS = {
     "08.hard_negatives": ("def hard_negatives(scores, seen, positive, k):\n    s = np.asarray(scores, dtype=float).copy()\n"
                            "    s[np.asarray(seen, dtype=int)] = 0\n    s[positive] = 0\n    return np.argsort(-s, kind='stable')[:k]"),  # * 0, not -inf
     "08.oracle_ndcg": "def oracle_cascade_ndcg(ranks, top_n, k=10):\n    return float((np.asarray(ranks, dtype=float) <= top_n).mean())",
-    "04.causal_mask": "def causal_allowed(length):\n    return torch.ones(length, length, dtype=torch.bool).triu()",
+    "04.causal_mask": ("def causal_allowed(seq):\n    n = len(seq)\n"
+                       "    return (torch.as_tensor(seq) != 0)[None, :] & torch.ones(n, n, dtype=torch.bool).tril()"),  # padding rows empty: NaN
     "04.paired_ci": ("def paired_difference_ci(a, b, n_boot=2000, seed=0):\n    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)\n"
                       "    rng = np.random.default_rng()\n    means = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)\n"
                       "    low, high = np.quantile(means, [0.025, 0.975])\n    return float(d.mean()), float(low), float(high)"),  # * seed ignored
