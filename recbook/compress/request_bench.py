@@ -211,6 +211,20 @@ def request_targets(records: list[dict], speedup: float = 4.0, smaller: float = 
             "stretch_met": bool(fastest and fastest["speedup"] >= stretch), "speedup": speedup, "smaller": smaller, "stretch": stretch}
 
 
+def cost_per_million(records: list[dict], price_per_cpu_hour: float) -> list[dict]:
+    """What serving a million requests costs with each variant of a request benchmark: its CPU ms per request (p50)
+    × 10⁶ ÷ 3.6 × 10⁶ ms per CPU-hour, times ``price_per_cpu_hour`` (a stated price per vCPU-hour). The model's CPU time
+    only: the service's own per-request work (HTTP, JSON, the catalogue top-k) comes on top."""
+    if not price_per_cpu_hour > 0:
+        raise ValueError(f"price_per_cpu_hour must be a positive price, got {price_per_cpu_hour!r}")
+    rows = []
+    for r in records:
+        hours = r["cpu_ms_p50"] * 1e6 / 3.6e6
+        rows.append({"variant": r["variant"], "cpu_ms_p50": r["cpu_ms_p50"], "requests_per_s_per_core": r.get("requests_per_s_per_core"),
+                     "cpu_hours_per_million": hours, "cost_per_million": hours * price_per_cpu_hour, "verdict": r["verdict"]})
+    return rows
+
+
 def cheapest_non_inferior(records: list[dict], margin: float, min_overlap: float = MIN_OVERLAP, cost: str = "cpu_ms_p50"):
     """The variant with the lowest ``cost`` whose paired NDCG@10 difference has its lower end above ``-margin`` and whose
     top-10 overlap with fp32 is at least ``min_overlap`` (the verdict re-read at another margin); None if none is."""

@@ -318,3 +318,17 @@ def test_targets_and_the_cheapest_variant_follow_the_rule(tmp_path):
     assert request_targets([records[0], records[3]])["fastest"] is None
     fig = plot_request_bench(records, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 0 and len(fig.axes) == 2
+
+
+def test_cost_per_million_is_cpu_ms_times_a_million_over_an_hour_of_ms():
+    from recbook.compress.request_bench import cost_per_million
+
+    records = [{"variant": "onnx-fp32", "cpu_ms_p50": 0.36, "requests_per_s_per_core": 2777.8, "verdict": "reference"},
+               {"variant": "student", "cpu_ms_p50": 0.09, "requests_per_s_per_core": 11111.1, "verdict": "inferior"}]
+    rows = cost_per_million(records, price_per_cpu_hour=0.05)
+    assert rows[0]["cpu_hours_per_million"] == pytest.approx(0.36 * 1e6 / 1000 / 3600)  # 0.1 CPU-hours
+    assert rows[0]["cost_per_million"] == pytest.approx(0.1 * 0.05)
+    assert rows[1]["cost_per_million"] == pytest.approx(rows[0]["cost_per_million"] / 4)
+    assert [r["verdict"] for r in rows] == ["reference", "inferior"]
+    with pytest.raises(ValueError, match="price_per_cpu_hour"):
+        cost_per_million(records, 0)
