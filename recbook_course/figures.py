@@ -1,7 +1,7 @@
 """The pictures the chapters share, each drawn from a run's own values (matplotlib).
 
-- :func:`forest_plot`: paired differences with their 95% intervals, one row per comparison, zero marked — the picture
-  of a ``comparison_table``;
+- :func:`forest_plot`: estimates with their 95% intervals, one row each, the "no difference" line marked — the picture
+  of paired comparisons or of a ``pairs_table`` (or of speed-up ratios, around 1);
 - :func:`per_user_distribution`: how a metric spreads over users (for NDCG@10, mostly zeros: why the intervals of a
   mean over users are wide);
 - :func:`by_history_length`: a metric's mean with its 95% interval per history-length bin, one line per model;
@@ -36,7 +36,7 @@ def _finite(values, what: str) -> np.ndarray:
 
 
 def _forest_rows(comparisons) -> list[tuple[str, float, float, float]]:
-    """``(label, mean, low, high)`` per row, from paired comparisons or from a ``pairs_table`` DataFrame."""
+    """``(label, mean, low, high)`` per row, from paired comparisons, a ``pairs_table`` DataFrame or such tuples."""
     if isinstance(comparisons, pd.DataFrame):
         means = [c for c in comparisons.columns if str(c).endswith(" difference")]
         if len(means) != 1 or not {"low", "high"} <= set(comparisons.columns):
@@ -44,26 +44,44 @@ def _forest_rows(comparisons) -> list[tuple[str, float, float, float]]:
         return [(str(label), float(r[means[0]]), float(r["low"]), float(r["high"])) for label, r in comparisons.iterrows()]
     rows = []
     for c in comparisons:
-        if not hasattr(c, "diff") or not all(hasattr(c.diff, f) for f in ("mean", "low", "high")):
-            raise TypeError(f"forest_plot takes paired comparisons (recbook.evaluation.stats.paired_comparison) or a pairs_table, "
-                            f"got {type(c).__name__}")
-        rows.append((f"{c.a} − {c.b}", c.diff.mean, c.diff.low, c.diff.high))
+        if isinstance(c, tuple) and len(c) == 4:
+            rows.append((str(c[0]), float(c[1]), float(c[2]), float(c[3])))
+        elif hasattr(c, "diff") and all(hasattr(c.diff, f) for f in ("mean", "low", "high")):
+            rows.append((f"{c.a} − {c.b}", c.diff.mean, c.diff.low, c.diff.high))
+        else:
+            raise TypeError(f"forest_plot takes paired comparisons (recbook.evaluation.stats.paired_comparison), a pairs_table or "
+                            f"(label, mean, low, high) tuples, got {type(c).__name__}")
     return rows
 
 
-def forest_plot(comparisons, ax=None, title: str | None = None, xlabel: str = "paired difference A − B"):
-    """One row per paired comparison (``A − B``): the mean difference and its interval, coloured by the verdict the
-    interval supports (above zero, below zero, or containing it), with zero marked. ``comparisons`` is a list of
-    :class:`~recbook.evaluation.stats.Comparison` or the DataFrame :func:`~recbook.evaluation.stats.pairs_table` returns."""
+def forest_plot(comparisons, ax=None, title: str | None = None, xlabel: str = "paired difference A − B", null: float = 0.0,
+                log: bool = False):
+    """One row per estimate: the mean and its interval, coloured by what the interval supports against ``null`` (all
+    above it, all below it, or holding it; :func:`recbook.evaluation.stats.interval_verdict`), with ``null`` marked.
+    ``comparisons``: :class:`~recbook.evaluation.stats.Comparison` objects, the DataFrame
+    :func:`~recbook.evaluation.stats.pairs_table` returns, or ``(label, mean, low, high)`` tuples (e.g. speed-up ratios,
+    with ``null=1`` and ``log=True``)."""
+    from recbook.evaluation.stats import interval_verdict
+
     rows = _forest_rows(comparisons)
     if not rows:
         raise ValueError("forest_plot needs at least one comparison")
+    for label, mean, low, high in rows:
+        if not all(np.isfinite([mean, low, high])):
+            raise ValueError(f"row {label!r} has a NaN or infinite mean or bound: ({mean}, {low}, {high})")
+        if not low <= mean <= high:
+            raise ValueError(f"row {label!r}: the mean {mean} lies outside its interval [{low}, {high}]")
+        if log and low <= 0:
+            raise ValueError(f"row {label!r}: a log axis needs positive values, got a lower bound of {low}")
     ax = _axes(ax, (7.5, 0.9 + 0.45 * len(rows)))
+    colours = {"higher": "C2", "lower": "C3", "not shown": "0.45"}
     ys = np.arange(len(rows))[::-1]
     for y, (_, mean, low, high) in zip(ys, rows):
-        colour = "C2" if low > 0 else "C3" if high < 0 else "0.45"
+        colour = colours[interval_verdict(low - null, high - null)]
         ax.errorbar(mean, y, xerr=[[mean - low], [high - mean]], fmt="o", color=colour, capsize=3)
-    ax.axvline(0.0, color="k", lw=0.8)
+    ax.axvline(null, color="k", lw=0.8)
+    if log:
+        ax.set_xscale("log")
     ax.set_yticks(ys, [label for label, *_ in rows])
     ax.set_ylim(-0.6, len(rows) - 0.4)
     ax.set_xlabel(xlabel)
@@ -80,8 +98,12 @@ def per_user_distribution(per_user: dict, metric: str = "NDCG@10", ax=None, bins
     ax = _axes(ax)
     values = {}
     for name, table in per_user.items():
+        if isinstance(table, pd.DataFrame) and metric not in table.columns:
+            raise KeyError(f"{name}'s per-user table has no {metric!r} column (it has {list(table.columns)})")
         column = table[metric] if isinstance(table, pd.DataFrame) else table
         values[name] = _finite(column, f"{name}'s {metric}")
+        if (values[name] < 0).any():
+            raise ValueError(f"{name}'s {metric} has negative values: this picture is for metrics in [0, 1] (plot differences with forest_plot)")
     top = max(float(v.max()) for v in values.values())
     edges = np.linspace(0.0, top if top > 0 else 1.0, bins + 1)
     for name, v in values.items():
@@ -100,7 +122,11 @@ def by_history_length(per_user: dict, lengths, metric: str = "NDCG@10", bins=(0,
     ``low``, ``high``), so a notebook can state what the picture shows."""
     from recbook.evaluation.stats import mean_ci
 
+    if not per_user:
+        raise ValueError("by_history_length needs at least one model")
     lengths = pd.Series(lengths)
+    if lengths.isna().any() or (lengths < 0).any():
+        raise ValueError("lengths must be counts of items (no NaN, none negative)")
     edges = np.asarray(bins, dtype=float)
     if edges.ndim != 1 or len(edges) < 2 or np.any(np.diff(edges) <= 0):
         raise ValueError(f"bins must be increasing edges, at least two, got {bins!r}")
@@ -112,6 +138,8 @@ def by_history_length(per_user: dict, lengths, metric: str = "NDCG@10", bins=(0,
         if len(missing):
             raise ValueError(f"lengths has no history length for {len(missing)} of {name}'s users (e.g. user {missing[0]!r})")
         binned = pd.cut(lengths.reindex(column.index), edges, right=False, labels=labels)
+        if binned.isna().any():
+            raise ValueError(f"{int(binned.isna().sum())} of {name}'s users have a history length outside the bins {list(edges)}: widen them")
         for label in labels:
             v = column[binned == label].to_numpy(dtype=float)
             if len(v) >= 2:
@@ -135,20 +163,22 @@ def by_history_length(per_user: dict, lengths, metric: str = "NDCG@10", bins=(0,
     return ax, table
 
 
-def latency_cdf(latencies: dict, ax=None, unit: str = "ms"):
+def latency_cdf(latencies: dict, ax=None, unit: str = "ms", ylabel: str = "share of answered requests at most this slow"):
     """Empirical CDFs of latencies, one line per name, each with its p50 and p99 marked. ``latencies`` maps a name to
-    its latencies (in ``unit``)."""
+    its latencies (in ``unit``) — of the requests that were answered: a request that never was is not in the curve."""
     if not latencies:
         raise ValueError("latency_cdf needs at least one set of latencies")
     ax = _axes(ax)
     for name, values in latencies.items():
         x = np.sort(_finite(values, f"{name}'s latencies"))
+        if x[0] <= 0:
+            raise ValueError(f"{name}'s latencies must be positive (a log axis), got {x[0]}")
         y = np.arange(1, len(x) + 1) / len(x)
         p50, p99 = np.percentile(x, [50, 99])
         line = ax.step(x, y, where="post", label=f"{name}: p50 {p50:.1f}, p99 {p99:.1f} {unit}")[0]
         ax.plot([p50, p99], [0.5, 0.99], "o", color=line.get_color(), ms=4)
     ax.set_xscale("log")
-    ax.set(xlabel=f"latency ({unit}, log scale)", ylabel="share of requests at most this slow")
+    ax.set(xlabel=f"latency ({unit}, log scale)", ylabel=ylabel)
     ax.legend(fontsize=8)
     return ax
 
@@ -168,10 +198,12 @@ def attention_masks(masks: dict, axes=None, labels=None):
         import matplotlib.pyplot as plt
 
         axes = plt.subplots(1, len(arrays), figsize=(3.2 * len(arrays), 3.2))[1]
-    axes = np.atleast_1d(axes)
+    axes = np.ravel(axes)
     if len(axes) != len(arrays):
         raise ValueError(f"{len(arrays)} masks need {len(arrays)} axes, got {len(axes)}")
     for ax, (title, m) in zip(axes, arrays.items()):
+        if labels is not None and len(labels) != m.shape[0]:
+            raise ValueError(f"{len(labels)} labels for mask {title!r} of {m.shape[0]} positions: give one label per position")
         ax.imshow(m, cmap="Greys", vmin=0, vmax=1.4)
         ticks = np.arange(m.shape[0])
         names = labels if labels is not None else ticks

@@ -165,7 +165,7 @@ class CatalogueBench:
 
     def popularity_per_user(self) -> dict[str, pd.DataFrame]:
         """The popularity baseline on the same users (warm: full ranking; cold: sampled among new items, where it knows
-    nothing and sits at chance) — what the teacher must beat."""
+        nothing and sits at chance) — what the teacher must beat."""
         from recbook.evaluation.protocol import evaluate
         from recbook.models.popularity import Popularity
 
@@ -316,14 +316,19 @@ def kept_text_table(table: pd.DataFrame, checks=CHECKS, digits: int = 3, show=("
     return out
 
 
-def refresh_cost(table: pd.DataFrame, items=(1_000_000, 100_000_000), batch: int = 64, price_per_cpu_hour: float | None = None) -> pd.DataFrame:
+def refresh_cost(table: pd.DataFrame, items=(1_000_000, 100_000_000), batch: int = 64, price_per_cpu_hour: float | None = None,
+                 threads: int | None = None) -> pd.DataFrame:
     """CPU-hours to embed ``items`` catalogue texts with each variant of a :func:`measure_variants` table: items ÷ its
-    measured texts per second at ``batch`` × the threads it ran on (``table.attrs["threads"]``) ÷ 3600 — a whole-catalogue
-    refresh at scale, from this machine's throughput. With ``price_per_cpu_hour``, also the cost in that currency."""
+    texts per second at ``batch`` (from the median batch time) × the threads it ran on ÷ 3600 — a whole-catalogue refresh
+    at scale, at this machine's median throughput. ``threads`` defaults to ``table.attrs["threads"]`` (what
+    :func:`measure_variants` records; an error if neither is there). With ``price_per_cpu_hour``, also the cost."""
     column = f"texts_per_s_b{batch}"
     if column not in table.columns:
         raise KeyError(f"the table has no {column!r} column: measure_variants with batch size {batch} among batch_sizes")
-    threads = int(table.attrs.get("threads") or 1)
+    threads = threads if threads is not None else table.attrs.get("threads")
+    if threads is None or int(threads) < 1:
+        raise ValueError("how many threads the throughput was measured on is unknown: pass threads= (table.attrs lost it)")
+    threads = int(threads)
     rate = table[column].astype(float)
     if (rate <= 0).any() or rate.isna().any():
         raise ValueError(f"{column} must be positive for every variant, got {rate.to_dict()}")

@@ -212,9 +212,10 @@ def request_targets(records: list[dict], speedup: float = 4.0, smaller: float = 
 
 
 def cost_per_million(records: list[dict], price_per_cpu_hour: float) -> list[dict]:
-    """What serving a million requests costs with each variant of a request benchmark: its CPU ms per request (p50)
-    × 10⁶ ÷ 3.6 × 10⁶ ms per CPU-hour, times ``price_per_cpu_hour`` (a stated price per vCPU-hour). The model's CPU time
-    only: the service's own per-request work (HTTP, JSON, the catalogue top-k) comes on top."""
+    """What serving a million requests costs with each variant of a request benchmark, at its median: CPU ms per request
+    (p50) × 10⁶ ÷ 3.6 × 10⁶ ms per CPU-hour, times ``price_per_cpu_hour`` (a stated price per vCPU-hour). A total is a
+    mean × a count, so a tail of slow requests makes the true cost higher than this. The model's CPU time only: the
+    service's own per-request work (HTTP, JSON, validation) comes on top."""
     if not price_per_cpu_hour > 0:
         raise ValueError(f"price_per_cpu_hour must be a positive price, got {price_per_cpu_hour!r}")
     rows = []

@@ -132,15 +132,15 @@ def compression_setup(data_source: str | None = None, profile=None, seed: int = 
 
 
 def catalogue_token_ids(dataset, tokenizer, items=None):
-    """The token ids the texts of ``items`` use (default: the whole catalogue), plus special tokens: what
-    :func:`trim_vocabulary` keeps. Pass the items known at training time: trimming on every item, new ones included,
-    hides what the trimmed model does to a new item's unseen words (:func:`recbook.compress.quantize.unknown_token_rate`)."""
+    """The token ids a (history, candidate) pair can contain — candidate texts, history entries, the separator — for
+    ``items`` (default: the whole catalogue), plus special tokens: what :func:`trim_vocabulary` keeps. Pass the items
+    known at training time: trimming on every item, new ones included, hides what the trimmed model does to a new item's
+    unseen words (:func:`recbook.compress.quantize.unknown_token_rate`)."""
     import numpy as np
 
     from recbook.compress.quantize import used_token_ids
     from recbook.data import catalogue_texts
 
-    texts = catalogue_texts(dataset)
     if items is not None:
         items = np.asarray(items)
         if items.size == 0:
@@ -148,8 +148,7 @@ def catalogue_token_ids(dataset, tokenizer, items=None):
         missing = np.setdiff1d(items, dataset.items["item_id"].to_numpy())
         if missing.size:
             raise ValueError(f"items holds {missing.size} id(s) that are not in the items table of {dataset.name!r}, e.g. {missing[0]!r}")
-        texts = dataset.items.set_index("item_id").loc[items, "text"].astype(str).tolist()
-    return used_token_ids(texts, tokenizer)
+    return used_token_ids(catalogue_texts(dataset, items=items), tokenizer)
 
 
 def make_variant(kind: str, model, workdir: str | Path, name: str | None = None, dataset=None, tokenizer=None,

@@ -54,10 +54,16 @@ def history_entries(dataset: RecDataset, history_field: str = "title") -> list[s
     return dataset.items[history_field].astype(str).tolist()
 
 
-def catalogue_texts(dataset: RecDataset, history_field: str = "title+genres") -> list[str]:
+def catalogue_texts(dataset: RecDataset, history_field: str = "title+genres", items=None) -> list[str]:
     """Every text a (history, candidate) pair of this catalogue can contain: candidate texts, history
-    entries and the separator — what vocabulary trimming (notebook 13) must keep."""
-    return list(dataset.items["text"].astype(str)) + history_entries(dataset, history_field) + [HISTORY_SEPARATOR.strip()]
+    entries and the separator — what vocabulary trimming (notebook 13) must keep. ``items`` (ids) limits the candidate
+    texts and history entries to those items (e.g. the ones known at training time); the separator always stays."""
+    texts, entries = list(dataset.items["text"].astype(str)), history_entries(dataset, history_field)
+    if items is not None:
+        keep = dataset.items["item_id"].isin(np.asarray(items)).to_numpy()
+        texts = [t for t, k in zip(texts, keep) if k]
+        entries = [e for e, k in zip(entries, keep) if k]
+    return texts + entries + [HISTORY_SEPARATOR.strip()]
 
 
 def _entries_and_costs(dataset: RecDataset, tokenizer, history_field: str) -> tuple[list[str], np.ndarray]:

@@ -87,5 +87,5 @@ def fit_sequential(dataset, split, config: SequentialConfig | None = None, train
     result = train_model(model, loader, train_config, validate if validate_each_epoch else None)
     model.eval()
     scorer = SequentialScorer(model, dataset.item_ids, history_for_test(split))
-    curve = [{**h, "seconds": t - started} for h, t in zip((h for h in result.history if "NDCG@10" in h), finished_at)]
+    curve = [{**h, "seconds": t - started} for h, t in zip([h for h in result.history if "NDCG@10" in h], finished_at, strict=True)]
     return SequentialFit(model, scorer, result, result.seconds, len(loader.dataset), text_seconds, curve)

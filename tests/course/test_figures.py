@@ -63,6 +63,19 @@ def test_forest_plot_refuses_nothing_and_non_comparisons():
         forest_plot([])
     with pytest.raises(TypeError, match="paired comparisons"):
         forest_plot([0.1])
+    with pytest.raises(ValueError, match="outside its interval"):
+        forest_plot([("x", 0.5, 0.6, 0.9)])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        forest_plot([("x", np.nan, 0.0, 1.0)])
+
+
+def test_forest_plot_of_ratios_marks_one_and_colours_against_it():
+    ax = forest_plot([("faster", 1.8, 1.5, 2.1), ("noise", 1.02, 0.9, 1.1), ("slower", 0.5, 0.4, 0.7)], null=1.0, log=True)
+    assert ax.get_xscale() == "log" and ax.lines[-1].get_xdata()[0] == 1.0
+    colours = [matplotlib.colors.to_hex(c.lines[0].get_color()) for c in ax.containers]
+    assert colours == [matplotlib.colors.to_hex(c) for c in ("C2", "0.45", "C3")]
+    with pytest.raises(ValueError, match="log axis"):
+        forest_plot([("x", 0.5, -0.1, 0.9)], log=True)
 
 
 def test_per_user_distribution_counts_match_numpy_and_the_legend_gives_the_share_at_zero():
@@ -81,6 +94,10 @@ def test_per_user_distribution_refuses_nan_and_empty():
         per_user_distribution({"A": pd.Series([0.1, np.nan])})
     with pytest.raises(ValueError, match="at least one model"):
         per_user_distribution({})
+    with pytest.raises(ValueError, match="negative values"):
+        per_user_distribution({"d": pd.Series([-0.1, 0.2])})
+    with pytest.raises(KeyError, match="no 'NDCG@10' column"):
+        per_user_distribution({"A": pd.DataFrame({"AUC": [0.5]})})
 
 
 def test_by_history_length_means_equal_a_pandas_groupby():
@@ -105,6 +122,10 @@ def test_by_history_length_names_users_without_a_length_and_bad_bins():
         by_history_length({"A": table}, pd.Series([3], index=[1]))
     with pytest.raises(ValueError, match="increasing edges"):
         by_history_length({"A": table}, pd.Series([3, 4], index=[1, 2]), bins=(10, 5))
+    with pytest.raises(ValueError, match="outside the bins"):
+        by_history_length({"A": table}, pd.Series([3, 400], index=[1, 2]), bins=(0, 10, 100))
+    with pytest.raises(ValueError, match="at least one model"):
+        by_history_length({}, pd.Series([3], index=[1]))
 
 
 def test_latency_cdf_reaches_one_and_labels_the_percentiles_numpy_gives():
@@ -115,8 +136,11 @@ def test_latency_cdf_reaches_one_and_labels_the_percentiles_numpy_gives():
     assert ys[-1] == pytest.approx(1.0) and np.all(np.diff(ys) > 0) and np.all(np.diff(xs) >= 0)
     p50, p99 = np.percentile(x, [50, 99])
     assert ax.get_legend().get_texts()[0].get_text() == f"service: p50 {p50:.1f}, p99 {p99:.1f} ms"
+    assert ax.get_ylabel() == "share of answered requests at most this slow"
     with pytest.raises(ValueError, match="b's latencies is empty"):
         latency_cdf({"b": []})
+    with pytest.raises(ValueError, match="must be positive"):
+        latency_cdf({"c": [0.0, 1.0]})
 
 
 def test_attention_masks_show_the_masks_and_refuse_non_square_ones():
@@ -126,3 +150,5 @@ def test_attention_masks_show_the_masks_and_refuse_non_square_ones():
     assert [t.get_text() for t in axes[0].get_xticklabels()] == list("abcd")
     with pytest.raises(ValueError, match="'x' must be square"):
         attention_masks({"x": np.ones((2, 3))})
+    with pytest.raises(ValueError, match="one label per position"):
+        attention_masks({"causal": causal}, labels=list("abc"))

@@ -115,12 +115,21 @@ def test_int8_file_rebuilds_the_variant(model, tmp_path, tokenizer, pairs):
 
 def test_trim_keeps_only_the_tokens_of_the_items_it_is_given(model, tmp_path, synthetic, tokenizer):
     from recbook.compress.quantize import used_token_ids
+    from recbook.data import catalogue_texts
 
     items = synthetic.items.sort_values("item_id")
     known = items["item_id"].to_numpy()[: len(items) // 2]
     keep = catalogue_token_ids(synthetic, tokenizer, known)
-    expected = used_token_ids(items.set_index("item_id").loc[known, "text"].astype(str).tolist(), tokenizer)
-    assert np.array_equal(keep, expected) and len(keep) <= len(catalogue_token_ids(synthetic, tokenizer))
+    known_titles = items.set_index("item_id").loc[known, "title"].astype(str).tolist()
+    new_titles = items.set_index("item_id").drop(known)["title"].astype(str).tolist()
+    title_tokens = set(used_token_ids(known_titles, tokenizer).tolist())
+    assert title_tokens <= set(keep.tolist())  # the known items' texts and history entries
+    separator = tokenizer(";", add_special_tokens=False)["input_ids"]
+    assert set(separator) <= set(keep.tolist())  # a history's separator, although no item text holds it
+    every = set(catalogue_token_ids(synthetic, tokenizer).tolist())
+    only_new = set(used_token_ids(new_titles, tokenizer).tolist()) - set(used_token_ids(
+        catalogue_texts(synthetic, items=known), tokenizer).tolist())
+    assert set(keep.tolist()) <= every and not only_new & set(keep.tolist())  # a word only new items use is left out
     v = make_variant("trim-int8", model, tmp_path, dataset=synthetic, tokenizer=tokenizer, vocabulary_items=known)
     assert v.model.encoder.embeddings.word_embeddings.table.num_embeddings == len(keep)
     assert f"from {len(known):,} training-time items" in v.notes

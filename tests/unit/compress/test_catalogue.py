@@ -239,6 +239,9 @@ def test_refresh_cost_is_items_over_throughput_times_threads():
     assert cost.loc["fp32", "cost, 1 M items"] == pytest.approx(cost.loc["fp32", "CPU-hours, 1 M items"] * 0.05)
     with pytest.raises(KeyError, match="texts_per_s_b1"):
         refresh_cost(table, batch=1)
+    assert refresh_cost(table, threads=1).loc["fp32", "CPU-hours, 1 M items"] == pytest.approx(1e6 / 100 / 3600)
+    with pytest.raises(ValueError, match="threads"):
+        refresh_cost(pd.DataFrame({"texts_per_s_b64": [100.0]}, index=["fp32"]))  # no attrs, no threads=
     table.loc["int8", "texts_per_s_b64"] = 0.0
     with pytest.raises(ValueError, match="must be positive"):
         refresh_cost(table)

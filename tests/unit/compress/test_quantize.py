@@ -213,9 +213,9 @@ def test_unknown_token_rate_counts_the_tokens_a_trimmed_vocabulary_reads_as_unk(
     known, new = ["Toy Story (1995) | Animation", "Heat (1995) | Action"], ["Zebra Heat (2031) | Action", "Toy Story (1995) | Animation"]
     keep = used_token_ids(known, tokenizer)
     assert unknown_token_rate(known, tokenizer, keep) == 0.0  # measured on the trimming texts themselves it hides the cost
-    rows = tokenizer(new, add_special_tokens=False)["input_ids"]
-    expected = sum(t not in set(keep.tolist()) for row in rows for t in row) / sum(len(row) for row in rows)
-    assert unknown_token_rate(new, tokenizer, keep) == pytest.approx(expected) and 0 < expected < 1
+    counts = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in new]
+    unseen = len(tokenizer("Zebra", add_special_tokens=False)["input_ids"]) + len(tokenizer("2031", add_special_tokens=False)["input_ids"])
+    assert unknown_token_rate(new, tokenizer, keep) == pytest.approx(unseen / sum(counts))  # only "Zebra" and "2031" are new
     with pytest.raises(ValueError, match="no tokens"):
         unknown_token_rate([""], tokenizer, keep)
 

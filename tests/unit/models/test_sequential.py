@@ -142,7 +142,7 @@ def test_fit_sequential_learns_and_stops_early(synthetic):
     assert fit.result.best_metric == max(h["NDCG@10"] for h in fit.curve)
     assert len(fit.curve) <= 12 and fit.windows > 0
     seconds = [h["seconds"] for h in fit.curve]  # wall-clock at each validation, for a quality-against-time plot
-    assert all(b > a > 0 for a, b in zip(seconds, seconds[1:]))
+    assert len(seconds) == len(fit.curve) >= 2 and all(b > a > 0 for a, b in zip(seconds, seconds[1:]))
     users = split.test["user_id"].to_numpy()[:5]
     scores = fit.scorer(users, np.tile(synthetic.item_ids, (5, 1)))
     assert scores.shape == (5, synthetic.n_items) and np.isfinite(scores).all()
