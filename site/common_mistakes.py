@@ -74,8 +74,8 @@ MISTAKES: dict[str, str] = {
                             "real when the interval contains zero (or the reverse).",
     # 05_sequential_cold_start
     "05.nearest_by_text": "Forgetting to exclude the query item, which is always its own nearest neighbour (cosine 1).",
-    "05.constant_auc": "Answering 0.5: a constant score's AUC is the share of negatives that happen to fall below it, "
-                        "not chance.",
+    "05.constant_auc": ("Counting a tie as a win or a loss: a constant score ties every other new item, and only ties counted one half "
+                        "give the 0.5 of a model that knows nothing — the other rules give 1 or 0 for the same ignorance."),
     "05.id_dropout_off": "Picking (c), 'cold items get an ID vector when ID dropout is off': they never do; without ID dropout "
                           "nothing forces the text path alone to rank well.",
     # 10_peft

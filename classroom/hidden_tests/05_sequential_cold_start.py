@@ -23,12 +23,17 @@ for q, k in ((0, 1), (49, 49), (20, 10)):
     assert np.array_equal(v, before), "nearest_by_text must not modify the vectors it is given"
 
 # %% 05.constant_auc | 1 point
-# Catches: the edges — no negative below (AUC 0), all below (AUC 1), a single negative — and integer division.
+# Catches: ties counted as wins or as losses (1 or 0 for a constant score among equals, instead of 0.5); changing the
+# caller's array; the edges — all below, all above, a single negative; integer arithmetic.
 import numpy as np
 
-for below, n in ((0, 5), (5, 5), (1, 1), (0, 1), (37, 200)):
-    got = float(constant_score_auc(below, n))
-    assert np.isclose(got, below / n), f"constant_score_auc({below}, {n}) should be {below / n:.4f}, got {got:.4f}"
+for positive, negatives in ((0.5, [0.5] * 7), (1.0, [0.0, 0.2]), (-1.0, [0.0, 0.2]), (3.0, [3.0]), (2.0, [1, 2, 2, 3, 5])):
+    arr = np.asarray(negatives, dtype=float)
+    before = arr.copy()
+    got = float(tie_aware_auc(positive, arr))
+    want = float(np.mean((before < positive) + 0.5 * (before == positive)))
+    assert np.isclose(got, want), f"tie_aware_auc({positive}, {negatives}) should be {want:.4f}, got {got:.4f}"
+    assert np.array_equal(arr, before), "tie_aware_auc changed the negatives it was given"
 
 # %% 05.id_dropout_off | 2 points
 # Catches: an uncontrolled comparison — retraining with other settings besides id_dropout (size, objective, …) —

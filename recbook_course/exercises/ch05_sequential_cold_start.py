@@ -25,19 +25,23 @@ def _nearest_by_text(fn):
     return True, "for unit vectors the dot product is the cosine similarity."
 
 
-@_exercise("05.constant_auc", "05_sequential_cold_start", "Write constant_score_auc(below, n): AUC of an item scored c against n negatives, `below` of them under c.")
+@_exercise("05.constant_auc", "05_sequential_cold_start", "Write tie_aware_auc(positive, negatives): the share of negatives scored "
+                                                            "below the held-out item's score, each tie counting one half.")
 def _constant_auc(fn):
-    from recbook.evaluation.metrics import auc
+    from recbook.evaluation.metrics import per_user_metrics
 
     rng = np.random.default_rng(5)
-    for n in (9, 99):
-        neg = rng.normal(size=n)
-        neg[np.isclose(neg, 0)] = 0.1
-        below = int((neg < 0).sum())
-        want = auc(np.r_[1.0, np.zeros(n)], np.r_[0.0, neg])
-        if not _close(fn(below, n), want):
-            return False, f"with {below} of {n} negatives below, the AUC is {want:.4f}: the share of negatives it beats."
-    return True, "the AUC is the share of negatives the constant happens to beat — nothing about the item itself."
+    cases = [(0.0, rng.normal(size=9)), (0.0, np.zeros(99)), (1.0, np.r_[np.ones(30), rng.normal(size=19)]), (2.0, np.r_[2.0, 1.0, 3.0])]
+    for positive, negatives in cases:
+        scores = np.r_[positive, negatives][None, :]
+        want = float(per_user_metrics(np.r_[1.0, np.zeros(len(negatives))][None, :], scores)["AUC"][0])
+        got = float(fn(positive, np.asarray(negatives).copy()))
+        if not _close(got, want):
+            tied = int(np.sum(negatives == positive))
+            return False, (f"score {positive} against {len(negatives)} negatives ({int(np.sum(negatives < positive))} below, {tied} tied): "
+                           f"the AUC is {want:.4f}" + (" — a tie is a coin flip, so it counts one half" if tied else "") + f"; got {got:.4f}.")
+    return True, ("a constant score ties every other new item: among cold items its AUC is exactly 0.5 — the value of knowing nothing, "
+                  "not a model half right.")
 
 
 @_exercise("05.id_dropout_off", "05_sequential_cold_start", "Train the hybrid with id_dropout=0, measure its cold AUC, explain the change.")

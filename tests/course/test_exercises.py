@@ -202,7 +202,7 @@ RIGHT.update({
     "04.paired_ci": _paired_ci,
     "04.shuffled_history": _SHUFFLED_RIGHT,
     "05.nearest_by_text": _nearest,
-    "05.constant_auc": lambda below, n: below / n,
+    "05.constant_auc": lambda pos, neg: float(np.mean((np.asarray(neg) < pos) + 0.5 * (np.asarray(neg) == pos))),
     "05.id_dropout_off": _DROPOUT_RIGHT,
 })
 WRONG.update({
@@ -210,7 +210,7 @@ WRONG.update({
     "04.paired_ci": lambda a, b, n_boot=2000, seed=0: (np.mean(a) - np.mean(b), -1.0, 1.0),
     "04.shuffled_history": _SHUFFLED_WRONG,
     "05.nearest_by_text": lambda v, q, k: np.argsort(-(v @ v[q]))[:k],  # includes the query itself
-    "05.constant_auc": lambda below, n: 0.5,
+    "05.constant_auc": lambda pos, neg: float(np.mean(np.asarray(neg) < pos)),  # a tie counted as a loss
     "05.id_dropout_off": _DROPOUT_WRONG,
 })
 

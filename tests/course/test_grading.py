@@ -430,7 +430,7 @@ MUTANTS = {
                       "    low, high = np.quantile(means, [0.025, 0.975])\n    return float(d.mean()), float(low), float(high)"),  # * seed ignored
     "05.nearest_by_text": ("def nearest_by_text(vectors, query, k):\n    vectors[query] = 0\n    sims = vectors @ vectors[query]\n"
                             "    return np.argsort(-sims, kind='stable')[:k]"),
-    "05.constant_auc": "def constant_score_auc(below, n):\n    return below // n",
+    "05.constant_auc": "def tie_aware_auc(positive, negatives):\n    return float(np.mean(np.asarray(negatives) <= positive))",  # ties as wins
     "10.lora_params": "def lora_params(d_in, d_out, r, n_matrices):\n    return n_matrices * r * 2 * d_in",
     "10.merge": "def merge(W, A, B, alpha, r):\n    return W + (alpha // r) * (B @ A)",  # * 16 // 2 is right, 6 // 4 is not
     "10.adam_bytes": "def adam_state_bytes(n_trainable):\n    return 12 * n_trainable",
