@@ -83,8 +83,8 @@ def _negatives_protocol(answer):
     if answer["verdict"] != want:
         return False, (f"from your interval [{low:+.4f}, {high:+.4f}] the verdict is {want!r}: 'higher' needs the whole interval "
                        "above 0, 'lower' below it; an interval that holds 0 shows no difference.")
-    meaning = {"higher": "uniform negatives are mostly obscure items that popularity beats easily; popularity-sampled negatives "
-                         "are the hard ones. The same model, a different score: a number means nothing without its protocol",
+    meaning = {"higher": "held-out items are more popular than a typical item, so popularity ranks them above uniform (typical) "
+                         "negatives; popularity-sampled negatives are the hard ones. The same model, a different score: a number means nothing without its protocol",
                "lower": "here popularity-sampled negatives were the easier ones — check which items your two samplers drew",
                "not shown": "on these users the two protocols did not differ measurably"}[want]
     return True, (f"popularity's AUC: {uniform.mean():.3f} with uniform negatives, {popular.mean():.3f} with popularity-sampled ones "
