@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from recbook.evaluation.stats import finite_values, interval_verdict, mean_ci
+
 
 def _axes(ax, figsize=(6.0, 3.2)):
     if ax is not None:
@@ -24,15 +26,6 @@ def _axes(ax, figsize=(6.0, 3.2)):
     import matplotlib.pyplot as plt
 
     return plt.subplots(figsize=figsize)[1]
-
-
-def _finite(values, what: str) -> np.ndarray:
-    x = np.asarray(values, dtype=float).ravel()
-    if x.size == 0:
-        raise ValueError(f"{what} is empty: nothing to draw")
-    if not np.isfinite(x).all():
-        raise ValueError(f"{what} has NaN or infinite values; drop or fix them before plotting")
-    return x
 
 
 def _forest_rows(comparisons) -> list[tuple[str, float, float, float]]:
@@ -61,8 +54,6 @@ def forest_plot(comparisons, ax=None, title: str | None = None, xlabel: str = "p
     ``comparisons``: :class:`~recbook.evaluation.stats.Comparison` objects, the DataFrame
     :func:`~recbook.evaluation.stats.pairs_table` returns, or ``(label, mean, low, high)`` tuples (e.g. speed-up ratios,
     with ``null=1`` and ``log=True``)."""
-    from recbook.evaluation.stats import interval_verdict
-
     rows = _forest_rows(comparisons)
     if not rows:
         raise ValueError("forest_plot needs at least one comparison")
@@ -101,7 +92,7 @@ def per_user_distribution(per_user: dict, metric: str = "NDCG@10", ax=None, bins
         if isinstance(table, pd.DataFrame) and metric not in table.columns:
             raise KeyError(f"{name}'s per-user table has no {metric!r} column (it has {list(table.columns)})")
         column = table[metric] if isinstance(table, pd.DataFrame) else table
-        values[name] = _finite(column, f"{name}'s {metric}")
+        values[name] = finite_values(column, f"{name}'s {metric}", "a picture")
         if (values[name] < 0).any():
             raise ValueError(f"{name}'s {metric} has negative values: this picture is for metrics in [0, 1] (plot differences with forest_plot)")
     top = max(float(v.max()) for v in values.values())
@@ -120,8 +111,6 @@ def by_history_length(per_user: dict, lengths, metric: str = "NDCG@10", bins=(0,
     ``lengths`` is a Series indexed by user id (the history each user's test item was scored with); each per-user table
     is indexed by user id too. Returns ``(ax, table)``: the table has one row per bin and model (``users``, ``mean``,
     ``low``, ``high``), so a notebook can state what the picture shows."""
-    from recbook.evaluation.stats import mean_ci
-
     if not per_user:
         raise ValueError("by_history_length needs at least one model")
     lengths = pd.Series(lengths)
@@ -170,7 +159,7 @@ def latency_cdf(latencies: dict, ax=None, unit: str = "ms", ylabel: str = "share
         raise ValueError("latency_cdf needs at least one set of latencies")
     ax = _axes(ax)
     for name, values in latencies.items():
-        x = np.sort(_finite(values, f"{name}'s latencies"))
+        x = np.sort(finite_values(values, f"{name}'s latencies", "a picture"))
         if x[0] <= 0:
             raise ValueError(f"{name}'s latencies must be positive (a log axis), got {x[0]}")
         y = np.arange(1, len(x) + 1) / len(x)

@@ -78,12 +78,14 @@ class Comparison:
                 "p_value": self.p_value, "significant": self.significant}
 
 
-def _values(values, name: str) -> np.ndarray:
+def finite_values(values, name: str, purpose: str = "a confidence interval") -> np.ndarray:
+    """``values`` as a flat float array, refused with a message naming ``name`` when it is empty or holds NaN/inf —
+    what ``purpose`` (an interval, a picture, …) cannot be computed from."""
     x = np.asarray(values, dtype=float).ravel()
     if x.size == 0:
-        raise ValueError(f"{name} is empty: a confidence interval needs at least one user's value")
+        raise ValueError(f"{name} is empty: {purpose} needs at least one value")
     if not np.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or infinite values; per-user metrics must be finite")
+        raise ValueError(f"{name} has NaN or infinite values; {purpose} needs finite ones (drop or fix them first)")
     return x
 
 
@@ -108,7 +110,7 @@ def bootstrap_means(x: np.ndarray, n_boot: int = 2000, seed: int = 0, chunk: int
 def mean_ci(values, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> Estimate:
     """Mean of per-user ``values`` with a percentile bootstrap confidence interval (resampling users)."""
     _check_level(level, n_boot)
-    x = _values(values, "values")
+    x = finite_values(values, "values")
     if len(x) == 1:
         return Estimate(float(x[0]), float(x[0]), float(x[0]), 1, level)
     means = bootstrap_means(x, n_boot, seed)
@@ -127,7 +129,7 @@ def align(a, b, names: tuple[str, str] = ("a", "b")) -> tuple[np.ndarray, np.nda
             raise ValueError(f"{names[0]} and {names[1]} were scored on different users ({only_a} only in {names[0]}, "
                              f"{only_b} only in {names[1]}); a paired comparison needs the same users")
         b = b.reindex(a.index)
-    a, b = _values(a, names[0]), _values(b, names[1])
+    a, b = finite_values(a, names[0]), finite_values(b, names[1])
     if a.shape != b.shape:
         raise ValueError(f"{names[0]} and {names[1]} must hold one value per user each, got {a.shape} and {b.shape}")
     return a, b
